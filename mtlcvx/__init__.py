@@ -1,0 +1,72 @@
+"""mtlcvx: multi-task learning as convex programs, solved to certified exact optima.
+
+Declare a problem from per-task data, a loss and penalties that couple the tasks, and
+solve it with any backend (Clarabel, SCS, ECOS, OSQP, or an exact direct solve)::
+
+    import mtlcvx as mc
+    data = mc.MultiTaskData([X1, X2], [y1, y2])
+    prob = mc.Problem(data, penalties=[mc.TaskRelation(K, alpha=0.1), mc.L21(alpha=0.01)])
+    sol = prob.solve(backend="clarabel")
+
+Conventions: ``W`` is (n_features, n_tasks); quadratic penalties carry ½.
+"""
+
+from . import datasets, relations
+from .backends import available_backends
+from .data import MultiTaskData
+from .exceptions import (
+    BackendUnavailable,
+    ConvergenceWarning,
+    DataError,
+    IncompatibleBackend,
+    MTLError,
+    PenaltyError,
+    SolverFailed,
+)
+from .losses import SquaredLoss
+from .penalties import (
+    L1,
+    L21,
+    Custom,
+    FeatureRelation,
+    GraphLaplacian,
+    MeanRegularized,
+    Penalty,
+    Ridge,
+    SquaredTraceNorm,
+    TaskRelation,
+    TraceNorm,
+)
+from .problem import Problem
+from .solution import Solution
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MultiTaskData",
+    "SquaredLoss",
+    "Problem",
+    "Solution",
+    "Penalty",
+    "Ridge",
+    "TaskRelation",
+    "GraphLaplacian",
+    "MeanRegularized",
+    "FeatureRelation",
+    "L1",
+    "L21",
+    "TraceNorm",
+    "SquaredTraceNorm",
+    "Custom",
+    "available_backends",
+    "relations",
+    "datasets",
+    "MTLError",
+    "DataError",
+    "PenaltyError",
+    "BackendUnavailable",
+    "IncompatibleBackend",
+    "SolverFailed",
+    "ConvergenceWarning",
+    "__version__",
+]

@@ -1,0 +1,154 @@
+"""Conic backends through CVXPY: Clarabel, SCS, ECOS, OSQP."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..exceptions import ConvergenceWarning, MTLError, SolverFailed
+from ..solution import Solution
+from .registry import Backend, register
+
+if TYPE_CHECKING:
+    from ..problem import Problem
+
+__all__ = ["ConicBackend"]
+
+_ALL_CONES = frozenset({"zero", "nonneg", "soc", "psd", "exp", "quadratic"})
+
+
+class ConicBackend(Backend):
+    """A CVXPY solver with one ``tol``/``max_iter`` translated into its own options.
+
+    Parameters
+    ----------
+    name : str
+        mtlcvx's name for it.
+    solver : str
+        CVXPY's solver name.
+    modules : tuple of str
+        Python modules the solver needs.
+    extra : str or None
+        pip extra that installs it (None: it comes with cvxpy).
+    cones : frozenset of str
+        Cones it supports (DESIGN §7.12).
+    options : callable
+        ``options(tol, max_iter) -> dict`` of solver settings.
+    hint : str
+        Advice printed when it fails or stops early.
+    """
+
+    def __init__(self, name: str, solver: str, modules: tuple[str, ...], extra: str | None,
+                 cones: frozenset[str], options: Callable[[float, int | None], dict[str, Any]],
+                 hint: str):
+        self.name = name
+        self.solver = solver
+        self.modules = modules
+        self.extra = extra
+        self.cones = cones
+        self.options = options
+        self.hint = hint
+
+    def solve(self, problem: Problem, *, tol: float, max_iter: int | None, verbose: bool,
+              **solver_opts: Any) -> Solution:
+        import cvxpy as cp
+
+        start = time.perf_counter()
+        cvx = problem.cvxpy  # built once, Parameters refreshed
+        W = problem.cvxpy_variable
+        build_time = time.perf_counter() - start
+        options = self.options(tol, max_iter)
+        options.update(solver_opts)
+        start = time.perf_counter()
+        try:
+            cvx.solve(solver=self.solver, verbose=verbose, **options)
+        except cp.error.SolverError as err:
+            raise SolverFailed(
+                f"backend {self.name!r} failed: {err}. Hint: {self.hint}"
+            ) from err
+        except TypeError as err:
+            raise MTLError(
+                f"backend {self.name!r} rejected an option ({err}); check the solver options "
+                f"you passed: {sorted(solver_opts)}"
+            ) from err
+        except cp.error.DCPError as err:
+            raise MTLError(f"the problem is not DCP: {err}") from err
+        elapsed = time.perf_counter() - start
+        compile_time = float(getattr(cvx, "compilation_time", None) or 0.0)
+        status = cvx.status
+        if W.value is None or status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE, cp.USER_LIMIT):
+            raise SolverFailed(
+                f"backend {self.name!r} returned no solution (status {status!r}). "
+                f"Hint: {self.hint}"
+            )
+        W_val = np.array(W.value, dtype=float)
+        intercept = problem.optimal_intercept(W_val) if problem.fit_intercept else None
+        objective = problem.objective(W_val, intercept)
+        solver_objective = (float(cvx.value) + problem.cvxpy_offset
+                            if cvx.value is not None else None)
+        mapped = "optimal" if status == cp.OPTIMAL else "inaccurate"
+        if mapped == "inaccurate":
+            warnings.warn(
+                f"backend {self.name!r} stopped with status {status!r}: the solution may be "
+                f"inaccurate. Hint: {self.hint}",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        stats = cvx.solver_stats
+        return Solution(
+            W=W_val,
+            intercept=intercept,
+            objective=objective,
+            solver_objective=solver_objective,
+            status=mapped,
+            backend=self.name,
+            compile_time=build_time + compile_time,
+            solve_time=max(elapsed - compile_time, 0.0),
+            iterations=getattr(stats, "num_iters", None),
+            info={"solver_status": status, "options": options},
+        )
+
+
+def _clarabel(tol: float, max_iter: int | None) -> dict[str, Any]:
+    opts = {"tol_gap_abs": tol, "tol_gap_rel": tol, "tol_feas": tol}
+    if max_iter is not None:
+        opts["max_iter"] = max_iter
+    return opts
+
+
+def _scs(tol: float, max_iter: int | None) -> dict[str, Any]:
+    return {"eps_abs": tol, "eps_rel": tol, "max_iters": 100_000 if max_iter is None else max_iter}
+
+
+def _ecos(tol: float, max_iter: int | None) -> dict[str, Any]:
+    opts = {"abstol": tol, "reltol": tol, "feastol": tol}
+    if max_iter is not None:
+        opts["max_iters"] = max_iter
+    return opts
+
+
+def _osqp(tol: float, max_iter: int | None) -> dict[str, Any]:
+    return {"eps_abs": tol, "eps_rel": tol, "polishing": True,
+            "max_iter": 100_000 if max_iter is None else max_iter}
+
+
+register(ConicBackend(
+    "clarabel", "CLARABEL", ("clarabel",), None, _ALL_CONES, _clarabel,
+    "raise max_iter, or loosen tol; for large SDP-class problems try backend='scs'",
+))
+register(ConicBackend(
+    "scs", "SCS", ("scs",), None, _ALL_CONES, _scs,
+    "SCS is first-order: raise max_iter or loosen tol, or use backend='clarabel'",
+))
+register(ConicBackend(
+    "ecos", "ECOS", ("ecos",), "ecos", frozenset({"zero", "nonneg", "soc", "exp", "quadratic"}),
+    _ecos, "ECOS is known to stop early on badly scaled problems; try backend='clarabel'",
+))
+register(ConicBackend(
+    "osqp", "OSQP", ("osqp",), None, frozenset({"zero", "nonneg", "quadratic"}), _osqp,
+    "OSQP is first-order: raise max_iter, or use backend='clarabel'",
+))

@@ -1,0 +1,118 @@
+"""Backend registry: capabilities, availability and selection (DESIGN §3, §7.5, §7.12)."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ..exceptions import BackendUnavailable, IncompatibleBackend
+
+if TYPE_CHECKING:
+    from ..problem import Problem
+    from ..solution import Solution
+
+__all__ = ["Backend", "BackendInfo", "BACKENDS", "register", "available_backends",
+           "resolve_backend"]
+
+
+class BackendInfo(NamedTuple):
+    """What :func:`available_backends` reports for one backend."""
+
+    installed: bool
+    cones: frozenset[str]
+    extra: str | None
+
+
+class Backend:
+    """A solver behind a uniform interface.
+
+    Subclasses set :attr:`name`, :attr:`modules` (import names checked with
+    ``importlib.util.find_spec``, never imported here), :attr:`extra` (the pip extra
+    that installs them, or None when they come with the core) and :attr:`cones`, and
+    implement :meth:`incompatibility` and :meth:`solve`.
+    """
+
+    name: str = ""
+    modules: tuple[str, ...] = ()
+    extra: str | None = None
+    cones: frozenset[str] = frozenset()
+
+    def is_installed(self) -> bool:
+        """True when every required module can be found."""
+        return all(importlib.util.find_spec(m) is not None for m in self.modules)
+
+    def incompatibility(self, problem: Problem) -> str | None:
+        """Why this backend cannot solve ``problem`` (None when it can)."""
+        missing = problem.cones - self.cones
+        if not missing:
+            return None
+        needs = [
+            f"{type(p).__name__} needs the {', '.join(repr(c) for c in sorted(p.cones & missing))}"
+            f" cone"
+            for p in problem.penalties
+            if p.cones & missing
+        ]
+        return (f"{'; '.join(needs)}, which backend {self.name!r} does not support "
+                f"(it supports: {', '.join(sorted(self.cones))})")
+
+    def solve(self, problem: Problem, *, tol: float, max_iter: int | None, verbose: bool,
+              **solver_opts: Any) -> Solution:
+        """Solve ``problem``; see :meth:`mtlcvx.Problem.solve`."""
+        raise NotImplementedError
+
+    def install_hint(self) -> str:
+        """How to install this backend."""
+        if self.extra is None:
+            return f"reinstall mtlcvx (pip install mtlcvx) to get {', '.join(self.modules)}"
+        return f"pip install 'mtlcvx[{self.extra}]'"
+
+
+#: name -> Backend, in preference order.
+BACKENDS: dict[str, Backend] = {}
+
+
+def register(backend: Backend) -> Backend:
+    """Add ``backend`` to the registry under ``backend.name``."""
+    BACKENDS[backend.name] = backend
+    return backend
+
+
+def available_backends() -> dict[str, BackendInfo]:
+    """Every known backend: ``name -> BackendInfo(installed, cones, extra)``.
+
+    "direct" declares the structure it needs (``{"quadratic"}``: squared loss and
+    quadratic penalties only) instead of cones.
+    """
+    return {name: BackendInfo(b.is_installed(), b.cones, b.extra) for name, b in BACKENDS.items()}
+
+
+def _capable(problem: Problem) -> str:
+    names = []
+    for name, b in BACKENDS.items():
+        if b.incompatibility(problem) is None:
+            names.append(name if b.is_installed() else f"{name} ({b.install_hint()})")
+    return ", ".join(names) if names else "none"
+
+
+def resolve_backend(problem: Problem, name: str | None) -> Backend:
+    """The backend that will solve ``problem``: checked for compatibility, then installation.
+
+    ``name=None`` picks "direct" for quadratic problems, otherwise "clarabel".
+    """
+    if name is None:
+        name = "direct" if problem.is_quadratic else "clarabel"
+    if not isinstance(name, str) or name.lower() not in BACKENDS:
+        raise IncompatibleBackend(
+            f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)} "
+            f"(see mtlcvx.available_backends())"
+        )
+    backend = BACKENDS[name.lower()]
+    why = backend.incompatibility(problem)
+    if why is not None:
+        raise IncompatibleBackend(f"{why}. Backends that can solve this problem: "
+                                  f"{_capable(problem)}")
+    if not backend.is_installed():
+        raise BackendUnavailable(
+            f"backend {backend.name!r} is not installed: {backend.install_hint()}"
+        )
+    return backend

@@ -1,0 +1,278 @@
+"""Validated multi-task data: per-task designs ``X_t`` (n_t, d) and targets ``y_t`` (n_t,).
+
+A :class:`MultiTaskData` keeps the original arrays (objectives and certificates are
+computed on them) and, on demand, a compressed copy that every backend solves on:
+tasks with more rows than features are replaced by a thin QR factor, which keeps the
+least-squares objective exact up to a stored constant (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .exceptions import DataError
+
+__all__ = ["MultiTaskData", "CompressedTasks"]
+
+
+def as_float_array(value: Any, name: str, ndim: int | tuple[int, ...]) -> np.ndarray:
+    """Convert ``value`` to a finite float64 array with the given number of dimensions.
+
+    Integer and uint8 inputs are converted before any product is formed (School ships
+    as uint8, whose ``XᵀX`` would overflow).
+
+    Raises
+    ------
+    DataError
+        If the value is not numeric, has the wrong number of dimensions, or holds NaN/inf.
+    """
+    try:
+        arr = np.asarray(value)
+    except Exception as err:  # ragged nested lists and the like
+        raise DataError(f"{name} could not be converted to a numeric array: {err}") from err
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise DataError(
+            f"{name} must be numeric, got dtype {arr.dtype}; convert it with "
+            f"np.asarray({name}, dtype=float) or encode categorical columns first"
+        )
+    if np.iscomplexobj(arr):
+        raise DataError(f"{name} must be real, got a complex array")
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if arr.ndim not in allowed:
+        raise DataError(
+            f"{name} must have {' or '.join(map(str, allowed))} dimension(s), "
+            f"got shape {arr.shape}"
+        )
+    arr = arr.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise DataError(
+            f"{name} contains {bad} NaN or infinite value(s); drop or impute them first"
+        )
+    return arr
+
+
+def _target_vector(y: Any, name: str) -> np.ndarray:
+    arr = as_float_array(y, name, (1, 2))
+    if arr.ndim == 2:
+        if arr.shape[1] != 1:
+            raise DataError(
+                f"{name} must have shape (n_t,) or (n_t, 1), got {arr.shape}; "
+                "for several targets sharing one design use MultiTaskData.shared(X, Y)"
+            )
+        arr = arr[:, 0]
+    return arr
+
+
+@dataclass(frozen=True)
+class CompressedTasks:
+    """Reduced least-squares data that every backend solves on.
+
+    For each task ``‖X̃_t w − ỹ_t‖² = ‖A_t w − z_t‖² + offset_t`` exactly, where
+    ``X̃_t, ỹ_t`` are the (optionally task-centred) original arrays.
+
+    Attributes
+    ----------
+    A : list of ndarray, each (m_t, d)
+        Reduced designs, ``m_t = min(n_t, d)`` rows.
+    z : list of ndarray, each (m_t,)
+        Reduced targets.
+    offset : ndarray (T,)
+        Constants ``‖ỹ_t‖² − ‖z_t‖²`` dropped by the compression.
+    x_mean : ndarray (d, T) or None
+        Per-task feature means removed when intercepts are profiled out.
+    y_mean : ndarray (T,) or None
+        Per-task target means removed when intercepts are profiled out.
+    shared : bool
+        True when every ``A_t`` is the same array (shared design).
+    """
+
+    A: list[np.ndarray]
+    z: list[np.ndarray]
+    offset: np.ndarray
+    x_mean: np.ndarray | None
+    y_mean: np.ndarray | None
+    shared: bool
+
+
+def _compress(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Thin-QR compress ``X`` (n, d) against the targets ``Y`` (n, k) when n > d."""
+    n, d = X.shape
+    if n <= d:
+        return X, Y, np.zeros(Y.shape[1])
+    Q, R = np.linalg.qr(X, mode="reduced")
+    Z = Q.T @ Y
+    offset = np.maximum(np.einsum("ij,ij->j", Y, Y) - np.einsum("ij,ij->j", Z, Z), 0.0)
+    return R, Z, offset
+
+
+class MultiTaskData:
+    """Per-task regression data.
+
+    Parameters
+    ----------
+    X : sequence of array_like, each (n_t, d)
+        One design per task. Sample counts ``n_t`` may differ; the feature count ``d``
+        may not.
+    y : sequence of array_like, each (n_t,) or (n_t, 1)
+        One target vector per task.
+    tasks : sequence, optional
+        Task labels (default ``0 … T−1``), kept in ``data.tasks``.
+
+    Attributes
+    ----------
+    X : list of ndarray (n_t, d), float64
+    y : list of ndarray (n_t,), float64
+    tasks : list
+    n_tasks, n_features : int
+    n_samples : ndarray (T,) of int
+    is_shared : bool
+        True when every task has the same design (built by :meth:`shared`, or detected).
+
+    Raises
+    ------
+    DataError
+        For no task, mismatched lengths, X not 2-D, differing feature counts, NaN/inf,
+        an empty task, or non-numeric input.
+
+    Examples
+    --------
+    >>> import numpy as np, mtlcvx as mc
+    >>> rng = np.random.default_rng(0)
+    >>> data = mc.MultiTaskData([rng.normal(size=(5, 3)), rng.normal(size=(7, 3))],
+    ...                         [rng.normal(size=5), rng.normal(size=7)])
+    >>> data.n_tasks, data.n_features, list(data.n_samples)
+    (2, 3, [5, 7])
+    """
+
+    def __init__(self, X: Sequence[Any], y: Sequence[Any], tasks: Sequence[Any] | None = None):
+        if isinstance(X, np.ndarray) or isinstance(y, np.ndarray):
+            raise DataError(
+                "X and y must be lists with one array per task; for stacked arrays with a "
+                "task column use MultiTaskData.from_stacked(X, y, task), for a shared "
+                "design with Y (n, T) use MultiTaskData.shared(X, Y)"
+            )
+        X, y = list(X), list(y)
+        if len(X) == 0:
+            raise DataError("X is empty: give at least one task")
+        if len(X) != len(y):
+            raise DataError(f"X has {len(X)} tasks but y has {len(y)}; give one y_t per X_t")
+        labels = list(range(len(X))) if tasks is None else list(tasks)
+        if len(labels) != len(X):
+            raise DataError(f"tasks has {len(labels)} labels for {len(X)} tasks")
+        Xs = [as_float_array(Xt, f"X[{t}]", 2) for t, Xt in enumerate(X)]
+        ys = [_target_vector(yt, f"y[{t}]") for t, yt in enumerate(y)]
+        d = Xs[0].shape[1]
+        for t, (Xt, yt) in enumerate(zip(Xs, ys, strict=True)):
+            if Xt.shape[0] == 0:
+                raise DataError(f"task {labels[t]!r} (X[{t}]) has no samples; drop it")
+            if Xt.shape[1] != d:
+                raise DataError(
+                    f"X[{t}] has {Xt.shape[1]} features but X[0] has {d}; every task "
+                    "must use the same features (pad missing ones with zeros)"
+                )
+            if yt.shape[0] != Xt.shape[0]:
+                raise DataError(
+                    f"X[{t}] has {Xt.shape[0]} rows but y[{t}] has {yt.shape[0]}; they must match"
+                )
+        if d == 0:
+            raise DataError("X has no features (d = 0)")
+        self.X = Xs
+        self.y = ys
+        self.tasks = labels
+        self.n_tasks = len(Xs)
+        self.n_features = d
+        self.n_samples = np.array([Xt.shape[0] for Xt in Xs])
+        first = Xs[0]
+        self.is_shared = all(Xt is first for Xt in Xs) or all(
+            Xt.shape == first.shape and np.array_equal(Xt, first) for Xt in Xs
+        )
+        self._compressed: dict[bool, CompressedTasks] = {}
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_stacked(cls, X: Any, y: Any, task: Any) -> MultiTaskData:
+        """Build from stacked rows and one task label per row.
+
+        Parameters
+        ----------
+        X : array_like (n, d)
+        y : array_like (n,)
+        task : array_like (n,)
+            Task label of every row; tasks are ordered by sorted unique label.
+        """
+        X = as_float_array(X, "X", 2)
+        y = _target_vector(y, "y")
+        task = np.asarray(task)
+        if task.ndim != 1 or task.shape[0] != X.shape[0] or y.shape[0] != X.shape[0]:
+            raise DataError(
+                f"X has {X.shape[0]} rows, y has {y.shape[0]} and task has "
+                f"{task.shape[0] if task.ndim == 1 else task.shape}; give one label per row"
+            )
+        labels, inverse = np.unique(task, return_inverse=True)
+        rows = [np.flatnonzero(inverse == k) for k in range(len(labels))]
+        return cls([X[r] for r in rows], [y[r] for r in rows], tasks=labels.tolist())
+
+    @classmethod
+    def shared(cls, X: Any, Y: Any, tasks: Sequence[Any] | None = None) -> MultiTaskData:
+        """Build a shared-design problem: every task uses ``X`` (n, d); ``Y`` is (n, T)."""
+        X = as_float_array(X, "X", 2)
+        Y = as_float_array(Y, "Y", 2)
+        if Y.shape[0] != X.shape[0]:
+            raise DataError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}; they must match")
+        return cls([X] * Y.shape[1], [Y[:, t] for t in range(Y.shape[1])], tasks=tasks)
+
+    # ------------------------------------------------------------------ views
+    def compressed(self, center: bool) -> CompressedTasks:
+        """Reduced data for the backends, computed once per ``center`` flag.
+
+        Parameters
+        ----------
+        center : bool
+            Centre ``X_t`` and ``y_t`` within each task first, which profiles out an
+            unpenalised per-task intercept exactly.
+        """
+        if center not in self._compressed:
+            self._compressed[center] = self._build_compressed(center)
+        return self._compressed[center]
+
+    def _build_compressed(self, center: bool) -> CompressedTasks:
+        T = self.n_tasks
+        x_mean = np.stack([Xt.mean(axis=0) for Xt in self.X], axis=1) if center else None
+        y_mean = np.array([yt.mean() for yt in self.y]) if center else None
+        if self.is_shared:
+            X = self.X[0] - x_mean[:, 0] if center else self.X[0]
+            Y = np.stack(self.y, axis=1)
+            if center:
+                Y = Y - y_mean
+            A, Z, offset = _compress(X, Y)
+            return CompressedTasks([A] * T, [Z[:, t] for t in range(T)], offset,
+                                   x_mean, y_mean, True)
+        As, zs, offs = [], [], []
+        for t in range(T):
+            Xt, yt = self.X[t], self.y[t]
+            if center:
+                Xt, yt = Xt - x_mean[:, t], yt - y_mean[t]
+            A, z, off = _compress(Xt, yt[:, None])
+            As.append(A)
+            zs.append(z[:, 0])
+            offs.append(off[0])
+        return CompressedTasks(As, zs, np.array(offs), x_mean, y_mean, False)
+
+    def predict(self, W: np.ndarray, intercept: np.ndarray | None = None) -> list[np.ndarray]:
+        """Per-task predictions ``X_t w_t + b_t`` for ``W`` (d, T)."""
+        preds = [self.X[t] @ W[:, t] for t in range(self.n_tasks)]
+        if intercept is not None:
+            preds = [p + intercept[t] for t, p in enumerate(preds)]
+        return preds
+
+    def __repr__(self) -> str:
+        kind = "shared design, " if self.is_shared else ""
+        return (f"MultiTaskData({kind}n_tasks={self.n_tasks}, n_features={self.n_features}, "
+                f"n_samples={int(self.n_samples.sum())})")

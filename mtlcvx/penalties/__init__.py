@@ -1,0 +1,30 @@
+"""Penalties, grouped by the cone a conic backend needs (DESIGN §3)."""
+
+from .base import CONES, Penalty
+from .custom import Custom
+from .quadratic import (
+    FeatureRelation,
+    GraphLaplacian,
+    MeanRegularized,
+    QuadraticPenalty,
+    Ridge,
+    TaskRelation,
+)
+from .sparse import L1, L21
+from .spectral import SquaredTraceNorm, TraceNorm
+
+__all__ = [
+    "CONES",
+    "Penalty",
+    "QuadraticPenalty",
+    "Ridge",
+    "TaskRelation",
+    "GraphLaplacian",
+    "MeanRegularized",
+    "FeatureRelation",
+    "L1",
+    "L21",
+    "TraceNorm",
+    "SquaredTraceNorm",
+    "Custom",
+]

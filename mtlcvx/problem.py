@@ -1,0 +1,318 @@
+"""The :class:`Problem`: data + loss + penalties, compiled once, solved by any backend."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import cvxpy as cp
+import numpy as np
+import scipy.sparse as sp
+
+from .data import MultiTaskData, as_float_array
+from .exceptions import DataError, MTLError, PenaltyError
+from .losses import SquaredLoss
+from .penalties.base import Penalty
+from .penalties.quadratic import QuadraticPenalty
+
+__all__ = ["Problem"]
+
+
+class Problem:
+    r"""A multi-task regression problem.
+
+    .. math::
+
+        \min_{W, b}\ \sum_t \frac{c_t}{2}\lVert X_t w_t + b_t - y_t\rVert^2
+        + \sum_i P_i(W)
+
+    with ``W`` (d, T), optional unpenalised intercepts ``b`` (T,), the loss's
+    ``c_t`` (:class:`~mtlcvx.SquaredLoss`) and penalties ``P_i``.
+
+    Parameters
+    ----------
+    data : MultiTaskData
+    loss : SquaredLoss, default ``SquaredLoss(scale="mean")``
+    penalties : sequence of Penalty
+    fit_intercept : bool, default False
+        Fit an unpenalised intercept per task (profiled out exactly by centring each
+        task; recovered as ``b_t = mean(y_t − X_t w_t)``).
+    constraints : callable, optional
+        ``constraints(W) -> list of cvxpy constraints`` on the variable ``W``; conic
+        backends only.
+
+    Notes
+    -----
+    The CVXPY problem is built lazily, once, on first use by a conic backend or when
+    :attr:`cvxpy` is read (DESIGN §7.2). Every strength is a ``cvxpy.Parameter``
+    owned by the problem: ``penalty.alpha = 0.5`` or ``penalty.set_params(alpha=0.5)``
+    takes effect at the next :meth:`solve` without a rebuild (DESIGN §7.1). A new
+    matrix (``K``, ``A``, ``D``) whose factor keeps its shape is a Parameter update
+    too; one whose factor changes shape, or a sparse factor, triggers a rebuild.
+
+    Examples
+    --------
+    >>> import numpy as np, mtlcvx as mc
+    >>> data = mc.datasets.make_related_tasks(n_tasks=4, n_features=5, n_samples=20,
+    ...                                       random_state=0)
+    >>> prob = mc.Problem(data, penalties=[mc.TaskRelation(np.eye(4), alpha=0.1)])
+    >>> sol = prob.solve(backend="direct")
+    >>> sol.status
+    'optimal'
+    """
+
+    def __init__(
+        self,
+        data: MultiTaskData,
+        loss: SquaredLoss | None = None,
+        penalties: Sequence[Penalty] = (),
+        *,
+        fit_intercept: bool = False,
+        constraints: Callable[[Any], list[Any]] | None = None,
+    ):
+        if not isinstance(data, MultiTaskData):
+            raise DataError(
+                f"data must be a MultiTaskData, got {type(data).__name__}; build one with "
+                "mc.MultiTaskData([X1, X2, ...], [y1, y2, ...])"
+            )
+        loss = SquaredLoss() if loss is None else loss
+        if not isinstance(loss, SquaredLoss):
+            raise MTLError(f"loss must be a SquaredLoss, got {type(loss).__name__}")
+        if isinstance(penalties, Penalty):
+            penalties = [penalties]
+        penalties = list(penalties)
+        for i, pen in enumerate(penalties):
+            if not isinstance(pen, Penalty):
+                raise PenaltyError(
+                    f"penalties[{i}] is a {type(pen).__name__}, not a Penalty; wrap a CVXPY "
+                    "expression with mc.Custom(lambda W: ..., cones={...})"
+                )
+            pen.check_shape(data.n_features, data.n_tasks)
+        if constraints is not None and not callable(constraints):
+            raise MTLError("constraints must be a callable W -> list of cvxpy constraints")
+        self.data = data
+        self.loss = loss
+        self.penalties = tuple(penalties)
+        self.fit_intercept = bool(fit_intercept)
+        self.constraints = constraints
+        self.loss.weights(data)  # validates task_weights against the data now
+        self._compiled: dict[str, Any] | None = None
+        self.n_builds = 0
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def n_features(self) -> int:
+        """Number of features d."""
+        return self.data.n_features
+
+    @property
+    def n_tasks(self) -> int:
+        """Number of tasks T."""
+        return self.data.n_tasks
+
+    @property
+    def cones(self) -> frozenset[str]:
+        """Cones a conic backend needs: ``"quadratic"`` for the loss plus each penalty's."""
+        cones = {"quadratic"}
+        for pen in self.penalties:
+            cones |= pen.cones
+        return frozenset(cones)
+
+    @property
+    def is_quadratic(self) -> bool:
+        """True when every penalty is quadratic and there are no constraints."""
+        return self.constraints is None and all(
+            isinstance(p, QuadraticPenalty) for p in self.penalties
+        )
+
+    def loss_weights(self) -> np.ndarray:
+        """The loss factors ``c_t`` (T,)."""
+        return self.loss.weights(self.data)
+
+    # ------------------------------------------------------------------ numpy side
+    def optimal_intercept(self, W: np.ndarray) -> np.ndarray:
+        """Intercepts minimising the loss for fixed ``W``: ``b_t = mean(y_t − X_t w_t)``."""
+        return np.array([np.mean(yt - Xt @ W[:, t])
+                         for t, (Xt, yt) in enumerate(zip(self.data.X, self.data.y, strict=True))])
+
+    def check_W(self, W: Any, name: str = "W") -> np.ndarray:
+        """Validate a coefficient matrix of shape (d, T) and return it as float64."""
+        W = as_float_array(W, name, 2)
+        if W.shape != (self.n_features, self.n_tasks):
+            raise DataError(
+                f"{name} has shape {W.shape}, expected (n_features, n_tasks) = "
+                f"({self.n_features}, {self.n_tasks}); transpose a (T, d) coef_ with .T"
+            )
+        return W
+
+    def _intercept_for(self, W: np.ndarray, intercept: Any) -> np.ndarray | None:
+        if not self.fit_intercept:
+            if intercept is not None:
+                raise DataError("intercept given but the problem has fit_intercept=False")
+            return None
+        if intercept is None:
+            return self.optimal_intercept(W)
+        b = as_float_array(intercept, "intercept", 1)
+        if b.shape != (self.n_tasks,):
+            raise DataError(f"intercept has shape {b.shape}, expected ({self.n_tasks},)")
+        return b
+
+    def objective(self, W: Any, intercept: Any = None) -> float:
+        """The objective at ``W`` (d, T) in NumPy float64 on the original data.
+
+        With ``fit_intercept=True`` and ``intercept=None`` the intercepts are profiled
+        out (set to their optimal values for this ``W``).
+        """
+        W = self.check_W(W)
+        b = self._intercept_for(W, intercept)
+        return self.loss.value(self.data, W, b) + sum(p.value(W) for p in self.penalties)
+
+    # ------------------------------------------------------------------ cvxpy side
+    @property
+    def cvxpy(self) -> cp.Problem:
+        """The compiled-once CVXPY problem (built on first access); for reading."""
+        self._refresh_parameters()
+        return self._compiled["problem"]
+
+    @property
+    def cvxpy_variable(self) -> cp.Variable:
+        """The CVXPY variable ``W`` (d, T) of :attr:`cvxpy`."""
+        self._refresh_parameters()
+        return self._compiled["W"]
+
+    @property
+    def cvxpy_offset(self) -> float:
+        """Constant dropped from the CVXPY objective (compression, centring)."""
+        comp = self.data.compressed(self.fit_intercept)
+        return float(0.5 * self.loss_weights() @ comp.offset)
+
+    def _loss_expression(self, W: cp.Variable) -> cp.Expression:
+        comp = self.data.compressed(self.fit_intercept)
+        c = self.loss_weights()
+        if comp.shared:
+            A = comp.A[0]
+            Z = np.stack(comp.z, axis=1)
+            resid = A @ W - Z
+            if np.allclose(c, c[0]):
+                return c[0] / 2.0 * cp.sum_squares(resid)
+            return 0.5 * cp.sum_squares(cp.multiply(resid, np.sqrt(c)[None, :]))
+        blocks = [np.sqrt(ct) * At for ct, At in zip(c, comp.A, strict=True)]
+        A = sp.block_diag(blocks, format="csr")
+        z = np.concatenate([np.sqrt(ct) * zt for ct, zt in zip(c, comp.z, strict=True)])
+        return 0.5 * cp.sum_squares(A @ cp.vec(W, order="F") - z)
+
+    def _parameter_values(self) -> list[dict[str, Any]]:
+        d, T = self.n_features, self.n_tasks
+        return [pen.cvxpy_parameters(d, T) for pen in self.penalties]
+
+    def _build(self, values: list[dict[str, Any]]) -> None:
+        d, T = self.n_features, self.n_tasks
+        W = cp.Variable((d, T), name="W")
+        objective = self._loss_expression(W)
+        params: list[dict[str, cp.Parameter]] = []
+        for pen, vals in zip(self.penalties, values, strict=True):
+            ps = {
+                name: cp.Parameter(np.shape(v), nonneg=np.ndim(v) == 0, value=v,
+                                   name=f"{type(pen).__name__}_{name}")
+                for name, v in vals.items()
+            }
+            params.append(ps)
+            objective = objective + pen.cvxpy_term(W, ps)
+        constraints = []
+        if self.constraints is not None:
+            try:
+                constraints = list(self.constraints(W))
+            except Exception as err:
+                raise MTLError(f"constraints(W) raised {type(err).__name__}: {err}") from err
+        problem = cp.Problem(cp.Minimize(objective), constraints)
+        if not problem.is_dcp():
+            raise MTLError("the problem is not DCP; check the constraints: each must be convex")
+        self._compiled = {"problem": problem, "W": W, "params": params}
+        self.n_builds += 1
+
+    def _refresh_parameters(self) -> None:
+        """Copy the penalties' current values into the Parameters.
+
+        Rebuilds instead when a Parameter would change shape or a constant (sparse)
+        factor was replaced, since those are baked into the compiled problem.
+        """
+        values = self._parameter_values()
+        factors = self._constant_factors(values)
+        compiled = self._compiled
+        if compiled is not None:
+            same_shapes = all(
+                vals.keys() == ps.keys()
+                and all(np.shape(v) == ps[k].shape for k, v in vals.items())
+                for vals, ps in zip(values, compiled["params"], strict=True)
+            )
+            same_factors = all(a is b for a, b in zip(factors, compiled["factors"], strict=True))
+            if same_shapes and same_factors:
+                for vals, ps in zip(values, compiled["params"], strict=True):
+                    for k, v in vals.items():
+                        ps[k].value = v
+                return
+        self._build(values)
+        self._compiled["factors"] = factors
+
+    def _constant_factors(self, values: list[dict[str, Any]]) -> list[Any]:
+        """Constant (sparse) factors compiled into quadratic terms, by identity.
+
+        A dense factor is a Parameter (key ``"S"``) and is not listed; the factor
+        cache of a penalty is replaced whenever its matrix is set.
+        """
+        return [
+            None if "S" in vals else pen.__dict__.get("_factor_cache")
+            for pen, vals in zip(self.penalties, values, strict=True)
+        ]
+
+    # ------------------------------------------------------------------ solving
+    def solve(
+        self,
+        backend: str | None = None,
+        tol: float = 1e-8,
+        max_iter: int | None = None,
+        verbose: bool = False,
+        **solver_opts: Any,
+    ):
+        """Solve the problem and return a :class:`~mtlcvx.Solution`.
+
+        Parameters
+        ----------
+        backend : {"clarabel", "scs", "ecos", "osqp", "direct"} or None
+            ``None`` picks "direct" for quadratic problems, otherwise "clarabel"
+            (DESIGN §7.5); ``sol.backend`` says what ran.
+        tol : float, default 1e-8
+            Target relative accuracy, translated into each solver's own settings.
+        max_iter : int, optional
+            Iteration cap, translated likewise (solver default when None).
+        verbose : bool
+            Let the solver print its log.
+        **solver_opts
+            Raw options passed to the solver unchanged (they override the translated ones).
+
+        Raises
+        ------
+        IncompatibleBackend
+            The backend lacks a cone or structure a term needs (raised before CVXPY runs).
+        BackendUnavailable
+            The backend is not installed; the message names the pip extra.
+        SolverFailed
+            No solution came back (infeasible, unbounded, solver error).
+        """
+        from .backends import resolve_backend
+
+        if not (isinstance(tol, (int, float)) and tol > 0):
+            raise MTLError(f"tol must be a positive number, got {tol!r}")
+        if max_iter is not None and (not isinstance(max_iter, (int, np.integer)) or max_iter < 1):
+            raise MTLError(f"max_iter must be a positive integer, got {max_iter!r}")
+        impl = resolve_backend(self, backend)
+        start = time.perf_counter()
+        sol = impl.solve(self, tol=float(tol), max_iter=max_iter, verbose=verbose, **solver_opts)
+        sol.info.setdefault("wall_time", time.perf_counter() - start)
+        return sol
+
+    def __repr__(self) -> str:
+        pens = ", ".join(map(repr, self.penalties))
+        return (f"Problem({self.data!r}, loss={self.loss!r}, penalties=[{pens}], "
+                f"fit_intercept={self.fit_intercept})")

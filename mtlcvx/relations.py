@@ -1,0 +1,219 @@
+"""Building task-relation matrices and factoring them.
+
+Every helper returns a plain NumPy matrix (DESIGN §7.11): adjacencies are T×T with
+zero diagonal, relation matrices are symmetric PSD. :func:`psd_factor` returns the
+sparsest ``R`` with ``R Rᵀ = K`` that the structure of ``K`` allows (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+
+from .data import as_float_array
+from .exceptions import PenaltyError
+
+__all__ = [
+    "outer",
+    "laplacian",
+    "chain",
+    "knn_graph",
+    "mean_regularizer",
+    "from_clusters",
+    "nearest_psd",
+    "is_psd",
+    "check_psd",
+    "check_adjacency",
+    "psd_factor",
+]
+
+_SYM_TOL = 1e-10
+_PSD_TOL = 1e-10
+
+
+def outer(Z: Any) -> np.ndarray:
+    """Task-descriptor outer product ``K = Z Zᵀ`` (T×T, PSD, rank ≤ p) for Z (T, p)."""
+    Z = as_float_array(Z, "Z", 2)
+    return Z @ Z.T
+
+
+def check_adjacency(A: Any, name: str = "A") -> np.ndarray:
+    """Validate a graph adjacency: square, symmetric, non-negative; return it as float64."""
+    A = as_float_array(A, name, 2)
+    if A.shape[0] != A.shape[1]:
+        raise PenaltyError(f"{name} must be square (T, T), got {A.shape}")
+    if not np.allclose(A, A.T, rtol=0, atol=_SYM_TOL * max(1.0, np.abs(A).max())):
+        raise PenaltyError(f"{name} must be symmetric; use (A + A.T) / 2 for an undirected graph")
+    if np.any(A < 0):
+        raise PenaltyError(f"{name} must be non-negative (edge weights); got min {A.min():.3g}")
+    return A
+
+
+def laplacian(A: Any) -> np.ndarray:
+    """Graph Laplacian ``L = diag(A·1) − A`` of a symmetric non-negative adjacency (T, T).
+
+    The diagonal of ``A`` (self-loops) is ignored. ``tr(W L Wᵀ) = ½ Σ_{s,t} A_st ‖w_s − w_t‖²``.
+    """
+    A = check_adjacency(A).copy()
+    np.fill_diagonal(A, 0.0)
+    return np.diag(A.sum(axis=1)) - A
+
+
+def chain(T: int) -> np.ndarray:
+    """Adjacency (T, T) of the chain graph 0 – 1 – … – T−1 (MALSAR's ``R_chain``)."""
+    if T < 1:
+        raise PenaltyError(f"T must be a positive number of tasks, got {T}")
+    A = np.zeros((T, T))
+    idx = np.arange(T - 1)
+    A[idx, idx + 1] = A[idx + 1, idx] = 1.0
+    return A
+
+
+def knn_graph(Z: Any, k: int) -> np.ndarray:
+    """Symmetric 0/1 adjacency (T, T) joining each task to its ``k`` nearest tasks.
+
+    Distances are Euclidean between rows of the task descriptors ``Z`` (T, p); an
+    edge is kept when either endpoint lists the other among its k nearest.
+    """
+    from scipy.spatial import cKDTree
+
+    Z = as_float_array(Z, "Z", 2)
+    T = Z.shape[0]
+    if not 1 <= k < T:
+        raise PenaltyError(f"k must be between 1 and T - 1 = {T - 1}, got {k}")
+    _, idx = cKDTree(Z).query(Z, k=k + 1)
+    A = np.zeros((T, T))
+    rows = np.repeat(np.arange(T), k)
+    cols = idx[:, 1:].ravel()
+    A[rows, cols] = 1.0
+    A = np.maximum(A, A.T)
+    np.fill_diagonal(A, 0.0)
+    return A
+
+
+def mean_regularizer(T: int) -> np.ndarray:
+    """``I − 11ᵀ/T``: ``tr(W M Wᵀ) = Σ_t ‖w_t − w̄‖²``."""
+    if T < 1:
+        raise PenaltyError(f"T must be a positive number of tasks, got {T}")
+    return np.eye(T) - np.full((T, T), 1.0 / T)
+
+
+def from_clusters(labels: Any) -> np.ndarray:
+    """Within-cluster deviation matrix ``M = I − Σ_c 1_c 1_cᵀ / |c|`` (T, T).
+
+    ``tr(W M Wᵀ) = Σ_c Σ_{t ∈ c} ‖w_t − w̄_c‖²`` for cluster labels (T,).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.size == 0:
+        raise PenaltyError(f"labels must be a non-empty 1-D array, got shape {labels.shape}")
+    same = labels[:, None] == labels[None, :]
+    sizes = same.sum(axis=1)
+    return np.eye(labels.size) - same / sizes[:, None]
+
+
+def _symmetric(K: Any, name: str) -> np.ndarray:
+    K = as_float_array(K.toarray() if sp.issparse(K) else K, name, 2)
+    if K.shape[0] != K.shape[1]:
+        raise PenaltyError(f"{name} must be square, got shape {K.shape}")
+    scale = max(1.0, float(np.abs(K).max()))
+    asym = float(np.abs(K - K.T).max())
+    if asym > _SYM_TOL * scale:
+        raise PenaltyError(
+            f"{name} is not symmetric (max |{name} - {name}.T| = {asym:.3g}); "
+            f"pass ({name} + {name}.T) / 2 if the asymmetry is round-off"
+        )
+    return (K + K.T) / 2
+
+
+def _psd_band(eigvals: np.ndarray) -> float:
+    return _PSD_TOL * max(1.0, float(eigvals.max(initial=0.0)))
+
+
+def is_psd(K: Any) -> bool:
+    """True when ``K`` is symmetric to 1e-10 (relative) and ``λ_min ≥ −1e-10·max(1, λ_max)``."""
+    try:
+        check_psd(K)
+    except PenaltyError:
+        return False
+    return True
+
+
+def check_psd(K: Any, name: str = "K") -> np.ndarray:
+    """Validate a symmetric PSD matrix and return it symmetrised, as float64.
+
+    Raises
+    ------
+    PenaltyError
+        Naming ``λ_min`` and :func:`nearest_psd` when ``K`` is not PSD.
+    """
+    K = _symmetric(K, name)
+    lam = scipy.linalg.eigvalsh(K)
+    if lam[0] < -_psd_band(lam):
+        raise PenaltyError(
+            f"{name} is not positive semidefinite: λ_min = {lam[0]:.3g} (λ_max = {lam[-1]:.3g}); "
+            f"use mtlcvx.relations.nearest_psd({name}) to project it onto the PSD cone"
+        )
+    return K
+
+
+def nearest_psd(K: Any) -> np.ndarray:
+    """Frobenius-nearest PSD matrix: symmetrise, then clip negative eigenvalues to 0."""
+    K = as_float_array(K, "K", 2)
+    if K.shape[0] != K.shape[1]:
+        raise PenaltyError(f"K must be square, got shape {K.shape}")
+    lam, V = scipy.linalg.eigh((K + K.T) / 2)
+    return (V * np.maximum(lam, 0.0)) @ V.T
+
+
+def _diagonally_dominant_factor(K: np.ndarray) -> sp.csc_matrix | None:
+    """``[B, diag(√r)]`` for ``K = L(A) + diag(r)``, A ≥ 0, r ≥ 0, else None.
+
+    ``B`` has one column ``√A_st (e_s − e_t)`` per edge ``s < t``: nnz = 2·|edges| + |r > 0|.
+    """
+    off = K - np.diag(np.diag(K))
+    scale = max(1.0, float(np.abs(K).max()))
+    if np.any(off > _SYM_TOL * scale):
+        return None
+    row = K.sum(axis=1)
+    if np.any(row < -_SYM_TOL * scale * K.shape[0]):
+        return None
+    s, t = np.nonzero(np.triu(-off, 1) > 0)
+    w = np.sqrt(-off[s, t])
+    n_edges = s.size
+    r = np.maximum(row, 0.0)
+    r[r <= _SYM_TOL * scale * K.shape[0]] = 0.0
+    diag_idx = np.flatnonzero(r)
+    rows = np.concatenate([s, t, diag_idx])
+    cols = np.concatenate([np.arange(n_edges), np.arange(n_edges),
+                           n_edges + np.arange(diag_idx.size)])
+    vals = np.concatenate([w, -w, np.sqrt(r[diag_idx])])
+    return sp.csc_matrix((vals, (rows, cols)), shape=(K.shape[0], n_edges + diag_idx.size))
+
+
+def psd_factor(K: np.ndarray) -> np.ndarray | sp.csc_matrix:
+    """Sparsest available ``R`` with ``R Rᵀ = K`` for a validated PSD ``K`` (n, n).
+
+    In order: the weighted incidence matrix (plus a diagonal) when ``K`` is a graph
+    Laplacian plus a non-negative diagonal; a sparse Cholesky factor when ``K`` is
+    positive definite and its factor is sparse; otherwise the eigen-factor
+    ``V_+ diag(√λ_+)`` (n, rank), which handles PSD-singular ``K`` (eigenvalues inside
+    the tolerance band are clipped to zero).
+    """
+    n = K.shape[0]
+    factor = _diagonally_dominant_factor(K)
+    if factor is not None:
+        return factor
+    density = np.count_nonzero(K) / K.size
+    if density < 0.25 and n > 1:
+        try:
+            L = np.linalg.cholesky(K)
+        except np.linalg.LinAlgError:
+            L = None
+        if L is not None and np.count_nonzero(np.abs(L) > 0) < 0.25 * L.size:
+            return sp.csc_matrix(L)
+    lam, V = scipy.linalg.eigh(K)
+    keep = lam > _psd_band(lam)
+    return V[:, keep] * np.sqrt(lam[keep])

@@ -1,0 +1,96 @@
+"""The :class:`Solution` every backend returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._optional import require
+
+__all__ = ["Solution"]
+
+
+@dataclass
+class Solution:
+    """Result of :meth:`mtlcvx.Problem.solve` (DESIGN §6, §7.6).
+
+    Attributes
+    ----------
+    W : ndarray (d, T)
+        Coefficients, column ``t`` is task ``t``.
+    intercept : ndarray (T,) or None
+        Per-task intercepts when the problem fits them.
+    objective : float
+        The objective recomputed in NumPy at the returned ``W`` on the original
+        (uncompressed) data: never the solver's own number.
+    solver_objective : float or None
+        What the backend reported, mapped back to the same objective (the constants
+        dropped by compression added back), for comparison with ``objective``.
+    status : str
+        ``"optimal"`` or ``"inaccurate"`` (a :class:`~mtlcvx.ConvergenceWarning` was
+        issued).
+    backend : str
+        The backend that ran (``backend=None`` resolves to one, DESIGN §7.5).
+    compile_time, solve_time : float
+        Seconds spent building/compiling (CVXPY canonicalisation, or assembling the
+        reduced system for "direct") and in the solver itself.
+    iterations : int or None
+        Solver iterations (CG iterations for "direct" in its matrix-free mode, 1 for a
+        factorisation).
+    certificate : object or None
+        Certificate of optimality (filled by the certificates module).
+    parts : dict
+        Named arrays of decomposition penalties (empty otherwise).
+    history : dict
+        Per-iteration arrays for iterative backends (empty otherwise).
+    info : dict
+        Backend-specific details (method used, tolerances sent to the solver).
+    """
+
+    W: np.ndarray
+    intercept: np.ndarray | None
+    objective: float
+    solver_objective: float | None
+    status: str
+    backend: str
+    compile_time: float
+    solve_time: float
+    iterations: int | None = None
+    certificate: Any = None
+    parts: dict[str, np.ndarray] = field(default_factory=dict)
+    history: dict[str, np.ndarray] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """A short human-readable report."""
+        d, T = self.W.shape
+        lines = [
+            f"mtlcvx solution ({self.backend}): status {self.status}",
+            f"  W: {d} features x {T} tasks"
+            + ("" if self.intercept is None else ", with intercepts"),
+            f"  objective (NumPy, original data): {self.objective:.12g}",
+        ]
+        if self.solver_objective is not None:
+            rel = abs(self.solver_objective - self.objective) / max(1.0, abs(self.objective))
+            lines.append(f"  solver's objective: {self.solver_objective:.12g} "
+                         f"(relative difference {rel:.2e})")
+        lines.append(f"  compile {self.compile_time:.3f} s, solve {self.solve_time:.3f} s"
+                     + ("" if self.iterations is None else f", {self.iterations} iterations"))
+        if self.certificate is not None:
+            lines.append(f"  certificate: {self.certificate}")
+        for key, value in self.info.items():
+            lines.append(f"  {key}: {value}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def to_frame(self, feature_names: list[Any] | None = None, tasks: list[Any] | None = None):
+        """``W`` as a pandas DataFrame (features × tasks); needs the ``pandas`` extra."""
+        pd = require("pandas", "pandas", "Solution.to_frame")
+        frame = pd.DataFrame(self.W, index=feature_names, columns=tasks)
+        if self.intercept is not None:
+            frame.loc["intercept"] = self.intercept
+        return frame

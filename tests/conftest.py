@@ -1,0 +1,32 @@
+"""Shared fixtures: the backends to test and their tolerances."""
+
+from __future__ import annotations
+
+import warnings
+
+import matplotlib
+import numpy as np
+import pytest
+
+import mtlcvx as mc
+
+matplotlib.use("Agg")
+
+#: Relative objective tolerance per backend on the catalogue of known answers.
+BACKEND_RTOL = {"direct": 1e-10, "clarabel": 1e-7, "ecos": 1e-6, "scs": 1e-6, "osqp": 1e-7}
+
+
+def installed_backends() -> list[str]:
+    return [name for name, info in mc.available_backends().items() if info.installed]
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mc.ConvergenceWarning)
+        yield
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)

@@ -1,0 +1,122 @@
+"""Quadratic problems: every backend against an independent dense Kronecker solve."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import BACKEND_RTOL, installed_backends
+from reference import quadratic_optimum
+
+import mtlcvx as mc
+
+
+def _hetero_data(rng, T=6, d=5):
+    n = rng.integers(3, 25, size=T)  # some tasks shorter than d, some taller
+    Xs = [rng.standard_normal((k, d)) for k in n]
+    ys = [rng.standard_normal(k) for k in n]
+    return mc.MultiTaskData(Xs, ys), Xs, ys
+
+
+def _cases(rng):
+    data, Xs, ys = _hetero_data(rng)
+    T, d = data.n_tasks, data.n_features
+    Z = rng.standard_normal((T, 2))
+    A = (rng.random((T, T)) < 0.5).astype(float)
+    A = np.triu(A, 1) + np.triu(A, 1).T
+    D = rng.standard_normal((d, d))
+    D = D @ D.T / d
+    return data, Xs, ys, [
+        ("task_relation_outer+ridge", [mc.TaskRelation(mc.relations.outer(Z), 0.7), mc.Ridge(0.05)],
+         0.7 * Z @ Z.T + 0.05 * np.eye(T), None),
+        ("graph_laplacian+ridge", [mc.GraphLaplacian(A, 0.4), mc.Ridge(0.1)],
+         0.4 * mc.relations.laplacian(A) + 0.1 * np.eye(T), None),
+        ("mean_regularized+ridge", [mc.MeanRegularized(1.3), mc.Ridge(0.02)],
+         1.3 * (np.eye(T) - np.ones((T, T)) / T) + 0.02 * np.eye(T), None),
+        ("feature_relation+ridge", [mc.FeatureRelation(D, 0.5), mc.Ridge(0.03)],
+         0.03 * np.eye(T), 0.5 * D),
+        ("dense_pd_K", [mc.TaskRelation(Z @ Z.T + 0.3 * np.eye(T), 0.2)],
+         0.2 * (Z @ Z.T + 0.3 * np.eye(T)), None),
+    ]
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+@pytest.mark.parametrize("scale", ["mean", "sum"])
+@pytest.mark.parametrize("backend", installed_backends())
+def test_quadratic_matches_kronecker_reference(backend, scale, fit_intercept, rng):
+    data, Xs, ys, cases = _cases(rng)
+    c = 1.0 / data.n_samples if scale == "mean" else np.ones(data.n_tasks)
+    for name, pens, K, D in cases:
+        prob = mc.Problem(data, mc.SquaredLoss(scale=scale), pens, fit_intercept=fit_intercept)
+        W_ref, b_ref, F_ref = quadratic_optimum(Xs, ys, c, K, D, fit_intercept)
+        sol = prob.solve(backend=backend)
+        assert sol.backend == backend
+        rtol = BACKEND_RTOL[backend]
+        assert sol.objective == pytest.approx(F_ref, rel=rtol), name
+        if backend in ("direct", "clarabel", "osqp"):  # interior point / polished: exact W
+            np.testing.assert_allclose(sol.W, W_ref, rtol=1e-5, atol=1e-6, err_msg=name)
+            if fit_intercept:
+                np.testing.assert_allclose(sol.intercept, b_ref, rtol=1e-5, atol=1e-6,
+                                           err_msg=name)
+        assert sol.solver_objective == pytest.approx(sol.objective, rel=1e-5), name
+
+
+@pytest.mark.parametrize("backend", [b for b in installed_backends() if b != "direct"])
+def test_conic_backends_agree_with_direct_to_1e6(backend, rng):
+    data, _, _, cases = _cases(rng)
+    for name, pens, _, _ in cases:
+        prob = mc.Problem(data, penalties=pens, fit_intercept=True)
+        ref = prob.solve(backend="direct")
+        sol = prob.solve(backend=backend)
+        rel = abs(sol.objective - ref.objective) / max(1.0, abs(ref.objective))
+        assert rel <= 1e-6, (name, rel)
+
+
+def test_shared_design_sylvester_and_weights(rng):
+    n, d, T = 40, 6, 5
+    X = rng.standard_normal((n, d))
+    Y = rng.standard_normal((n, T))
+    Z = rng.standard_normal((T, 2))
+    K = Z @ Z.T + 0.1 * np.eye(T)
+    D = np.diag(rng.random(d))
+    data = mc.MultiTaskData.shared(X, Y)
+    assert data.is_shared
+    weights = np.array([1.0, 2.0, 0.5, 1.0, 3.0])
+    for loss, Dfeat in [(mc.SquaredLoss(), D), (mc.SquaredLoss(task_weights=weights), None)]:
+        pens = [mc.TaskRelation(K, 0.3)] + ([mc.FeatureRelation(Dfeat, 1.0)] if Dfeat is not None
+                                             else [])
+        prob = mc.Problem(data, loss, pens)
+        sol = prob.solve(backend="direct")
+        assert sol.info["method"] == "sylvester"
+        c = loss.weights(data)
+        W_ref, _, F_ref = quadratic_optimum([X] * T, list(Y.T), c, 0.3 * K, Dfeat)
+        np.testing.assert_allclose(sol.W, W_ref, rtol=1e-9, atol=1e-11)
+        assert sol.objective == pytest.approx(F_ref, rel=1e-12)
+
+
+def test_direct_pcg_path_matches_dense(rng):
+    data, Xs, ys = _hetero_data(rng, T=12, d=8)
+    Z = rng.standard_normal((12, 3))
+    pens = [mc.TaskRelation(Z @ Z.T + 0.5 * np.eye(12), 0.3), mc.FeatureRelation(np.eye(8), 0.1)]
+    prob = mc.Problem(data, penalties=pens)
+    dense = prob.solve(backend="direct")
+    assert dense.info["method"] == "cholesky"
+    backend = mc.backends.BACKENDS["direct"]
+    old = backend.dense_limit
+    backend.dense_limit = 10
+    try:
+        cg = prob.solve(backend="direct")
+    finally:
+        backend.dense_limit = old
+    assert cg.info["method"] == "pcg" and cg.iterations > 1
+    np.testing.assert_allclose(cg.W, dense.W, rtol=1e-9, atol=1e-10)
+
+
+def test_direct_semidefinite_system_gives_an_optimum(rng):
+    # Chain Laplacian, no ridge, tasks with n_t < d: the system is singular.
+    Xs = [rng.standard_normal((2, 4)) for _ in range(3)]
+    ys = [rng.standard_normal(2) for _ in range(3)]
+    data = mc.MultiTaskData(Xs, ys)
+    prob = mc.Problem(data, penalties=[mc.GraphLaplacian(mc.relations.chain(3), 1.0)])
+    sol = prob.solve(backend="direct")
+    ref = prob.solve(backend="clarabel")
+    assert sol.objective == pytest.approx(ref.objective, rel=1e-7, abs=1e-9)
