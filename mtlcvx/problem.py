@@ -19,6 +19,16 @@ from .penalties.quadratic import QuadraticPenalty
 __all__ = ["Problem"]
 
 
+def _lambda_min(M: np.ndarray) -> float:
+    """Smallest eigenvalue of a symmetric PSD matrix, with round-off-level values set to 0."""
+    lam = np.linalg.eigvalsh(M)
+    return float(lam[0]) if lam[0] > M.shape[0] * 1e-14 * max(1.0, lam[-1]) else 0.0
+
+
+def _is_smooth(pen: Penalty) -> bool:
+    return pen.smooth or bool(getattr(pen, "is_smooth", False))
+
+
 class Problem:
     r"""A multi-task regression problem.
 
@@ -167,6 +177,139 @@ class Problem:
         W = self.check_W(W)
         b = self._intercept_for(W, intercept)
         return self.loss.value(self.data, W, b) + sum(p.value(W) for p in self.penalties)
+
+    # ------------------------------------------------------------------ composite split
+    def smooth_penalties(self) -> tuple[Penalty, ...]:
+        """Terms with a gradient: the quadratic penalties and Custom terms given a gradient."""
+        return tuple(p for p in self.penalties if _is_smooth(p))
+
+    def nonsmooth_penalties(self) -> tuple[Penalty, ...]:
+        """The remaining terms ``g`` (handled through their prox)."""
+        return tuple(p for p in self.penalties if not _is_smooth(p))
+
+    def quadratic_coupling(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Task-side ``Σ α K`` (T, T) and feature-side ``Σ α D`` (d, d, or None).
+
+        Sums over the quadratic penalties, so their part of the objective is
+        ``½ tr(W K_t Wᵀ) + ½ tr(Wᵀ K_f W)`` and its gradient ``W K_t + K_f W``.
+        """
+        d, T = self.n_features, self.n_tasks
+        Kt = np.zeros((T, T))
+        Kf = None
+        for p in self.penalties:
+            if isinstance(p, QuadraticPenalty):
+                M = p.alpha * p.matrix(d, T)
+                if p.side == "task":
+                    Kt += M
+                else:
+                    Kf = M if Kf is None else Kf + M
+        return Kt, Kf
+
+    def _stacked(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Compressed data padded to (T, m, d) and (T, m), with the weights c (T,)."""
+        cache = self.__dict__.get("_stacked_cache")
+        c = self.loss_weights()
+        if cache is None or not np.array_equal(cache[2], c):
+            comp = self.data.compressed(self.fit_intercept)
+            m = max(A.shape[0] for A in comp.A)
+            T, d = self.n_tasks, self.n_features
+            Apad = np.zeros((T, m, d))
+            Zpad = np.zeros((T, m))
+            for t, (A, z) in enumerate(zip(comp.A, comp.z, strict=True)):
+                Apad[t, : A.shape[0]] = A
+                Zpad[t, : z.shape[0]] = z
+            cache = (Apad, Zpad, c)
+            self.__dict__["_stacked_cache"] = cache
+        return cache
+
+    def smooth_value_and_gradient(self, W: np.ndarray) -> tuple[float, np.ndarray]:
+        """Value and gradient (d, T) of the smooth part ``f + h`` (loss + smooth penalties).
+
+        Evaluated on the compressed data (exact: the dropped constant is added back),
+        with the intercepts profiled out when the problem fits them.
+        """
+        Apad, Zpad, c = self._stacked()
+        R = np.einsum("tmd,dt->tm", Apad, W) - Zpad
+        value = 0.5 * float(c @ np.einsum("tm,tm->t", R, R)) + self.cvxpy_offset
+        grad = np.einsum("tmd,tm->dt", Apad, R * c[:, None])
+        for p in self.smooth_penalties():
+            value += p.value(W)
+            grad += p.gradient(W)
+        return value, grad
+
+    def nonsmooth_value(self, W: np.ndarray) -> float:
+        """Value of the non-smooth part ``g`` at ``W``."""
+        return float(sum(p.value(W) for p in self.nonsmooth_penalties()))
+
+    def prox(self, V: np.ndarray, step: float) -> np.ndarray:
+        """Exact ``argmin_W step·g(W) + ½‖W − V‖²`` for the non-smooth part ``g``.
+
+        Available for a single prox-able term, several terms of one kind (their
+        strengths add), and L1 + L21 (sparse group lasso: soft-threshold, then the
+        row shrink). Raises NotImplementedError naming the terms otherwise.
+        """
+        plan = self._prox_plan()
+        if isinstance(plan, str):
+            raise NotImplementedError(plan)
+        for pen in plan:
+            V = pen.prox(V, step)
+        return V
+
+    @property
+    def has_prox(self) -> bool:
+        """True when :meth:`prox` is exact for the non-smooth part."""
+        return not isinstance(self._prox_plan(), str)
+
+    def _prox_plan(self) -> list[Penalty] | str:
+        from .penalties.sparse import L1, L21
+
+        terms = [p for p in self.nonsmooth_penalties() if p.alpha > 0]
+        missing = [type(p).__name__ for p in terms if not p.has_prox]
+        if missing:
+            return f"{', '.join(missing)} has no proximal operator (give Custom a prox=...)"
+        kinds = {type(p) for p in terms}
+        if len(kinds) > 1 and kinds != {L1, L21}:
+            return (f"the sum {' + '.join(sorted(k.__name__ for k in kinds))} has no exact "
+                    "proximal operator in mtlcvx")
+        merged: list[Penalty] = []
+        for kind in sorted(kinds, key=lambda k: k is L21):  # L1 before L21
+            same = [p for p in terms if type(p) is kind]
+            if len(same) == 1:
+                merged.append(same[0])
+            elif kind._params == ("alpha",):  # α₁‖·‖ + α₂‖·‖ = (α₁ + α₂)‖·‖
+                merged.append(kind(alpha=sum(p.alpha for p in same)))
+            else:
+                return f"several {kind.__name__} terms have no exact joint proximal operator"
+        return merged
+
+    def lipschitz(self) -> float | None:
+        """Upper bound on the Lipschitz constant of ∇(f + h).
+
+        ``max_t c_t λ_max(A_tᵀA_t) + λ_max(K_t) + λ_max(K_f)``; None when a Custom term
+        supplies a gradient (its constant is unknown; first-order methods backtrack).
+        """
+        if any(not isinstance(p, QuadraticPenalty) for p in self.smooth_penalties()):
+            return None
+        Apad, _, c = self._stacked()
+        loss_L = max(float(ct) * float(np.linalg.norm(A, 2)) ** 2
+                     for ct, A in zip(c, Apad, strict=True))
+        Kt, Kf = self.quadratic_coupling()
+        L = loss_L + max(float(np.linalg.eigvalsh(Kt)[-1]), 0.0)
+        if Kf is not None:
+            L += max(float(np.linalg.eigvalsh(Kf)[-1]), 0.0)
+        return L
+
+    def strong_convexity(self) -> float:
+        """Lower bound ``μ ≥ 0`` on the strong-convexity modulus of ``f + h``.
+
+        ``min_t c_t λ_min(X̃_tᵀX̃_t) + λ_min(K_t) + λ_min(K_f)`` (exact for a shared
+        design with equal weights); 0 when nothing guarantees strong convexity.
+        """
+        Apad, _, c = self._stacked()
+        loss_mu = min(float(ct) * _lambda_min(A.T @ A) for ct, A in zip(c, Apad, strict=True))
+        Kt, Kf = self.quadratic_coupling()
+        mu = loss_mu + _lambda_min(Kt) + (0.0 if Kf is None else _lambda_min(Kf))
+        return max(mu, 0.0)
 
     # ------------------------------------------------------------------ cvxpy side
     @property

@@ -75,20 +75,6 @@ class DirectBackend(Backend):
                     f"backend 'direct' solves squared loss + {_QUADRATIC} only")
         return None
 
-    @staticmethod
-    def coupling(problem: Problem) -> tuple[np.ndarray, np.ndarray | None]:
-        """Task-side ``Σ α K`` (T, T) and feature-side ``Σ α D`` (d, d) or None."""
-        d, T = problem.n_features, problem.n_tasks
-        Kt = np.zeros((T, T))
-        Kf = None
-        for p in problem.penalties:
-            M = p.alpha * p.matrix(d, T)
-            if p.side == "task":
-                Kt += M
-            else:
-                Kf = M if Kf is None else Kf + M
-        return Kt, Kf
-
     def solve(self, problem: Problem, *, tol: float, max_iter: int | None, verbose: bool,
               **solver_opts: Any) -> Solution:
         if solver_opts:
@@ -96,7 +82,7 @@ class DirectBackend(Backend):
         start = time.perf_counter()
         comp = problem.data.compressed(problem.fit_intercept)
         c = problem.loss_weights()
-        Kt, Kf = self.coupling(problem)
+        Kt, Kf = problem.quadratic_coupling()
         uniform = bool(np.allclose(c, c[0]))
         prep_time = time.perf_counter() - start
         if comp.shared and c[0] > 0 and (uniform or Kf is None) and np.all(c > 0):

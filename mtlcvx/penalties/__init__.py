@@ -10,7 +10,7 @@ from .quadratic import (
     Ridge,
     TaskRelation,
 )
-from .sparse import L1, L21
+from .sparse import L1, L21, SquaredL21
 from .spectral import SquaredTraceNorm, TraceNorm
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "FeatureRelation",
     "L1",
     "L21",
+    "SquaredL21",
     "TraceNorm",
     "SquaredTraceNorm",
     "Custom",

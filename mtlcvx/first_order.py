@@ -1,0 +1,205 @@
+"""Reference first-order methods over a problem's NumPy oracles, with traces.
+
+* :func:`gradient_descent`: (proximal) gradient descent with a fixed step.
+* :func:`fista`: accelerated proximal gradient (Beck & Teboulle) with backtracking on
+  the step and adaptive (gradient-based) restart (O'Donoghue & Candès), stopping when
+  the certified relative gap (MATH §6.2) is at most ``tol``.
+
+Both evaluate the smooth part on the compressed data (exact) and the prox of the rest
+in closed form (:meth:`mtlcvx.Problem.prox`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._optional import require
+from .certificates import Certificate, certify
+from .exceptions import IncompatibleBackend
+from .problem import Problem
+
+__all__ = ["Trace", "fista", "gradient_descent"]
+
+
+@dataclass
+class Trace:
+    """The run of a first-order method.
+
+    Attributes
+    ----------
+    W : ndarray (d, T)
+        Last iterate.
+    intercept : ndarray (T,) or None
+        Profiled intercepts at ``W`` when the problem fits them.
+    history : dict of ndarray
+        Equal-length arrays recorded every ``record_every`` iterations: ``iteration``,
+        ``time`` (seconds since start), ``objective`` (``F`` at the iterate), ``gap``
+        (certified gap, NaN where it was not computed), ``step``.
+    certificate : Certificate
+        Certificate of the last iterate.
+    iterations : int
+    converged : bool
+        True when the stopping test was met within ``max_iter``.
+    """
+
+    W: np.ndarray
+    intercept: np.ndarray | None
+    history: dict[str, np.ndarray]
+    certificate: Certificate
+    iterations: int
+    converged: bool
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_frame(self):
+        """The history as a pandas DataFrame (needs the ``pandas`` extra)."""
+        pd = require("pandas", "pandas", "Trace.to_frame")
+        return pd.DataFrame(self.history)
+
+
+def _check_problem(problem: Problem) -> None:
+    if problem.constraints is not None:
+        raise IncompatibleBackend(
+            "first-order methods do not handle constraints; use a conic backend "
+            "('clarabel' or 'scs')"
+        )
+    if not problem.has_prox:
+        raise IncompatibleBackend(
+            f"{problem._prox_plan()}; first-order methods need an exact prox for every "
+            "non-smooth term. Backends that can solve it: clarabel, scs"
+        )
+
+
+def _stopped(cert: Certificate, tol: float, g0: float) -> bool:
+    if cert.relative_gap is not None:
+        return cert.relative_gap <= tol
+    return cert.grad_mapping is not None and cert.grad_mapping <= tol * max(1.0, g0)
+
+
+def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: int, tol: float,
+         W0: np.ndarray | None, record_every: int, check_every: int,
+         restart: bool) -> Trace:
+    _check_problem(problem)
+    if record_every < 1 or check_every < 1 or max_iter < 0:
+        raise ValueError("record_every and check_every must be ≥ 1, max_iter ≥ 0")
+    start = time.perf_counter()
+    d, T = problem.n_features, problem.n_tasks
+    X = np.zeros((d, T)) if W0 is None else problem.check_W(W0, "W0").copy()
+    backtrack = step is None
+    L_bound = problem.lipschitz()
+    if step is not None:
+        L = 1.0 / step
+    elif L_bound is not None:
+        L = L_bound
+    else:
+        L = 1.0
+    Y = X.copy()
+    t = 1.0
+    fX, _ = problem.smooth_value_and_gradient(X)
+    rec: dict[str, list[float]] = {k: [] for k in ("iteration", "time", "objective", "gap",
+                                                    "step")}
+    cert = certify(problem, X)
+    g0 = cert.grad_mapping or 0.0
+
+    def record(k: int, F: float, gap: float) -> None:
+        rec["iteration"].append(k)
+        rec["time"].append(time.perf_counter() - start)
+        rec["objective"].append(F)
+        rec["gap"].append(gap)
+        rec["step"].append(1.0 / L)
+
+    record(0, cert.objective, np.nan if cert.gap is None else cert.gap)
+    converged = _stopped(cert, tol, g0)
+    k = 0
+    while not converged and k < max_iter:
+        k += 1
+        fY, gY = problem.smooth_value_and_gradient(Y)
+        while True:
+            Xn = problem.prox(Y - gY / L, 1.0 / L)
+            D = Xn - Y
+            fXn, _ = problem.smooth_value_and_gradient(Xn)
+            quad = fY + float(np.sum(gY * D)) + 0.5 * L * float(np.sum(D * D))
+            if not backtrack or fXn <= quad + 1e-12 * max(1.0, abs(fXn)):
+                break
+            L *= 2.0
+        if accelerated:
+            if restart and float(np.sum((Y - Xn) * (Xn - X))) > 0:
+                t, Y = 1.0, Xn.copy()
+            else:
+                tn = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+                Y = Xn + ((t - 1.0) / tn) * (Xn - X)
+                t = tn
+        else:
+            Y = Xn
+        X, fX = Xn, fXn
+        check = k % check_every == 0 or k == max_iter
+        if check:
+            cert = certify(problem, X)
+            converged = _stopped(cert, tol, g0)
+        if k % record_every == 0 or converged or k == max_iter:
+            F = fX + problem.nonsmooth_value(X)
+            record(k, F, cert.gap if check and cert.gap is not None else np.nan)
+    if not (k % check_every == 0 or k == max_iter) or k == 0:
+        cert = certify(problem, X)
+    history = {key: np.asarray(val, dtype=float) for key, val in rec.items()}
+    history["iteration"] = history["iteration"].astype(int)
+    intercept = problem.optimal_intercept(X) if problem.fit_intercept else None
+    return Trace(X, intercept, history, cert, k, converged,
+                 info={"lipschitz_bound": L_bound, "final_step": 1.0 / L,
+                       "time": time.perf_counter() - start})
+
+
+def fista(problem: Problem, max_iter: int = 20_000, tol: float = 1e-8, *,
+          W0: np.ndarray | None = None, record_every: int = 1, check_every: int = 10,
+          restart: bool = True) -> Trace:
+    """Accelerated proximal gradient with backtracking and adaptive restart.
+
+    Parameters
+    ----------
+    problem : Problem
+        Every non-smooth term needs an exact prox (``problem.has_prox``).
+    max_iter : int
+        Iteration cap.
+    tol : float
+        Stop when the certified relative gap ``gap / max(1, |F|)`` is ≤ tol (or, where no
+        gap is available, when ``‖G_τ‖ ≤ tol·max(1, ‖G_τ(W0)‖)``).
+    W0 : ndarray (d, T), optional
+        Starting point (default zeros).
+    record_every : int
+        Record the history every this many iterations (the gap only at check points).
+    check_every : int
+        Certify (and test for stopping) every this many iterations.
+    restart : bool
+        Adaptive restart of the momentum when it points uphill.
+
+    Returns
+    -------
+    Trace
+    """
+    return _run(problem, accelerated=True, step=None, max_iter=max_iter, tol=tol, W0=W0,
+                record_every=record_every, check_every=check_every, restart=restart)
+
+
+def gradient_descent(problem: Problem, step: float | None = None, max_iter: int = 20_000,
+                     tol: float = 1e-8, *, W0: np.ndarray | None = None,
+                     record_every: int = 1, check_every: int = 10) -> Trace:
+    """(Proximal) gradient descent ``W ← prox_{τg}(W − τ∇(f + h)(W))``.
+
+    Parameters
+    ----------
+    problem : Problem
+    step : float, optional
+        Fixed step ``τ``; default ``1/L`` with ``L`` the problem's Lipschitz bound
+        (backtracking when no bound is known).
+    max_iter, tol, W0, record_every, check_every
+        As in :func:`fista`.
+    """
+    if step is not None and not step > 0:
+        raise ValueError(f"step must be positive, got {step}")
+    if step is None and problem.lipschitz() is not None:
+        step = 1.0 / problem.lipschitz()
+    return _run(problem, accelerated=False, step=step, max_iter=max_iter, tol=tol, W0=W0,
+                record_every=record_every, check_every=check_every, restart=False)
