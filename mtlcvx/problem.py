@@ -98,7 +98,6 @@ class Problem:
                     f"penalties[{i}] is a {type(pen).__name__}, not a Penalty; wrap a CVXPY "
                     "expression with mc.Custom(lambda W: ..., cones={...})"
                 )
-            pen.check_shape(data.n_features, data.n_tasks)
         if constraints is not None and not callable(constraints):
             raise MTLError("constraints must be a callable W -> list of cvxpy constraints")
         self.data = data
@@ -106,11 +105,24 @@ class Problem:
         self.penalties = tuple(penalties)
         self.fit_intercept = bool(fit_intercept)
         self.constraints = constraints
+        self.check_shapes(include_custom=True)
         self.loss.weights(data)  # validates task_weights against the data now
         self._compiled: dict[str, Any] | None = None
         self.n_builds = 0
 
     # ------------------------------------------------------------------ structure
+    def check_shapes(self, include_custom: bool = False) -> None:
+        """Check every penalty's matrices against the data (they may be set after creation).
+
+        Custom terms (whose check builds and DCP-analyses the expression) only when
+        ``include_custom``.
+        """
+        from .penalties.custom import Custom
+
+        for pen in self.penalties:
+            if include_custom or not isinstance(pen, Custom):
+                pen.check_shape(self.n_features, self.n_tasks)
+
     @property
     def n_features(self) -> int:
         """Number of features d."""
@@ -175,6 +187,7 @@ class Problem:
         out (set to their optimal values for this ``W``).
         """
         W = self.check_W(W)
+        self.check_shapes()
         b = self._intercept_for(W, intercept)
         return self.loss.value(self.data, W, b) + sum(p.value(W) for p in self.penalties)
 
@@ -449,6 +462,7 @@ class Problem:
             raise MTLError(f"tol must be a positive number, got {tol!r}")
         if max_iter is not None and (not isinstance(max_iter, (int, np.integer)) or max_iter < 1):
             raise MTLError(f"max_iter must be a positive integer, got {max_iter!r}")
+        self.check_shapes()
         impl = resolve_backend(self, backend)
         start = time.perf_counter()
         sol = impl.solve(self, tol=float(tol), max_iter=max_iter, verbose=verbose, **solver_opts)

@@ -325,9 +325,6 @@ def test_A_wrong_shape_for_data(data):
             "GraphLaplacian", "A has shape (4, 4)", "A must be (3, 3)")
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "bug: a K replaced after the Problem was made is never re-checked against the data; "
-    "solve()/objective() then fail with a raw NumPy/CVXPY ValueError"))
 @pytest.mark.parametrize("backend", ["direct", "clarabel", "objective"])
 def test_K_replaced_with_wrong_shape_after_problem(data, backend):
     pen = mc.TaskRelation(np.eye(T), alpha=0.1)

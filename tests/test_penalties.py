@@ -530,9 +530,6 @@ def test_K_change_of_rank_or_sparse_factor_rebuilds_correctly(data, rng):
     _assert_same_optimum(sol, prob.solve(backend="direct"))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug: QuadraticPenalty.__setattr__ drops the cached factor before the new value is "
-    "validated, so a refused assignment (pen.A = bad) still forces a rebuild"))
 def test_refused_assignment_does_not_rebuild(data):
     pen = mc.GraphLaplacian(relations.chain(T), 0.3)
     prob = mc.Problem(data, penalties=[pen])
@@ -614,16 +611,8 @@ def test_get_set_params_round_trip(name, make):
     assert rebuilt.set_params(alpha=0.123).value(W) == pytest.approx(pen.value(W))
 
 
-_CLONE_BUG = pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-    "bug: the K/D validator returns a new symmetrised array ((K + K.T) / 2), so "
-    "get_params()['K'] is not the object passed to __init__ and sklearn.base.clone "
-    "raises RuntimeError ('constructor either does not set or modifies parameter K')"))
-
-
 @pytest.mark.parametrize("name,make", [
-    pytest.param(name, make, id=name,
-                 marks=_CLONE_BUG if name in ("TaskRelation", "FeatureRelation") else ())
-    for name, make in _param_cases()
+    pytest.param(name, make, id=name) for name, make in _param_cases()
 ])
 def test_sklearn_clone(name, make):
     pen = make()

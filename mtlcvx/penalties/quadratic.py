@@ -54,9 +54,32 @@ class QuadraticPenalty(Penalty):
         return cache[1]
 
     def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)  # validates first: a refused value keeps the cache
         if name in self._params and name != "alpha":
             self.__dict__.pop("_factor_cache", None)
-        super().__setattr__(name, value)
+
+    #: Name of the matrix parameter checked against the data ("K", "D", "A"), if any.
+    _matrix: ClassVar[str | None] = None
+
+    def check_shape(self, n_features: int, n_tasks: int) -> None:
+        if self._matrix is None:
+            return
+        shape = self.__dict__["_checked_" + self._matrix].shape
+        n = self._size(n_features, n_tasks)
+        if shape != (n, n):
+            what = "tasks" if self.side == "task" else "features"
+            raise PenaltyError(
+                f"{type(self).__name__}: {self._matrix} has shape {shape} but the data have "
+                f"{n} {what}; {self._matrix} must be ({n}, {n})"
+            )
+
+    def _store_checked(self, name: str, value: Any, checked: np.ndarray) -> Any:
+        """Keep the validated float64 matrix aside and the user's object as the parameter.
+
+        scikit-learn's ``clone`` requires ``get_params()[name] is`` the object passed in.
+        """
+        self.__dict__["_checked_" + name] = checked
+        return value
 
     def cvxpy_parameters(self, n_features: int, n_tasks: int) -> dict[str, Any]:
         R = self.factor(n_features, n_tasks)
@@ -122,6 +145,7 @@ class TaskRelation(QuadraticPenalty):
     """
 
     _params = ("K", "alpha")
+    _matrix = "K"
 
     def __init__(self, K: Any, alpha: float = 1.0):
         self.K = K
@@ -129,18 +153,11 @@ class TaskRelation(QuadraticPenalty):
 
     def _validate(self, name: str, value: Any) -> Any:
         if name == "K":
-            return relations.check_psd(value, "K")
+            return self._store_checked(name, value, relations.check_psd(value, "K"))
         return super()._validate(name, value)
 
-    def check_shape(self, n_features: int, n_tasks: int) -> None:
-        if self.K.shape != (n_tasks, n_tasks):
-            raise PenaltyError(
-                f"TaskRelation: K has shape {self.K.shape} but the data have {n_tasks} tasks; "
-                f"K must be ({n_tasks}, {n_tasks})"
-            )
-
     def matrix(self, n_features: int, n_tasks: int) -> np.ndarray:
-        return self.K
+        return self._checked_K
 
 
 class FeatureRelation(QuadraticPenalty):
@@ -155,6 +172,7 @@ class FeatureRelation(QuadraticPenalty):
 
     side = "feature"
     _params = ("D", "alpha")
+    _matrix = "D"
 
     def __init__(self, D: Any, alpha: float = 1.0):
         self.D = D
@@ -162,18 +180,11 @@ class FeatureRelation(QuadraticPenalty):
 
     def _validate(self, name: str, value: Any) -> Any:
         if name == "D":
-            return relations.check_psd(value, "D")
+            return self._store_checked(name, value, relations.check_psd(value, "D"))
         return super()._validate(name, value)
 
-    def check_shape(self, n_features: int, n_tasks: int) -> None:
-        if self.D.shape != (n_features, n_features):
-            raise PenaltyError(
-                f"FeatureRelation: D has shape {self.D.shape} but the data have {n_features} "
-                f"features; D must be ({n_features}, {n_features})"
-            )
-
     def matrix(self, n_features: int, n_tasks: int) -> np.ndarray:
-        return self.D
+        return self._checked_D
 
 
 class GraphLaplacian(QuadraticPenalty):
@@ -191,6 +202,7 @@ class GraphLaplacian(QuadraticPenalty):
     """
 
     _params = ("A", "alpha")
+    _matrix = "A"
 
     def __init__(self, A: Any, alpha: float = 1.0):
         self.A = A
@@ -198,18 +210,11 @@ class GraphLaplacian(QuadraticPenalty):
 
     def _validate(self, name: str, value: Any) -> Any:
         if name == "A":
-            return relations.check_adjacency(value, "A")
+            return self._store_checked(name, value, relations.check_adjacency(value, "A"))
         return super()._validate(name, value)
 
-    def check_shape(self, n_features: int, n_tasks: int) -> None:
-        if self.A.shape != (n_tasks, n_tasks):
-            raise PenaltyError(
-                f"GraphLaplacian: A has shape {self.A.shape} but the data have {n_tasks} tasks; "
-                f"A must be ({n_tasks}, {n_tasks})"
-            )
-
     def matrix(self, n_features: int, n_tasks: int) -> np.ndarray:
-        return relations.laplacian(self.A)
+        return relations.laplacian(self._checked_A)
 
 
 class MeanRegularized(QuadraticPenalty):
