@@ -11,8 +11,9 @@ solve it with any backend (Clarabel, SCS, ECOS, OSQP, or an exact direct solve):
 Conventions: ``W`` is (n_features, n_tasks); quadratic penalties carry ½.
 """
 
-from . import datasets, relations
+from . import datasets, first_order, relations
 from .backends import available_backends
+from .certificates import Certificate, certify
 from .data import MultiTaskData
 from .exceptions import (
     BackendUnavailable,
@@ -61,6 +62,9 @@ __all__ = [
     "SquaredTraceNorm",
     "Custom",
     "available_backends",
+    "certify",
+    "Certificate",
+    "first_order",
     "relations",
     "datasets",
     "MTLError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .data import MultiTaskData, as_float_array
-from .exceptions import DataError, MTLError, PenaltyError
+from .exceptions import ConvergenceWarning, DataError, MTLError, PenaltyError
 from .losses import SquaredLoss
 from .penalties.base import Penalty
 from .penalties.quadratic import QuadraticPenalty
@@ -242,9 +243,9 @@ class Problem:
         with the intercepts profiled out when the problem fits them.
         """
         Apad, Zpad, c = self._stacked()
-        R = np.einsum("tmd,dt->tm", Apad, W) - Zpad
+        R = np.matmul(Apad, W.T[:, :, None])[:, :, 0] - Zpad
         value = 0.5 * float(c @ np.einsum("tm,tm->t", R, R)) + self.cvxpy_offset
-        grad = np.einsum("tmd,tm->dt", Apad, R * c[:, None])
+        grad = np.matmul((R * c[:, None])[:, None, :], Apad)[:, 0, :].T
         for p in self.smooth_penalties():
             value += p.value(W)
             grad += p.gradient(W)
@@ -429,21 +430,30 @@ class Problem:
         tol: float = 1e-8,
         max_iter: int | None = None,
         verbose: bool = False,
+        refine: bool = False,
         **solver_opts: Any,
     ):
         """Solve the problem and return a :class:`~mtlcvx.Solution`.
 
         Parameters
         ----------
-        backend : {"clarabel", "scs", "ecos", "osqp", "direct"} or None
-            ``None`` picks "direct" for quadratic problems, otherwise "clarabel"
-            (DESIGN §7.5); ``sol.backend`` says what ran.
+        backend : {"clarabel", "scs", "ecos", "osqp", "direct", "fista"} or None
+            ``None`` picks "direct" for quadratic problems; "fista" when every
+            non-smooth term has an exact prox and the problem needs the PSD cone or has
+            ``T·d > 2000``; otherwise "clarabel" (DESIGN §7.5). ``sol.backend`` says
+            what ran.
         tol : float, default 1e-8
-            Target relative accuracy, translated into each solver's own settings.
+            Target certified relative gap ``gap / max(1, |F(W)|)``; conic backends
+            translate it into their own settings. ``status`` is "optimal" when the
+            certificate meets it, "inaccurate" (with a ConvergenceWarning) otherwise.
         max_iter : int, optional
             Iteration cap, translated likewise (solver default when None).
         verbose : bool
             Let the solver print its log.
+        refine : bool
+            Polish an "inaccurate" point with the certified first-order method
+            (:func:`mtlcvx.first_order.fista`, warm-started) until the certificate
+            meets ``tol``; needs an exact prox for every non-smooth term.
         **solver_opts
             Raw options passed to the solver unchanged (they override the translated ones).
 
@@ -466,7 +476,36 @@ class Problem:
         impl = resolve_backend(self, backend)
         start = time.perf_counter()
         sol = impl.solve(self, tol=float(tol), max_iter=max_iter, verbose=verbose, **solver_opts)
+        if refine and sol.status == "inaccurate" and self.has_prox and self.constraints is None:
+            sol = self._refine(sol, float(tol))
         sol.info.setdefault("wall_time", time.perf_counter() - start)
+        if sol.status == "inaccurate":
+            cert = sol.certificate
+            found = ("no certified gap" if cert is None or cert.gap is None
+                     else f"certified relative gap {cert.relative_gap:.2e} > tol={tol:g}")
+            warnings.warn(
+                f"backend {sol.backend!r} returned a point that is not certified optimal "
+                f"(solver status {sol.info.get('solver_status', 'n/a')!r}, {found}). Hint: "
+                "solve(..., refine=True) polishes it with the certified first-order method; "
+                "or raise max_iter, or use backend='clarabel'",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return sol
+
+    def _refine(self, sol, tol: float):
+        """Warm-started FISTA from ``sol.W`` until the certificate meets ``tol``."""
+        from .first_order import fista
+
+        trace = fista(self, tol=tol, W0=sol.W, record_every=10)
+        sol.W, sol.intercept = trace.W, trace.intercept
+        sol.objective = trace.certificate.objective
+        sol.certificate = trace.certificate
+        sol.history = trace.history
+        sol.solve_time += trace.info["time"]
+        sol.info["refined_iterations"] = trace.iterations
+        if trace.converged:
+            sol.status = "optimal"
         return sol
 
     def __repr__(self) -> str:

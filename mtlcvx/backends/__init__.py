@@ -1,14 +1,16 @@
 """Backends: a registry of interchangeable solvers (DESIGN §3, §7.5, §7.12)."""
 
-from . import conic, direct  # noqa: F401  (registers the backends, in preference order)
+from . import conic, direct, fista  # noqa: F401  (registers the backends, in preference order)
 from .registry import (
     BACKENDS,
     Backend,
     BackendInfo,
     available_backends,
+    certified_status,
+    default_backend,
     register,
     resolve_backend,
 )
 
-__all__ = ["BACKENDS", "Backend", "BackendInfo", "available_backends", "register",
-           "resolve_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendInfo", "available_backends", "certified_status",
+           "default_backend", "register", "resolve_backend"]

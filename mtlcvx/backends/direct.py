@@ -27,10 +27,11 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg as spla
 
+from ..certificates import certify
 from ..exceptions import MTLError, SolverFailed
 from ..penalties.quadratic import QuadraticPenalty
 from ..solution import Solution
-from .registry import Backend, register
+from .registry import Backend, certified_status, register
 
 if TYPE_CHECKING:
     from ..problem import Problem
@@ -99,11 +100,13 @@ class DirectBackend(Backend):
         intercept = problem.optimal_intercept(W) if problem.fit_intercept else None
         objective = problem.objective(W, intercept)
         reduced = self._reduced_objective(comp, c, Kt, Kf, W)
+        certificate = certify(problem, W)
         return Solution(
             W=W, intercept=intercept, objective=objective,
-            solver_objective=reduced + problem.cvxpy_offset, status="optimal",
+            solver_objective=reduced + problem.cvxpy_offset,
+            status=certified_status(certificate, tol, True),
             backend=self.name, compile_time=compile_time, solve_time=solve_time,
-            iterations=iters, info={"method": method},
+            iterations=iters, certificate=certificate, info={"method": method},
         )
 
     # ------------------------------------------------------------------ paths

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from ..solution import Solution
 
 __all__ = ["Backend", "BackendInfo", "BACKENDS", "register", "available_backends",
-           "resolve_backend"]
+           "default_backend", "certified_status", "resolve_backend"]
 
 
 class BackendInfo(NamedTuple):
@@ -80,8 +80,9 @@ def register(backend: Backend) -> Backend:
 def available_backends() -> dict[str, BackendInfo]:
     """Every known backend: ``name -> BackendInfo(installed, cones, extra)``.
 
-    "direct" declares the structure it needs (``{"quadratic"}``: squared loss and
-    quadratic penalties only) instead of cones.
+    "direct" and "fista" declare the structure they need instead of cones:
+    ``{"quadratic"}`` (squared loss and quadratic penalties only) and ``{"proximable"}``
+    (an exact prox for every non-smooth term, no constraints).
     """
     return {name: BackendInfo(b.is_installed(), b.cones, b.extra) for name, b in BACKENDS.items()}
 
@@ -94,13 +95,32 @@ def _capable(problem: Problem) -> str:
     return ", ".join(names) if names else "none"
 
 
+def default_backend(problem: Problem) -> str:
+    """DESIGN §7.5: "direct" for quadratic problems; "fista" when every non-smooth term
+    has an exact prox and the problem needs the PSD cone or has ``T·d > 2000``;
+    otherwise "clarabel"."""
+    if problem.is_quadratic:
+        return "direct"
+    large = problem.n_tasks * problem.n_features > 2000
+    if problem.constraints is None and problem.has_prox and ("psd" in problem.cones or large):
+        return "fista"
+    return "clarabel"
+
+
+def certified_status(certificate: Any, tol: float, solver_ok: bool) -> str:
+    """"optimal" when the certificate meets ``tol``; where it has no gap, the solver's word."""
+    if certificate.relative_gap is not None:
+        return "optimal" if certificate.relative_gap <= tol else "inaccurate"
+    return "optimal" if solver_ok else "inaccurate"
+
+
 def resolve_backend(problem: Problem, name: str | None) -> Backend:
     """The backend that will solve ``problem``: checked for compatibility, then installation.
 
-    ``name=None`` picks "direct" for quadratic problems, otherwise "clarabel".
+    ``name=None`` follows :func:`default_backend`.
     """
     if name is None:
-        name = "direct" if problem.is_quadratic else "clarabel"
+        name = default_backend(problem)
     if not isinstance(name, str) or name.lower() not in BACKENDS:
         raise IncompatibleBackend(
             f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)} "
