@@ -296,6 +296,25 @@ class Problem:
                 return f"several {kind.__name__} terms have no exact joint proximal operator"
         return merged
 
+    def _spectra(self) -> tuple[float, float, float, float]:
+        """``(max_t c_t λ_max, min_t c_t λ_min)`` of the task Hessian blocks ``c_t A_tᵀA_t``
+        and ``(λ_max, λ_min)`` of the coupling ``K_t ⊕ K_f``; cached on their inputs."""
+        Apad, _, c = self._stacked()
+        Kt, Kf = self.quadratic_coupling()
+        key = (c.tobytes(), hash(Kt.tobytes()), None if Kf is None else hash(Kf.tobytes()))
+        cache = self.__dict__.get("_spectra_cache")
+        if cache is None or cache[0] != key:
+            lam = np.linalg.eigvalsh(np.matmul(Apad.transpose(0, 2, 1), Apad)) * c[:, None]
+            top = float(lam[:, -1].max())
+            low = float(np.where(lam[:, 0] > lam[:, -1:].ravel() * lam.shape[1] * 1e-14,
+                                 lam[:, 0], 0.0).min())
+            lt = np.linalg.eigvalsh(Kt)
+            lf = np.zeros(1) if Kf is None else np.linalg.eigvalsh(Kf)
+            cache = (key, (top, low, max(lt[-1], 0.0) + max(lf[-1], 0.0),
+                           _lambda_min(Kt) + (0.0 if Kf is None else _lambda_min(Kf))))
+            self.__dict__["_spectra_cache"] = cache
+        return cache[1]
+
     def lipschitz(self) -> float | None:
         """Upper bound on the Lipschitz constant of ∇(f + h).
 
@@ -304,14 +323,8 @@ class Problem:
         """
         if any(not isinstance(p, QuadraticPenalty) for p in self.smooth_penalties()):
             return None
-        Apad, _, c = self._stacked()
-        loss_L = max(float(ct) * float(np.linalg.norm(A, 2)) ** 2
-                     for ct, A in zip(c, Apad, strict=True))
-        Kt, Kf = self.quadratic_coupling()
-        L = loss_L + max(float(np.linalg.eigvalsh(Kt)[-1]), 0.0)
-        if Kf is not None:
-            L += max(float(np.linalg.eigvalsh(Kf)[-1]), 0.0)
-        return L
+        top, _, coupling_top, _ = self._spectra()
+        return top + coupling_top
 
     def strong_convexity(self) -> float:
         """Lower bound ``μ ≥ 0`` on the strong-convexity modulus of ``f + h``.
@@ -319,11 +332,8 @@ class Problem:
         ``min_t c_t λ_min(X̃_tᵀX̃_t) + λ_min(K_t) + λ_min(K_f)`` (exact for a shared
         design with equal weights); 0 when nothing guarantees strong convexity.
         """
-        Apad, _, c = self._stacked()
-        loss_mu = min(float(ct) * _lambda_min(A.T @ A) for ct, A in zip(c, Apad, strict=True))
-        Kt, Kf = self.quadratic_coupling()
-        mu = loss_mu + _lambda_min(Kt) + (0.0 if Kf is None else _lambda_min(Kf))
-        return max(mu, 0.0)
+        _, low, _, coupling_low = self._spectra()
+        return max(low + coupling_low, 0.0)
 
     # ------------------------------------------------------------------ cvxpy side
     @property
