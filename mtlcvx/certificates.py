@@ -162,8 +162,9 @@ class _Pieces:
         data = problem.data
         c = problem.loss_weights()
         centre = problem.fit_intercept
-        a = 0.0
-        b = 0.0
+        T = W.shape[1]
+        a = np.zeros(T)
+        b = np.zeros(T)
         V = np.empty_like(W)
         loss = 0.0
         for t, (Xt, yt) in enumerate(zip(data.X, data.y, strict=True)):
@@ -173,18 +174,21 @@ class _Pieces:
             r = Xt @ W[:, t] - yt
             loss += 0.5 * c[t] * float(r @ r)
             theta = -c[t] * r
-            a += float(theta @ yt)
+            a[t] = float(theta @ yt)
             if c[t] > 0:
-                b += float(theta @ theta) / (2.0 * c[t])
+                b[t] = float(theta @ theta) / (2.0 * c[t])
             V[:, t] = Xt.T @ theta
         Kt, Kf = problem.quadratic_coupling()
         self.Kt, self.Kf = Kt, Kf
         self.loss = loss
-        self.a = a  # linear coefficient of D(s)
-        self.b = b  # quadratic coefficient (loss part)
+        self.a_task = a  # per-task linear coefficients of D(s)
+        self.a = float(a.sum())
+        self.b = float(b.sum())  # quadratic coefficient (loss part)
         self.V_loss = V  # −∇f(W)
-        self.h_value = 0.5 * float(np.sum((W @ Kt) * W)) + (
-            0.0 if Kf is None else 0.5 * float(np.sum((Kf @ W) * W)))
+        h_task = 0.5 * np.sum((W @ Kt) * W, axis=0) + (
+            0.0 if Kf is None else 0.5 * np.sum((Kf @ W) * W, axis=0))
+        self.b_task = b + h_task  # per-task quadratic coefficients, quadratic blocks included
+        self.h_value = float(h_task.sum())
         self.grad_h = W @ Kt + (0.0 if Kf is None else Kf @ W)
 
 
@@ -257,6 +261,16 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     b = pieces.b + pieces.h_value  # the augmented blocks enter with weight 1
     aug = " + quadratic blocks (rung 3)" if has_h else ""
     if norms and not squared:
+        if all(isinstance(p, L1) for p in norms) and not np.any(pieces.Kt - np.diag(
+                np.diag(pieces.Kt))):
+            # Separable across tasks (L1, task side diagonal): one scale per task.
+            alpha = sum(p.alpha for p in norms)
+            col_max = np.abs(V).max(axis=0)
+            s_max = np.where(col_max > 0, alpha / np.where(col_max > 0, col_max, 1.0), np.inf)
+            dual = sum(_best_scale(at, bt, st)[1]
+                       for at, bt, st in zip(pieces.a_task, pieces.b_task, s_max, strict=True))
+            return done(objective - excess - dual, "dual-norm scaling per task (rung 1)" + aug,
+                        dual=dual)
         s_max = _max_feasible_scale(norms, V)
         _, dual = _best_scale(pieces.a, b, s_max)
         return done(objective - excess - dual, "dual-norm scaling (rung 1)" + aug, dual=dual)
