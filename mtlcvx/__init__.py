@@ -11,7 +11,7 @@ solve it with any backend (Clarabel, SCS, ECOS, OSQP, or an exact direct solve):
 Conventions: ``W`` is (n_features, n_tasks); quadratic penalties carry ½.
 """
 
-from . import datasets, first_order, relations
+from . import datasets, first_order, plotting, relations
 from .backends import available_backends
 from .certificates import Certificate, certify
 from .data import MultiTaskData
@@ -41,6 +41,7 @@ from .penalties import (
 )
 from .problem import Problem
 from .solution import Solution
+from .validation import ValidationReport, validate
 
 __version__ = "0.1.0"
 
@@ -65,6 +66,9 @@ __all__ = [
     "certify",
     "Certificate",
     "first_order",
+    "validate",
+    "ValidationReport",
+    "plotting",
     "relations",
     "datasets",
     "MTLError",

@@ -1,0 +1,100 @@
+"""Convergence plots (needs the ``plot`` extra: matplotlib, imported lazily)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._optional import require
+
+__all__ = ["plot_convergence"]
+
+
+def _positive(values: np.ndarray) -> np.ndarray:
+    """Values with non-positive and non-finite entries masked (NaN) for a log axis."""
+    out = np.asarray(values, dtype=float).copy()
+    out[~(np.isfinite(out) & (out > 0))] = np.nan
+    return out
+
+
+def plot_convergence(
+    report_or_trace: Any,
+    ax: Any = None,
+    label: str | None = None,
+    *,
+    thresholds: bool | Sequence[float] = False,
+    reference_objective: float | None = None,
+) -> Any:
+    """Semilog plot of the relative suboptimality against the iteration.
+
+    Parameters
+    ----------
+    report_or_trace : ValidationReport or Trace
+        A :class:`~mtlcvx.validation.ValidationReport` draws its relative suboptimality
+        ``(F − F_ref)/max(1, |F_ref|)`` (and, when it was built from a Trace, the trace's
+        certified relative gap, dashed). A :class:`~mtlcvx.first_order.Trace` draws its
+        certified relative gap ``gap / max(1, |F|)`` where it was computed (a bound on
+        the relative suboptimality that needs no reference), plus the relative
+        suboptimality when ``reference_objective`` is given.
+    ax : matplotlib Axes, optional
+        Axes to draw on; a new figure is made when None. ``plt.show()`` is never called.
+    label : str, optional
+        Legend label of the suboptimality line (the gap line gets "… (certified gap)").
+    thresholds : bool or sequence of float, default False
+        Horizontal dotted lines: True draws the report's thresholds, a sequence draws
+        those values.
+    reference_objective : float, optional
+        ``F_ref`` for a Trace (ignored for a report, which carries its own).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Notes
+    -----
+    Points where the plotted value is zero, negative (an iterate at or below the
+    reference's objective, at round-off level) or not finite are left out: a log axis
+    cannot show them.
+    """
+    plt = require("matplotlib.pyplot", "plot", "plot_convergence")
+    if ax is None:
+        _, ax = plt.subplots()
+    name = "" if label is None else label
+    is_report = hasattr(report_or_trace, "suboptimality")
+    if is_report:
+        rep = report_or_trace
+        it = np.asarray(rep.iterations)
+        sub_line = ax.plot(it, _positive(rep.suboptimality), label=label or "suboptimality")
+        gap = rep.gap
+        default_thr: Sequence[float] = rep.thresholds
+    else:
+        hist = report_or_trace.history
+        it = np.asarray(hist["iteration"])
+        F = np.asarray(hist["objective"], dtype=float)
+        sub_line = None
+        if reference_objective is not None:
+            sub = (F - reference_objective) / max(1.0, abs(reference_objective))
+            sub_line = ax.plot(it, _positive(sub), label=label or "suboptimality")
+        gap = (np.asarray(hist["gap"], dtype=float) / np.maximum(1.0, np.abs(F))
+               if "gap" in hist else None)
+        default_thr = (1e-2, 1e-4, 1e-6, 1e-8)
+    if gap is not None and np.any(np.isfinite(gap)):
+        keep = np.isfinite(gap)
+        style: dict[str, Any] = {"linestyle": "--", "marker": "." if keep.sum() < 50 else None}
+        if sub_line is not None:
+            style["color"] = sub_line[0].get_color()
+        gap_label = f"{name} (certified gap)" if name else "certified gap"
+        ax.plot(it[keep], _positive(gap[keep]), label=gap_label, **style)
+    if thresholds is not False and thresholds is not None:
+        levels = default_thr if thresholds is True else thresholds
+        for level in levels:
+            ax.axhline(float(level), color="0.6", linestyle=":", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("relative suboptimality (F − F_ref)/max(1, |F_ref|)")
+    labelled = [ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+    if label is not None or len(labelled) > 1:
+        ax.legend()
+    return ax
