@@ -161,23 +161,17 @@ class _Pieces:
     def __init__(self, problem: Problem, W: np.ndarray):
         data = problem.data
         c = problem.loss_weights()
-        centre = problem.fit_intercept
-        T = W.shape[1]
-        a = np.zeros(T)
-        b = np.zeros(T)
-        V = np.empty_like(W)
-        loss = 0.0
-        for t, (Xt, yt) in enumerate(zip(data.X, data.y, strict=True)):
-            if centre:
-                Xt = Xt - Xt.mean(axis=0)
-                yt = yt - yt.mean()
-            r = Xt @ W[:, t] - yt
-            loss += 0.5 * c[t] * float(r @ r)
-            theta = -c[t] * r
-            a[t] = float(theta @ yt)
-            if c[t] > 0:
-                b[t] = float(theta @ theta) / (2.0 * c[t])
-            V[:, t] = Xt.T @ theta
+        X, y, task = data.stacked()
+        r = data.stacked_residuals(W)
+        if problem.fit_intercept:  # centre each task: residual and target lose their means
+            r = r - (data.task_sums(r) / data.n_samples)[task]
+            y = y - (data.task_sums(y) / data.n_samples)[task]
+        theta = -c[task] * r
+        a = data.task_sums(theta * y)
+        b = np.where(c > 0, data.task_sums(theta * theta) / (2.0 * np.where(c > 0, c, 1.0)), 0.0)
+        loss = 0.5 * float(c @ data.task_sums(r * r))
+        # V[:, t] = X̃_tᵀθ_t; the centring drops out because θ_t sums to zero per task
+        V = data.task_sums(X * theta[:, None]).T
         Kt, Kf = problem.quadratic_coupling()
         self.Kt, self.Kf = Kt, Kf
         self.loss = loss

@@ -265,6 +265,38 @@ class MultiTaskData:
             offs.append(off[0])
         return CompressedTasks(As, zs, np.array(offs), x_mean, y_mean, False)
 
+    def stacked(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All rows stacked: ``X`` (N, d), ``y`` (N,) and the task index of each row (N,)."""
+        cache = self.__dict__.get("_stacked_rows")
+        if cache is None:
+            cache = (np.vstack(self.X), np.concatenate(self.y),
+                     np.repeat(np.arange(self.n_tasks), self.n_samples))
+            self.__dict__["_stacked_rows"] = cache
+        return cache
+
+    def stacked_residuals(self, W: np.ndarray,
+                          intercept: np.ndarray | None = None) -> np.ndarray:
+        """Residuals ``x_nᵀ w_{t(n)} + b_{t(n)} − y_n`` of every stacked row (N,)."""
+        X, y, task = self.stacked()
+        r = np.einsum("nd,dn->n", X, W[:, task]) - y
+        if intercept is not None:
+            r += intercept[task]
+        return r
+
+    def task_sums(self, values: np.ndarray) -> np.ndarray:
+        """Per-task sums of a per-row array: (N,) -> (T,), or (N, k) -> (T, k)."""
+        if values.ndim == 1:
+            return np.bincount(self.stacked()[2], weights=values, minlength=self.n_tasks)
+        indicator = self.__dict__.get("_task_indicator")
+        if indicator is None:
+            import scipy.sparse as sp
+
+            task = self.stacked()[2]
+            indicator = sp.csr_matrix((np.ones(task.size), (task, np.arange(task.size))),
+                                      shape=(self.n_tasks, task.size))
+            self.__dict__["_task_indicator"] = indicator
+        return np.asarray(indicator @ values)
+
     def predict(self, W: np.ndarray, intercept: np.ndarray | None = None) -> list[np.ndarray]:
         """Per-task predictions ``X_t w_t + b_t`` for ``W`` (d, T)."""
         preds = [self.X[t] @ W[:, t] for t in range(self.n_tasks)]

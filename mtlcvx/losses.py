@@ -70,17 +70,10 @@ class SquaredLoss:
             c = c * self.task_weights
         return c
 
-    def residuals(
-        self, data: MultiTaskData, W: np.ndarray, intercept: np.ndarray | None
-    ) -> list[np.ndarray]:
-        """Residuals ``X_t w_t + b_t − y_t`` on the original data."""
-        return [p - yt for p, yt in zip(data.predict(W, intercept), data.y, strict=True)]
-
     def value(self, data: MultiTaskData, W: np.ndarray, intercept: np.ndarray | None) -> float:
         """Loss on the original data, in float64."""
-        c = self.weights(data)
-        res = self.residuals(data, W, intercept)
-        return float(sum(0.5 * ct * (r @ r) for ct, r in zip(c, res, strict=True)))
+        r = data.stacked_residuals(W, intercept)
+        return 0.5 * float(self.weights(data) @ data.task_sums(r * r))
 
     def __repr__(self) -> str:
         extra = "" if self.task_weights is None else ", task_weights=..."

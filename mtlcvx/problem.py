@@ -156,8 +156,7 @@ class Problem:
     # ------------------------------------------------------------------ numpy side
     def optimal_intercept(self, W: np.ndarray) -> np.ndarray:
         """Intercepts minimising the loss for fixed ``W``: ``b_t = mean(y_t − X_t w_t)``."""
-        return np.array([np.mean(yt - Xt @ W[:, t])
-                         for t, (Xt, yt) in enumerate(zip(self.data.X, self.data.y, strict=True))])
+        return -self.data.task_sums(self.data.stacked_residuals(W)) / self.data.n_samples
 
     def check_W(self, W: Any, name: str = "W") -> np.ndarray:
         """Validate a coefficient matrix of shape (d, T) and return it as float64."""
@@ -212,7 +211,7 @@ class Problem:
         Kf = None
         for p in self.penalties:
             if isinstance(p, QuadraticPenalty):
-                M = p.alpha * p.matrix(d, T)
+                M = p.alpha * p._cached_matrix(d, T)
                 if p.side == "task":
                     Kt += M
                 else:

@@ -57,6 +57,16 @@ class QuadraticPenalty(Penalty):
         super().__setattr__(name, value)  # validates first: a refused value keeps the cache
         if name in self._params and name != "alpha":
             self.__dict__.pop("_factor_cache", None)
+            self.__dict__.pop("_matrix_cache", None)
+
+    def _cached_matrix(self, n_features: int, n_tasks: int) -> np.ndarray:
+        """:meth:`matrix`, computed once per size until a matrix parameter changes."""
+        size = self._size(n_features, n_tasks)
+        cache = self.__dict__.get("_matrix_cache")
+        if cache is None or cache[0] != size:
+            cache = (size, self.matrix(n_features, n_tasks))
+            self.__dict__["_matrix_cache"] = cache
+        return cache[1]
 
     #: Name of the matrix parameter checked against the data ("K", "D", "A"), if any.
     _matrix: ClassVar[str | None] = None
@@ -97,13 +107,13 @@ class QuadraticPenalty(Penalty):
 
     def value(self, W: np.ndarray) -> float:
         d, T = W.shape
-        M = self.matrix(d, T)
+        M = self._cached_matrix(d, T)
         prod = W @ M if self.side == "task" else M @ W
         return 0.5 * self.alpha * float(np.sum(prod * W))
 
     def gradient(self, W: np.ndarray) -> np.ndarray:
         d, T = W.shape
-        M = self.matrix(d, T)
+        M = self._cached_matrix(d, T)
         return self.alpha * (W @ M if self.side == "task" else M @ W)
 
 
