@@ -88,17 +88,14 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
     start = time.perf_counter()
     d, T = problem.n_features, problem.n_tasks
     X = np.zeros((d, T)) if W0 is None else problem.check_W(W0, "W0").copy()
-    backtrack = step is None
     L_bound = problem.lipschitz()
-    if step is not None:
-        L = 1.0 / step
-    elif L_bound is not None:
-        L = L_bound
-    else:
-        L = 1.0
+    # With a proven Lipschitz bound the sufficient-decrease test always holds: no backtracking.
+    backtrack = step is None and L_bound is None
+    L = 1.0 / step if step is not None else (L_bound if L_bound is not None else 1.0)
+    smooth = problem.smooth_oracle()
+    prox = problem.prox_operator()
     Y = X.copy()
     t = 1.0
-    fX, _ = problem.smooth_value_and_gradient(X)
     rec: dict[str, list[float]] = {k: [] for k in ("iteration", "time", "objective", "gap",
                                                     "step")}
     cert = certify(problem, X)
@@ -118,13 +115,15 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
     check = False
     while not converged and k < max_iter:
         k += 1
-        fY, gY = problem.smooth_value_and_gradient(Y)
+        fY, gY = smooth(Y, True)
         while True:
-            Xn = problem.prox(Y - gY / L, 1.0 / L)
+            Xn = prox(Y - gY / L, 1.0 / L)
+            if not backtrack:
+                break
             D = Xn - Y
-            fXn, _ = problem.smooth_value_and_gradient(Xn)
+            fXn, _ = smooth(Xn, False)
             quad = fY + float(np.sum(gY * D)) + 0.5 * L * float(np.sum(D * D))
-            if not backtrack or fXn <= quad + 1e-12 * max(1.0, abs(fXn)):
+            if fXn <= quad + 1e-12 * max(1.0, abs(fXn)):
                 break
             L *= 2.0
         if accelerated:
@@ -136,7 +135,7 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
                 t = tn
         else:
             Y = Xn
-        X, fX = Xn, fXn
+        X = Xn
         # certify every check_every iterations, later every ~5 % of the run (≤ 5 % overshoot)
         check = k >= next_check or k == max_iter
         if check:
@@ -144,7 +143,7 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
             cert = certify(problem, X)
             converged = _stopped(cert, tol, g0)
         if k % record_every == 0 or converged or k == max_iter:
-            F = fX + problem.nonsmooth_value(X)
+            F = cert.objective if check else smooth(X, False)[0] + problem.nonsmooth_value(X)
             record(k, F, cert.gap if check and cert.gap is not None else np.nan)
     if not check or k == 0:
         cert = certify(problem, X)

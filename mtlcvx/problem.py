@@ -241,14 +241,53 @@ class Problem:
         Evaluated on the compressed data (exact: the dropped constant is added back),
         with the intercepts profiled out when the problem fits them.
         """
+        return self.smooth_oracle()(W, True)
+
+    def smooth_oracle(self) -> Callable[[np.ndarray, bool], tuple[float, np.ndarray | None]]:
+        """A snapshot of the smooth part for iterative methods.
+
+        Returns ``oracle(W, need_gradient) -> (value, gradient or None)`` with the data,
+        weights and quadratic coupling resolved once (penalty values are read now, so make
+        a new oracle after changing them).
+        """
         Apad, Zpad, c = self._stacked()
-        R = np.matmul(Apad, W.T[:, :, None])[:, :, 0] - Zpad
-        value = 0.5 * float(c @ np.einsum("tm,tm->t", R, R)) + self.cvxpy_offset
-        grad = np.matmul((R * c[:, None])[:, None, :], Apad)[:, 0, :].T
-        for p in self.smooth_penalties():
-            value += p.value(W)
-            grad += p.gradient(W)
-        return value, grad
+        offset = self.cvxpy_offset
+        Kt, Kf = self.quadratic_coupling()
+        has_task = bool(np.any(Kt))
+        others = [p for p in self.smooth_penalties() if not isinstance(p, QuadraticPenalty)]
+
+        def oracle(W: np.ndarray, need_gradient: bool = True) -> tuple[float, np.ndarray | None]:
+            R = np.matmul(Apad, W.T[:, :, None])[:, :, 0] - Zpad
+            value = 0.5 * float(c @ np.einsum("tm,tm->t", R, R)) + offset
+            quad = W @ Kt if has_task else None
+            if Kf is not None:
+                quad = Kf @ W if quad is None else quad + Kf @ W
+            if quad is not None:
+                value += 0.5 * float(np.sum(quad * W))
+            value += sum(p.value(W) for p in others)
+            if not need_gradient:
+                return value, None
+            grad = np.matmul((R * c[:, None])[:, None, :], Apad)[:, 0, :].T
+            if quad is not None:
+                grad += quad
+            for p in others:
+                grad += p.gradient(W)
+            return value, grad
+
+        return oracle
+
+    def prox_operator(self) -> Callable[[np.ndarray, float], np.ndarray]:
+        """``prox(V, step)`` of the non-smooth part, its plan resolved once (see :meth:`prox`)."""
+        plan = self._prox_plan()
+        if isinstance(plan, str):
+            raise NotImplementedError(plan)
+
+        def prox(V: np.ndarray, step: float) -> np.ndarray:
+            for pen in plan:
+                V = pen.prox(V, step)
+            return V
+
+        return prox
 
     def nonsmooth_value(self, W: np.ndarray) -> float:
         """Value of the non-smooth part ``g`` at ``W``."""
@@ -261,12 +300,7 @@ class Problem:
         strengths add), and L1 + L21 (sparse group lasso: soft-threshold, then the
         row shrink). Raises NotImplementedError naming the terms otherwise.
         """
-        plan = self._prox_plan()
-        if isinstance(plan, str):
-            raise NotImplementedError(plan)
-        for pen in plan:
-            V = pen.prox(V, step)
-        return V
+        return self.prox_operator()(V, step)
 
     @property
     def has_prox(self) -> bool:
