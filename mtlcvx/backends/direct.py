@@ -49,6 +49,21 @@ def _pinv_solve_sym(M: np.ndarray, b: np.ndarray) -> np.ndarray:
     return V @ (inv[:, None] * (V.T @ b)) if b.ndim == 2 else V @ (inv * (V.T @ b))
 
 
+def _blocks(comp, c, Kf) -> tuple[np.ndarray, np.ndarray]:
+    """Diagonal blocks ``c_t A_tᵀA_t + K_f`` (T, d, d) and right side ``c_t A_tᵀz_t`` (d, T)."""
+    Hs = np.stack([ct * (At.T @ At) for ct, At in zip(c, comp.A, strict=True)])
+    if Kf is not None:
+        Hs += Kf
+    B = np.stack([ct * (At.T @ zt) for ct, At, zt in zip(c, comp.A, comp.z, strict=True)],
+                 axis=1)
+    return Hs, B
+
+
+def _apply(Hs: np.ndarray, Kt: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """The system operator ``W ↦ [H_t w_t]_t + W K_t`` (never forms ``kron(K_t, I_d)``)."""
+    return np.matmul(Hs, W.T[:, :, None])[:, :, 0].T + W @ Kt
+
+
 class DirectBackend(Backend):
     """Exact solve of quadratic problems (see the module docstring).
 
@@ -143,58 +158,59 @@ class DirectBackend(Backend):
     @staticmethod
     def _dense(comp, c, Kt, Kf):
         t0 = time.perf_counter()
-        T = len(comp.A)
-        d = comp.A[0].shape[1]
-        n = d * T
-        M = np.zeros((n, n))
-        M4 = M.reshape(T, d, T, d)
-        for i in range(d):
-            M4[:, i, :, i] = Kt
-        rhs = np.empty(n)
-        for t, (ct, At, zt) in enumerate(zip(c, comp.A, comp.z, strict=True)):
-            block = ct * (At.T @ At)
-            if Kf is not None:
-                block += Kf
-            M4[t, :, t, :] += block
-            rhs[t * d:(t + 1) * d] = ct * (At.T @ zt)
+        Hs, B = _blocks(comp, c, Kf)
+        T, d, _ = Hs.shape
+        rhs = B.T.ravel()
+
+        def assemble() -> np.ndarray:
+            M = np.zeros((d * T, d * T))
+            M4 = M.reshape(T, d, T, d)
+            for i in range(d):
+                M4[:, i, :, i] = Kt
+            for t in range(T):
+                M4[t, :, t, :] += Hs[t]
+            return M
+
+        M = assemble()
         t1 = time.perf_counter()
         method = "cholesky"
         try:
-            factor = scipy.linalg.cho_factor(M, lower=True, overwrite_a=False, check_finite=False)
+            # M is symmetric: its transpose is a Fortran-ordered view LAPACK factors in place.
+            factor = scipy.linalg.cho_factor(M.T, lower=True, overwrite_a=True,
+                                             check_finite=False)
             w = scipy.linalg.cho_solve(factor, rhs, check_finite=False)
             # A PSD-singular M can still factor with tiny pivots; check the residual.
+            resid = _apply(Hs, Kt, w.reshape(T, d).T).T.ravel() - rhs
             if not np.all(np.isfinite(w)) or (
-                np.linalg.norm(M @ w - rhs) > 1e-9 * max(np.linalg.norm(rhs), 1e-300)
+                np.linalg.norm(resid) > 1e-9 * max(np.linalg.norm(rhs), 1e-300)
             ):
                 raise np.linalg.LinAlgError
         except np.linalg.LinAlgError:
             method = "eigh (semidefinite system)"
-            w = _pinv_solve_sym(M, rhs)
+            w = _pinv_solve_sym(assemble(), rhs)
         return w.reshape(T, d).T.copy(), t1 - t0, time.perf_counter() - t1, method
 
     @staticmethod
     def _pcg(comp, c, Kt, Kf, tol, max_iter):
         t0 = time.perf_counter()
-        T = len(comp.A)
-        d = comp.A[0].shape[1]
-        Hs = np.stack([ct * (At.T @ At) for ct, At in zip(c, comp.A, strict=True)])
-        if Kf is not None:
-            Hs += Kf
-        B = np.stack([ct * (At.T @ zt) for ct, At, zt in zip(c, comp.A, comp.z, strict=True)],
-                     axis=1)
+        Hs, B = _blocks(comp, c, Kf)
+        T, d, _ = Hs.shape
         blocks = Hs + np.diag(Kt)[:, None, None] * np.eye(d)
-        lam, V = np.linalg.eigh(blocks)
-        cutoff = np.maximum(lam.max(axis=1, keepdims=True), 1.0) * d * np.finfo(float).eps
-        inv = np.where(lam > cutoff, 1.0 / np.where(lam > cutoff, lam, 1.0), 0.0)
-        Pinv = np.einsum("tij,tj,tkj->tik", V, inv, V)
+        try:
+            Pinv = np.linalg.inv(blocks)
+            if not np.all(np.isfinite(Pinv)):
+                raise np.linalg.LinAlgError
+        except np.linalg.LinAlgError:  # a singular block: pseudo-inverse through eigh
+            lam, V = np.linalg.eigh(blocks)
+            cutoff = np.maximum(lam.max(axis=1, keepdims=True), 1.0) * d * np.finfo(float).eps
+            inv = np.where(lam > cutoff, 1.0 / np.where(lam > cutoff, lam, 1.0), 0.0)
+            Pinv = np.matmul(V * inv[:, None, :], V.transpose(0, 2, 1))
 
         def matvec(x: np.ndarray) -> np.ndarray:
-            Wm = x.reshape(T, d).T
-            out = np.einsum("tij,jt->it", Hs, Wm) + Wm @ Kt
-            return out.T.ravel()
+            return _apply(Hs, Kt, x.reshape(T, d).T).T.ravel()
 
         def precond(x: np.ndarray) -> np.ndarray:
-            return np.einsum("tij,tj->ti", Pinv, x.reshape(T, d)).ravel()
+            return np.matmul(Pinv, x.reshape(T, d)[:, :, None]).ravel()
 
         n = d * T
         op = spla.LinearOperator((n, n), matvec=matvec, dtype=float)
