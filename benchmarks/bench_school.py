@@ -1,0 +1,517 @@
+"""School benchmark: time and peak memory to a *certified* relative gap ≤ 1e-8.
+
+Usage::
+
+    python benchmarks/bench_school.py              # full run (several minutes)
+    python benchmarks/bench_school.py --quick      # smoke run (shorter budgets)
+    python benchmarks/bench_school.py --out r.json --problems lasso,trace
+    python benchmarks/bench_school.py --profile graph   # cProfile of fista, no benchmark
+
+Problems. School as shipped (``mc.datasets.load_school()``: 139 tasks in file order, the
+raw 28 columns including MALSAR's bias column, no intercept), with
+``mc.SquaredLoss(scale="sum")``, i.e. MALSAR's ``½Σ_t‖X_t w_t − y_t‖²`` (MATH §0.3):
+
+* ``lasso``  ``L1(50)``                                  (``Least_Lasso``, ρ₁ = 50)
+* ``l21``    ``L21(500)``                                (``Least_L21``, ρ₁ = 500)
+* ``trace``  ``TraceNorm(1000)``                         (``Least_Trace``, ρ₁ = 1000)
+* ``srmtl``  ``MeanRegularized(20) + L1(20)``            (``Least_SRMTL``, R = I − 11ᵀ/T,
+  ρ₁ = 10, ρ₂ = 20)
+* ``graph``  ``GraphLaplacian(chain(139), 20) + L1(20)`` (``Least_SRMTL`` with R_chain,
+  ρ₁ = 10, ρ₂ = 20)
+* ``mtrl``   the MTRL reduced problem (MATH §2.4, §9) on standardized School
+  (``load_school(standardize=True)``, ``fit_intercept=True``, ``scale="mean"``,
+  ``Ridge(0.1) + SquaredTraceNorm(1.0)``).
+
+Routes. ``fista``: :func:`mtlcvx.first_order.fista` with ``tol = 1e-8`` (it stops on its
+own certified relative gap). ``clarabel``, ``scs``, ``ecos``, ``osqp``:
+``prob.solve(backend=b, tol=1e-8)`` for every installed backend whose cones cover the
+problem (ECOS has no PSD cone, OSQP neither SOC nor PSD); the others are listed as n/a.
+``malsar-rule``, for context only (never the "fastest route"): plain FISTA in MALSAR's
+form (backtracking from L = 1 doubling, no restart, start at zero) stopped by MALSAR's
+default rule, relative objective change ≤ 1e-4 or 1000 iterations.
+
+Every returned ``W`` is certified with :func:`mtlcvx.certificates.certify` (MATH §6.2)
+on the original data, outside the timed region; a route "reaches" the target when that
+certified relative gap is ≤ 1e-8. Beside the certified gap (an upper bound) the tables
+give "rel subopt" ``(F(W) − F_ref)/max(1, |F_ref|)``, ``F_ref`` the lowest objective among
+the routes that reached the target (so within 1e-8 relatively of ``F*``): the actual
+distance in objective, which the certified gap can overstate far from the optimum.
+
+Method. Every run is a fresh subprocess of this script (``--worker``). "time" is the wall
+clock of the route call alone: ``fista(...)`` or ``prob.solve(...)`` (CVXPY build,
+compilation, solver, and the certificate that ``solve`` attaches) — data loading and the
+Problem construction are excluded, and an untimed tiny solve of the same kind with the
+same route runs first so first-call imports are not counted. "peak RSS" is the child's
+``VmHWM`` (high-water resident set of the whole process: interpreter, NumPy/CVXPY imports,
+data, solver), or, for a child that died, ``ru_maxrss`` from ``os.wait4``. Conic children
+run under ``RLIMIT_AS`` (6 GB) and a wall-clock limit (120 s full, 30 s quick) and are
+reported as "out of memory" / "timeout"; FISTA gets a longer limit. A route that reached
+the target in under 10 s is repeated (fresh subprocess; 3 runs full, 1 quick) and the
+fastest time and the largest peak RSS are reported. The machine may be shared and noisy;
+the load average is recorded in the JSON.
+
+Targets (PASS/FAIL on the fastest route that reaches the certified gap): time ≤ 5 s per
+problem, ≤ 3 s for ``trace`` and ``mtrl``; peak RSS ≤ 1 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TOL = 1e-8
+MALSAR_TOL = 1e-4
+MALSAR_MAX_ITER = 1000
+PROBLEMS = ("lasso", "l21", "trace", "srmtl", "graph", "mtrl")
+LABELS = {
+    "lasso": "Lasso L1(50)",
+    "l21": "L21(500)",
+    "trace": "TraceNorm(1000)",
+    "srmtl": "MeanReg(20)+L1(20)",
+    "graph": "Graph(chain,20)+L1(20)",
+    "mtrl": "MTRL Ridge(.1)+SqTrace(1)",
+}
+CONIC = ("clarabel", "scs", "ecos", "osqp")
+ROUTES = ("fista", *CONIC, "malsar-rule")
+TIME_TARGET = {"trace": 3.0, "mtrl": 3.0}  # seconds; others DEFAULT_TIME_TARGET
+DEFAULT_TIME_TARGET = 5.0
+RSS_TARGET_MB = 1024.0
+MEM_LIMIT_BYTES = 6 * 1024**3  # RLIMIT_AS of conic children
+FULL = {"conic_timeout": 120.0, "fista_timeout": 300.0, "fista_max_iter": 100_000,
+        "repeats": 3}
+QUICK = {"conic_timeout": 30.0, "fista_timeout": 60.0, "fista_max_iter": 20_000,
+         "repeats": 1}
+REPEAT_BELOW = 10.0  # seconds: repeat a reaching route faster than this
+
+
+# ====================================================================== worker side
+def _problem(name: str, data=None):
+    """The benchmark problem ``name`` (on ``data``, default School as specified)."""
+    import mtlcvx as mc
+
+    if name == "mtrl":
+        data = mc.datasets.load_school(standardize=True) if data is None else data
+        return mc.Problem(data, mc.SquaredLoss(scale="mean"),
+                          [mc.Ridge(0.1), mc.SquaredTraceNorm(1.0)], fit_intercept=True)
+    data = mc.datasets.load_school() if data is None else data
+    T = data.n_tasks
+    penalties = {
+        "lasso": lambda: [mc.L1(50.0)],
+        "l21": lambda: [mc.L21(500.0)],
+        "trace": lambda: [mc.TraceNorm(1000.0)],
+        "srmtl": lambda: [mc.MeanRegularized(20.0), mc.L1(20.0)],
+        "graph": lambda: [mc.GraphLaplacian(mc.relations.chain(T), 20.0), mc.L1(20.0)],
+    }[name]()
+    return mc.Problem(data, mc.SquaredLoss(scale="sum"), penalties)
+
+
+def _tiny(name: str):
+    """A small problem of the same kind (for the untimed warm-up)."""
+    import mtlcvx as mc
+
+    data = mc.datasets.make_related_tasks(n_tasks=6, n_features=4, n_samples=12,
+                                          random_state=0)
+    return _problem(name, data)
+
+
+def malsar_fista(prob, tol: float = MALSAR_TOL, max_iter: int = MALSAR_MAX_ITER):
+    """Accelerated proximal gradient as MALSAR's ``Least_*`` solvers run it.
+
+    Nesterov/FISTA momentum without restart, step ``1/γ`` with ``γ`` starting at 1 and
+    doubled until the quadratic upper bound holds (never decreased), start at zero, and
+    MALSAR's default stopping rule ``tFlag = 1``: ``|F_k − F_{k−1}| ≤ tol·F_{k−1}``, or
+    ``max_iter`` iterations. Returns ``(W, iterations, stopped_by_rule)``.
+    """
+    import numpy as np
+
+    W = np.zeros((prob.n_features, prob.n_tasks))
+    W_old = W.copy()
+    t, t_old = 1.0, 0.0
+    gamma = 1.0
+    values: list[float] = []
+    by_rule = False
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007 - the count is returned
+        S = W + ((t_old - 1.0) / t) * (W - W_old)
+        fS, gS = prob.smooth_value_and_gradient(S)
+        flat = False
+        while True:
+            Wz = prob.prox(S - gS / gamma, 1.0 / gamma)
+            fz, _ = prob.smooth_value_and_gradient(Wz)
+            D = Wz - S
+            r_sum = float(np.sum(D * D))
+            if r_sum <= 1e-20:
+                flat = True
+                break
+            if fz <= fS + float(np.sum(D * gS)) + 0.5 * gamma * r_sum:
+                break
+            gamma *= 2.0
+        W_old, W = W, Wz
+        values.append(fz + prob.nonsmooth_value(W))
+        if flat:
+            by_rule = True
+            break
+        if len(values) >= 2 and abs(values[-1] - values[-2]) <= tol * values[-2]:
+            by_rule = True
+            break
+        t_old, t = t, 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+    return W, it, by_rule
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _call(route: str, prob, spec: dict[str, Any]) -> dict[str, Any]:
+    """Run ``route`` on ``prob``; returns W plus route-specific fields."""
+    if route == "fista":
+        from mtlcvx.first_order import fista
+
+        tr = fista(prob, max_iter=spec["max_iter"], tol=TOL,
+                   record_every=max(spec["max_iter"], 1))
+        return {"W": tr.W, "iterations": tr.iterations,
+                "solver_status": "converged" if tr.converged else "max_iter reached"}
+    if route == "malsar-rule":
+        W, its, by_rule = malsar_fista(prob)
+        return {"W": W, "iterations": its,
+                "solver_status": "rel. change <= 1e-4" if by_rule else "max_iter reached"}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sol = prob.solve(backend=route, tol=TOL)
+    return {"W": sol.W, "iterations": sol.iterations,
+            "solver_status": str(sol.info.get("solver_status", sol.status)),
+            "status": sol.status, "compile_time": sol.compile_time,
+            "solve_time": sol.solve_time}
+
+
+def _work(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec.get("mem_limit"):
+        resource.setrlimit(resource.RLIMIT_AS, (spec["mem_limit"], spec["mem_limit"]))
+    from mtlcvx.certificates import certify
+
+    name, route = spec["problem"], spec["route"]
+    try:
+        _call(route, _tiny(name), {**spec, "max_iter": 50})  # warm-up, untimed
+    except Exception:  # noqa: BLE001 - the timed call reports the real failure
+        pass
+    prob = _problem(name)
+    start = time.perf_counter()
+    try:
+        out = _call(route, prob, spec)
+    except MemoryError:
+        return {"outcome": "out of memory", "time": time.perf_counter() - start,
+                "peak_rss_mb": _peak_rss_mb()}
+    except Exception as err:  # noqa: BLE001 - reported, not raised
+        msg = f"{type(err).__name__}: {err}"
+        oom = "memory" in msg.lower()
+        return {"outcome": "out of memory" if oom else "failed", "error": msg[:300],
+                "time": time.perf_counter() - start, "peak_rss_mb": _peak_rss_mb()}
+    elapsed = time.perf_counter() - start
+    W = out.pop("W")
+    cert = certify(prob, W)
+    return {"outcome": "ok", "time": elapsed, "peak_rss_mb": _peak_rss_mb(),
+            "objective": cert.objective, "gap": cert.gap, "relative_gap": cert.relative_gap,
+            "certificate_method": cert.method, **out}
+
+
+def _plan() -> dict[str, Any]:
+    """Installed conic backends that can solve each problem (and why not the others)."""
+    from mtlcvx.backends.registry import BACKENDS
+
+    plan: dict[str, Any] = {}
+    for name in PROBLEMS:
+        prob = _tiny(name)
+        plan[name] = {}
+        for b in CONIC:
+            backend = BACKENDS.get(b)
+            if backend is None:
+                plan[name][b] = "not registered"
+            elif not backend.is_installed():
+                plan[name][b] = "not installed"
+            else:
+                why = backend.incompatibility(prob)
+                plan[name][b] = None if why is None else "n/a: " + ", ".join(
+                    sorted(prob.cones - backend.cones)) + " cone"
+    return plan
+
+
+def _worker(spec: dict[str, Any], result: str) -> int:
+    out = _plan() if spec.get("plan") else _work(spec)
+    Path(result).write_text(json.dumps(out, default=float))
+    return 0
+
+
+# ====================================================================== parent side
+def _run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run one worker in a fresh subprocess under a wall-clock limit."""
+    with tempfile.TemporaryDirectory(prefix="bench_school_") as tmp:
+        result = os.path.join(tmp, "result.json")
+        err_path = os.path.join(tmp, "stderr.txt")
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec),
+               "--result", result]
+        start = time.perf_counter()
+        with open(err_path, "w") as err_fh:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_fh)
+            timed_out = False
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.perf_counter() - start > timeout:
+                    timed_out = True
+                    proc.send_signal(signal.SIGKILL)
+                    pid, status, usage = os.wait4(proc.pid, 0)
+                    break
+                time.sleep(0.05)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        child_maxrss_mb = usage.ru_maxrss / 1024.0  # KiB on Linux
+        stderr = Path(err_path).read_text(errors="replace")
+        if timed_out:
+            return {"outcome": "timeout", "time": None, "peak_rss_mb": child_maxrss_mb,
+                    "child_wall": wall, "limit_s": timeout}
+        if os.path.exists(result):
+            out = json.loads(Path(result).read_text())
+            out["child_wall"] = wall
+            if out.get("peak_rss_mb") is None:
+                out["peak_rss_mb"] = child_maxrss_mb
+            return out
+        low = stderr.lower()
+        oom = any(s in low for s in ("memory allocation", "memoryerror", "cannot allocate",
+                                     "out of memory", "bad_alloc"))
+        return {"outcome": "out of memory" if oom else "crashed",
+                "error": f"exit {proc.returncode}: " + stderr.strip()[-300:],
+                "time": None, "peak_rss_mb": child_maxrss_mb, "child_wall": wall}
+
+
+def _reached(r: dict[str, Any]) -> bool:
+    return (r.get("outcome") == "ok" and r.get("relative_gap") is not None
+            and r["relative_gap"] <= TOL)
+
+
+def _measure(problem: str, route: str, cfg: dict[str, Any], log) -> dict[str, Any]:
+    conic = route in CONIC
+    spec: dict[str, Any] = {"problem": problem, "route": route,
+                            "max_iter": cfg["fista_max_iter"],
+                            "mem_limit": MEM_LIMIT_BYTES if conic else None}
+    timeout = cfg["conic_timeout"] if conic else cfg["fista_timeout"]
+    runs = [_run_child(spec, timeout)]
+    first = runs[0]
+    if _reached(first) and first["time"] < REPEAT_BELOW:
+        for _ in range(cfg["repeats"] - 1):
+            again = _run_child(spec, timeout)
+            if again.get("outcome") == "ok":
+                runs.append(again)
+    ok = [r for r in runs if r.get("outcome") == "ok"]
+    best = dict(min(ok, key=lambda r: r["time"])) if ok else dict(first)
+    rss = [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb") is not None]
+    best["peak_rss_mb"] = max(rss) if rss else None
+    best["times"] = [r["time"] for r in runs]
+    best.update(problem=problem, route=route, reached=_reached(best))
+    log(_row(best))
+    return best
+
+
+def _fmt(x: Any, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+HEADER = (f"{'problem':<26} {'route':<12} {'outcome':<14} {'iters':>7} {'time[s]':>8} "
+          f"{'cert. rel gap':>13} {'rel subopt':>10} {'RSS[MB]':>8}  ≤1e-8  solver status")
+
+
+def _row(r: dict[str, Any]) -> str:
+    status = r.get("solver_status") or r.get("error") or ""
+    if r["outcome"] == "timeout":
+        status = f"killed after {r['limit_s']:.0f} s"
+    elif r["outcome"] == "out of memory" and "error" in r:
+        status = r["error"][:60].replace("\n", " ")
+    return (f"{LABELS[r['problem']]:<26} {r['route']:<12} {r['outcome']:<14} "
+            f"{_fmt(r.get('iterations'), 'd'):>7} {_fmt(r.get('time'), '.2f'):>8} "
+            f"{_fmt(r.get('relative_gap'), '.2e'):>13} {_fmt(r.get('rel_subopt'), '.1e'):>10} "
+            f"{_fmt(r.get('peak_rss_mb'), '.0f'):>8}"
+            f"  {'yes' if r.get('reached') else 'no':<5}  {status}")
+
+
+def _add_suboptimality(problems: list[str], results: list[dict[str, Any]]) -> None:
+    """``rel_subopt = (F(W) − F_ref)/max(1, |F_ref|)`` with ``F_ref`` the lowest objective
+    among the routes that reached the certified gap (itself within 1e-8 of ``F*``)."""
+    for name in problems:
+        rows = [r for r in results if r["problem"] == name]
+        ref = [r["objective"] for r in rows if r["reached"]]
+        if not ref:
+            continue
+        F_ref = min(ref)
+        for r in rows:
+            if r.get("objective") is not None:
+                r["rel_subopt"] = (r["objective"] - F_ref) / max(1.0, abs(F_ref))
+
+
+def _summary(problems: list[str], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for name in problems:
+        rows = [r for r in results if r["problem"] == name]
+        reaching = [r for r in rows if r["reached"] and r["route"] != "malsar-rule"]
+        best = min(reaching, key=lambda r: r["time"]) if reaching else None
+        malsar = next((r for r in rows if r["route"] == "malsar-rule"), None)
+        target = TIME_TARGET.get(name, DEFAULT_TIME_TARGET)
+        entry: dict[str, Any] = {
+            "problem": name, "label": LABELS[name], "time_target_s": target,
+            "rss_target_mb": RSS_TARGET_MB,
+            "fastest_route": None if best is None else best["route"],
+            "time": None if best is None else best["time"],
+            "peak_rss_mb": None if best is None else best["peak_rss_mb"],
+            "relative_gap": None if best is None else best["relative_gap"],
+        }
+        entry["time_pass"] = best is not None and best["time"] <= target
+        entry["rss_pass"] = (best is not None and best["peak_rss_mb"] is not None
+                             and best["peak_rss_mb"] <= RSS_TARGET_MB)
+        if malsar is not None:
+            entry["malsar_rule"] = {k: malsar.get(k) for k in
+                                    ("outcome", "time", "iterations", "relative_gap",
+                                     "rel_subopt", "solver_status")}
+        out.append(entry)
+    return out
+
+
+def _summary_table(summary: list[dict[str, Any]]) -> str:
+    lines = [f"{'':<26} {'':<24} {'':>8} {'':>7} {'':<5} {'':>8} {'':<5} | MALSAR default rule",
+             f"{'problem':<26} {'fastest certified route':<24} {'time[s]':>8} {'target':>7} "
+             f"{'time':<5} {'RSS[MB]':>8} {'RSS':<5} | {'time[s]':>7} "
+             f"{'iters':>6} {'cert. rel gap':>13} {'rel. subopt':>11}"]
+    for s in summary:
+        m = s.get("malsar_rule") or {}
+        lines.append(
+            f"{s['label']:<26} {s['fastest_route'] or 'none reached 1e-8':<24} "
+            f"{_fmt(s['time'], '.2f'):>8} {s['time_target_s']:>6.0f}s "
+            f"{'PASS' if s['time_pass'] else 'FAIL':<5} {_fmt(s['peak_rss_mb'], '.0f'):>8} "
+            f"{'PASS' if s['rss_pass'] else 'FAIL':<5} | "
+            f"{_fmt(m.get('time'), '.3f'):>7} {_fmt(m.get('iterations'), 'd'):>6} "
+            f"{_fmt(m.get('relative_gap'), '.2e'):>13} {_fmt(m.get('rel_subopt'), '.2e'):>11}")
+    return "\n".join(lines)
+
+
+def _profile(problem: str, max_iter: int) -> None:
+    """cProfile of ``fista`` on one problem (in this process); prints the top costs."""
+    import cProfile
+    import pstats
+
+    from mtlcvx.first_order import fista
+
+    prob = _problem(problem)
+    fista(_tiny(problem), max_iter=20)  # warm-up
+    prof = cProfile.Profile()
+    start = time.perf_counter()
+    prof.enable()
+    tr = fista(prob, max_iter=max_iter, tol=TOL, record_every=max_iter)
+    prof.disable()
+    elapsed = time.perf_counter() - start
+    print(f"fista on {LABELS[problem]}: {tr.iterations} iterations in {elapsed:.2f} s "
+          f"(profiled) = {1e3 * elapsed / max(tr.iterations, 1):.3f} ms/iteration; "
+          f"certified relative gap {tr.certificate.relative_gap}")
+    stats = pstats.Stats(prof).strip_dirs()
+    stats.sort_stats("tottime").print_stats(15)
+    stats.sort_stats("cumulative").print_stats(20)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="shorter budgets (30 s conic, 60 s FISTA), no repeats")
+    parser.add_argument("--out", default="benchmarks/results/bench_school.json",
+                        help="JSON output path (its directory is created)")
+    parser.add_argument("--problems", default=",".join(PROBLEMS),
+                        help=f"comma-separated subset of {','.join(PROBLEMS)}")
+    parser.add_argument("--routes", default=",".join(ROUTES),
+                        help=f"comma-separated subset of {','.join(ROUTES)}")
+    parser.add_argument("--profile", metavar="PROBLEM", choices=PROBLEMS,
+                        help="only profile fista on PROBLEM with cProfile and exit")
+    parser.add_argument("--profile-iter", type=int, default=20_000,
+                        help="fista iteration cap for --profile")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker is not None:
+        return _worker(json.loads(args.worker), args.result)
+    if args.profile:
+        _profile(args.profile, args.profile_iter)
+        return 0
+    problems = [p for p in args.problems.split(",") if p]
+    routes = [r for r in args.routes.split(",") if r]
+    unknown = sorted(set(problems) - set(PROBLEMS)) + sorted(set(routes) - set(ROUTES))
+    if unknown:
+        parser.error(f"unknown problem/route: {', '.join(unknown)}")
+    cfg = QUICK if args.quick else FULL
+    t0 = time.perf_counter()
+    print(f"bench_school ({'quick' if args.quick else 'full'}): target certified relative "
+          f"gap ≤ {TOL:g}; conic limits {cfg['conic_timeout']:.0f} s / "
+          f"{MEM_LIMIT_BYTES / 1024**3:.0f} GB address space; load average "
+          f"{os.getloadavg()[0]:.2f}", flush=True)
+    plan = _run_child({"plan": True}, 120.0)
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    print(HEADER, flush=True)
+    results: list[dict[str, Any]] = []
+    for name in problems:
+        for route in routes:
+            if route in CONIC:
+                why = plan.get(name, {}).get(route, "plan failed")
+                if why is not None:
+                    r = {"problem": name, "route": route, "outcome": why.split(":")[0],
+                         "solver_status": why, "reached": False}
+                    log(_row(r))
+                    results.append(r)
+                    continue
+            results.append(_measure(name, route, cfg, log))
+    _add_suboptimality(problems, results)
+    summary = _summary(problems, results)
+    total = time.perf_counter() - t0
+    print("\nAll routes (rel subopt = (F − F_ref)/max(1, |F_ref|), F_ref the best certified "
+          "objective):")
+    print(HEADER)
+    for r in results:
+        print(_row(r))
+    print()
+    print(_summary_table(summary))
+    n_pass = sum(s["time_pass"] and s["rss_pass"] for s in summary)
+    print(f"\n{n_pass}/{len(summary)} problems meet both targets; total runtime {total:.0f} s")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "mode": "quick" if args.quick else "full", "tol": TOL, "config": cfg,
+        "mem_limit_bytes": MEM_LIMIT_BYTES, "total_runtime_s": total,
+        "python": sys.version.split()[0], "platform": platform.platform(),
+        "cpu_count": os.cpu_count(), "load_average_end": os.getloadavg(),
+        "blas_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                    "MKL_NUM_THREADS")},
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    out.write_text(json.dumps({"meta": meta, "results": results, "summary": summary},
+                              indent=2, default=float))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
