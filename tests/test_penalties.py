@@ -377,13 +377,18 @@ def test_nearest_psd(rng):
 
 
 # --------------------------------------------------------------------------- DPP + re-solves
-def _every_penalty(rng, d=D, T=T):
+def _quadratic_pens(rng):
     return [
         mc.TaskRelation(_dense_pd(rng, T), 0.2),
         mc.GraphLaplacian(_random_adjacency(rng, T), 0.3),
         mc.MeanRegularized(0.4),
-        mc.FeatureRelation(_dense_pd(rng, d), 0.1),
+        mc.FeatureRelation(_dense_pd(rng, D), 0.1),
         mc.Ridge(0.05),
+    ]
+
+
+def _every_penalty(rng):
+    return _quadratic_pens(rng) + [
         mc.L1(0.01),
         mc.L21(0.02),
         mc.TraceNorm(0.03),
@@ -404,16 +409,6 @@ def test_every_builtin_penalty_is_dpp(data, rng, fit_intercept):
     assert prob.n_builds == 1
     # the compiled objective is the NumPy objective at the optimum
     assert sol.solver_objective == pytest.approx(sol.objective, rel=1e-6)
-
-
-def _quadratic_pens(rng):
-    return [
-        mc.TaskRelation(_dense_pd(rng, T), 0.2),
-        mc.GraphLaplacian(_random_adjacency(rng, T), 0.3),
-        mc.MeanRegularized(0.4),
-        mc.FeatureRelation(_dense_pd(rng, D), 0.1),
-        mc.Ridge(0.05),
-    ]
 
 
 def _assert_same_optimum(sol, ref, rtol=1e-7, atol=1e-5):
