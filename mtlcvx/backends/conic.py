@@ -71,7 +71,7 @@ class ConicBackend(Backend):
                 cvx.solve(solver=self.solver, verbose=verbose, **options)
         except cp.error.SolverError as err:
             raise SolverFailed(
-                f"backend {self.name!r} failed: {err}. Hint: {self.hint}"
+                f"backend {self.name!r} failed: {str(err).rstrip('.')}. Hint: {self.hint}"
             ) from err
         except TypeError as err:
             raise MTLError(
