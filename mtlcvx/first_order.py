@@ -1,9 +1,10 @@
 """Reference first-order methods over a problem's NumPy oracles, with traces.
 
 * :func:`gradient_descent`: (proximal) gradient descent with a fixed step.
-* :func:`fista`: accelerated proximal gradient (Beck & Teboulle) with backtracking on
-  the step and adaptive (gradient-based) restart (O'Donoghue & Candès), stopping when
-  the certified relative gap (MATH §6.2) is at most ``tol``.
+* :func:`fista`: accelerated proximal gradient (Beck & Teboulle) with step ``1/L`` from
+  the problem's proven Lipschitz bound (backtracking only where none is known, e.g. a
+  Custom gradient) and adaptive (gradient-based) restart (O'Donoghue & Candès), stopping
+  when the certified relative gap (MATH §6.2) is at most ``tol``.
 
 Both evaluate the smooth part on the compressed data (exact) and the prox of the rest
 in closed form (:meth:`mtlcvx.Problem.prox`).
@@ -158,7 +159,10 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
 def fista(problem: Problem, max_iter: int = 20_000, tol: float = 1e-8, *,
           W0: np.ndarray | None = None, record_every: int = 1, check_every: int = 10,
           restart: bool = True) -> Trace:
-    """Accelerated proximal gradient with backtracking and adaptive restart.
+    """Accelerated proximal gradient with adaptive restart.
+
+    The step is ``1/L`` with ``L = problem.lipschitz()`` (a proven bound, so no line search
+    is needed); when no bound is known the step is found by backtracking.
 
     Parameters
     ----------
