@@ -530,7 +530,7 @@ class Problem:
                 f"backend {sol.backend!r} returned a point that is not certified optimal "
                 f"(solver status {sol.info.get('solver_status', 'n/a')!r}, {found}). Hint: "
                 "solve(..., refine=True) polishes it with the certified first-order method; "
-                "or raise max_iter, or use backend='clarabel'",
+                + sol.info.get("hint", "or raise max_iter, or use backend='clarabel'"),
                 ConvergenceWarning,
                 stacklevel=2,
             )

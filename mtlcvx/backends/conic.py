@@ -107,7 +107,8 @@ class ConicBackend(Backend):
             solve_time=max(elapsed - compile_time, 0.0),
             iterations=getattr(stats, "num_iters", None),
             certificate=certificate,
-            info={"solver_status": status, "options": options, "hint": self.hint},
+            info={"solver_status": status, "options": options,
+                  **({"hint": self.hint} if mapped == "inaccurate" else {})},
         )
 
 
