@@ -10,6 +10,7 @@ than ``d·T·rank``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import cvxpy as cp
@@ -44,14 +45,21 @@ class QuadraticPenalty(Penalty):
         """The PSD matrix ``K`` (T×T, task side) or ``D`` (d×d, feature side), without α."""
         raise NotImplementedError
 
+    def _per_size(self, slot: str, n_features: int, n_tasks: int,
+                  compute: Callable[[], Any]) -> Any:
+        """``compute()`` cached in ``slot`` per problem size until a matrix parameter changes."""
+        size = self._size(n_features, n_tasks)
+        cache = self.__dict__.get(slot)
+        if cache is None or cache[0] != size:
+            cache = (size, compute())
+            self.__dict__[slot] = cache
+        return cache[1]
+
     def factor(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csc_matrix:
         """Sparsest ``R`` with ``R Rᵀ = matrix`` (cached until the matrix changes)."""
-        size = self._size(n_features, n_tasks)
-        cache = self.__dict__.get("_factor_cache")
-        if cache is None or cache[0] != size:
-            cache = (size, relations.psd_factor(self.matrix(n_features, n_tasks)))
-            object.__setattr__(self, "_factor_cache", cache)
-        return cache[1]
+        return self._per_size("_factor_cache", n_features, n_tasks,
+                              lambda: relations.psd_factor(self._cached_matrix(n_features,
+                                                                               n_tasks)))
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)  # validates first: a refused value keeps the cache
@@ -61,12 +69,8 @@ class QuadraticPenalty(Penalty):
 
     def _cached_matrix(self, n_features: int, n_tasks: int) -> np.ndarray:
         """:meth:`matrix`, computed once per size until a matrix parameter changes."""
-        size = self._size(n_features, n_tasks)
-        cache = self.__dict__.get("_matrix_cache")
-        if cache is None or cache[0] != size:
-            cache = (size, self.matrix(n_features, n_tasks))
-            self.__dict__["_matrix_cache"] = cache
-        return cache[1]
+        return self._per_size("_matrix_cache", n_features, n_tasks,
+                              lambda: self.matrix(n_features, n_tasks))
 
     #: Name of the matrix parameter checked against the data ("K", "D", "A"), if any.
     _matrix: ClassVar[str | None] = None
