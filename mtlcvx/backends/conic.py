@@ -90,7 +90,6 @@ class ConicBackend(Backend):
             )
         W_val = np.array(W.value, dtype=float)
         intercept = problem.optimal_intercept(W_val) if problem.fit_intercept else None
-        objective = problem.objective(W_val, intercept)
         solver_objective = (float(cvx.value) + problem.cvxpy_offset
                             if cvx.value is not None else None)
         certificate = certify(problem, W_val)
@@ -99,7 +98,7 @@ class ConicBackend(Backend):
         return Solution(
             W=W_val,
             intercept=intercept,
-            objective=objective,
+            objective=certificate.objective,  # F(W) in NumPy, profiled intercepts
             solver_objective=solver_objective,
             status=mapped,
             backend=self.name,

@@ -113,11 +113,10 @@ class DirectBackend(Backend):
             W, compile_time, solve_time, iters = self._pcg(comp, c, Kt, Kf, tol, max_iter)
         compile_time += prep_time
         intercept = problem.optimal_intercept(W) if problem.fit_intercept else None
-        objective = problem.objective(W, intercept)
         reduced = self._reduced_objective(comp, c, Kt, Kf, W)
         certificate = certify(problem, W)
         return Solution(
-            W=W, intercept=intercept, objective=objective,
+            W=W, intercept=intercept, objective=certificate.objective,
             solver_objective=reduced + problem.cvxpy_offset,
             status=certified_status(certificate, tol, True),
             backend=self.name, compile_time=compile_time, solve_time=solve_time,
