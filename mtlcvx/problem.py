@@ -20,10 +20,10 @@ from .penalties.quadratic import QuadraticPenalty
 __all__ = ["Problem"]
 
 
-def _lambda_min(M: np.ndarray) -> float:
-    """Smallest eigenvalue of a symmetric PSD matrix, with round-off-level values set to 0."""
-    lam = np.linalg.eigvalsh(M)
-    return float(lam[0]) if lam[0] > M.shape[0] * 1e-14 * max(1.0, lam[-1]) else 0.0
+def _lambda_min(lam: np.ndarray) -> np.ndarray:
+    """Smallest of ascending eigenvalues ``lam`` (..., n) of PSD matrices, round-off set to 0."""
+    low = lam[..., 0]
+    return np.where(low > lam.shape[-1] * 1e-14 * np.maximum(1.0, lam[..., -1]), low, 0.0)
 
 
 def _is_smooth(pen: Penalty) -> bool:
@@ -337,14 +337,13 @@ class Problem:
         key = (c.tobytes(), hash(Kt.tobytes()), None if Kf is None else hash(Kf.tobytes()))
         cache = self.__dict__.get("_spectra_cache")
         if cache is None or cache[0] != key:
-            lam = np.linalg.eigvalsh(np.matmul(Apad.transpose(0, 2, 1), Apad)) * c[:, None]
-            top = float(lam[:, -1].max())
-            low = float(np.where(lam[:, 0] > lam[:, -1:].ravel() * lam.shape[1] * 1e-14,
-                                 lam[:, 0], 0.0).min())
+            lam = np.linalg.eigvalsh(np.matmul(Apad.transpose(0, 2, 1), Apad))
+            top = float((c * lam[:, -1]).max())
+            low = float((c * _lambda_min(lam)).min())
             lt = np.linalg.eigvalsh(Kt)
             lf = np.zeros(1) if Kf is None else np.linalg.eigvalsh(Kf)
             cache = (key, (top, low, max(lt[-1], 0.0) + max(lf[-1], 0.0),
-                           _lambda_min(Kt) + (0.0 if Kf is None else _lambda_min(Kf))))
+                           float(_lambda_min(lt) + _lambda_min(lf))))
             self.__dict__["_spectra_cache"] = cache
         return cache[1]
 
