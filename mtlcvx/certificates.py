@@ -169,12 +169,10 @@ class _Pieces:
         theta = -c[task] * r
         a = data.task_sums(theta * y)
         b = np.where(c > 0, data.task_sums(theta * theta) / (2.0 * np.where(c > 0, c, 1.0)), 0.0)
-        loss = 0.5 * float(c @ data.task_sums(r * r))
         # V[:, t] = X̃_tᵀθ_t; the centring drops out because θ_t sums to zero per task
         V = data.task_sums(X * theta[:, None]).T
         Kt, Kf = problem.quadratic_coupling()
         self.Kt, self.Kf = Kt, Kf
-        self.loss = loss
         self.a_task = a  # per-task linear coefficients of D(s)
         self.a = float(a.sum())
         self.b = float(b.sum())  # quadratic coefficient (loss part)
@@ -217,7 +215,7 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     profiled = problem.objective(W) if intercept is not None else objective
     excess = objective - profiled
     mu = problem.strong_convexity()
-    grad_mapping, F_plus, tau = _gradient_mapping(problem, W)
+    grad_mapping, W_plus = _gradient_mapping(problem, W)
 
     def done(gap: float | None, method: str, reason: str | None = None,
              dual: float | None = None) -> Certificate:
@@ -237,7 +235,7 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     squared = [p for p in nonsmooth if type(p) in _SQUARED]
     others += [p for p in nonsmooth if p not in norms and p not in squared]
     if others or len(squared) > 1 or not _norm_prox_exact(norms):
-        return _rung5(problem, grad_mapping, F_plus, objective, mu, done, others)
+        return _rung5(problem, grad_mapping, W_plus, profiled, mu, done, others)
 
     pieces = _Pieces(problem, W)
     has_h = bool(np.any(pieces.Kt)) or pieces.Kf is not None
@@ -245,7 +243,7 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
         conj = _quadratic_conjugate(pieces.Kt, pieces.Kf, pieces.V_loss)
         if conj is not None:
             _, dual = _best_scale(pieces.a, pieces.b + conj)
-            return done(objective - excess - dual, "quadratic conjugate (rung 4)", dual=dual)
+            return done(profiled - dual, "quadratic conjugate (rung 4)", dual=dual)
         if mu > 0:
             grad = -pieces.V_loss + pieces.grad_h
             return done(float(np.sum(grad * grad)) / (2.0 * mu), "strong convexity (rung 4)")
@@ -263,22 +261,22 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
             s_max = np.where(col_max > 0, alpha / np.where(col_max > 0, col_max, 1.0), np.inf)
             dual = sum(_best_scale(at, bt, st)[1]
                        for at, bt, st in zip(pieces.a_task, pieces.b_task, s_max, strict=True))
-            return done(objective - excess - dual, "dual-norm scaling per task (rung 1)" + aug,
+            return done(profiled - dual, "dual-norm scaling per task (rung 1)" + aug,
                         dual=dual)
         s_max = _max_feasible_scale(norms, V)
         _, dual = _best_scale(pieces.a, b, s_max)
-        return done(objective - excess - dual, "dual-norm scaling (rung 1)" + aug, dual=dual)
+        return done(profiled - dual, "dual-norm scaling (rung 1)" + aug, dual=dual)
     phi = squared[0]
     dual_norm_kind = _SQUARED[type(phi)]
     if not norms:  # rung 2: g* = Ω°(V)²/(2α), D(s) = a s − s²(b + Ω°(V)²/(2α))
         conj = _dual_norm(dual_norm_kind, V) ** 2 / (2.0 * phi.alpha)
         _, dual = _best_scale(pieces.a, b + conj)
-        return done(objective - excess - dual, "squared-norm conjugate (rung 2)" + aug,
+        return done(profiled - dual, "squared-norm conjugate (rung 2)" + aug,
                     dual=dual)
     # rung 7: a norm g plus the squared norm φ; U in g's dual ball, φ*(V − U)
     conj = _split_conjugate(norms, phi, dual_norm_kind, V, W)
     dual = pieces.a - b - conj
-    return done(objective - excess - dual, "conjugate split (rung 7)" + aug, dual=dual)
+    return done(profiled - dual, "conjugate split (rung 7)" + aug, dual=dual)
 
 
 def _split_conjugate(norms, phi, dual_norm_kind, V, W, rounds: int = 200) -> float:
@@ -302,29 +300,27 @@ def _split_conjugate(norms, phi, dual_norm_kind, V, W, rounds: int = 200) -> flo
     return best
 
 
-def _gradient_mapping(problem: Problem, W: np.ndarray) -> tuple[float | None, float | None,
-                                                                  float | None]:
-    """``(‖G_τ(W)‖, F(W⁺), τ)`` with ``τ = 1/L``, or Nones when unavailable."""
+def _gradient_mapping(problem: Problem,
+                      W: np.ndarray) -> tuple[float | None, np.ndarray | None]:
+    """``(‖G_τ(W)‖, W⁺)`` with ``τ = 1/L``, or Nones when unavailable."""
     if problem.constraints is not None or not problem.has_prox:
-        return None, None, None
+        return None, None
     L = problem.lipschitz()
     if L is None:
-        return None, None, None
+        return None, None
     tau = 1.0 / max(L, np.finfo(float).tiny)
     _, grad = problem.smooth_value_and_gradient(W)
     W_plus = problem.prox(W - tau * grad, tau)
-    G = (W - W_plus) / tau
-    F_plus = problem.objective(W_plus)
-    return float(np.linalg.norm(G)), F_plus, tau
+    return float(np.linalg.norm(W - W_plus)) / tau, W_plus
 
 
-def _rung5(problem, grad_mapping, F_plus, objective, mu, done, others) -> Certificate:
+def _rung5(problem, grad_mapping, W_plus, profiled, mu, done, others) -> Certificate:
     names = ", ".join(sorted({type(p).__name__ for p in others})) or "this sum of terms"
     if grad_mapping is None:
         return done(None, "none", f"{names}: no exact prox or Lipschitz constant, so no "
                                   "gradient mapping")
     if mu > 0:
-        gap = objective - F_plus + 2.0 * grad_mapping ** 2 / mu
+        gap = profiled - problem.objective(W_plus) + 2.0 * grad_mapping ** 2 / mu
         return done(gap, "gradient mapping + strong convexity (rung 5)")
     return done(None, "gradient mapping (rung 5)",
                 "not strongly convex: only the gradient-mapping norm is a stationarity measure")
