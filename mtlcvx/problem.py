@@ -26,10 +26,6 @@ def _lambda_min(lam: np.ndarray) -> np.ndarray:
     return np.where(low > lam.shape[-1] * 1e-14 * np.maximum(1.0, lam[..., -1]), low, 0.0)
 
 
-def _is_smooth(pen: Penalty) -> bool:
-    return pen.smooth or bool(getattr(pen, "is_smooth", False))
-
-
 class Problem:
     r"""A multi-task regression problem.
 
@@ -194,11 +190,11 @@ class Problem:
     # ------------------------------------------------------------------ composite split
     def smooth_penalties(self) -> tuple[Penalty, ...]:
         """Terms with a gradient: the quadratic penalties and Custom terms given a gradient."""
-        return tuple(p for p in self.penalties if _is_smooth(p))
+        return tuple(p for p in self.penalties if p.is_smooth)
 
     def nonsmooth_penalties(self) -> tuple[Penalty, ...]:
         """The remaining terms ``g`` (handled through their prox)."""
-        return tuple(p for p in self.penalties if not _is_smooth(p))
+        return tuple(p for p in self.penalties if not p.is_smooth)
 
     def quadratic_coupling(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Task-side ``Σ α K`` (T, T) and feature-side ``Σ α D`` (d, d, or None).

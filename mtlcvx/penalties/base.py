@@ -112,6 +112,11 @@ class Penalty:
         raise NotImplementedError
 
     @property
+    def is_smooth(self) -> bool:
+        """True when the term contributes a gradient (the smooth part of the problem)."""
+        return self.smooth
+
+    @property
     def has_prox(self) -> bool:
         """True when :meth:`prox` is available in closed form."""
         return type(self).prox is not Penalty.prox
