@@ -207,7 +207,5 @@ def gradient_descent(problem: Problem, step: float | None = None, max_iter: int 
     """
     if step is not None and not step > 0:
         raise ValueError(f"step must be positive, got {step}")
-    if step is None and problem.lipschitz() is not None:
-        step = 1.0 / problem.lipschitz()
     return _run(problem, accelerated=False, step=step, max_iter=max_iter, tol=tol, W0=W0,
                 record_every=record_every, check_every=check_every, restart=False)
