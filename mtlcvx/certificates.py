@@ -30,6 +30,7 @@ then a bound that trusts no solver. Everything is computed in float64 on the ori
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,7 +38,9 @@ from .penalties.base import Penalty
 from .penalties.quadratic import QuadraticPenalty
 from .penalties.sparse import L1, L21, SquaredL21
 from .penalties.spectral import SquaredTraceNorm, TraceNorm
-from .problem import Problem
+
+if TYPE_CHECKING:
+    from .problem import Problem
 
 __all__ = ["Certificate", "certify"]
 
@@ -159,18 +162,7 @@ class _Pieces:
     """Primal/dual quantities at ``W`` on the original data."""
 
     def __init__(self, problem: Problem, W: np.ndarray):
-        data = problem.data
-        c = problem.loss_weights()
-        X, y, task = data.stacked()
-        r = data.stacked_residuals(W)
-        if problem.fit_intercept:  # centre each task: residual and target lose their means
-            r = r - (data.task_sums(r) / data.n_samples)[task]
-            y = y - (data.task_sums(y) / data.n_samples)[task]
-        theta = -c[task] * r
-        a = data.task_sums(theta * y)
-        b = np.where(c > 0, data.task_sums(theta * theta) / (2.0 * np.where(c > 0, c, 1.0)), 0.0)
-        # V[:, t] = X̃_tᵀθ_t; the centring drops out because θ_t sums to zero per task
-        V = data.task_sums(X * theta[:, None]).T
+        a, b, V = problem.loss.dual(problem.data, W, problem.fit_intercept)
         Kt, Kf = problem.quadratic_coupling()
         self.Kt, self.Kf = Kt, Kf
         self.a_task = a  # per-task linear coefficients of D(s)

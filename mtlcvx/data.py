@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -99,6 +100,18 @@ class CompressedTasks:
     x_mean: np.ndarray | None
     y_mean: np.ndarray | None
     shared: bool
+
+    @cached_property
+    def padded(self) -> tuple[np.ndarray, np.ndarray]:
+        """``A`` padded with zero rows to (T, m, d) and ``z`` to (T, m), ``m = max_t m_t``."""
+        m = max(A.shape[0] for A in self.A)
+        T, d = len(self.A), self.A[0].shape[1]
+        Apad = np.zeros((T, m, d))
+        Zpad = np.zeros((T, m))
+        for t, (A, z) in enumerate(zip(self.A, self.z, strict=True)):
+            Apad[t, : A.shape[0]] = A
+            Zpad[t, : z.shape[0]] = z
+        return Apad, Zpad
 
 
 def _compress(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._optional import require
 from .certificates import Certificate, certify
 from .exceptions import IncompatibleBackend
-from .problem import Problem
+from .oracles import prox_plan
+
+if TYPE_CHECKING:
+    from .problem import Problem
 
 __all__ = ["Trace", "fista", "gradient_descent"]
 
@@ -69,7 +72,7 @@ def _check_problem(problem: Problem) -> None:
         )
     if not problem.has_prox:
         raise IncompatibleBackend(
-            f"{problem._prox_plan()}; first-order methods need an exact prox for every "
+            f"{prox_plan(problem)}; first-order methods need an exact prox for every "
             "non-smooth term. Backends that can solve it: clarabel, scs"
         )
 

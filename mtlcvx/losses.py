@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .data import MultiTaskData, as_float_array
 from .exceptions import DataError
 
-__all__ = ["SquaredLoss"]
+__all__ = ["SquaredLoss", "LossDual"]
+
+
+class LossDual(NamedTuple):
+    r"""The loss's part of the dual at the point ``θ_t = c_t (ỹ_t − X̃_t w_t)``.
+
+    For ``s ≥ 0`` the dual point ``sθ`` contributes ``s·linear_t − s²·quadratic_t``
+    per task to the dual objective ``Σ_t (θ_tᵀỹ_t − ‖θ_t‖²/(2c_t))``, and
+    ``V = [X̃_1ᵀθ_1, …, X̃_Tᵀθ_T] = −∇ℓ(W)``.
+
+    Attributes
+    ----------
+    linear : ndarray (T,)
+        ``θ_tᵀ ỹ_t``.
+    quadratic : ndarray (T,)
+        ``‖θ_t‖² / (2 c_t)`` (0 where ``c_t = 0``).
+    V : ndarray (d, T)
+        ``−∇ℓ(W)``.
+    """
+
+    linear: np.ndarray
+    quadratic: np.ndarray
+    V: np.ndarray
 
 
 class SquaredLoss:
@@ -70,10 +93,74 @@ class SquaredLoss:
             c = c * self.task_weights
         return c
 
-    def value(self, data: MultiTaskData, W: np.ndarray, intercept: np.ndarray | None) -> float:
-        """Loss on the original data, in float64."""
+    def value(self, data: MultiTaskData, W: np.ndarray,
+              intercept: np.ndarray | None = None) -> float:
+        """Loss at ``(W, b)`` on the original data, in float64."""
         r = data.stacked_residuals(W, intercept)
         return 0.5 * float(self.weights(data) @ data.task_sums(r * r))
+
+    def offset(self, data: MultiTaskData, center: bool) -> float:
+        """Constant ``Σ_t (c_t/2) offset_t`` the compressed data drop (see ``data.compressed``)."""
+        return float(0.5 * self.weights(data) @ data.compressed(center).offset)
+
+    def oracle(self, data: MultiTaskData,
+               center: bool) -> Callable[[np.ndarray, bool], tuple[float, np.ndarray | None]]:
+        """``oracle(W, need_gradient) -> (ℓ(W), ∇ℓ(W) or None)`` on the compressed data.
+
+        Exact: the dropped constant is added back. With ``center`` the intercepts are
+        profiled out (each task centred). Weights are read now: make a new oracle after
+        changing them.
+        """
+        Apad, Zpad = data.compressed(center).padded
+        c = self.weights(data)
+        offset = self.offset(data, center)
+
+        def oracle(W: np.ndarray, need_gradient: bool = True) -> tuple[float,
+                                                                        np.ndarray | None]:
+            R = np.matmul(Apad, W.T[:, :, None])[:, :, 0] - Zpad
+            value = 0.5 * float(c @ np.einsum("tm,tm->t", R, R)) + offset
+            if not need_gradient:
+                return value, None
+            return value, np.matmul((R * c[:, None])[:, None, :], Apad)[:, 0, :].T
+
+        return oracle
+
+    def dual(self, data: MultiTaskData, W: np.ndarray, center: bool) -> LossDual:
+        """The loss's dual pieces at the scaled residual of ``W`` (see :class:`LossDual`).
+
+        Computed on the original data; with ``center`` each task's residual and target
+        lose their means (the intercepts profiled out).
+        """
+        c = self.weights(data)
+        X, y, task = data.stacked()
+        r = data.stacked_residuals(W)
+        if center:
+            r = r - (data.task_sums(r) / data.n_samples)[task]
+            y = y - (data.task_sums(y) / data.n_samples)[task]
+        theta = -c[task] * r
+        linear = data.task_sums(theta * y)
+        quadratic = np.where(c > 0, data.task_sums(theta * theta)
+                             / (2.0 * np.where(c > 0, c, 1.0)), 0.0)
+        # V[:, t] = X̃_tᵀθ_t; the centring drops out because θ_t sums to zero per task
+        V = data.task_sums(X * theta[:, None]).T
+        return LossDual(linear, quadratic, V)
+
+    def cvxpy_expression(self, data: MultiTaskData, W: Any, center: bool) -> Any:
+        """CVXPY expression of the loss on the compressed data (without :meth:`offset`)."""
+        import cvxpy as cp
+        import scipy.sparse as sp
+
+        comp = data.compressed(center)
+        c = self.weights(data)
+        if comp.shared:
+            resid = comp.A[0] @ W - np.stack(comp.z, axis=1)
+            if np.allclose(c, c[0]):
+                return c[0] / 2.0 * cp.sum_squares(resid)
+            return 0.5 * cp.sum_squares(cp.multiply(resid, np.sqrt(c)[None, :]))
+        A = sp.block_diag([np.sqrt(ct) * At for ct, At in zip(c, comp.A, strict=True)],
+                          format="csr")
+        z = np.concatenate([np.sqrt(ct) * zt for ct, zt in zip(c, comp.z, strict=True)])
+        return 0.5 * cp.sum_squares(A @ cp.vec(W, order="F") - z)
 
     def __repr__(self) -> str:
         extra = "" if self.task_weights is None else ", task_weights=..."

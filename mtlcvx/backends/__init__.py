@@ -1,6 +1,7 @@
 """Backends: a registry of interchangeable solvers (DESIGN §3, §7.5, §7.12)."""
 
 from . import conic, direct, fista  # noqa: F401  (registers the backends, in preference order)
+from .dispatch import solve
 from .registry import (
     BACKENDS,
     Backend,
@@ -13,4 +14,4 @@ from .registry import (
 )
 
 __all__ = ["BACKENDS", "Backend", "BackendInfo", "available_backends", "certified_status",
-           "default_backend", "register", "resolve_backend"]
+           "default_backend", "register", "resolve_backend", "solve"]

@@ -113,26 +113,16 @@ class DirectBackend(Backend):
             W, compile_time, solve_time, iters = self._pcg(comp, c, Kt, Kf, tol, max_iter)
         compile_time += prep_time
         intercept = problem.optimal_intercept(W) if problem.fit_intercept else None
-        reduced = self._reduced_objective(comp, c, Kt, Kf, W)
         certificate = certify(problem, W)
         return Solution(
             W=W, intercept=intercept, objective=certificate.objective,
-            solver_objective=reduced + problem.cvxpy_offset,
+            solver_objective=problem.smooth_oracle()(W, False)[0],
             status=certified_status(certificate, tol, True),
             backend=self.name, compile_time=compile_time, solve_time=solve_time,
             iterations=iters, certificate=certificate, info={"method": method},
         )
 
     # ------------------------------------------------------------------ paths
-    @staticmethod
-    def _reduced_objective(comp, c, Kt, Kf, W) -> float:
-        loss = sum(0.5 * ct * float(np.sum((At @ W[:, t] - zt) ** 2))
-                   for t, (ct, At, zt) in enumerate(zip(c, comp.A, comp.z, strict=True)))
-        quad = 0.5 * float(np.sum((W @ Kt) * W))
-        if Kf is not None:
-            quad += 0.5 * float(np.sum((Kf @ W) * W))
-        return loss + quad
-
     @staticmethod
     def _sylvester(comp, c, Kt, Kf, uniform):
         t0 = time.perf_counter()

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..oracles import prox_plan
 from ..solution import Solution
 from .registry import Backend, certified_status, register
 
 if TYPE_CHECKING:
     from ..problem import Problem
 
-__all__ = ["FistaBackend"]
+__all__ = ["FistaBackend", "refine"]
 
 
 class FistaBackend(Backend):
@@ -35,7 +36,7 @@ class FistaBackend(Backend):
         if problem.constraints is not None:
             return "backend 'fista' cannot handle constraints (a conic backend can)"
         if not problem.has_prox:
-            return f"{problem._prox_plan()}, which backend 'fista' needs"
+            return f"{prox_plan(problem)}, which backend 'fista' needs"
         return None
 
     def solve(self, problem: Problem, *, tol: float, max_iter: int | None, verbose: bool,
@@ -55,6 +56,27 @@ class FistaBackend(Backend):
             info={"solver_status": "converged" if trace.converged else "max_iter reached",
                   "final_step": trace.info["final_step"]},
         )
+
+
+def refine(problem: Problem, sol: Solution, tol: float) -> Solution:
+    """Polish ``sol`` with warm-started FISTA from ``sol.W`` until the certificate meets ``tol``.
+
+    Updates and returns ``sol``: its point, objective, certificate and history become
+    FISTA's, ``solve_time`` grows by FISTA's time, ``info["refined_iterations"]`` counts
+    its iterations, and ``status`` becomes "optimal" when the certificate meets ``tol``.
+    """
+    from ..first_order import fista
+
+    trace = fista(problem, tol=tol, W0=sol.W, record_every=10)
+    sol.W, sol.intercept = trace.W, trace.intercept
+    sol.objective = trace.certificate.objective
+    sol.certificate = trace.certificate
+    sol.history = trace.history
+    sol.solve_time += trace.info["time"]
+    sol.info["refined_iterations"] = trace.iterations
+    if trace.converged:
+        sol.status = "optimal"
+    return sol
 
 
 register(FistaBackend())

@@ -1,0 +1,93 @@
+"""Compilation of a :class:`~mtlcvx.Problem` into one CVXPY problem, reused across solves.
+
+Every numeric value a penalty is written in (strengths, dense factors) is a
+``cvxpy.Parameter`` owned by the problem; :func:`refresh` copies the penalties' current
+values in before each solve and rebuilds only when a Parameter would change shape or a
+constant (sparse) factor was replaced.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import cvxpy as cp
+import numpy as np
+
+from .exceptions import MTLError
+
+if TYPE_CHECKING:
+    from .problem import Problem
+
+__all__ = ["refresh"]
+
+
+def _parameter_values(problem: Problem) -> list[dict[str, Any]]:
+    d, T = problem.n_features, problem.n_tasks
+    return [pen.cvxpy_parameters(d, T) for pen in problem.penalties]
+
+
+def _constant_factors(problem: Problem, values: list[dict[str, Any]]) -> list[Any]:
+    """Constant (sparse) factors compiled into quadratic terms, by identity.
+
+    A dense factor is a Parameter (key ``"S"``) and is not listed; the factor cache of a
+    penalty is replaced whenever its matrix is set.
+    """
+    return [
+        None if "S" in vals else pen.__dict__.get("_factor_cache")
+        for pen, vals in zip(problem.penalties, values, strict=True)
+    ]
+
+
+def _build(problem: Problem, values: list[dict[str, Any]]) -> dict[str, Any]:
+    d, T = problem.n_features, problem.n_tasks
+    W = cp.Variable((d, T), name="W")
+    objective = problem.loss.cvxpy_expression(problem.data, W, problem.fit_intercept)
+    params: list[dict[str, cp.Parameter]] = []
+    for pen, vals in zip(problem.penalties, values, strict=True):
+        ps = {
+            name: cp.Parameter(np.shape(v), nonneg=np.ndim(v) == 0, value=v,
+                               name=f"{type(pen).__name__}_{name}")
+            for name, v in vals.items()
+        }
+        params.append(ps)
+        objective = objective + pen.cvxpy_term(W, ps)
+    constraints = []
+    if problem.constraints is not None:
+        try:
+            constraints = list(problem.constraints(W))
+        except Exception as err:
+            raise MTLError(f"constraints(W) raised {type(err).__name__}: {err}") from err
+    compiled = cp.Problem(cp.Minimize(objective), constraints)
+    if not compiled.is_dcp():
+        raise MTLError("the problem is not DCP; check the constraints: each must be convex")
+    return {"problem": compiled, "W": W, "params": params}
+
+
+def refresh(problem: Problem) -> dict[str, Any]:
+    """The compiled problem of ``problem`` with the penalties' current values in its Parameters.
+
+    Builds it on first use; rebuilds when a Parameter would change shape or a constant
+    (sparse) factor was replaced, since those are baked into the compiled problem.
+    Returns the dict ``{"problem", "W", "params", "factors"}`` kept as
+    ``problem._compiled``.
+    """
+    values = _parameter_values(problem)
+    factors = _constant_factors(problem, values)
+    compiled = problem._compiled
+    if compiled is not None:
+        same_shapes = all(
+            vals.keys() == ps.keys()
+            and all(np.shape(v) == ps[k].shape for k, v in vals.items())
+            for vals, ps in zip(values, compiled["params"], strict=True)
+        )
+        same_factors = all(a is b for a, b in zip(factors, compiled["factors"], strict=True))
+        if same_shapes and same_factors:
+            for vals, ps in zip(values, compiled["params"], strict=True):
+                for k, v in vals.items():
+                    ps[k].value = v
+            return compiled
+    compiled = _build(problem, values)
+    compiled["factors"] = factors
+    problem._compiled = compiled
+    problem.n_builds += 1
+    return compiled
