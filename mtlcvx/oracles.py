@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
+import scipy.sparse as sp
 
 from .penalties.base import Penalty
 from .penalties.quadratic import QuadraticPenalty
@@ -40,7 +41,8 @@ def quadratic_coupling(problem: Problem) -> tuple[np.ndarray, np.ndarray | None]
     Kf = None
     for p in problem.penalties:
         if isinstance(p, QuadraticPenalty):
-            M = p.alpha * p._cached_matrix(d, T)
+            M = p._cached_matrix(d, T)
+            M = p.alpha * (M.toarray() if sp.issparse(M) else M)
             if p.side == "task":
                 Kt += M
             else:

@@ -1,8 +1,12 @@
 """Building task-relation matrices and factoring them.
 
-Every helper returns a plain NumPy matrix (DESIGN §7.11): adjacencies are T×T with
-zero diagonal, relation matrices are symmetric PSD. :func:`psd_factor` returns the
-sparsest ``R`` with ``R Rᵀ = K`` that the structure of ``K`` allows (DESIGN §4).
+Every helper returns a plain NumPy matrix by default: adjacencies are T×T with zero
+diagonal, relation matrices are symmetric PSD. Graph helpers take ``sparse=True`` and
+return a ``scipy.sparse`` CSR matrix instead; a sparse input stays sparse through
+:func:`check_adjacency`, :func:`laplacian`, :func:`check_psd` and :func:`psd_factor`
+(no dense T×T array and no dense eigendecomposition is ever formed for it).
+:func:`psd_factor` returns the sparsest ``R`` with ``R Rᵀ = K`` that the structure of
+``K`` allows.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
 from .data import as_float_array
 from .exceptions import PenaltyError
@@ -40,8 +45,17 @@ def outer(Z: Any) -> np.ndarray:
     return Z @ Z.T
 
 
-def check_adjacency(A: Any, name: str = "A") -> np.ndarray:
-    """Validate a graph adjacency: square, symmetric, non-negative; return it as float64."""
+def check_adjacency(A: Any, name: str = "A") -> np.ndarray | sp.csr_matrix:
+    """Validate a graph adjacency: square, symmetric, non-negative; return it as float64.
+
+    A ``scipy.sparse`` adjacency is returned as a CSR copy (never densified).
+    """
+    if sp.issparse(A):
+        A = _sparse_square(A, name)
+        if A.nnz and A.data.min() < 0:
+            raise PenaltyError(f"{name} must be non-negative (edge weights); got min "
+                               f"{A.data.min():.3g}")
+        return A
     A = as_float_array(A, name, 2)
     if A.shape[0] != A.shape[1]:
         raise PenaltyError(f"{name} must be square (T, T), got {A.shape}")
@@ -56,27 +70,40 @@ def laplacian(A: Any) -> np.ndarray:
     """Graph Laplacian ``L = diag(A·1) − A`` of a symmetric non-negative adjacency (T, T).
 
     The diagonal of ``A`` (self-loops) is ignored. ``tr(W L Wᵀ) = ½ Σ_{s,t} A_st ‖w_s − w_t‖²``.
+    A sparse ``A`` gives a sparse CSR ``L``.
     """
+    if sp.issparse(A):
+        A = check_adjacency(A)
+        A.setdiag(0.0)
+        A.eliminate_zeros()
+        return (sp.diags(np.asarray(A.sum(axis=1)).ravel()) - A).tocsr()
     A = check_adjacency(A).copy()
     np.fill_diagonal(A, 0.0)
     return np.diag(A.sum(axis=1)) - A
 
 
-def chain(T: int) -> np.ndarray:
-    """Adjacency (T, T) of the chain graph 0 – 1 – … – T−1 (MALSAR's ``R_chain``)."""
+def chain(T: int, sparse: bool = False) -> np.ndarray | sp.csr_matrix:
+    """Adjacency (T, T) of the chain graph 0 – 1 – … – T−1 (MALSAR's ``R_chain``).
+
+    ``sparse=True`` returns it as a ``scipy.sparse`` CSR matrix (2·(T − 1) non-zeros).
+    """
     if T < 1:
         raise PenaltyError(f"T must be a positive number of tasks, got {T}")
+    if sparse:
+        off = np.ones(T - 1)
+        return sp.diags([off, off], [-1, 1], shape=(T, T), format="csr")
     A = np.zeros((T, T))
     idx = np.arange(T - 1)
     A[idx, idx + 1] = A[idx + 1, idx] = 1.0
     return A
 
 
-def knn_graph(Z: Any, k: int) -> np.ndarray:
+def knn_graph(Z: Any, k: int, sparse: bool = False) -> np.ndarray | sp.csr_matrix:
     """Symmetric 0/1 adjacency (T, T) joining each task to its ``k`` nearest tasks.
 
     Distances are Euclidean between rows of the task descriptors ``Z`` (T, p); an
     edge is kept when either endpoint lists the other among its k nearest.
+    ``sparse=True`` returns a ``scipy.sparse`` CSR matrix (at most 2·k·T non-zeros).
     """
     from scipy.spatial import cKDTree
 
@@ -85,9 +112,15 @@ def knn_graph(Z: Any, k: int) -> np.ndarray:
     if not 1 <= k < T:
         raise PenaltyError(f"k must be between 1 and T - 1 = {T - 1}, got {k}")
     _, idx = cKDTree(Z).query(Z, k=k + 1)
-    A = np.zeros((T, T))
     rows = np.repeat(np.arange(T), k)
     cols = idx[:, 1:].ravel()
+    if sparse:
+        A = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(T, T))
+        A = A.maximum(A.T).tocsr()
+        A.setdiag(0.0)
+        A.eliminate_zeros()
+        return A
+    A = np.zeros((T, T))
     A[rows, cols] = 1.0
     A = np.maximum(A, A.T)
     np.fill_diagonal(A, 0.0)
@@ -149,6 +182,8 @@ def check_psd(K: Any, name: str = "K") -> np.ndarray:
     PenaltyError
         Naming ``λ_min`` and :func:`nearest_psd` when ``K`` is not PSD.
     """
+    if sp.issparse(K):
+        return _check_psd_sparse(K, name)
     K = _symmetric(K, name)
     lam = scipy.linalg.eigvalsh(K)
     if lam[0] < -_psd_band(lam):
@@ -198,10 +233,13 @@ def psd_factor(K: np.ndarray) -> np.ndarray | sp.csc_matrix:
 
     In order: the weighted incidence matrix (plus a diagonal) when ``K`` is a graph
     Laplacian plus a non-negative diagonal; a sparse Cholesky factor when ``K`` is
-    positive definite and its factor is sparse; otherwise the eigen-factor
+    positive definite and its factor is sparse (always tried for a ``scipy.sparse``
+    ``K``, as ``Pᵀ L D^½`` from a symmetric sparse ``LDLᵀ``); otherwise the eigen-factor
     ``V_+ diag(√λ_+)`` (n, rank), which handles PSD-singular ``K`` (eigenvalues inside
     the tolerance band are clipped to zero).
     """
+    if sp.issparse(K):
+        return _sparse_factor(K)
     n = K.shape[0]
     factor = _diagonally_dominant_factor(K)
     if factor is not None:
@@ -217,3 +255,111 @@ def psd_factor(K: np.ndarray) -> np.ndarray | sp.csc_matrix:
     lam, V = scipy.linalg.eigh(K)
     keep = lam > _psd_band(lam)
     return V[:, keep] * np.sqrt(lam[keep])
+
+
+# ---------------------------------------------------------------------- sparse matrices
+#: Largest n for which a sparse matrix that is not diagonally dominant is checked densely.
+_DENSE_CHECK_LIMIT = 500
+
+
+def _sparse_square(K: Any, name: str) -> sp.csr_matrix:
+    """A float64 CSR copy of a square, finite, symmetric sparse matrix (symmetrised)."""
+    if K.ndim != 2 or K.shape[0] != K.shape[1]:
+        raise PenaltyError(f"{name} must be square, got shape {K.shape}")
+    try:
+        K = sp.csr_matrix(K, dtype=np.float64, copy=True)
+    except (TypeError, ValueError) as err:
+        raise PenaltyError(f"{name} must be a real numeric sparse matrix: {err}") from err
+    K.sum_duplicates()
+    if not np.all(np.isfinite(K.data)):
+        raise PenaltyError(f"{name} contains NaN or infinite values; drop or impute them first")
+    K.eliminate_zeros()
+    scale = max(1.0, float(np.abs(K.data).max(initial=0.0)))
+    asym = float(np.abs((K - K.T).data).max(initial=0.0))
+    if asym > _SYM_TOL * scale:
+        raise PenaltyError(
+            f"{name} is not symmetric (max |{name} - {name}.T| = {asym:.3g}); "
+            f"pass ({name} + {name}.T) / 2 if the asymmetry is round-off"
+        )
+    return ((K + K.T) * 0.5).tocsr()
+
+
+def _sparse_ldl(K: sp.spmatrix) -> tuple[Any, np.ndarray] | None:
+    """Symmetric sparse ``P K Pᵀ = L D Lᵀ`` (SuperLU with diagonal pivots), or None.
+
+    Returns ``(lu, D)`` when every pivot is positive (``K`` positive definite), else None.
+    """
+    try:
+        lu = spla.splu(sp.csc_matrix(K), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                       options={"SymmetricMode": True})
+    except RuntimeError:  # exactly singular
+        return None
+    D = lu.U.diagonal()
+    if not np.array_equal(lu.perm_r, lu.perm_c) or not np.all(D > 0):
+        return None
+    return lu, D
+
+
+def _check_psd_sparse(K: Any, name: str) -> sp.csr_matrix | np.ndarray:
+    """The sparse branch of :func:`check_psd`; never forms a dense matrix for n > 500.
+
+    A diagonally dominant matrix is PSD by Gershgorin's theorem (graph Laplacians plus a
+    non-negative diagonal are). Within the tolerance band a deficit on the diagonal is
+    added back (``K + diag(max(0, Σ_j|K_ij| − K_ii))``, at most the band away from ``K``),
+    so the returned matrix is exactly PSD and is the one used everywhere. Otherwise a
+    sparse ``LDLᵀ`` proves ``K ≻ 0``, or proves ``K + band·I ≻ 0`` (then that shifted
+    matrix is returned); small matrices (n ≤ 500) that fail the first test are checked
+    densely.
+    """
+    K = _sparse_square(K, name)
+    n = K.shape[0]
+    diag = K.diagonal()
+    deficit = np.asarray(abs(K).sum(axis=1)).ravel() - np.abs(diag) - diag
+    band = _PSD_TOL * max(1.0, float(diag.max(initial=0.0)))
+    worst = float(deficit.max(initial=-np.inf))
+    if worst <= band:
+        if worst > 0:
+            K = (K + sp.diags(np.maximum(deficit, 0.0))).tocsr()
+        return K
+    if _sparse_ldl(K) is not None:
+        return K
+    if n <= _DENSE_CHECK_LIMIT:
+        dense = check_psd(K.toarray(), name)
+        return K if np.array_equal(dense, K.toarray()) else dense
+    shifted = (K + band * sp.eye(n)).tocsr()
+    if _sparse_ldl(shifted) is not None:
+        return shifted
+    lam_min = float(spla.eigsh(K, k=1, which="SA", return_eigenvectors=False)[0])
+    raise PenaltyError(
+        f"{name} is not positive semidefinite: λ_min ≈ {lam_min:.3g} (sparse Lanczos "
+        f"estimate); use mtlcvx.relations.nearest_psd({name}.toarray()) to project it onto "
+        f"the PSD cone, or give the factor: TaskRelation.from_factor(R) for K = R Rᵀ"
+    )
+
+
+def _sparse_factor(K: sp.spmatrix) -> sp.csc_matrix | np.ndarray:
+    """:func:`psd_factor` for a validated sparse PSD ``K``: incidence, then ``Pᵀ L D^½``."""
+    K = sp.csr_matrix(K)
+    n = K.shape[0]
+    scale = max(1.0, float(np.abs(K.data).max(initial=0.0)))
+    off = (K - sp.diags(K.diagonal())).tocoo()
+    row = np.asarray(K.sum(axis=1)).ravel()
+    tiny = _SYM_TOL * scale * n
+    if not np.any(off.data > _SYM_TOL * scale) and not np.any(row < -tiny):
+        upper = off.row < off.col
+        s, t, w = off.row[upper], off.col[upper], np.sqrt(np.maximum(-off.data[upper], 0.0))
+        diag_idx = np.flatnonzero(row > tiny)
+        n_edges = s.size
+        rows = np.concatenate([s, t, diag_idx])
+        cols = np.concatenate([np.arange(n_edges), np.arange(n_edges),
+                               n_edges + np.arange(diag_idx.size)])
+        vals = np.concatenate([w, -w, np.sqrt(row[diag_idx])])
+        return sp.csc_matrix((vals, (rows, cols)), shape=(n, n_edges + diag_idx.size))
+    ldl = _sparse_ldl(K)
+    if ldl is not None:
+        lu, D = ldl
+        # SuperLU's perm_c = p maps K[i, j] to row/column p_i, p_j of L D Lᵀ, so the
+        # factor of K is L D^½ with its rows taken in the order p.
+        L = sp.csr_matrix(lu.L @ sp.diags(np.sqrt(D)))
+        return sp.csc_matrix(L[lu.perm_c])
+    return psd_factor(K.toarray())

@@ -3,6 +3,7 @@
 from .base import CONES, Penalty
 from .custom import Custom
 from .quadratic import (
+    FactoredTaskRelation,
     FeatureRelation,
     GraphLaplacian,
     MeanRegularized,
@@ -19,6 +20,7 @@ __all__ = [
     "QuadraticPenalty",
     "Ridge",
     "TaskRelation",
+    "FactoredTaskRelation",
     "GraphLaplacian",
     "MeanRegularized",
     "FeatureRelation",

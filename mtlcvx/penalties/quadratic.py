@@ -18,13 +18,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import relations
+from ..data import as_float_array
 from ..exceptions import PenaltyError
-from .base import Penalty
+from .base import Penalty, check_strength
 
 __all__ = [
     "QuadraticPenalty",
     "Ridge",
     "TaskRelation",
+    "FactoredTaskRelation",
     "GraphLaplacian",
     "MeanRegularized",
     "FeatureRelation",
@@ -41,8 +43,12 @@ class QuadraticPenalty(Penalty):
     def _size(self, n_features: int, n_tasks: int) -> int:
         return n_tasks if self.side == "task" else n_features
 
-    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray:
-        """The PSD matrix ``K`` (T×T, task side) or ``D`` (d×d, feature side), without α."""
+    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
+        """The PSD matrix ``K`` (T×T, task side) or ``D`` (d×d, feature side), without α.
+
+        A ``scipy.sparse`` matrix when the term was given one (or is sparse by
+        construction, as a graph Laplacian of a sparse adjacency).
+        """
         raise NotImplementedError
 
     def _per_size(self, slot: str, n_features: int, n_tasks: int,
@@ -153,8 +159,12 @@ class TaskRelation(QuadraticPenalty):
 
     Parameters
     ----------
-    K : array_like (T, T)
-        Symmetric positive semidefinite (DESIGN §7.3 tolerances).
+    K : array_like or scipy.sparse matrix (T, T)
+        Symmetric positive semidefinite: symmetric to 1e-10 (relative) and
+        ``λ_min ≥ −1e-10·max(1, λ_max)``. A sparse ``K`` stays sparse: it is checked
+        without densifying (diagonal dominance, else a sparse ``LDLᵀ``) and factored by
+        its sparse incidence or Cholesky factor. For ``K = R Rᵀ (+ ridge·I)`` given by a
+        factor use :meth:`from_factor`.
     alpha : float ≥ 0, default 1.0
     """
 
@@ -170,8 +180,94 @@ class TaskRelation(QuadraticPenalty):
             return self._store_checked(name, value, relations.check_psd(value, "K"))
         return super()._validate(name, value)
 
-    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray:
+    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
         return self._checked_K
+
+    @classmethod
+    def from_factor(cls, R: Any, ridge: float = 0.0, alpha: float = 1.0) -> FactoredTaskRelation:
+        """``(α/2) tr(W (R Rᵀ + ridge·I) Wᵀ)`` with ``K`` kept as its factor ``R`` (T, p).
+
+        PSD by construction (no check, no T×T matrix formed); see
+        :class:`FactoredTaskRelation`.
+        """
+        return FactoredTaskRelation(R, ridge=ridge, alpha=alpha)
+
+
+class FactoredTaskRelation(TaskRelation):
+    r"""Task relation given by a factor: :math:`\frac{\alpha}{2}\operatorname{tr}(W K W^\top)`
+    with ``K = R Rᵀ + ridge·I``.
+
+    ``tr(W K Wᵀ) = ‖W R‖²_F + ridge·‖W‖²_F``: value and gradient cost ``O(d·nnz(R))``,
+    ``K`` is PSD by construction and is never formed unless :meth:`matrix` is asked for
+    (MALSAR's SRMTL passes such an ``R``; task descriptors ``Z`` give ``K = Z Zᵀ``).
+    Built by :meth:`TaskRelation.from_factor`.
+
+    Parameters
+    ----------
+    R : array_like or scipy.sparse matrix (T, p)
+    ridge : float ≥ 0, default 0.0
+    alpha : float ≥ 0, default 1.0
+    """
+
+    _params = ("R", "ridge", "alpha")
+    _matrix = None
+
+    def __init__(self, R: Any, ridge: float = 0.0, alpha: float = 1.0):
+        self.R = R
+        self.ridge = ridge
+        self.alpha = alpha
+
+    def _validate(self, name: str, value: Any) -> Any:
+        if name == "R":
+            if sp.issparse(value):
+                if value.ndim != 2:
+                    raise PenaltyError(f"R must be 2-D (T, p), got shape {value.shape}")
+                R = sp.csc_matrix(value, dtype=np.float64, copy=True)
+                if not np.all(np.isfinite(R.data)):
+                    raise PenaltyError("R contains NaN or infinite values")
+            else:
+                R = as_float_array(value, "R", 2).copy()
+            return self._store_checked(name, value, R)
+        if name == "ridge":
+            return check_strength(value, "ridge")
+        return super()._validate(name, value)
+
+    def check_shape(self, n_features: int, n_tasks: int) -> None:
+        shape = self._checked_R.shape
+        if shape[0] != n_tasks:
+            raise PenaltyError(
+                f"FactoredTaskRelation: R has shape {shape} but the data have {n_tasks} "
+                f"tasks; R must be ({n_tasks}, p)"
+            )
+
+    def low_rank(self) -> tuple[np.ndarray | sp.csc_matrix, float]:
+        """``(R, ridge)`` with ``K = R Rᵀ + ridge·I`` (without α)."""
+        return self._checked_R, self.ridge
+
+    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
+        R = self._checked_R
+        if sp.issparse(R):
+            return sp.csr_matrix(R @ R.T + self.ridge * sp.eye(R.shape[0]))
+        return R @ R.T + self.ridge * np.eye(R.shape[0])
+
+    def factor(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csc_matrix:
+        """``R``, or the sparse ``[R, √ridge·I]`` when ``ridge > 0``."""
+        def compute() -> np.ndarray | sp.csc_matrix:
+            R = self._checked_R
+            if self.ridge == 0:
+                return R
+            return sp.hstack([sp.csc_matrix(R), np.sqrt(self.ridge) * sp.eye(R.shape[0])],
+                             format="csc")
+
+        return self._per_size("_factor_cache", n_features, n_tasks, compute)
+
+    def value(self, W: np.ndarray) -> float:
+        WR = np.asarray(W @ self._checked_R)
+        return 0.5 * self.alpha * (float(np.sum(WR * WR)) + self.ridge * float(np.sum(W * W)))
+
+    def gradient(self, W: np.ndarray) -> np.ndarray:
+        R = self._checked_R
+        return self.alpha * (np.asarray((W @ R) @ R.T) + self.ridge * W)
 
 
 class FeatureRelation(QuadraticPenalty):
@@ -179,8 +275,8 @@ class FeatureRelation(QuadraticPenalty):
 
     Parameters
     ----------
-    D : array_like (d, d)
-        Symmetric positive semidefinite feature-side matrix.
+    D : array_like or scipy.sparse matrix (d, d)
+        Symmetric positive semidefinite feature-side matrix (a sparse ``D`` stays sparse).
     alpha : float ≥ 0, default 1.0
     """
 
@@ -197,7 +293,7 @@ class FeatureRelation(QuadraticPenalty):
             return self._store_checked(name, value, relations.check_psd(value, "D"))
         return super()._validate(name, value)
 
-    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray:
+    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
         return self._checked_D
 
 
@@ -210,8 +306,9 @@ class GraphLaplacian(QuadraticPenalty):
 
     Parameters
     ----------
-    A : array_like (T, T)
-        Symmetric non-negative adjacency (weights); the diagonal is ignored.
+    A : array_like or scipy.sparse matrix (T, T)
+        Symmetric non-negative adjacency (weights); the diagonal is ignored. A sparse
+        ``A`` gives a sparse Laplacian (PSD by construction, never densified).
     alpha : float ≥ 0, default 1.0
     """
 
@@ -227,7 +324,7 @@ class GraphLaplacian(QuadraticPenalty):
             return self._store_checked(name, value, relations.check_adjacency(value, "A"))
         return super()._validate(name, value)
 
-    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray:
+    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
         return relations.laplacian(self._checked_A)
 
 

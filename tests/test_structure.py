@@ -1,0 +1,149 @@
+"""Structure kept end to end: sparse K, K given by a factor, shared designs.
+
+References are independent: the dense Kronecker solve of ``reference.py``, dense
+matrices built in the test, or a conic backend.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from reference import quadratic_optimum
+
+import mtlcvx as mc
+from mtlcvx import relations
+
+
+def _hetero(rng, T=7, d=4):
+    n = rng.integers(2, 12, size=T)  # tasks shorter and taller than d
+    Xs = [rng.standard_normal((k, d)) for k in n]
+    ys = [rng.standard_normal(k) for k in n]
+    return mc.MultiTaskData(Xs, ys), Xs, ys
+
+
+def _graph(rng, T):
+    A = np.triu((rng.random((T, T)) < 0.4) * rng.uniform(0.5, 2.0, (T, T)), 1)
+    return A + A.T
+
+
+# --------------------------------------------------------------------------- relations
+def test_sparse_graph_helpers_match_dense(rng):
+    T = 9
+    A = _graph(rng, T)
+    L = relations.laplacian(sp.csr_matrix(A))
+    assert sp.issparse(L)
+    np.testing.assert_allclose(L.toarray(), np.diag(A.sum(axis=1)) - A, atol=1e-15)
+    chain = relations.chain(T, sparse=True)
+    assert sp.issparse(chain) and chain.nnz == 2 * (T - 1)
+    np.testing.assert_array_equal(chain.toarray(), np.eye(T, k=1) + np.eye(T, k=-1))
+    Z = rng.standard_normal((T, 2))
+    knn = relations.knn_graph(Z, 2, sparse=True)
+    assert sp.issparse(knn)
+    np.testing.assert_array_equal(knn.toarray(), relations.knn_graph(Z, 2))
+
+
+def test_sparse_factors_reproduce_K(rng):
+    T = 40
+    A = sp.csr_matrix(_graph(rng, T))
+    K = relations.laplacian(A) + sp.diags(rng.uniform(0, 1, T))
+    R = relations.psd_factor(relations.check_psd(K))
+    assert sp.issparse(R) and R.nnz <= 2 * A.nnz // 2 + T  # incidence: 2 per edge + diagonal
+    np.testing.assert_allclose((R @ R.T).toarray(), K.toarray(), atol=1e-13)
+    # SPD but not diagonally dominant: the sparse LDLᵀ factor, above the dense-check size
+    T = 700
+    B = sp.random(T, T, density=3 / T, random_state=3)
+    K = (B @ B.T + 0.25 * sp.eye(T) + 0.1 * sp.diags([np.ones(T - 1)] * 2, [-1, 1])).tocsr()
+    assert np.linalg.eigvalsh(K.toarray())[0] > 0  # the independent dense check
+    assert sp.issparse(relations.check_psd(K))
+    R = relations.psd_factor(K)
+    assert sp.issparse(R)
+    np.testing.assert_allclose((R @ R.T).toarray(), K.toarray(), atol=1e-12)
+
+
+def test_sparse_psd_check_refuses_indefinite(rng):
+    T = 700
+    K = (sp.diags(np.full(T, 0.5)) + 0.4 * sp.diags([np.ones(T - 1)] * 2, [-1, 1])).tocsr()
+    assert np.linalg.eigvalsh(K.toarray())[0] < -0.2  # 0.5 - 0.8 cos(π/(T+1))
+    with pytest.raises(mc.PenaltyError, match="K is not positive semidefinite"):
+        mc.TaskRelation(K)
+    with pytest.raises(mc.PenaltyError, match="D is not positive semidefinite"):
+        mc.FeatureRelation(sp.csr_matrix(np.diag([1.0, -1.0])))
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: mc.TaskRelation(sp.random(4, 5, density=0.5)), "K must be square"),
+    (lambda: mc.TaskRelation(sp.csr_matrix(np.triu(np.ones((4, 4))))), "K is not symmetric"),
+    (lambda: mc.GraphLaplacian(sp.csr_matrix(np.array([[0, -1.0], [-1.0, 0]]))),
+     "A must be non-negative"),
+    (lambda: mc.GraphLaplacian(sp.csr_matrix(np.array([[0, 1.0], [0, 0]]))), "A is not symmetric"),
+    (lambda: mc.GraphLaplacian(sp.random(3, 4, density=0.5)), "A must be square"),
+    (lambda: mc.FeatureRelation(sp.csr_matrix(np.array([[1.0, np.nan], [np.nan, 1.0]]))),
+     "D contains NaN"),
+    (lambda: mc.TaskRelation.from_factor(np.ones((3, 2)), ridge=-1.0), "ridge"),
+    (lambda: mc.TaskRelation.from_factor(np.ones(3)), "R must have 2"),
+])
+def test_bad_sparse_input_names_the_argument(make, match):
+    with pytest.raises(mc.MTLError, match=match):
+        make()
+
+
+def test_sparse_band_deficit_is_clipped_into_the_matrix():
+    K = sp.csr_matrix(np.diag([1.0, -0.5e-10]))
+    checked = relations.check_psd(K)
+    np.testing.assert_array_equal(checked.toarray(), np.diag([1.0, 0.0]))
+    pen = mc.TaskRelation(K)
+    W = np.array([[0.0, 1.0]])
+    assert pen.value(W) == 0.0  # the clipped matrix is the one evaluated
+
+
+def test_factored_relation_matches_explicit_K(rng):
+    T, p, d = 7, 3, 4
+    R = rng.standard_normal((T, p))
+    K = R @ R.T + 0.3 * np.eye(T)
+    for Rin in (R, sp.csr_matrix(R)):
+        pen = mc.TaskRelation.from_factor(Rin, ridge=0.3, alpha=0.8)
+        assert isinstance(pen, mc.TaskRelation)
+        W = rng.standard_normal((d, T))
+        assert pen.value(W) == pytest.approx(0.4 * np.trace(W @ K @ W.T), rel=1e-13)
+        np.testing.assert_allclose(pen.gradient(W), 0.8 * W @ K, rtol=1e-12)
+        F = pen.factor(d, T)
+        F = F.toarray() if sp.issparse(F) else F
+        np.testing.assert_allclose(F @ F.T, K, atol=1e-12)
+        M = pen.matrix(d, T)
+        np.testing.assert_allclose(M.toarray() if sp.issparse(M) else M, K, atol=1e-12)
+    with pytest.raises(mc.PenaltyError, match="R must be"):
+        mc.Problem(_hetero(rng, T=5)[0], penalties=[mc.TaskRelation.from_factor(R)])
+
+
+# --------------------------------------------------------------------------- same optimum
+def _solve_all(data, penalties, backends):
+    out = {}
+    for name in backends:
+        sol = mc.Problem(data, loss=mc.SquaredLoss("sum"), penalties=penalties).solve(name)
+        assert sol.status == "optimal", (name, sol.certificate)
+        out[name] = sol
+    return out
+
+
+@pytest.mark.parametrize("kind", ["laplacian", "task_relation", "feature", "factor"])
+def test_sparse_and_factor_inputs_reach_the_dense_optimum(rng, kind):
+    data, Xs, ys = _hetero(rng)
+    T, d = data.n_tasks, data.n_features
+    A = _graph(rng, T)
+    Kd = relations.laplacian(A) + np.diag(rng.uniform(0.1, 1, T))
+    Dd = np.diag(rng.uniform(0.5, 1, d)) + 0.2 * (np.eye(d, k=1) + np.eye(d, k=-1))
+    Z = rng.standard_normal((T, 2))
+    pens, Kref, Dref = {
+        "laplacian": ([mc.GraphLaplacian(sp.csr_matrix(A), 0.7), mc.Ridge(0.1)],
+                      0.7 * relations.laplacian(A) + 0.1 * np.eye(T), None),
+        "task_relation": ([mc.TaskRelation(sp.csr_matrix(Kd), 0.5)], 0.5 * Kd, None),
+        "feature": ([mc.FeatureRelation(sp.csr_matrix(Dd), 0.6), mc.Ridge(0.05)],
+                    0.05 * np.eye(T), 0.6 * Dd),
+        "factor": ([mc.TaskRelation.from_factor(sp.csr_matrix(Z), ridge=0.2, alpha=0.9)],
+                   0.9 * (Z @ Z.T + 0.2 * np.eye(T)), None),
+    }[kind]
+    W_ref, _, F_ref = quadratic_optimum(Xs, ys, np.ones(T), Kref, Dref)
+    for name, sol in _solve_all(data, pens, ["direct", "clarabel"]).items():
+        assert sol.objective == pytest.approx(F_ref, rel=1e-7 if name == "clarabel" else 1e-10)
+        np.testing.assert_allclose(sol.W, W_ref, atol=1e-4 if name == "clarabel" else 1e-8)
