@@ -11,7 +11,7 @@ solve it with any backend (Clarabel, SCS, ECOS, OSQP, or an exact direct solve):
 Conventions: ``W`` is (n_features, n_tasks); quadratic penalties carry ½.
 """
 
-from . import datasets, first_order, plotting, relations
+from . import datasets, first_order, malsar, plotting, relations
 from .backends import available_backends
 from .certificates import Certificate, certify
 from .data import MultiTaskData
@@ -73,6 +73,7 @@ __all__ = [
     "plotting",
     "relations",
     "datasets",
+    "malsar",
     "MTLError",
     "DataError",
     "PenaltyError",

@@ -1,0 +1,434 @@
+r"""MALSAR's least-squares formulations by name, with the objective MALSAR's code minimises.
+
+MALSAR (Zhou, Chen & Ye) is the MATLAB toolbox most multi-task learning users know. Each of
+its ``Least_*`` solvers minimises a fixed objective; this module builds the same objective
+as an mtlcvx :class:`~mtlcvx.Problem`, so a MALSAR script moves over by name and its
+parameters keep their meaning::
+
+    import mtlcvx as mc
+    prob = mc.malsar.problem("Least_L21", data, rho1=500.0)  # ½Σ‖X_t w_t − y_t‖² + 500 Σ_j‖w^j‖₂
+    sol = prob.solve()                                      # certified optimum
+    report = mc.malsar.compare("Least_L21", data, W_malsar, rho1=500.0)
+
+``sol.objective`` is the number MALSAR's objective gives at ``sol.W``. The loss follows the
+solver's *code*, not MALSAR's manual: most solvers use ``Σ_t ½‖X_t w_t − y_t‖²``
+(``SquaredLoss(scale="sum")``); ``Least_Dirty``, ``Least_rMTFL``, ``Least_RMTL`` and
+``Least_SparseTrace`` drop the ½ (``SquaredLoss(scale="sum", task_weights=2)``).
+:func:`formulations` lists every formulation with its objective and the plain mtlcvx
+penalties it becomes.
+
+Data may be a :class:`~mtlcvx.MultiTaskData` or MALSAR's cell arrays as
+``scipy.io.loadmat`` returns them: the whole ``loadmat`` dict (keys ``"X"`` and ``"Y"``) or a
+pair ``(X, Y)`` of cell arrays (or lists) with ``X{t}`` of shape ``(n_t, d)``
+(``Least_CFGLasso`` takes ``(d, n_t)``, as in MALSAR; the orientation is read from the
+targets' lengths wherever it is unambiguous). MALSAR appends no intercept: keep its bias
+column in ``X`` (the problems have ``fit_intercept=False``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import relations
+from .certificates import Certificate, certify
+from .data import MultiTaskData, as_float_array
+from .exceptions import DataError, PenaltyError
+from .losses import SquaredLoss
+from .penalties import (
+    L1,
+    L21,
+    GraphLaplacian,
+    MeanRegularized,
+    Penalty,
+    Ridge,
+    TaskRelation,
+    TraceNorm,
+)
+from .penalties.base import check_strength
+from .problem import Problem
+from .solution import Solution
+
+__all__ = ["Formulation", "Comparison", "formulations", "as_data", "problem", "compare"]
+
+_HALF = "½Σ_t‖X_t w_t − y_t‖²"
+_FULL = "Σ_t‖X_t w_t − y_t‖²"
+
+
+@dataclass(frozen=True)
+class Formulation:
+    """One MALSAR least-squares solver.
+
+    Attributes
+    ----------
+    name : str
+        MALSAR's function name, e.g. ``"Least_L21"``.
+    parameters : tuple of str
+        Its parameters in MALSAR's order (``rho1``, ``rho2``, … and ``R`` or ``k``).
+    objective : str
+        The objective MALSAR's code minimises (``W`` is d × T, ``w^j`` row j, ``w_t``
+        column t, ``R_chain`` the T × (T−1) matrix with columns ``e_t − e_{t+1}``).
+    mtlcvx : str
+        The same objective in plain mtlcvx terms (loss and penalties).
+    halved : bool
+        True when the loss is ``Σ_t ½‖·‖²``; False for the solvers whose code drops the ½.
+    notes : str
+        What MALSAR's own solver does differently from the objective (known defects,
+        conventions).
+    """
+
+    name: str
+    parameters: tuple[str, ...]
+    objective: str
+    mtlcvx: str
+    halved: bool = True
+    notes: str = ""
+    layout: str = field(default="nd", repr=False)
+    build: Callable[[MultiTaskData, dict[str, Any]], list[Penalty]] | None = field(
+        default=None, repr=False, compare=False)
+
+
+# ---------------------------------------------------------------------- task structure R
+def _structure(R: Any, alpha: float, n_tasks: int) -> Penalty:
+    """``(alpha/2)‖W R‖²_F``-type term: ``(alpha/2) tr(W R Rᵀ Wᵀ)`` for MALSAR's R (T, m).
+
+    ``"chain"`` is MALSAR's ``R_chain`` (its ``R Rᵀ`` is the chain Laplacian) and ``"mean"``
+    is ``I − 11ᵀ/T`` (idempotent, so ``‖W R‖²_F = Σ_t ‖w_t − w̄‖²``).
+    """
+    if isinstance(R, str):
+        if R == "chain":
+            return GraphLaplacian(relations.chain(n_tasks), alpha=alpha)
+        if R == "mean":
+            return MeanRegularized(alpha=alpha)
+        raise PenaltyError(f"R must be 'chain', 'mean' or a (T, m) matrix, got {R!r}")
+    if sp.issparse(R):
+        R = sp.csr_matrix(R, dtype=np.float64)
+        if not np.all(np.isfinite(R.data)):
+            raise DataError("R contains NaN or inf")
+    else:
+        R = as_float_array(R, "R", (1, 2))
+        if R.ndim == 1:
+            R = R[:, None]
+    if R.shape[0] != n_tasks:
+        hint = ("; pass R.T (MALSAR's R is T × m and enters as W @ R)"
+                if R.shape[1] == n_tasks else "")
+        raise DataError(f"R has shape {R.shape} but the data have {n_tasks} tasks: R must be "
+                        f"({n_tasks}, m){hint}")
+    K = R @ R.T
+    return TaskRelation(K.toarray() if sp.issparse(K) else K, alpha=alpha)
+
+
+# ---------------------------------------------------------------------- the catalogue
+def _lasso(data: MultiTaskData, p: dict[str, Any]) -> list[Penalty]:
+    return [L1(p["rho1"])]
+
+
+def _l21(data: MultiTaskData, p: dict[str, Any]) -> list[Penalty]:
+    return [L21(p["rho1"])]
+
+
+def _trace(data: MultiTaskData, p: dict[str, Any]) -> list[Penalty]:
+    return [TraceNorm(p["rho1"])]
+
+
+def _srmtl(data: MultiTaskData, p: dict[str, Any]) -> list[Penalty]:
+    return [_structure(p["R"], 2.0 * p["rho1"], data.n_tasks), L1(p["rho2"])]
+
+
+def _tgl(data: MultiTaskData, p: dict[str, Any]) -> list[Penalty]:
+    return [Ridge(2.0 * p["rho1"]),
+            GraphLaplacian(relations.chain(data.n_tasks), alpha=2.0 * p["rho2"]),
+            L21(p["rho3"])]
+
+
+_CATALOGUE: tuple[Formulation, ...] = (
+    Formulation(
+        "Least_Lasso", ("rho1",), f"{_HALF} + rho1 ‖W‖₁",
+        "SquaredLoss('sum'), L1(rho1)", build=_lasso),
+    Formulation(
+        "Least_L21", ("rho1",), f"{_HALF} + rho1 Σ_j ‖w^j‖₂",
+        "SquaredLoss('sum'), L21(rho1)", build=_l21),
+    Formulation(
+        "Least_Trace", ("rho1",), f"{_HALF} + rho1 ‖W‖_*",
+        "SquaredLoss('sum'), TraceNorm(rho1)", build=_trace),
+    Formulation(
+        "Least_SRMTL", ("R", "rho1", "rho2"), f"{_HALF} + rho1 ‖W R‖²_F + rho2 ‖W‖₁",
+        "SquaredLoss('sum'), TaskRelation(R Rᵀ, alpha=2 rho1), L1(rho2); "
+        "R='chain': GraphLaplacian(relations.chain(T), alpha=2 rho1); "
+        "R='mean' (I − 11ᵀ/T): MeanRegularized(alpha=2 rho1)",
+        notes="R is T × m as MALSAR takes it; 'chain' and 'mean' name the two usual choices.",
+        build=_srmtl),
+    Formulation(
+        "Least_TGL", ("rho1", "rho2", "rho3"),
+        f"{_HALF} + rho1 ‖W‖²_F + rho2 ‖W R_chain‖²_F + rho3 Σ_j ‖w^j‖₂",
+        "SquaredLoss('sum'), Ridge(2 rho1), GraphLaplacian(relations.chain(T), alpha=2 rho2), "
+        "L21(rho3)", build=_tgl),
+)
+_BY_KEY = {f.name.lower(): f for f in _CATALOGUE}
+
+
+def formulations() -> tuple[Formulation, ...]:
+    """Every MALSAR least-squares formulation this module reproduces, in MALSAR's order.
+
+    Returns
+    -------
+    tuple of Formulation
+        Each with its ``name``, ``parameters``, ``objective`` (as MALSAR's code minimises
+        it), the equivalent ``mtlcvx`` loss and penalties, and ``notes``.
+
+    Examples
+    --------
+    >>> import mtlcvx as mc
+    >>> [f.name for f in mc.malsar.formulations()][:3]
+    ['Least_Lasso', 'Least_L21', 'Least_Trace']
+    """
+    return _CATALOGUE
+
+
+def _lookup(name: Any) -> Formulation:
+    key = str(name).lower()
+    found = _BY_KEY.get(key) or _BY_KEY.get("least_" + key)
+    if found is None:
+        valid = ", ".join(f.name for f in _CATALOGUE)
+        raise PenaltyError(f"unknown MALSAR formulation {name!r}; valid names: {valid}")
+    return found
+
+
+def _check_params(form: Formulation, params: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(params) - set(form.parameters))
+    if unknown:
+        raise PenaltyError(f"{form.name} has no parameter {', '.join(unknown)}; its parameters "
+                           f"are {', '.join(form.parameters)}")
+    missing = [p for p in form.parameters if p not in params]
+    if missing:
+        raise PenaltyError(f"{form.name} needs {', '.join(missing)} (its parameters are "
+                           f"{', '.join(form.parameters)}), e.g. "
+                           f"mc.malsar.problem({form.name!r}, data, "
+                           + ", ".join(f"{p}=..." for p in form.parameters) + ")")
+    return {k: (v if k == "R" else check_strength(v, k)) for k, v in params.items()}
+
+
+# ---------------------------------------------------------------------- data
+def _cells(value: Any, name: str) -> list[Any]:
+    """A MALSAR cell array (object ndarray of any shape) or a list, as a flat list."""
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        return list(value.ravel(order="F"))
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise DataError(f"{name} must be a cell array (as scipy.io.loadmat returns it) or a list "
+                    f"with one array per task, got {type(value).__name__}")
+
+
+def as_data(data: Any, layout: str = "nd") -> MultiTaskData:
+    """MALSAR-format data as a :class:`~mtlcvx.MultiTaskData`.
+
+    Parameters
+    ----------
+    data : MultiTaskData, dict or (X, Y)
+        A ``MultiTaskData`` (returned unchanged); the dict ``scipy.io.loadmat`` returns for
+        a MALSAR data file (keys ``"X"`` and ``"Y"``); or a pair ``(X, Y)`` of cell arrays or
+        lists, ``X{t}`` (n_t, d) or (d, n_t), ``Y{t}`` (n_t,) or (n_t, 1).
+    layout : {"nd", "dn"}
+        How ``X{t}`` is laid out when the targets' lengths cannot tell (every task has
+        ``n_t = d``): ``"nd"`` (n_t × d, MALSAR's convention for every solver except
+        ``Least_CFGLasso``) or ``"dn"`` (d × n_t, ``Least_CFGLasso``'s).
+
+    Returns
+    -------
+    MultiTaskData
+        ``X_t`` of shape (n_t, d) in task order (MATLAB's column-major cell order).
+
+    Raises
+    ------
+    DataError
+        Missing ``X``/``Y``, different task counts, or designs whose sizes match neither
+        layout.
+    """
+    if isinstance(data, MultiTaskData):
+        return data
+    if layout not in ("nd", "dn"):
+        raise DataError(f"layout must be 'nd' or 'dn', got {layout!r}")
+    if isinstance(data, Mapping):
+        if "X" not in data or "Y" not in data:
+            keys = ", ".join(k for k in data if not str(k).startswith("__")) or "none"
+            raise DataError(f"the .mat data must hold MALSAR's cell arrays 'X' and 'Y'; "
+                            f"found variables: {keys}")
+        X, Y = data["X"], data["Y"]
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        X, Y = data
+    else:
+        raise DataError(f"data must be a MultiTaskData, a loadmat dict with 'X' and 'Y', or a "
+                        f"pair (X, Y) of cell arrays; got {type(data).__name__}")
+    Xs = [as_float_array(x, f"X{{{t + 1}}}", 2) for t, x in enumerate(_cells(X, "X"))]
+    ys = [np.asarray(y, dtype=np.float64).ravel() for y in _cells(Y, "Y")]
+    if len(Xs) != len(ys):
+        raise DataError(f"X has {len(Xs)} tasks but Y has {len(ys)}; give one Y{{t}} per X{{t}}")
+    fits = {
+        "nd": all(x.shape[0] == y.size for x, y in zip(Xs, ys, strict=True))
+        and len({x.shape[1] for x in Xs}) == 1,
+        "dn": all(x.shape[1] == y.size for x, y in zip(Xs, ys, strict=True))
+        and len({x.shape[0] for x in Xs}) == 1,
+    }
+    if not any(fits.values()):
+        sizes = ", ".join(f"X{{{t + 1}}} {x.shape} / Y{{{t + 1}}} {y.size}"
+                          for t, (x, y) in enumerate(zip(Xs[:3], ys[:3], strict=True)))
+        raise DataError(f"the designs fit neither n_t × d nor d × n_t with one d for all tasks "
+                        f"({sizes}, ...)")
+    use = layout if fits[layout] else next(k for k, ok in fits.items() if ok)
+    if use == "dn":
+        Xs = [x.T for x in Xs]
+    return MultiTaskData(Xs, ys)
+
+
+# ---------------------------------------------------------------------- problems
+def problem(name: str, data: Any, **params: Any) -> Problem:
+    r"""The :class:`~mtlcvx.Problem` whose objective is exactly MALSAR's ``name``.
+
+    Parameters
+    ----------
+    name : str
+        MALSAR's solver name, e.g. ``"Least_TGL"`` (case-insensitive, ``"Least_"``
+        optional); :func:`formulations` lists them.
+    data : MultiTaskData, dict or (X, Y)
+        See :func:`as_data`.
+    **params
+        MALSAR's parameters by name (``rho1``, ``rho2``, ``rho3``; ``R`` for SRMTL).
+
+    Returns
+    -------
+    Problem
+        ``prob.objective(W)`` and ``sol.objective`` equal MALSAR's objective at ``W``
+        (d, T). No intercept (keep MALSAR's bias column in ``X``).
+
+    Notes
+    -----
+    The objectives (``w^j`` row j of ``W``, ``w_t`` column t, ``R_chain`` the T × (T−1)
+    matrix with columns ``e_t − e_{t+1}``) and their mtlcvx form; mtlcvx's quadratic terms
+    carry ½, so a MALSAR ``rho‖W R‖²_F`` is a quadratic term of strength ``2 rho``:
+
+    * ``Least_Lasso``: ``½Σ‖X_t w_t − y_t‖² + ρ₁‖W‖₁`` → ``L1(ρ₁)``
+    * ``Least_L21``: ``½Σ‖·‖² + ρ₁ Σ_j ‖w^j‖₂`` → ``L21(ρ₁)``
+    * ``Least_Trace``: ``½Σ‖·‖² + ρ₁‖W‖_*`` → ``TraceNorm(ρ₁)``
+    * ``Least_SRMTL``: ``½Σ‖·‖² + ρ₁‖W R‖²_F + ρ₂‖W‖₁`` →
+      ``TaskRelation(R Rᵀ, alpha=2ρ₁), L1(ρ₂)``
+    * ``Least_TGL``: ``½Σ‖·‖² + ρ₁‖W‖²_F + ρ₂‖W R_chain‖²_F + ρ₃ Σ_j ‖w^j‖₂`` →
+      ``Ridge(2ρ₁), GraphLaplacian(relations.chain(T), alpha=2ρ₂), L21(ρ₃)``
+
+    all with ``SquaredLoss(scale="sum")``. ``R`` for ``Least_SRMTL`` is MALSAR's T × m
+    matrix (dense or sparse), or ``"chain"`` (``R_chain``, the chain graph's Laplacian) or
+    ``"mean"`` (``I − 11ᵀ/T``, mean-regularized MTL: ``MeanRegularized(2ρ₁)``).
+
+    Examples
+    --------
+    >>> import mtlcvx as mc
+    >>> data = mc.datasets.make_related_tasks(n_tasks=4, n_features=5, random_state=0)
+    >>> prob = mc.malsar.problem("Least_SRMTL", data, R="chain", rho1=1.0, rho2=0.5)
+    >>> sol = prob.solve(backend="clarabel")
+    >>> sol.status
+    'optimal'
+    """
+    form = _lookup(name)
+    checked = _check_params(form, params)
+    data = as_data(data, form.layout)
+    weights = None if form.halved else np.full(data.n_tasks, 2.0)
+    return Problem(data, SquaredLoss(scale="sum", task_weights=weights),
+                   form.build(data, checked))
+
+
+# ---------------------------------------------------------------------- compare
+@dataclass
+class Comparison:
+    """How far a MALSAR result is from the certified optimum of the same objective.
+
+    Attributes
+    ----------
+    name : str
+        The formulation.
+    objective : float
+        MALSAR's objective at the given ``W``, recomputed in NumPy.
+    optimum : float
+        The objective at the certified optimum mtlcvx found.
+    optimum_gap : float
+        Certified bound on ``optimum − F*``: ``F*`` lies in ``[optimum − optimum_gap, optimum]``.
+    excess : float
+        ``objective − optimum``: a lower bound on the true excess ``objective − F*``.
+    excess_bound : float
+        ``excess + optimum_gap``: a guaranteed upper bound on ``objective − F*``.
+    relative_excess : float
+        ``excess / max(1, |optimum|)`` ("how far above the optimum", relatively).
+    certificate : Certificate
+        The certificate of the given ``W`` alone (a bound computed from ``W`` without any
+        solve; compare its gap with ``excess_bound``).
+    solution : Solution
+        The certified optimum.
+    """
+
+    name: str
+    objective: float
+    optimum: float
+    optimum_gap: float
+    excess: float
+    excess_bound: float
+    relative_excess: float
+    certificate: Certificate
+    solution: Solution
+
+    def summary(self) -> str:
+        """A short human-readable report."""
+        return "\n".join([
+            f"{self.name}: MALSAR's objective at the given W  {self.objective:.12g}",
+            f"  certified optimum ({self.solution.backend})      {self.optimum:.12g} "
+            f"(F* within {self.optimum_gap:.2e} below)",
+            f"  excess over the optimum            {self.excess:.6g} (relative "
+            f"{self.relative_excess:.3e}; at most {self.excess_bound:.6g})",
+            f"  certificate of the given W alone   {self.certificate}",
+        ])
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def compare(name: str, data: Any, W: Any, *, backend: str | None = None, tol: float = 1e-8,
+            **params: Any) -> Comparison:
+    """Certify a ``W`` exported from MALSAR: its true objective and how far above the optimum.
+
+    Parameters
+    ----------
+    name, data, **params
+        As in :func:`problem` (the same objective MALSAR minimised).
+    W : array_like (d, T)
+        MALSAR's ``W`` output.
+    backend : str, optional
+        Backend for the reference solve (default: the package's rule).
+    tol : float, default 1e-8
+        Certified relative gap of the reference solve.
+
+    Returns
+    -------
+    Comparison
+        ``objective`` (MALSAR's objective at ``W``), ``optimum``, ``excess`` and
+        ``excess_bound`` bracketing the true excess ``objective − F*``, and
+        ``relative_excess``.
+
+    Raises
+    ------
+    DataError
+        ``W`` is not (d, T) for the data (a (T, d) array is refused with the fix).
+    """
+    prob = problem(name, data, **params)
+    W = prob.check_W(W)
+    objective = prob.objective(W)
+    sol = prob.solve(backend=backend, tol=tol)
+    gap = sol.certificate.gap if sol.certificate is not None else None
+    gap = math.inf if gap is None else float(gap)
+    excess = objective - sol.objective
+    return Comparison(
+        name=_lookup(name).name, objective=objective, optimum=sol.objective, optimum_gap=gap,
+        excess=excess, excess_bound=excess + gap,
+        relative_excess=excess / max(1.0, abs(sol.objective)),
+        certificate=certify(prob, W), solution=sol)

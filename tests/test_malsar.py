@@ -1,0 +1,318 @@
+"""mc.malsar: MALSAR's objectives by name, the cell-array loader, compare() and the CLI.
+
+Every objective is checked against a NumPy transcription of what MALSAR's ``Least_*`` code
+minimises, written here from the solvers' source (loss ``Σ_t ½‖X_t w_t − y_t‖²``, or without
+the ½ for Dirty / rMTFL / RMTL / SparseTrace), and every optimum against an independent
+CVXPY model of that objective solved by Clarabel at a tight tolerance. The package's own
+penalties are never used to build a reference.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cvxpy as cp
+import numpy as np
+import pytest
+import scipy.io
+import scipy.sparse as sp
+
+import mtlcvx as mc
+from mtlcvx.cli import main
+
+T, D = 5, 4
+SIZES = (9, 3, 6, 12, 4)
+
+
+def _r_chain(T):
+    """MALSAR's ``R = zeros(t, t−1); R(1:(t+1):end) = 1; R(2:(t+1):end) = −1``."""
+    R = np.zeros((T, T - 1))
+    for t in range(T - 1):
+        R[t, t], R[t + 1, t] = 1.0, -1.0
+    return R
+
+
+def _r_mean(T):
+    return np.eye(T) - np.ones((T, T)) / T
+
+
+def _resolve_R(R, T):
+    return {"chain": _r_chain, "mean": _r_mean}[R](T) if isinstance(R, str) else R
+
+
+# -------------------------------------------------------------- MALSAR's objectives (NumPy)
+def malsar_objective(name, Xs, ys, W, p):
+    """The objective MALSAR's code minimises, at W (d, T)."""
+    loss = 0.5 * sum(float(np.sum((X @ W[:, t] - y) ** 2))
+                     for t, (X, y) in enumerate(zip(Xs, ys, strict=True)))
+    rows = np.sqrt((W ** 2).sum(axis=1)).sum()
+    if name == "Least_Lasso":
+        return loss + p["rho1"] * np.abs(W).sum()
+    if name == "Least_L21":
+        return loss + p["rho1"] * rows
+    if name == "Least_Trace":
+        return loss + p["rho1"] * np.linalg.svd(W, compute_uv=False).sum()
+    if name == "Least_SRMTL":
+        WR = W @ _resolve_R(p["R"], W.shape[1])
+        return loss + p["rho1"] * float(np.sum(np.asarray(WR) ** 2)) + p["rho2"] * np.abs(W).sum()
+    if name == "Least_TGL":
+        WR = W @ _r_chain(W.shape[1])
+        return (loss + p["rho1"] * np.sum(W ** 2) + p["rho2"] * np.sum(WR ** 2)
+                + p["rho3"] * rows)
+    raise KeyError(name)
+
+
+def cvxpy_optimum(name, Xs, ys, p):
+    """Independent CVXPY model of MALSAR's objective, Clarabel at tight tolerance."""
+    T = len(Xs)
+    W = cp.Variable((Xs[0].shape[1], T))
+    loss = 0.5 * sum(cp.sum_squares(X @ W[:, t] - y)
+                     for t, (X, y) in enumerate(zip(Xs, ys, strict=True)))
+    rows = cp.sum(cp.norm(W, 2, axis=1))
+    if name == "Least_Lasso":
+        pen = p["rho1"] * cp.sum(cp.abs(W))
+    elif name == "Least_L21":
+        pen = p["rho1"] * rows
+    elif name == "Least_Trace":
+        pen = p["rho1"] * cp.normNuc(W)
+    elif name == "Least_SRMTL":
+        R = _resolve_R(p["R"], T)
+        R = R.toarray() if sp.issparse(R) else R
+        pen = p["rho1"] * cp.sum_squares(W @ R) + p["rho2"] * cp.sum(cp.abs(W))
+    elif name == "Least_TGL":
+        pen = (p["rho1"] * cp.sum_squares(W) + p["rho2"] * cp.sum_squares(W @ _r_chain(T))
+               + p["rho3"] * rows)
+    prob = cp.Problem(cp.Minimize(loss + pen))
+    prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    return W.value, malsar_objective(name, Xs, ys, W.value, p)
+
+
+def _random_R(T):
+    rng = np.random.default_rng(7)
+    return rng.standard_normal((T, 3))
+
+
+CASES = [
+    ("Least_Lasso", {"rho1": 2.0}),
+    ("Least_L21", {"rho1": 3.0}),
+    ("Least_Trace", {"rho1": 4.0}),
+    ("Least_SRMTL", {"R": "chain", "rho1": 1.0, "rho2": 2.0}),
+    ("Least_SRMTL", {"R": "mean", "rho1": 1.5, "rho2": 1.0}),
+    ("Least_SRMTL", {"R": _random_R(T), "rho1": 0.7, "rho2": 1.0}),
+    ("Least_SRMTL", {"R": sp.csr_matrix(_r_chain(T)), "rho1": 1.0, "rho2": 0.5}),
+    ("Least_TGL", {"rho1": 0.5, "rho2": 2.0, "rho3": 3.0}),
+]
+IDS = ["lasso", "l21", "trace", "srmtl-chain", "srmtl-mean", "srmtl-dense", "srmtl-sparse",
+       "tgl"]
+
+
+@pytest.fixture
+def cells(rng):
+    """MALSAR-format data: cell arrays (1, T) of X{t} (n_t, d) and Y{t} (n_t, 1)."""
+    X = np.empty((1, T), dtype=object)
+    Y = np.empty((1, T), dtype=object)
+    for t, n in enumerate(SIZES):
+        X[0, t] = rng.standard_normal((n, D))
+        Y[0, t] = rng.standard_normal((n, 1)) * 3.0
+    return X, Y
+
+
+def _lists(cells):
+    X, Y = cells
+    return [x for x in X[0]], [y.ravel() for y in Y[0]]
+
+
+@pytest.mark.parametrize(("name", "params"), CASES, ids=IDS)
+def test_objective_is_malsars_at_any_point(cells, rng, name, params):
+    Xs, ys = _lists(cells)
+    prob = mc.malsar.problem(name, cells, **params)
+    for _ in range(3):
+        W = rng.standard_normal((D, T))
+        assert prob.objective(W) == pytest.approx(malsar_objective(name, Xs, ys, W, params),
+                                                  rel=1e-12)
+
+
+@pytest.mark.parametrize(("name", "params"), CASES, ids=IDS)
+@pytest.mark.parametrize("backend", ["clarabel", "fista"])
+def test_optimum_matches_independent_cvxpy_model(cells, name, params, backend):
+    Xs, ys = _lists(cells)
+    _, F_ref = cvxpy_optimum(name, Xs, ys, params)
+    sol = mc.malsar.problem(name, cells, **params).solve(backend=backend, tol=1e-9)
+    assert sol.status == "optimal"
+    assert sol.objective == pytest.approx(malsar_objective(name, Xs, ys, sol.W, params),
+                                          rel=1e-12)
+    assert sol.objective == pytest.approx(F_ref, rel=1e-7)
+    # the certificate never understates the true gap (F* ≤ F_ref)
+    assert sol.certificate.gap >= sol.objective - F_ref - 1e-12 * abs(F_ref)
+
+
+def test_every_formulation_is_listed_and_built():
+    forms = mc.malsar.formulations()
+    names = [f.name for f in forms]
+    assert len(set(names)) == len(names)
+    assert {n for n, _ in CASES} <= set(names)
+    for f in forms:
+        assert f.objective.startswith("½Σ" if f.halved else "Σ")
+        assert f.mtlcvx and f.parameters
+
+
+def test_srmtl_mean_is_mean_regularized_and_R_forms_agree(cells, rng):
+    W = rng.standard_normal((D, T))
+    by_name = mc.malsar.problem("Least_SRMTL", cells, R="mean", rho1=2.0, rho2=0.0)
+    by_matrix = mc.malsar.problem("Least_SRMTL", cells, R=_r_mean(T), rho1=2.0, rho2=0.0)
+    loss = mc.malsar.problem("Least_Lasso", cells, rho1=0.0).objective(W)
+    dev = W - W.mean(axis=1, keepdims=True)  # ‖W(I − 11ᵀ/T)‖² = Σ_t ‖w_t − w̄‖²
+    assert by_name.objective(W) == pytest.approx(loss + 2.0 * np.sum(dev ** 2), rel=1e-12)
+    assert by_matrix.objective(W) == pytest.approx(by_name.objective(W), rel=1e-12)
+    chain = mc.malsar.problem("Least_SRMTL", cells, R="chain", rho1=2.0, rho2=0.0)
+    diffs = np.diff(W, axis=1)  # ‖W R_chain‖² = Σ_t ‖w_t − w_{t+1}‖²
+    assert chain.objective(W) == pytest.approx(loss + 2.0 * np.sum(diffs ** 2), rel=1e-12)
+
+
+# -------------------------------------------------------------- data conventions
+def test_cells_match_multitaskdata(cells):
+    Xs, ys = _lists(cells)
+    ref = mc.MultiTaskData(Xs, ys)
+    for data in (cells, {"X": cells[0], "Y": cells[1]}, (cells[0].T, cells[1].T),
+                 (list(cells[0][0]), list(cells[1][0]))):
+        got = mc.malsar.as_data(data)
+        assert got.n_tasks == T and got.n_features == D
+        for a, b, u, v in zip(got.X, ref.X, got.y, ref.y, strict=True):
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(u, v)
+    assert mc.malsar.as_data(ref) is ref
+
+
+def test_mat_file_round_trip(cells, tmp_path):
+    path = tmp_path / "data.mat"
+    scipy.io.savemat(path, {"X": cells[0], "Y": cells[1]})
+    loaded = scipy.io.loadmat(path)
+    Xs, ys = _lists(cells)
+    W = np.arange(D * T, dtype=float).reshape(D, T) / 10
+    prob = mc.malsar.problem("Least_L21", loaded, rho1=1.0)
+    assert prob.objective(W) == pytest.approx(
+        malsar_objective("Least_L21", Xs, ys, W, {"rho1": 1.0}), rel=1e-12)
+
+
+def test_d_by_n_designs_and_the_layout_rule(rng):
+    Xs = [rng.standard_normal((n, D)) for n in SIZES]
+    ys = [rng.standard_normal(n) for n in SIZES]
+    transposed = mc.malsar.as_data(([x.T for x in Xs], ys))  # read from the targets' lengths
+    for a, b in zip(transposed.X, Xs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    square = [rng.standard_normal((D, D)) for _ in range(2)]
+    yq = [rng.standard_normal(D) for _ in range(2)]
+    np.testing.assert_array_equal(mc.malsar.as_data((square, yq)).X[0], square[0])
+    np.testing.assert_array_equal(mc.malsar.as_data((square, yq), layout="dn").X[0],
+                                  square[0].T)
+
+
+@pytest.mark.parametrize(("data", "match"), [
+    ({"A": 1}, "found variables: A"),
+    (([np.ones((3, 2))], [np.ones(3), np.ones(2)]), "X has 1 tasks but Y has 2"),
+    (([np.ones((3, 2)), np.ones((4, 3))], [np.ones(3), np.ones(4)]), "fit neither"),
+    ("school.mat", "must be a MultiTaskData"),
+    ((np.ones((3, 2)), np.ones(3)), "must be a cell array"),
+])
+def test_bad_data(data, match):
+    with pytest.raises(mc.DataError, match=match):
+        mc.malsar.as_data(data)
+
+
+@pytest.mark.parametrize(("name", "params", "error", "match"), [
+    ("Least_Nope", {"rho1": 1.0}, mc.PenaltyError, "valid names: Least_Lasso"),
+    ("Least_L21", {}, mc.PenaltyError, "needs rho1"),
+    ("Least_L21", {"rho1": 1.0, "rho9": 2.0}, mc.PenaltyError, "no parameter rho9"),
+    ("Least_L21", {"rho1": -1.0}, mc.PenaltyError, "rho1 must be a finite number ≥ 0"),
+    ("Least_SRMTL", {"R": np.ones((2, T)), "rho1": 1.0, "rho2": 1.0}, mc.DataError,
+     r"pass R.T"),
+    ("Least_SRMTL", {"R": "ring", "rho1": 1.0, "rho2": 1.0}, mc.PenaltyError, "'chain'"),
+])
+def test_bad_parameters(cells, name, params, error, match):
+    with pytest.raises(error, match=match):
+        mc.malsar.problem(name, cells, **params)
+
+
+def test_name_is_case_insensitive_and_prefix_optional(cells, rng):
+    W = rng.standard_normal((D, T))
+    ref = mc.malsar.problem("Least_Trace", cells, rho1=1.0).objective(W)
+    assert mc.malsar.problem("trace", cells, rho1=1.0).objective(W) == ref
+    assert mc.malsar.problem("LEAST_TRACE", cells, rho1=1.0).objective(W) == ref
+
+
+# -------------------------------------------------------------- compare
+def test_compare_brackets_the_true_excess_of_a_perturbed_optimum(cells, rng):
+    Xs, ys = _lists(cells)
+    params = {"rho1": 3.0}
+    W_ref, F_ref = cvxpy_optimum("Least_L21", Xs, ys, params)
+    W = W_ref + 0.05 * rng.standard_normal(W_ref.shape)
+    F_W = malsar_objective("Least_L21", Xs, ys, W, params)
+    rep = mc.malsar.compare("Least_L21", cells, W, **params)
+    assert rep.objective == pytest.approx(F_W, rel=1e-12)
+    assert rep.optimum == pytest.approx(F_ref, rel=1e-7)
+    # F* ≤ F_ref, so the true excess F(W) − F* is at least F_W − F_ref
+    assert rep.excess_bound >= F_W - F_ref
+    assert rep.excess <= rep.excess_bound
+    assert rep.excess == pytest.approx(F_W - F_ref, rel=1e-5)
+    assert rep.relative_excess == pytest.approx((F_W - F_ref) / F_ref, rel=1e-5)
+    assert rep.certificate.gap >= F_W - F_ref
+    assert "excess over the optimum" in rep.summary()
+
+
+def test_compare_refuses_a_transposed_W(cells):
+    with pytest.raises(mc.DataError, match="transpose"):
+        mc.malsar.compare("Least_L21", cells, np.zeros((T, D)), rho1=1.0)
+
+
+# -------------------------------------------------------------- CLI
+@pytest.fixture
+def matfile(cells, tmp_path):
+    path = tmp_path / "data.mat"
+    scipy.io.savemat(path, {"X": cells[0], "Y": cells[1], "Rm": _r_mean(T)})
+    return path
+
+
+def test_cli_solves_saves_and_compares(cells, matfile, tmp_path, capsys):
+    Xs, ys = _lists(cells)
+    params = {"R": "mean", "rho1": 1.0, "rho2": 0.5}
+    _, F_ref = cvxpy_optimum("Least_SRMTL", Xs, ys, params)
+    out = tmp_path / "out"
+    assert main(["malsar", "Least_SRMTL", str(matfile), "--R", "Rm", "--rho1", "1",
+                 "--rho2", "0.5", "--out", str(out)]) == 0
+    assert "status optimal" in capsys.readouterr().out
+    summary = json.loads((out / "Least_SRMTL.json").read_text())
+    assert summary["objective"] == pytest.approx(F_ref, rel=1e-7)
+    W = scipy.io.loadmat(out / "Least_SRMTL.mat")["W"]
+    assert malsar_objective("Least_SRMTL", Xs, ys, W, params) == pytest.approx(F_ref, rel=1e-7)
+    scipy.io.savemat(tmp_path / "w.mat", {"W": W + 0.1})
+    assert main(["malsar", "Least_SRMTL", str(matfile), "--R", "mean", "--rho1", "1",
+                 "--rho2", "0.5", "--compare", str(tmp_path / "w.mat")]) == 0
+    text = capsys.readouterr().out
+    expected = malsar_objective("Least_SRMTL", Xs, ys, W + 0.1, params)
+    assert f"{expected:.12g}" in text
+
+
+@pytest.mark.parametrize(("extra", "match"), [
+    (["Least_L21", "{mat}"], "Least_L21 needs --rho1"),
+    (["Least_L21", "{mat}", "--rho1", "1", "--rho2", "1"], "takes no --rho2"),
+    (["Least_Nope", "{mat}", "--rho1", "1"], "unknown MALSAR formulation"),
+    (["Least_L21", "{missing}", "--rho1", "1"], "does not exist"),
+    (["Least_L21", "{notmat}", "--rho1", "1"], "cannot read data file"),
+    (["Least_SRMTL", "{mat}", "--R", "Q", "--rho1", "1", "--rho2", "1"], "--R must be"),
+    (["Least_L21", "{mat}", "--rho1", "-1"], "rho1 must be"),
+    (["Least_L21", "{mat}", "--rho1", "x"], "invalid float value"),
+    (["Least_L21", "{mat}", "--rho1", "1", "--compare", "{mat}"], "no variable 'W'"),
+])
+def test_cli_errors_exit_2_with_one_line(matfile, tmp_path, capsys, extra, match):
+    notmat = tmp_path / "bad.mat"
+    notmat.write_text("not a mat file")
+    argv = ["malsar"] + [a.format(mat=matfile, missing=tmp_path / "none.mat", notmat=notmat)
+                         for a in extra]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert match in err
