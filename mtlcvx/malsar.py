@@ -95,10 +95,10 @@ class Formulation:
 
 # ---------------------------------------------------------------------- task structure R
 def _structure(R: Any, alpha: float, n_tasks: int) -> Penalty:
-    """``(alpha/2)‖W R‖²_F``-type term: ``(alpha/2) tr(W R Rᵀ Wᵀ)`` for MALSAR's R (T, m).
+    """``(alpha/2)‖W R‖²_F`` for MALSAR's R (T, m), kept as the factor of ``K = R Rᵀ``.
 
-    ``"chain"`` is MALSAR's ``R_chain`` (its ``R Rᵀ`` is the chain Laplacian) and ``"mean"``
-    is ``I − 11ᵀ/T`` (idempotent, so ``‖W R‖²_F = Σ_t ‖w_t − w̄‖²``).
+    A sparse R stays sparse. ``"chain"`` is MALSAR's ``R_chain`` (its ``R Rᵀ`` is the chain
+    Laplacian) and ``"mean"`` is ``I − 11ᵀ/T`` (idempotent: ``‖W R‖²_F = Σ_t ‖w_t − w̄‖²``).
     """
     if isinstance(R, str):
         if R == "chain":
@@ -106,21 +106,13 @@ def _structure(R: Any, alpha: float, n_tasks: int) -> Penalty:
         if R == "mean":
             return MeanRegularized(alpha=alpha)
         raise PenaltyError(f"R must be 'chain', 'mean' or a (T, m) matrix, got {R!r}")
-    if sp.issparse(R):
-        R = sp.csr_matrix(R, dtype=np.float64)
-        if not np.all(np.isfinite(R.data)):
-            raise DataError("R contains NaN or inf")
-    else:
-        R = as_float_array(R, "R", (1, 2))
-        if R.ndim == 1:
-            R = R[:, None]
-    if R.shape[0] != n_tasks:
+    shape = R.shape if sp.issparse(R) else as_float_array(R, "R", 2).shape
+    if shape[0] != n_tasks:
         hint = ("; pass R.T (MALSAR's R is T × m and enters as W @ R)"
-                if R.shape[1] == n_tasks else "")
-        raise DataError(f"R has shape {R.shape} but the data have {n_tasks} tasks: R must be "
+                if shape[1] == n_tasks else "")
+        raise DataError(f"R has shape {shape} but the data have {n_tasks} tasks: R must be "
                         f"({n_tasks}, m){hint}")
-    K = R @ R.T
-    return TaskRelation(K.toarray() if sp.issparse(K) else K, alpha=alpha)
+    return TaskRelation.from_factor(R, alpha=alpha)
 
 
 # ---------------------------------------------------------------------- the catalogue
@@ -158,7 +150,7 @@ _CATALOGUE: tuple[Formulation, ...] = (
         "SquaredLoss('sum'), TraceNorm(rho1)", build=_trace),
     Formulation(
         "Least_SRMTL", ("R", "rho1", "rho2"), f"{_HALF} + rho1 ‖W R‖²_F + rho2 ‖W‖₁",
-        "SquaredLoss('sum'), TaskRelation(R Rᵀ, alpha=2 rho1), L1(rho2); "
+        "SquaredLoss('sum'), TaskRelation.from_factor(R, alpha=2 rho1), L1(rho2); "
         "R='chain': GraphLaplacian(relations.chain(T), alpha=2 rho1); "
         "R='mean' (I − 11ᵀ/T): MeanRegularized(alpha=2 rho1)",
         notes="R is T × m as MALSAR takes it; 'chain' and 'mean' name the two usual choices.",
@@ -315,7 +307,7 @@ def problem(name: str, data: Any, **params: Any) -> Problem:
     * ``Least_L21``: ``½Σ‖·‖² + ρ₁ Σ_j ‖w^j‖₂`` → ``L21(ρ₁)``
     * ``Least_Trace``: ``½Σ‖·‖² + ρ₁‖W‖_*`` → ``TraceNorm(ρ₁)``
     * ``Least_SRMTL``: ``½Σ‖·‖² + ρ₁‖W R‖²_F + ρ₂‖W‖₁`` →
-      ``TaskRelation(R Rᵀ, alpha=2ρ₁), L1(ρ₂)``
+      ``TaskRelation.from_factor(R, alpha=2ρ₁), L1(ρ₂)`` (``K = R Rᵀ`` kept as its factor)
     * ``Least_TGL``: ``½Σ‖·‖² + ρ₁‖W‖²_F + ρ₂‖W R_chain‖²_F + ρ₃ Σ_j ‖w^j‖₂`` →
       ``Ridge(2ρ₁), GraphLaplacian(relations.chain(T), alpha=2ρ₂), L21(ρ₃)``
 
