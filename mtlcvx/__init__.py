@@ -25,6 +25,14 @@ from .exceptions import (
     SolverFailed,
 )
 from .losses import SquaredLoss
+from .path import (
+    CVResult,
+    PathResult,
+    TaskShuffleSplit,
+    alpha_max,
+    cross_validate,
+    regularization_path,
+)
 from .penalties import (
     L1,
     L21,
@@ -69,6 +77,12 @@ __all__ = [
     "Certificate",
     "first_order",
     "validate",
+    "regularization_path",
+    "alpha_max",
+    "PathResult",
+    "cross_validate",
+    "CVResult",
+    "TaskShuffleSplit",
     "ValidationReport",
     "plotting",
     "relations",

@@ -1,4 +1,4 @@
-"""Convergence plots (needs the ``plot`` extra: matplotlib, imported lazily)."""
+"""Convergence and path plots (needs the ``plot`` extra: matplotlib, imported lazily)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 
 from ._optional import require
 
-__all__ = ["plot_convergence"]
+__all__ = ["plot_convergence", "plot_path"]
 
 
 def _positive(values: np.ndarray) -> np.ndarray:
@@ -97,4 +97,41 @@ def plot_convergence(
     labelled = [ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]
     if label is not None or len(labelled) > 1:
         ax.legend()
+    return ax
+
+
+def plot_path(path: Any, ax: Any = None, *, objective: bool = True) -> Any:
+    """Coefficient norms per feature against the strength, on a log alpha axis.
+
+    Draws ``‖W_j,:‖₂`` (the norm of feature ``j`` across tasks) for every feature
+    against ``alpha``, and the objective on a second y axis (dashed, black).
+
+    Parameters
+    ----------
+    path : PathResult
+        From :func:`mtlcvx.regularization_path`.
+    ax : matplotlib Axes, optional
+        Axes to draw on; a new figure is made when None. ``plt.show()`` is never called.
+    objective : bool, default True
+        Also draw the objective ``F(W)`` against alpha (right-hand axis).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes holding the coefficient norms.
+    """
+    plt = require("matplotlib.pyplot", "plot", "plot_path")
+    if ax is None:
+        _, ax = plt.subplots()
+    order = np.argsort(path.alphas)
+    alphas = np.asarray(path.alphas)[order]
+    norms = np.linalg.norm(np.asarray(path.W)[order], axis=2)  # (n_alphas, d)
+    ax.plot(alphas, norms)
+    ax.set_xscale("log")
+    ax.set_xlabel("alpha")
+    ax.set_ylabel("‖W_j,:‖₂ per feature")
+    if objective:
+        right = ax.twinx()
+        right.plot(alphas, np.asarray(path.objective)[order], "k--", label="objective")
+        right.set_ylabel("objective F(W)")
     return ax

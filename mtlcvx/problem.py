@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +102,28 @@ class Problem:
         self.loss.weights(data)  # validates task_weights against the data now
         self._compiled: dict[str, Any] | None = None
         self.n_builds = 0
+
+    def with_data(self, data: MultiTaskData) -> Problem:
+        """The same loss, penalties, intercept setting and constraints on other data.
+
+        The loss and the penalties are deep copies (changing a strength on the new
+        problem leaves this one alone); nothing compiled is shared, so the new problem
+        builds its own CVXPY problem if a conic backend asks for one. Used for the
+        training folds of :func:`mtlcvx.cross_validate`.
+
+        Parameters
+        ----------
+        data : MultiTaskData
+            Same number of features and tasks when a penalty's matrix is sized to them
+            (``K`` is T×T, ``D`` is d×d).
+
+        Returns
+        -------
+        Problem
+        """
+        return Problem(data, loss=copy.deepcopy(self.loss),
+                       penalties=[copy.deepcopy(p) for p in self.penalties],
+                       fit_intercept=self.fit_intercept, constraints=self.constraints)
 
     # ------------------------------------------------------------------ structure
     def check_shapes(self, include_custom: bool = False) -> None:

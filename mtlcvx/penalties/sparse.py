@@ -24,6 +24,8 @@ class L1(Penalty):
     """
 
     cones: ClassVar[frozenset[str]] = frozenset({"nonneg"})
+    #: The norm is a sum of ``|W_jt|`` over entries: Gap Safe screening discards entries.
+    separable: ClassVar[str] = "entries"
 
     def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Any:
         return params["alpha"] * cp.sum(cp.abs(W))
@@ -40,6 +42,11 @@ class L1(Penalty):
         """``max |V_jt|``."""
         return float(np.abs(V).max(initial=0.0))
 
+    def alpha_max(self, G: np.ndarray) -> float:
+        """Smallest strength with ``W = 0`` optimal when ``G`` is the gradient of the rest
+        at 0: the dual norm of ``G``."""
+        return self.dual_norm(G)
+
 
 class L21(Penalty):
     r"""Joint feature selection :math:`\alpha \sum_j \lVert W_{j,:}\rVert_2`.
@@ -54,6 +61,8 @@ class L21(Penalty):
     """
 
     cones: ClassVar[frozenset[str]] = frozenset({"soc"})
+    #: The norm is a sum of ``‖W_j,:‖₂`` over rows: Gap Safe screening discards rows.
+    separable: ClassVar[str] = "rows"
 
     def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Any:
         return params["alpha"] * cp.mixed_norm(W, 2, 1)
@@ -71,6 +80,11 @@ class L21(Penalty):
     def dual_norm(V: np.ndarray) -> float:
         """``max_j ‖V_{j,:}‖₂``."""
         return float(np.linalg.norm(V, axis=1).max(initial=0.0))
+
+    def alpha_max(self, G: np.ndarray) -> float:
+        """Smallest strength with ``W = 0`` optimal when ``G`` is the gradient of the rest
+        at 0: the dual norm of ``G``."""
+        return self.dual_norm(G)
 
 
 class SquaredL21(Penalty):

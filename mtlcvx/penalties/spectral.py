@@ -60,6 +60,11 @@ class TraceNorm(Penalty):
         """Spectral norm ``σ_max(V)``."""
         return float(np.linalg.norm(V, 2)) if V.size else 0.0
 
+    def alpha_max(self, G: np.ndarray) -> float:
+        """Smallest strength with ``W = 0`` optimal when ``G`` is the gradient of the rest
+        at 0: the dual norm of ``G``."""
+        return self.dual_norm(G)
+
 
 class SquaredTraceNorm(Penalty):
     r"""Squared trace norm :math:`\frac{\alpha}{2} \lVert W\rVert_*^2`.

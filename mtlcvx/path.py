@@ -1,0 +1,769 @@
+r"""Regularization paths and cross-validation, on one machine or a joblib/Dask cluster.
+
+* :func:`regularization_path`: solve a problem for a grid of strengths of one penalty,
+  warm-starting each point from the previous one and certifying every point.
+* :func:`cross_validate`: folds inside every task, one warm-started path per fold, folds
+  in parallel through joblib (so any joblib backend runs them: loky processes, Dask,
+  Ray); returns the scores and the chosen strength.
+* :class:`TaskShuffleSplit`: random train/test splits within every task (the School
+  protocol).
+
+The default route (``backend=None``) for a penalty with an exact prox is warm-started
+FISTA. On a shared design with a single entry- or row-separable norm (L1, L21) it runs
+on the Gram matrix ``XᵀX`` with Gap Safe screening (Ndiaye, Fercoq, Gramfort & Salmon,
+JMLR 2017); the derivation for this package's loss scaling is in ``docs/paths.md``.
+Every point is certified by :func:`mtlcvx.certify` on the original data, whatever route
+produced it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._optional import require
+from .certificates import Certificate, certify
+from .data import MultiTaskData, as_float_array
+from .exceptions import ConvergenceWarning, DataError, MTLError
+from .penalties.base import Penalty
+from .problem import Problem
+
+__all__ = ["PathResult", "regularization_path", "CVResult", "cross_validate",
+           "TaskShuffleSplit", "SCORINGS"]
+
+#: Scorings accepted by :func:`cross_validate`; "mse" is the only one where lower is better.
+SCORINGS = ("r2", "r2_pooled", "explained_variance", "mse")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _penalty_index(prob: Problem, penalty: int | Penalty) -> int:
+    if isinstance(penalty, Penalty):
+        for i, pen in enumerate(prob.penalties):
+            if pen is penalty:
+                return i
+        raise MTLError(f"penalty {penalty!r} is not one of the problem's penalties; pass "
+                       "the object from prob.penalties or its index")
+    if isinstance(penalty, (int, np.integer)) and not isinstance(penalty, bool):
+        if -len(prob.penalties) <= penalty < len(prob.penalties):
+            return int(penalty) % len(prob.penalties)
+    raise MTLError(f"penalty must be an index into prob.penalties (0 … "
+                   f"{len(prob.penalties) - 1}) or one of its penalty objects, got {penalty!r}")
+
+
+def _provides(pen: Penalty, oracle: str) -> bool:
+    provides = getattr(pen, "provides", None)
+    return bool(provides(oracle)) if callable(provides) else callable(getattr(pen, oracle, None))
+
+
+def alpha_max(prob: Problem, penalty: int | Penalty = 0) -> float:
+    """Smallest strength of ``penalty`` with ``W = 0`` optimal.
+
+    Asks the term's ``alpha_max(G)`` oracle with ``G`` the gradient at ``W = 0`` of the
+    smooth part (loss with intercepts profiled out, plus smooth penalties). Other
+    non-smooth terms are left out, so with several of them the value is an upper bound
+    (they only make zero more attractive).
+
+    Raises
+    ------
+    MTLError
+        The term has no ``alpha_max`` oracle (quadratic and squared-norm terms never
+        make ``W = 0`` optimal at a finite strength): pass an explicit grid.
+    """
+    i = _penalty_index(prob, penalty)
+    pen = prob.penalties[i]
+    if not _provides(pen, "alpha_max"):
+        raise MTLError(
+            f"{type(pen).__name__} has no alpha_max oracle (a quadratic or squared-norm term "
+            "is never zero at a finite strength), so there is no default grid: pass "
+            "alphas=np.geomspace(hi, lo, n)"
+        )
+    saved = pen.alpha
+    try:
+        pen.alpha = 0.0
+        _, G = prob.smooth_value_and_gradient(np.zeros((prob.n_features, prob.n_tasks)))
+    finally:
+        pen.alpha = saved
+    return float(pen.alpha_max(G))
+
+
+def _check_alphas(alphas: Any, name: str = "alphas") -> np.ndarray:
+    arr = as_float_array(alphas, name, 1)
+    if arr.size == 0 or np.any(arr < 0):
+        raise MTLError(f"{name} must be a non-empty 1-D array of strengths ≥ 0, got {arr}")
+    return arr
+
+
+def _grid(prob: Problem, index: int, alphas: Any, n_alphas: int, eps: float) -> np.ndarray:
+    if alphas is not None:
+        return _check_alphas(alphas)
+    if not (isinstance(n_alphas, (int, np.integer)) and n_alphas >= 1):
+        raise MTLError(f"n_alphas must be a positive integer, got {n_alphas!r}")
+    if not (0 < eps < 1):
+        raise MTLError(f"eps must be in (0, 1) (the grid ends at eps·alpha_max), got {eps!r}")
+    top = alpha_max(prob, index)
+    if not top > 0:
+        raise MTLError("alpha_max is 0 (the gradient at W = 0 vanishes, e.g. y = 0): every "
+                       "strength gives W = 0; pass alphas=... explicitly")
+    return np.geomspace(top, eps * top, int(n_alphas))
+
+
+def _status(cert: Certificate, tol: float) -> str:
+    if cert.relative_gap is None:
+        return "unverified"
+    return "optimal" if cert.relative_gap <= tol else "inaccurate"
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class PathResult:
+    """A regularization path.
+
+    Attributes
+    ----------
+    alphas : ndarray (n_alphas,)
+        Strengths of the swept penalty, in the order given (default grid: decreasing).
+    W : ndarray (n_alphas, d, T)
+        Coefficients at every strength.
+    intercept : ndarray (n_alphas, T) or None
+        Profiled intercepts when the problem fits them.
+    objective : ndarray (n_alphas,)
+        ``F(W)`` recomputed in NumPy on the original data.
+    certificates : list of Certificate
+        :func:`mtlcvx.certify` at every point.
+    status : list of str
+        "optimal" (certified relative gap ≤ tol), "inaccurate" or "unverified".
+    times : ndarray (n_alphas,)
+        Seconds spent on every point (solve and certificate).
+    backend : str
+        What ran: "fista-gram" (Gram route with screening), "fista", or a backend name.
+    penalty : int
+        Index of the swept penalty in ``prob.penalties``.
+    info : dict
+        Per-point extras: ``iterations``, ``screened`` (fraction of groups discarded by
+        Gap Safe screening, Gram route only).
+    """
+
+    alphas: np.ndarray
+    W: np.ndarray
+    intercept: np.ndarray | None
+    objective: np.ndarray
+    certificates: list[Certificate]
+    status: list[str]
+    times: np.ndarray
+    backend: str
+    penalty: int
+    info: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def to_frame(self):
+        """One row per strength: alpha, objective, gap, relative_gap, status, time,
+        n_nonzero_rows (needs the ``pandas`` extra)."""
+        pd = require("pandas", "pandas", "PathResult.to_frame")
+        certs = self.certificates
+        return pd.DataFrame({
+            "alpha": self.alphas,
+            "objective": self.objective,
+            "gap": [np.nan if c.gap is None else c.gap for c in certs],
+            "relative_gap": [np.nan if c.relative_gap is None else c.relative_gap
+                             for c in certs],
+            "status": self.status,
+            "time": self.times,
+            "n_nonzero_rows": np.count_nonzero(np.any(self.W != 0, axis=2), axis=1),
+        })
+
+
+# ----------------------------------------------------------------------------- Gram route
+class _GramRoute:
+    r"""Warm-started FISTA on ``XᵀX`` with Gap Safe screening, for a shared design.
+
+    Applies when the design is shared, there are no constraints and the swept penalty is
+    the only active term and declares itself ``separable`` over "entries" (L1) or "rows"
+    (L21). The smooth part is ``Σ_t (c_t/2)(‖ỹ_t‖² − 2 w_tᵀb_t + w_tᵀ G w_t)`` with
+    ``G = ÃᵀÃ`` and ``B = ÃᵀZ`` from the (centred, compressed) data, which is exact.
+    """
+
+    def __init__(self, prob: Problem, pen: Penalty):
+        comp = prob.data.compressed(prob.fit_intercept)
+        A = comp.A[0]
+        Z = np.stack(comp.z, axis=1)
+        self.pen = pen
+        self.G = A.T @ A
+        self.B = A.T @ Z
+        self.yy = np.einsum("ij,ij->j", Z, Z) + comp.offset  # ‖ỹ_t‖²
+        self.c = prob.loss_weights()
+        self.col = np.sqrt(np.diag(self.G))  # ‖x̃_j‖: column norms of the centred design
+        self.L_full = float(self.c.max() * np.linalg.eigvalsh(self.G)[-1])
+        self.rows = pen.separable == "rows"  # type: ignore[attr-defined]
+
+    @staticmethod
+    def applies(prob: Problem, pen: Penalty) -> bool:
+        data = prob.data
+        if not data.is_shared or prob.constraints is not None:
+            return False
+        if getattr(pen, "separable", None) not in ("rows", "entries"):
+            return False
+        if any(p is not pen and p.alpha > 0 for p in prob.penalties):
+            return False
+        m = prob.data.compressed(prob.fit_intercept).A[0].shape[0]
+        return data.n_features <= 4 * m  # the Gram matrix is no bigger than the data
+
+    def _gap(self, W: np.ndarray, act: np.ndarray, alpha: float):
+        """Primal value, gap and the scaled dual correlations ``V(θ)`` (d, T) at ``W``."""
+        GW = self.G[:, act] @ W[act]
+        V = (self.B - GW) * self.c  # = X̃ᵀθ₀, θ₀_t = c_t (ỹ_t − X̃_t w_t)
+        wb = np.einsum("jt,jt->t", W[act], self.B[act])
+        wGw = np.einsum("jt,jt->t", W[act], GW[act])
+        loss_t = 0.5 * self.c * (self.yy - 2.0 * wb + wGw)  # = ‖θ₀_t‖²/(2c_t)
+        a_t = self.c * (self.yy - wb)  # = θ₀_tᵀ ỹ_t
+        F = float(loss_t.sum()) + self.pen.value(W)
+        if self.rows:
+            dn = float(np.linalg.norm(V, axis=1).max(initial=0.0))
+            s_max = np.full(W.shape[1], np.inf if dn == 0 else alpha / dn)
+            a, b = np.array([a_t.sum()]), np.array([loss_t.sum()])
+            s_max = s_max[:1]
+        else:  # separable across tasks too: one scale per task
+            dn = np.abs(V).max(axis=0)
+            s_max = np.where(dn > 0, alpha / np.where(dn > 0, dn, 1.0), np.inf)
+            a, b = a_t, loss_t
+        s = np.where(b > 0, np.minimum(np.maximum(a / (2.0 * np.where(b > 0, b, 1.0)), 0.0),
+                                       s_max), np.where(np.isfinite(s_max), s_max, 0.0))
+        D = float(np.sum(a * s - b * s * s))
+        scale = s if self.rows else s[None, :]
+        return F, F - D, V * scale
+
+    def solve(self, W: np.ndarray, alpha: float, tol: float, max_iter: int = 100_000,
+              check_every: int = 10) -> tuple[np.ndarray, int, float]:
+        """FISTA from ``W`` until the inner gap is ≤ ``tol·|F|/2``; returns
+        ``(W, iterations, fraction of groups screened)``."""
+        d, T = W.shape
+        c, pen = self.c, self.pen
+        act = np.ones(d, dtype=bool)
+        keep = np.ones((d, T)) if not self.rows else None  # entries not screened (L1)
+        L = self.L_full
+        X = W.copy()
+        Y = X.copy()
+        t = 1.0
+        k = 0
+        screened = 0.0
+        while True:
+            F, gap, Vs = self._gap(X, act, alpha)
+            if gap <= 0.5 * tol * abs(F) or k >= max_iter:
+                break
+            # Gap Safe sphere: ‖θ* − θ‖_c ≤ √(2 gap), ‖θ‖²_c = Σ_t ‖θ_t‖²/c_t (see docs/paths.md)
+            r = math.sqrt(2.0 * max(gap, 0.0))
+            if self.rows:
+                drop = np.linalg.norm(Vs, axis=1) + r * math.sqrt(c.max()) * self.col < alpha
+            else:
+                zero = np.abs(Vs) + r * np.sqrt(c)[None, :] * self.col[:, None] < alpha
+                keep[zero] = 0.0
+                drop = ~np.any(keep > 0, axis=1)
+            drop &= act
+            if drop.any():
+                act &= ~drop
+                X[drop] = 0.0
+                Y[drop] = 0.0
+                if act.any() and act.sum() < 0.8 * d:
+                    sub = self.G[np.ix_(act, act)]
+                    L = float(c.max() * np.linalg.eigvalsh(sub)[-1])
+            if keep is not None:
+                X *= keep
+                Y *= keep
+            screened = 1.0 - (act.mean() if self.rows else keep.mean())
+            if not act.any():
+                continue
+            Ga = self.G[np.ix_(act, act)]
+            Ba = self.B[act]
+            Xa, Ya = X[act], Y[act]
+            ka = keep[act] if keep is not None else None
+            for _ in range(check_every):
+                k += 1
+                grad = (Ga @ Ya - Ba) * c
+                Xn = pen.prox(Ya - grad / L, 1.0 / L)
+                if ka is not None:
+                    Xn *= ka
+                if float(np.sum((Ya - Xn) * (Xn - Xa))) > 0:  # adaptive restart
+                    t, Ya = 1.0, Xn.copy()
+                else:
+                    tn = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
+                    Ya = Xn + ((t - 1.0) / tn) * (Xn - Xa)
+                    t = tn
+                Xa = Xn
+            X[act], Y[act] = Xa, Ya
+        return X, k, screened
+
+
+# ----------------------------------------------------------------------------- path
+def regularization_path(
+    prob: Problem,
+    penalty: int | Penalty = 0,
+    alphas: Any = None,
+    n_alphas: int = 30,
+    eps: float = 1e-3,
+    backend: str | None = None,
+    tol: float = 1e-8,
+    progress: bool = False,
+) -> PathResult:
+    r"""Solve ``prob`` for a grid of strengths of one penalty, every point certified.
+
+    Parameters
+    ----------
+    prob : Problem
+    penalty : int or Penalty, default 0
+        The swept term: an index into ``prob.penalties`` or the object itself.
+    alphas : array_like (n_alphas,), optional
+        Strengths to solve for. Default: ``n_alphas`` values geometrically spaced from
+        ``alpha_max`` (the smallest strength with ``W = 0`` optimal, the dual norm of
+        the gradient of the rest at 0) down to ``eps·alpha_max``. Quadratic and
+        squared-norm terms have no ``alpha_max`` and need a given grid. The points are
+        solved in decreasing order of strength (best for warm starts) and returned in
+        the order given.
+    n_alphas : int, default 30
+    eps : float, default 1e-3
+    backend : str, optional
+        None: warm-started FISTA when every non-smooth term has an exact prox (on the
+        Gram matrix with Gap Safe screening for L1/L21 on a shared design), the
+        "direct" solve for quadratic problems, otherwise the default backend. A named
+        backend is honoured: the compiled problem is re-solved with the new strength
+        (its strengths are CVXPY Parameters, so nothing is rebuilt; "fista" gets the
+        previous point as ``W0``).
+    tol : float, default 1e-8
+        Target certified relative gap at every point.
+    progress : bool
+        Show a tqdm progress bar (needs the ``progress`` extra).
+
+    Returns
+    -------
+    PathResult
+        ``W`` is (n_alphas, d, T). The penalty's strength is restored afterwards.
+
+    Warns
+    -----
+    ConvergenceWarning
+        Once, listing the points whose certificate does not meet ``tol``.
+
+    Examples
+    --------
+    >>> import mtlcvx as mc
+    >>> data = mc.datasets.make_related_tasks(n_tasks=3, n_features=6, n_samples=30,
+    ...                                       random_state=0)
+    >>> path = mc.regularization_path(mc.Problem(data, penalties=[mc.L21()]), n_alphas=5)
+    >>> path.W.shape, path.status[-1]
+    ((5, 6, 3), 'optimal')
+    """
+    index = _penalty_index(prob, penalty)
+    pen = prob.penalties[index]
+    grid = _grid(prob, index, alphas, n_alphas, eps)
+    if not (isinstance(tol, (int, float)) and tol > 0):
+        raise MTLError(f"tol must be a positive number, got {tol!r}")
+    order = np.argsort(-grid, kind="stable")
+    d, T = prob.n_features, prob.n_tasks
+    n = grid.size
+    Ws = np.zeros((n, d, T))
+    intercepts = np.zeros((n, T)) if prob.fit_intercept else None
+    objective = np.zeros(n)
+    certs: list[Certificate | None] = [None] * n
+    status = [""] * n
+    times = np.zeros(n)
+    iterations = np.zeros(n, dtype=int)
+    screened = np.zeros(n)
+    saved = pen.alpha
+    bar = require("tqdm", "progress", "progress=True").tqdm(total=n) if progress else None
+    try:
+        pen.alpha = float(grid[order[0]])
+        route = _route(prob, pen, backend)
+        gram = _GramRoute(prob, pen) if route == "fista-gram" else None
+        W = np.zeros((d, T))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for i in order:
+                start = time.perf_counter()
+                pen.alpha = float(grid[i])
+                W, cert, iterations[i], screened[i] = _solve_point(prob, route, gram, W, tol)
+                times[i] = time.perf_counter() - start
+                Ws[i], certs[i], objective[i] = W, cert, cert.objective
+                status[i] = _status(cert, tol)
+                if intercepts is not None:
+                    intercepts[i] = prob.optimal_intercept(W)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        pen.alpha = saved
+        if bar is not None:
+            bar.close()
+    bad = [f"{grid[i]:.3g}" for i in range(n) if status[i] != "optimal"]
+    if bad:
+        warnings.warn(f"{len(bad)} of {n} path points are not certified to tol={tol:g} "
+                      f"(alpha = {', '.join(bad)}); see path.certificates",
+                      ConvergenceWarning, stacklevel=2)
+    return PathResult(grid, Ws, intercepts, objective, certs, status, times, route, index,
+                      info={"iterations": iterations, "screened": screened})
+
+
+def _route(prob: Problem, pen: Penalty, backend: str | None) -> str:
+    from .backends import resolve_backend
+    from .backends.registry import default_backend
+
+    if backend is not None:
+        return resolve_backend(prob, backend).name
+    if prob.is_quadratic:
+        return default_backend(prob)
+    if prob.constraints is None and prob.has_prox:
+        return "fista-gram" if _GramRoute.applies(prob, pen) else "fista"
+    return resolve_backend(prob, None).name
+
+
+def _solve_point(prob: Problem, route: str, gram: _GramRoute | None, W: np.ndarray,
+                 tol: float) -> tuple[np.ndarray, Certificate, int, float]:
+    """One path point from the warm start ``W``: (W, certificate, iterations, screened)."""
+    from .first_order import fista
+
+    its, screened = 0, 0.0
+    if gram is not None:
+        W, its, screened = gram.solve(W, gram.pen.alpha, tol)
+        cert = certify(prob, W)
+        if _status(cert, tol) == "optimal":
+            return W, cert, its, screened
+        route = "fista"  # polish on the full data (rare: the inner gap is stricter)
+    if route == "fista":
+        trace = fista(prob, tol=tol, W0=W, record_every=_NO_RECORD)
+        return trace.W, trace.certificate, its + trace.iterations, screened
+    sol = prob.solve(backend=route, tol=tol)
+    return sol.W, sol.certificate or certify(prob, sol.W), sol.iterations or 0, 0.0
+
+
+_NO_RECORD = 1 << 40  # record_every for fista: only the first and last points
+
+
+# ----------------------------------------------------------------------------- splits
+Split = tuple[list[np.ndarray], list[np.ndarray]]  # (train rows per task, test rows per task)
+
+
+class TaskShuffleSplit:
+    """Random train/test splits inside every task (the School protocol).
+
+    Each split draws, for every task ``t``, ``ceil(test_size·n_t)`` test rows (or
+    ``test_size`` rows when it is an int) at random; the rest train. On a shared design
+    every task uses the same rows (they are the same samples).
+
+    Parameters
+    ----------
+    n_splits : int, default 10
+    test_size : float in (0, 1) or int ≥ 1, default 0.25
+    random_state : int or None
+        Seed of ``numpy.random.default_rng``; splits are drawn task by task, in task order.
+    """
+
+    def __init__(self, n_splits: int = 10, test_size: float = 0.25,
+                 random_state: int | None = None):
+        if not (isinstance(n_splits, (int, np.integer)) and n_splits >= 1):
+            raise MTLError(f"n_splits must be a positive integer, got {n_splits!r}")
+        is_int = isinstance(test_size, (int, np.integer)) and not isinstance(test_size, bool)
+        if not ((is_int and test_size >= 1) or (not is_int and isinstance(test_size, float)
+                                                and 0 < test_size < 1)):
+            raise MTLError(f"test_size must be a fraction in (0, 1) or a number of rows ≥ 1, "
+                           f"got {test_size!r}")
+        self.n_splits = int(n_splits)
+        self.test_size = test_size
+        self.random_state = random_state
+
+    def _n_test(self, n: int) -> int:
+        if isinstance(self.test_size, float):
+            return math.ceil(self.test_size * n)
+        return int(self.test_size)
+
+    def split(self, data: MultiTaskData) -> list[Split]:
+        """``n_splits`` pairs of per-task row indices ``(train, test)``."""
+        for t, n in enumerate(data.n_samples):
+            if not 1 <= self._n_test(int(n)) < n:
+                raise DataError(
+                    f"task {data.tasks[t]!r} has {n} samples: test_size={self.test_size!r} "
+                    "leaves no training or no test row; drop the task or change test_size")
+        rng = np.random.default_rng(self.random_state)
+        out = []
+        for _ in range(self.n_splits):
+            perms = _per_task(data, rng.permutation)
+            tests = [p[: self._n_test(len(p))] for p in perms]
+            trains = [np.sort(p[self._n_test(len(p)):]) for p in perms]
+            out.append((trains, [np.sort(te) for te in tests]))
+        return out
+
+    def __repr__(self) -> str:
+        return (f"TaskShuffleSplit(n_splits={self.n_splits}, test_size={self.test_size!r}, "
+                f"random_state={self.random_state!r})")
+
+
+def _per_task(data: MultiTaskData, draw: Callable[[int], np.ndarray]) -> list[np.ndarray]:
+    """``draw(n_t)`` for every task; one draw shared by all tasks on a shared design."""
+    if data.is_shared:
+        return [draw(int(data.n_samples[0]))] * data.n_tasks
+    return [draw(int(n)) for n in data.n_samples]
+
+
+def _kfold(data: MultiTaskData, k: int, random_state: int | None) -> list[Split]:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise MTLError(f"cv must be an int ≥ 2 or a TaskShuffleSplit, got {k!r}")
+    for t, n in enumerate(data.n_samples):
+        if n < k:
+            raise DataError(f"task {data.tasks[t]!r} has {n} samples, fewer than cv={k} folds; "
+                            "use fewer folds or drop the task")
+    if random_state is None:
+        orders = _per_task(data, np.arange)
+    else:
+        orders = _per_task(data, np.random.default_rng(random_state).permutation)
+    chunks = [np.array_split(o, k) for o in orders]  # contiguous, sizes differ by ≤ 1
+    out = []
+    for f in range(k):
+        tests = [np.sort(ch[f]) for ch in chunks]
+        trains = [np.sort(np.concatenate(ch[:f] + ch[f + 1:])) for ch in chunks]
+        out.append((trains, tests))
+    return out
+
+
+def _subset(data: MultiTaskData, rows: list[np.ndarray]) -> MultiTaskData:
+    if data.is_shared and all(r is rows[0] or np.array_equal(r, rows[0]) for r in rows):
+        X = data.X[0][rows[0]]
+        return MultiTaskData([X] * data.n_tasks, [y[rows[0]] for y in data.y], data.tasks)
+    return MultiTaskData([X[r] for X, r in zip(data.X, rows, strict=True)],
+                         [y[r] for y, r in zip(data.y, rows, strict=True)], data.tasks)
+
+
+# ----------------------------------------------------------------------------- scoring
+def _scores(scoring: str, ys: list[np.ndarray], preds: list[np.ndarray]) -> tuple[float,
+                                                                                np.ndarray]:
+    """(fold score, per-task scores) for one fit; "r2_pooled" reports per-task R²."""
+    def ratio(num: float, den: float) -> float:  # scikit-learn's force_finite rule
+        if den > 0:
+            return 1.0 - num / den
+        return 1.0 if num == 0 else 0.0
+
+    sse = np.array([float(np.sum((y - p) ** 2)) for y, p in zip(ys, preds, strict=True)])
+    sst = np.array([float(np.sum((y - y.mean()) ** 2)) for y in ys])
+    if scoring == "mse":
+        per = sse / np.array([y.size for y in ys])
+        return float(per.mean()), per
+    if scoring == "explained_variance":
+        per = np.array([ratio(float(np.var(y - p)), float(np.var(y)))
+                        for y, p in zip(ys, preds, strict=True)])
+        return float(per.mean()), per
+    per = np.array([ratio(a, b) for a, b in zip(sse, sst, strict=True)])
+    if scoring == "r2":
+        return float(per.mean()), per
+    y_all = np.concatenate(ys)  # r2_pooled
+    return ratio(float(sse.sum()), float(np.sum((y_all - y_all.mean()) ** 2))), per
+
+
+def _fold_job(build: Any, from_factory: bool, index: int, alphas: np.ndarray,
+              train: MultiTaskData, test: MultiTaskData, scoring: str,
+              backend: str | None, tol: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Worker: build the fold problem from plain objects, run its path, score it."""
+    prob = build(train) if from_factory else build.with_data(train)
+    if not isinstance(prob, Problem):
+        raise MTLError(f"the factory returned a {type(prob).__name__}, not a Problem")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        path = regularization_path(prob, index, alphas=alphas, backend=backend, tol=tol)
+    fold = np.zeros(alphas.size)
+    per = np.zeros((alphas.size, test.n_tasks))
+    for i in range(alphas.size):
+        b = None if path.intercept is None else path.intercept[i]
+        fold[i], per[i] = _scores(scoring, test.y, test.predict(path.W[i], b))
+    return fold, per, path.status
+
+
+class _Recipe:
+    """What a worker needs to rebuild a problem on its fold: loss, penalties, intercept
+    flag and constraints (plain objects; never the compiled CVXPY problem)."""
+
+    def __init__(self, prob: Problem):
+        self.loss = prob.loss
+        self.penalties = prob.penalties
+        self.fit_intercept = prob.fit_intercept
+        self.constraints = prob.constraints
+
+    def with_data(self, data: MultiTaskData) -> Problem:
+        """As :meth:`Problem.with_data`: copies, so threads never share a penalty."""
+        return Problem(data, copy.deepcopy(self.loss), copy.deepcopy(self.penalties),
+                       fit_intercept=self.fit_intercept, constraints=self.constraints)
+
+
+# ----------------------------------------------------------------------------- CV
+@dataclass
+class CVResult:
+    """Cross-validation scores over a grid of strengths.
+
+    Attributes
+    ----------
+    alphas : ndarray (n_alphas,)
+    scores : ndarray (n_alphas, n_folds)
+        The fold score (see :func:`cross_validate` for each scoring's formula).
+    per_task : ndarray (n_alphas, n_folds, T)
+        Per-task scores (R² for "r2" and "r2_pooled").
+    mean_score, std_score : ndarray (n_alphas,)
+        Mean and standard deviation (``ddof=0``) over folds.
+    best_index : int
+        Index of the best mean score (highest; lowest for "mse"); ties go to the first.
+    best_alpha : float
+    scoring : str
+    status : list of list of str
+        Certificate status of every fold's path points, ``status[fold][i]``.
+    """
+
+    alphas: np.ndarray
+    scores: np.ndarray
+    per_task: np.ndarray
+    scoring: str
+    status: list[list[str]]
+    penalty: int
+    _source: Any = field(repr=False)
+    _data: MultiTaskData = field(repr=False)
+    _backend: str | None = None
+    _tol: float = 1e-8
+
+    @property
+    def mean_score(self) -> np.ndarray:
+        return self.scores.mean(axis=1)
+
+    @property
+    def std_score(self) -> np.ndarray:
+        return self.scores.std(axis=1)
+
+    @property
+    def best_index(self) -> int:
+        m = self.mean_score
+        return int(np.argmin(m) if self.scoring == "mse" else np.argmax(m))
+
+    @property
+    def best_alpha(self) -> float:
+        return float(self.alphas[self.best_index])
+
+    def to_frame(self):
+        """One row per strength: alpha, mean_score, std_score, then one column per fold
+        (needs the ``pandas`` extra)."""
+        pd = require("pandas", "pandas", "CVResult.to_frame")
+        frame = pd.DataFrame({"alpha": self.alphas, "mean_score": self.mean_score,
+                              "std_score": self.std_score})
+        for f in range(self.scores.shape[1]):
+            frame[f"fold_{f}"] = self.scores[:, f]
+        return frame
+
+    def refit(self):
+        """The problem at ``best_alpha`` on all the data, solved (a new Problem; the
+        one passed to :func:`cross_validate` is left alone). Returns its Solution."""
+        if isinstance(self._source, Problem):
+            prob = self._source.with_data(self._data)
+        else:
+            prob = self._source(self._data)
+        prob.penalties[self.penalty].alpha = self.best_alpha
+        return prob.solve(backend=self._backend, tol=self._tol)
+
+
+def cross_validate(
+    prob_or_factory: Problem | Callable[[MultiTaskData], Problem],
+    alphas: Any,
+    penalty: int | Penalty = 0,
+    cv: int | TaskShuffleSplit = 5,
+    scoring: str = "r2",
+    n_jobs: int | None = None,
+    random_state: int | None = None,
+    progress: bool = False,
+    data: MultiTaskData | None = None,
+    *,
+    backend: str | None = None,
+    tol: float = 1e-8,
+) -> CVResult:
+    r"""Cross-validate the strength of one penalty, with folds inside every task.
+
+    Parameters
+    ----------
+    prob_or_factory : Problem or callable
+        A Problem (rebuilt on every training fold with :meth:`Problem.with_data`), or
+        ``factory(data) -> Problem`` for problems that cannot rebuild themselves (then
+        ``data`` is required).
+    alphas : array_like (n_alphas,) or None
+        Strengths to score; None takes :func:`regularization_path`'s default grid on
+        the full data.
+    penalty : int or Penalty, default 0
+        The swept term (index into the problem's penalties, or the object of a Problem).
+    cv : int or TaskShuffleSplit, default 5
+        An int ``k`` splits every task's rows into ``k`` contiguous folds (sizes differ
+        by at most one), in the given order when ``random_state`` is None, after a
+        per-task shuffle with ``numpy.random.default_rng(random_state)`` otherwise. On a
+        shared design every task uses the same rows. Every task appears in every fold.
+    scoring : {"r2", "r2_pooled", "explained_variance", "mse"}
+        Per test fold: "r2" is the mean over tasks of ``1 − SSE_t/SST_t``; "r2_pooled"
+        is ``1 − Σ_t SSE_t / Σ_t Σ_i (y_ti − ȳ)²`` with ``ȳ`` the mean of all test
+        targets (the explained variance of the School literature); "explained_variance"
+        the mean over tasks of ``1 − Var(y_t − ŷ_t)/Var(y_t)`` (scikit-learn's);
+        "mse" the mean over tasks of ``SSE_t/n_t`` (lower is better). A zero denominator
+        gives 1 for a perfect fit and 0 otherwise, as in scikit-learn.
+    n_jobs : int or None
+        Folds run in parallel through ``joblib.Parallel(n_jobs)``; None follows the
+        active joblib backend (one job by default), so
+        ``with joblib.parallel_backend("dask"):`` runs them on a Dask cluster. Each
+        fold's path runs sequentially, warm-started. Workers receive arrays and penalty
+        objects (plain floats and arrays) and build their problems with
+        :meth:`Problem.with_data`, never a pickled CVXPY object.
+    random_state : int or None
+        Shuffle seed for an int ``cv``.
+    progress : bool
+        tqdm progress bar over folds (needs the ``progress`` extra).
+    data : MultiTaskData, optional
+        The data for a factory (a Problem brings its own).
+    backend, tol
+        Passed to :func:`regularization_path` on every fold and to :meth:`CVResult.refit`.
+
+    Returns
+    -------
+    CVResult
+
+    Raises
+    ------
+    DataError
+        A task has fewer samples than folds (the message names it).
+    """
+    if scoring not in SCORINGS:
+        raise MTLError(f"scoring must be one of {', '.join(map(repr, SCORINGS))}, "
+                       f"got {scoring!r}")
+    from_factory = not isinstance(prob_or_factory, Problem)
+    if from_factory:
+        if not callable(prob_or_factory):
+            raise MTLError("prob_or_factory must be a Problem or a callable data -> Problem, "
+                           f"got {type(prob_or_factory).__name__}")
+        if not isinstance(data, MultiTaskData):
+            raise DataError("a factory needs data=MultiTaskData(...) to split")
+        full = prob_or_factory(data)
+        build: Any = prob_or_factory
+    else:
+        full = prob_or_factory
+        data = full.data if data is None else data
+        build = _Recipe(full)
+    index = _penalty_index(full, penalty)
+    grid = (_grid(full, index, None, 30, 1e-3) if alphas is None else _check_alphas(alphas))
+    if isinstance(cv, TaskShuffleSplit):
+        splits = cv.split(data)
+    else:
+        splits = _kfold(data, cv, random_state)
+    jobs = [(build, from_factory, index, grid, _subset(data, tr), _subset(data, te), scoring,
+             backend, tol) for tr, te in splits]
+    try:
+        import joblib
+    except ImportError:
+        if n_jobs not in (None, 1):
+            require("joblib", "parallel", f"cross_validate(n_jobs={n_jobs})")
+        results: Any = map(lambda job: _fold_job(*job), jobs)
+    else:
+        results = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(
+            joblib.delayed(_fold_job)(*job) for job in jobs)
+    if progress:
+        results = require("tqdm", "progress", "progress=True").tqdm(results, total=len(jobs))
+    out = list(results)
+    scores = np.stack([o[0] for o in out], axis=1)
+    per_task = np.stack([o[1] for o in out], axis=1)
+    return CVResult(grid, scores, per_task, scoring, [o[2] for o in out], index,
+                    prob_or_factory, data, backend, float(tol))

@@ -1,0 +1,254 @@
+"""Regularization paths and cross-validation, checked against scikit-learn and hand loops."""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import numpy as np
+import pytest
+from sklearn.linear_model import Lasso, MultiTaskLasso
+from sklearn.metrics import explained_variance_score, mean_squared_error, r2_score
+from sklearn.model_selection import KFold
+
+import mtlcvx as mc
+
+
+def _shared(rng, n=60, d=8, T=4):
+    X = rng.normal(size=(n, d))
+    W = np.zeros((d, T))
+    W[:3] = rng.normal(size=(3, T))
+    Y = X @ W + 0.5 * rng.normal(size=(n, T)) + 2.0
+    return X, Y
+
+
+def _unequal(rng, T=3, d=5):
+    Xs = [rng.normal(size=(20 + 7 * t, d)) for t in range(T)]
+    w = rng.normal(size=d)
+    ys = [X @ (w + 0.3 * rng.normal(size=d)) + rng.normal(size=len(X)) for X in Xs]
+    return mc.MultiTaskData(Xs, ys)
+
+
+# ----------------------------------------------------------------------------- paths
+def test_l21_path_matches_sklearn_multitask_lasso(rng):
+    X, Y = _shared(rng)
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21(alpha=0.7)],
+                      fit_intercept=True)
+    path = mc.regularization_path(prob, n_alphas=8)
+    assert path.backend == "fista-gram"
+    assert prob.penalties[0].alpha == 0.7  # restored
+    assert path.W.shape == (8, 8, 4) and path.intercept.shape == (8, 4)
+    # default grid: sklearn's alpha_max for MultiTaskLasso, max_j ‖X̃_jᵀỸ‖₂ / n
+    Xc, Yc = X - X.mean(0), Y - Y.mean(0)
+    top = np.linalg.norm(Xc.T @ Yc, axis=1).max() / len(X)
+    np.testing.assert_allclose(path.alphas, np.geomspace(top, 1e-3 * top, 8), rtol=1e-12)
+    assert not path.W[0].any()
+    for i, a in enumerate(path.alphas):
+        assert path.status[i] == "optimal"
+        assert path.certificates[i].relative_gap <= 1e-8
+        sk = MultiTaskLasso(alpha=a, tol=1e-14, max_iter=100_000).fit(X, Y)
+        prob.penalties[0].alpha = a
+        f_sk = prob.objective(sk.coef_.T, sk.intercept_)
+        assert abs(path.objective[i] - f_sk) <= 2e-8 * f_sk  # both within the gap
+        np.testing.assert_allclose(path.W[i], sk.coef_.T, atol=1e-3)
+        np.testing.assert_allclose(path.intercept[i], sk.intercept_, atol=1e-3)
+
+
+def test_l1_path_is_one_lasso_per_task(rng):
+    X, Y = _shared(rng, T=3)
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L1()])
+    alphas = [0.3, 0.1, 0.03, 0.01]
+    path = mc.regularization_path(prob, alphas=alphas)
+    for i, a in enumerate(alphas):
+        for t in range(3):
+            sk = Lasso(alpha=a, fit_intercept=False, tol=1e-14, max_iter=100_000).fit(X, Y[:, t])
+            np.testing.assert_allclose(path.W[i][:, t], sk.coef_, atol=1e-4)
+
+
+def test_alphas_returned_in_given_order_and_explicit_backend(rng):
+    data = _unequal(rng)
+    prob = mc.Problem(data, penalties=[mc.L21(alpha=0.05)], fit_intercept=True)
+    alphas = [0.01, 0.2, 0.05]
+    fast = mc.regularization_path(prob, alphas=alphas)
+    assert fast.backend == "fista"  # unequal tasks: no shared Gram matrix
+    conic = mc.regularization_path(prob, alphas=alphas, backend="clarabel")
+    assert conic.backend == "clarabel"
+    # independent CVXPY model of each point
+    for i, a in enumerate(alphas):
+        W = cp.Variable((5, 3))
+        b = cp.Variable(3)
+        loss = sum(cp.sum_squares(X @ W[:, t] + b[t] - y) / (2 * len(y))
+                   for t, (X, y) in enumerate(zip(data.X, data.y, strict=True)))
+        ref = cp.Problem(cp.Minimize(loss + a * cp.mixed_norm(W, 2, 1)))
+        ref.solve(solver="CLARABEL")
+        assert abs(fast.objective[i] - ref.value) <= 1e-7 * ref.value
+        assert abs(conic.objective[i] - ref.value) <= 1e-7 * ref.value
+    assert prob.penalties[0].alpha == 0.05
+
+
+def test_quadratic_penalty_needs_a_grid_and_uses_the_direct_solve(rng):
+    data = _unequal(rng)
+    prob = mc.Problem(data, penalties=[mc.Ridge(alpha=1.0)])
+    with pytest.raises(mc.MTLError, match="alphas="):
+        mc.regularization_path(prob)
+    path = mc.regularization_path(prob, alphas=[1.0, 0.1])
+    assert path.backend == "direct"
+    for i, a in enumerate([1.0, 0.1]):  # closed form per task: (XᵀX/n + αI) w = Xᵀy/n
+        for t, (X, y) in enumerate(zip(data.X, data.y, strict=True)):
+            w = np.linalg.solve(X.T @ X / len(y) + a * np.eye(5), X.T @ y / len(y))
+            np.testing.assert_allclose(path.W[i][:, t], w, rtol=1e-8, atol=1e-10)
+
+
+def test_trace_norm_default_grid_starts_at_zero(rng):
+    X, Y = _shared(rng, d=5, T=4)
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.TraceNorm()])
+    top = np.linalg.norm(X.T @ Y / len(X), 2)  # spectral norm of the gradient at 0
+    assert mc.alpha_max(prob) == pytest.approx(top, rel=1e-12)
+    path = mc.regularization_path(prob, n_alphas=3, eps=0.1)
+    assert not path.W[0].any() and path.W[1].any()
+    assert all(s == "optimal" for s in path.status)
+
+
+def test_path_errors(rng):
+    prob = mc.Problem(_unequal(rng), penalties=[mc.L21()])
+    with pytest.raises(mc.MTLError, match="penalty must be an index"):
+        mc.regularization_path(prob, penalty=3)
+    with pytest.raises(mc.MTLError, match="alphas"):
+        mc.regularization_path(prob, alphas=[-1.0])
+    with pytest.raises(mc.MTLError, match="not one of the problem"):
+        mc.regularization_path(prob, penalty=mc.L21())
+
+
+def test_to_frame_and_plot_path(rng):
+    X, Y = _shared(rng)
+    path = mc.regularization_path(mc.Problem(mc.MultiTaskData.shared(X, Y),
+                                             penalties=[mc.L21()]), n_alphas=4)
+    frame = path.to_frame()
+    assert list(frame["alpha"]) == list(path.alphas)
+    assert frame["n_nonzero_rows"].iloc[0] == 0
+    ax = mc.plotting.plot_path(path)
+    assert len(ax.get_lines()) == 8  # one line per feature
+
+
+# ----------------------------------------------------------------------------- with_data
+def test_with_data_copies_penalties(rng):
+    data = _unequal(rng)
+    prob = mc.Problem(data, penalties=[mc.L21(alpha=0.3)], fit_intercept=True)
+    other = _unequal(np.random.default_rng(7))
+    new = prob.with_data(other)
+    assert new.data is other and new.fit_intercept
+    assert new.penalties[0] is not prob.penalties[0] and new.penalties[0].alpha == 0.3
+    new.penalties[0].alpha = 1.0
+    assert prob.penalties[0].alpha == 0.3
+    W = rng.normal(size=(5, 3))
+    b = rng.normal(size=3)
+    hand = sum(np.sum((X @ W[:, t] + b[t] - y) ** 2) / (2 * len(y))
+               for t, (X, y) in enumerate(zip(other.X, other.y, strict=True)))
+    hand += 1.0 * np.linalg.norm(W, axis=1).sum()
+    assert new.objective(W, b) == pytest.approx(hand, rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- CV
+def test_cv_scores_match_a_hand_loop_on_a_shared_design(rng):
+    X, Y = _shared(rng)
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21()], fit_intercept=True)
+    alphas = [0.3, 0.1, 0.03]
+    metrics = {"r2": lambda y, p: r2_score(y, p),
+               "explained_variance": lambda y, p: explained_variance_score(y, p),
+               "mse": lambda y, p: mean_squared_error(y, p)}
+    for scoring in ("r2", "r2_pooled", "explained_variance", "mse"):
+        res = mc.cross_validate(prob, alphas, cv=3, scoring=scoring, random_state=0)
+        assert res.scores.shape == (3, 3) and res.per_task.shape == (3, 3, 4)
+        folds = KFold(3, shuffle=False).split(np.random.default_rng(0).permutation(len(X)))
+        perm = np.random.default_rng(0).permutation(len(X))
+        for f, (tr, te) in enumerate(folds):
+            tr, te = np.sort(perm[tr]), np.sort(perm[te])
+            for i, a in enumerate(alphas):
+                sk = MultiTaskLasso(alpha=a, tol=1e-14, max_iter=100_000).fit(X[tr], Y[tr])
+                P = sk.predict(X[te])
+                if scoring == "r2_pooled":
+                    yt = Y[te]
+                    want = 1 - np.sum((yt - P) ** 2) / np.sum((yt - yt.mean()) ** 2)
+                else:
+                    want = np.mean([metrics[scoring](Y[te, t], P[:, t]) for t in range(4)])
+                assert res.scores[i, f] == pytest.approx(want, rel=1e-6, abs=1e-8)
+    assert res.best_index == int(np.argmin(res.mean_score))  # "mse": lower is better
+
+
+def test_cv_unequal_tasks_contiguous_folds_match_per_task_lasso(rng):
+    data = _unequal(rng)
+    prob = mc.Problem(data, penalties=[mc.L1()], fit_intercept=True)
+    alphas = [0.2, 0.05]
+    res = mc.cross_validate(prob, alphas, cv=4)
+    for f in range(4):
+        for i, a in enumerate(alphas):
+            r2 = []
+            for X, y in zip(data.X, data.y, strict=True):  # L1 separates across tasks
+                te = np.array_split(np.arange(len(y)), 4)[f]
+                tr = np.setdiff1d(np.arange(len(y)), te)
+                sk = Lasso(alpha=a, tol=1e-14, max_iter=100_000).fit(X[tr], y[tr])
+                r2.append(r2_score(y[te], sk.predict(X[te])))
+            np.testing.assert_allclose(res.per_task[i, f], r2, rtol=1e-6)
+            assert res.scores[i, f] == pytest.approx(np.mean(r2), rel=1e-6)
+    assert res.best_alpha == alphas[res.best_index]
+    frame = res.to_frame()
+    assert list(frame.columns[:3]) == ["alpha", "mean_score", "std_score"]
+    # refit: the best strength on all the data, solved; the caller's problem untouched
+    sol = res.refit()
+    assert sol.status == "optimal" and prob.penalties[0].alpha == 1.0
+    ref = mc.Problem(data, penalties=[mc.L1(alpha=res.best_alpha)], fit_intercept=True)
+    assert sol.objective == pytest.approx(ref.objective(sol.W), rel=1e-12)
+
+
+def test_factory_and_problem_give_the_same_scores(rng):
+    data = _unequal(rng)
+    prob = mc.Problem(data, penalties=[mc.L21()])
+
+    def factory(d):
+        return mc.Problem(d, penalties=[mc.L21()])
+
+    a = mc.cross_validate(prob, [0.1, 0.01], cv=3, random_state=1)
+    b = mc.cross_validate(factory, [0.1, 0.01], cv=3, random_state=1, data=data)
+    np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def test_task_shuffle_split(rng):
+    data = _unequal(rng)
+    splits = mc.TaskShuffleSplit(n_splits=3, test_size=0.25, random_state=0).split(data)
+    assert len(splits) == 3
+    for trains, tests in splits:
+        for t, n in enumerate(data.n_samples):
+            assert len(tests[t]) == int(np.ceil(0.25 * n))
+            assert np.array_equal(np.union1d(trains[t], tests[t]), np.arange(n))
+            assert not np.intersect1d(trains[t], tests[t]).size
+    res = mc.cross_validate(mc.Problem(data, penalties=[mc.L21()]), [0.1],
+                            cv=mc.TaskShuffleSplit(2, 0.25, random_state=0))
+    assert res.scores.shape == (1, 2)
+
+
+def test_cv_errors(rng):
+    data = mc.MultiTaskData([rng.normal(size=(10, 3)), rng.normal(size=(3, 3))],
+                            [rng.normal(size=10), rng.normal(size=3)], tasks=["a", "tiny"])
+    prob = mc.Problem(data, penalties=[mc.L1()])
+    with pytest.raises(mc.DataError, match="'tiny' has 3 samples"):
+        mc.cross_validate(prob, [0.1], cv=5)
+    with pytest.raises(mc.MTLError, match="scoring"):
+        mc.cross_validate(prob, [0.1], cv=2, scoring="accuracy")
+    with pytest.raises(mc.DataError, match="'tiny'"):
+        mc.TaskShuffleSplit(2, test_size=3).split(data)
+    with pytest.raises(mc.DataError, match="needs data"):
+        mc.cross_validate(lambda d: prob, [0.1])
+
+
+def test_dask_cluster_gives_the_sequential_scores(rng):
+    distributed = pytest.importorskip("dask.distributed",
+                                      reason="dask[distributed] is not installed")
+    joblib = pytest.importorskip("joblib")
+    data = _unequal(rng)
+    prob = mc.Problem(data, penalties=[mc.L21()], fit_intercept=True)
+    alphas = [0.2, 0.05, 0.01]
+    seq = mc.cross_validate(prob, alphas, cv=3, random_state=0)
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster), joblib.parallel_backend("dask"):
+        dist = mc.cross_validate(prob, alphas, cv=3, random_state=0)
+    np.testing.assert_array_equal(dist.scores, seq.scores)
+    np.testing.assert_array_equal(dist.per_task, seq.per_task)
