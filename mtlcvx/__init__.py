@@ -9,7 +9,12 @@ solve it with any backend (Clarabel, SCS, ECOS, OSQP, or an exact direct solve):
     sol = prob.solve(backend="clarabel")
 
 Conventions: ``W`` is (n_features, n_tasks); quadratic penalties carry ½.
+
+``mc.MultiTaskRegressor`` (the scikit-learn estimator, ``pip install 'mtlcvx[sklearn]'``)
+is imported on first use, so the core never needs scikit-learn.
 """
+
+from typing import Any
 
 from . import datasets, first_order, malsar, plotting, relations
 from .backends import available_backends
@@ -53,6 +58,19 @@ from .solution import Solution
 from .validation import ValidationReport, validate
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MultiTaskRegressor":  # lazy: scikit-learn is an optional extra
+        from .estimators import MultiTaskRegressor
+
+        return MultiTaskRegressor
+    raise AttributeError(f"module 'mtlcvx' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, "MultiTaskRegressor"])
+
 
 __all__ = [
     "MultiTaskData",

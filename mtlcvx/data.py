@@ -59,6 +59,33 @@ def as_float_array(value: Any, name: str, ndim: int | tuple[int, ...]) -> np.nda
     return arr
 
 
+def check_labels(values: Any, name: str, count: int) -> list[Any]:
+    """Validate labels (task labels, feature names): ``count`` unique values of one type.
+
+    NumPy scalars become Python scalars (``np.int64(3)`` -> ``3``). Labels mixing types
+    (``[1, "a"]``) are refused rather than converted to strings, which would make
+    ``1`` and ``"1"`` collide or sort differently from what the caller sees.
+
+    Raises
+    ------
+    DataError
+        For a wrong count, mixed types, or duplicates.
+    """
+    labels = [v.item() if isinstance(v, np.generic) else v for v in values]
+    if len(labels) != count:
+        raise DataError(f"{name} has {len(labels)} labels for {count} entries; give one each")
+    kinds = sorted({type(v).__name__ for v in labels})
+    if len(kinds) > 1:
+        raise DataError(
+            f"{name} mixes label types ({', '.join(kinds)}); convert them to one type first "
+            "(e.g. df[col].astype(str))"
+        )
+    if len(set(labels)) != len(labels):
+        dupes = sorted({repr(v) for v in labels if labels.count(v) > 1})
+        raise DataError(f"{name} has duplicate labels: {', '.join(dupes)}")
+    return labels
+
+
 def _target_vector(y: Any, name: str) -> np.ndarray:
     arr = as_float_array(y, name, (1, 2))
     if arr.ndim == 2:
@@ -136,13 +163,18 @@ class MultiTaskData:
     y : sequence of array_like, each (n_t,) or (n_t, 1)
         One target vector per task.
     tasks : sequence, optional
-        Task labels (default ``0 … T−1``), kept in ``data.tasks``.
+        Task labels (default ``0 … T−1``), kept in ``data.tasks``; unique, one type.
+    feature_names : sequence, optional
+        One name per feature column, kept in ``data.feature_names``; unique, one type.
 
     Attributes
     ----------
     X : list of ndarray (n_t, d), float64
     y : list of ndarray (n_t,), float64
     tasks : list
+        Task labels: the columns of :meth:`Solution.to_frame <mtlcvx.Solution.to_frame>`.
+    feature_names : list or None
+        Feature names (its index), None when none were given.
     n_tasks, n_features : int
     n_samples : ndarray (T,) of int
     is_shared : bool
@@ -152,7 +184,7 @@ class MultiTaskData:
     ------
     DataError
         For no task, mismatched lengths, X not 2-D, differing feature counts, NaN/inf,
-        an empty task, or non-numeric input.
+        an empty task, non-numeric input, or labels of mixed types or with duplicates.
 
     Examples
     --------
@@ -164,7 +196,8 @@ class MultiTaskData:
     (2, 3, [5, 7])
     """
 
-    def __init__(self, X: Sequence[Any], y: Sequence[Any], tasks: Sequence[Any] | None = None):
+    def __init__(self, X: Sequence[Any], y: Sequence[Any], tasks: Sequence[Any] | None = None,
+                 feature_names: Sequence[Any] | None = None):
         if isinstance(X, np.ndarray) or isinstance(y, np.ndarray):
             raise DataError(
                 "X and y must be lists with one array per task; for stacked arrays with a "
@@ -176,9 +209,7 @@ class MultiTaskData:
             raise DataError("X is empty: give at least one task")
         if len(X) != len(y):
             raise DataError(f"X has {len(X)} tasks but y has {len(y)}; give one y_t per X_t")
-        labels = list(range(len(X))) if tasks is None else list(tasks)
-        if len(labels) != len(X):
-            raise DataError(f"tasks has {len(labels)} labels for {len(X)} tasks")
+        labels = list(range(len(X))) if tasks is None else check_labels(tasks, "tasks", len(X))
         Xs = [as_float_array(Xt, f"X[{t}]", 2) for t, Xt in enumerate(X)]
         ys = [_target_vector(yt, f"y[{t}]") for t, yt in enumerate(y)]
         d = Xs[0].shape[1]
@@ -199,6 +230,8 @@ class MultiTaskData:
         self.X = Xs
         self.y = ys
         self.tasks = labels
+        self.feature_names = (None if feature_names is None
+                              else check_labels(feature_names, "feature_names", d))
         self.n_tasks = len(Xs)
         self.n_features = d
         self.n_samples = np.array([Xt.shape[0] for Xt in Xs])
@@ -210,7 +243,8 @@ class MultiTaskData:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def from_stacked(cls, X: Any, y: Any, task: Any) -> MultiTaskData:
+    def from_stacked(cls, X: Any, y: Any, task: Any,
+                     feature_names: Sequence[Any] | None = None) -> MultiTaskData:
         """Build from stacked rows and one task label per row.
 
         Parameters
@@ -218,7 +252,10 @@ class MultiTaskData:
         X : array_like (n, d)
         y : array_like (n,)
         task : array_like (n,)
-            Task label of every row; tasks are ordered by sorted unique label.
+            Task label of every row; tasks are ordered by sorted unique label, and labels
+            mixing types are refused.
+        feature_names : sequence of length d, optional
+            Kept in ``data.feature_names``.
         """
         X = as_float_array(X, "X", 2)
         y = _target_vector(y, "y")
@@ -228,18 +265,78 @@ class MultiTaskData:
                 f"X has {X.shape[0]} rows, y has {y.shape[0]} and task has "
                 f"{task.shape[0] if task.ndim == 1 else task.shape}; give one label per row"
             )
+        if task.dtype == object:  # np.unique cannot sort mixed types: name them instead
+            distinct = list(dict.fromkeys(task.tolist()))
+            check_labels(distinct, "task", len(distinct))
         labels, inverse = np.unique(task, return_inverse=True)
         rows = [np.flatnonzero(inverse == k) for k in range(len(labels))]
-        return cls([X[r] for r in rows], [y[r] for r in rows], tasks=labels.tolist())
+        return cls([X[r] for r in rows], [y[r] for r in rows], tasks=labels.tolist(),
+                   feature_names=feature_names)
 
     @classmethod
-    def shared(cls, X: Any, Y: Any, tasks: Sequence[Any] | None = None) -> MultiTaskData:
-        """Build a shared-design problem: every task uses ``X`` (n, d); ``Y`` is (n, T)."""
+    def from_frame(cls, df: Any, task: Any, target: Any,
+                   features: Sequence[Any] | None = None) -> MultiTaskData:
+        """Build from a pandas DataFrame in long format: one row per sample.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+        task : column label
+            The column holding each row's task label; tasks are ordered by sorted unique
+            label and kept in ``data.tasks``. Labels mixing types are refused.
+        target : column label
+            The column holding the target.
+        features : sequence of column labels, optional
+            The feature columns, in order (default: every other column). Their labels
+            are kept in ``data.feature_names``.
+
+        Returns
+        -------
+        MultiTaskData
+
+        Raises
+        ------
+        DataError
+            For a missing column, a non-numeric feature, NaN/inf, or mixed-type labels.
+
+        Examples
+        --------
+        >>> import pandas as pd, mtlcvx as mc
+        >>> df = pd.DataFrame({"school": ["b", "a", "b", "a"], "hours": [1., 2., 3., 4.],
+        ...                    "score": [10., 20., 25., 41.]})
+        >>> data = mc.MultiTaskData.from_frame(df, task="school", target="score")
+        >>> data.tasks, data.feature_names, list(data.n_samples)
+        (['a', 'b'], ['hours'], [2, 2])
+        """
+        columns = list(getattr(df, "columns", ()))
+        if not hasattr(df, "loc") or not columns:
+            raise DataError(f"df must be a pandas DataFrame, got {type(df).__name__}; for "
+                            "arrays use MultiTaskData.from_stacked(X, y, task)")
+        check_labels(columns, "df.columns", len(columns))
+        if features is None:
+            features = [c for c in columns if c != task and c != target]
+        features = list(features)
+        missing = [c for c in [task, target, *features] if c not in columns]
+        if missing:
+            raise DataError(f"df has no column {missing[0]!r}; its columns are "
+                            f"{', '.join(map(repr, columns))}")
+        return cls.from_stacked(as_float_array(df[features].to_numpy(), "df[features]", 2),
+                                df[target].to_numpy(), df[task].to_numpy(),
+                                feature_names=features)
+
+    @classmethod
+    def shared(cls, X: Any, Y: Any, tasks: Sequence[Any] | None = None,
+               feature_names: Sequence[Any] | None = None) -> MultiTaskData:
+        """Build a shared-design problem: every task uses ``X`` (n, d); ``Y`` is (n, T).
+
+        ``tasks`` (T labels) and ``feature_names`` (d names) are kept on the data.
+        """
         X = as_float_array(X, "X", 2)
         Y = as_float_array(Y, "Y", 2)
         if Y.shape[0] != X.shape[0]:
             raise DataError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}; they must match")
-        return cls([X] * Y.shape[1], [Y[:, t] for t in range(Y.shape[1])], tasks=tasks)
+        return cls([X] * Y.shape[1], [Y[:, t] for t in range(Y.shape[1])], tasks=tasks,
+                   feature_names=feature_names)
 
     # ------------------------------------------------------------------ views
     def compressed(self, center: bool) -> CompressedTasks:

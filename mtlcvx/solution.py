@@ -47,6 +47,10 @@ class Solution:
         Per-iteration arrays for iterative backends (empty otherwise).
     info : dict
         Backend-specific details (method used, tolerances sent to the solver).
+    feature_names : list or None
+        The data's feature names (``data.feature_names``), the index of :meth:`to_frame`.
+    tasks : list or None
+        The data's task labels (``data.tasks``), the columns of :meth:`to_frame`.
     """
 
     W: np.ndarray
@@ -62,6 +66,8 @@ class Solution:
     parts: dict[str, np.ndarray] = field(default_factory=dict)
     history: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    feature_names: list[Any] | None = None
+    tasks: list[Any] | None = None
 
     def summary(self) -> str:
         """A short human-readable report."""
@@ -88,9 +94,24 @@ class Solution:
         return self.summary()
 
     def to_frame(self, feature_names: list[Any] | None = None, tasks: list[Any] | None = None):
-        """``W`` as a pandas DataFrame (features × tasks); needs the ``pandas`` extra."""
+        """``W`` as a pandas DataFrame (features × tasks); needs the ``pandas`` extra.
+
+        Parameters
+        ----------
+        feature_names : list of length d, optional
+            Row labels; default :attr:`feature_names` (the data's), else ``0 … d−1``.
+        tasks : list of length T, optional
+            Column labels; default :attr:`tasks` (the data's), else ``0 … T−1``.
+
+        Returns
+        -------
+        pandas.DataFrame (d, T), or (d + 1, T) with a last row ``"intercept"`` when the
+        problem fits intercepts.
+        """
         pd = require("pandas", "pandas", "Solution.to_frame")
-        frame = pd.DataFrame(self.W, index=feature_names, columns=tasks)
+        frame = pd.DataFrame(self.W,
+                             index=self.feature_names if feature_names is None else feature_names,
+                             columns=self.tasks if tasks is None else tasks)
         if self.intercept is not None:
             frame.loc["intercept"] = self.intercept
         return frame
