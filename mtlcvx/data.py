@@ -59,8 +59,10 @@ def as_float_array(value: Any, name: str, ndim: int | tuple[int, ...]) -> np.nda
     return arr
 
 
-def check_labels(values: Any, name: str, count: int) -> list[Any]:
+def check_labels(values: Any, name: str, count: int, unit: str) -> list[Any]:
     """Validate labels (task labels, feature names): ``count`` unique values of one type.
+
+    ``unit`` names what is labelled ("tasks", "features") in the count error.
 
     NumPy scalars become Python scalars (``np.int64(3)`` -> ``3``). Labels mixing types
     (``[1, "a"]``) are refused rather than converted to strings, which would make
@@ -73,7 +75,7 @@ def check_labels(values: Any, name: str, count: int) -> list[Any]:
     """
     labels = [v.item() if isinstance(v, np.generic) else v for v in values]
     if len(labels) != count:
-        raise DataError(f"{name} has {len(labels)} labels for {count} entries; give one each")
+        raise DataError(f"{name} has {len(labels)} labels for {count} {unit}; give one each")
     kinds = sorted({type(v).__name__ for v in labels})
     if len(kinds) > 1:
         raise DataError(
@@ -209,7 +211,8 @@ class MultiTaskData:
             raise DataError("X is empty: give at least one task")
         if len(X) != len(y):
             raise DataError(f"X has {len(X)} tasks but y has {len(y)}; give one y_t per X_t")
-        labels = list(range(len(X))) if tasks is None else check_labels(tasks, "tasks", len(X))
+        labels = (list(range(len(X))) if tasks is None
+                  else check_labels(tasks, "tasks", len(X), "tasks"))
         Xs = [as_float_array(Xt, f"X[{t}]", 2) for t, Xt in enumerate(X)]
         ys = [_target_vector(yt, f"y[{t}]") for t, yt in enumerate(y)]
         d = Xs[0].shape[1]
@@ -231,7 +234,7 @@ class MultiTaskData:
         self.y = ys
         self.tasks = labels
         self.feature_names = (None if feature_names is None
-                              else check_labels(feature_names, "feature_names", d))
+                              else check_labels(feature_names, "feature_names", d, "features"))
         self.n_tasks = len(Xs)
         self.n_features = d
         self.n_samples = np.array([Xt.shape[0] for Xt in Xs])
@@ -267,7 +270,7 @@ class MultiTaskData:
             )
         if task.dtype == object:  # np.unique cannot sort mixed types: name them instead
             distinct = list(dict.fromkeys(task.tolist()))
-            check_labels(distinct, "task", len(distinct))
+            check_labels(distinct, "task", len(distinct), "tasks")
         labels, inverse = np.unique(task, return_inverse=True)
         rows = [np.flatnonzero(inverse == k) for k in range(len(labels))]
         return cls([X[r] for r in rows], [y[r] for r in rows], tasks=labels.tolist(),
@@ -312,7 +315,7 @@ class MultiTaskData:
         if not hasattr(df, "loc") or not columns:
             raise DataError(f"df must be a pandas DataFrame, got {type(df).__name__}; for "
                             "arrays use MultiTaskData.from_stacked(X, y, task)")
-        check_labels(columns, "df.columns", len(columns))
+        check_labels(columns, "df.columns", len(columns), "columns")
         if features is None:
             features = [c for c in columns if c != task and c != target]
         features = list(features)

@@ -313,7 +313,7 @@ class MultiTaskRegressor(RegressorMixin, BaseEstimator):
         """Position in ``tasks_`` of every row's label."""
         if task.dtype == object:
             distinct = list(dict.fromkeys(task.tolist()))
-            check_labels(distinct, "task", len(distinct))
+            check_labels(distinct, "task", len(distinct), "tasks")
         labels, inverse = np.unique(task, return_inverse=True)
         known = {label: i for i, label in enumerate(self.tasks_.tolist())}
         unseen = [label for label in labels.tolist() if label not in known]

@@ -67,7 +67,7 @@ def test_bad_labels_named(rng, frame):
     X = rng.normal(size=(5, 2))
     with pytest.raises(mc.DataError, match="duplicate labels: 'a'"):
         mc.MultiTaskData.shared(X, rng.normal(size=(5, 2)), tasks=["a", "a"])
-    with pytest.raises(mc.DataError, match="feature_names has 3 labels for 2"):
+    with pytest.raises(mc.DataError, match="feature_names has 3 labels for 2 features"):
         mc.MultiTaskData.shared(X, rng.normal(size=(5, 2)), feature_names=["u", "v", "w"])
     with pytest.raises(mc.DataError, match="tasks mixes label types"):
         mc.MultiTaskData([X, X], [X[:, 0], X[:, 1]], tasks=[1, "b"])
