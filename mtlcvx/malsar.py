@@ -28,6 +28,7 @@ column in ``X`` (the problems have ``fit_intercept=False``).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +55,8 @@ from .penalties.base import check_strength
 from .problem import Problem
 from .solution import Solution
 
-__all__ = ["Formulation", "Comparison", "formulations", "as_data", "problem", "compare"]
+__all__ = ["Formulation", "Comparison", "RuleRun", "formulations", "as_data", "problem",
+           "compare", "default_rule"]
 
 _HALF = "½Σ_t‖X_t w_t − y_t‖²"
 _FULL = "Σ_t‖X_t w_t − y_t‖²"
@@ -424,3 +426,83 @@ def compare(name: str, data: Any, W: Any, *, backend: str | None = None, tol: fl
         excess=excess, excess_bound=excess + gap,
         relative_excess=excess / max(1.0, abs(sol.objective)),
         certificate=certify(prob, W), solution=sol)
+
+
+# ---------------------------------------------------------------------- MALSAR's own stopping
+@dataclass
+class RuleRun:
+    """The run of :func:`default_rule`.
+
+    Attributes
+    ----------
+    W : ndarray (d, T)
+        The last iterate (MALSAR's output ``W``).
+    iterations : int
+    stopped : str
+        ``"relative change"`` (the rule fired), ``"small step"`` (MALSAR's ``bFlag``: the
+        step changed ``W`` by ``‖ΔW‖²_F ≤ 1e-20``) or ``"max_iter"``.
+    objective : ndarray
+        The objective after every iteration (MALSAR's ``funcVal``).
+    time : float
+        Seconds.
+    """
+
+    W: np.ndarray
+    iterations: int
+    stopped: str
+    objective: np.ndarray
+    time: float
+
+
+def default_rule(prob: Problem, tol: float = 1e-4, max_iter: int = 1000) -> RuleRun:
+    """Where MALSAR's solver stops at its default settings, emulated on ``prob``.
+
+    Accelerated proximal gradient in the form of MALSAR's ``Least_*`` solvers: start at
+    ``W = 0``, Nesterov momentum ``(t_{k−1} − 1)/t_k`` without restart, step ``1/γ`` with
+    ``γ`` starting at 1 and doubled until the quadratic upper bound holds (never
+    decreased), and MALSAR's default stopping rule (``opts.tFlag = 1``): stop when
+    ``|F_k − F_{k−1}| ≤ tol·F_{k−1}`` from the third iteration on, or after ``max_iter``
+    iterations (``opts.tol = 1e-4``, ``opts.maxIter = 1000``). It says nothing about
+    optimality; score its ``W`` with :func:`compare` or :func:`mtlcvx.certify`.
+
+    Parameters
+    ----------
+    prob : Problem
+        Every non-smooth term needs an exact prox (``prob.has_prox``), e.g. from
+        :func:`problem`.
+    tol : float, default 1e-4
+    max_iter : int, default 1000
+
+    Returns
+    -------
+    RuleRun
+    """
+    start = time.perf_counter()
+    oracle = prob.smooth_oracle()
+    prox = prob.prox_operator()
+    W = np.zeros((prob.n_features, prob.n_tasks))
+    W_old = W
+    t, t_old, gamma = 1.0, 0.0, 1.0
+    values: list[float] = []
+    stopped = "max_iter"
+    for _ in range(max_iter):
+        S = W + ((t_old - 1.0) / t) * (W - W_old)
+        fS, gS = oracle(S, True)
+        while True:
+            Z = prox(S - gS / gamma, 1.0 / gamma)
+            fZ, _ = oracle(Z, False)
+            step = Z - S
+            r_sum = float(np.sum(step * step))
+            if r_sum <= 1e-20 or fZ <= fS + float(np.sum(step * gS)) + 0.5 * gamma * r_sum:
+                break
+            gamma *= 2.0
+        W_old, W = W, Z
+        values.append(fZ + prob.nonsmooth_value(W))
+        if r_sum <= 1e-20:
+            stopped = "small step"
+            break
+        if len(values) >= 3 and abs(values[-1] - values[-2]) <= tol * values[-2]:
+            stopped = "relative change"
+            break
+        t_old, t = t, 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
+    return RuleRun(W, len(values), stopped, np.array(values), time.perf_counter() - start)

@@ -10,6 +10,7 @@ penalties are never used to build a reference.
 from __future__ import annotations
 
 import json
+import warnings
 
 import cvxpy as cp
 import numpy as np
@@ -83,7 +84,12 @@ def cvxpy_optimum(name, Xs, ys, p):
         pen = (p["rho1"] * cp.sum_squares(W) + p["rho2"] * cp.sum_squares(W @ _r_chain(T))
                + p["rho3"] * rows)
     prob = cp.Problem(cp.Minimize(loss + pen))
-    prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    with warnings.catch_warnings():
+        # at 1e-10 Clarabel sometimes ends "optimal_inaccurate" (TGL on School): the
+        # objective is recomputed below and every comparison allows 1e-7
+        warnings.simplefilter("ignore", UserWarning)
+        prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    assert prob.status in ("optimal", "optimal_inaccurate"), prob.status
     return W.value, malsar_objective(name, Xs, ys, W.value, p)
 
 
@@ -316,3 +322,40 @@ def test_cli_errors_exit_2_with_one_line(matfile, tmp_path, capsys, extra, match
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err
     assert match in err
+
+
+# -------------------------------------------------------------- MALSAR's default rule, example
+def test_default_rule_stops_where_malsars_rule_says(cells):
+    Xs, ys = _lists(cells)
+    params = {"rho1": 3.0}
+    prob = mc.malsar.problem("Least_L21", cells, **params)
+    run = mc.malsar.default_rule(prob, tol=1e-4)
+    F = run.objective
+    assert run.stopped == "relative change" and run.iterations == F.size >= 3
+    assert abs(F[-1] - F[-2]) <= 1e-4 * F[-2]
+    assert all(abs(F[k] - F[k - 1]) > 1e-4 * F[k - 1] for k in range(2, F.size - 1))
+    assert F[-1] == pytest.approx(malsar_objective("Least_L21", Xs, ys, run.W, params),
+                                  rel=1e-12)
+    capped = mc.malsar.default_rule(prob, tol=0.0, max_iter=7)
+    assert capped.stopped == "max_iter" and capped.iterations == 7
+
+
+def test_example_from_malsar_on_school():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "from_malsar.py"
+    spec = importlib.util.spec_from_file_location("mtlcvx_example_from_malsar", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    rows = example.run(quick=True)
+    data = example.school(quick=True)
+    assert len(rows) == len(example.SCHOOL_PARAMETERS)
+    for row in rows:
+        _, F_ref = cvxpy_optimum(row["name"], data.X, data.y, row["params"])
+        assert row["status"] == "optimal"
+        assert row["optimum"] == pytest.approx(F_ref, rel=1e-7), row["formulation"]
+        F_malsar = malsar_objective(row["name"], data.X, data.y, row["malsar_W"], row["params"])
+        assert row["malsar_objective"] == pytest.approx(F_malsar, rel=1e-12)
+        assert row["relative_excess"] == pytest.approx((F_malsar - F_ref) / F_ref, rel=1e-4)
+        assert row["relative_excess"] > 1e-4  # MALSAR's default rule stops visibly above
