@@ -1,7 +1,7 @@
-r"""Solver-independent optimality certificates (MATH §6.2, the certificate ladder).
+r"""Solver-independent optimality certificates: the certificate ladder.
 
 Split ``F = f + h + g``: ``f`` the loss (intercepts profiled out by centring each task),
-``h = ½ tr(W K_t Wᵀ) + ½ tr(Wᵀ K_f W)`` the quadratic penalties, ``g`` the rest. For any
+``h = ½ tr(W K_t Wᵀ) + ½ tr(Wᵀ K_f W)`` the quadratic terms, ``g`` the rest. For any
 dual point ``θ = (θ_t ∈ R^{n_t})`` weak duality gives
 
 .. math::
@@ -13,39 +13,42 @@ dual point ``θ = (θ_t ∈ R^{n_t})`` weak duality gives
 and ``θ_t = s·c_t (y_t − X_t w_t)`` is the dual point built from ``W`` (the scale ``s`` is
 chosen to make ``D`` as large as possible). ``cert.gap = F(W) − D(θ) ≥ F(W) − F*`` is
 then a bound that trusts no solver. Everything is computed in float64 on the original
-(uncompressed) data. The rungs, first that applies:
+(uncompressed) data.
 
-1. ``g`` a norm (or a sum of norms with an exact prox), ``h = 0``: scale θ into the dual ball.
+The ladder asks the terms (their ``structure`` and the oracles they provide), never
+their classes. The rungs, first that applies:
+
+1. ``g`` a norm, or a sum of norms, ``h = 0``: scale θ into the dual ball, by the dual
+   norm, or by bisection with the exact prox of the sum (``V`` is in the dual ball iff
+   ``prox_g(V) = 0``).
 2. ``g`` one squared norm ``(α/2)Ω²``: ``g*(V) = Ω°(V)²/(2α)``.
-3. ``h ≠ 0`` with ``g`` of rung 1 or 2: the quadratic terms join the dual as extra data
-   blocks, ``V = −∇(f + h)(W)``.
+3. ``h ≠ 0`` with ``g`` of rung 1, 2 or 6: the quadratic terms join the dual as extra
+   data blocks, ``V = −∇(f + h)(W)``.
 4. ``g = 0``: ``h*(V) = ½⟨V, Q⁻¹V⟩`` when ``Q = K_t ⊕ K_f ≻ 0``, else the
    strong-convexity bound ``‖∇F‖²/(2μ)``, else no gap.
-5. Anything else with a prox: the gradient mapping ``G_τ``; with ``μ > 0``
+5. Anything else with an exact prox: the gradient mapping ``G_τ``; with ``μ > 0``
    ``F(W) − F* ≤ F(W) − F(W⁺) + 2‖G_τ‖²/μ``, else only ``‖G_τ‖``.
-7. A norm plus one squared norm ``φ``: ``(g + φ)*(V) ≤ g*(U) + φ*(V − U)`` with ``U``
-   the projection of ``V − ∇φ(W)`` onto the dual ball of ``g``.
+6. ``g`` one term with a ``conjugate``: ``D = Σ_t(…) − g*(V)`` at ``s = 1``.
+7. A norm part plus terms ``φ_j`` with conjugates:
+   ``(g + Σφ_j)*(V) ≤ g*(U) + Σ φ_j*(R_j)`` for every split ``U + Σ R_j = V``; the split
+   is searched for, and every split gives a valid bound.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .penalties.base import Penalty
-from .penalties.quadratic import QuadraticPenalty
-from .penalties.sparse import L1, L21, SquaredL21
-from .penalties.spectral import SquaredTraceNorm, TraceNorm
+from .oracles import merge_terms, prox_chain, quadratic_coupling
 
 if TYPE_CHECKING:
+    from .penalties.base import Penalty
     from .problem import Problem
 
 __all__ = ["Certificate", "certify"]
-
-_NORMS = (L1, L21, TraceNorm)
-_SQUARED = {SquaredTraceNorm: TraceNorm, SquaredL21: L21}  # squared norm -> its norm
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,11 @@ class Certificate:
         Bound on ``‖W − W*‖_F``, ``√(2·gap/μ)``, when a strong-convexity modulus ``μ > 0``
         is known.
     method : str
-        The rung of MATH §6.2 that produced the gap.
+        The rung of the certificate ladder that produced the gap.
     reason : str or None
-        Why there is no gap, when there is none.
+        Why there is no gap, when there is none: names the term and the oracle it lacks.
     dual_objective : float or None
-        ``D(θ)``, the certified lower bound on ``F*`` (rungs 1–4 and 7).
+        ``D(θ)``, the certified lower bound on ``F*`` (rungs 1–4, 6 and 7).
     """
 
     objective: float
@@ -91,79 +94,88 @@ class Certificate:
         return f"gap {self.gap:.3e} (relative {self.relative_gap:.3e}) [{self.method}]"
 
 
-def _dual_norm(kind: type[Penalty], V: np.ndarray) -> float:
-    return kind.dual_norm(V)  # type: ignore[attr-defined]
+# ---------------------------------------------------------------------- the norm part
+class _NormPart:
+    """The dual ball of ``g = Σ α_i Ω_i`` (norm terms), asked through their oracles.
 
-
-def _norm_prox(norms: list[Penalty], Z: np.ndarray) -> np.ndarray:
-    """Exact ``prox_g(Z, 1)`` of the norm part ``g = Σ α_i Ω_i``.
-
-    Strengths of one kind add up; L1 + L21 compose (soft-threshold, then the row shrink).
+    ``scale(V)`` is the largest ``s`` with ``sV`` in the ball; ``project(Z)`` a point of
+    the ball near ``Z`` (the Euclidean projection when a prox is known).
     """
-    for kind in sorted({type(p) for p in norms}, key=lambda k: k is L21):
-        Z = kind(alpha=sum(p.alpha for p in norms if type(p) is kind)).prox(Z, 1.0)
-    return Z
+
+    def __init__(self, terms: list[Penalty]):
+        self.terms = merge_terms(terms)
+        self.single = self.terms[0] if len(self.terms) == 1 else None
+        chain = prox_chain(self.terms)
+        self.prox = None if isinstance(chain, str) else chain
+        self.reason: str | None = None
+        if self.single is not None and self.single.provides("dual_norm"):
+            return
+        if self.prox is None:
+            if len(self.terms) == 1:
+                self.reason = f"{self.single.label}: give the norm a dual_norm or a prox"
+            else:
+                self.reason = (f"{' + '.join(p.label for p in self.terms)}: no exact prox of "
+                               "the sum; give the terms prox operators that compose, or use "
+                               "a conic backend")
+
+    def _prox(self, Z: np.ndarray) -> np.ndarray:
+        for pen in self.prox:
+            Z = pen.prox(Z, 1.0)
+        return Z
+
+    def scale(self, V: np.ndarray) -> float:
+        if self.single is not None and self.single.provides("dual_norm"):
+            dn = self.single.dual_norm(V)
+            return np.inf if dn == 0 else self.single.alpha / dn
+
+        # sV is in the dual ball iff prox_g(sV) = 0 (Moreau): bisection on s
+        def inside(s: float) -> bool:
+            return not np.any(self._prox(s * V))
+
+        lo, hi = 0.0, 1.0
+        while inside(hi):
+            lo, hi = hi, 2.0 * hi
+            if hi > 1e12:
+                return np.inf
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if inside(mid) else (lo, mid)
+        return lo
+
+    def project(self, Z: np.ndarray) -> np.ndarray:
+        if self.prox is not None:
+            return Z - self._prox(Z)  # Moreau: Z − prox_g(Z) = Π_ball(Z)
+        return Z * min(1.0, self.scale(Z))
+
+    def separable_tasks(self) -> bool:
+        return (self.single is not None and self.single.separable in ("entries", "columns")
+                and self.single.provides("dual_norm"))
 
 
-def _norm_prox_exact(norms: list[Penalty]) -> bool:
-    kinds = {type(p) for p in norms}
-    return len(kinds) <= 1 or kinds == {L1, L21}
+def _classify(terms: list[Penalty]) -> tuple[list[Penalty], list[Penalty], list[str]]:
+    """Split non-quadratic terms into norms, terms with a conjugate, and what is missing."""
+    norms, conj, missing = [], [], []
+    for p in terms:
+        if p.structure == "norm" and (p.provides("dual_norm") or p.provides("prox")):
+            norms.append(p)
+        elif p.provides("conjugate"):
+            conj.append(p)
+        elif p.structure == "norm":
+            missing.append(f"{p.label}: give the norm a dual_norm or a prox")
+        elif p.structure == "squared_norm":
+            missing.append(f"{p.label}: give the squared norm a dual_norm")
+        else:
+            missing.append(f"{p.label} ({p.structure}): give it a conjugate")
+    return norms, conj, missing
 
 
-def _max_feasible_scale(norms: list[Penalty], V: np.ndarray) -> float:
-    """Largest ``s`` with ``sV`` in the dual ball of the norm part ``g``."""
-    kinds = {type(p) for p in norms}
-    if len(kinds) == 1:
-        dn = _dual_norm(kinds.pop(), V)
-        return np.inf if dn == 0 else sum(p.alpha for p in norms) / dn
-
-    # A sum of norms with an exact prox: sV is in the dual ball iff prox_g(sV) = 0 (Moreau).
-    def inside(s: float) -> bool:
-        return not np.any(_norm_prox(norms, s * V))
-
-    lo, hi = 0.0, 1.0
-    while inside(hi):
-        lo, hi = hi, 2.0 * hi
-        if hi > 1e12:
-            return np.inf
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if inside(mid) else (lo, mid)
-    return lo
-
-
-def _squared_norm_gradient(pen: Penalty, W: np.ndarray) -> np.ndarray:
-    """A (sub)gradient of ``(α/2)Ω(W)²``: ``α Ω(W) ∂Ω(W)``."""
-    if isinstance(pen, SquaredTraceNorm):
-        U, s, Vt = np.linalg.svd(W, full_matrices=False)
-        keep = s > s.max(initial=0.0) * 1e-12
-        return pen.alpha * s.sum() * (U[:, keep] @ Vt[keep])
-    norms = np.linalg.norm(W, axis=1)
-    direction = W / np.where(norms > 0, norms, 1.0)[:, None]
-    return pen.alpha * norms.sum() * direction
-
-
-def _quadratic_conjugate(Kt: np.ndarray, Kf: np.ndarray | None, V: np.ndarray) -> float | None:
-    """``½⟨V, Q⁻¹V⟩`` for ``Q(W) = W K_t + K_f W`` when Q is positive definite, else None."""
-    lt, Ut = np.linalg.eigh(Kt)
-    if Kf is None:
-        lf, Uf = np.zeros(V.shape[0]), None
-    else:
-        lf, Uf = np.linalg.eigh(Kf)
-    denom = lf[:, None] + lt[None, :]
-    scale = max(1.0, float(np.abs(denom).max()))
-    if denom.min() <= max(denom.shape) * 1e-13 * scale:
-        return None
-    Vr = (V if Uf is None else Uf.T @ V) @ Ut
-    return 0.5 * float(np.sum(Vr * Vr / denom))
-
-
+# ---------------------------------------------------------------------- shared pieces
 class _Pieces:
     """Primal/dual quantities at ``W`` on the original data."""
 
     def __init__(self, problem: Problem, W: np.ndarray):
         a, b, V = problem.loss.dual(problem.data, W, problem.fit_intercept)
-        Kt, Kf = problem.quadratic_coupling()
+        Kt, Kf = quadratic_coupling(problem)
         self.Kt, self.Kf = Kt, Kf
         self.a_task = a  # per-task linear coefficients of D(s)
         self.a = float(a.sum())
@@ -185,7 +197,24 @@ def _best_scale(a: float, b: float, s_max: float = np.inf) -> tuple[float, float
     return s, a * s - b * s * s
 
 
-def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None) -> Certificate:
+def _quadratic_conjugate(Kt: np.ndarray, Kf: np.ndarray | None, V: np.ndarray) -> float | None:
+    """``½⟨V, Q⁻¹V⟩`` for ``Q(W) = W K_t + K_f W`` when Q is positive definite, else None."""
+    lt, Ut = np.linalg.eigh(Kt)
+    if Kf is None:
+        lf, Uf = np.zeros(V.shape[0]), None
+    else:
+        lf, Uf = np.linalg.eigh(Kf)
+    denom = lf[:, None] + lt[None, :]
+    scale = max(1.0, float(np.abs(denom).max()))
+    if denom.min() <= max(denom.shape) * 1e-13 * scale:
+        return None
+    Vr = (V if Uf is None else Uf.T @ V) @ Ut
+    return 0.5 * float(np.sum(Vr * Vr / denom))
+
+
+# ---------------------------------------------------------------------- certify
+def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None,
+            parts: dict[str, np.ndarray] | None = None) -> Certificate:
     """Certify how close ``W`` is to the optimum of ``problem``.
 
     Parameters
@@ -196,6 +225,9 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     intercept : array_like (T,), optional
         For a problem with intercepts; None profiles them out (uses the best ``b`` for
         this ``W``). A given intercept adds its excess ``F(W, b) − F(W, b*(W))`` to the gap.
+    parts : dict of str to ndarray (d, T), optional
+        The parts of decomposition terms (as in ``sol.parts``); their excess over the
+        best parts for ``W`` is added to the gap likewise.
 
     Returns
     -------
@@ -203,14 +235,17 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
         ``gap`` is a guaranteed upper bound on ``F(W) − F*`` (or None with ``reason``).
     """
     W = problem.check_W(W)
-    objective = problem.objective(W, intercept)
-    profiled = problem.objective(W) if intercept is not None else objective
+    objective = problem.objective(W, intercept, parts=parts)
+    profiled = problem.objective(W) if intercept is not None or parts else objective
     excess = objective - profiled
     mu = problem.strong_convexity()
     grad_mapping, W_plus = _gradient_mapping(problem, W)
 
     def done(gap: float | None, method: str, reason: str | None = None,
              dual: float | None = None) -> Certificate:
+        if gap is not None and not np.isfinite(gap):
+            gap, reason = None, f"{method}: the dual bound is not finite at this point"
+            method = "none"
         if gap is not None:
             gap = max(gap, 0.0) + excess
             rel = gap / max(1.0, abs(objective))
@@ -221,20 +256,22 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
 
     if problem.constraints is not None:
         return done(None, "none", "constrained problem")
-    nonsmooth = [p for p in problem.nonsmooth_penalties() if p.alpha > 0]
-    others = [p for p in problem.smooth_penalties() if not isinstance(p, QuadraticPenalty)]
-    norms = [p for p in nonsmooth if isinstance(p, _NORMS)]
-    squared = [p for p in nonsmooth if type(p) in _SQUARED]
-    others += [p for p in nonsmooth if p not in norms and p not in squared]
-    if others or len(squared) > 1 or not _norm_prox_exact(norms):
-        return _rung5(problem, grad_mapping, W_plus, profiled, mu, done, others)
+    if not np.isfinite(objective):
+        return done(None, "none", f"the objective is {objective} at this point")
+    terms = [p for p in problem.penalties if p.active and p.structure != "quadratic"]
+    norms, conj, missing = _classify(terms)
+    norm_part = _NormPart(norms) if norms else None
+    if norm_part is not None and norm_part.reason is not None:
+        missing.append(norm_part.reason)
+    if missing:
+        return _rung5(problem, grad_mapping, W_plus, profiled, mu, done, "; ".join(missing))
 
     pieces = _Pieces(problem, W)
     has_h = bool(np.any(pieces.Kt)) or pieces.Kf is not None
-    if not norms and not squared:  # rung 4: quadratic problem
-        conj = _quadratic_conjugate(pieces.Kt, pieces.Kf, pieces.V_loss)
-        if conj is not None:
-            _, dual = _best_scale(pieces.a, pieces.b + conj)
+    if not norms and not conj:  # rung 4: quadratic problem
+        conj_h = _quadratic_conjugate(pieces.Kt, pieces.Kf, pieces.V_loss)
+        if conj_h is not None:
+            _, dual = _best_scale(pieces.a, pieces.b + conj_h)
             return done(profiled - dual, "quadratic conjugate (rung 4)", dual=dual)
         if mu > 0:
             grad = -pieces.V_loss + pieces.grad_h
@@ -244,52 +281,87 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     V = pieces.V_loss - pieces.grad_h  # = −∇(f + h)(W)
     b = pieces.b + pieces.h_value  # the augmented blocks enter with weight 1
     aug = " + quadratic blocks (rung 3)" if has_h else ""
-    if norms and not squared:
-        if all(isinstance(p, L1) for p in norms) and not np.any(pieces.Kt - np.diag(
-                np.diag(pieces.Kt))):
-            # Separable across tasks (L1, task side diagonal): one scale per task.
-            alpha = sum(p.alpha for p in norms)
-            col_max = np.abs(V).max(axis=0)
-            s_max = np.where(col_max > 0, alpha / np.where(col_max > 0, col_max, 1.0), np.inf)
+    if norm_part is not None and not conj:
+        if norm_part.separable_tasks() and not np.any(pieces.Kt - np.diag(np.diag(pieces.Kt))):
+            # Separable across tasks (task side diagonal): one scale per task.
+            pen = norm_part.single
+            s_max = [_column_scale(pen, V[:, [t]]) for t in range(V.shape[1])]
             dual = sum(_best_scale(at, bt, st)[1]
                        for at, bt, st in zip(pieces.a_task, pieces.b_task, s_max, strict=True))
             return done(profiled - dual, "dual-norm scaling per task (rung 1)" + aug,
                         dual=dual)
-        s_max = _max_feasible_scale(norms, V)
-        _, dual = _best_scale(pieces.a, b, s_max)
+        _, dual = _best_scale(pieces.a, b, norm_part.scale(V))
         return done(profiled - dual, "dual-norm scaling (rung 1)" + aug, dual=dual)
-    phi = squared[0]
-    dual_norm_kind = _SQUARED[type(phi)]
-    if not norms:  # rung 2: g* = Ω°(V)²/(2α), D(s) = a s − s²(b + Ω°(V)²/(2α))
-        conj = _dual_norm(dual_norm_kind, V) ** 2 / (2.0 * phi.alpha)
-        _, dual = _best_scale(pieces.a, b + conj)
-        return done(profiled - dual, "squared-norm conjugate (rung 2)" + aug,
-                    dual=dual)
-    # rung 7: a norm g plus the squared norm φ; U in g's dual ball, φ*(V − U)
-    conj = _split_conjugate(norms, phi, dual_norm_kind, V, W)
-    dual = pieces.a - b - conj
+    if norm_part is None and len(conj) == 1:
+        phi = conj[0]
+        if phi.structure == "squared_norm" and phi.provides("dual_norm") and phi.alpha > 0:
+            # rung 2: g*(sV) = s²Ω°(V)²/(2α), D(s) = a s − s²(b + Ω°(V)²/(2α))
+            dn = phi.dual_norm(V)
+            _, dual = _best_scale(pieces.a, b + dn * dn / (2.0 * phi.alpha))
+            return done(profiled - dual, "squared-norm conjugate (rung 2)" + aug, dual=dual)
+        dual = pieces.a - b - phi.conjugate(V)
+        return done(profiled - dual, "Fenchel conjugate (rung 6)" + aug, dual=dual)
+    # rung 7: a norm part and/or several conjugate terms; every split gives a bound
+    conj_sum = _split_conjugate(norm_part, conj, V, W)
+    dual = pieces.a - b - conj_sum
     return done(profiled - dual, "conjugate split (rung 7)" + aug, dual=dual)
 
 
-def _split_conjugate(norms, phi, dual_norm_kind, V, W, rounds: int = 200) -> float:
-    """``min_U φ*(V − U)`` over ``U`` in the dual ball of the norm part (approximately).
+def _column_scale(pen: Penalty, v: np.ndarray) -> float:
+    dn = pen.dual_norm(v)
+    return np.inf if dn == 0 else pen.alpha / dn
 
-    Starts from ``U = Π(V − ∇φ(W))`` (tight at the optimum when φ is differentiable there)
-    and alternates projections between the dual ball and ``{U: Ω°(V − U) ≤ α Ω(W)}``
-    (the set the optimal split lies in); every ``U`` in the ball gives a valid bound, so
-    the best one is kept.
+
+def _split_conjugate(norm_part: _NormPart | None, conj: list[Penalty], V: np.ndarray,
+                     W: np.ndarray, rounds: int = 200) -> float:
+    """An upper bound on ``(g + Σφ_j)*(V)`` from splits ``V = U + Σ R_j``, ``U`` in g's ball.
+
+    The bound ``Σ φ_j*(R_j)`` (``g*(U) = 0``) holds for every split. The search starts at
+    ``R_j = ∇φ_j(W)`` where the terms give gradients (tight at the optimum when they are
+    differentiable there), then runs ADMM on ``min ι_ball(U) + φ*(R)``, ``U + R = V``
+    (one term ``φ`` with a prox), warm-started with the multiplier ``−W``; the best split
+    seen is kept.
     """
-    radius = phi.alpha * (phi.value(W) * 2.0 / phi.alpha) ** 0.5 if phi.alpha > 0 else 0.0
-    Z = V - _squared_norm_gradient(phi, W)
+    grads = [p.gradient(W) if p.provides("gradient") else None for p in conj]
+    known = [g for g in grads if g is not None]
+    base = V - sum(known) if known else V.copy()
+    U = norm_part.project(base) if norm_part is not None else np.zeros_like(V)
     best = np.inf
+
+    def bound(U: np.ndarray) -> float:
+        rest = V - U
+        # split the rest: gradients where known, the remainder shared equally
+        free = rest - sum(known) if known else rest
+        share = free / len(conj)
+        total = 0.0
+        for p, g in zip(conj, grads, strict=True):
+            total += p.conjugate(share if g is None else g + share)
+        return total
+
+    best = bound(U)
+    if norm_part is None or len(conj) != 1 or not conj[0].provides("prox"):
+        return best
+    phi = conj[0]
+    prox_conj = _conjugate_prox(phi)
+    rho = float(np.linalg.norm(W)) / max(float(np.linalg.norm(V)), np.finfo(float).tiny)
+    rho = rho if np.isfinite(rho) and rho > 0 else 1.0
+    R = V - U
+    Y = -W  # the optimal multiplier is −W*
     for _ in range(rounds):
-        U = Z - _norm_prox(norms, Z)  # Moreau: projection onto the dual ball of g
-        R = V - U
-        best = min(best, _dual_norm(dual_norm_kind, R) ** 2 / (2.0 * phi.alpha))
-        # project R onto the dual-norm ball of radius α Ω(W) (Moreau with the norm's prox)
-        R_clipped = R - dual_norm_kind(alpha=radius).prox(R, 1.0)
-        Z = V - R_clipped
+        U = norm_part.project(V - R - Y / rho)
+        R = prox_conj(V - U - Y / rho, 1.0 / rho)
+        Y = Y + rho * (U + R - V)
+        best = min(best, phi.conjugate(V - U))
     return best
+
+
+def _conjugate_prox(phi: Penalty) -> Callable[[np.ndarray, float], np.ndarray]:
+    """``prox_{λφ*}(Z) = Z − λ·prox_{φ/λ}(Z/λ)`` (Moreau) from the prox of ``φ``."""
+
+    def prox(Z: np.ndarray, lam: float) -> np.ndarray:
+        return Z - lam * phi.prox(Z / lam, 1.0 / lam)
+
+    return prox
 
 
 def _gradient_mapping(problem: Problem,
@@ -306,13 +378,17 @@ def _gradient_mapping(problem: Problem,
     return float(np.linalg.norm(W - W_plus)) / tau, W_plus
 
 
-def _rung5(problem, grad_mapping, W_plus, profiled, mu, done, others) -> Certificate:
-    names = ", ".join(sorted({type(p).__name__ for p in others})) or "this sum of terms"
+def _rung5(problem: Problem, grad_mapping: float | None, W_plus: np.ndarray | None,
+           profiled: float, mu: float, done: Callable[..., Certificate],
+           missing: str) -> Certificate:
     if grad_mapping is None:
-        return done(None, "none", f"{names}: no exact prox or Lipschitz constant, so no "
-                                  "gradient mapping")
+        return done(None, "none", f"{missing}; no gradient mapping either (it needs an "
+                                  "exact prox of the non-smooth part and a Lipschitz "
+                                  "constant of the smooth part)")
     if mu > 0:
         gap = profiled - problem.objective(W_plus) + 2.0 * grad_mapping ** 2 / mu
         return done(gap, "gradient mapping + strong convexity (rung 5)")
     return done(None, "gradient mapping (rung 5)",
-                "not strongly convex: only the gradient-mapping norm is a stationarity measure")
+                f"{missing}; not strongly convex: only the gradient-mapping norm is a "
+                "stationarity measure")
+

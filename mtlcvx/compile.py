@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import cvxpy as cp
 import numpy as np
 
-from .exceptions import MTLError
+from .exceptions import MTLError, PenaltyError
+from .penalties.base import Term
 
 if TYPE_CHECKING:
     from .problem import Problem
@@ -43,6 +44,8 @@ def _build(problem: Problem, values: list[dict[str, Any]]) -> dict[str, Any]:
     W = cp.Variable((d, T), name="W")
     objective = problem.loss.cvxpy_expression(problem.data, W, problem.fit_intercept)
     params: list[dict[str, cp.Parameter]] = []
+    constraints: list[Any] = []
+    parts: dict[str, cp.Variable] = {}
     for pen, vals in zip(problem.penalties, values, strict=True):
         ps = {
             name: cp.Parameter(np.shape(v), nonneg=np.ndim(v) == 0, value=v,
@@ -50,17 +53,25 @@ def _build(problem: Problem, values: list[dict[str, Any]]) -> dict[str, Any]:
             for name, v in vals.items()
         }
         params.append(ps)
-        objective = objective + pen.cvxpy_term(W, ps)
-    constraints = []
+        term = pen.cvxpy_term(W, ps)
+        if not isinstance(term, Term):
+            term = Term(term)
+        objective = objective + term.expr
+        constraints.extend(term.constraints)
+        clash = parts.keys() & term.parts.keys()
+        if clash:
+            raise PenaltyError(f"{pen.label}: part name(s) {sorted(clash)} already used by "
+                               "another term; give the parts distinct names")
+        parts.update(term.parts)
     if problem.constraints is not None:
         try:
-            constraints = list(problem.constraints(W))
+            constraints.extend(problem.constraints(W))
         except Exception as err:
             raise MTLError(f"constraints(W) raised {type(err).__name__}: {err}") from err
     compiled = cp.Problem(cp.Minimize(objective), constraints)
     if not compiled.is_dcp():
         raise MTLError("the problem is not DCP; check the constraints: each must be convex")
-    return {"problem": compiled, "W": W, "params": params}
+    return {"problem": compiled, "W": W, "params": params, "parts": parts}
 
 
 def refresh(problem: Problem) -> dict[str, Any]:
@@ -68,7 +79,7 @@ def refresh(problem: Problem) -> dict[str, Any]:
 
     Builds it on first use; rebuilds when a Parameter would change shape or a constant
     (sparse) factor was replaced, since those are baked into the compiled problem.
-    Returns the dict ``{"problem", "W", "params", "factors"}`` kept as
+    Returns the dict ``{"problem", "W", "params", "parts", "factors"}`` kept as
     ``problem._compiled``.
     """
     values = _parameter_values(problem)

@@ -14,40 +14,40 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from ._linalg import lambda_min
 from .penalties.base import Penalty
-from .penalties.quadratic import QuadraticPenalty
 
 if TYPE_CHECKING:
     from .problem import Problem
 
-__all__ = ["quadratic_coupling", "smooth_oracle", "prox_plan", "prox_operator", "lipschitz",
-           "strong_convexity", "lambda_min"]
-
-
-def lambda_min(lam: np.ndarray) -> np.ndarray:
-    """Smallest of ascending eigenvalues ``lam`` (..., n) of PSD matrices, round-off set to 0."""
-    low = lam[..., 0]
-    return np.where(low > lam.shape[-1] * 1e-14 * np.maximum(1.0, lam[..., -1]), low, 0.0)
+__all__ = ["quadratic_coupling", "smooth_terms", "smooth_oracle", "merge_terms", "prox_chain",
+           "prox_plan", "prox_operator", "lipschitz",
+           "strong_convexity"]
 
 
 def quadratic_coupling(problem: Problem) -> tuple[np.ndarray, np.ndarray | None]:
     """Task-side ``Σ α K`` (T, T) and feature-side ``Σ α D`` (d, d, or None).
 
-    Sums over the quadratic penalties, so their part of the objective is
+    Sums over the quadratic terms, so their part of the objective is
     ``½ tr(W K_t Wᵀ) + ½ tr(Wᵀ K_f W)`` and its gradient ``W K_t + K_f W``.
     """
     d, T = problem.n_features, problem.n_tasks
     Kt = np.zeros((T, T))
     Kf = None
     for p in problem.penalties:
-        if isinstance(p, QuadraticPenalty):
-            M = p._cached_matrix(d, T)
+        if p.structure == "quadratic":
+            M = p.matrix(d, T)
             M = p.alpha * (M.toarray() if sp.issparse(M) else M)
             if p.side == "task":
                 Kt += M
             else:
                 Kf = M if Kf is None else Kf + M
     return Kt, Kf
+
+
+def smooth_terms(problem: Problem) -> list[Penalty]:
+    """The smooth terms that are not quadratic (each answers ``gradient``)."""
+    return [p for p in problem.smooth_penalties() if p.structure != "quadratic"]
 
 
 def smooth_oracle(problem: Problem) -> Callable[[np.ndarray, bool],
@@ -63,7 +63,7 @@ def smooth_oracle(problem: Problem) -> Callable[[np.ndarray, bool],
     loss = problem.loss.oracle(problem.data, problem.fit_intercept)
     Kt, Kf = quadratic_coupling(problem)
     has_task = bool(np.any(Kt))
-    others = [p for p in problem.smooth_penalties() if not isinstance(p, QuadraticPenalty)]
+    others = smooth_terms(problem)
 
     def oracle(W: np.ndarray, need_gradient: bool = True) -> tuple[float, np.ndarray | None]:
         value, grad = loss(W, need_gradient)
@@ -84,31 +84,47 @@ def smooth_oracle(problem: Problem) -> Callable[[np.ndarray, bool],
     return oracle
 
 
-def prox_plan(problem: Problem) -> list[Penalty] | str:
-    """The terms whose proxes, applied in order, give the exact prox of ``g``.
-
-    A string saying why there is none otherwise.
-    """
-    from .penalties.sparse import L1, L21
-
-    terms = [p for p in problem.nonsmooth_penalties() if p.alpha > 0]
-    missing = [type(p).__name__ for p in terms if not p.has_prox]
-    if missing:
-        return f"{', '.join(missing)} has no proximal operator (give Custom a prox=...)"
-    kinds = {type(p) for p in terms}
-    if len(kinds) > 1 and kinds != {L1, L21}:
-        return (f"the sum {' + '.join(sorted(k.__name__ for k in kinds))} has no exact "
-                "proximal operator in mtlcvx")
+def merge_terms(terms: list[Penalty]) -> list[Penalty]:
+    """``terms`` with every pair that :meth:`~mtlcvx.Penalty.merge` joins replaced by one term."""
     merged: list[Penalty] = []
-    for kind in sorted(kinds, key=lambda k: k is L21):  # L1 before L21
-        same = [p for p in terms if type(p) is kind]
-        if len(same) == 1:
-            merged.append(same[0])
-        elif kind._params == ("alpha",):  # α₁‖·‖ + α₂‖·‖ = (α₁ + α₂)‖·‖
-            merged.append(kind(alpha=sum(p.alpha for p in same)))
+    for term in terms:
+        for i, other in enumerate(merged):
+            joint = other.merge(term)
+            if joint is not None:
+                merged[i] = joint
+                break
         else:
-            return f"several {kind.__name__} terms have no exact joint proximal operator"
+            merged.append(term)
     return merged
+
+
+def prox_chain(terms: list[Penalty]) -> list[Penalty] | str:
+    """Terms whose proxes, applied in order, give the exact prox of ``Σ terms``.
+
+    Terms of one kind merge (strengths add); two terms compose when one declares
+    :meth:`~mtlcvx.Penalty.prox_composes_with` the other. Otherwise a string saying
+    which terms lack what.
+    """
+    missing = [p.label for p in terms if not p.provides("prox")]
+    if missing:
+        return (f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no proximal "
+                "operator (give Custom a prox=...)")
+    merged = merge_terms(terms)
+    if len(merged) == 2:
+        first, second = merged
+        if second.prox_composes_with(first):
+            first, second = second, first
+        if first.prox_composes_with(second):
+            return [first, second]
+    if len(merged) > 1:
+        return (f"{' + '.join(p.label for p in merged)}: no exact proximal operator of the "
+                "sum (no term declares that its prox composes with the others')")
+    return merged
+
+
+def prox_plan(problem: Problem) -> list[Penalty] | str:
+    """:func:`prox_chain` of the problem's non-smooth part ``g`` (its terms with strength)."""
+    return prox_chain([p for p in problem.nonsmooth_penalties() if p.active])
 
 
 def prox_operator(problem: Problem) -> Callable[[np.ndarray, float], np.ndarray]:
@@ -152,20 +168,27 @@ def _spectra(problem: Problem) -> tuple[float, float, float, float]:
 def lipschitz(problem: Problem) -> float | None:
     """Upper bound on the Lipschitz constant of ∇(f + h).
 
-    ``max_t c_t λ_max(A_tᵀA_t) + λ_max(K_t) + λ_max(K_f)``; None when a smooth term
-    states no constant (first-order methods then backtrack).
+    ``max_t c_t λ_max(A_tᵀA_t) + λ_max(K_t) + λ_max(K_f)`` plus every other smooth
+    term's ``lipschitz``; None when one of them states no constant (first-order methods
+    then backtrack).
     """
-    if any(not isinstance(p, QuadraticPenalty) for p in problem.smooth_penalties()):
+    others = smooth_terms(problem)
+    if any(not p.provides("lipschitz") for p in others):
         return None
     top, _, coupling_top, _ = _spectra(problem)
-    return top + coupling_top
+    d, T = problem.n_features, problem.n_tasks
+    return top + coupling_top + sum(p.lipschitz(d, T) for p in others)
 
 
 def strong_convexity(problem: Problem) -> float:
     """Lower bound ``μ ≥ 0`` on the strong-convexity modulus of ``f + h``.
 
     ``min_t c_t λ_min(X̃_tᵀX̃_t) + λ_min(K_t) + λ_min(K_f)`` (exact for a shared design
-    with equal weights); 0 when nothing guarantees strong convexity.
+    with equal weights) plus the other smooth terms' ``strong_convexity``; 0 when
+    nothing guarantees strong convexity.
     """
     _, low, _, coupling_low = _spectra(problem)
-    return max(low + coupling_low, 0.0)
+    d, T = problem.n_features, problem.n_tasks
+    terms = sum(p.strong_convexity(d, T) for p in smooth_terms(problem)
+                if p.provides("strong_convexity"))
+    return max(low + coupling_low + terms, 0.0)

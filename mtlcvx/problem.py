@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import cvxpy as cp
@@ -14,7 +14,6 @@ from .data import MultiTaskData, as_float_array
 from .exceptions import DataError, MTLError, PenaltyError
 from .losses import SquaredLoss
 from .penalties.base import Penalty
-from .penalties.quadratic import QuadraticPenalty
 
 if TYPE_CHECKING:
     from .solution import Solution
@@ -98,7 +97,8 @@ class Problem:
         self.penalties = tuple(penalties)
         self.fit_intercept = bool(fit_intercept)
         self.constraints = constraints
-        self.check_shapes(include_custom=True)
+        for pen in self.penalties:
+            pen.verify(self.n_features, self.n_tasks)
         self.loss.weights(data)  # validates task_weights against the data now
         self._compiled: dict[str, Any] | None = None
         self.n_builds = 0
@@ -126,17 +126,10 @@ class Problem:
                        fit_intercept=self.fit_intercept, constraints=self.constraints)
 
     # ------------------------------------------------------------------ structure
-    def check_shapes(self, include_custom: bool = False) -> None:
-        """Check every penalty's matrices against the data (they may be set after creation).
-
-        Custom terms (whose check builds and DCP-analyses the expression) only when
-        ``include_custom``.
-        """
-        from .penalties.custom import Custom
-
+    def check_shapes(self) -> None:
+        """Check every penalty's matrices against the data (they may be set after creation)."""
         for pen in self.penalties:
-            if include_custom or not isinstance(pen, Custom):
-                pen.check_shape(self.n_features, self.n_tasks)
+            pen.check_shape(self.n_features, self.n_tasks)
 
     @property
     def n_features(self) -> int:
@@ -159,9 +152,8 @@ class Problem:
     @property
     def is_quadratic(self) -> bool:
         """True when every penalty is quadratic and there are no constraints."""
-        return self.constraints is None and all(
-            isinstance(p, QuadraticPenalty) for p in self.penalties
-        )
+        return self.constraints is None and all(p.structure == "quadratic"
+                                                for p in self.penalties)
 
     def loss_weights(self) -> np.ndarray:
         """The loss factors ``c_t`` (T,)."""
@@ -194,16 +186,35 @@ class Problem:
             raise DataError(f"intercept has shape {b.shape}, expected ({self.n_tasks},)")
         return b
 
-    def objective(self, W: Any, intercept: Any = None) -> float:
+    def objective(self, W: Any, intercept: Any = None, *,
+                  parts: Mapping[str, Any] | None = None) -> float:
         """The objective at ``W`` (d, T) in NumPy float64 on the original data.
 
         With ``fit_intercept=True`` and ``intercept=None`` the intercepts are profiled
-        out (set to their optimal values for this ``W``).
+        out (set to their optimal values for this ``W``). ``parts`` (name -> (d, T)
+        array, as in ``sol.parts``) evaluates decomposition terms at the given parts
+        instead of at their best parts for ``W``.
         """
         W = self.check_W(W)
         self.check_shapes()
         b = self._intercept_for(W, intercept)
-        return self.loss.value(self.data, W, b) + sum(p.value(W) for p in self.penalties)
+        if not parts:
+            return self.loss.value(self.data, W, b) + sum(p.value(W) for p in self.penalties)
+        known = {name for p in self.penalties for name in p.part_names}
+        unknown = sorted(set(parts) - known)
+        if unknown:
+            raise DataError(f"parts {unknown} belong to no term; the terms' parts are "
+                            f"{sorted(known) or 'none'}")
+        values = 0.0
+        for p in self.penalties:
+            mine = {name: self.check_W(parts[name], f"parts[{name!r}]")
+                    for name in p.part_names if name in parts}
+            if mine and len(mine) != len(p.part_names):
+                missing = sorted(set(p.part_names) - set(mine))
+                raise DataError(f"parts {missing} of {p.label} are missing; give all of "
+                                f"{list(p.part_names)} or none")
+            values += p.value_at(W, mine) if mine else p.value(W)
+        return self.loss.value(self.data, W, b) + values
 
     # ------------------------------------------------------------------ composite split
     def smooth_penalties(self) -> tuple[Penalty, ...]:

@@ -59,7 +59,7 @@ def _capable(penalties, among=None) -> list[str]:
     fista: every non-smooth term has a prox, MATH §6(b))."""
     info = mc.available_backends()
     need = _cones(penalties)
-    proximable = all(p.smooth or p.has_prox for p in penalties)
+    proximable = all(p.is_smooth or p.provides("prox") for p in penalties)
     return [b for b in (among or INSTALLED) if b in INSTALLED
             and (need <= info[b].cones or (b == "fista" and proximable))]
 

@@ -137,7 +137,7 @@ def test_mean_regularized_aux_variable_is_minimised_out(data, rng):
 
 # --------------------------------------------------------------------------- gradients
 def _smooth_cases(rng):
-    return [c for c in _penalty_cases(rng) if c[1].smooth] + [
+    return [c for c in _penalty_cases(rng) if c[1].is_smooth] + [
         ("Custom_gradient", mc.Custom(lambda W: cp.sum_squares(W) / 2, cones={"quadratic"},
                                       alpha=0.7, gradient=lambda W: W), None),
     ]

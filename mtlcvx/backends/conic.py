@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..certificates import certify
+from ..compile import refresh
 from ..exceptions import MTLError, SolverFailed
+from ..penalties.base import CONES
 from ..solution import Solution
 from .registry import Backend, certified_status, register
 
@@ -18,8 +20,6 @@ if TYPE_CHECKING:
     from ..problem import Problem
 
 __all__ = ["ConicBackend"]
-
-_ALL_CONES = frozenset({"zero", "nonneg", "soc", "psd", "exp", "quadratic"})
 
 
 class ConicBackend(Backend):
@@ -59,8 +59,8 @@ class ConicBackend(Backend):
         import cvxpy as cp
 
         start = time.perf_counter()
-        cvx = problem.cvxpy  # built once, Parameters refreshed
-        W = problem.cvxpy_variable
+        compiled = refresh(problem)  # built once, Parameters refreshed
+        cvx, W = compiled["problem"], compiled["W"]
         build_time = time.perf_counter() - start
         options = self.options(tol, max_iter)
         options.update(solver_opts)
@@ -92,7 +92,9 @@ class ConicBackend(Backend):
         intercept = problem.optimal_intercept(W_val) if problem.fit_intercept else None
         solver_objective = (float(cvx.value) + problem.cvxpy_offset
                             if cvx.value is not None else None)
-        certificate = certify(problem, W_val)
+        parts = {name: np.array(var.value, dtype=float)
+                 for name, var in compiled["parts"].items() if var.value is not None}
+        certificate = certify(problem, W_val, parts=parts)
         mapped = certified_status(certificate, tol, status == cp.OPTIMAL)
         stats = cvx.solver_stats
         return Solution(
@@ -106,6 +108,7 @@ class ConicBackend(Backend):
             solve_time=max(elapsed - compile_time, 0.0),
             iterations=getattr(stats, "num_iters", None),
             certificate=certificate,
+            parts=parts,
             info={"solver_status": status, "options": options,
                   **({"hint": self.hint} if mapped == "inaccurate" else {})},
         )
@@ -138,15 +141,15 @@ def _osqp(tol: float, max_iter: int | None) -> dict[str, Any]:
 
 
 register(ConicBackend(
-    "clarabel", "CLARABEL", ("clarabel",), None, _ALL_CONES, _clarabel,
+    "clarabel", "CLARABEL", ("clarabel",), None, CONES, _clarabel,
     "raise max_iter, or loosen tol; for large SDP-class problems try backend='scs'",
 ))
 register(ConicBackend(
-    "scs", "SCS", ("scs",), None, _ALL_CONES, _scs,
+    "scs", "SCS", ("scs",), None, CONES, _scs,
     "SCS is first-order: raise max_iter or loosen tol, or use backend='clarabel'",
 ))
 register(ConicBackend(
-    "ecos", "ECOS", ("ecos",), "ecos", frozenset({"zero", "nonneg", "soc", "exp", "quadratic"}),
+    "ecos", "ECOS", ("ecos",), "ecos", CONES - {"psd"},
     _ecos, "ECOS is known to stop early on badly scaled problems; try backend='clarabel'",
 ))
 register(ConicBackend(

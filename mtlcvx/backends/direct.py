@@ -29,7 +29,6 @@ import scipy.sparse.linalg as spla
 
 from ..certificates import certify
 from ..exceptions import MTLError, SolverFailed
-from ..penalties.quadratic import QuadraticPenalty
 from ..solution import Solution
 from .registry import Backend, certified_status, register
 
@@ -85,7 +84,7 @@ class DirectBackend(Backend):
         if problem.constraints is not None:
             return ("backend 'direct' cannot handle constraints (a constrained problem needs a "
                     "conic backend)")
-        bad = [type(p).__name__ for p in problem.penalties if not isinstance(p, QuadraticPenalty)]
+        bad = [p.label for p in problem.penalties if p.structure != "quadratic"]
         if bad:
             return (f"{', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not quadratic: "
                     f"backend 'direct' solves squared loss + {_QUADRATIC} only")

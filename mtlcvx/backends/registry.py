@@ -47,7 +47,7 @@ class Backend:
         if not missing:
             return None
         needs = [
-            f"{type(p).__name__} needs the {', '.join(repr(c) for c in sorted(p.cones & missing))}"
+            f"{p.label} needs the {', '.join(repr(c) for c in sorted(p.cones & missing))}"
             f" cone"
             for p in problem.penalties
             if p.cones & missing

@@ -18,9 +18,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import relations
+from .._linalg import lambda_min
 from ..data import as_float_array
 from ..exceptions import PenaltyError
-from .base import Penalty, check_strength
+from .base import Penalty, Term, check_strength
 
 __all__ = [
     "QuadraticPenalty",
@@ -37,18 +38,14 @@ class QuadraticPenalty(Penalty):
     """Base of ``(α/2) tr(W K Wᵀ)`` (side "task") or ``(α/2) tr(Wᵀ K W)`` (side "feature")."""
 
     cones: ClassVar[frozenset[str]] = frozenset({"quadratic"})
-    smooth: ClassVar[bool] = True
+    structure: ClassVar[str] = "quadratic"
+    #: "task": ``(α/2) tr(W K Wᵀ)``, K T×T; "feature": ``(α/2) tr(Wᵀ K W)``, K d×d.
     side: ClassVar[str] = "task"
 
     def _size(self, n_features: int, n_tasks: int) -> int:
         return n_tasks if self.side == "task" else n_features
 
-    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
-        """The PSD matrix ``K`` (T×T, task side) or ``D`` (d×d, feature side), without α.
-
-        A ``scipy.sparse`` matrix when the term was given one (or is sparse by
-        construction, as a graph Laplacian of a sparse adjacency).
-        """
+    def _compute_matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
         raise NotImplementedError
 
     def _per_size(self, slot: str, n_features: int, n_tasks: int,
@@ -64,19 +61,31 @@ class QuadraticPenalty(Penalty):
     def factor(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csc_matrix:
         """Sparsest ``R`` with ``R Rᵀ = matrix`` (cached until the matrix changes)."""
         return self._per_size("_factor_cache", n_features, n_tasks,
-                              lambda: relations.psd_factor(self._cached_matrix(n_features,
-                                                                               n_tasks)))
+                              lambda: relations.psd_factor(self.matrix(n_features, n_tasks)))
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)  # validates first: a refused value keeps the cache
         if name in self._params and name != "alpha":
-            self.__dict__.pop("_factor_cache", None)
-            self.__dict__.pop("_matrix_cache", None)
+            for slot in ("_factor_cache", "_matrix_cache", "_eigen_cache"):
+                self.__dict__.pop(slot, None)
 
-    def _cached_matrix(self, n_features: int, n_tasks: int) -> np.ndarray:
-        """:meth:`matrix`, computed once per size until a matrix parameter changes."""
+    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
+        """The PSD matrix ``K`` (T×T, task side) or ``D`` (d×d, feature side), without α.
+
+        A ``scipy.sparse`` matrix when the term was given one (or is sparse by
+        construction, as a graph Laplacian of a sparse adjacency). Computed once per
+        problem size until a matrix parameter changes.
+        """
         return self._per_size("_matrix_cache", n_features, n_tasks,
-                              lambda: self.matrix(n_features, n_tasks))
+                              lambda: self._compute_matrix(n_features, n_tasks))
+
+    def _eigen(self, n_features: int, n_tasks: int) -> tuple[np.ndarray, np.ndarray]:
+        """Eigendecomposition ``(λ ascending, U)`` of :meth:`matrix`, cached likewise."""
+        def compute() -> tuple[np.ndarray, np.ndarray]:
+            M = self.matrix(n_features, n_tasks)
+            return np.linalg.eigh(M.toarray() if sp.issparse(M) else M)
+
+        return self._per_size("_eigen_cache", n_features, n_tasks, compute)
 
     #: Name of the matrix parameter checked against the data ("K", "D", "A"), if any.
     _matrix: ClassVar[str | None] = None
@@ -107,24 +116,49 @@ class QuadraticPenalty(Penalty):
             return {"alpha": self.alpha}
         return {"S": np.sqrt(self.alpha / 2.0) * R}
 
-    def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Any:
+    def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Term:
         if "S" in params:
             S = params["S"]
-            return cp.sum_squares(W @ S if self.side == "task" else S.T @ W)
+            return Term(cp.sum_squares(W @ S if self.side == "task" else S.T @ W))
         R = self.factor(W.shape[0], W.shape[1])
         prod = W @ R if self.side == "task" else R.T @ W
-        return params["alpha"] / 2.0 * cp.sum_squares(prod)
+        return Term(params["alpha"] / 2.0 * cp.sum_squares(prod))
 
     def value(self, W: np.ndarray) -> float:
         d, T = W.shape
-        M = self._cached_matrix(d, T)
+        M = self.matrix(d, T)
         prod = W @ M if self.side == "task" else M @ W
         return 0.5 * self.alpha * float(np.sum(prod * W))
 
     def gradient(self, W: np.ndarray) -> np.ndarray:
+        """``α W K`` (task side) or ``α K W`` (feature side)."""
         d, T = W.shape
-        M = self._cached_matrix(d, T)
+        M = self.matrix(d, T)
         return self.alpha * (W @ M if self.side == "task" else M @ W)
+
+    def lipschitz(self, n_features: int, n_tasks: int) -> float:
+        """``α λ_max(K)``."""
+        lam = self._eigen(n_features, n_tasks)[0]
+        return self.alpha * max(float(lam[-1]), 0.0) if lam.size else 0.0
+
+    def strong_convexity(self, n_features: int, n_tasks: int) -> float:
+        """``α λ_min(K)`` (eigenvalues within round-off of 0 count as 0)."""
+        lam = self._eigen(n_features, n_tasks)[0]
+        return self.alpha * float(lambda_min(lam)) if lam.size else 0.0
+
+    def conjugate(self, V: np.ndarray) -> float:
+        """``½⟨V, (αK)⁻¹V⟩`` (K acting on the term's side) when ``αK ≻ 0``; inf otherwise.
+
+        When ``αK`` is singular the exact conjugate is inf off its range and finite on it;
+        inf is returned for every V, an upper bound that keeps dual bounds valid.
+        """
+        d, T = V.shape
+        lam, U = self._eigen(d, T)
+        if self.alpha <= 0 or float(lambda_min(lam)) <= 0:
+            return np.inf
+        Vr = V @ U if self.side == "task" else U.T @ V
+        scale = lam[None, :] if self.side == "task" else lam[:, None]
+        return 0.5 * float(np.sum(Vr * Vr / scale)) / self.alpha
 
 
 class Ridge(QuadraticPenalty):
@@ -135,14 +169,14 @@ class Ridge(QuadraticPenalty):
     alpha : float ≥ 0
     """
 
-    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray:
+    def _compute_matrix(self, n_features: int, n_tasks: int) -> np.ndarray:
         return np.eye(self._size(n_features, n_tasks))
 
     def cvxpy_parameters(self, n_features: int, n_tasks: int) -> dict[str, Any]:
         return {"alpha": self.alpha}
 
-    def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Any:
-        return params["alpha"] / 2.0 * cp.sum_squares(W)
+    def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Term:
+        return Term(params["alpha"] / 2.0 * cp.sum_squares(W))
 
     def value(self, W: np.ndarray) -> float:
         return 0.5 * self.alpha * float(np.sum(W * W))
@@ -180,7 +214,7 @@ class TaskRelation(QuadraticPenalty):
             return self._store_checked(name, value, relations.check_psd(value, "K"))
         return super()._validate(name, value)
 
-    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
+    def _compute_matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
         return self._checked_K
 
     @classmethod
@@ -244,7 +278,7 @@ class FactoredTaskRelation(TaskRelation):
         """``(R, ridge)`` with ``K = R Rᵀ + ridge·I`` (without α)."""
         return self._checked_R, self.ridge
 
-    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
+    def _compute_matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
         R = self._checked_R
         if sp.issparse(R):
             return sp.csr_matrix(R @ R.T + self.ridge * sp.eye(R.shape[0]))
@@ -293,7 +327,7 @@ class FeatureRelation(QuadraticPenalty):
             return self._store_checked(name, value, relations.check_psd(value, "D"))
         return super()._validate(name, value)
 
-    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
+    def _compute_matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
         return self._checked_D
 
 
@@ -324,7 +358,7 @@ class GraphLaplacian(QuadraticPenalty):
             return self._store_checked(name, value, relations.check_adjacency(value, "A"))
         return super()._validate(name, value)
 
-    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
+    def _compute_matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
         return relations.laplacian(self._checked_A)
 
 
@@ -342,16 +376,16 @@ class MeanRegularized(QuadraticPenalty):
     alpha : float ≥ 0, default 1.0
     """
 
-    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray:
+    def _compute_matrix(self, n_features: int, n_tasks: int) -> np.ndarray:
         return relations.mean_regularizer(n_tasks)
 
     def cvxpy_parameters(self, n_features: int, n_tasks: int) -> dict[str, Any]:
         return {"alpha": self.alpha}
 
-    def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Any:
+    def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Term:
         d, T = W.shape
         m = cp.Variable((d, 1), name="task_mean")
-        return params["alpha"] / 2.0 * cp.sum_squares(W - m @ np.ones((1, T)))
+        return Term(params["alpha"] / 2.0 * cp.sum_squares(W - m @ np.ones((1, T))))
 
     def value(self, W: np.ndarray) -> float:
         dev = W - W.mean(axis=1, keepdims=True)

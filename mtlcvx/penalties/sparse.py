@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import cvxpy as cp
 import numpy as np
 
-from .base import Penalty
+from .base import Penalty, Term
 from .spectral import squared_norm_shrink
 
 __all__ = ["L1", "L21", "SquaredL21"]
@@ -24,11 +24,12 @@ class L1(Penalty):
     """
 
     cones: ClassVar[frozenset[str]] = frozenset({"nonneg"})
+    structure: ClassVar[str] = "norm"
     #: The norm is a sum of ``|W_jt|`` over entries: Gap Safe screening discards entries.
     separable: ClassVar[str] = "entries"
 
-    def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Any:
-        return params["alpha"] * cp.sum(cp.abs(W))
+    def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Term:
+        return Term(params["alpha"] * cp.sum(cp.abs(W)))
 
     def value(self, W: np.ndarray) -> float:
         return self.alpha * float(np.abs(W).sum())
@@ -37,15 +38,13 @@ class L1(Penalty):
         """Soft-thresholding at ``step·α``."""
         return np.sign(V) * np.maximum(np.abs(V) - step * self.alpha, 0.0)
 
-    @staticmethod
-    def dual_norm(V: np.ndarray) -> float:
+    def dual_norm(self, V: np.ndarray) -> float:
         """``max |V_jt|``."""
         return float(np.abs(V).max(initial=0.0))
 
-    def alpha_max(self, G: np.ndarray) -> float:
-        """Smallest strength with ``W = 0`` optimal when ``G`` is the gradient of the rest
-        at 0: the dual norm of ``G``."""
-        return self.dual_norm(G)
+    def prox_composes_with(self, other: Penalty) -> bool:
+        """Soft-thresholding, then the L21 row shrink, is the prox of L1 + L21 (sparse group)."""
+        return isinstance(other, L21)
 
 
 class L21(Penalty):
@@ -61,11 +60,12 @@ class L21(Penalty):
     """
 
     cones: ClassVar[frozenset[str]] = frozenset({"soc"})
+    structure: ClassVar[str] = "norm"
     #: The norm is a sum of ``‖W_j,:‖₂`` over rows: Gap Safe screening discards rows.
     separable: ClassVar[str] = "rows"
 
-    def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Any:
-        return params["alpha"] * cp.mixed_norm(W, 2, 1)
+    def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Term:
+        return Term(params["alpha"] * cp.mixed_norm(W, 2, 1))
 
     def value(self, W: np.ndarray) -> float:
         return self.alpha * float(np.linalg.norm(W, axis=1).sum())
@@ -76,15 +76,9 @@ class L21(Penalty):
         shrink = np.maximum(1.0 - step * self.alpha / np.maximum(norms, np.finfo(float).tiny), 0)
         return V * shrink
 
-    @staticmethod
-    def dual_norm(V: np.ndarray) -> float:
+    def dual_norm(self, V: np.ndarray) -> float:
         """``max_j ‖V_{j,:}‖₂``."""
         return float(np.linalg.norm(V, axis=1).max(initial=0.0))
-
-    def alpha_max(self, G: np.ndarray) -> float:
-        """Smallest strength with ``W = 0`` optimal when ``G`` is the gradient of the rest
-        at 0: the dual norm of ``G``."""
-        return self.dual_norm(G)
 
 
 class SquaredL21(Penalty):
@@ -99,9 +93,10 @@ class SquaredL21(Penalty):
     """
 
     cones: ClassVar[frozenset[str]] = frozenset({"soc"})
+    structure: ClassVar[str] = "squared_norm"
 
-    def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Any:
-        return params["alpha"] / 2.0 * cp.square(cp.mixed_norm(W, 2, 1))
+    def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Term:
+        return Term(params["alpha"] / 2.0 * cp.square(cp.mixed_norm(W, 2, 1)))
 
     def value(self, W: np.ndarray) -> float:
         return 0.5 * self.alpha * float(np.linalg.norm(W, axis=1).sum()) ** 2
@@ -111,3 +106,12 @@ class SquaredL21(Penalty):
         norms = np.linalg.norm(V, axis=1)
         new = squared_norm_shrink(norms, step * self.alpha)
         return V * (new / np.maximum(norms, np.finfo(float).tiny))[:, None]
+
+    def dual_norm(self, V: np.ndarray) -> float:
+        """``max_j ‖V_{j,:}‖₂`` (the dual of the L21 norm)."""
+        return float(np.linalg.norm(V, axis=1).max(initial=0.0))
+
+    def gradient(self, W: np.ndarray) -> np.ndarray:
+        """A subgradient ``α Ω(W) ∂Ω(W)``, Ω the L21 norm (zero rows get 0)."""
+        norms = np.linalg.norm(W, axis=1)
+        return self.alpha * norms.sum() * (W / np.where(norms > 0, norms, 1.0)[:, None])

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import cvxpy as cp
 import numpy as np
 
-from .base import Penalty
+from .base import Penalty, Term
 
 __all__ = ["TraceNorm", "SquaredTraceNorm", "squared_norm_shrink"]
 
@@ -32,6 +32,10 @@ def squared_norm_shrink(sigma: np.ndarray, c: float) -> np.ndarray:
     return np.maximum(sigma - th, 0.0)
 
 
+def _spectral_norm(V: np.ndarray) -> float:
+    return float(np.linalg.norm(V, 2)) if V.size else 0.0
+
+
 class TraceNorm(Penalty):
     r"""Trace (nuclear) norm :math:`\alpha \lVert W\rVert_* = \alpha \sum_i \sigma_i(W)`.
 
@@ -43,9 +47,10 @@ class TraceNorm(Penalty):
     """
 
     cones: ClassVar[frozenset[str]] = frozenset({"psd"})
+    structure: ClassVar[str] = "norm"
 
-    def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Any:
-        return params["alpha"] * cp.normNuc(W)
+    def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Term:
+        return Term(params["alpha"] * cp.normNuc(W))
 
     def value(self, W: np.ndarray) -> float:
         return self.alpha * float(np.linalg.svd(W, compute_uv=False).sum())
@@ -55,15 +60,9 @@ class TraceNorm(Penalty):
         U, s, Vt = np.linalg.svd(V, full_matrices=False)
         return (U * np.maximum(s - step * self.alpha, 0.0)) @ Vt
 
-    @staticmethod
-    def dual_norm(V: np.ndarray) -> float:
+    def dual_norm(self, V: np.ndarray) -> float:
         """Spectral norm ``σ_max(V)``."""
-        return float(np.linalg.norm(V, 2)) if V.size else 0.0
-
-    def alpha_max(self, G: np.ndarray) -> float:
-        """Smallest strength with ``W = 0`` optimal when ``G`` is the gradient of the rest
-        at 0: the dual norm of ``G``."""
-        return self.dual_norm(G)
+        return _spectral_norm(V)
 
 
 class SquaredTraceNorm(Penalty):
@@ -78,9 +77,10 @@ class SquaredTraceNorm(Penalty):
     """
 
     cones: ClassVar[frozenset[str]] = frozenset({"psd"})
+    structure: ClassVar[str] = "squared_norm"
 
-    def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Any:
-        return params["alpha"] / 2.0 * cp.square(cp.normNuc(W))
+    def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Term:
+        return Term(params["alpha"] / 2.0 * cp.square(cp.normNuc(W)))
 
     def value(self, W: np.ndarray) -> float:
         return 0.5 * self.alpha * float(np.linalg.svd(W, compute_uv=False).sum()) ** 2
@@ -89,3 +89,13 @@ class SquaredTraceNorm(Penalty):
         """SVD, then the exact squared-norm shrinkage of MATH §6(b) on the singular values."""
         U, s, Vt = np.linalg.svd(V, full_matrices=False)
         return (U * squared_norm_shrink(s, step * self.alpha)) @ Vt
+
+    def dual_norm(self, V: np.ndarray) -> float:
+        """Spectral norm ``σ_max(V)`` (the dual of the trace norm)."""
+        return _spectral_norm(V)
+
+    def gradient(self, W: np.ndarray) -> np.ndarray:
+        """A subgradient ``α ‖W‖_* U Vᵀ`` (thin SVD, singular values above round-off)."""
+        U, s, Vt = np.linalg.svd(W, full_matrices=False)
+        keep = s > s.max(initial=0.0) * 1e-12
+        return self.alpha * s.sum() * (U[:, keep] @ Vt[keep])
