@@ -229,3 +229,33 @@ def test_seed_features_coupling_versus_independent_least_squares(seed_features):
     assert path["linear_A"][-1] > path["linear_A"][0]
     assert path["linear_complement"][-1] < path["linear_complement"][0]
     assert path["balanced_A"][-1] < path["balanced_A"][0]
+
+
+# ---------------------------------------------------------------- School cross-validation
+def test_school_cross_validation_matches_sklearn_ridge_per_school():
+    from sklearn.linear_model import Ridge
+
+    import mtlcvx as mc
+
+    rows = _load("school_cross_validation").run(quick=True)
+    assert set(rows) == {"independent ridge", "mean-regularized", "L21", "trace norm"}
+    res = rows["independent ridge"]["result"]
+    data = mc.datasets.load_school(standardize=True)
+    splits = mc.TaskShuffleSplit(2, test_size=0.25, random_state=0).split(
+        mc.MultiTaskData(data.X[:10], data.y[:10]))
+    for f, (trains, tests) in enumerate(splits):
+        for i, a in enumerate(res.alphas):
+            # (1/(2n))‖y − Xw − b‖² + (α/2)‖w‖²  ⇔  scikit-learn's ‖y − Xw − b‖² + nα‖w‖²
+            sse, ys = 0.0, []
+            for t in range(10):
+                X, y = data.X[t], data.y[t]
+                tr, te = trains[t], tests[t]
+                model = Ridge(alpha=len(tr) * a).fit(X[tr], y[tr])
+                sse += float(np.sum((y[te] - model.predict(X[te])) ** 2))
+                ys.append(y[te])
+            y_all = np.concatenate(ys)
+            want = 1 - sse / float(np.sum((y_all - y_all.mean()) ** 2))
+            assert res.scores[i, f] == pytest.approx(want, rel=1e-7)
+    for r in rows.values():
+        assert r["result"].best_alpha == r["alpha"]
+        assert r["r2_pooled"] == pytest.approx(r["result"].scores[r["result"].best_index].mean())
