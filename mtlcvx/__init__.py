@@ -45,6 +45,7 @@ from .penalties import (
     FactoredTaskRelation,
     FeatureRelation,
     GraphLaplacian,
+    LearnedClusters,
     MeanRegularized,
     Penalty,
     Ridge,
@@ -54,6 +55,7 @@ from .penalties import (
     TraceNorm,
 )
 from .problem import Problem
+from .relation_learning import RelationResult, learn_relation
 from .solution import Solution
 from .validation import ValidationReport, validate
 
@@ -90,6 +92,9 @@ __all__ = [
     "TraceNorm",
     "SquaredTraceNorm",
     "Custom",
+    "LearnedClusters",
+    "learn_relation",
+    "RelationResult",
     "available_backends",
     "certify",
     "Certificate",

@@ -2,6 +2,7 @@
 
 from .base import CONES, Penalty
 from .custom import Custom
+from .learned import LearnedClusters
 from .quadratic import (
     FactoredTaskRelation,
     FeatureRelation,
@@ -30,4 +31,5 @@ __all__ = [
     "TraceNorm",
     "SquaredTraceNorm",
     "Custom",
+    "LearnedClusters",
 ]
