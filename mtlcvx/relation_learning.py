@@ -429,56 +429,6 @@ class _BackendStep:
         return sol.W
 
 
-# ---------------------------------------------------------------------- certificate
-def _relation_certificate(reduced: Problem, base: Problem, relation: _Relation,
-                          W: np.ndarray) -> Certificate:
-    r"""Fenchel gap of the reduced problem ``F = f + h + φ`` (f the loss, h the quadratic
-    terms, φ the learned term): ``D(s) = s·a − s²(b + h(W) + φ*(V))`` with the dual point
-    ``θ_t = s·c_t(y_t − X_t w_t)`` and the quadratic blocks augmented, ``V = −∇(f + h)(W)``
-    (φ* is 2-homogeneous, so ``s`` enters squared), maximised over ``s ≥ 0``.
-
-    Other (non-quadratic) terms in the problem: :func:`mtlcvx.certify`.
-    """
-    if any(not isinstance(p, QuadraticPenalty) for p in base.penalties):
-        return certify(reduced, W)
-    objective = reduced.objective(W)
-    data = reduced.data
-    c = reduced.loss_weights()
-    X, y, task = data.stacked()
-    r = data.stacked_residuals(W)
-    if reduced.fit_intercept:  # centre each task: profiles the intercepts out
-        r = r - (data.task_sums(r) / data.n_samples)[task]
-        y = y - (data.task_sums(y) / data.n_samples)[task]
-    theta = -c[task] * r
-    a = float(theta @ y)
-    safe_c = np.where(c > 0, c, 1.0)
-    b = float(np.sum(np.where(c > 0, data.task_sums(theta * theta) / (2.0 * safe_c), 0.0)))
-    V = data.task_sums(X * theta[:, None]).T
-    Kt, Kf = base.quadratic_coupling()
-    grad_h = W @ Kt + (0.0 if Kf is None else Kf @ W)
-    V = V - grad_h
-    b += 0.5 * float(np.sum(grad_h * W))
-    q = b + relation.conjugate(V)
-    if not np.isfinite(q):
-        dual = 0.0
-    elif q > 0:
-        dual = max(a, 0.0) ** 2 / (4.0 * q)
-    else:
-        dual = 0.0
-    # rounding: both sides are sums of float64 terms of these magnitudes
-    gap = max(objective - dual, 0.0) + 16 * np.finfo(float).eps * (abs(objective) + abs(dual))
-    rel = gap / abs(objective) if objective != 0 else (0.0 if gap == 0 else np.inf)
-    mu = relation.term.strong_convexity() if not relation.covariance else 0.0
-    mu += base.strong_convexity()
-    dist = float(np.sqrt(2.0 * gap / mu)) if mu > 0 else None
-    grad = -V + relation.term.gradient(W) if not relation.covariance else None
-    grad_norm = None if grad is None else float(np.linalg.norm(grad))
-    return Certificate(objective, gap, rel, grad_norm, dist,
-                       "learned-relation conjugate (rung 6)"
-                       + (" + quadratic blocks (rung 3)" if np.any(grad_h) else ""),
-                       None, dual)
-
-
 # ---------------------------------------------------------------------- driver
 def _check_args(prob, kind, alpha, k, eta, method, backend, k_step, k_constraints, max_iter,
                 tol, eps, W0):
@@ -575,7 +525,8 @@ def learn_relation(prob: Problem, kind: str, alpha: float, *, k: float | None = 
         Cap on the alternation's iterations over all ε stages together (the polish runs
         FISTA up to 20 000 further iterations).
     tol : float, default 1e-8
-        Target certified relative gap ``gap / |F(W)|``.
+        Target certified relative gap (``certificate.relative_gap``, from
+        :func:`mtlcvx.certify` on the reduced problem).
     eps : float, default 1e-8
         Final ε of the covariance kinds' continuation (added to ``WᵀW`` before the square
         root, as in MTRL's code); stages start at ``10⁻²·‖W₁‖²_F/n`` and divide by 10.
@@ -639,7 +590,7 @@ def _learn(prob, kind, alpha, k, eta, method, backend, k_step, k_constraints, ma
             bar.set_postfix(objective=f"{obj:.6g}", stage=stage)
 
     def certificate(W: np.ndarray) -> Certificate:
-        return _relation_certificate(reduced, base, relation, W)
+        return certify(reduced, W)
 
     def met(cert: Certificate) -> bool:
         return cert.relative_gap is not None and cert.relative_gap <= tol
@@ -708,7 +659,7 @@ def _learn(prob, kind, alpha, k, eta, method, backend, k_step, k_constraints, ma
         polish = False
     if polish and not reduced.has_prox:
         polish = False
-        info["polish"] = f"skipped: {reduced._prox_plan()}"
+        info["polish"] = "skipped: the non-smooth terms have no exact joint prox"
     if polish:
         polish_start = time.perf_counter()
         cert = certificate(W) if cert is None else cert

@@ -244,5 +244,8 @@ def test_learned_clusters_term(rng):
     assert np.sum(term.gradient(W) * E) == pytest.approx(fd, rel=1e-6)
     G = term.gradient(W)
     assert term.value(W) + term.conjugate(G) == pytest.approx(np.sum(W * G), rel=1e-10)
-    assert term.lipschitz() == pytest.approx(0.7 / 0.3)
-    assert term.strong_convexity() == pytest.approx(0.7 / 1.3)
+    assert term.lipschitz(4, 6) == pytest.approx(0.7 / 0.3)
+    assert term.strong_convexity(4, 6) == pytest.approx(0.7 / 1.3)
+    assert term.structure == "smooth"
+    assert [o for o in ("prox", "gradient", "lipschitz", "strong_convexity", "conjugate")
+            if term.provides(o)] == ["gradient", "lipschitz", "strong_convexity", "conjugate"]

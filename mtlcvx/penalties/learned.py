@@ -136,7 +136,6 @@ class LearnedClusters(Penalty):
 
     structure: ClassVar[str] = "smooth"
     cones: ClassVar[frozenset[str]] = frozenset({"psd"})
-    smooth: ClassVar[bool] = True
     _params = ("alpha", "k", "eta", "side")
 
     def __init__(self, alpha: float = 1.0, k: float = 1.0, eta: float = 1.0,
@@ -192,12 +191,11 @@ class LearnedClusters(Penalty):
         U, s, Vt, m = self._spectrum(W)
         return self.alpha * (U * (s / (self.eta + m[: s.size]))) @ Vt
 
-    def lipschitz(self, n_features: int | None = None, n_tasks: int | None = None) -> float:
+    def lipschitz(self, n_features: int, n_tasks: int) -> float:
         """Lipschitz constant ``α/η`` of the gradient (independent of the problem size)."""
         return self.alpha / self.eta
 
-    def strong_convexity(self, n_features: int | None = None,
-                         n_tasks: int | None = None) -> float:
+    def strong_convexity(self, n_features: int, n_tasks: int) -> float:
         """Strong-convexity modulus ``α/(1 + η)``."""
         return self.alpha / (1.0 + self.eta)
 
@@ -208,11 +206,6 @@ class LearnedClusters(Penalty):
         s = np.linalg.svd(V, compute_uv=False)
         lam = s * s
         return (self.eta * float(lam.sum()) + ky_fan(lam, self.k)) / (2.0 * self.alpha)
-
-    def provides(self, oracle: str) -> bool:
-        """The oracles this term answers: value, gradient, lipschitz, strong_convexity,
-        conjugate (no prox: it enters first-order methods through its gradient)."""
-        return oracle in ("gradient", "lipschitz", "strong_convexity", "conjugate")
 
     # ----------------------------------------------------------------- cvxpy
     def cvxpy_parameters(self, n_features: int, n_tasks: int) -> dict[str, Any]:
