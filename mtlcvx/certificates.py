@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .oracles import merge_terms, prox_chain, quadratic_coupling
+from .coupling import TaskCoupling
+from .oracles import coupling, merge_terms, prox_chain
 
 if TYPE_CHECKING:
     from .penalties.base import Penalty
@@ -175,17 +176,18 @@ class _Pieces:
 
     def __init__(self, problem: Problem, W: np.ndarray):
         a, b, V = problem.loss.dual(problem.data, W, problem.fit_intercept)
-        Kt, Kf = quadratic_coupling(problem)
+        Kt, Kf = coupling(problem)
         self.Kt, self.Kf = Kt, Kf
         self.a_task = a  # per-task linear coefficients of D(s)
         self.a = float(a.sum())
         self.b = float(b.sum())  # quadratic coefficient (loss part)
         self.V_loss = V  # −∇f(W)
-        h_task = 0.5 * np.sum((W @ Kt) * W, axis=0) + (
+        WK = Kt.apply(W)
+        h_task = 0.5 * np.sum(WK * W, axis=0) + (
             0.0 if Kf is None else 0.5 * np.sum((Kf @ W) * W, axis=0))
         self.b_task = b + h_task  # per-task quadratic coefficients, quadratic blocks included
         self.h_value = float(h_task.sum())
-        self.grad_h = W @ Kt + (0.0 if Kf is None else Kf @ W)
+        self.grad_h = WK + (0.0 if Kf is None else Kf @ W)
 
 
 def _best_scale(a: float, b: float, s_max: float = np.inf) -> tuple[float, float]:
@@ -197,19 +199,20 @@ def _best_scale(a: float, b: float, s_max: float = np.inf) -> tuple[float, float
     return s, a * s - b * s * s
 
 
-def _quadratic_conjugate(Kt: np.ndarray, Kf: np.ndarray | None, V: np.ndarray) -> float | None:
-    """``½⟨V, Q⁻¹V⟩`` for ``Q(W) = W K_t + K_f W`` when Q is positive definite, else None."""
-    lt, Ut = np.linalg.eigh(Kt)
+def _quadratic_conjugate(Kt: TaskCoupling, Kf: np.ndarray | None,
+                         V: np.ndarray) -> float | None:
+    """``½⟨V, Q⁻¹V⟩`` for ``Q(W) = W K_t + K_f W`` when Q is positive definite, else None.
+
+    In the eigenbasis of ``K_f`` (d×d) this is d shifted solves with ``K_t`` in its
+    structure (sparse, factor-given or dense).
+    """
     if Kf is None:
-        lf, Uf = np.zeros(V.shape[0]), None
+        Vr, lf = V, np.zeros(V.shape[0])
     else:
         lf, Uf = np.linalg.eigh(Kf)
-    denom = lf[:, None] + lt[None, :]
-    scale = max(1.0, float(np.abs(denom).max()))
-    if denom.min() <= max(denom.shape) * 1e-13 * scale:
-        return None
-    Vr = (V if Uf is None else Uf.T @ V) @ Ut
-    return 0.5 * float(np.sum(Vr * Vr / denom))
+        Vr = Uf.T @ V
+    X = Kt.solve_shifted(Vr, lf)
+    return None if X is None else 0.5 * float(np.sum(Vr * X))
 
 
 # ---------------------------------------------------------------------- certify
@@ -267,7 +270,7 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
         return _rung5(problem, grad_mapping, W_plus, profiled, mu, done, "; ".join(missing))
 
     pieces = _Pieces(problem, W)
-    has_h = bool(np.any(pieces.Kt)) or pieces.Kf is not None
+    has_h = not pieces.Kt.is_zero or pieces.Kf is not None
     if not norms and not conj:  # rung 4: quadratic problem
         conj_h = _quadratic_conjugate(pieces.Kt, pieces.Kf, pieces.V_loss)
         if conj_h is not None:
@@ -282,7 +285,7 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     b = pieces.b + pieces.h_value  # the augmented blocks enter with weight 1
     aug = " + quadratic blocks (rung 3)" if has_h else ""
     if norm_part is not None and not conj:
-        if norm_part.separable_tasks() and not np.any(pieces.Kt - np.diag(np.diag(pieces.Kt))):
+        if norm_part.separable_tasks() and pieces.Kt.is_diagonal:
             # Separable across tasks (task side diagonal): one scale per task.
             pen = norm_part.single
             s_max = [_column_scale(pen, V[:, [t]]) for t in range(V.shape[1])]

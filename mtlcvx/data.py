@@ -387,9 +387,26 @@ class MultiTaskData:
             self.__dict__["_stacked_rows"] = cache
         return cache
 
+    def shared_targets(self) -> np.ndarray:
+        """``Y`` (n, T) of a shared design (the targets side by side), computed once."""
+        cache = self.__dict__.get("_shared_targets")
+        if cache is None:
+            cache = np.stack(self.y, axis=1)
+            self.__dict__["_shared_targets"] = cache
+        return cache
+
+    def shared_residuals(self, W: np.ndarray) -> np.ndarray:
+        """``X W − Y`` (n, T) of a shared design: the design is used once, not stacked."""
+        return self.X[0] @ W - self.shared_targets()
+
     def stacked_residuals(self, W: np.ndarray,
                           intercept: np.ndarray | None = None) -> np.ndarray:
         """Residuals ``x_nᵀ w_{t(n)} + b_{t(n)} − y_n`` of every stacked row (N,)."""
+        if self.is_shared:
+            r = self.shared_residuals(W)
+            if intercept is not None:
+                r += intercept
+            return r.T.ravel()
         X, y, task = self.stacked()
         r = np.einsum("nd,dn->n", X, W[:, task]) - y
         if intercept is not None:
@@ -399,6 +416,8 @@ class MultiTaskData:
     def task_sums(self, values: np.ndarray) -> np.ndarray:
         """Per-task sums of a per-row array: (N,) -> (T,), or (N, k) -> (T, k)."""
         if values.ndim == 1:
+            if self.is_shared:  # rows are task-major: one reshape, nothing stacked
+                return values.reshape(self.n_tasks, -1).sum(axis=1)
             return np.bincount(self.stacked()[2], weights=values, minlength=self.n_tasks)
         indicator = self.__dict__.get("_task_indicator")
         if indicator is None:

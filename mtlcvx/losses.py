@@ -111,9 +111,20 @@ class SquaredLoss:
         profiled out (each task centred). Weights are read now: make a new oracle after
         changing them.
         """
-        Apad, Zpad = data.compressed(center).padded
+        comp = data.compressed(center)
         c = self.weights(data)
         offset = self.offset(data, center)
+        if comp.shared:  # one design (d×d after compression when n > d), never stacked
+            A, Z = comp.A[0], np.stack(comp.z, axis=1)
+
+            def shared(W: np.ndarray, need_gradient: bool = True) -> tuple[float,
+                                                                            np.ndarray | None]:
+                R = A @ W - Z
+                value = 0.5 * float(c @ np.einsum("mt,mt->t", R, R)) + offset
+                return value, (A.T @ (R * c) if need_gradient else None)
+
+            return shared
+        Apad, Zpad = comp.padded
 
         def oracle(W: np.ndarray, need_gradient: bool = True) -> tuple[float,
                                                                         np.ndarray | None]:
@@ -132,6 +143,16 @@ class SquaredLoss:
         lose their means (the intercepts profiled out).
         """
         c = self.weights(data)
+        if data.is_shared:  # residual computed directly on X (n, d), never stacked T times
+            R = data.shared_residuals(W)
+            Y = data.shared_targets()
+            if center:
+                R = R - R.mean(axis=0)
+                Y = Y - Y.mean(axis=0)
+            Theta = -c * R
+            quadratic = np.where(c > 0, np.einsum("nt,nt->t", Theta, Theta)
+                                 / (2.0 * np.where(c > 0, c, 1.0)), 0.0)
+            return LossDual(np.einsum("nt,nt->t", Theta, Y), quadratic, data.X[0].T @ Theta)
         X, y, task = data.stacked()
         r = data.stacked_residuals(W)
         if center:

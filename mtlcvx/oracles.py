@@ -15,34 +15,51 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._linalg import lambda_min
+from .coupling import TaskCoupling
 from .penalties.base import Penalty
 
 if TYPE_CHECKING:
     from .problem import Problem
 
-__all__ = ["quadratic_coupling", "smooth_terms", "smooth_oracle", "merge_terms", "prox_chain",
+__all__ = ["coupling", "quadratic_coupling", "smooth_terms", "smooth_oracle", "merge_terms",
+           "prox_chain",
            "prox_plan", "prox_operator", "lipschitz",
            "strong_convexity"]
 
 
-def quadratic_coupling(problem: Problem) -> tuple[np.ndarray, np.ndarray | None]:
-    """Task-side ``Σ α K`` (T, T) and feature-side ``Σ α D`` (d, d, or None).
+def coupling(problem: Problem) -> tuple[TaskCoupling, np.ndarray | None]:
+    """Task-side ``Σ α K`` in its structure and feature-side ``Σ α D`` (d, d, or None).
 
     Sums over the quadratic terms, so their part of the objective is
-    ``½ tr(W K_t Wᵀ) + ½ tr(Wᵀ K_f W)`` and its gradient ``W K_t + K_f W``.
+    ``½ tr(W K_t Wᵀ) + ½ tr(Wᵀ K_f W)`` and its gradient ``W K_t + K_f W``. Sparse and
+    factor-given ``K`` stay so (:class:`~mtlcvx.coupling.TaskCoupling`).
     """
     d, T = problem.n_features, problem.n_tasks
-    Kt = np.zeros((T, T))
+    Kt = TaskCoupling(T)
     Kf = None
     for p in problem.penalties:
-        if p.structure == "quadratic":
+        if p.structure != "quadratic":
+            continue
+        if p.side == "task":
+            low_rank = p.low_rank()
+            if low_rank is not None:
+                Kt.add_factor(*low_rank, p.alpha)
+            else:
+                Kt.add_matrix(p.matrix(d, T), p.alpha)
+        else:
             M = p.matrix(d, T)
             M = p.alpha * (M.toarray() if sp.issparse(M) else M)
-            if p.side == "task":
-                Kt += M
-            else:
-                Kf = M if Kf is None else Kf + M
+            Kf = M if Kf is None else Kf + M
     return Kt, Kf
+
+
+def quadratic_coupling(problem: Problem) -> tuple[np.ndarray, np.ndarray | None]:
+    """Task-side ``Σ α K`` (T, T) and feature-side ``Σ α D`` (d, d, or None), dense.
+
+    For small problems and inspection; the solvers use :func:`coupling`.
+    """
+    Kt, Kf = coupling(problem)
+    return Kt.to_dense(), Kf
 
 
 def smooth_terms(problem: Problem) -> list[Penalty]:
@@ -61,13 +78,13 @@ def smooth_oracle(problem: Problem) -> Callable[[np.ndarray, bool],
     problem fits them.
     """
     loss = problem.loss.oracle(problem.data, problem.fit_intercept)
-    Kt, Kf = quadratic_coupling(problem)
-    has_task = bool(np.any(Kt))
+    Kt, Kf = coupling(problem)
+    has_task = not Kt.is_zero
     others = smooth_terms(problem)
 
     def oracle(W: np.ndarray, need_gradient: bool = True) -> tuple[float, np.ndarray | None]:
         value, grad = loss(W, need_gradient)
-        quad = W @ Kt if has_task else None
+        quad = Kt.apply(W) if has_task else None
         if Kf is not None:
             quad = Kf @ W if quad is None else quad + Kf @ W
         if quad is not None:
@@ -147,20 +164,29 @@ def prox_operator(problem: Problem) -> Callable[[np.ndarray, float], np.ndarray]
 def _spectra(problem: Problem) -> tuple[float, float, float, float]:
     """``(max_t c_t λ_max, min_t c_t λ_min)`` of the task Hessian blocks ``c_t A_tᵀA_t``
     and ``(λ_max, λ_min)`` of the coupling ``K_t ⊕ K_f``; cached on their inputs."""
-    Apad, _ = problem.data.compressed(problem.fit_intercept).padded
+    comp = problem.data.compressed(problem.fit_intercept)
     c = problem.loss_weights()
-    Kt, Kf = quadratic_coupling(problem)
-    key = (problem.fit_intercept, c.tobytes(), hash(Kt.tobytes()),
-           None if Kf is None else hash(Kf.tobytes()))
+    d, T = problem.n_features, problem.n_tasks
+    # the matrices are cached objects, replaced (never edited) when a parameter changes
+    parts = tuple((id(p), p.alpha, id(p.low_rank()[0]) if p.low_rank() is not None
+                   else id(p.matrix(d, T)))
+                  for p in problem.penalties if p.structure == "quadratic")
+    key = (problem.fit_intercept, c.tobytes(), parts)
     cache = problem.__dict__.get("_spectra_cache")
     if cache is None or cache[0] != key:
-        lam = np.linalg.eigvalsh(np.matmul(Apad.transpose(0, 2, 1), Apad))
+        if comp.shared:  # one design: one eigenproblem instead of T identical ones
+            lam = np.linalg.eigvalsh(comp.A[0].T @ comp.A[0])[None, :]
+        else:
+            Apad, _ = comp.padded
+            lam = np.linalg.eigvalsh(np.matmul(Apad.transpose(0, 2, 1), Apad))
         top = float((c * lam[:, -1]).max())
         low = float((c * lambda_min(lam)).min())
-        lt = np.linalg.eigvalsh(Kt)
+        Kt, Kf = coupling(problem)
+        kt_top, kt_low = Kt.bounds()
         lf = np.zeros(1) if Kf is None else np.linalg.eigvalsh(Kf)
-        cache = (key, (top, low, max(lt[-1], 0.0) + max(lf[-1], 0.0),
-                       float(lambda_min(lt) + lambda_min(lf))))
+        round_off = T * 1e-14 * max(1.0, kt_top)
+        cache = (key, (top, low, max(kt_top, 0.0) + max(lf[-1], 0.0),
+                       float((kt_low if kt_low > round_off else 0.0) + lambda_min(lf))))
         problem.__dict__["_spectra_cache"] = cache
     return cache[1]
 

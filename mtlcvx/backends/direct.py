@@ -1,4 +1,4 @@
-r"""The "direct" backend: exact linear solve of quadratic problems.
+r"""The "direct" backend: exact linear solve of quadratic problems, by structure.
 
 With squared loss and quadratic penalties the optimality condition is linear,
 
@@ -7,14 +7,24 @@ With squared loss and quadratic penalties the optimality condition is linear,
     c_t A_t^\top A_t w_t + K_f w_t + (W K_t)_{:,t} = c_t A_t^\top z_t \quad (t = 1..T),
 
 where ``A_t, z_t`` are the compressed task data, ``K_t = Σ α K`` the task-side and
-``K_f = Σ α D`` the feature-side matrices. It is solved by
+``K_f = Σ α D`` the feature-side matrices. ``kron(K_t, I_d)`` is never formed densely;
+the route follows the structure (``sol.info["method"]`` names it, ``sol.info["coupling"]``
+the structure of ``K_t``):
 
-* **eigen/Sylvester** for a shared design (two symmetric eigendecompositions and an
-  elementwise divide);
-* **dense Cholesky** of the assembled dT×dT system while ``d·T ≤ dense_limit``
-  (pseudo-inverse through ``eigh`` when it is only semidefinite);
-* **matrix-free preconditioned CG** above that: the operator applies
-  ``W ↦ [c_t H_t w_t] + K_f W + W K_t`` without ever forming ``kron(K_t, I_d)``,
+* **shared design** (Sylvester): the eigenbasis ``XᵀX = V S Vᵀ`` (one d×d eigenproblem)
+  turns the system into d independent T×T systems ``ŵ_i (K_t + s_i I) = b̂_i``, solved
+  by the structure of ``K_t``: a divide (diagonal), banded Cholesky (a chain or other
+  narrow band), a sparse ``LDLᵀ`` (sparse), Woodbury (``Z Zᵀ`` + diagonal) or one
+  eigendecomposition (dense ``K_t``);
+* **per-task blocks** when ``K_t`` is diagonal: T independent d×d solves;
+* **banded Cholesky / sparse LDLᵀ** of the sparse SPD system
+  ``blkdiag(c_t A_tᵀA_t + K_f) + K_t ⊗ I_d`` when ``K_t`` is sparse (task-major order:
+  a chain gives bandwidth d);
+* **Woodbury** when ``K_t = U Uᵀ + diagonal`` is given by a factor: T block solves and
+  one ``(p·d)×(p·d)`` capacitance system;
+* **dense Cholesky** of the assembled system while ``d·T ≤ dense_limit`` (pseudo-inverse
+  through ``eigh`` when it is only semidefinite);
+* **matrix-free preconditioned CG** otherwise, multiplying by ``K_t`` in its structure,
   preconditioned by the block-Jacobi blocks ``c_t H_t + K_f + (K_t)_tt I``.
 """
 
@@ -25,10 +35,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from .. import oracles
 from ..certificates import certify
+from ..coupling import DENSE_LIMIT, TaskCoupling
 from ..exceptions import MTLError, SolverFailed
+from ..relations import _sparse_ldl
 from ..solution import Solution
 from .registry import Backend, certified_status, register
 
@@ -38,6 +52,8 @@ if TYPE_CHECKING:
 __all__ = ["DirectBackend"]
 
 _QUADRATIC = "Ridge, TaskRelation, GraphLaplacian, MeanRegularized, FeatureRelation"
+#: Largest band storage (entries) for the banded Cholesky of the per-task system.
+_MAX_BAND_ENTRIES = 50_000_000
 
 
 def _pinv_solve_sym(M: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -58,9 +74,34 @@ def _blocks(comp, c, Kf) -> tuple[np.ndarray, np.ndarray]:
     return Hs, B
 
 
-def _apply(Hs: np.ndarray, Kt: np.ndarray, W: np.ndarray) -> np.ndarray:
+def _apply(Hs: np.ndarray, Kt: TaskCoupling, W: np.ndarray) -> np.ndarray:
     """The system operator ``W ↦ [H_t w_t]_t + W K_t`` (never forms ``kron(K_t, I_d)``)."""
-    return np.matmul(Hs, W.T[:, :, None])[:, :, 0].T + W @ Kt
+    return np.matmul(Hs, W.T[:, :, None])[:, :, 0].T + Kt.apply(W)
+
+
+def _block_inverse(blocks: np.ndarray) -> np.ndarray:
+    """Inverses of the SPD blocks (T, d, d); pseudo-inverses through eigh when singular."""
+    try:
+        Pinv = np.linalg.inv(blocks)
+        if np.all(np.isfinite(Pinv)):
+            return Pinv
+    except np.linalg.LinAlgError:
+        pass
+    d = blocks.shape[-1]
+    lam, V = np.linalg.eigh(blocks)
+    cutoff = np.maximum(lam.max(axis=1, keepdims=True), 1.0) * d * np.finfo(float).eps
+    inv = np.where(lam > cutoff, 1.0 / np.where(lam > cutoff, lam, 1.0), 0.0)
+    return np.matmul(V * inv[:, None, :], V.transpose(0, 2, 1))
+
+
+def _block_solve(blocks: np.ndarray, B: np.ndarray) -> np.ndarray | None:
+    """``w_t = blocks_t⁻¹ b_t`` (B is (d, T)) by batched Cholesky; None if one is not PD."""
+    try:
+        L = np.linalg.cholesky(blocks)
+    except np.linalg.LinAlgError:
+        return None
+    y = np.linalg.solve(L, B.T[:, :, None])
+    return np.linalg.solve(L.transpose(0, 2, 1), y)[:, :, 0].T
 
 
 class DirectBackend(Backend):
@@ -69,7 +110,8 @@ class DirectBackend(Backend):
     Parameters
     ----------
     dense_limit : int
-        Largest ``d·T`` for which the dense Cholesky path is used.
+        Largest ``d·T`` for which the dense Cholesky path is used (when no structured
+        route applies).
     """
 
     name = "direct"
@@ -97,34 +139,37 @@ class DirectBackend(Backend):
         start = time.perf_counter()
         comp = problem.data.compressed(problem.fit_intercept)
         c = problem.loss_weights()
-        Kt, Kf = problem.quadratic_coupling()
-        uniform = bool(np.allclose(c, c[0]))
-        prep_time = time.perf_counter() - start
-        if comp.shared and c[0] > 0 and (uniform or Kf is None) and np.all(c > 0):
+        Kt, Kf = oracles.coupling(problem)
+        uniform = bool(np.all(c == c[0]))
+        W = method = None
+        iters = 1
+        if comp.shared and (uniform or Kf is None) and np.all(c > 0):
+            W = self._sylvester(comp, c, Kt, Kf, uniform)
             method = "sylvester"
-            W, compile_time, solve_time, iters = self._sylvester(comp, c, Kt, Kf, uniform)
-        elif problem.n_features * problem.n_tasks <= self.dense_limit:
-            method = "cholesky"
-            W, compile_time, solve_time, method = self._dense(comp, c, Kt, Kf)
-            iters = 1
-        else:
-            method = "pcg"
-            W, compile_time, solve_time, iters = self._pcg(comp, c, Kt, Kf, tol, max_iter)
-        compile_time += prep_time
+        if W is None:
+            Hs, B = _blocks(comp, c, Kf)
+            W, method = self._structured(Hs, B, Kt)
+            if W is None and problem.n_features * problem.n_tasks <= self.dense_limit:
+                W, method = self._dense(Hs, B, Kt)
+            if W is None:
+                W, iters = self._pcg(Hs, B, Kt, tol, max_iter)
+                method = "pcg"
+        solve_time = time.perf_counter() - start
         intercept = problem.optimal_intercept(W) if problem.fit_intercept else None
         certificate = certify(problem, W)
         return Solution(
             W=W, intercept=intercept, objective=certificate.objective,
             solver_objective=problem.smooth_oracle()(W, False)[0],
             status=certified_status(certificate, tol, True),
-            backend=self.name, compile_time=compile_time, solve_time=solve_time,
-            iterations=iters, certificate=certificate, info={"method": method},
+            backend=self.name, compile_time=0.0, solve_time=solve_time,
+            iterations=iters, certificate=certificate,
+            info={"method": method, "coupling": Kt.kind},
         )
 
-    # ------------------------------------------------------------------ paths
+    # ------------------------------------------------------------------ routes
     @staticmethod
-    def _sylvester(comp, c, Kt, Kf, uniform):
-        t0 = time.perf_counter()
+    def _sylvester(comp, c, Kt: TaskCoupling, Kf, uniform) -> np.ndarray | None:
+        """``c H W + K_f W + W K_t = c B`` in the eigenbasis of ``H = AᵀA``."""
         A = comp.A[0]
         Z = np.stack(comp.z, axis=1)
         H = A.T @ A
@@ -132,36 +177,104 @@ class DirectBackend(Backend):
         if uniform and Kf is not None:
             H = H + Kf / c[0]
         sc = np.sqrt(c)
-        Q = Kt / np.outer(sc, sc)
-        t1 = time.perf_counter()
+        Q = Kt.scaled(1.0 / sc)
         s, V = scipy.linalg.eigh(H)
-        lam, U = scipy.linalg.eigh(Q)
-        denom = s[:, None] + lam[None, :]
-        cutoff = max(np.abs(denom).max(), 1.0) * max(denom.shape) * np.finfo(float).eps
-        safe = np.where(denom > cutoff, denom, 1.0)
-        What = V @ np.where(denom > cutoff, (V.T @ (B * sc) @ U) / safe, 0.0) @ U.T
-        W = What / sc
-        return W, t1 - t0, time.perf_counter() - t1, 1
+        Bhat = V.T @ (B * sc)
+        What = Q.solve_shifted(Bhat, s)
+        if What is None:  # semidefinite: minimum-norm solution in both eigenbases
+            if Kt.n_tasks > DENSE_LIMIT:
+                return None
+            lam, U = scipy.linalg.eigh(Q.to_dense())
+            denom = s[:, None] + lam[None, :]
+            cutoff = max(np.abs(denom).max(), 1.0) * max(denom.shape) * np.finfo(float).eps
+            safe = np.where(denom > cutoff, denom, 1.0)
+            What = np.where(denom > cutoff, (Bhat @ U) / safe, 0.0) @ U.T
+        return (V @ What) / sc
+
+    def _structured(self, Hs, B, Kt: TaskCoupling) -> tuple[np.ndarray | None, str | None]:
+        kind = Kt.kind
+        if kind == "diagonal":
+            blocks = Hs + Kt.diag[:, None, None] * np.eye(Hs.shape[1])
+            W = _block_solve(blocks, B)
+            if W is None:
+                W = np.matmul(_block_inverse(blocks), B.T[:, :, None])[:, :, 0].T
+            return W, "per-task blocks"
+        if kind == "sparse":
+            return self._sparse_system(Hs, B, Kt)
+        if kind == "low-rank":
+            return self._woodbury(Hs, B, Kt), "woodbury"
+        return None, None
 
     @staticmethod
-    def _dense(comp, c, Kt, Kf):
-        t0 = time.perf_counter()
-        Hs, B = _blocks(comp, c, Kf)
+    def _sparse_system(Hs, B, Kt: TaskCoupling) -> tuple[np.ndarray | None, str | None]:
+        """``blkdiag(H_t) + K_t ⊗ I_d`` by banded Cholesky, else a sparse ``LDLᵀ``."""
+        T, d, _ = Hs.shape
+        K = (Kt.sparse + sp.diags(Kt.diag)).tocoo()
+        rhs = B.T.ravel()
+        u = (Kt.bandwidth() + 1) * d - 1  # lower bandwidth in task-major order
+        if (u + 1) * d * T <= _MAX_BAND_ENTRIES:
+            ab = np.zeros((u + 1, d * T))
+            i, j = np.tril_indices(d)
+            cols = (np.arange(T)[:, None] * d + j[None, :]).ravel()
+            np.add.at(ab, ((i - j)[None, :].repeat(T, 0).ravel(), cols),
+                      Hs[:, i, j].ravel())
+            low = K.row >= K.col
+            s, t, v = K.row[low], K.col[low], K.data[low]
+            k = np.arange(d)
+            np.add.at(ab, (((s - t) * d)[:, None].repeat(d, 1).ravel(),
+                           (t[:, None] * d + k[None, :]).ravel()),
+                      v[:, None].repeat(d, 1).ravel())
+            try:
+                w = scipy.linalg.solveh_banded(ab, rhs, lower=True, check_finite=False)
+                return w.reshape(T, d).T.copy(), "banded cholesky"
+            except np.linalg.LinAlgError:
+                return None, None
+        M = (sp.block_diag(list(Hs), format="csr") + sp.kron(K, sp.identity(d))).tocsc()
+        ldl = _sparse_ldl(M)
+        if ldl is None:
+            return None, None
+        return ldl[0].solve(rhs).reshape(T, d).T.copy(), "sparse ldl"
+
+    @staticmethod
+    def _woodbury(Hs, B, Kt: TaskCoupling) -> np.ndarray | None:
+        """Woodbury: ``(P + (U ⊗ I_d)(U ⊗ I_d)ᵀ)⁻¹ b`` with ``P = blkdiag(H_t + k_t I)``.
+
+        ``K_t = U Uᵀ + diag(k)``; None when a block is singular.
+        """
+        T, d, _ = Hs.shape
+        U = Kt.low_rank()
+        p = U.shape[1]
+        blocks = Hs + Kt.diag[:, None, None] * np.eye(d)
+        try:
+            Pinv = np.linalg.inv(blocks)
+        except np.linalg.LinAlgError:
+            return None
+        if not np.all(np.isfinite(Pinv)):
+            return None
+        x = np.matmul(Pinv, B.T[:, :, None])[:, :, 0]  # (T, d)
+        # capacitance I + (U ⊗ I)ᵀ P⁻¹ (U ⊗ I): entry ((a, i), (b, j)) = δ + Σ_t U_ta U_tb P⁻¹_t,ij
+        cap = np.einsum("ta,tb,tij->aibj", U, U, Pinv, optimize=True).reshape(p * d, p * d)
+        cap[np.diag_indices_from(cap)] += 1.0
+        y = scipy.linalg.solve(cap, (U.T @ x).ravel(), assume_a="pos").reshape(p, d)
+        x -= np.matmul(Pinv, (U @ y)[:, :, None])[:, :, 0]
+        return x.T.copy()
+
+    @staticmethod
+    def _dense(Hs, B, Kt: TaskCoupling) -> tuple[np.ndarray, str]:
         T, d, _ = Hs.shape
         rhs = B.T.ravel()
+        Kd = Kt.to_dense()
 
         def assemble() -> np.ndarray:
             M = np.zeros((d * T, d * T))
             M4 = M.reshape(T, d, T, d)
             for i in range(d):
-                M4[:, i, :, i] = Kt
+                M4[:, i, :, i] = Kd
             for t in range(T):
                 M4[t, :, t, :] += Hs[t]
             return M
 
         M = assemble()
-        t1 = time.perf_counter()
-        method = "cholesky"
         try:
             # M is symmetric: its transpose is a Fortran-ordered view LAPACK factors in place.
             factor = scipy.linalg.cho_factor(M.T, lower=True, overwrite_a=True,
@@ -173,26 +286,16 @@ class DirectBackend(Backend):
                 np.linalg.norm(resid) > 1e-9 * max(np.linalg.norm(rhs), 1e-300)
             ):
                 raise np.linalg.LinAlgError
+            method = "cholesky"
         except np.linalg.LinAlgError:
             method = "eigh (semidefinite system)"
             w = _pinv_solve_sym(assemble(), rhs)
-        return w.reshape(T, d).T.copy(), t1 - t0, time.perf_counter() - t1, method
+        return w.reshape(T, d).T.copy(), method
 
     @staticmethod
-    def _pcg(comp, c, Kt, Kf, tol, max_iter):
-        t0 = time.perf_counter()
-        Hs, B = _blocks(comp, c, Kf)
+    def _pcg(Hs, B, Kt: TaskCoupling, tol, max_iter) -> tuple[np.ndarray, int]:
         T, d, _ = Hs.shape
-        blocks = Hs + np.diag(Kt)[:, None, None] * np.eye(d)
-        try:
-            Pinv = np.linalg.inv(blocks)
-            if not np.all(np.isfinite(Pinv)):
-                raise np.linalg.LinAlgError
-        except np.linalg.LinAlgError:  # a singular block: pseudo-inverse through eigh
-            lam, V = np.linalg.eigh(blocks)
-            cutoff = np.maximum(lam.max(axis=1, keepdims=True), 1.0) * d * np.finfo(float).eps
-            inv = np.where(lam > cutoff, 1.0 / np.where(lam > cutoff, lam, 1.0), 0.0)
-            Pinv = np.matmul(V * inv[:, None, :], V.transpose(0, 2, 1))
+        Pinv = _block_inverse(Hs + Kt.diagonal()[:, None, None] * np.eye(d))
 
         def matvec(x: np.ndarray) -> np.ndarray:
             return _apply(Hs, Kt, x.reshape(T, d).T).T.ravel()
@@ -210,7 +313,6 @@ class DirectBackend(Backend):
             nonlocal iters
             iters += 1
 
-        t1 = time.perf_counter()
         rtol = min(tol, 1e-12)
         w, info = spla.cg(op, b, rtol=rtol, atol=0.0, M=pre, callback=count,
                           maxiter=max_iter if max_iter is not None else 20 * n)
@@ -221,7 +323,7 @@ class DirectBackend(Backend):
                 f"{rtol:g} in {iters} iterations (reached {resid:.2e}). Hint: raise max_iter, "
                 "or add a Ridge term to improve the conditioning"
             )
-        return w.reshape(T, d).T.copy(), t1 - t0, time.perf_counter() - t1, iters
+        return w.reshape(T, d).T.copy(), iters
 
 
 register(DirectBackend())

@@ -48,6 +48,10 @@ class QuadraticPenalty(Penalty):
     def _compute_matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
         raise NotImplementedError
 
+    def low_rank(self) -> tuple[np.ndarray | sp.csc_matrix, float] | None:
+        """``(R, ridge)`` when the term is given as ``K = R Rᵀ + ridge·I``, else None."""
+        return None
+
     def _per_size(self, slot: str, n_features: int, n_tasks: int,
                   compute: Callable[[], Any]) -> Any:
         """``compute()`` cached in ``slot`` per problem size until a matrix parameter changes."""
@@ -169,8 +173,8 @@ class Ridge(QuadraticPenalty):
     alpha : float ≥ 0
     """
 
-    def _compute_matrix(self, n_features: int, n_tasks: int) -> np.ndarray:
-        return np.eye(self._size(n_features, n_tasks))
+    def _compute_matrix(self, n_features: int, n_tasks: int) -> sp.csr_matrix:
+        return sp.identity(self._size(n_features, n_tasks), format="csr")
 
     def cvxpy_parameters(self, n_features: int, n_tasks: int) -> dict[str, Any]:
         return {"alpha": self.alpha}

@@ -1,0 +1,244 @@
+r"""The task-side coupling ``K_t = Σ α K`` of the quadratic penalties, kept in its structure.
+
+``K_t = diag(k) + S + M + Σ_j R_j R_jᵀ``: a diagonal part (ridges, diagonal ``K``), a
+sparse part (graph Laplacians, sparse ``K``), a dense part (dense ``K``) and low-rank
+factors (``TaskRelation.from_factor``). Products, bounds on the spectrum and shifted
+solves use the structure: a T×T dense matrix is formed only for a dense ``K``, and
+nothing ever forms ``kron(K_t, I_d)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+
+from .relations import _sparse_ldl
+
+__all__ = ["TaskCoupling"]
+
+#: Sparse factors with more columns than this are added as the sparse matrix ``R Rᵀ``.
+_MAX_LOW_RANK = 64
+#: Largest bandwidth for which a sparse part is solved as a banded matrix.
+_MAX_BANDWIDTH = 8
+#: Largest T for which a structure without a fast route falls back to a dense eigh.
+DENSE_LIMIT = 3000
+
+
+def _eps_cutoff(scale: float, n: int) -> float:
+    return n * 1e-13 * max(1.0, scale)
+
+
+class TaskCoupling:
+    """``K_t`` (T, T) as ``diag + sparse + dense + Σ R Rᵀ``; see the module docstring."""
+
+    def __init__(self, n_tasks: int):
+        self.n_tasks = n_tasks
+        self.diag = np.zeros(n_tasks)
+        self.sparse: sp.csr_matrix | None = None
+        self.dense: np.ndarray | None = None
+        self.factors: list[np.ndarray] = []  # dense (T, p) blocks, K ∋ R Rᵀ
+        self._dense_eig: tuple[np.ndarray, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ building
+    def add_matrix(self, M: Any, alpha: float) -> None:
+        """Add ``alpha·M`` for a symmetric PSD ``M`` (dense or sparse)."""
+        if alpha == 0:
+            return
+        if sp.issparse(M):
+            M = sp.csr_matrix(M)
+            diag = M.diagonal()
+            if M.nnz == np.count_nonzero(diag):
+                self.diag += alpha * diag
+            else:
+                S = alpha * M
+                self.sparse = S if self.sparse is None else (self.sparse + S).tocsr()
+            return
+        diag = np.diag(M)
+        if np.count_nonzero(M) == np.count_nonzero(diag):
+            self.diag += alpha * diag
+        else:
+            self.dense = alpha * M if self.dense is None else self.dense + alpha * M
+
+    def add_factor(self, R: Any, ridge: float, alpha: float) -> None:
+        """Add ``alpha·(R Rᵀ + ridge·I)``."""
+        if alpha == 0:
+            return
+        self.diag += alpha * ridge
+        if sp.issparse(R) and R.shape[1] > _MAX_LOW_RANK:
+            self.add_matrix(R @ R.T, alpha)
+        else:
+            R = R.toarray() if sp.issparse(R) else R
+            self.factors.append(np.sqrt(alpha) * R)
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def is_zero(self) -> bool:
+        return (not self.diag.any() and self.sparse is None and self.dense is None
+                and not self.factors)
+
+    @property
+    def is_diagonal(self) -> bool:
+        return self.sparse is None and self.dense is None and not self.factors
+
+    @property
+    def kind(self) -> str:
+        """"diagonal", "sparse", "low-rank" (+ diagonal), "dense" or "mixed"."""
+        parts = [name for name, on in (("sparse", self.sparse is not None),
+                                       ("dense", self.dense is not None),
+                                       ("low-rank", bool(self.factors))) if on]
+        if not parts:
+            return "diagonal"
+        return parts[0] if len(parts) == 1 else "mixed"
+
+    def low_rank(self) -> np.ndarray:
+        """All factors side by side (T, p): their part of ``K_t`` is ``U Uᵀ``."""
+        return np.hstack(self.factors)
+
+    def scaled(self, v: np.ndarray) -> TaskCoupling:
+        """The coupling ``diag(v) K_t diag(v)``."""
+        out = TaskCoupling(self.n_tasks)
+        out.diag = self.diag * v * v
+        if self.sparse is not None:
+            Dv = sp.diags(v)
+            out.sparse = (Dv @ self.sparse @ Dv).tocsr()
+        if self.dense is not None:
+            out.dense = v[:, None] * self.dense * v[None, :]
+        out.factors = [v[:, None] * R for R in self.factors]
+        return out
+
+    def bandwidth(self) -> int:
+        """Largest ``|s − t|`` over the non-zeros of the sparse part (0 without one)."""
+        if self.sparse is None:
+            return 0
+        coo = self.sparse.tocoo()
+        return int(np.abs(coo.row - coo.col).max(initial=0))
+
+    # ------------------------------------------------------------------ numerics
+    def apply(self, W: np.ndarray) -> np.ndarray:
+        """``W K_t`` for ``W`` (k, T), in ``O(k·(T + nnz + T·p))`` for the sparse parts."""
+        out = W * self.diag
+        if self.sparse is not None:
+            out += np.asarray(W @ self.sparse)
+        if self.dense is not None:
+            out += W @ self.dense
+        for R in self.factors:
+            out += (W @ R) @ R.T
+        return out
+
+    def diagonal(self) -> np.ndarray:
+        """The diagonal of ``K_t`` (T,)."""
+        out = self.diag.copy()
+        if self.sparse is not None:
+            out += self.sparse.diagonal()
+        if self.dense is not None:
+            out += np.diag(self.dense)
+        for R in self.factors:
+            out += np.einsum("tp,tp->t", R, R)
+        return out
+
+    def to_dense(self) -> np.ndarray:
+        """``K_t`` as a dense (T, T) array (only for small T or a dense K)."""
+        K = np.diag(self.diag)
+        if self.sparse is not None:
+            K += self.sparse.toarray()
+        if self.dense is not None:
+            K += self.dense
+        for R in self.factors:
+            K += R @ R.T
+        return K
+
+    def _dense_eigh(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._dense_eig is None:
+            self._dense_eig = scipy.linalg.eigh(self.to_dense())
+        return self._dense_eig
+
+    def bounds(self) -> tuple[float, float]:
+        """``(λ_max upper bound, λ_min lower bound)`` of ``K_t``.
+
+        Exact for a diagonal or dense coupling; Gershgorin's discs for the sparse part
+        (exact at the bottom for a Laplacian plus a constant diagonal); ``‖U‖₂²`` on top
+        and 0 at the bottom for the low-rank part.
+        """
+        if self.dense is not None:
+            lam = self._dense_eigh()[0]
+            return float(lam[-1]), float(lam[0])
+        if self.sparse is not None:
+            S = self.sparse
+            centre = self.diag + S.diagonal()
+            radius = np.asarray(abs(S).sum(axis=1)).ravel() - np.abs(S.diagonal())
+            top, low = float((centre + radius).max()), float((centre - radius).min())
+        else:
+            top, low = float(self.diag.max()), float(self.diag.min())
+        if self.factors:
+            U = self.low_rank()
+            G = U.T @ U if U.shape[1] <= U.shape[0] else U @ U.T
+            top += float(np.linalg.eigvalsh(G)[-1])
+        return top, low
+
+    def solve_shifted(self, B: np.ndarray, shifts: np.ndarray) -> np.ndarray | None:
+        """``X`` (k, T) with ``X[i] (K_t + shifts[i]·I) = B[i]``, or None.
+
+        None when a shifted matrix is not safely positive definite or the structure has
+        no fast route at this size (the caller then falls back to a general method).
+        Diagonal: a divide; sparse: banded Cholesky (``solveh_banded``) or a sparse
+        ``LDLᵀ``; low-rank plus diagonal: Woodbury; dense: one eigendecomposition.
+        """
+        T = self.n_tasks
+        top, low = self.bounds()
+        floor = _eps_cutoff(abs(top) + np.abs(shifts).max(initial=0.0), T)
+        kind = self.kind
+        if kind == "diagonal":
+            denom = self.diag[None, :] + shifts[:, None]
+            return B / denom if denom.min() > floor else None
+        if kind == "sparse":
+            return self._solve_sparse(B, shifts, floor)
+        if kind == "low-rank":
+            return self._solve_woodbury(B, shifts, floor)
+        if kind == "dense" or T <= DENSE_LIMIT:
+            lam, U = self._dense_eigh()
+            denom = lam[None, :] + shifts[:, None]
+            if denom.min() <= floor:
+                return None
+            return ((B @ U) / denom) @ U.T
+        return None
+
+    def _solve_sparse(self, B: np.ndarray, shifts: np.ndarray, floor: float) -> np.ndarray | None:
+        K = (self.sparse + sp.diags(self.diag)).tocsr()
+        X = np.empty_like(B)
+        b = self.bandwidth()
+        low = self.bounds()[1]
+        b = self.bandwidth()
+        ab = None
+        if b <= _MAX_BANDWIDTH:
+            ab = np.zeros((b + 1, self.n_tasks))
+            for k in range(b + 1):
+                ab[k, : self.n_tasks - k] = K.diagonal(-k)
+        for i, s in enumerate(shifts):
+            if ab is not None and low + s > floor:  # PD by Gershgorin: banded Cholesky
+                band = ab.copy()
+                band[0] += s
+                X[i] = scipy.linalg.solveh_banded(band, B[i], lower=True, check_finite=False)
+                continue
+            ldl = _sparse_ldl(K + s * sp.eye(self.n_tasks))
+            if ldl is None or ldl[1].min() <= floor:
+                return None
+            X[i] = ldl[0].solve(B[i])
+        return X
+
+    def _solve_woodbury(self, B: np.ndarray, shifts: np.ndarray,
+                        floor: float) -> np.ndarray | None:
+        U = self.low_rank()
+        p = U.shape[1]
+        X = np.empty_like(B)
+        for i, s in enumerate(shifts):
+            D = self.diag + s
+            if D.min() <= floor:
+                return None
+            UD = U / D[:, None]
+            cap = np.eye(p) + U.T @ UD
+            BD = B[i] / D
+            X[i] = BD - UD @ scipy.linalg.solve(cap, U.T @ BD, assume_a="pos")
+        return X
