@@ -239,7 +239,9 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     """
     W = problem.check_W(W)
     objective = problem.objective(W, intercept, parts=parts)
-    profiled = problem.objective(W) if intercept is not None or parts else objective
+    # F(W, parts) ≥ F(W): the gap is taken from F at the parts (a decomposition's value
+    # at W alone may have no closed form); only a given intercept's excess is split off
+    profiled = problem.objective(W, parts=parts) if intercept is not None else objective
     excess = objective - profiled
     mu = problem.strong_convexity()
     grad_mapping, W_plus = _gradient_mapping(problem, W)
@@ -293,7 +295,14 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
                        for at, bt, st in zip(pieces.a_task, pieces.b_task, s_max, strict=True))
             return done(profiled - dual, "dual-norm scaling per task (rung 1)" + aug,
                         dual=dual)
-        _, dual = _best_scale(pieces.a, b, norm_part.scale(V))
+        s_max = norm_part.scale(V)
+        if s_max == 0 and pieces.a > 0:
+            labels = " + ".join(p.label for p in norm_part.terms)
+            return _rung5(problem, grad_mapping, W_plus, profiled, mu, done,
+                          f"{labels}: only the trivial dual point (s = 0) lies in the dual "
+                          "ball (a seminorm that vanishes on some W, such as FusedL1 alone, "
+                          "needs L1 beside it for a gap)")
+        _, dual = _best_scale(pieces.a, b, s_max)
         return done(profiled - dual, "dual-norm scaling (rung 1)" + aug, dual=dual)
     if norm_part is None and len(conj) == 1:
         phi = conj[0]
@@ -302,12 +311,50 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
             dn = phi.dual_norm(V)
             _, dual = _best_scale(pieces.a, b + dn * dn / (2.0 * phi.alpha))
             return done(profiled - dual, "squared-norm conjugate (rung 2)" + aug, dual=dual)
-        dual = pieces.a - b - phi.conjugate(V)
+        dual = _conjugate_dual(phi, pieces.a, b, V)
         return done(profiled - dual, "Fenchel conjugate (rung 6)" + aug, dual=dual)
     # rung 7: a norm part and/or several conjugate terms; every split gives a bound
     conj_sum = _split_conjugate(norm_part, conj, V, W)
     dual = pieces.a - b - conj_sum
     return done(profiled - dual, "conjugate split (rung 7)" + aug, dual=dual)
+
+
+def _conjugate_dual(phi: Penalty, a: float, b: float, V: np.ndarray) -> float:
+    """``max_{s ≥ 0} a·s − b·s² − φ*(sV)``: the dual point scaled by ``s``.
+
+    ``D(s)`` is concave and every ``s`` gives a valid bound. ``φ* ≥ 0`` (φ ≥ 0 with
+    ``φ(0) = 0``) bounds the maximiser by ``a/b``; the domain of ``φ*`` along ``V`` (an
+    interval from 0, e.g. ``max|sV| ≤ γ`` for SparsePlusLowRank) is found by bisection,
+    then ``D`` is maximised by golden section. The best value seen is returned.
+    """
+    def D(s: float) -> float:
+        return a * s - b * s * s - phi.conjugate(s * V)
+
+    best = max(D(0.0), D(1.0))
+    hi = a / b if b > 0 else 1.0
+    if not hi > 0:
+        return best
+    if not np.isfinite(phi.conjugate(hi * V)):
+        lo = 0.0
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if np.isfinite(phi.conjugate(mid * V)) else (lo, mid)
+        hi = lo
+    ratio = 0.5 * (np.sqrt(5.0) - 1.0)
+    lo = 0.0
+    x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    f1, f2 = D(x1), D(x2)
+    for _ in range(80):
+        if f1 < f2:
+            lo, x1, f1 = x1, x2, f2
+            x2 = lo + ratio * (hi - lo)
+            f2 = D(x2)
+        else:
+            hi, x2, f2 = x2, x1, f1
+            x1 = hi - ratio * (hi - lo)
+            f1 = D(x1)
+        best = max(best, f1, f2)
+    return max(best, D(hi))
 
 
 def _column_scale(pen: Penalty, v: np.ndarray) -> float:

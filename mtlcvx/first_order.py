@@ -21,7 +21,7 @@ import numpy as np
 from ._optional import require
 from .certificates import Certificate, certify
 from .exceptions import IncompatibleBackend
-from .oracles import prox_plan
+from .oracles import parts_term, prox_plan
 
 if TYPE_CHECKING:
     from .problem import Problem
@@ -48,6 +48,10 @@ class Trace:
     iterations : int
     converged : bool
         True when the stopping test was met within ``max_iter``.
+    info : dict
+        ``lipschitz_bound``, ``final_step``, ``time``.
+    parts : dict of ndarray (d, T)
+        The parts of a decomposition term at ``W`` (empty otherwise).
     """
 
     W: np.ndarray
@@ -57,6 +61,7 @@ class Trace:
     iterations: int
     converged: bool
     info: dict[str, Any] = field(default_factory=dict)
+    parts: dict[str, np.ndarray] = field(default_factory=dict)
 
     def to_frame(self):
         """The history as a pandas DataFrame (needs the ``pandas`` extra)."""
@@ -70,11 +75,67 @@ def _check_problem(problem: Problem) -> None:
             "first-order methods do not handle constraints; use a conic backend "
             "('clarabel' or 'scs')"
         )
-    if not problem.has_prox:
+    if not problem.proximable:
         raise IncompatibleBackend(
             f"{prox_plan(problem)}; first-order methods need an exact prox for every "
             "non-smooth term. Backends that can solve it: clarabel, scs"
         )
+
+
+class _Variable:
+    """What the method iterates on: ``W`` itself, or the parts of the decomposition term
+    that is the whole non-smooth part, stacked (k, d, T) with ``W`` their sum.
+
+    Over the parts the smooth part is ``f(Σ_i Z_i)``: its gradient with respect to every
+    part is ``∇f(W)`` and its Lipschitz constant ``k·L_f``; the prox is separable.
+    """
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        self.term = parts_term(problem)
+        self.k = 0 if self.term is None else len(self.term.part_names)
+        self._smooth = problem.smooth_oracle()
+
+    def start(self, W0: np.ndarray | None) -> np.ndarray:
+        d, T = self.problem.n_features, self.problem.n_tasks
+        W = np.zeros((d, T)) if W0 is None else self.problem.check_W(W0, "W0").copy()
+        if self.term is None:
+            return W
+        Z = np.zeros((self.k, d, T))
+        Z[0] = W  # all of W in the first part: feasible, if not optimal
+        return Z
+
+    def W(self, Z: np.ndarray) -> np.ndarray:
+        return Z if self.term is None else Z.sum(axis=0)
+
+    def parts(self, Z: np.ndarray) -> dict[str, np.ndarray]:
+        if self.term is None:
+            return {}
+        return {name: Z[i].copy() for i, name in enumerate(self.term.part_names)}
+
+    def lipschitz(self) -> float | None:
+        L = self.problem.lipschitz()
+        return L if L is None or self.term is None else self.k * L
+
+    def smooth(self, Z: np.ndarray, need_gradient: bool = True
+               ) -> tuple[float, np.ndarray | None]:
+        value, grad = self._smooth(self.W(Z), need_gradient)
+        if self.term is None or grad is None:
+            return value, grad
+        return value, np.broadcast_to(grad, Z.shape)
+
+    def prox(self) -> Any:
+        if self.term is None:
+            return self.problem.prox_operator()
+        return self.term.prox_parts
+
+    def value(self, Z: np.ndarray) -> float:
+        if self.term is None:
+            return self._smooth(Z, False)[0] + self.problem.nonsmooth_value(Z)
+        return self._smooth(self.W(Z), False)[0] + self.term.part_values(*Z)
+
+    def certify(self, Z: np.ndarray) -> Certificate:
+        return certify(self.problem, self.W(Z), parts=self.parts(Z) or None)
 
 
 def _stopped(cert: Certificate, tol: float, g0: float) -> bool:
@@ -90,19 +151,19 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
     if record_every < 1 or check_every < 1 or max_iter < 0:
         raise ValueError("record_every and check_every must be ≥ 1, max_iter ≥ 0")
     start = time.perf_counter()
-    d, T = problem.n_features, problem.n_tasks
-    X = np.zeros((d, T)) if W0 is None else problem.check_W(W0, "W0").copy()
-    L_bound = problem.lipschitz()
+    var = _Variable(problem)
+    X = var.start(W0)
+    L_bound = var.lipschitz()
     # With a proven Lipschitz bound the sufficient-decrease test always holds: no backtracking.
     backtrack = step is None and L_bound is None
     L = 1.0 / step if step is not None else (L_bound if L_bound is not None else 1.0)
-    smooth = problem.smooth_oracle()
-    prox = problem.prox_operator()
+    smooth = var.smooth
+    prox = var.prox()
     Y = X.copy()
     t = 1.0
     rec: dict[str, list[float]] = {k: [] for k in ("iteration", "time", "objective", "gap",
                                                     "step")}
-    cert = certify(problem, X)
+    cert = var.certify(X)
     g0 = cert.grad_mapping or 0.0
 
     def record(k: int, F: float, gap: float) -> None:
@@ -144,19 +205,20 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
         check = k >= next_check or k == max_iter
         if check:
             next_check = k + max(check_every, k // 20)
-            cert = certify(problem, X)
+            cert = var.certify(X)
             converged = _stopped(cert, tol, g0)
         if k % record_every == 0 or converged or k == max_iter:
-            F = cert.objective if check else smooth(X, False)[0] + problem.nonsmooth_value(X)
+            F = cert.objective if check else var.value(X)
             record(k, F, cert.gap if check and cert.gap is not None else np.nan)
     if not check or k == 0:
-        cert = certify(problem, X)
+        cert = var.certify(X)
     history = {key: np.asarray(val, dtype=float) for key, val in rec.items()}
     history["iteration"] = history["iteration"].astype(int)
-    intercept = problem.optimal_intercept(X) if problem.fit_intercept else None
-    return Trace(X, intercept, history, cert, k, converged,
+    W = var.W(X)
+    intercept = problem.optimal_intercept(W) if problem.fit_intercept else None
+    return Trace(W, intercept, history, cert, k, converged,
                  info={"lipschitz_bound": L_bound, "final_step": 1.0 / L,
-                       "time": time.perf_counter() - start})
+                       "time": time.perf_counter() - start}, parts=var.parts(X))
 
 
 def fista(problem: Problem, max_iter: int = 20_000, tol: float = 1e-8, *,

@@ -8,6 +8,7 @@ data, weights and penalty values; the functions returning closures resolve them 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["coupling", "quadratic_coupling", "smooth_terms", "smooth_oracle", "merge_terms",
            "prox_chain",
-           "prox_plan", "prox_operator", "lipschitz",
+           "prox_plan", "parts_term", "prox_operator", "lipschitz",
            "strong_convexity"]
 
 
@@ -106,7 +107,7 @@ def merge_terms(terms: list[Penalty]) -> list[Penalty]:
     merged: list[Penalty] = []
     for term in terms:
         for i, other in enumerate(merged):
-            joint = other.merge(term)
+            joint = other.merge(term) or term.merge(other)
             if joint is not None:
                 merged[i] = joint
                 break
@@ -118,21 +119,20 @@ def merge_terms(terms: list[Penalty]) -> list[Penalty]:
 def prox_chain(terms: list[Penalty]) -> list[Penalty] | str:
     """Terms whose proxes, applied in order, give the exact prox of ``Σ terms``.
 
-    Terms of one kind merge (strengths add); two terms compose when one declares
-    :meth:`~mtlcvx.Penalty.prox_composes_with` the other. Otherwise a string saying
-    which terms lack what.
+    Terms of one kind merge (strengths add); terms compose in an order where every term
+    declares :meth:`~mtlcvx.Penalty.prox_composes_with` each later one (e.g. FusedL1 on
+    a chain, then L1, then L21: CFGLasso). Otherwise a string saying which terms lack
+    what.
     """
     missing = [p.label for p in terms if not p.provides("prox")]
     if missing:
         return (f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no proximal "
                 "operator (give Custom a prox=...)")
     merged = merge_terms(terms)
-    if len(merged) == 2:
-        first, second = merged
-        if second.prox_composes_with(first):
-            first, second = second, first
-        if first.prox_composes_with(second):
-            return [first, second]
+    if 1 < len(merged) <= 4:
+        for order in itertools.permutations(merged):
+            if all(a.prox_composes_with(b) for i, a in enumerate(order) for b in order[i + 1:]):
+                return list(order)
     if len(merged) > 1:
         return (f"{' + '.join(p.label for p in merged)}: no exact proximal operator of the "
                 "sum (no term declares that its prox composes with the others')")
@@ -142,6 +142,19 @@ def prox_chain(terms: list[Penalty]) -> list[Penalty] | str:
 def prox_plan(problem: Problem) -> list[Penalty] | str:
     """:func:`prox_chain` of the problem's non-smooth part ``g`` (its terms with strength)."""
     return prox_chain([p for p in problem.nonsmooth_penalties() if p.active])
+
+
+def parts_term(problem: Problem) -> Penalty | None:
+    """The decomposition term (``W = P + Q``) that is the whole non-smooth part ``g`` and
+    answers ``prox_parts``, or None.
+
+    First-order methods then iterate on its parts stacked, the loss seen through their
+    sum, with the separable prox over the parts.
+    """
+    terms = [p for p in problem.nonsmooth_penalties() if p.active]
+    if len(terms) == 1 and terms[0].part_names and terms[0].provides("prox_parts"):
+        return terms[0]
+    return None
 
 
 def prox_operator(problem: Problem) -> Callable[[np.ndarray, float], np.ndarray]:

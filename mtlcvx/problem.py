@@ -269,6 +269,12 @@ class Problem:
         """True when :meth:`prox` is exact for the non-smooth part."""
         return not isinstance(oracles.prox_plan(self), str)
 
+    @property
+    def proximable(self) -> bool:
+        """True when a first-order method can run: :meth:`prox` is exact, or the non-smooth
+        part is one decomposition term with an exact prox over its parts."""
+        return self.has_prox or oracles.parts_term(self) is not None
+
     def lipschitz(self) -> float | None:
         """Upper bound on the Lipschitz constant of ∇(f + h).
 

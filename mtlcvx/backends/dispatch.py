@@ -66,7 +66,7 @@ def solve(problem: Problem, backend: str | None = None, tol: float = 1e-8,
     start = time.perf_counter()
     sol = impl.solve(problem, tol=float(tol), max_iter=max_iter, verbose=verbose, **solver_opts)
     sol.feature_names, sol.tasks = problem.data.feature_names, problem.data.tasks
-    if refine and sol.status == "inaccurate" and problem.has_prox and problem.constraints is None:
+    if refine and sol.status == "inaccurate" and problem.proximable and problem.constraints is None:
         sol = _refine(problem, sol, float(tol))
     sol.info.setdefault("wall_time", time.perf_counter() - start)
     if sol.status == "inaccurate":

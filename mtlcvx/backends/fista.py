@@ -35,7 +35,7 @@ class FistaBackend(Backend):
     def incompatibility(self, problem: Problem) -> str | None:
         if problem.constraints is not None:
             return "backend 'fista' cannot handle constraints (a conic backend can)"
-        if not problem.has_prox:
+        if not problem.proximable:
             return f"{prox_plan(problem)}, which backend 'fista' needs"
         return None
 
@@ -53,6 +53,7 @@ class FistaBackend(Backend):
             status=certified_status(cert, tol, trace.converged),
             backend=self.name, compile_time=0.0, solve_time=trace.info["time"],
             iterations=trace.iterations, certificate=cert, history=trace.history,
+            parts=trace.parts,
             info={"solver_status": "converged" if trace.converged else "max_iter reached",
                   "final_step": trace.info["final_step"]},
         )
@@ -68,7 +69,7 @@ def refine(problem: Problem, sol: Solution, tol: float) -> Solution:
     from ..first_order import fista
 
     trace = fista(problem, tol=tol, W0=sol.W, record_every=10)
-    sol.W, sol.intercept = trace.W, trace.intercept
+    sol.W, sol.intercept, sol.parts = trace.W, trace.intercept, trace.parts
     sol.objective = trace.certificate.objective
     sol.certificate = trace.certificate
     sol.history = trace.history

@@ -102,7 +102,7 @@ def default_backend(problem: Problem) -> str:
     if problem.is_quadratic:
         return "direct"
     large = problem.n_tasks * problem.n_features > 2000
-    if problem.constraints is None and problem.has_prox and ("psd" in problem.cones or large):
+    if problem.constraints is None and problem.proximable and ("psd" in problem.cones or large):
         return "fista"
     return "clarabel"
 

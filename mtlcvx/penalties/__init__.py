@@ -2,6 +2,7 @@
 
 from .base import CONES, Penalty
 from .custom import Custom
+from .decomposition import Dirty, RobustFeatureLearning, RobustMTL, SparsePlusLowRank
 from .learned import LearnedClusters
 from .quadratic import (
     FactoredTaskRelation,
@@ -14,6 +15,7 @@ from .quadratic import (
 )
 from .sparse import L1, L21, SquaredL21
 from .spectral import SquaredTraceNorm, TraceNorm
+from .structured import FusedL1, SparseGroup
 
 __all__ = [
     "CONES",
@@ -32,4 +34,10 @@ __all__ = [
     "SquaredTraceNorm",
     "Custom",
     "LearnedClusters",
+    "Dirty",
+    "RobustMTL",
+    "RobustFeatureLearning",
+    "SparsePlusLowRank",
+    "FusedL1",
+    "SparseGroup",
 ]

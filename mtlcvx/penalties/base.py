@@ -34,7 +34,7 @@ STRUCTURES = ("quadratic", "smooth", "norm", "squared_norm", "other")
 
 #: The optional oracles a term may answer (:meth:`Penalty.provides`).
 ORACLES = ("prox", "dual_norm", "conjugate", "alpha_max", "gradient", "lipschitz",
-           "strong_convexity")
+           "strong_convexity", "prox_parts")
 
 
 class Term(NamedTuple):
@@ -240,6 +240,12 @@ class Penalty:
     def prox(self, V: np.ndarray, step: float) -> np.ndarray:
         r"""Exact proximal operator ``argmin_W step·P(W) + ½‖W − V‖²_F`` (P with α)."""
         raise self._missing("prox")
+
+    def prox_parts(self, Z: np.ndarray, step: float) -> np.ndarray:
+        r"""Decomposition terms ``min_{P+Q=W} g_1(P) + g_2(Q)``: the exact prox of
+        ``step·(g_1(P) + g_2(Q))`` at the parts stacked in ``Z`` (k, d, T), in the order of
+        :attr:`part_names` (separable: one prox per part)."""
+        raise self._missing("prox_parts")
 
     def dual_norm(self, V: np.ndarray) -> float:
         r"""``Ω°(V) = max{⟨V, W⟩ : Ω(W) ≤ 1}``, the dual of the unit norm Ω.
