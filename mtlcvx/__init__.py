@@ -28,6 +28,7 @@ from .exceptions import (
     MTLError,
     PenaltyError,
     SolverFailed,
+    SpecError,
 )
 from .losses import SquaredLoss
 from .path import (
@@ -129,6 +130,7 @@ __all__ = [
     "BackendUnavailable",
     "IncompatibleBackend",
     "SolverFailed",
+    "SpecError",
     "ConvergenceWarning",
     "__version__",
 ]

@@ -15,6 +15,7 @@ __all__ = [
     "BackendUnavailable",
     "IncompatibleBackend",
     "SolverFailed",
+    "SpecError",
     "ConvergenceWarning",
 ]
 
@@ -41,6 +42,10 @@ class IncompatibleBackend(MTLError, ValueError):
 
 class SolverFailed(MTLError, RuntimeError):
     """The backend returned no solution (infeasible, unbounded or solver error)."""
+
+
+class SpecError(MTLError, ValueError):
+    """Invalid problem specification file (``mtlcvx solve``): the message names the key."""
 
 
 class ConvergenceWarning(UserWarning):

@@ -8,9 +8,6 @@ Conversions used below (mtlcvx's loss is Σ_t 1/(2 n_t) ‖X_t w_t + b_t − y_t
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -213,13 +210,3 @@ def test_dataframe_labels_reach_the_solution(rng):
     ref = Ridge(alpha=X.shape[0] * 0.3).fit(X, Y)
     np.testing.assert_allclose(frame.loc[["a", "b", "c", "d", "e"]].to_numpy(), ref.coef_.T,
                                rtol=1e-9, atol=1e-12)
-
-
-def test_core_imports_without_sklearn():
-    code = ("import sys; sys.modules['sklearn'] = None\n"
-            "import mtlcvx\n"
-            "try:\n    mtlcvx.MultiTaskRegressor\n"
-            "except ImportError as err:\n    print(err)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert "pip install 'mtlcvx[sklearn]'" in out
