@@ -1,9 +1,9 @@
 """Coming from MALSAR: its least-squares formulations on School, by name, certified.
 
-Every formulation of ``mc.malsar.formulations()`` is built with MALSAR's name and
-parameters (``mc.malsar.problem``) on the School data as MALSAR ships it (139 schools, the
-raw 28 columns including MALSAR's bias column, no intercept), so ``sol.objective`` is the
-number MALSAR's own objective gives. For each one the script
+Every formulation of ``mc.malsar.formulations()`` is built by ``mc.malsar.problem`` with
+MALSAR's name and the School parameters it lists (``Formulation.school``), on the School
+data as MALSAR ships it (139 schools, the raw 28 columns including MALSAR's bias column, no
+intercept), so ``sol.objective`` is the number MALSAR's own objective gives. For each one the script
 
 1. runs MALSAR's accelerated gradient with its default stopping rule (relative change of
    the objective ≤ 1e-4, at most 1000 iterations; ``mc.malsar.default_rule``), which is
@@ -22,21 +22,6 @@ import warnings
 
 import mtlcvx as mc
 
-#: MALSAR formulation -> parameters used on School (one entry per row of the table).
-SCHOOL_PARAMETERS: list[tuple[str, dict]] = [
-    ("Least_Lasso", {"rho1": 50.0}),
-    ("Least_L21", {"rho1": 500.0}),
-    ("Least_Trace", {"rho1": 1000.0}),
-    ("Least_SRMTL", {"R": "chain", "rho1": 10.0, "rho2": 20.0}),
-    ("Least_SRMTL", {"R": "mean", "rho1": 10.0, "rho2": 20.0}),
-    ("Least_TGL", {"rho1": 1.0, "rho2": 10.0, "rho3": 500.0}),
-]
-
-
-def label(name: str, params: dict) -> str:
-    """``Least_SRMTL(R=chain)`` style label of one row."""
-    return name + (f"(R={params['R']})" if isinstance(params.get("R"), str) else "")
-
 
 def school(quick: bool) -> mc.MultiTaskData:
     """School as MALSAR ships it (the first 12 schools when ``quick``)."""
@@ -49,7 +34,7 @@ def school(quick: bool) -> mc.MultiTaskData:
 def run(quick: bool = False) -> list[dict]:
     """Solve every available formulation; returns one dict per row of the printed table."""
     data = school(quick)
-    available = {f.name for f in mc.malsar.formulations()}
+    configurations = [(f.name, params) for f in mc.malsar.formulations() for params in f.school]
     rows = []
     print(f"School as MALSAR ships it: {data.n_tasks} tasks, {data.n_features} features "
           "(bias column included, no intercept)")
@@ -57,9 +42,7 @@ def run(quick: bool = False) -> list[dict]:
               f"{'cert. rel gap':>13} | {'MALSAR rule: its':>16} {'iters':>6} {'above F*':>9}")
     print(header)
     print("-" * len(header))
-    for name, params in SCHOOL_PARAMETERS:
-        if name not in available:
-            continue
+    for name, params in configurations:
         prob = mc.malsar.problem(name, data, **params)
         malsar = mc.malsar.default_rule(prob)
         start = time.perf_counter()
@@ -68,7 +51,7 @@ def run(quick: bool = False) -> list[dict]:
             report = mc.malsar.compare(name, data, malsar.W, **params)
         elapsed = time.perf_counter() - start
         sol = report.solution
-        row = {"formulation": label(name, params), "name": name, "params": params,
+        row = {"formulation": mc.malsar.label(name, params), "name": name, "params": params,
                "optimum": report.optimum, "status": sol.status, "backend": sol.backend,
                "time": elapsed, "relative_gap": sol.certificate.relative_gap,
                "W": sol.W, "malsar_W": malsar.W, "malsar_objective": report.objective,

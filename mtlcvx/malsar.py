@@ -55,8 +55,8 @@ from .penalties.base import check_strength
 from .problem import Problem
 from .solution import Solution
 
-__all__ = ["Formulation", "Comparison", "RuleRun", "formulations", "as_data", "problem",
-           "compare", "default_rule"]
+__all__ = ["Formulation", "Comparison", "RuleRun", "formulations", "label", "as_data",
+           "problem", "compare", "default_rule"]
 
 _HALF = "½Σ_t‖X_t w_t − y_t‖²"
 _FULL = "Σ_t‖X_t w_t − y_t‖²"
@@ -82,6 +82,9 @@ class Formulation:
     notes : str
         What MALSAR's own solver does differently from the objective (known defects,
         conventions).
+    school : tuple of dict
+        The parameters used on School in the documentation, the example and the benchmark
+        (one dict per configuration).
     """
 
     name: str
@@ -90,6 +93,7 @@ class Formulation:
     mtlcvx: str
     halved: bool = True
     notes: str = ""
+    school: tuple[dict[str, Any], ...] = ()
     layout: str = field(default="nd", repr=False)
     build: Callable[[MultiTaskData, dict[str, Any]], list[Penalty]] | None = field(
         default=None, repr=False, compare=False)
@@ -143,27 +147,35 @@ def _tgl(data: MultiTaskData, p: dict[str, Any]) -> list[Penalty]:
 _CATALOGUE: tuple[Formulation, ...] = (
     Formulation(
         "Least_Lasso", ("rho1",), f"{_HALF} + rho1 ‖W‖₁",
-        "SquaredLoss('sum'), L1(rho1)", build=_lasso),
+        "SquaredLoss('sum'), L1(rho1)", school=({"rho1": 50.0},), build=_lasso),
     Formulation(
         "Least_L21", ("rho1",), f"{_HALF} + rho1 Σ_j ‖w^j‖₂",
-        "SquaredLoss('sum'), L21(rho1)", build=_l21),
+        "SquaredLoss('sum'), L21(rho1)", school=({"rho1": 500.0},), build=_l21),
     Formulation(
         "Least_Trace", ("rho1",), f"{_HALF} + rho1 ‖W‖_*",
-        "SquaredLoss('sum'), TraceNorm(rho1)", build=_trace),
+        "SquaredLoss('sum'), TraceNorm(rho1)", school=({"rho1": 1000.0},), build=_trace),
     Formulation(
         "Least_SRMTL", ("R", "rho1", "rho2"), f"{_HALF} + rho1 ‖W R‖²_F + rho2 ‖W‖₁",
         "SquaredLoss('sum'), TaskRelation.from_factor(R, alpha=2 rho1), L1(rho2); "
         "R='chain': GraphLaplacian(relations.chain(T), alpha=2 rho1); "
         "R='mean' (I − 11ᵀ/T): MeanRegularized(alpha=2 rho1)",
         notes="R is T × m as MALSAR takes it; 'chain' and 'mean' name the two usual choices.",
+        school=({"R": "chain", "rho1": 10.0, "rho2": 20.0},
+                {"R": "mean", "rho1": 10.0, "rho2": 20.0}),
         build=_srmtl),
     Formulation(
         "Least_TGL", ("rho1", "rho2", "rho3"),
         f"{_HALF} + rho1 ‖W‖²_F + rho2 ‖W R_chain‖²_F + rho3 Σ_j ‖w^j‖₂",
         "SquaredLoss('sum'), Ridge(2 rho1), GraphLaplacian(relations.chain(T), alpha=2 rho2), "
-        "L21(rho3)", build=_tgl),
+        "L21(rho3)", school=({"rho1": 1.0, "rho2": 10.0, "rho3": 500.0},), build=_tgl),
 )
 _BY_KEY = {f.name.lower(): f for f in _CATALOGUE}
+
+
+def label(name: str, params: Mapping[str, Any]) -> str:
+    """Short label of a configuration: the name, plus ``(R=chain)`` when R is named."""
+    R = params.get("R")
+    return name + (f"(R={R})" if isinstance(R, str) else "")
 
 
 def formulations() -> tuple[Formulation, ...]:

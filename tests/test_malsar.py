@@ -350,7 +350,7 @@ def test_example_from_malsar_on_school():
     spec.loader.exec_module(example)
     rows = example.run(quick=True)
     data = example.school(quick=True)
-    assert len(rows) == len(example.SCHOOL_PARAMETERS)
+    assert len(rows) == sum(len(f.school) for f in mc.malsar.formulations())
     for row in rows:
         _, F_ref = cvxpy_optimum(row["name"], data.X, data.y, row["params"])
         assert row["status"] == "optimal"
