@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._threads import blas_limited
 from .coupling import TaskCoupling
 from .oracles import coupling, merge_terms, prox_chain
 
@@ -216,6 +217,7 @@ def _quadratic_conjugate(Kt: TaskCoupling, Kf: np.ndarray | None,
 
 
 # ---------------------------------------------------------------------- certify
+@blas_limited
 def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None,
             parts: dict[str, np.ndarray] | None = None) -> Certificate:
     """Certify how close ``W`` is to the optimum of ``problem``.

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from ._threads import blas_limited
 from .exceptions import DataError
 
-__all__ = ["MultiTaskData", "CompressedTasks"]
+__all__ = ["MultiTaskData", "CompressedTasks", "SharedGram"]
 
 
 def as_float_array(value: Any, name: str, ndim: int | tuple[int, ...]) -> np.ndarray:
@@ -143,6 +144,25 @@ class CompressedTasks:
         return Apad, Zpad
 
 
+@dataclass(frozen=True)
+class SharedGram:
+    """Sufficient statistics of a shared design (n > d), see :meth:`MultiTaskData.gram`.
+
+    Attributes
+    ----------
+    G : ndarray (d, d)
+        ``XᵀX``.
+    B : ndarray (d, T)
+        ``XᵀY``.
+    yy : ndarray (T,)
+        ``‖y_t‖²``.
+    """
+
+    G: np.ndarray
+    B: np.ndarray
+    yy: np.ndarray
+
+
 def _compress(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Thin-QR compress ``X`` (n, d) against the targets ``Y`` (n, k) when n > d."""
     n, d = X.shape
@@ -242,7 +262,7 @@ class MultiTaskData:
         self.is_shared = all(Xt is first for Xt in Xs) or all(
             Xt.shape == first.shape and np.array_equal(Xt, first) for Xt in Xs
         )
-        self._compressed: dict[bool, CompressedTasks] = {}
+        self._compressed: dict[Any, Any] = {}  # center -> CompressedTasks, ("gram", center)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -355,6 +375,28 @@ class MultiTaskData:
             self._compressed[center] = self._build_compressed(center)
         return self._compressed[center]
 
+    def gram(self, center: bool) -> SharedGram | None:
+        """``XᵀX``, ``XᵀY`` and ``‖y_t‖²`` of a shared design with n > d, computed once.
+
+        None for per-task designs and for n ≤ d (then the design itself is smaller).
+        With ``center`` the design and targets are centred first (intercepts profiled
+        out). Exact: ``‖X w_t − y_t‖² = w_tᵀGw_t − 2 w_tᵀb_t + ‖y_t‖²``.
+        """
+        if not self.is_shared or self.X[0].shape[0] <= self.n_features:
+            return None
+        key = ("gram", center)
+        if key not in self._compressed:
+            self._compressed[key] = self._build_gram(center)
+        return self._compressed[key]
+
+    @blas_limited
+    def _build_gram(self, center: bool) -> SharedGram:
+        X, Y = self.X[0], self.shared_targets()
+        if center:
+            X, Y = X - X.mean(axis=0), Y - Y.mean(axis=0)
+        return SharedGram(X.T @ X, X.T @ Y, np.einsum("nt,nt->t", Y, Y))
+
+    @blas_limited
     def _build_compressed(self, center: bool) -> CompressedTasks:
         T = self.n_tasks
         x_mean = np.stack([Xt.mean(axis=0) for Xt in self.X], axis=1) if center else None
@@ -396,8 +438,16 @@ class MultiTaskData:
         return cache
 
     def shared_residuals(self, W: np.ndarray) -> np.ndarray:
-        """``X W − Y`` (n, T) of a shared design: the design is used once, not stacked."""
-        return self.X[0] @ W - self.shared_targets()
+        """``X W − Y`` (n, T) of a shared design: the design is used once, not stacked.
+
+        ``X W`` is kept for the last ``W`` (compared exactly), so the objective and the
+        certificate at one point share one product.
+        """
+        cache = self.__dict__.get("_shared_product")
+        if cache is None or cache[0].shape != W.shape or not np.array_equal(cache[0], W):
+            cache = (W.copy(), self.X[0] @ W)
+            self.__dict__["_shared_product"] = cache
+        return cache[1] - self.shared_targets()
 
     def stacked_residuals(self, W: np.ndarray,
                           intercept: np.ndarray | None = None) -> np.ndarray:

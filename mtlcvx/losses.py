@@ -109,12 +109,26 @@ class SquaredLoss:
 
         Exact: the dropped constant is added back. With ``center`` the intercepts are
         profiled out (each task centred). Weights are read now: make a new oracle after
-        changing them.
+        changing them. A shared design with n > d is used through its Gram matrix
+        (``d²·T`` per call, the design held once); certificates recompute residuals on
+        the original data, so the Gram route's cancellation never enters a gap.
         """
-        comp = data.compressed(center)
         c = self.weights(data)
+        gram = data.gram(center)
+        if gram is not None:
+            G, B, yy = gram.G, gram.B, gram.yy
+
+            def shared_gram(W: np.ndarray, need_gradient: bool = True) -> tuple[
+                    float, np.ndarray | None]:
+                GW = G @ W
+                quad = np.einsum("dt,dt->t", W, GW) - 2.0 * np.einsum("dt,dt->t", W, B) + yy
+                value = 0.5 * float(c @ quad)
+                return value, ((GW - B) * c if need_gradient else None)
+
+            return shared_gram
+        comp = data.compressed(center)
         offset = self.offset(data, center)
-        if comp.shared:  # one design (d×d after compression when n > d), never stacked
+        if comp.shared:  # n ≤ d: the design itself, held once
             A, Z = comp.A[0], np.stack(comp.z, axis=1)
 
             def shared(W: np.ndarray, need_gradient: bool = True) -> tuple[float,

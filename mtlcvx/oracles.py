@@ -177,7 +177,6 @@ def prox_operator(problem: Problem) -> Callable[[np.ndarray, float], np.ndarray]
 def _spectra(problem: Problem) -> tuple[float, float, float, float]:
     """``(max_t c_t λ_max, min_t c_t λ_min)`` of the task Hessian blocks ``c_t A_tᵀA_t``
     and ``(λ_max, λ_min)`` of the coupling ``K_t ⊕ K_f``; cached on their inputs."""
-    comp = problem.data.compressed(problem.fit_intercept)
     c = problem.loss_weights()
     d, T = problem.n_features, problem.n_tasks
     # the matrices are cached objects, replaced (never edited) when a parameter changes
@@ -187,10 +186,14 @@ def _spectra(problem: Problem) -> tuple[float, float, float, float]:
     key = (problem.fit_intercept, c.tobytes(), parts)
     cache = problem.__dict__.get("_spectra_cache")
     if cache is None or cache[0] != key:
-        if comp.shared:  # one design: one eigenproblem instead of T identical ones
-            lam = np.linalg.eigvalsh(comp.A[0].T @ comp.A[0])[None, :]
+        gram = problem.data.gram(problem.fit_intercept)
+        if gram is not None:  # a shared design: one eigenproblem, not T identical ones
+            lam = np.linalg.eigvalsh(gram.G)[None, :]
+        elif problem.data.is_shared:  # n ≤ d: the (uncompressed) design itself
+            A = problem.data.compressed(problem.fit_intercept).A[0]
+            lam = np.linalg.eigvalsh(A.T @ A)[None, :]
         else:
-            Apad, _ = comp.padded
+            Apad, _ = problem.data.compressed(problem.fit_intercept).padded
             lam = np.linalg.eigvalsh(np.matmul(Apad.transpose(0, 2, 1), Apad))
         top = float((c * lam[:, -1]).max())
         low = float((c * lambda_min(lam)).min())

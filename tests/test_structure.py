@@ -243,3 +243,58 @@ def test_direct_sparse_ldl_route_matches_dense_kron(rng, monkeypatch):
     sol = mc.Problem(data, loss=mc.SquaredLoss("sum"), penalties=pens).solve("direct")
     assert sol.info["method"] == "sparse ldl" and sol.status == "optimal"
     np.testing.assert_allclose(sol.W, W_ref, atol=1e-9)
+
+
+# --------------------------------------------------------------------------- shared design
+@pytest.mark.parametrize("center", [False, True])
+def test_shared_gram_oracle_matches_direct_residuals(rng, center):
+    n, d, T = 40, 5, 6
+    X = rng.standard_normal((n, d)) + 2.0
+    Y = rng.standard_normal((n, T)) + 1.0
+    c = rng.uniform(0.5, 2.0, T)
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), loss=mc.SquaredLoss("sum", task_weights=c),
+                      penalties=[mc.L21(0.1)], fit_intercept=center)
+    assert prob.data.gram(center) is not None
+    W = rng.standard_normal((d, T))
+    Xc = X - X.mean(axis=0) if center else X
+    Yc = Y - Y.mean(axis=0) if center else Y
+    R = Xc @ W - Yc
+    value, grad = prob.smooth_value_and_gradient(W)
+    assert value == pytest.approx(0.5 * float(np.sum(c * np.sum(R * R, axis=0))), rel=1e-12)
+    np.testing.assert_allclose(grad, Xc.T @ R * c, rtol=1e-11, atol=1e-12)
+    assert prob.lipschitz() == pytest.approx(c.max() * np.linalg.eigvalsh(Xc.T @ Xc)[-1],
+                                             rel=1e-12)
+    # the product cache follows in-place edits of W
+    F0 = prob.objective(W)
+    W[0, 0] += 1.0
+    R = Xc @ W - Yc
+    expected = 0.5 * float(np.sum(c * np.sum(R * R, axis=0))) + prob.penalties[0].value(W)
+    assert prob.objective(W) == pytest.approx(expected, rel=1e-12) and prob.objective(W) != F0
+
+
+def test_shared_l21_fista_matches_sklearn(rng):
+    from sklearn.linear_model import MultiTaskLasso
+
+    n, d, T = 60, 8, 5
+    X = rng.standard_normal((n, d))
+    Y = X[:, :3] @ rng.standard_normal((3, T)) + 0.3 * rng.standard_normal((n, T))
+    alpha = 0.05
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21(alpha)])
+    sol = prob.solve("fista")
+    ref = MultiTaskLasso(alpha=alpha, fit_intercept=False, tol=1e-14, max_iter=100_000).fit(X, Y)
+    assert sol.status == "optimal"
+    np.testing.assert_allclose(sol.W, ref.coef_.T, atol=1e-6)
+
+
+def test_blas_threads_are_limited(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from mtlcvx._threads import blas_limited, blas_threads
+
+    @blas_limited
+    def threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    assert blas_threads() == 1 and threads() <= {1}
+    monkeypatch.setenv("MTLCVX_BLAS_THREADS", "2")
+    assert blas_threads() == 2

@@ -137,17 +137,23 @@ class DirectBackend(Backend):
         if solver_opts:
             raise MTLError(f"backend 'direct' takes no solver options, got {sorted(solver_opts)}")
         start = time.perf_counter()
-        comp = problem.data.compressed(problem.fit_intercept)
+        data = problem.data
         c = problem.loss_weights()
         Kt, Kf = oracles.coupling(problem)
         uniform = bool(np.all(c == c[0]))
         W = method = None
         iters = 1
-        if comp.shared and (uniform or Kf is None) and np.all(c > 0):
-            W = self._sylvester(comp, c, Kt, Kf, uniform)
+        if data.is_shared and (uniform or Kf is None) and np.all(c > 0):
+            gram = data.gram(problem.fit_intercept)
+            if gram is None:  # n ≤ d: the design itself is the smaller factor
+                A = data.compressed(problem.fit_intercept).A[0]
+                H, B = A.T @ A, A.T @ np.stack(data.compressed(problem.fit_intercept).z, 1)
+            else:
+                H, B = gram.G, gram.B
+            W = self._sylvester(H, B, c, Kt, Kf, uniform)
             method = "sylvester"
         if W is None:
-            Hs, B = _blocks(comp, c, Kf)
+            Hs, B = _blocks(data.compressed(problem.fit_intercept), c, Kf)
             W, method = self._structured(Hs, B, Kt)
             if W is None and problem.n_features * problem.n_tasks <= self.dense_limit:
                 W, method = self._dense(Hs, B, Kt)
@@ -168,12 +174,8 @@ class DirectBackend(Backend):
 
     # ------------------------------------------------------------------ routes
     @staticmethod
-    def _sylvester(comp, c, Kt: TaskCoupling, Kf, uniform) -> np.ndarray | None:
-        """``c H W + K_f W + W K_t = c B`` in the eigenbasis of ``H = AᵀA``."""
-        A = comp.A[0]
-        Z = np.stack(comp.z, axis=1)
-        H = A.T @ A
-        B = A.T @ Z
+    def _sylvester(H, B, c, Kt: TaskCoupling, Kf, uniform) -> np.ndarray | None:
+        """``c H W + K_f W + W K_t = c B`` in the eigenbasis of ``H = XᵀX``."""
         if uniform and Kf is not None:
             H = H + Kf / c[0]
         sc = np.sqrt(c)
@@ -211,7 +213,7 @@ class DirectBackend(Backend):
         T, d, _ = Hs.shape
         K = (Kt.sparse + sp.diags(Kt.diag)).tocoo()
         rhs = B.T.ravel()
-        u = (Kt.bandwidth() + 1) * d - 1  # lower bandwidth in task-major order
+        u = max(d - 1, Kt.bandwidth() * d)  # lower bandwidth in task-major order
         if (u + 1) * d * T <= _MAX_BAND_ENTRIES:
             ab = np.zeros((u + 1, d * T))
             i, j = np.tril_indices(d)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._threads import blas_limited
 from ..exceptions import ConvergenceWarning, MTLError
 from .fista import refine as _refine
 from .registry import resolve_backend
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["solve"]
 
 
+@blas_limited
 def solve(problem: Problem, backend: str | None = None, tol: float = 1e-8,
           max_iter: int | None = None, verbose: bool = False, refine: bool = False,
           **solver_opts: Any) -> Solution:
