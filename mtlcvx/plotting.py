@@ -9,7 +9,7 @@ import numpy as np
 
 from ._optional import require
 
-__all__ = ["plot_convergence", "plot_path"]
+__all__ = ["plot_convergence", "plot_path", "plot_task_matrix"]
 
 
 def _positive(values: np.ndarray) -> np.ndarray:
@@ -134,4 +134,52 @@ def plot_path(path: Any, ax: Any = None, *, objective: bool = True) -> Any:
         right = ax.twinx()
         right.plot(alphas, np.asarray(path.objective)[order], "k--", label="objective")
         right.set_ylabel("objective F(W)")
+    return ax
+
+
+def plot_task_matrix(matrix: Any, labels: Any = None, ax: Any = None) -> Any:
+    """Heatmap of a learned (or given) task or feature matrix.
+
+    Parameters
+    ----------
+    matrix : array_like (n, n)
+        For example ``res.matrix`` or ``res.coupling`` of
+        :func:`mtlcvx.learn_relation` (Ω, D or M), or a fixed ``K``.
+    labels : array_like (n,) of int, optional
+        A cluster per row (``res.labels``): rows and columns are then ordered by cluster
+        (stable, so the original order is kept within a cluster) and the cluster
+        boundaries are drawn.
+    ax : matplotlib Axes, optional
+        Axes to draw on; a new figure is made when None. ``plt.show()`` is never called.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        With a colorbar on a diverging scale centred at 0.
+    """
+    plt = require("matplotlib.pyplot", "plot", "plot_task_matrix")
+    M = np.asarray(matrix, dtype=float)
+    if M.ndim != 2 or M.shape[0] != M.shape[1]:
+        raise ValueError(f"matrix must be square (n, n), got shape {M.shape}")
+    if ax is None:
+        _, ax = plt.subplots()
+    order = np.arange(M.shape[0])
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (M.shape[0],):
+            raise ValueError(f"labels must have shape ({M.shape[0]},), got {labels.shape}")
+        order = np.argsort(labels, kind="stable")
+    scale = float(np.abs(M).max()) or 1.0
+    image = ax.imshow(M[np.ix_(order, order)], cmap="RdBu_r", vmin=-scale, vmax=scale,
+                      interpolation="nearest")
+    ax.figure.colorbar(image, ax=ax)
+    if labels is not None:
+        sorted_labels = labels[order]
+        for edge in np.flatnonzero(sorted_labels[1:] != sorted_labels[:-1]) + 0.5:
+            ax.axhline(edge, color="k", linewidth=0.8)
+            ax.axvline(edge, color="k", linewidth=0.8)
+        ax.set_xlabel("task (ordered by cluster)")
+    else:
+        ax.set_xlabel("task")
+    ax.set_ylabel(ax.get_xlabel())
     return ax
