@@ -303,3 +303,52 @@ def test_decomposition_parts_come_back_and_objective_uses_them(data):
 def _dirty_expr(W, a, b):
     P = cp.Variable(W.shape)
     return a * cp.sum(cp.abs(P)) + b * cp.mixed_norm(W - P, 2, 1)
+
+
+# ----------------------------------------------------------------------------- Custom checks
+def _col_shrink_weightless(V, step):
+    return _column_shrink(V, 0.5 * step)  # forgets a weight
+
+
+WRONG = {
+    "prox": dict(prox=_col_shrink_weightless),
+    "value": dict(value=lambda W: 2 * np.linalg.norm(W, axis=0).sum()),
+    "value nan": dict(value=lambda W: np.nan),
+    "dual_norm": dict(structure="norm", dual_norm=lambda V: np.abs(V).max()),
+    "conjugate": dict(conjugate=lambda V: 0.0),
+}
+
+
+@pytest.mark.parametrize("oracle", list(WRONG))
+def test_custom_with_a_wrong_oracle_is_refused(data, oracle):
+    pen = mc.Custom(_col_norms, cones={"soc"}, alpha=0.1, **WRONG[oracle])
+    with pytest.raises(mc.PenaltyError, match=f"the {oracle.split()[0]} oracle disagrees"):
+        mc.Problem(data, penalties=[pen])
+
+
+def test_custom_smooth_oracles_checked_and_used(data):
+    def half_sq(W):
+        return cp.sum_squares(W) / 2
+
+    with pytest.raises(mc.PenaltyError, match="gradient oracle disagrees"):
+        mc.Problem(data, penalties=[mc.Custom(half_sq, cones={"quadratic"},
+                                              gradient=lambda W: 2 * W)])
+    with pytest.raises(mc.PenaltyError, match="lipschitz oracle disagrees"):
+        mc.Problem(data, penalties=[mc.Custom(half_sq, cones={"quadratic"},
+                                              gradient=lambda W: W, lipschitz=0.5)])
+    # gradient + lipschitz: fista steps 1/L without backtracking; conjugate: a gap
+    pen = mc.Custom(half_sq, cones={"quadratic"}, alpha=0.2, gradient=lambda W: W,
+                    lipschitz=1.0, conjugate=lambda V: 0.5 * float(np.sum(V * V)))
+    prob = mc.Problem(data, penalties=[pen, mc.L21(0.05)])
+    trace = mc.first_order.fista(prob, tol=1e-9)
+    assert trace.converged and trace.info["lipschitz_bound"] is not None
+    _, F_ref = _reference(data, lambda W: 0.1 * cp.sum_squares(W)
+                          + 0.05 * cp.mixed_norm(W, 2, 1), False)
+    assert trace.certificate.objective == pytest.approx(F_ref, rel=1e-8)
+    assert trace.certificate.gap >= trace.certificate.objective - F_ref - 1e-13
+
+
+def test_numpy_expression_is_explained(data):
+    for numpy_expr in (lambda W: np.sum(np.abs(W)), lambda W: np.linalg.norm(W)):
+        with pytest.raises(mc.PenaltyError, match="CVXPY atoms .* not NumPy functions"):
+            mc.Problem(data, penalties=[mc.Custom(numpy_expr, cones={"soc"})])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import traceback
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -30,6 +33,140 @@ _STRUCTURES_CUSTOM = tuple(s for s in STRUCTURES if s != "quadratic")
 _ATTRS = {"value": "value_fn", "prox": "prox_fn", "gradient": "gradient_fn",
           "lipschitz": "lipschitz_fn", "dual_norm": "dual_norm_fn",
           "conjugate": "conjugate_fn", "structure": "declared_structure"}
+
+
+_NUMPY_HINT = ("Write expression with CVXPY atoms (cp.abs, cp.norm, cp.sum, cp.sum_squares, "
+               "…), not NumPy functions: W is a cvxpy.Variable there. A NumPy version of the "
+               "same function may be given as value=")
+
+
+def _numpy_involved(err: BaseException) -> bool:
+    """True when NumPy raised ``err`` or CVXPY refused a NumPy function."""
+    numpy_dir = os.path.dirname(np.__file__)
+    frames = traceback.extract_tb(err.__traceback__)
+    return "NumPy" in str(err) or any(f.filename.startswith(numpy_dir) for f in frames)
+
+
+class _OracleCheck:
+    """Compare a Custom term's oracles with its CVXPY expression (see :meth:`Custom.verify`)."""
+
+    #: Relative tolerances: value (exact arithmetic), Clarabel-solved references.
+    VALUE_RTOL = 1e-9
+    SOLVED_TOL = 1e-6
+
+    def __init__(self, pen: Custom, d: int, T: int):
+        self.pen, self.shape = pen, (d, T)
+        rng = np.random.default_rng(0)
+        self.points = [rng.standard_normal((d, T)) * scale for scale in (1.0, 0.3, 3.0)]
+        self.directions = [rng.standard_normal((d, T)) for _ in self.points]
+        self.name = pen.label
+
+    def fail(self, oracle: str, what: str) -> PenaltyError:
+        return PenaltyError(f"{self.name}: the {oracle} oracle disagrees with the expression: "
+                            f"{what}")
+
+    def expr_value(self, W: np.ndarray) -> float:
+        return float(self.pen.expression(cp.Constant(W)).value)
+
+    def run(self) -> None:
+        pen = self.pen
+        for oracle, check in (("value", self.value), ("gradient", self.gradient),
+                              ("lipschitz", self.lipschitz), ("prox", self.prox),
+                              ("dual_norm", self.dual_norm), ("conjugate", self.conjugate)):
+            if pen.__dict__[_ATTRS[oracle]] is not None:
+                check()
+
+    def value(self) -> None:
+        for W in self.points:
+            got, want = float(self.pen.value_fn(W)), self.expr_value(W)
+            if not np.isfinite(got) or abs(got - want) > self.VALUE_RTOL * max(abs(want), 1e-300):
+                raise self.fail("value", f"value(W) = {got!r} but the expression gives "
+                                         f"{want!r} at a random W (seed 0); value must return "
+                                         "e(W) without alpha")
+
+    def gradient(self) -> None:
+        for W, D in zip(self.points, self.directions, strict=True):
+            g = np.asarray(self.pen.gradient_fn(W), dtype=float)
+            if g.shape != W.shape or not np.all(np.isfinite(g)):
+                raise self.fail("gradient", f"gradient(W) has shape {g.shape} (expected "
+                                            f"{W.shape}) or non-finite entries")
+            h = 1e-5 * max(1.0, float(np.abs(W).max()))
+            fd = (self.expr_value(W + h * D) - self.expr_value(W - h * D)) / (2 * h)
+            slope = float(np.sum(g * D))
+            scale = max(abs(fd), float(np.linalg.norm(g) * np.linalg.norm(D)), 1e-12)
+            if abs(fd - slope) > 1e-5 * scale:
+                raise self.fail("gradient", f"the directional derivative along a random "
+                                            f"direction is {fd:.6e} by central differences "
+                                            f"but ⟨gradient(W), D⟩ = {slope:.6e}")
+
+    def lipschitz(self) -> None:
+        pen = self.pen
+        if pen.gradient_fn is None:
+            raise PenaltyError(f"{self.name}: lipschitz given without a gradient")
+        L = pen.lipschitz_fn
+        L = float(L(*self.shape) if callable(L) else L)
+        for W1, W2 in zip(self.points, self.directions, strict=True):
+            diff = np.linalg.norm(np.asarray(pen.gradient_fn(W1)) - np.asarray(pen.gradient_fn(W2)))
+            bound = L * np.linalg.norm(W1 - W2)
+            if diff > bound * (1 + 1e-9) + 1e-12:
+                raise self.fail("lipschitz", f"‖∇e(W₁) − ∇e(W₂)‖ = {diff:.6e} exceeds "
+                                             f"L‖W₁ − W₂‖ = {bound:.6e} at random points")
+
+    def _solve(self, objective: Any, constraints: list[Any]) -> cp.Problem:
+        prob = cp.Problem(objective, constraints)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prob.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10,
+                       tol_feas=1e-10)
+        return prob
+
+    def prox(self) -> None:
+        for V, step in zip(self.points, (0.7, 0.1, 2.0), strict=True):
+            got = np.asarray(self.pen.prox_fn(V, step), dtype=float)
+            W = cp.Variable(self.shape)
+            self._solve(cp.Minimize(step * self.pen.expression(W)
+                                    + 0.5 * cp.sum_squares(W - V)), [])
+            err = float(np.abs(got - W.value).max()) if got.shape == V.shape else np.inf
+            if not err <= self.SOLVED_TOL * max(1.0, float(np.abs(V).max())):
+                raise self.fail("prox", f"prox(V, {step}) differs from argmin_W {step}·e(W) + "
+                                        f"½‖W − V‖² (solved by Clarabel) by {err:.3e} at a "
+                                        "random V (the package passes step already "
+                                        "multiplied by alpha)")
+
+    def dual_norm(self) -> None:
+        pen = self.pen
+        squared = pen.structure == "squared_norm"
+        for V, W in zip(self.points, self.directions, strict=True):
+            dn = float(pen.dual_norm_fn(V))
+            e = self.expr_value(W)
+            omega = np.sqrt(max(2.0 * e, 0.0)) if squared else e
+            inner = float(np.sum(V * W))
+            if not np.isfinite(dn) or inner > omega * dn * (1 + 1e-9) + 1e-12:
+                raise self.fail("dual_norm", f"⟨V, W⟩ = {inner:.6e} > Ω(W)·Ω°(V) = "
+                                             f"{omega * dn:.6e} at random V, W")
+            X = cp.Variable(self.shape)
+            limit = 0.5 if squared else 1.0  # ½Ω² ≤ ½  ⇔  Ω ≤ 1
+            prob = self._solve(cp.Maximize(cp.sum(cp.multiply(V, X))),
+                               [pen.expression(X) <= limit])
+            want = float(prob.value)
+            if abs(dn - want) > self.SOLVED_TOL * max(1.0, abs(want)):
+                raise self.fail("dual_norm", f"dual_norm(V) = {dn:.9e} but max{{⟨V, W⟩ : Ω(W) ≤ "
+                                             f"1}} = {want:.9e} (solved by Clarabel) at a "
+                                             "random V")
+
+    def conjugate(self) -> None:
+        for V in self.points:
+            got = float(self.pen.conjugate_fn(V))
+            X = cp.Variable(self.shape)
+            prob = self._solve(cp.Maximize(cp.sum(cp.multiply(V, X)) - self.pen.expression(X)),
+                               [])
+            unbounded = prob.status in (cp.UNBOUNDED, cp.UNBOUNDED_INACCURATE)
+            want = np.inf if unbounded else float(prob.value)
+            ok = (got == np.inf) if unbounded else (
+                np.isfinite(got) and abs(got - want) <= self.SOLVED_TOL * max(1.0, abs(want)))
+            if not ok:
+                raise self.fail("conjugate", f"conjugate(V) = {got!r} but sup_W ⟨V, W⟩ − e(W) = "
+                                             f"{want!r} (solved by Clarabel) at a random V")
 
 
 class Custom(Penalty):
@@ -210,14 +347,45 @@ class Custom(Penalty):
         return self.alpha * float(self.conjugate_fn(V / self.alpha))
 
     def verify(self, n_features: int, n_tasks: int) -> None:
+        """Check the expression (DCP, scalar, no Parameters) and every supplied oracle.
+
+        Each oracle is compared with the CVXPY expression at seeded random points:
+        ``value`` to 1e-9 relative; ``gradient`` by central differences along random
+        directions; ``prox`` against the prox subproblem solved by Clarabel (to 1e-6);
+        ``dual_norm`` by ``⟨V, W⟩ ≤ Ω(W)·Ω°(V)`` and against ``max{⟨V, W⟩ : Ω(W) ≤ 1}``
+        solved by Clarabel; ``conjugate`` against ``sup_W ⟨V, W⟩ − e(W)`` solved by
+        Clarabel; ``lipschitz`` by ``‖∇e(W₁) − ∇e(W₂)‖ ≤ L‖W₁ − W₂‖``. Done once per
+        problem size and set of oracles.
+
+        Raises
+        ------
+        PenaltyError
+            Naming the expression's problem or the oracle and the discrepancy found.
+        """
+        key = (n_features, n_tasks, self.expression,
+               *(self.__dict__[a] for a in _ATTRS.values()))
+        if self.__dict__.get("_verified") == key:
+            return
+        self._check_expression(n_features, n_tasks)
+        _OracleCheck(self, n_features, n_tasks).run()
+        self.__dict__["_verified"] = key
+
+    def _check_expression(self, n_features: int, n_tasks: int) -> None:
         W = cp.Variable((n_features, n_tasks))
         try:
             expr = self.expression(W)
         except Exception as err:
+            if _numpy_involved(err):
+                first = str(err).strip().splitlines()[0]
+                raise PenaltyError(f"Custom: expression(W) called NumPy on the variable "
+                                   f"({type(err).__name__}: {first}). {_NUMPY_HINT}") from err
             raise PenaltyError(
                 f"Custom: expression(W) raised {type(err).__name__}: {err} "
                 f"(W is a cvxpy.Variable of shape ({n_features}, {n_tasks}))"
             ) from err
+        if isinstance(expr, (np.ndarray, np.generic)):
+            raise PenaltyError("Custom: expression(W) returned a NumPy value, not a "
+                               f"cvxpy.Expression. {_NUMPY_HINT}")
         if not isinstance(expr, cp.Expression):
             raise PenaltyError(
                 f"Custom: expression(W) must return a cvxpy.Expression, got {type(expr).__name__}"
