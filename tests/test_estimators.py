@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
-from sklearn.linear_model import MultiTaskLasso, Ridge
+from sklearn.linear_model import Lasso, MultiTaskElasticNet, MultiTaskLasso, Ridge
 from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -84,6 +84,17 @@ def test_l21_shared_design_matches_multitask_lasso(rng):
     assert np.count_nonzero(np.all(ref.coef_ == 0, axis=0)) > 0  # some rows are zero
     np.testing.assert_allclose(est.coef_, ref.coef_, atol=1e-6)
     np.testing.assert_allclose(est.intercept_, ref.intercept_, atol=1e-6)
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    ([mc.L21(alpha=0.06), mc.Ridge(alpha=0.04)], MultiTaskElasticNet(alpha=0.1, l1_ratio=0.6)),
+    ([mc.L1(alpha=0.05)], Lasso(alpha=0.05)),
+])
+def test_conversion_table_of_the_docs(rng, ours, theirs):
+    X, Y = _shared(rng, n=70, d=6, T=3)
+    est = MultiTaskRegressor(penalties=ours, backend="clarabel").fit(X, Y)
+    ref = theirs.set_params(tol=1e-14, max_iter=100_000).fit(X, Y)
+    np.testing.assert_allclose(est.coef_, ref.coef_, atol=2e-6)
 
 
 def test_long_format_matches_per_task_ridge_and_data_predict(rng):
