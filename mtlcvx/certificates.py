@@ -117,8 +117,8 @@ class _NormPart:
                 self.reason = f"{self.single.label}: give the norm a dual_norm or a prox"
             else:
                 self.reason = (f"{' + '.join(p.label for p in self.terms)}: no exact prox of "
-                               "the sum; give the terms prox operators that compose, or use "
-                               "a conic backend")
+                               "the sum, so no test of its dual ball; a term whose prox "
+                               "composes with the other's can declare prox_composes_with")
 
     def _prox(self, Z: np.ndarray) -> np.ndarray:
         for pen in self.prox:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import cvxpy as cp
 import numpy as np
 
-from . import compile, oracles
+from . import backends, compile, oracles
 from .data import MultiTaskData, as_float_array
 from .exceptions import DataError, MTLError, PenaltyError
 from .losses import SquaredLoss
@@ -331,9 +331,7 @@ class Problem:
         IncompatibleBackend, BackendUnavailable, SolverFailed, MTLError
             See :func:`mtlcvx.backends.solve`.
         """
-        from .backends import solve
-
-        return solve(self, backend, tol, max_iter, verbose, refine, **solver_opts)
+        return backends.solve(self, backend, tol, max_iter, verbose, refine, **solver_opts)
 
     def __repr__(self) -> str:
         pens = ", ".join(map(repr, self.penalties))

@@ -1,0 +1,106 @@
+"""Imports point down: every mtlcvx module sits in a layer and imports only its own or lower ones.
+
+Checked on the source (``ast``), module-level and deferred (in-function) imports alike;
+imports under ``if TYPE_CHECKING:`` are for annotations only and are skipped.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import mtlcvx
+
+ROOT = pathlib.Path(mtlcvx.__file__).parent
+
+#: Lowest first. A module may import modules of its own layer or below.
+LAYERS = [
+    ("shared numerics", ["mtlcvx.exceptions", "mtlcvx._optional", "mtlcvx._threads",
+                         "mtlcvx._linalg", "mtlcvx.penalties._prox"]),
+    ("data", ["mtlcvx.data"]),
+    ("losses and relations", ["mtlcvx.losses", "mtlcvx.relations", "mtlcvx.coupling",
+                              "mtlcvx.datasets"]),
+    ("penalties", ["mtlcvx.penalties", "mtlcvx.penalties.*"]),
+    ("oracles and compilation", ["mtlcvx.oracles", "mtlcvx.compile", "mtlcvx.solution"]),
+    ("certificates", ["mtlcvx.certificates"]),
+    ("first-order methods", ["mtlcvx.first_order"]),
+    ("backends", ["mtlcvx.backends", "mtlcvx.backends.*"]),
+    ("the problem (hub)", ["mtlcvx.problem"]),
+    ("tools on problems", ["mtlcvx.validation", "mtlcvx.path", "mtlcvx.relation_learning",
+                           "mtlcvx.malsar", "mtlcvx.estimators", "mtlcvx.spec",
+                           "mtlcvx.plotting"]),
+    ("entry points", ["mtlcvx", "mtlcvx.cli", "mtlcvx.__main__"]),
+]
+
+
+def _layer(module: str) -> int | None:
+    for level, (_, members) in enumerate(LAYERS):
+        for pattern in members:
+            if module == pattern or (pattern.endswith(".*")
+                                     and module.startswith(pattern[:-1])):
+                return level
+    return None
+
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    """mtlcvx modules imported by ``path``, outside ``if TYPE_CHECKING:`` blocks."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            if isinstance(child, ast.ImportFrom):
+                if child.level:
+                    base = package.split(".")[: len(package.split(".")) - child.level + 1]
+                    target = ".".join(base + ([child.module] if child.module else []))
+                else:
+                    target = child.module or ""
+                if target.startswith("mtlcvx"):
+                    # `from . import x` imports the submodule x when there is one
+                    for alias in child.names:
+                        sub = f"{target}.{alias.name}"
+                        found.add(sub if _exists(sub) else target)
+            elif isinstance(child, ast.Import):
+                found.update(a.name for a in child.names if a.name.startswith("mtlcvx"))
+            visit(child)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")))
+    found.discard(name)
+    return found
+
+
+def _exists(module: str) -> bool:
+    rel = pathlib.Path(*module.split(".")[1:])
+    return (ROOT / rel).with_suffix(".py").exists() or (ROOT / rel / "__init__.py").exists()
+
+
+def test_every_module_has_a_layer():
+    missing = [_module_name(p) for p in ROOT.rglob("*.py") if _layer(_module_name(p)) is None]
+    assert not missing, (f"put {missing} into a layer of tests/test_layers.py: the lowest one "
+                         "holding everything it imports")
+
+
+def test_imports_point_down():
+    upward = []
+    for path in sorted(ROOT.rglob("*.py")):
+        name = _module_name(path)
+        here = _layer(name)
+        for target in sorted(_imports(path)):
+            there = _layer(target)
+            if there is not None and here is not None and there > here:
+                upward.append(f"{name} ({LAYERS[here][0]}) imports {target} "
+                              f"({LAYERS[there][0]})")
+    assert not upward, "imports pointing up:\n" + "\n".join(upward)
+
+
+def test_only_entry_points_import_the_cli():
+    importers = [_module_name(p) for p in ROOT.rglob("*.py") if "mtlcvx.cli" in _imports(p)]
+    assert importers == ["mtlcvx.__main__"]
