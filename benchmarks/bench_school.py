@@ -9,7 +9,7 @@ Usage::
 
 Problems. School as shipped (``mc.datasets.load_school()``: 139 tasks in file order, the
 raw 28 columns including MALSAR's bias column, no intercept), with
-``mc.SquaredLoss(scale="sum")``, i.e. MALSAR's ``½Σ_t‖X_t w_t − y_t‖²`` (MATH §0.3):
+``mc.SquaredLoss(scale="sum")``, i.e. MALSAR's ``½Σ_t‖X_t w_t − y_t‖²``:
 
 * ``lasso``  ``L1(50)``                                  (``Least_Lasso``, ρ₁ = 50)
 * ``l21``    ``L21(500)``                                (``Least_L21``, ρ₁ = 500)
@@ -18,7 +18,7 @@ raw 28 columns including MALSAR's bias column, no intercept), with
   ρ₁ = 10, ρ₂ = 20)
 * ``graph``  ``GraphLaplacian(chain(139), 20) + L1(20)`` (``Least_SRMTL`` with R_chain,
   ρ₁ = 10, ρ₂ = 20)
-* ``mtrl``   the MTRL reduced problem (MATH §2.4, §9) on standardized School
+* ``mtrl``   the MTRL reduced problem on standardized School
   (``load_school(standardize=True)``, ``fit_intercept=True``, ``scale="mean"``,
   ``Ridge(0.1) + SquaredTraceNorm(1.0)``).
 
@@ -30,7 +30,7 @@ problem (ECOS has no PSD cone, OSQP neither SOC nor PSD); the others are listed 
 form (backtracking from L = 1 doubling, no restart, start at zero) stopped by MALSAR's
 default rule, relative objective change ≤ 1e-4 or 1000 iterations.
 
-Every returned ``W`` is certified with :func:`mtlcvx.certificates.certify` (MATH §6.2)
+Every returned ``W`` is certified with :func:`mtlcvx.certificates.certify`
 on the original data, outside the timed region; a route "reaches" the target when that
 certified relative gap is ≤ 1e-8. Beside the certified gap (an upper bound) the tables
 give "rel subopt" ``(F(W) − F_ref)/max(1, |F_ref|)``, ``F_ref`` the lowest objective among

@@ -27,7 +27,7 @@ its intent and fixes them.
    Lipschitz constant of ∇L), so the iteration blows up. Step 1/L converges linearly at
    rate 1 − μ/L.
 
-**In mtlcvx's conventions** (DESIGN §2: loss Σ_t (c_t/2)‖·‖², quadratic penalties
+**In mtlcvx's conventions** (docs/conventions.md: loss Σ_t (c_t/2)‖·‖², quadratic penalties
 (α/2) tr(W K Wᵀ)), the seed objective is exactly twice
 
     SquaredLoss(scale="sum") + TaskRelation(K, alpha=0.5),
@@ -36,7 +36,7 @@ because 2·[Σ ½‖·‖² + (0.5/2) tr(W K Wᵀ)] = Σ‖·‖² + ½ tr(W K W
 at random W. (The article's per-task weights α_i would be ``SquaredLoss("sum",
 task_weights=α)``; its code uses α_i = 1.) The exact optimum comes from the "direct"
 backend and is cross-checked with Clarabel and OSQP; the corrected gradient descent then
-runs until its certified bound F(W) − F* ≤ ‖∇F(W)‖²/(2μ) (MATH §6(a)) falls below
+runs until its certified bound F(W) − F* ≤ ‖∇F(W)‖²/(2μ) falls below
 ``tol·max(1, F)`` and is compared with the exact optimum.
 
 Run ``python examples/seed_task_relation.py``; ``run(quick=True)`` stops at a looser

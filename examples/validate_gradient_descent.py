@@ -1,6 +1,6 @@
 r"""Validate your own gradient method against the exact optimum, on School.
 
-The setting is the one MATH §6.2 ends with: someone has written a gradient method for a
+The setting: someone has written a gradient method for a
 multi-task problem and wants to know how good its iterates are. mtlcvx supplies the
 reference (the exact optimum with its own certificate) and the scoring
 (:func:`mtlcvx.validation.validate`); the method itself is plain NumPy written here from

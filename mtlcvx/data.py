@@ -3,7 +3,7 @@
 A :class:`MultiTaskData` keeps the original arrays (objectives and certificates are
 computed on them) and, on demand, a compressed copy that every backend solves on:
 tasks with more rows than features are replaced by a thin QR factor, which keeps the
-least-squares objective exact up to a stored constant (DESIGN §4).
+least-squares objective exact up to a stored constant.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 * :func:`fista`: accelerated proximal gradient (Beck & Teboulle) with step ``1/L`` from
   the problem's proven Lipschitz bound (backtracking only where none is known, e.g. a
   Custom gradient) and adaptive (gradient-based) restart (O'Donoghue & Candès), stopping
-  when the certified relative gap (MATH §6.2) is at most ``tol``.
+  when the certified relative gap (docs/certificates.md) is at most ``tol``.
 
 Both evaluate the smooth part on the compressed data (exact) and the prox of the rest
 in closed form (:meth:`mtlcvx.Problem.prox`).

@@ -47,9 +47,9 @@ class Problem:
     Notes
     -----
     The CVXPY problem is built lazily, once, on first use by a conic backend or when
-    :attr:`cvxpy` is read (DESIGN §7.2). Every strength is a ``cvxpy.Parameter``
+    :attr:`cvxpy` is read. Every strength is a ``cvxpy.Parameter``
     owned by the problem: ``penalty.alpha = 0.5`` or ``penalty.set_params(alpha=0.5)``
-    takes effect at the next :meth:`solve` without a rebuild (DESIGN §7.1). A new
+    takes effect at the next :meth:`solve` without a rebuild. A new
     matrix (``K``, ``A``, ``D``) whose factor keeps its shape is a Parameter update
     too; one whose factor changes shape, or a sparse factor, triggers a rebuild.
 

@@ -14,7 +14,7 @@ __all__ = ["Solution"]
 
 @dataclass
 class Solution:
-    """Result of :meth:`mtlcvx.Problem.solve` (DESIGN §6, §7.6).
+    """Result of :meth:`mtlcvx.Problem.solve`.
 
     Attributes
     ----------
@@ -32,7 +32,7 @@ class Solution:
         ``"optimal"`` or ``"inaccurate"`` (a :class:`~mtlcvx.ConvergenceWarning` was
         issued).
     backend : str
-        The backend that ran (``backend=None`` resolves to one, DESIGN §7.5).
+        The backend that ran (``backend=None`` resolves to one; see docs/backends.md).
     compile_time, solve_time : float
         Seconds spent building/compiling (CVXPY canonicalisation, or assembling the
         reduced system for "direct") and in the solver itself.

@@ -1,4 +1,4 @@
-"""Backends: a registry of interchangeable solvers (DESIGN §3, §7.5, §7.12)."""
+"""Backends: a registry of interchangeable solvers (docs/backends.md)."""
 
 from . import conic, direct, fista  # noqa: F401  (registers the backends, in preference order)
 from .dispatch import solve

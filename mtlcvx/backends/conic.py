@@ -36,7 +36,7 @@ class ConicBackend(Backend):
     extra : str or None
         pip extra that installs it (None: it comes with cvxpy).
     cones : frozenset of str
-        Cones it supports (DESIGN §7.12).
+        Cones it supports (names in ``mtlcvx.penalties.CONES``).
     options : callable
         ``options(tol, max_iter) -> dict`` of solver settings.
     hint : str

@@ -1,8 +1,8 @@
-"""The "fista" backend: certified accelerated proximal gradient (DESIGN §4, §7.5).
+"""The "fista" backend: certified accelerated proximal gradient.
 
 The scalable exact route for SDP-class problems (trace norms, MTRL) where interior-point
 solvers run out of memory and SCS stops early: it stops only when the certified
-relative gap of MATH §6.2 is at most ``tol``.
+relative gap (docs/certificates.md) is at most ``tol``.
 """
 
 from __future__ import annotations

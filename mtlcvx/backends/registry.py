@@ -1,4 +1,4 @@
-"""Backend registry: capabilities, availability and selection (DESIGN §3, §7.5, §7.12)."""
+"""Backend registry: capabilities, availability and selection (docs/backends.md)."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def _capable(problem: Problem) -> str:
 
 
 def default_backend(problem: Problem) -> str:
-    """DESIGN §7.5: "direct" for quadratic problems; "fista" when every non-smooth term
+    """The default rule: "direct" for quadratic problems; "fista" when every non-smooth term
     has an exact prox and the problem needs the PSD cone or has ``T·d > 2000``;
     otherwise "clarabel"."""
     if problem.is_quadratic:

@@ -1,4 +1,4 @@
-"""Penalties, grouped by the cone a conic backend needs (DESIGN §3)."""
+"""Penalties, grouped by the cone a conic backend needs."""
 
 from .base import CONES, Penalty
 from .custom import Custom

@@ -1,8 +1,8 @@
 """Quadratic penalties: ``(α/2) tr(W K Wᵀ)`` (task side), ``(α/2) tr(Wᵀ D W)`` (feature side).
 
 Each is compiled as ``sum_squares(W @ R)`` with a factor ``R Rᵀ = K`` and never as
-``kron(K, I_d)`` (DESIGN §4). A dense factor is a CVXPY Parameter ``S = √(α/2)·R``
-(DESIGN §7.1: a strength Parameter times a factor Parameter is not DPP), so both α
+``kron(K, I_d)``. A dense factor is a CVXPY Parameter ``S = √(α/2)·R``
+(a strength Parameter times a factor Parameter would not be DPP), so both α
 and K change without a rebuild. A sparse factor (graph incidence, sparse Cholesky)
 stays a constant and α is a Parameter, so the compiled size is ``d·nnz(R)`` rather
 than ``d·T·rank``.

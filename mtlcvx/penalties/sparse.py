@@ -85,7 +85,7 @@ class SquaredL21(Penalty):
     r"""Squared row-group norm :math:`\frac{\alpha}{2}\big(\sum_j \lVert W_{j,:}\rVert_2\big)^2`.
 
     MTFL's feature-selection variant after the diagonal feature covariance is minimised
-    out (MATH §3). Needs the second-order cone.
+    out (Argyriou, Evgeniou & Pontil 2008). Needs the second-order cone.
 
     Parameters
     ----------
@@ -102,7 +102,7 @@ class SquaredL21(Penalty):
         return 0.5 * self.alpha * float(np.linalg.norm(W, axis=1).sum()) ** 2
 
     def prox(self, V: np.ndarray, step: float) -> np.ndarray:
-        """The squared-norm shrinkage of MATH §6(b) applied to the row norms."""
+        """:func:`~mtlcvx.penalties.spectral.squared_norm_shrink` applied to the row norms."""
         norms = np.linalg.norm(V, axis=1)
         new = squared_norm_shrink(norms, step * self.alpha)
         return V * (new / np.maximum(norms, np.finfo(float).tiny))[:, None]

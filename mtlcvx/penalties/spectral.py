@@ -16,7 +16,7 @@ def squared_norm_shrink(sigma: np.ndarray, c: float) -> np.ndarray:
     """Prox of ``(c/2)(Σ_i σ_i)²`` on non-negative magnitudes ``sigma``.
 
     ``s_i = max(σ_i − θ, 0)`` with ``θ = c Σ_{i≤k} σ_i / (1 + c k)``, k the largest
-    index (σ sorted descending) with ``σ_k > θ`` (MATH §6(b)). Also the prox of the
+    index (σ sorted descending) with ``σ_k > θ``. Also the prox of the
     squared L21 norm when ``sigma`` are row norms.
     """
     if c <= 0 or sigma.size == 0:
@@ -69,7 +69,7 @@ class SquaredTraceNorm(Penalty):
     r"""Squared trace norm :math:`\frac{\alpha}{2} \lVert W\rVert_*^2`.
 
     MTRL's and MTFL's learned-covariance penalty after the covariance is minimised out
-    (MATH §2.4): ``min_{Ω ⪰ 0, tr Ω = 1} tr(W Ω⁻¹ Wᵀ) = ‖W‖²_*``. Needs the PSD cone.
+    (Zhang & Yeung 2010): ``min_{Ω ⪰ 0, tr Ω = 1} tr(W Ω⁻¹ Wᵀ) = ‖W‖²_*``. Needs the PSD cone.
 
     Parameters
     ----------
@@ -86,7 +86,7 @@ class SquaredTraceNorm(Penalty):
         return 0.5 * self.alpha * float(np.linalg.svd(W, compute_uv=False).sum()) ** 2
 
     def prox(self, V: np.ndarray, step: float) -> np.ndarray:
-        """SVD, then the exact squared-norm shrinkage of MATH §6(b) on the singular values."""
+        """SVD, then the exact :func:`squared_norm_shrink` of the singular values."""
         U, s, Vt = np.linalg.svd(V, full_matrices=False)
         return (U * squared_norm_shrink(s, step * self.alpha)) @ Vt
 
