@@ -16,7 +16,7 @@ is imported on first use, so the core never needs scikit-learn.
 
 from typing import Any
 
-from . import datasets, first_order, malsar, plotting, relations
+from . import datasets, first_order, malsar, plotting, relations, spec
 from .backends import available_backends
 from .certificates import Certificate, certify
 from .data import MultiTaskData
@@ -123,6 +123,7 @@ __all__ = [
     "plotting",
     "relations",
     "datasets",
+    "spec",
     "malsar",
     "MTLError",
     "DataError",

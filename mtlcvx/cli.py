@@ -411,7 +411,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "backends": backends,
     }
     try:
-        return commands[args.command]()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default", ConvergenceWarning)  # reported, never raised
+            code = commands[args.command]()
+        for warning in caught:  # one line each, without the source line warnings.warn adds
+            print(f"mtlcvx {args.command}: warning: {' '.join(str(warning.message).split())}",
+                  file=sys.stderr)
+        return code
     except (MTLError, ImportError) as err:
         print(f"mtlcvx {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 1 if isinstance(err, SolverFailed) else 2

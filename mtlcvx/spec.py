@@ -23,6 +23,7 @@
     backend = "clarabel"        # default: the package's rule
     tol = 1e-8
     max_iter = 10000
+    refine = false              # polish an uncertified point with certified FISTA
 
 Data files: a ``.npz`` or ``.mat`` holds ``X`` (n, d) with ``y`` (n,) and ``task`` (n,)
 (stacked rows, long format) or ``Y`` (n, T) (shared design); a ``.mat`` may instead hold
@@ -57,7 +58,7 @@ __all__ = ["Spec", "load_spec", "penalty_classes", "read_data"]
 
 _SECTIONS = {"data": {"path", "task", "target", "features"},
              "loss": {"scale", "fit_intercept", "task_weights"},
-             "penalty": None, "solve": {"backend", "tol", "max_iter"}}
+             "penalty": None, "solve": {"backend", "tol", "max_iter", "refine"}}
 #: Named matrices a matrix parameter may ask for: ``{relation = "chain"}``.
 _RELATIONS = {"chain": relations.chain, "mean_regularizer": relations.mean_regularizer,
               "identity": np.eye}
@@ -74,6 +75,7 @@ class Spec:
     backend : str or None
     tol : float
     max_iter : int or None
+    refine : bool
     path : Path
         The spec file.
     """
@@ -82,11 +84,13 @@ class Spec:
     backend: str | None
     tol: float
     max_iter: int | None
+    refine: bool
     path: Path
 
     def solve(self):
-        """``problem.solve(backend, tol, max_iter)`` with the spec's settings."""
-        return self.problem.solve(backend=self.backend, tol=self.tol, max_iter=self.max_iter)
+        """``problem.solve(backend, tol, max_iter, refine)`` with the spec's settings."""
+        return self.problem.solve(backend=self.backend, tol=self.tol, max_iter=self.max_iter,
+                                  refine=self.refine)
 
 
 def penalty_classes() -> dict[str, type]:
@@ -155,7 +159,7 @@ def load_spec(path: str | Path) -> Spec:
     solve = spec.get("solve", {})
     return Spec(Problem(data, loss, built, fit_intercept=fit_intercept),
                 backend=solve.get("backend"), tol=solve.get("tol", 1e-8),
-                max_iter=solve.get("max_iter"), path=path)
+                max_iter=solve.get("max_iter"), refine=solve.get("refine", False), path=path)
 
 
 def _file(value: str, base: Path, what: str) -> Path:

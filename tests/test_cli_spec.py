@@ -144,6 +144,16 @@ def test_matrix_parameters_from_relation_file_and_list(tmp_path, capsys, rng):
     np.testing.assert_allclose(objectives, reference, rtol=1e-8)
 
 
+def test_uncertified_solve_exits_1_with_one_warning_line_and_refine_certifies(tmp_path, capsys):
+    base = (f'[data]\npath = "{SPECS / "schools.csv"}"\ntask = "school"\ntarget = "score"\n'
+            '[[penalty]]\nname = "L21"\nalpha = 1.5\n[solve]\nbackend = "scs"\nmax_iter = 5\n')
+    code, out, err = _run(["solve", _spec(tmp_path, base)], capsys)
+    assert code == 1 and "status inaccurate" in out
+    assert err.count("\n") == 1 and err.startswith("mtlcvx solve: warning: backend 'scs' returned")
+    code, out, err = _run(["solve", _spec(tmp_path, base + "refine = true\n")], capsys)
+    assert code == 0 and "status optimal" in out and err == ""
+
+
 def test_validate_scores_iterates(tmp_path, capsys, rng):
     X, y, task = _stacked(rng)
     np.savez(tmp_path / "d.npz", X=X, y=y, task=task)
