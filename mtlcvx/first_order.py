@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ._optional import require
 from .certificates import Certificate, certify
@@ -144,12 +145,25 @@ def _stopped(cert: Certificate, tol: float, g0: float) -> bool:
     return cert.grad_mapping is not None and cert.grad_mapping <= tol * max(1.0, g0)
 
 
-def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: int, tol: float,
-         W0: np.ndarray | None, record_every: int, check_every: int,
-         restart: bool) -> Trace:
+#: Up to this many entries in W, the iterations run with one BLAS thread: their dense
+#: LAPACK calls (SVDs, small eigendecompositions) are fastest that way and are not slowed
+#: 10–100× by thread contention on a loaded machine.
+_SINGLE_THREAD_SIZE = 100_000
+
+
+def _run(problem: Problem, **kwargs: Any) -> Trace:
     _check_problem(problem)
-    if record_every < 1 or check_every < 1 or max_iter < 0:
+    if kwargs["record_every"] < 1 or kwargs["check_every"] < 1 or kwargs["max_iter"] < 0:
         raise ValueError("record_every and check_every must be ≥ 1, max_iter ≥ 0")
+    if problem.n_features * problem.n_tasks > _SINGLE_THREAD_SIZE:
+        return _iterate(problem, **kwargs)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _iterate(problem, **kwargs)
+
+
+def _iterate(problem: Problem, *, accelerated: bool, step: float | None, max_iter: int,
+             tol: float, W0: np.ndarray | None, record_every: int, check_every: int,
+             restart: bool) -> Trace:
     start = time.perf_counter()
     var = _Variable(problem)
     X = var.start(W0)

@@ -84,6 +84,25 @@ def test_projections_match_cvxpy(rng):
     assert np.linalg.svd(Q, compute_uv=False).sum() == pytest.approx(2.0, rel=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(5, 9), (9, 5)])
+def test_spectral_proxes_agree_with_an_svd_to_round_off(rng, shape):
+    # a spread spectrum, including singular values far below the threshold
+    U, _ = np.linalg.qr(rng.standard_normal((shape[0], shape[0])))
+    Vt, _ = np.linalg.qr(rng.standard_normal((shape[1], shape[1])))
+    k = min(shape)
+    s = np.array([10.0, 3.0, 1.0, 1e-3, 1e-7][:k])
+    M = (U[:, :k] * s) @ Vt[:k]
+    for t in (0.5, 2.0, 1e-5):
+        np.testing.assert_allclose(_prox.svt(M, t), (U[:, :k] * np.maximum(s - t, 0)) @ Vt[:k],
+                                   atol=1e-13 * s[0])
+    # ‖M‖_* ≈ 14.001 > 4: Σ max(s − θ, 0) = 4 at θ = 6 (only 10 − θ is left)
+    theta = 6.0
+    np.testing.assert_allclose(_prox.project_nuclear_ball(M, 4.0),
+                               (U[:, :k] * np.maximum(s - theta, 0)) @ Vt[:k],
+                               atol=1e-13 * s[0])
+    assert np.array_equal(_prox.project_nuclear_ball(M, 20.0), M)
+
+
 @pytest.mark.parametrize("name, expr", [
     ("prox_linf_rows", lambda x: cp.sum(cp.max(cp.abs(x), axis=1))),
     ("shrink_rows", lambda x: cp.mixed_norm(x, 2, 1)),

@@ -83,7 +83,7 @@ _NUCLEAR = _Norm(
     "‖L‖_*",
     lambda L: float(np.linalg.svd(L, compute_uv=False).sum()) if L.size else 0.0,
     _prox.svt,
-    lambda V: float(np.linalg.norm(V, 2)) if V.size else 0.0,
+    _prox.spectral_norm,
     cp.normNuc,
     frozenset({"psd"}),
 )
