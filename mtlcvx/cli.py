@@ -205,11 +205,13 @@ def run_malsar(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         if args.compare is not None:
-            W = _load_mat(args.compare, "--compare").get("W")
-            if W is None:
+            exported = _load_mat(args.compare, "--compare")
+            if "W" not in exported:
                 raise MTLError(f"--compare file {args.compare!r} has no variable 'W'")
-            report = malsar.compare(form.name, mat, W, backend=args.backend, tol=args.tol,
-                                    **params)
+            parts = {part: exported[name] for part, name in form.part_outputs.items()
+                     if name in exported}
+            report = malsar.compare(form.name, mat, exported["W"], parts=parts or None,
+                                    backend=args.backend, tol=args.tol, **params)
             sol = report.solution
             print(report.summary())
         else:
@@ -397,7 +399,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_mal.add_argument("--backend", default=None, help="backend (default: the package's rule)")
     p_mal.add_argument("--tol", type=float, default=1e-8, help="certified relative gap")
     p_mal.add_argument("--compare", default=None, metavar="W.mat",
-                       help="a .mat file with MALSAR's W: report how far above the optimum")
+                       help="a .mat file with MALSAR's W (and its parts: P, Q; L_hat, S_hat; "
+                       "Tp, Tq): report how far above the optimum")
     p_mal.add_argument("--out", default=None, metavar="DIR",
                        help="write DIR/NAME.mat (W) and DIR/NAME.json (summary)")
     args = parser.parse_args(argv)

@@ -40,14 +40,20 @@ from . import relations
 from .certificates import Certificate, certify
 from .data import MultiTaskData, as_float_array
 from .exceptions import DataError, PenaltyError
+from .first_order import _Variable
 from .losses import SquaredLoss
 from .penalties import (
     L1,
     L21,
+    Dirty,
+    FusedL1,
     GraphLaplacian,
     MeanRegularized,
     Penalty,
     Ridge,
+    RobustFeatureLearning,
+    RobustMTL,
+    SparsePlusLowRank,
     TaskRelation,
     TraceNorm,
 )
@@ -85,6 +91,11 @@ class Formulation:
     school : tuple of dict
         The parameters used on School in the documentation, the example and the benchmark
         (one dict per configuration).
+    outputs : str
+        MALSAR's call and outputs; for ``W = P + Q`` formulations the parts it returns are
+        what :func:`compare` takes as ``parts``.
+    part_outputs : dict
+        mtlcvx part name (``sol.parts`` key) -> MALSAR's output variable holding it.
     """
 
     name: str
@@ -94,6 +105,8 @@ class Formulation:
     halved: bool = True
     notes: str = ""
     school: tuple[dict[str, Any], ...] = ()
+    outputs: str = ""
+    part_outputs: Mapping[str, str] = field(default_factory=dict)
     layout: str = field(default="nd", repr=False)
     build: Callable[[MultiTaskData, dict[str, Any]], list[Penalty]] | None = field(
         default=None, repr=False, compare=False)
@@ -144,6 +157,29 @@ def _tgl(data: MultiTaskData, p: dict[str, Any]) -> list[Penalty]:
             L21(p["rho3"])]
 
 
+def _cfglasso(data: MultiTaskData, p: dict[str, Any]) -> list[Penalty]:
+    return [L1(p["rho1"]), FusedL1(relations.chain(data.n_tasks), alpha=p["rho2"]),
+            L21(p["rho3"])]
+
+
+def _dirty(data: MultiTaskData, p: dict[str, Any]) -> list[Penalty]:
+    return [Dirty(alpha_rows=p["rho1"], alpha_entries=p["rho2"], rows="linf")]
+
+
+def _rmtfl(data: MultiTaskData, p: dict[str, Any]) -> list[Penalty]:
+    return [RobustFeatureLearning(alpha_rows=p["rho1"], alpha_tasks=p["rho2"])]
+
+
+def _rmtl(data: MultiTaskData, p: dict[str, Any]) -> list[Penalty]:
+    return [RobustMTL(alpha_lowrank=p["rho1"], alpha_tasks=p["rho2"])]
+
+
+def _sparse_trace(data: MultiTaskData, p: dict[str, Any]) -> list[Penalty]:
+    return [SparsePlusLowRank(alpha_sparse=p["rho1"], trace_bound=p["rho2"])]
+
+
+_DOUBLED = "SquaredLoss('sum', task_weights=2)"
+
 _CATALOGUE: tuple[Formulation, ...] = (
     Formulation(
         "Least_Lasso", ("rho1",), f"{_HALF} + rho1 ‖W‖₁",
@@ -168,6 +204,54 @@ _CATALOGUE: tuple[Formulation, ...] = (
         f"{_HALF} + rho1 ‖W‖²_F + rho2 ‖W R_chain‖²_F + rho3 Σ_j ‖w^j‖₂",
         "SquaredLoss('sum'), Ridge(2 rho1), GraphLaplacian(relations.chain(T), alpha=2 rho2), "
         "L21(rho3)", school=({"rho1": 1.0, "rho2": 10.0, "rho3": 500.0},), build=_tgl),
+    Formulation(
+        "Least_CFGLasso", ("rho1", "rho2", "rho3"),
+        f"{_HALF} + rho1 ‖W‖₁ + rho2 ‖W R_chain‖₁ + rho3 Σ_j ‖w^j‖₂",
+        "SquaredLoss('sum'), L1(rho1), FusedL1(relations.chain(T), alpha=rho2), L21(rho3)",
+        notes="MALSAR takes X{t} as d × n_t for this solver only (no transpose inside).",
+        school=({"rho1": 50.0, "rho2": 20.0, "rho3": 200.0},), layout="dn",
+        build=_cfglasso),
+    Formulation(
+        "Least_Dirty", ("rho1", "rho2"),
+        f"{_FULL} + rho1 Σ_j ‖p^j‖_∞ + rho2 ‖Q‖₁ over W = P + Q",
+        f"{_DOUBLED}, Dirty(alpha_rows=rho1, alpha_entries=rho2, rows='linf')",
+        halved=False,
+        notes="MALSAR's code drops the ½ of the loss; its parameters are named lambda1, lambda2.",
+        school=({"rho1": 1000.0, "rho2": 200.0},),
+        outputs="[W, funcVal, P, Q] = Least_Dirty(X, Y, rho1, rho2): parts={'P': P, 'Q': Q}",
+        part_outputs={"P": "P", "Q": "Q"}, build=_dirty),
+    Formulation(
+        "Least_rMTFL", ("rho1", "rho2"),
+        f"{_FULL} + rho1 Σ_j ‖p^j‖₂ + rho2 Σ_t ‖q_t‖₂ over W = P + Q",
+        f"{_DOUBLED}, RobustFeatureLearning(alpha_rows=rho1, alpha_tasks=rho2)",
+        halved=False,
+        notes="MALSAR's code drops the ½ of the loss; its parameters are named lambda1, lambda2.",
+        school=({"rho1": 1000.0, "rho2": 500.0},),
+        outputs="[W, funcVal, P, Q] = Least_rMTFL(X, Y, rho1, rho2): parts={'P': P, 'Q': Q}",
+        part_outputs={"P": "P", "Q": "Q"}, build=_rmtfl),
+    Formulation(
+        "Least_RMTL", ("rho1", "rho2"),
+        f"{_FULL} + rho1 ‖L‖_* + rho2 Σ_t ‖s_t‖₂ over W = L + S",
+        f"{_DOUBLED}, RobustMTL(alpha_lowrank=rho1, alpha_tasks=rho2)",
+        halved=False,
+        notes="MALSAR's header says ½ but its gradient is that of the loss without ½, which is "
+        "what it minimises.",
+        school=({"rho1": 2000.0, "rho2": 500.0},),
+        outputs="[W, funcVal, L_hat, S_hat] = Least_RMTL(X, Y, rho1, rho2): "
+        "parts={'L': L_hat, 'S': S_hat}",
+        part_outputs={"L": "L_hat", "S": "S_hat"}, build=_rmtl),
+    Formulation(
+        "Least_SparseTrace", ("rho1", "rho2"),
+        f"{_FULL} + rho1 ‖P‖₁ subject to ‖Q‖_* ≤ rho2, W = P + Q",
+        f"{_DOUBLED}, SparsePlusLowRank(alpha_sparse=rho1, trace_bound=rho2)",
+        halved=False,
+        notes="MALSAR's code drops the ½ of the loss and soft-thresholds P at 2·rho1/γ instead "
+        "of rho1/γ, so it stays about 1.7e-3 relatively above this optimum however long it "
+        "runs; its parameters are named gamma, tau.",
+        school=({"rho1": 100.0, "rho2": 100.0},),
+        outputs="[W, funcVal, Tp, Tq] = Least_SparseTrace(X, Y, rho1, rho2): "
+        "parts={'P': Tp, 'Q': Tq}",
+        part_outputs={"P": "Tp", "Q": "Tq"}, build=_sparse_trace),
 )
 _BY_KEY = {f.name.lower(): f for f in _CATALOGUE}
 
@@ -303,7 +387,9 @@ def problem(name: str, data: Any, **params: Any) -> Problem:
     data : MultiTaskData, dict or (X, Y)
         See :func:`as_data`.
     **params
-        MALSAR's parameters by name (``rho1``, ``rho2``, ``rho3``; ``R`` for SRMTL).
+        MALSAR's parameters by name (``rho1``, ``rho2``, ``rho3``; ``R`` for SRMTL), in
+        MALSAR's order (``Least_Dirty``'s ``lambda1, lambda2`` and ``Least_SparseTrace``'s
+        ``gamma, tau`` are ``rho1, rho2`` here).
 
     Returns
     -------
@@ -324,8 +410,23 @@ def problem(name: str, data: Any, **params: Any) -> Problem:
       ``TaskRelation.from_factor(R, alpha=2ρ₁), L1(ρ₂)`` (``K = R Rᵀ`` kept as its factor)
     * ``Least_TGL``: ``½Σ‖·‖² + ρ₁‖W‖²_F + ρ₂‖W R_chain‖²_F + ρ₃ Σ_j ‖w^j‖₂`` →
       ``Ridge(2ρ₁), GraphLaplacian(relations.chain(T), alpha=2ρ₂), L21(ρ₃)``
+    * ``Least_CFGLasso``: ``½Σ‖·‖² + ρ₁‖W‖₁ + ρ₂‖W R_chain‖₁ + ρ₃ Σ_j ‖w^j‖₂`` →
+      ``L1(ρ₁), FusedL1(relations.chain(T), alpha=ρ₂), L21(ρ₃)``
 
-    all with ``SquaredLoss(scale="sum")``. ``R`` for ``Least_SRMTL`` is MALSAR's T × m
+    all with ``SquaredLoss(scale="sum")``, and, **without the ½** in the loss as MALSAR's
+    code has it (``SquaredLoss(scale="sum", task_weights=2)``, so ``Σ_t‖X_t w_t − y_t‖²``):
+
+    * ``Least_Dirty``: ``Σ‖·‖² + ρ₁ Σ_j ‖p^j‖_∞ + ρ₂‖Q‖₁``, ``W = P + Q`` →
+      ``Dirty(alpha_rows=ρ₁, alpha_entries=ρ₂, rows="linf")``
+    * ``Least_rMTFL``: ``Σ‖·‖² + ρ₁ Σ_j ‖p^j‖₂ + ρ₂ Σ_t ‖q_t‖₂``, ``W = P + Q`` →
+      ``RobustFeatureLearning(alpha_rows=ρ₁, alpha_tasks=ρ₂)``
+    * ``Least_RMTL``: ``Σ‖·‖² + ρ₁‖L‖_* + ρ₂ Σ_t ‖s_t‖₂``, ``W = L + S`` →
+      ``RobustMTL(alpha_lowrank=ρ₁, alpha_tasks=ρ₂)``
+    * ``Least_SparseTrace``: ``Σ‖·‖² + ρ₁‖P‖₁`` s.t. ``‖Q‖_* ≤ ρ₂``, ``W = P + Q`` →
+      ``SparsePlusLowRank(alpha_sparse=ρ₁, trace_bound=ρ₂)``
+
+    For these four ``sol.parts`` holds the parts and ``prob.objective(W, parts=sol.parts)``
+    is MALSAR's objective at them. ``R`` for ``Least_SRMTL`` is MALSAR's T × m
     matrix (dense or sparse), or ``"chain"`` (``R_chain``, the chain graph's Laplacian) or
     ``"mean"`` (``I − 11ᵀ/T``, mean-regularized MTL: ``MeanRegularized(2ρ₁)``).
 
@@ -399,8 +500,8 @@ class Comparison:
         return self.summary()
 
 
-def compare(name: str, data: Any, W: Any, *, backend: str | None = None, tol: float = 1e-8,
-            **params: Any) -> Comparison:
+def compare(name: str, data: Any, W: Any, *, parts: Mapping[str, Any] | None = None,
+            backend: str | None = None, tol: float = 1e-8, **params: Any) -> Comparison:
     """Certify a ``W`` exported from MALSAR: its true objective and how far above the optimum.
 
     Parameters
@@ -409,6 +510,11 @@ def compare(name: str, data: Any, W: Any, *, backend: str | None = None, tol: fl
         As in :func:`problem` (the same objective MALSAR minimised).
     W : array_like (d, T)
         MALSAR's ``W`` output.
+    parts : dict, optional
+        For the ``W = P + Q`` formulations, the parts MALSAR returned (``Formulation.outputs``
+        says which: ``{"P": P, "Q": Q}``, ``{"L": L_hat, "S": S_hat}`` for ``Least_RMTL``);
+        the objective is evaluated at them. Needed except for ``Least_Dirty``, whose value
+        at ``W`` alone (the best split) has a closed form.
     backend : str, optional
         Backend for the reference solve (default: the package's rule).
     tol : float, default 1e-8
@@ -426,18 +532,25 @@ def compare(name: str, data: Any, W: Any, *, backend: str | None = None, tol: fl
     DataError
         ``W`` is not (d, T) for the data (a (T, d) array is refused with the fix).
     """
+    form = _lookup(name)
     prob = problem(name, data, **params)
     W = prob.check_W(W)
-    objective = prob.objective(W)
+    try:
+        objective = prob.objective(W, parts=parts)
+    except PenaltyError as err:
+        if parts is None and form.outputs:
+            raise PenaltyError(f"{form.name}'s objective at W alone is a minimisation over the "
+                               f"split; pass the parts MALSAR returned: {form.outputs}") from err
+        raise
     sol = prob.solve(backend=backend, tol=tol)
     gap = sol.certificate.gap if sol.certificate is not None else None
     gap = math.inf if gap is None else float(gap)
     excess = objective - sol.objective
     return Comparison(
-        name=_lookup(name).name, objective=objective, optimum=sol.objective, optimum_gap=gap,
+        name=form.name, objective=objective, optimum=sol.objective, optimum_gap=gap,
         excess=excess, excess_bound=excess + gap,
         relative_excess=excess / max(1.0, abs(sol.objective)),
-        certificate=certify(prob, W), solution=sol)
+        certificate=certify(prob, W, parts=parts), solution=sol)
 
 
 # ---------------------------------------------------------------------- MALSAR's own stopping
@@ -449,6 +562,8 @@ class RuleRun:
     ----------
     W : ndarray (d, T)
         The last iterate (MALSAR's output ``W``).
+    parts : dict
+        Its parts for the ``W = P + Q`` formulations (empty otherwise).
     iterations : int
     stopped : str
         ``"relative change"`` (the rule fired), ``"small step"`` (MALSAR's ``bFlag``: the
@@ -460,6 +575,7 @@ class RuleRun:
     """
 
     W: np.ndarray
+    parts: dict[str, np.ndarray]
     iterations: int
     stopped: str
     objective: np.ndarray
@@ -474,14 +590,15 @@ def default_rule(prob: Problem, tol: float = 1e-4, max_iter: int = 1000) -> Rule
     ``γ`` starting at 1 and doubled until the quadratic upper bound holds (never
     decreased), and MALSAR's default stopping rule (``opts.tFlag = 1``): stop when
     ``|F_k − F_{k−1}| ≤ tol·F_{k−1}`` from the third iteration on, or after ``max_iter``
-    iterations (``opts.tol = 1e-4``, ``opts.maxIter = 1000``). It says nothing about
-    optimality; score its ``W`` with :func:`compare` or :func:`mtlcvx.certify`.
+    iterations (``opts.tol = 1e-4``, ``opts.maxIter = 1000``). For a ``W = P + Q`` term
+    it iterates on the parts together, as MALSAR does, from ``P = Q = 0``. It says nothing
+    about optimality; score its ``W`` with :func:`compare` or :func:`mtlcvx.certify`.
 
     Parameters
     ----------
     prob : Problem
-        Every non-smooth term needs an exact prox (``prob.has_prox``), e.g. from
-        :func:`problem`.
+        Every non-smooth term needs an exact prox (or the problem's only non-smooth term
+        is a decomposition with a prox over its parts), e.g. from :func:`problem`.
     tol : float, default 1e-4
     max_iter : int, default 1000
 
@@ -490,26 +607,30 @@ def default_rule(prob: Problem, tol: float = 1e-4, max_iter: int = 1000) -> Rule
     RuleRun
     """
     start = time.perf_counter()
-    oracle = prob.smooth_oracle()
-    prox = prob.prox_operator()
-    W = np.zeros((prob.n_features, prob.n_tasks))
-    W_old = W
+    var = _Variable(prob)
+    prox = var.prox()
+
+    def nonsmooth(Z: np.ndarray) -> float:
+        return prob.nonsmooth_value(Z) if var.term is None else var.term.part_values(*Z)
+
+    Z = var.start(None)
+    Z_old = Z
     t, t_old, gamma = 1.0, 0.0, 1.0
     values: list[float] = []
     stopped = "max_iter"
     for _ in range(max_iter):
-        S = W + ((t_old - 1.0) / t) * (W - W_old)
-        fS, gS = oracle(S, True)
+        S = Z + ((t_old - 1.0) / t) * (Z - Z_old)
+        fS, gS = var.smooth(S)
         while True:
-            Z = prox(S - gS / gamma, 1.0 / gamma)
-            fZ, _ = oracle(Z, False)
-            step = Z - S
+            Zn = prox(S - gS / gamma, 1.0 / gamma)
+            fZ, _ = var.smooth(Zn, False)
+            step = Zn - S
             r_sum = float(np.sum(step * step))
             if r_sum <= 1e-20 or fZ <= fS + float(np.sum(step * gS)) + 0.5 * gamma * r_sum:
                 break
             gamma *= 2.0
-        W_old, W = W, Z
-        values.append(fZ + prob.nonsmooth_value(W))
+        Z_old, Z = Z, Zn
+        values.append(fZ + nonsmooth(Z))
         if r_sum <= 1e-20:
             stopped = "small step"
             break
@@ -517,4 +638,5 @@ def default_rule(prob: Problem, tol: float = 1e-4, max_iter: int = 1000) -> Rule
             stopped = "relative change"
             break
         t_old, t = t, 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
-    return RuleRun(W, len(values), stopped, np.array(values), time.perf_counter() - start)
+    return RuleRun(var.W(Z), var.parts(Z), len(values), stopped, np.array(values),
+                   time.perf_counter() - start)

@@ -42,8 +42,16 @@ def _resolve_R(R, T):
 
 
 # -------------------------------------------------------------- MALSAR's objectives (NumPy)
-def malsar_objective(name, Xs, ys, W, p):
-    """The objective MALSAR's code minimises, at W (d, T)."""
+PARTS = {"Least_Dirty": ("P", "Q"), "Least_rMTFL": ("P", "Q"), "Least_RMTL": ("L", "S"),
+         "Least_SparseTrace": ("P", "Q")}
+
+
+def _nuclear(A):
+    return np.linalg.svd(A, compute_uv=False).sum()
+
+
+def malsar_objective(name, Xs, ys, W, p, parts=None):
+    """The objective MALSAR's code minimises, at W (d, T) (and the parts of W = P + Q)."""
     loss = 0.5 * sum(float(np.sum((X @ W[:, t] - y) ** 2))
                      for t, (X, y) in enumerate(zip(Xs, ys, strict=True)))
     rows = np.sqrt((W ** 2).sum(axis=1)).sum()
@@ -52,7 +60,7 @@ def malsar_objective(name, Xs, ys, W, p):
     if name == "Least_L21":
         return loss + p["rho1"] * rows
     if name == "Least_Trace":
-        return loss + p["rho1"] * np.linalg.svd(W, compute_uv=False).sum()
+        return loss + p["rho1"] * _nuclear(W)
     if name == "Least_SRMTL":
         WR = W @ _resolve_R(p["R"], W.shape[1])
         return loss + p["rho1"] * float(np.sum(np.asarray(WR) ** 2)) + p["rho2"] * np.abs(W).sum()
@@ -60,16 +68,37 @@ def malsar_objective(name, Xs, ys, W, p):
         WR = W @ _r_chain(W.shape[1])
         return (loss + p["rho1"] * np.sum(W ** 2) + p["rho2"] * np.sum(WR ** 2)
                 + p["rho3"] * rows)
+    if name == "Least_CFGLasso":
+        return (loss + p["rho1"] * np.abs(W).sum()
+                + p["rho2"] * np.abs(W @ _r_chain(W.shape[1])).sum() + p["rho3"] * rows)
+    A, B = (parts[k] for k in PARTS[name])
+    np.testing.assert_allclose(A + B, W, atol=1e-9)
+    loss2 = 2.0 * loss  # these four drop the ½
+    if name == "Least_Dirty":
+        return loss2 + p["rho1"] * np.abs(A).max(axis=1).sum() + p["rho2"] * np.abs(B).sum()
+    if name == "Least_rMTFL":
+        return (loss2 + p["rho1"] * np.linalg.norm(A, axis=1).sum()
+                + p["rho2"] * np.linalg.norm(B, axis=0).sum())
+    if name == "Least_RMTL":
+        return loss2 + p["rho1"] * _nuclear(A) + p["rho2"] * np.linalg.norm(B, axis=0).sum()
+    if name == "Least_SparseTrace":
+        assert _nuclear(B) <= p["rho2"] * (1 + 1e-7)
+        return loss2 + p["rho1"] * np.abs(A).sum()
     raise KeyError(name)
 
 
 def cvxpy_optimum(name, Xs, ys, p):
-    """Independent CVXPY model of MALSAR's objective, Clarabel at tight tolerance."""
-    T = len(Xs)
-    W = cp.Variable((Xs[0].shape[1], T))
+    """Independent CVXPY model of MALSAR's objective, Clarabel at tight tolerance.
+
+    Returns (W, parts or None, F*) with F* recomputed by :func:`malsar_objective`.
+    """
+    T, d = len(Xs), Xs[0].shape[1]
+    W = cp.Variable((d, T))
     loss = 0.5 * sum(cp.sum_squares(X @ W[:, t] - y)
                      for t, (X, y) in enumerate(zip(Xs, ys, strict=True)))
     rows = cp.sum(cp.norm(W, 2, axis=1))
+    cons = []
+    A = B = None
     if name == "Least_Lasso":
         pen = p["rho1"] * cp.sum(cp.abs(W))
     elif name == "Least_L21":
@@ -83,14 +112,49 @@ def cvxpy_optimum(name, Xs, ys, p):
     elif name == "Least_TGL":
         pen = (p["rho1"] * cp.sum_squares(W) + p["rho2"] * cp.sum_squares(W @ _r_chain(T))
                + p["rho3"] * rows)
-    prob = cp.Problem(cp.Minimize(loss + pen))
+    elif name == "Least_CFGLasso":
+        pen = (p["rho1"] * cp.sum(cp.abs(W)) + p["rho2"] * cp.sum(cp.abs(W @ _r_chain(T)))
+               + p["rho3"] * rows)
+    else:
+        A, B = cp.Variable((d, T)), cp.Variable((d, T))
+        cons = [W == A + B]
+        loss = 2 * loss
+        pen = {
+            "Least_Dirty": lambda: p["rho1"] * cp.sum(cp.max(cp.abs(A), axis=1))
+            + p["rho2"] * cp.sum(cp.abs(B)),
+            "Least_rMTFL": lambda: p["rho1"] * cp.sum(cp.norm(A, 2, axis=1))
+            + p["rho2"] * cp.sum(cp.norm(B, 2, axis=0)),
+            "Least_RMTL": lambda: p["rho1"] * cp.normNuc(A)
+            + p["rho2"] * cp.sum(cp.norm(B, 2, axis=0)),
+            "Least_SparseTrace": lambda: p["rho1"] * cp.sum(cp.abs(A)),
+        }[name]()
+        if name == "Least_SparseTrace":
+            cons.append(cp.normNuc(B) <= p["rho2"])
+    prob = cp.Problem(cp.Minimize(loss + pen), cons)
     with warnings.catch_warnings():
         # at 1e-10 Clarabel sometimes ends "optimal_inaccurate" (TGL on School): the
         # objective is recomputed below and every comparison allows 1e-7
         warnings.simplefilter("ignore", UserWarning)
         prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
     assert prob.status in ("optimal", "optimal_inaccurate"), prob.status
-    return W.value, malsar_objective(name, Xs, ys, W.value, p)
+    parts = None
+    if A is not None:
+        Bv = B.value
+        if name == "Least_SparseTrace":  # round-off outside the ball: move the excess to P
+            U, sv, Vt = np.linalg.svd(Bv, full_matrices=False)
+            Bv = (U * _project_simplex_ball(sv, p["rho2"])) @ Vt
+        parts = dict(zip(PARTS[name], (W.value - Bv, Bv), strict=True))
+    return W.value, parts, malsar_objective(name, Xs, ys, W.value, p, parts)
+
+
+def _project_simplex_ball(s, tau):
+    """Project non-negative s onto {x ≥ 0, Σx ≤ tau} (Euclidean)."""
+    if s.sum() <= tau:
+        return s
+    u = np.sort(s)[::-1]
+    css = np.cumsum(u) - tau
+    k = np.nonzero(u - css / np.arange(1, s.size + 1) > 0)[0][-1]
+    return np.maximum(s - css[k] / (k + 1), 0.0)
 
 
 def _random_R(T):
@@ -107,9 +171,14 @@ CASES = [
     ("Least_SRMTL", {"R": _random_R(T), "rho1": 0.7, "rho2": 1.0}),
     ("Least_SRMTL", {"R": sp.csr_matrix(_r_chain(T)), "rho1": 1.0, "rho2": 0.5}),
     ("Least_TGL", {"rho1": 0.5, "rho2": 2.0, "rho3": 3.0}),
+    ("Least_CFGLasso", {"rho1": 1.0, "rho2": 2.0, "rho3": 1.5}),
+    ("Least_Dirty", {"rho1": 6.0, "rho2": 2.0}),
+    ("Least_rMTFL", {"rho1": 6.0, "rho2": 5.0}),
+    ("Least_RMTL", {"rho1": 8.0, "rho2": 6.0}),
+    ("Least_SparseTrace", {"rho1": 2.0, "rho2": 1.0}),
 ]
 IDS = ["lasso", "l21", "trace", "srmtl-chain", "srmtl-mean", "srmtl-dense", "srmtl-sparse",
-       "tgl"]
+       "tgl", "cfglasso", "dirty", "rmtfl", "rmtl", "sparsetrace"]
 
 
 @pytest.fixture
@@ -134,19 +203,25 @@ def test_objective_is_malsars_at_any_point(cells, rng, name, params):
     prob = mc.malsar.problem(name, cells, **params)
     for _ in range(3):
         W = rng.standard_normal((D, T))
-        assert prob.objective(W) == pytest.approx(malsar_objective(name, Xs, ys, W, params),
-                                                  rel=1e-12)
+        parts = None
+        if name in PARTS:
+            B = rng.standard_normal((D, T))
+            if name == "Least_SparseTrace":  # inside the trace ball
+                B *= 0.9 * params["rho2"] / _nuclear(B)
+            parts = dict(zip(PARTS[name], (W - B, B), strict=True))
+        assert prob.objective(W, parts=parts) == pytest.approx(
+            malsar_objective(name, Xs, ys, W, params, parts), rel=1e-12)
 
 
 @pytest.mark.parametrize(("name", "params"), CASES, ids=IDS)
 @pytest.mark.parametrize("backend", ["clarabel", "fista"])
 def test_optimum_matches_independent_cvxpy_model(cells, name, params, backend):
     Xs, ys = _lists(cells)
-    _, F_ref = cvxpy_optimum(name, Xs, ys, params)
+    _, _, F_ref = cvxpy_optimum(name, Xs, ys, params)
     sol = mc.malsar.problem(name, cells, **params).solve(backend=backend, tol=1e-9)
     assert sol.status == "optimal"
-    assert sol.objective == pytest.approx(malsar_objective(name, Xs, ys, sol.W, params),
-                                          rel=1e-12)
+    assert sol.objective == pytest.approx(
+        malsar_objective(name, Xs, ys, sol.W, params, sol.parts or None), rel=1e-9)
     assert sol.objective == pytest.approx(F_ref, rel=1e-7)
     # the certificate never understates the true gap (F* ≤ F_ref)
     assert sol.certificate.gap >= sol.objective - F_ref - 1e-12 * abs(F_ref)
@@ -250,7 +325,7 @@ def test_name_is_case_insensitive_and_prefix_optional(cells, rng):
 def test_compare_brackets_the_true_excess_of_a_perturbed_optimum(cells, rng):
     Xs, ys = _lists(cells)
     params = {"rho1": 3.0}
-    W_ref, F_ref = cvxpy_optimum("Least_L21", Xs, ys, params)
+    W_ref, _, F_ref = cvxpy_optimum("Least_L21", Xs, ys, params)
     W = W_ref + 0.05 * rng.standard_normal(W_ref.shape)
     F_W = malsar_objective("Least_L21", Xs, ys, W, params)
     rep = mc.malsar.compare("Least_L21", cells, W, **params)
@@ -281,7 +356,7 @@ def matfile(cells, tmp_path):
 def test_cli_solves_saves_and_compares(cells, matfile, tmp_path, capsys):
     Xs, ys = _lists(cells)
     params = {"R": "mean", "rho1": 1.0, "rho2": 0.5}
-    _, F_ref = cvxpy_optimum("Least_SRMTL", Xs, ys, params)
+    _, _, F_ref = cvxpy_optimum("Least_SRMTL", Xs, ys, params)
     out = tmp_path / "out"
     assert main(["malsar", "Least_SRMTL", str(matfile), "--R", "Rm", "--rho1", "1",
                  "--rho2", "0.5", "--out", str(out)]) == 0
@@ -352,10 +427,68 @@ def test_example_from_malsar_on_school():
     data = example.school(quick=True)
     assert len(rows) == sum(len(f.school) for f in mc.malsar.formulations())
     for row in rows:
-        _, F_ref = cvxpy_optimum(row["name"], data.X, data.y, row["params"])
+        _, _, F_ref = cvxpy_optimum(row["name"], data.X, data.y, row["params"])
         assert row["status"] == "optimal"
         assert row["optimum"] == pytest.approx(F_ref, rel=1e-7), row["formulation"]
-        F_malsar = malsar_objective(row["name"], data.X, data.y, row["malsar_W"], row["params"])
+        F_malsar = malsar_objective(row["name"], data.X, data.y, row["malsar_W"], row["params"],
+                                    row["malsar_parts"] or None)
         assert row["malsar_objective"] == pytest.approx(F_malsar, rel=1e-12)
         assert row["relative_excess"] == pytest.approx((F_malsar - F_ref) / F_ref, rel=1e-4)
         assert row["relative_excess"] > 1e-4  # MALSAR's default rule stops visibly above
+
+
+# -------------------------------------------------------------- W = P + Q formulations
+def test_compare_at_malsars_parts_and_dirty_without_them(cells, rng):
+    Xs, ys = _lists(cells)
+    params = {"rho1": 8.0, "rho2": 6.0}
+    W_ref, parts_ref, F_ref = cvxpy_optimum("Least_RMTL", Xs, ys, params)
+    L = parts_ref["L"] + 0.05 * rng.standard_normal((D, T))
+    S = parts_ref["S"]
+    F_pert = malsar_objective("Least_RMTL", Xs, ys, L + S, params, {"L": L, "S": S})
+    rep = mc.malsar.compare("Least_RMTL", cells, L + S, parts={"L": L, "S": S}, **params)
+    assert rep.objective == pytest.approx(F_pert, rel=1e-12)
+    assert rep.excess_bound >= F_pert - F_ref
+    assert rep.certificate.gap >= F_pert - F_ref
+    with pytest.raises(mc.PenaltyError, match="L_hat"):
+        mc.malsar.compare("Least_RMTL", cells, L + S, **params)
+    # Dirty's value at W alone is its best split (closed form): at the optimum, F*
+    params = {"rho1": 6.0, "rho2": 2.0}
+    W_ref, _, F_ref = cvxpy_optimum("Least_Dirty", Xs, ys, params)
+    assert mc.malsar.compare("Least_Dirty", cells, W_ref, **params).objective == \
+        pytest.approx(F_ref, rel=1e-7)
+
+
+@pytest.mark.parametrize("name", ["Least_Dirty", "Least_SparseTrace"])
+def test_default_rule_iterates_on_the_parts(cells, name):
+    Xs, ys = _lists(cells)
+    params = dict(CASES[IDS.index(name.removeprefix("Least_").lower())][1])
+    run = mc.malsar.default_rule(mc.malsar.problem(name, cells, **params))
+    assert set(run.parts) == set(PARTS[name])
+    assert run.objective[-1] == pytest.approx(
+        malsar_objective(name, Xs, ys, run.W, params, run.parts), rel=1e-12)
+    _, _, F_ref = cvxpy_optimum(name, Xs, ys, params)
+    assert run.objective[-1] >= F_ref * (1 - 1e-9)
+
+
+def test_cfglasso_takes_d_by_n_designs(cells, rng):
+    Xs, ys = _lists(cells)
+    params = {"rho1": 1.0, "rho2": 2.0, "rho3": 1.5}
+    X_dn = np.empty((1, T), dtype=object)
+    for t, x in enumerate(Xs):
+        X_dn[0, t] = x.T
+    W = rng.standard_normal((D, T))
+    got = mc.malsar.problem("Least_CFGLasso", {"X": X_dn, "Y": cells[1]}, **params).objective(W)
+    assert got == pytest.approx(malsar_objective("Least_CFGLasso", Xs, ys, W, params), rel=1e-12)
+
+
+def test_cli_compare_reads_malsars_parts(cells, matfile, tmp_path, capsys):
+    Xs, ys = _lists(cells)
+    params = {"rho1": 6.0, "rho2": 5.0}
+    W_ref, parts, F_ref = cvxpy_optimum("Least_rMTFL", Xs, ys, params)
+    P, Q = parts["P"] + 0.01, parts["Q"] - 0.01  # another split of the same W
+    scipy.io.savemat(tmp_path / "w.mat", {"W": P + Q, "P": P, "Q": Q})
+    assert main(["malsar", "Least_rMTFL", str(matfile), "--rho1", "6", "--rho2", "5",
+                 "--compare", str(tmp_path / "w.mat")]) == 0
+    expected = malsar_objective("Least_rMTFL", Xs, ys, P + Q, params, {"P": P, "Q": Q})
+    assert expected > F_ref
+    assert f"{expected:.12g}" in capsys.readouterr().out
