@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ._optional import require
+from ._threads import blas_limited
 from .certificates import Certificate, certify
 from .data import MultiTaskData, as_float_array
 from .exceptions import ConvergenceWarning, DataError, MTLError
@@ -188,20 +189,17 @@ def _top_eigenvalue(M: np.ndarray) -> float:
 class _GramRoute:
     r"""Warm-started FISTA on ``XᵀX`` with Gap Safe screening, for a shared design.
 
-    Applies when the design is shared, there are no constraints and the swept penalty is
-    the only active term and declares itself ``separable`` over "entries" (L1) or "rows"
-    (L21). The smooth part is ``Σ_t (c_t/2)(‖ỹ_t‖² − 2 w_tᵀb_t + w_tᵀ G w_t)`` with
-    ``G = ÃᵀÃ`` and ``B = ÃᵀZ`` from the (centred, compressed) data, which is exact.
+    Applies when the design is shared with more samples than features, there are no
+    constraints and the swept penalty is the only active term and declares itself
+    ``separable`` over "entries" (L1) or "rows" (L21). The smooth part is
+    ``Σ_t (c_t/2)(‖ỹ_t‖² − 2 w_tᵀb_t + w_tᵀ G w_t)`` with ``G = X̃ᵀX̃`` and ``B = X̃ᵀỸ``
+    (:meth:`MultiTaskData.gram`, centred when the problem fits intercepts), which is exact.
     """
 
     def __init__(self, prob: Problem, pen: Penalty):
-        comp = prob.data.compressed(prob.fit_intercept)
-        A = comp.A[0]
-        Z = np.stack(comp.z, axis=1)
+        gram = prob.data.gram(prob.fit_intercept)
         self.pen = pen
-        self.G = A.T @ A
-        self.B = A.T @ Z
-        self.yy = np.einsum("ij,ij->j", Z, Z) + comp.offset  # ‖ỹ_t‖²
+        self.G, self.B, self.yy = gram.G, gram.B, gram.yy  # X̃ᵀX̃, X̃ᵀỸ, ‖ỹ_t‖²
         self.c = prob.loss_weights()
         self.col = np.sqrt(np.diag(self.G))  # ‖x̃_j‖: column norms of the centred design
         self.L_full = float(self.c.max() * _top_eigenvalue(self.G))
@@ -209,18 +207,16 @@ class _GramRoute:
 
     @staticmethod
     def applies(prob: Problem, pen: Penalty) -> bool:
-        data = prob.data
-        if not data.is_shared or prob.constraints is not None:
-            return False
-        if pen.separable not in ("rows", "entries"):
-            return False
-        if any(p is not pen and p.alpha > 0 for p in prob.penalties):
-            return False
-        m = prob.data.compressed(prob.fit_intercept).A[0].shape[0]
-        return data.n_features <= 4 * m  # the Gram matrix is no bigger than the data
+        """Shared design with n > d (the data's Gram matrix exists), no constraints, and
+        the swept term, entry- or row-separable, is the only active one."""
+        return (prob.constraints is None and pen.separable in ("rows", "entries")
+                and all(p is pen or p.alpha == 0 for p in prob.penalties)
+                and prob.data.gram(prob.fit_intercept) is not None)
 
-    def _gap(self, W: np.ndarray, act: np.ndarray, alpha: float):
-        """Primal value, gap and the scaled dual correlations ``V(θ)`` (d, T) at ``W``."""
+    def _gap(self, W: np.ndarray, act: np.ndarray,
+             alpha: float) -> tuple[float, float, float, np.ndarray]:
+        """``(F(W), gap, rounding floor of the gap, V(θ))`` with ``θ = s·θ₀`` the scaled
+        dual point of ``W`` (``V(θ) = [X̃_tᵀθ_t]``, d × T)."""
         GW = self.G[:, act] @ W[act]
         V = (self.B - GW) * self.c  # = X̃ᵀθ₀, θ₀_t = c_t (ỹ_t − X̃_t w_t)
         wb = np.einsum("jt,jt->t", W[act], self.B[act])
@@ -228,25 +224,25 @@ class _GramRoute:
         loss_t = 0.5 * self.c * (self.yy - 2.0 * wb + wGw)  # = ‖θ₀_t‖²/(2c_t)
         a_t = self.c * (self.yy - wb)  # = θ₀_tᵀ ỹ_t
         F = float(loss_t.sum()) + self.pen.value(W)
-        if self.rows:
-            dn = float(np.linalg.norm(V, axis=1).max(initial=0.0))
-            s_max = np.full(W.shape[1], np.inf if dn == 0 else alpha / dn)
+        # ‖ỹ‖² − 2wᵀb + wᵀGw cancels near a good fit: its rounding error bounds what the
+        # inner gap can resolve (the certificate recomputes the residual directly)
+        floor = 1e-14 * float(self.c @ (self.yy + 2.0 * np.abs(wb) + np.abs(wGw)))
+        if self.rows:  # one scale s ≤ α / max_j ‖V_j‖₂
+            dn = np.array([np.linalg.norm(V, axis=1).max(initial=0.0)])
             a, b = np.array([a_t.sum()]), np.array([loss_t.sum()])
-            s_max = s_max[:1]
-        else:  # separable across tasks too: one scale per task
+        else:  # separable across tasks too: s_t ≤ α / max_j |V_jt|
             dn = np.abs(V).max(axis=0)
-            s_max = np.where(dn > 0, alpha / np.where(dn > 0, dn, 1.0), np.inf)
             a, b = a_t, loss_t
-        s = np.where(b > 0, np.minimum(np.maximum(a / (2.0 * np.where(b > 0, b, 1.0)), 0.0),
-                                       s_max), np.where(np.isfinite(s_max), s_max, 0.0))
+        s_max = np.where(dn > 0, alpha / np.where(dn > 0, dn, 1.0), np.inf)
+        s_free = np.maximum(a, 0.0) / (2.0 * np.where(b > 0, b, 1.0))  # argmax of a·s − b·s²
+        s = np.where(b > 0, np.minimum(s_free, s_max), np.where(np.isfinite(s_max), s_max, 0.0))
         D = float(np.sum(a * s - b * s * s))
-        scale = s if self.rows else s[None, :]
-        return F, F - D, V * scale
+        return F, F - D, floor, V * (s if self.rows else s[None, :])
 
     def solve(self, W: np.ndarray, alpha: float, tol: float, max_iter: int = 100_000,
               check_every: int = 10) -> tuple[np.ndarray, int, float]:
-        """FISTA from ``W`` until the inner gap is ≤ ``tol·|F|/2``; returns
-        ``(W, iterations, fraction of groups screened)``."""
+        """FISTA from ``W`` until the inner gap is ≤ ``tol·|F|/2`` (or its rounding floor);
+        returns ``(W, iterations, fraction of groups screened)``."""
         d, T = W.shape
         c, pen = self.c, self.pen
         act = np.ones(d, dtype=bool)
@@ -258,8 +254,8 @@ class _GramRoute:
         k = 0
         screened = 0.0
         while True:
-            F, gap, Vs = self._gap(X, act, alpha)
-            if gap <= 0.5 * tol * abs(F) or k >= max_iter:
+            F, gap, floor, Vs = self._gap(X, act, alpha)
+            if gap <= max(0.5 * tol * abs(F), floor) or k >= max_iter:
                 break
             # Gap Safe sphere: ‖θ* − θ‖_c ≤ √(2 gap), ‖θ‖²_c = Σ_t ‖θ_t‖²/c_t (see docs/paths.md)
             r = math.sqrt(2.0 * max(gap, 0.0))
@@ -281,8 +277,8 @@ class _GramRoute:
                 X *= keep
                 Y *= keep
             screened = 1.0 - (act.mean() if self.rows else keep.mean())
-            if not act.any():
-                continue
+            if not act.any():  # every group is zero at the optimum: W = 0
+                break
             Ga = self.G[np.ix_(act, act)]
             Ba = self.B[act]
             Xa, Ya = X[act], Y[act]
@@ -305,6 +301,7 @@ class _GramRoute:
 
 
 # ----------------------------------------------------------------------------- path
+@blas_limited
 def regularization_path(
     prob: Problem,
     penalty: int | Penalty = 0,
