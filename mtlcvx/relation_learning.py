@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from ._optional import require
+from ._threads import blas_limited
 from .certificates import Certificate, certify
 from .exceptions import ConvergenceWarning, IncompatibleBackend, MTLError
 from .first_order import fista
@@ -643,13 +643,11 @@ def learn_relation(prob: Problem, kind: str, alpha: float, *, k: float | None = 
     """
     alpha, W0 = _check_args(prob, kind, alpha, k, eta, method, backend, k_step,
                             k_constraints, max_iter, tol, eps, W0)
-    # small dense LAPACK calls (SVDs of W, T×T eigendecompositions) are fastest, and not
-    # slowed 10–100× on a loaded machine, with one BLAS thread
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _learn(prob, kind, alpha, k, eta, method, backend, k_step, k_constraints,
-                      max_iter, tol, eps, W0, progress)
+    return _learn(prob, kind, alpha, k, eta, method, backend, k_step, k_constraints,
+                  max_iter, tol, eps, W0, progress)
 
 
+@blas_limited  # small LAPACK calls (SVDs of W, T×T eigendecompositions): one BLAS thread
 def _learn(prob, kind, alpha, k, eta, method, backend, k_step, k_constraints, max_iter, tol,
            eps, W0, progress) -> RelationResult:
     start = time.perf_counter()
