@@ -8,6 +8,7 @@ scikit-learn's Ridge per task (mtlcvx's ``Ridge(alpha=a)`` with the mean loss is
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -285,3 +286,10 @@ def test_console_script_without_sklearn_prints_no_traceback(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
         f"mtlcvx solve: error: spec file '{missing}' does not exist"]
+
+
+def test_the_cli_page_shows_the_example_spec_as_it_is():
+    text = (SPECS.parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
+    shown = re.search(r"```toml\n(.*?)```", text, flags=re.S).group(1)
+    body = (SPECS / "schools.toml").read_text(encoding="utf-8")
+    assert body.endswith(shown)  # the file only adds its header comment

@@ -8,6 +8,9 @@ Conversions used below (mtlcvx's loss is Σ_t 1/(2 n_t) ‖X_t w_t + b_t − y_t
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -221,3 +224,19 @@ def test_dataframe_labels_reach_the_solution(rng):
     ref = Ridge(alpha=X.shape[0] * 0.3).fit(X, Y)
     np.testing.assert_allclose(frame.loc[["a", "b", "c", "d", "e"]].to_numpy(), ref.coef_.T,
                                rtol=1e-9, atol=1e-12)
+
+
+def test_the_sklearn_page_runs_as_written(monkeypatch):
+    """Every code block of docs/sklearn.md, in order, from the repository root."""
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "docs" / "sklearn.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 5
+    monkeypatch.chdir(root)
+    namespace: dict = {}
+    for block in blocks[1:]:  # the first shows the signature only
+        exec(compile(block, "docs/sklearn.md", "exec"), namespace)  # noqa: S102
+    grid = namespace["grid"]
+    assert list(grid.best_estimator_.tasks_) == ["Ashford", "Bramley", "Crofton", "Dunmore"]
+    assert namespace["est"].coef_.shape == (4, 6)
+    assert list(namespace["sol"].to_frame().index) == ["hours", "prior", "absences", "intercept"]
