@@ -21,6 +21,7 @@ from .backends import available_backends
 from .certificates import Certificate, certify
 from .data import MultiTaskData
 from .exceptions import (
+    ArgumentError,
     BackendUnavailable,
     ConvergenceWarning,
     DataError,
@@ -127,6 +128,7 @@ __all__ = [
     "malsar",
     "MTLError",
     "DataError",
+    "ArgumentError",
     "PenaltyError",
     "BackendUnavailable",
     "IncompatibleBackend",

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._quadratic_dual import quadratic_dual
 from ._threads import blas_limited
 from .coupling import TaskCoupling
 from .oracles import coupling, merge_terms, prox_chain
@@ -65,7 +66,8 @@ class Certificate:
         Guaranteed upper bound on ``F(W) − F*`` (None when no rung gives one; see
         ``reason``).
     relative_gap : float or None
-        ``gap / max(1, |F(W)|)``.
+        ``gap / |F(W)|`` (``0/0 = 0``): invariant to scaling ``y`` or the loss; this is
+        what ``tol`` is compared with.
     grad_mapping : float or None
         Norm of the gradient mapping ``‖G_τ(W)‖_F`` with ``τ = 1/L`` (``‖∇F(W)‖`` for a
         smooth problem); zero iff ``W`` is optimal.
@@ -216,6 +218,13 @@ def _quadratic_conjugate(Kt: TaskCoupling, Kf: np.ndarray | None,
     return None if X is None else 0.5 * float(np.sum(Vr * X))
 
 
+def _relative(gap: float, objective: float) -> float:
+    """``gap / |F(W)|`` with ``0/0 = 0`` (and ``inf`` for a positive gap at ``F(W) = 0``)."""
+    if gap == 0.0:
+        return 0.0
+    return gap / abs(objective) if objective != 0.0 else np.inf
+
+
 # ---------------------------------------------------------------------- certify
 @blas_limited
 def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None,
@@ -246,7 +255,7 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     profiled = problem.objective(W, parts=parts) if intercept is not None else objective
     excess = objective - profiled
     mu = problem.strong_convexity()
-    grad_mapping, W_plus = _gradient_mapping(problem, W)
+    grad_mapping, W_plus, proven = _gradient_mapping(problem, W)
 
     def done(gap: float | None, method: str, reason: str | None = None,
              dual: float | None = None) -> Certificate:
@@ -255,7 +264,7 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
             method = "none"
         if gap is not None:
             gap = max(gap, 0.0) + excess
-            rel = gap / max(1.0, abs(objective))
+            rel = _relative(gap, objective)
             dist = float(np.sqrt(2.0 * gap / mu)) if mu > 0 else None
         else:
             rel = dist = None
@@ -271,7 +280,8 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     if norm_part is not None and norm_part.reason is not None:
         missing.append(norm_part.reason)
     if missing:
-        return _rung5(problem, grad_mapping, W_plus, profiled, mu, done, "; ".join(missing))
+        return _rung5(problem, grad_mapping, W_plus, proven, profiled, mu, done,
+                      "; ".join(missing))
 
     pieces = _Pieces(problem, W)
     has_h = not pieces.Kt.is_zero or pieces.Kf is not None
@@ -280,10 +290,14 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
         if conj_h is not None:
             _, dual = _best_scale(pieces.a, pieces.b + conj_h)
             return done(profiled - dual, "quadratic conjugate (rung 4)", dual=dual)
-        if mu > 0:
-            grad = -pieces.V_loss + pieces.grad_h
-            return done(float(np.sum(grad * grad)) / (2.0 * mu), "strong convexity (rung 4)")
-        return done(None, "gradient norm (rung 4)", "not strictly convex")
+        # singular 𝒬: the loss's curvature corrects the dual point into range(𝒬)
+        corrected = quadratic_dual(problem, W, pieces.Kt.to_dense(), pieces.Kf)
+        if isinstance(corrected, str):
+            return done(None, "none (rung 4)", corrected)
+        linear, quad, conj_h, _ = corrected
+        _, dual = _best_scale(linear, quad + conj_h)
+        return done(profiled - dual, "curvature-corrected quadratic conjugate (rung 4)",
+                    dual=dual)
 
     V = pieces.V_loss - pieces.grad_h  # = −∇(f + h)(W)
     b = pieces.b + pieces.h_value  # the augmented blocks enter with weight 1
@@ -300,7 +314,7 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
         s_max = norm_part.scale(V)
         if s_max == 0 and pieces.a > 0:
             labels = " + ".join(p.label for p in norm_part.terms)
-            return _rung5(problem, grad_mapping, W_plus, profiled, mu, done,
+            return _rung5(problem, grad_mapping, W_plus, proven, profiled, mu, done,
                           f"{labels}: only the trivial dual point (s = 0) lies in the dual "
                           "ball (a seminorm that vanishes on some W, such as FusedL1 alone, "
                           "needs L1 beside it for a gap)")
@@ -417,30 +431,48 @@ def _conjugate_prox(phi: Penalty) -> Callable[[np.ndarray, float], np.ndarray]:
 
 
 def _gradient_mapping(problem: Problem,
-                      W: np.ndarray) -> tuple[float | None, np.ndarray | None]:
-    """``(‖G_τ(W)‖, W⁺)`` with ``τ = 1/L``, or Nones when unavailable."""
+                      W: np.ndarray) -> tuple[float | None, np.ndarray | None, bool]:
+    """``(‖G_τ(W)‖, W⁺, proven)`` with ``τ = 1/L``, or Nones when there is no exact prox.
+
+    ``L`` is the problem's proven Lipschitz bound (``proven=True``); without one (a smooth
+    term that states no constant) ``τ`` is found by backtracking until the
+    sufficient-decrease test holds at ``W``, which makes ``G_τ`` a stationarity measure
+    (zero iff ``W`` is optimal) but no basis for the strong-convexity gap of rung 5
+    (``proven=False``).
+    """
     if problem.constraints is not None or not problem.has_prox:
-        return None, None
+        return None, None, False
     L = problem.lipschitz()
-    if L is None:
-        return None, None
-    tau = 1.0 / max(L, np.finfo(float).tiny)
-    _, grad = problem.smooth_value_and_gradient(W)
-    W_plus = problem.prox(W - tau * grad, tau)
-    return float(np.linalg.norm(W - W_plus)) / tau, W_plus
+    proven = L is not None
+    smooth = problem.smooth_oracle()
+    prox = problem.prox_operator()
+    value, grad = smooth(W, True)
+    L = max(L, np.finfo(float).tiny) if proven else 1.0
+    while True:
+        W_plus = prox(W - grad / L, 1.0 / L)
+        if proven:
+            break
+        D = W_plus - W
+        model = value + float(np.sum(grad * D)) + 0.5 * L * float(np.sum(D * D))
+        if smooth(W_plus, False)[0] <= model + 1e-12 * abs(value) or L > 1e300:
+            break
+        L *= 2.0
+    return float(np.linalg.norm(W - W_plus)) * L, W_plus, proven
 
 
 def _rung5(problem: Problem, grad_mapping: float | None, W_plus: np.ndarray | None,
-           profiled: float, mu: float, done: Callable[..., Certificate],
+           proven: bool, profiled: float, mu: float, done: Callable[..., Certificate],
            missing: str) -> Certificate:
     if grad_mapping is None:
         return done(None, "none", f"{missing}; no gradient mapping either (it needs an "
-                                  "exact prox of the non-smooth part and a Lipschitz "
-                                  "constant of the smooth part)")
-    if mu > 0:
+                                  "exact prox of the non-smooth part)")
+    if mu > 0 and not any(p.active for p in problem.nonsmooth_penalties()):
+        # a smooth problem: G_τ = ∇F whatever τ is, so no Lipschitz bound is needed
+        return done(grad_mapping ** 2 / (2.0 * mu), "gradient norm + strong convexity (rung 5)")
+    if mu > 0 and proven:
         gap = profiled - problem.objective(W_plus) + 2.0 * grad_mapping ** 2 / mu
         return done(gap, "gradient mapping + strong convexity (rung 5)")
+    why = ("not strongly convex" if mu <= 0 else
+           "no proven Lipschitz constant for the smooth part")
     return done(None, "gradient mapping (rung 5)",
-                f"{missing}; not strongly convex: only the gradient-mapping norm is a "
-                "stationarity measure")
-
+                f"{missing}; {why}: only the gradient-mapping norm is a stationarity measure")

@@ -65,9 +65,14 @@ def _build(problem: Problem, values: list[dict[str, Any]]) -> dict[str, Any]:
         parts.update(term.parts)
     if problem.constraints is not None:
         try:
-            constraints.extend(problem.constraints(W))
+            user = list(problem.constraints(W))
         except Exception as err:
             raise MTLError(f"constraints(W) raised {type(err).__name__}: {err}") from err
+        bad = [type(c).__name__ for c in user if not isinstance(c, cp.constraints.Constraint)]
+        if bad:
+            raise MTLError(f"constraints(W) must return a list of CVXPY constraints (such as "
+                           f"W >= 0 or cp.norm(W) <= 1), got {', '.join(bad)}")
+        constraints.extend(user)
     compiled = cp.Problem(cp.Minimize(objective), constraints)
     if not compiled.is_dcp():
         raise MTLError("the problem is not DCP; check the constraints: each must be convex")
@@ -77,15 +82,18 @@ def _build(problem: Problem, values: list[dict[str, Any]]) -> dict[str, Any]:
 def refresh(problem: Problem) -> dict[str, Any]:
     """The compiled problem of ``problem`` with the penalties' current values in its Parameters.
 
-    Builds it on first use; rebuilds when a Parameter would change shape or a constant
-    (sparse) factor was replaced, since those are baked into the compiled problem.
-    Returns the dict ``{"problem", "W", "params", "parts", "factors"}`` kept as
+    Builds it on first use; rebuilds when a Parameter would change shape, a constant
+    (sparse) factor was replaced, or the data, ``fit_intercept`` or the loss weights
+    changed, since those are baked into the compiled problem. Returns the dict
+    ``{"problem", "W", "params", "parts", "factors", "key"}`` kept as
     ``problem._compiled``.
     """
     values = _parameter_values(problem)
     factors = _constant_factors(problem, values)
+    # what the loss expression bakes in: the data, the centring and the weights (exactly)
+    key = (problem.data, problem.fit_intercept, problem.loss_weights().tobytes())
     compiled = problem._compiled
-    if compiled is not None:
+    if compiled is not None and compiled["key"] == key:
         same_shapes = all(
             vals.keys() == ps.keys()
             and all(np.shape(v) == ps[k].shape for k, v in vals.items())
@@ -99,6 +107,7 @@ def refresh(problem: Problem) -> dict[str, Any]:
             return compiled
     compiled = _build(problem, values)
     compiled["factors"] = factors
+    compiled["key"] = key
     problem._compiled = compiled
     problem.n_builds += 1
     return compiled

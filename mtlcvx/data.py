@@ -18,7 +18,38 @@ import numpy as np
 from ._threads import blas_limited
 from .exceptions import DataError
 
-__all__ = ["MultiTaskData", "CompressedTasks", "SharedGram"]
+__all__ = ["MultiTaskData", "CompressedTasks", "SharedGram", "FrozenArray", "frozen_copy"]
+
+
+class FrozenArray(np.ndarray):
+    """A read-only ndarray: in-place edits raise, and copying one returns it unchanged.
+
+    Data and penalty matrices are held as frozen copies, so a caller's later in-place
+    edit (``K *= 10``) cannot change a problem behind its back, and ``copy.deepcopy``
+    (scikit-learn's ``clone``) shares the immutable array instead of making a writable
+    twin. A writable array derived from one (``K * 2``) copies normally.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> np.ndarray:
+        return self if not self.flags.writeable else np.array(self, copy=True)
+
+    def __copy__(self) -> np.ndarray:
+        return self if not self.flags.writeable else np.array(self, copy=True)
+
+    def __array_wrap__(self, arr: np.ndarray, context: Any = None,
+                       return_scalar: bool = False) -> Any:
+        # results of arithmetic are ordinary (writable) arrays or scalars
+        out = arr.view(np.ndarray)
+        return out[()] if return_scalar else out
+
+
+def frozen_copy(arr: np.ndarray) -> FrozenArray:
+    """A read-only :class:`FrozenArray` copy of ``arr`` (``arr`` itself if already frozen)."""
+    if isinstance(arr, FrozenArray) and not arr.flags.writeable:
+        return arr
+    out = np.array(arr, dtype=np.float64, copy=True).view(FrozenArray)
+    out.setflags(write=False)
+    return out
 
 
 def as_float_array(value: Any, name: str, ndim: int | tuple[int, ...]) -> np.ndarray:
@@ -75,6 +106,10 @@ def check_labels(values: Any, name: str, count: int, unit: str) -> list[Any]:
         For a wrong count, mixed types, or duplicates.
     """
     labels = [v.item() if isinstance(v, np.generic) else v for v in values]
+    missing = sum(v is None or (isinstance(v, float) and v != v) for v in labels)
+    if missing:
+        raise DataError(f"{name} has {missing} missing (None or NaN) label(s); give every "
+                        "one a value first")
     if len(labels) != count:
         raise DataError(f"{name} has {len(labels)} labels for {count} {unit}; give one each")
     kinds = sorted({type(v).__name__ for v in labels})
@@ -191,8 +226,10 @@ class MultiTaskData:
 
     Attributes
     ----------
-    X : list of ndarray (n_t, d), float64
-    y : list of ndarray (n_t,), float64
+    X : tuple of ndarray (n_t, d), float64
+        Read-only copies of the inputs (in-place edits raise; make new data instead).
+    y : tuple of ndarray (n_t,), float64
+        Read-only copies.
     tasks : list
         Task labels: the columns of :meth:`Solution.to_frame <mtlcvx.Solution.to_frame>`.
     feature_names : list or None
@@ -233,8 +270,12 @@ class MultiTaskData:
             raise DataError(f"X has {len(X)} tasks but y has {len(y)}; give one y_t per X_t")
         labels = (list(range(len(X))) if tasks is None
                   else check_labels(tasks, "tasks", len(X), "tasks"))
-        Xs = [as_float_array(Xt, f"X[{t}]", 2) for t, Xt in enumerate(X)]
-        ys = [_target_vector(yt, f"y[{t}]") for t, yt in enumerate(y)]
+        # read-only copies (one per distinct input array: a shared design stays shared)
+        copies: dict[int, np.ndarray] = {}
+        Xs = [copies.get(id(Xt)) if id(Xt) in copies else
+              copies.setdefault(id(Xt), frozen_copy(as_float_array(Xt, f"X[{t}]", 2)))
+              for t, Xt in enumerate(X)]
+        ys = [frozen_copy(_target_vector(yt, f"y[{t}]")) for t, yt in enumerate(y)]
         d = Xs[0].shape[1]
         for t, (Xt, yt) in enumerate(zip(Xs, ys, strict=True)):
             if Xt.shape[0] == 0:
@@ -250,8 +291,8 @@ class MultiTaskData:
                 )
         if d == 0:
             raise DataError("X has no features (d = 0)")
-        self.X = Xs
-        self.y = ys
+        self.X = tuple(Xs)
+        self.y = tuple(ys)
         self.tasks = labels
         self.feature_names = (None if feature_names is None
                               else check_labels(feature_names, "feature_names", d, "features"))
@@ -280,8 +321,21 @@ class MultiTaskData:
         feature_names : sequence of length d, optional
             Kept in ``data.feature_names``.
         """
+        name = getattr(task, "name", None)
+        columns = getattr(X, "columns", None)
+        if columns is not None and (
+                (name is not None and name in columns)
+                or (isinstance(task, (str, int)) and task in columns)):
+            col = name if name is not None and name in columns else task
+            raise DataError(
+                f"X still holds the task column {col!r}, which would become a feature; pass "
+                f"X.drop(columns=[{col!r}]), or use MultiTaskData.from_frame(df, task={col!r}, "
+                "target=...)"
+            )
         X = as_float_array(X, "X", 2)
         y = _target_vector(y, "y")
+        if not isinstance(task, np.ndarray) and not hasattr(task, "dtype"):
+            task = np.asarray(list(task), dtype=object)  # keep each label's own type
         task = np.asarray(task)
         if task.ndim != 1 or task.shape[0] != X.shape[0] or y.shape[0] != X.shape[0]:
             raise DataError(
@@ -291,6 +345,10 @@ class MultiTaskData:
         if task.dtype == object:  # np.unique cannot sort mixed types: name them instead
             distinct = list(dict.fromkeys(task.tolist()))
             check_labels(distinct, "task", len(distinct), "tasks")
+            task = np.asarray(task.tolist())  # one type now: a typed array sorts as expected
+        if task.dtype.kind == "f" and np.isnan(task).any():
+            raise DataError(f"task has {int(np.isnan(task).sum())} NaN label(s); drop those "
+                            "rows or give them a task first")
         labels, inverse = np.unique(task, return_inverse=True)
         rows = [np.flatnonzero(inverse == k) for k in range(len(labels))]
         return cls([X[r] for r in rows], [y[r] for r in rows], tasks=labels.tolist(),

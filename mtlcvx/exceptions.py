@@ -12,6 +12,7 @@ __all__ = [
     "MTLError",
     "DataError",
     "PenaltyError",
+    "ArgumentError",
     "BackendUnavailable",
     "IncompatibleBackend",
     "SolverFailed",
@@ -30,6 +31,10 @@ class DataError(MTLError, ValueError):
 
 class PenaltyError(MTLError, ValueError):
     """Invalid penalty: negative strength, non-symmetric or non-PSD matrix, non-convex term."""
+
+
+class ArgumentError(MTLError, ValueError):
+    """An invalid solver argument: ``tol``, ``max_iter``, ``check_every``, solver options."""
 
 
 class BackendUnavailable(MTLError, ImportError):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ._checks import check_count, check_tol
 from ._optional import require
 from .certificates import Certificate, certify
 from .exceptions import IncompatibleBackend
@@ -48,7 +49,8 @@ class Trace:
         Certificate of the last iterate.
     iterations : int
     converged : bool
-        True when the stopping test was met within ``max_iter``.
+        True when the stopping test was met within ``max_iter`` (the certified gap, or
+        without one the gradient mapping: see :func:`fista`).
     info : dict
         ``lipschitz_bound``, ``final_step``, ``time``.
     parts : dict of ndarray (d, T)
@@ -140,9 +142,11 @@ class _Variable:
 
 
 def _stopped(cert: Certificate, tol: float, g0: float) -> bool:
+    """The certified relative gap meets ``tol``; without a gap, the gradient mapping has
+    fallen to ``tol`` times its starting value (the result is then "unverified")."""
     if cert.relative_gap is not None:
         return cert.relative_gap <= tol
-    return cert.grad_mapping is not None and cert.grad_mapping <= tol * max(1.0, g0)
+    return cert.grad_mapping is not None and cert.grad_mapping <= tol * g0
 
 
 #: Up to this many entries in W, the iterations run with one BLAS thread: their dense
@@ -153,8 +157,10 @@ _SINGLE_THREAD_SIZE = 100_000
 
 def _run(problem: Problem, **kwargs: Any) -> Trace:
     _check_problem(problem)
-    if kwargs["record_every"] < 1 or kwargs["check_every"] < 1 or kwargs["max_iter"] < 0:
-        raise ValueError("record_every and check_every must be ≥ 1, max_iter ≥ 0")
+    kwargs["tol"] = check_tol(kwargs["tol"])
+    kwargs["max_iter"] = check_count(kwargs["max_iter"], "max_iter", minimum=0)
+    for name in ("record_every", "check_every"):
+        kwargs[name] = check_count(kwargs[name], name, maximum=None)
     if problem.n_features * problem.n_tasks > _SINGLE_THREAD_SIZE:
         return _iterate(problem, **kwargs)
     with threadpool_limits(limits=1, user_api="blas"):
@@ -250,8 +256,9 @@ def fista(problem: Problem, max_iter: int = 20_000, tol: float = 1e-8, *,
     max_iter : int
         Iteration cap.
     tol : float
-        Stop when the certified relative gap ``gap / max(1, |F|)`` is ≤ tol (or, where no
-        gap is available, when ``‖G_τ‖ ≤ tol·max(1, ‖G_τ(W0)‖)``).
+        Stop when the certified relative gap ``gap / |F(W)|`` is ≤ tol; where no rung
+        gives a gap, when ``‖G_τ‖ ≤ tol·‖G_τ(W0)‖`` (a backend then reports
+        "unverified").
     W0 : ndarray (d, T), optional
         Starting point (default zeros).
     record_every : int

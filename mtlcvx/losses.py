@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .data import MultiTaskData, as_float_array
+from .data import MultiTaskData, as_float_array, frozen_copy
 from .exceptions import DataError
 
 __all__ = ["SquaredLoss", "LossDual"]
@@ -64,7 +64,7 @@ class SquaredLoss:
         if name == "scale" and value not in ("mean", "sum"):
             raise DataError(f"scale must be 'mean' or 'sum', got {value!r}")
         if name == "task_weights" and value is not None:
-            value = as_float_array(value, "task_weights", 1)
+            value = frozen_copy(as_float_array(value, "task_weights", 1))
             if np.any(value < 0):
                 raise DataError("task_weights must be non-negative")
         super().__setattr__(name, value)
@@ -189,7 +189,7 @@ class SquaredLoss:
         c = self.weights(data)
         if comp.shared:
             resid = comp.A[0] @ W - np.stack(comp.z, axis=1)
-            if np.allclose(c, c[0]):
+            if np.all(c == c[0]):  # exact: near-equal weights are different problems
                 return c[0] / 2.0 * cp.sum_squares(resid)
             return 0.5 * cp.sum_squares(cp.multiply(resid, np.sqrt(c)[None, :]))
         A = sp.block_diag([np.sqrt(ct) * At for ct, At in zip(c, comp.A, strict=True)],

@@ -183,7 +183,7 @@ def _spectra(problem: Problem) -> tuple[float, float, float, float]:
     parts = tuple((id(p), p.alpha, id(p.low_rank()[0]) if p.low_rank() is not None
                    else id(p.matrix(d, T)))
                   for p in problem.penalties if p.structure == "quadratic")
-    key = (problem.fit_intercept, c.tobytes(), parts)
+    key = (problem.data, problem.fit_intercept, c.tobytes(), parts)
     cache = problem.__dict__.get("_spectra_cache")
     if cache is None or cache[0] != key:
         gram = problem.data.gram(problem.fit_intercept)

@@ -177,6 +177,11 @@ def is_psd(K: Any) -> bool:
 def check_psd(K: Any, name: str = "K") -> np.ndarray:
     """Validate a symmetric PSD matrix and return it symmetrised, as float64.
 
+    Eigenvalues below zero but inside the tolerance band (``λ ≥ −1e-10·max(1, λ_max)``)
+    are clipped to zero here, once: the returned matrix is then the problem's matrix
+    everywhere (CVXPY model, direct solve, value, gradient, bounds and certificate), so
+    no part of the package sees a matrix that would make the objective unbounded below.
+
     Raises
     ------
     PenaltyError
@@ -185,12 +190,15 @@ def check_psd(K: Any, name: str = "K") -> np.ndarray:
     if sp.issparse(K):
         return _check_psd_sparse(K, name)
     K = _symmetric(K, name)
-    lam = scipy.linalg.eigvalsh(K)
+    lam, V = scipy.linalg.eigh(K)
     if lam[0] < -_psd_band(lam):
         raise PenaltyError(
             f"{name} is not positive semidefinite: λ_min = {lam[0]:.3g} (λ_max = {lam[-1]:.3g}); "
             f"use mtlcvx.relations.nearest_psd({name}) to project it onto the PSD cone"
         )
+    if lam[0] < 0:
+        K = (V * np.maximum(lam, 0.0)) @ V.T
+        K = (K + K.T) / 2
     return K
 
 

@@ -9,7 +9,11 @@ import numpy as np
 
 from ._optional import require
 
-__all__ = ["Solution"]
+__all__ = ["STATUS_RULE", "Solution"]
+
+#: The status rule, in the words the README and docs use.
+STATUS_RULE = ('"optimal" only with a certified gap <= tol * |F(W)|; "inaccurate" with a '
+               'larger gap; "unverified" when no certificate gives a gap')
 
 
 @dataclass
@@ -29,8 +33,11 @@ class Solution:
         What the backend reported, mapped back to the same objective (the constants
         dropped by compression added back), for comparison with ``objective``.
     status : str
-        ``"optimal"`` or ``"inaccurate"`` (a :class:`~mtlcvx.ConvergenceWarning` was
-        issued).
+        ``"optimal"`` only when the certificate's relative gap ``gap / |F(W)|`` is at
+        most ``tol``; ``"inaccurate"`` when it is larger; ``"unverified"`` when no rung
+        gives a gap (``certificate.reason`` says why, the solver's own word is in
+        ``info["solver_status"]``). The last two come with a
+        :class:`~mtlcvx.ConvergenceWarning`.
     backend : str
         The backend that ran (``backend=None`` resolves to one; see docs/backends.md).
     compile_time, solve_time : float
@@ -86,6 +93,7 @@ class Solution:
                      + ("" if self.iterations is None else f", {self.iterations} iterations"))
         if self.certificate is not None:
             lines.append(f"  certificate: {self.certificate}")
+        lines.append(f"  status rule: {STATUS_RULE}")
         for key, value in self.info.items():
             lines.append(f"  {key}: {value}")
         return "\n".join(lines)

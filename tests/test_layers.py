@@ -16,13 +16,13 @@ ROOT = pathlib.Path(mtlcvx.__file__).parent
 #: Lowest first. A module may import modules of its own layer or below.
 LAYERS = [
     ("shared numerics", ["mtlcvx.exceptions", "mtlcvx._optional", "mtlcvx._threads",
-                         "mtlcvx._linalg", "mtlcvx.penalties._prox"]),
+                         "mtlcvx._checks", "mtlcvx._linalg", "mtlcvx.penalties._prox"]),
     ("data", ["mtlcvx.data"]),
     ("losses and relations", ["mtlcvx.losses", "mtlcvx.relations", "mtlcvx.coupling",
                               "mtlcvx.datasets"]),
     ("penalties", ["mtlcvx.penalties", "mtlcvx.penalties.*"]),
     ("oracles and compilation", ["mtlcvx.oracles", "mtlcvx.compile", "mtlcvx.solution"]),
-    ("certificates", ["mtlcvx.certificates"]),
+    ("certificates", ["mtlcvx.certificates", "mtlcvx._quadratic_dual"]),
     ("first-order methods", ["mtlcvx.first_order"]),
     ("backends", ["mtlcvx.backends", "mtlcvx.backends.*"]),
     ("the problem (hub)", ["mtlcvx.problem"]),

@@ -152,7 +152,12 @@ def test_every_backend_matches_the_independent_model(problem_data, references, n
     F_ref = references[name][0]
     prob = mc.Problem(mc.MultiTaskData(Xs, ys), penalties=CASES[name][0]())
     for backend in _backends(name):
-        sol = prob.solve(backend=backend)
+        if name == "fused-graph+l1":  # no rung certifies it: "unverified", with a warning
+            with pytest.warns(mc.ConvergenceWarning, match="no certificate can verify"):
+                sol = prob.solve(backend=backend)
+            assert sol.status == "unverified"
+        else:
+            sol = prob.solve(backend=backend)
         assert sol.objective == pytest.approx(F_ref, rel=1e-7), backend
         # the objective at the parts, recomputed here from the formulas (a conic solver's
         # trace-ball part may sit a round-off outside the ball: the package scores the
@@ -261,7 +266,8 @@ def test_default_backend_and_routes(problem_data):
     assert mc.Problem(data, penalties=[mc.RobustMTL(0.4, 0.5)]).solve().backend == "fista"
     # FusedL1 on a graph that is not a chain has no exact prox: conic, and fista refuses
     prob = mc.Problem(data, penalties=[mc.FusedL1(TRIANGLE_PLUS, 0.05), mc.L1(0.02)])
-    assert prob.solve().backend == "clarabel"
+    with pytest.warns(mc.ConvergenceWarning, match="no certificate can verify"):
+        assert prob.solve().backend == "clarabel"
     with pytest.raises(mc.IncompatibleBackend, match="FusedL1"):
         prob.solve(backend="fista")
     # a decomposition beside another non-smooth term: no prox over the parts

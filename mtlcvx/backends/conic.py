@@ -40,7 +40,8 @@ class ConicBackend(Backend):
     options : callable
         ``options(tol, max_iter) -> dict`` of solver settings.
     hint : str
-        Advice printed when it fails or stops early.
+        Advice printed when it fails or stops early ("raise max_iter" is prepended only
+        when the solver stopped on its iteration cap).
     """
 
     def __init__(self, name: str, solver: str, modules: tuple[str, ...], extra: str | None,
@@ -70,8 +71,13 @@ class ConicBackend(Backend):
                 warnings.filterwarnings("ignore", message="Solution may be inaccurate")
                 cvx.solve(solver=self.solver, verbose=verbose, **options)
         except cp.error.SolverError as err:
+            hint = self.hint
+            if "cannot solve this problem" in str(err):
+                hint = ("the compiled problem needs a cone this backend lacks: a Custom term "
+                        "must declare every cone its expression needs (Custom(..., cones="
+                        "{...})); backend='clarabel' supports them all")
             raise SolverFailed(
-                f"backend {self.name!r} failed: {str(err).rstrip('.')}. Hint: {self.hint}"
+                f"backend {self.name!r} failed: {str(err).rstrip('.')}. Hint: {hint}"
             ) from err
         except TypeError as err:
             raise MTLError(
@@ -83,10 +89,20 @@ class ConicBackend(Backend):
         elapsed = time.perf_counter() - start
         compile_time = float(getattr(cvx, "compilation_time", None) or 0.0)
         status = cvx.status
+        stats = cvx.solver_stats
+        iters = getattr(stats, "num_iters", None)
+        cap = options.get("max_iter", options.get("max_iters"))
+        at_cap = status == cp.USER_LIMIT or (iters is not None and cap is not None
+                                             and iters >= cap)
+        hint = ("raise max_iter, or " if at_cap else "") + self.hint
         if W.value is None or status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE, cp.USER_LIMIT):
+            what = f"status {status!r}"
+            if problem.constraints is None and "infeasible" in status:
+                # an unconstrained problem is always feasible: this is a numerical failure
+                what = (f"a numerical failure (the solver said {status!r}, which cannot be "
+                        "true of this unconstrained problem)")
             raise SolverFailed(
-                f"backend {self.name!r} returned no solution (status {status!r}). "
-                f"Hint: {self.hint}"
+                f"backend {self.name!r} returned no solution ({what}). Hint: {hint}"
             )
         W_val = np.array(W.value, dtype=float)
         intercept = problem.optimal_intercept(W_val) if problem.fit_intercept else None
@@ -95,8 +111,7 @@ class ConicBackend(Backend):
         parts = {name: np.array(var.value, dtype=float)
                  for name, var in compiled["parts"].items() if var.value is not None}
         certificate = certify(problem, W_val, parts=parts)
-        mapped = certified_status(certificate, tol, status == cp.OPTIMAL)
-        stats = cvx.solver_stats
+        mapped = certified_status(certificate, tol)
         return Solution(
             W=W_val,
             intercept=intercept,
@@ -106,11 +121,11 @@ class ConicBackend(Backend):
             backend=self.name,
             compile_time=build_time + compile_time,
             solve_time=max(elapsed - compile_time, 0.0),
-            iterations=getattr(stats, "num_iters", None),
+            iterations=iters,
             certificate=certificate,
             parts=parts,
             info={"solver_status": status, "options": options,
-                  **({"hint": self.hint} if mapped == "inaccurate" else {})},
+                  **({"hint": hint} if mapped != "optimal" else {})},
         )
 
 
@@ -142,11 +157,11 @@ def _osqp(tol: float, max_iter: int | None) -> dict[str, Any]:
 
 register(ConicBackend(
     "clarabel", "CLARABEL", ("clarabel",), None, CONES, _clarabel,
-    "raise max_iter, or loosen tol; for large SDP-class problems try backend='scs'",
+    "loosen tol; for large SDP-class problems try backend='scs'",
 ))
 register(ConicBackend(
     "scs", "SCS", ("scs",), None, CONES, _scs,
-    "SCS is first-order: raise max_iter or loosen tol, or use backend='clarabel'",
+    "SCS is first-order: loosen tol, or use backend='clarabel'",
 ))
 register(ConicBackend(
     "ecos", "ECOS", ("ecos",), "ecos", CONES - {"psd"},
@@ -154,5 +169,5 @@ register(ConicBackend(
 ))
 register(ConicBackend(
     "osqp", "OSQP", ("osqp",), None, frozenset({"zero", "nonneg", "quadratic"}), _osqp,
-    "OSQP is first-order: raise max_iter, or use backend='clarabel'",
+    "OSQP is first-order: use backend='clarabel'",
 ))

@@ -166,7 +166,7 @@ class DirectBackend(Backend):
         return Solution(
             W=W, intercept=intercept, objective=certificate.objective,
             solver_objective=problem.smooth_oracle()(W, False)[0],
-            status=certified_status(certificate, tol, True),
+            status=certified_status(certificate, tol),
             backend=self.name, compile_time=0.0, solve_time=solve_time,
             iterations=iters, certificate=certificate,
             info={"method": method, "coupling": Kt.kind},

@@ -6,12 +6,11 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from .._checks import check_count, check_tol
 from .._threads import blas_limited
-from ..exceptions import ConvergenceWarning, MTLError
+from ..exceptions import ConvergenceWarning
 from .fista import refine as _refine
-from .registry import resolve_backend
+from .registry import resolve_backend, status_message
 
 if TYPE_CHECKING:
     from ..problem import Problem
@@ -34,11 +33,13 @@ def solve(problem: Problem, backend: str | None = None, tol: float = 1e-8,
         term has an exact prox and the problem needs the PSD cone or has
         ``T·d > 2000``; otherwise "clarabel". ``sol.backend`` says what ran.
     tol : float, default 1e-8
-        Target certified relative gap ``gap / max(1, |F(W)|)``; conic backends
-        translate it into their own settings. ``status`` is "optimal" when the
-        certificate meets it, "inaccurate" (with a ConvergenceWarning) otherwise.
+        Target certified relative gap ``gap / |F(W)|``; conic backends translate it
+        into their own settings. ``status`` is "optimal" only with a certified gap
+        ``<= tol·|F(W)|``; "inaccurate" with a larger gap; "unverified" when no
+        certificate gives a gap (``certificate.reason`` says why; both with a
+        ConvergenceWarning saying what would help).
     max_iter : int, optional
-        Iteration cap, translated likewise (solver default when None).
+        Iteration cap (1 to 2**31 − 1), translated likewise (solver default when None).
     verbose : bool
         Let the solver print its log.
     refine : bool
@@ -50,8 +51,8 @@ def solve(problem: Problem, backend: str | None = None, tol: float = 1e-8,
 
     Raises
     ------
-    MTLError
-        ``tol`` or ``max_iter`` out of range.
+    ArgumentError
+        ``tol`` or ``max_iter`` invalid (an ``MTLError`` and a ``ValueError``).
     IncompatibleBackend
         The backend lacks a cone or structure a term needs (raised before CVXPY runs).
     BackendUnavailable
@@ -59,28 +60,18 @@ def solve(problem: Problem, backend: str | None = None, tol: float = 1e-8,
     SolverFailed
         No solution came back (infeasible, unbounded, solver error).
     """
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise MTLError(f"tol must be a positive number, got {tol!r}")
-    if max_iter is not None and (not isinstance(max_iter, (int, np.integer)) or max_iter < 1):
-        raise MTLError(f"max_iter must be a positive integer, got {max_iter!r}")
+    tol = check_tol(tol)
+    if max_iter is not None:
+        max_iter = check_count(max_iter, "max_iter")
     problem.check_shapes()
     impl = resolve_backend(problem, backend)
     start = time.perf_counter()
-    sol = impl.solve(problem, tol=float(tol), max_iter=max_iter, verbose=verbose, **solver_opts)
+    sol = impl.solve(problem, tol=tol, max_iter=max_iter, verbose=verbose, **solver_opts)
     sol.feature_names, sol.tasks = problem.data.feature_names, problem.data.tasks
     if refine and sol.status == "inaccurate" and problem.proximable and problem.constraints is None:
-        sol = _refine(problem, sol, float(tol))
+        sol = _refine(problem, sol, tol)
     sol.info.setdefault("wall_time", time.perf_counter() - start)
-    if sol.status == "inaccurate":
-        cert = sol.certificate
-        found = ("no certified gap" if cert is None or cert.gap is None
-                 else f"certified relative gap {cert.relative_gap:.2e} > tol={tol:g}")
-        warnings.warn(
-            f"backend {sol.backend!r} returned a point that is not certified optimal "
-            f"(solver status {sol.info.get('solver_status', 'n/a')!r}, {found}). Hint: "
-            "solve(..., refine=True) polishes it with the certified first-order method; "
-            + sol.info.get("hint", "or raise max_iter, or use backend='clarabel'"),
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+    message = status_message(sol, tol)
+    if message is not None:
+        warnings.warn(message, ConvergenceWarning, stacklevel=3)
     return sol

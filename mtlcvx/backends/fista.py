@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..exceptions import ArgumentError
 from ..oracles import prox_plan
 from ..solution import Solution
 from .registry import Backend, certified_status, register
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from ..problem import Problem
 
 __all__ = ["FistaBackend", "refine"]
+
+_OPTIONS = frozenset({"check_every", "record_every", "restart", "W0"})
 
 
 class FistaBackend(Backend):
@@ -43,6 +46,10 @@ class FistaBackend(Backend):
               **solver_opts: Any) -> Solution:
         from ..first_order import fista
 
+        unknown = sorted(set(solver_opts) - _OPTIONS)
+        if unknown:
+            raise ArgumentError(f"backend 'fista' has no option(s) {', '.join(unknown)}; its "
+                                f"options are {', '.join(sorted(_OPTIONS))}")
         opts = {"record_every": 10, **solver_opts}
         trace = fista(problem, max_iter=100_000 if max_iter is None else max_iter, tol=tol,
                       **opts)
@@ -50,11 +57,13 @@ class FistaBackend(Backend):
         return Solution(
             W=trace.W, intercept=trace.intercept, objective=cert.objective,
             solver_objective=float(trace.history["objective"][-1]),
-            status=certified_status(cert, tol, trace.converged),
+            status=certified_status(cert, tol),
             backend=self.name, compile_time=0.0, solve_time=trace.info["time"],
             iterations=trace.iterations, certificate=cert, history=trace.history,
             parts=trace.parts,
-            info={"solver_status": "converged" if trace.converged else "max_iter reached",
+            info={"solver_status": ("max_iter reached" if not trace.converged else
+                                    "converged" if cert.gap is not None else
+                                    "gradient mapping converged"),
                   "final_step": trace.info["final_step"]},
         )
 
@@ -64,7 +73,7 @@ def refine(problem: Problem, sol: Solution, tol: float) -> Solution:
 
     Updates and returns ``sol``: its point, objective, certificate and history become
     FISTA's, ``solve_time`` grows by FISTA's time, ``info["refined_iterations"]`` counts
-    its iterations, and ``status`` becomes "optimal" when the certificate meets ``tol``.
+    its iterations, and ``status`` follows the new certificate (:func:`certified_status`).
     """
     from ..first_order import fista
 
@@ -75,8 +84,7 @@ def refine(problem: Problem, sol: Solution, tol: float) -> Solution:
     sol.history = trace.history
     sol.solve_time += trace.info["time"]
     sol.info["refined_iterations"] = trace.iterations
-    if trace.converged:
-        sol.status = "optimal"
+    sol.status = certified_status(trace.certificate, tol)
     return sol
 
 

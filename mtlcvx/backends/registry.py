@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from ..solution import Solution
 
 __all__ = ["Backend", "BackendInfo", "BACKENDS", "register", "available_backends",
-           "default_backend", "certified_status", "resolve_backend"]
+           "default_backend", "certified_status", "resolve_backend", "status_message"]
 
 
 class BackendInfo(NamedTuple):
@@ -107,11 +107,37 @@ def default_backend(problem: Problem) -> str:
     return "clarabel"
 
 
-def certified_status(certificate: Any, tol: float, solver_ok: bool) -> str:
-    """"optimal" when the certificate meets ``tol``; where it has no gap, the solver's word."""
-    if certificate.relative_gap is not None:
-        return "optimal" if certificate.relative_gap <= tol else "inaccurate"
-    return "optimal" if solver_ok else "inaccurate"
+def certified_status(certificate: Any, tol: float) -> str:
+    """The status a certificate earns: ``"optimal"`` when its relative gap is ≤ ``tol``,
+    ``"inaccurate"`` when it is larger, ``"unverified"`` when no rung gives a gap.
+
+    The solver's own word never decides the status (backends keep it in
+    ``sol.info["solver_status"]``).
+    """
+    if certificate.relative_gap is None:
+        return "unverified"
+    return "optimal" if certificate.relative_gap <= tol else "inaccurate"
+
+
+def status_message(sol: Solution, tol: float) -> str | None:
+    """The ConvergenceWarning text for a non-"optimal" solution (None when optimal).
+
+    "inaccurate": what the certificate found and how to polish the point;
+    "unverified": why there is no gap and what would give one.
+    """
+    if sol.status == "optimal":
+        return None
+    cert = sol.certificate
+    said = f"solver status {sol.info.get('solver_status', 'n/a')!r}"
+    if sol.status == "unverified":
+        return (f"backend {sol.backend!r} returned a point no certificate can verify ({said}): "
+                f"{cert.reason}. Status is 'unverified', not 'optimal': only a certified gap "
+                "<= tol * |F(W)| makes a point optimal.")
+    hint = sol.info.get("hint")
+    return (f"backend {sol.backend!r} returned a point that is not certified optimal ({said}, "
+            f"certified relative gap {cert.relative_gap:.2e} > tol={tol:g}). Hint: "
+            "solve(..., refine=True) polishes it with the certified first-order method"
+            + (f"; or {hint}" if hint else ""))
 
 
 def resolve_backend(problem: Problem, name: str | None) -> Backend:

@@ -57,8 +57,13 @@ class Term(NamedTuple):
     parts: Mapping[str, Any] = MappingProxyType({})
 
 
+#: Largest strength accepted: beyond it products such as ``α·‖W‖²``, ``2α`` or ``α·λ_max``
+#: leave float64's range (or its precision: ``W*`` shrinks like ``1/α``).
+MAX_STRENGTH = 1e150
+
+
 def check_strength(value: Any, name: str = "alpha") -> float:
-    """Validate a penalty strength: a finite real number ≥ 0."""
+    """Validate a penalty strength: a finite real number in ``[0, MAX_STRENGTH]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         if isinstance(value, np.ndarray) and value.size == 1:
             value = value.item()
@@ -68,6 +73,10 @@ def check_strength(value: Any, name: str = "alpha") -> float:
     if not np.isfinite(value) or value < 0:
         raise PenaltyError(f"{name} must be a finite number ≥ 0, got {value}; use {name}=0 "
                            "to switch the term off")
+    if value > MAX_STRENGTH:
+        raise PenaltyError(f"{name}={value:g} is beyond {MAX_STRENGTH:g}, where float64 "
+                           "products of the strength overflow or lose W; rescale the data "
+                           "(or the loss) instead")
     return value
 
 

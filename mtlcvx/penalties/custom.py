@@ -367,6 +367,7 @@ class Custom(Penalty):
         if self.__dict__.get("_verified") == key:
             return
         self._check_expression(n_features, n_tasks)
+        self._check_oracles(n_features, n_tasks)
         _OracleCheck(self, n_features, n_tasks).run()
         self.__dict__["_verified"] = key
 
@@ -400,6 +401,29 @@ class Custom(Penalty):
         if not expr.is_convex():
             reason = _dcp_reason(cp.Problem(cp.Minimize(expr)))
             raise PenaltyError(f"Custom: the expression is not convex under DCP rules. {reason}")
+
+    def _check_oracles(self, n_features: int, n_tasks: int) -> None:
+        """Call each NumPy oracle given at a seeded random point: it must run and return a
+        scalar (value) or a (d, T) array (gradient, prox); :class:`_OracleCheck` then
+        compares the numbers with the expression."""
+        W = np.random.default_rng(0).standard_normal((n_features, n_tasks))
+        calls = {"value": (self.value_fn, (W,), ()), "gradient": (self.gradient_fn, (W,),
+                 (n_features, n_tasks)), "prox": (self.prox_fn, (W, 0.5), (n_features, n_tasks))}
+        for name, (fn, args, shape) in calls.items():
+            if fn is None:
+                continue
+            try:
+                out = np.asarray(fn(*args), dtype=float)
+            except Exception as err:
+                raise PenaltyError(
+                    f"Custom: {name}{'(W)' if len(args) == 1 else '(V, step)'} raised "
+                    f"{type(err).__name__}: {err} (called with a NumPy array of shape "
+                    f"({n_features}, {n_tasks})); fix the callable or leave {name}=None"
+                ) from err
+            if out.shape != shape and not (shape == () and out.size == 1):
+                want = "a scalar" if shape == () else f"shape {shape}"
+                raise PenaltyError(f"Custom: {name} must return {want} for W of shape "
+                                   f"({n_features}, {n_tasks}), got shape {out.shape}")
 
     def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Term:
         return Term(params["alpha"] * self.expression(W))

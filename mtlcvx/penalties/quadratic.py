@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from .. import relations
 from .._linalg import lambda_min
-from ..data import as_float_array
+from ..data import FrozenArray, as_float_array, frozen_copy
 from ..exceptions import PenaltyError
 from .base import Penalty, Term, check_strength
 
@@ -107,12 +107,28 @@ class QuadraticPenalty(Penalty):
             )
 
     def _store_checked(self, name: str, value: Any, checked: np.ndarray) -> Any:
-        """Keep the validated float64 matrix aside and the user's object as the parameter.
+        """Hold the validated float64 matrix as a read-only copy; it is the parameter too.
 
-        scikit-learn's ``clone`` requires ``get_params()[name] is`` the object passed in.
+        So ``pen.K *= 10`` raises instead of changing what ``get_params`` shows but not
+        what the problem solves, and the matrix a problem uses is the one the user sees
+        (clipped into the PSD cone when it was accepted inside the tolerance band). A
+        frozen array deep-copies to itself, so scikit-learn's ``clone`` (which requires
+        ``get_params()[name] is`` the object passed in) still works.
         """
+        if sp.issparse(checked):
+            # sparse: an internal copy with read-only buffers; the parameter stays the
+            # user's object (scipy's deepcopy makes writable twins, which clone refuses)
+            checked = checked.copy()
+            for buf in ("data", "indices", "indptr"):
+                if hasattr(checked, buf):
+                    getattr(checked, buf).setflags(write=False)
+            self.__dict__["_checked_" + name] = checked
+            return value
+        same = (isinstance(value, FrozenArray) and value.shape == checked.shape
+                and np.array_equal(value, checked))
+        checked = value if same else frozen_copy(checked)
         self.__dict__["_checked_" + name] = checked
-        return value
+        return checked
 
     def cvxpy_parameters(self, n_features: int, n_tasks: int) -> dict[str, Any]:
         R = self.factor(n_features, n_tasks)
