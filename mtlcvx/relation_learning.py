@@ -160,7 +160,6 @@ class _Relation:
 
     def __init__(self, kind: str, alpha: float, k: float | None, eta: float | None,
                  n_features: int, n_tasks: int):
-        self.kind = kind
         self.alpha = alpha
         self.k = k
         self.eta = eta
@@ -212,7 +211,7 @@ class _Relation:
         m0 = self.k / self.n
         return eye * m0, eye / (self.eta + m0)
 
-    def coupling_of(self, matrix: np.ndarray, eps: float = 0.0) -> np.ndarray:
+    def coupling_of(self, matrix: np.ndarray) -> np.ndarray:
         """``A(matrix)⁺`` for a matrix from the SDP step (eigenvalues clipped to the set)."""
         lam, E = np.linalg.eigh(0.5 * (matrix + matrix.T))
         if not self.covariance:
@@ -239,16 +238,6 @@ class _Relation:
         if outside > (self.n * np.finfo(float).eps) ** 2 * max(float(weight.sum()), 1e-300):
             return np.inf
         return 0.5 * self.alpha * float(np.sum(weight[inside] / lam[inside]))
-
-    def conjugate(self, V: np.ndarray) -> float:
-        """``φ*(V) = (1/2α) max_{M ∈ 𝓜} ⟨VᵀV, A(M)⟩``: ``σ_max(V)²/(2α)`` for the
-        covariance kinds, the Ky Fan form of :class:`LearnedClusters` for the others."""
-        if not self.covariance:
-            return self.term.conjugate(V)  # type: ignore[attr-defined]
-        if self.alpha == 0:
-            return 0.0 if not np.any(V) else np.inf
-        top = float(np.linalg.norm(V, 2)) if V.size else 0.0
-        return top * top / (2.0 * self.alpha)
 
     # -- the matrix step over the PSD cone -----------------------------------------
     def sdp_step(self, W: np.ndarray, eps: float,
@@ -315,11 +304,10 @@ def _kmeans(X: np.ndarray, n_clusters: int, n_init: int = 10) -> np.ndarray:
             dist = np.min(((X[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
             prob = dist / dist.sum() if dist.sum() > 0 else np.full(X.shape[0], 1 / X.shape[0])
             centres = np.vstack([centres, X[rng.choice(X.shape[0], p=prob)]])
-        labels = np.zeros(X.shape[0], int)
+        labels = np.full(X.shape[0], -1)
         for _ in range(100):
-            dist = ((X[:, None, :] - centres[None]) ** 2).sum(-1)
-            new = dist.argmin(axis=1)
-            if _ > 0 and np.array_equal(new, labels):
+            new = ((X[:, None, :] - centres[None]) ** 2).sum(-1).argmin(axis=1)
+            if np.array_equal(new, labels):
                 break
             labels = new
             centres = np.stack([X[labels == j].mean(0) if np.any(labels == j) else centres[j]
@@ -678,6 +666,12 @@ def _learn(prob, kind, alpha, k, eta, method, backend, k_step, k_constraints, ma
     def met(cert: Certificate) -> bool:
         return cert.relative_gap is not None and cert.relative_gap <= tol
 
+    if method == "joint" and backend in (None, "fista") and not reduced.has_prox:
+        raise IncompatibleBackend(
+            f"method='joint' by FISTA needs an exact prox of the non-smooth terms, and "
+            f"{' + '.join(p.label for p in reduced.nonsmooth_penalties())} has none; use "
+            "method='joint', backend='clarabel' (or 'scs') for small problems, or "
+            "method='alternate'")
     info: dict[str, Any] = {}
     W = np.zeros((d, T)) if W0 is None else W0
     matrix, coupling = relation.initial()
@@ -706,6 +700,7 @@ def _learn(prob, kind, alpha, k, eta, method, backend, k_step, k_constraints, ma
         n_stages = 1 + (math.ceil(math.log10(eps_k / eps)) if eps_k > eps else 0)
         stage_cap = max(3, max_iter // n_stages)
         prev, stage_start, prev_gap = np.inf, it, None
+        can_polish = k_constraints is None and reduced.has_prox
         while True:
             new_matrix, coupling = matrix_step(W, eps_k)
             change = float(np.linalg.norm(new_matrix - matrix)) / max(
@@ -716,10 +711,11 @@ def _learn(prob, kind, alpha, k, eta, method, backend, k_step, k_constraints, ma
             record(it, "alternate", W, smoothed, eps_k, cert, change)
             if (cert is not None and met(cert)) or it >= max_iter:
                 break
-            # a stage ends when it stalls, when its share of max_iter is used, or when the
-            # certified gap shrinks less than 2× per iteration (then the next stage, or the
-            # polish, which converges linearly, is the faster way on)
-            slow = cert is not None and prev_gap is not None and cert.gap > 0.5 * prev_gap
+            # a stage ends when it stalls, when its share of max_iter is used, or (when a
+            # polish can follow) when the certified gap shrinks less than 2× per iteration:
+            # then the next stage, or the polish, which converges linearly, is faster
+            slow = (can_polish and cert is not None and prev_gap is not None
+                    and cert.gap > 0.5 * prev_gap)
             prev_gap = None if cert is None else cert.gap
             if (slow or prev - smoothed <= 1e-6 * abs(smoothed)
                     or it - stage_start >= stage_cap):
@@ -799,9 +795,11 @@ def _learn(prob, kind, alpha, k, eta, method, backend, k_step, k_constraints, ma
     if status != "optimal":
         found = (cert.reason if cert.gap is None
                  else f"certified relative gap {cert.relative_gap:.2e} > tol={tol:g}")
+        hint = ("raise max_iter, or use method='joint'" if reduced.has_prox else
+                "the polish needs an exact prox of the non-smooth terms; raise max_iter, or "
+                "use method='joint', backend='clarabel' for small problems")
         warnings.warn(f"learn_relation({kind!r}) returned a point that is not certified "
-                      f"optimal ({found}). Hint: raise max_iter, or use method='joint'",
-                      ConvergenceWarning, stacklevel=4)
+                      f"optimal ({found}). Hint: {hint}", ConvergenceWarning, stacklevel=4)
     history = History({key: np.asarray(val) for key, val in rows.items()})
     info["time"] = time.perf_counter() - start
     return RelationResult(

@@ -297,3 +297,43 @@ def test_example_learn_task_relations():
     F_cmtl = _sdp_optimum(out["cmtl_problem"], "clusters", 2 * module.RHO1 * eta * (1 + eta),
                           module.K, eta)
     assert abs(cmtl.objective - F_cmtl) <= cmtl.certificate.gap + 1e-7 * F_cmtl
+
+
+def test_mtrl_and_mtfl_conversions(rng):
+    """MTRL's objective Σ_t (1/n_t)‖X_t w_t + b_t − y_t‖² + (λ₁/2)‖W‖² + (λ₂/2)tr(WΩ⁻¹Wᵀ)
+    and MTFL's Σ_t‖X_t w_t − y_t‖² + γ tr(WᵀD⁺W), by hand at the returned point, are twice
+    res.objective under the documented conversions."""
+    lam1, lam2, gamma = 0.3, 1.4, 0.7
+    prob = _random_problem(rng, penalties=[mc.Ridge(lam1 / 2)], fit_intercept=True)
+    res = mc.learn_relation(prob, "task_covariance", lam2 / 2)
+    X, y, W, b, Om = prob.data.X, prob.data.y, res.W, res.intercept, res.matrix
+    mtrl = sum(np.sum((X[t] @ W[:, t] + b[t] - y[t]) ** 2) / len(y[t]) for t in range(5))
+    mtrl += lam1 / 2 * np.sum(W * W) + lam2 / 2 * np.trace(W @ np.linalg.pinv(Om) @ W.T)
+    assert 2 * res.objective == pytest.approx(mtrl, rel=1e-8)
+
+    prob = _random_problem(rng, scale="sum")
+    res = mc.learn_relation(prob, "feature_covariance", gamma)
+    X, y, W, D = prob.data.X, prob.data.y, res.W, res.matrix
+    assert np.trace(D) == pytest.approx(1.0)
+    mtfl = sum(np.sum((X[t] @ W[:, t] - y[t]) ** 2) for t in range(5))
+    mtfl += gamma * np.trace(W.T @ np.linalg.pinv(D) @ W)
+    assert 2 * res.objective == pytest.approx(mtfl, rel=1e-8)
+
+
+def test_no_exact_prox_is_reported_not_hidden(rng):
+    """L1 + the squared trace norm has no exact joint prox: the joint FISTA route refuses
+    before running, and the alternation's result is never called optimal without a gap
+    that meets tol (checked against the independent SDP with the L1 term)."""
+    prob = _random_problem(rng, T=4, d=3, penalties=[mc.L1(0.05)])
+    with pytest.raises(mc.IncompatibleBackend, match="backend='clarabel'"):
+        mc.learn_relation(prob, "task_covariance", 1.0, method="joint")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mc.ConvergenceWarning)
+        res = mc.learn_relation(prob, "task_covariance", 1.0, max_iter=5)
+    assert res.status in ("optimal", "inaccurate")
+    data, c = prob.data, prob.loss.weights(prob.data)
+    W = cp.Variable((3, 4))
+    obj = sum(c[t] / 2 * cp.sum_squares(data.X[t] @ W[:, t] - data.y[t]) for t in range(4))
+    obj += 0.05 * cp.sum(cp.abs(W)) + 0.5 * cp.square(cp.normNuc(W))
+    F_star = cp.Problem(cp.Minimize(obj)).solve(solver="CLARABEL")
+    assert res.certificate.gap >= res.objective - F_star - 1e-7 * F_star
