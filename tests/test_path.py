@@ -107,6 +107,24 @@ def test_trace_norm_default_grid_starts_at_zero(rng):
     assert all(s == "optimal" for s in path.status)
 
 
+def test_gram_route_screens_safely_with_task_weights(rng):
+    X, Y = _shared(rng, n=80, d=12, T=3)
+    loss = mc.SquaredLoss(task_weights=[1.0, 3.0, 0.5])  # unequal c_t enter the sphere radius
+    for pen in (mc.L21(), mc.L1()):
+        prob = mc.Problem(mc.MultiTaskData.shared(X, Y), loss, [pen], fit_intercept=True)
+        path = mc.regularization_path(prob, n_alphas=5, eps=0.01, progress=True)
+        assert path.backend == "fista-gram" and path.info["screened"][1:3].max() > 0.5
+        for i, a in enumerate(path.alphas):  # an independent CVXPY model of each point
+            W, b = cp.Variable((12, 3)), cp.Variable(3)
+            fit = sum(w / (2 * len(X)) * cp.sum_squares(X @ W[:, t] + b[t] - Y[:, t])
+                      for t, w in enumerate([1.0, 3.0, 0.5]))
+            reg = cp.mixed_norm(W, 2, 1) if pen.separable == "rows" else cp.sum(cp.abs(W))
+            ref = cp.Problem(cp.Minimize(fit + a * reg))
+            ref.solve(solver="CLARABEL")
+            assert path.objective[i] == pytest.approx(ref.value, rel=1e-7)
+            np.testing.assert_allclose(path.W[i], W.value, atol=2e-4)
+
+
 def test_path_errors(rng):
     prob = mc.Problem(_unequal(rng), penalties=[mc.L21()])
     with pytest.raises(mc.MTLError, match="penalty must be an index"):
@@ -115,6 +133,9 @@ def test_path_errors(rng):
         mc.regularization_path(prob, alphas=[-1.0])
     with pytest.raises(mc.MTLError, match="not one of the problem"):
         mc.regularization_path(prob, penalty=mc.L21())
+    with pytest.raises(mc.IncompatibleBackend, match="osqp"):
+        mc.regularization_path(prob, alphas=[0.3, 0.1], backend="osqp")  # no SOC cone
+    assert prob.penalties[0].alpha == 1.0  # restored after the failure
 
 
 def test_to_frame_and_plot_path(rng):
