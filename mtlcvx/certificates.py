@@ -102,8 +102,9 @@ class Certificate:
 class _NormPart:
     """The dual ball of ``g = Σ α_i Ω_i`` (norm terms), asked through their oracles.
 
-    ``scale(V)`` is the largest ``s`` with ``sV`` in the ball; ``project(Z)`` a point of
-    the ball near ``Z`` (the Euclidean projection when a prox is known).
+    ``scale(V)`` is the largest ``s`` with ``sV`` in the ball (a lower bound on it for two
+    norms whose proxes do not compose); ``project(Z)`` a point of the ball near ``Z`` (the
+    Euclidean projection when a prox is known).
     """
 
     def __init__(self, terms: list[Penalty]):
@@ -114,23 +115,28 @@ class _NormPart:
         self.reason: str | None = None
         if self.single is not None and self.single.provides("dual_norm"):
             return
-        if self.prox is None:
+        self.split = self.prox is None and len(self.terms) == 2 and all(
+            p.provides("dual_norm") and p.provides("prox") for p in self.terms)
+        if self.prox is None and not self.split:
             if len(self.terms) == 1:
                 self.reason = f"{self.single.label}: give the norm a dual_norm or a prox"
             else:
                 self.reason = (f"{' + '.join(p.label for p in self.terms)}: no exact prox of "
-                               "the sum, so no test of its dual ball; a term whose prox "
-                               "composes with the other's can declare prox_composes_with")
+                               "the sum, so no test of its dual ball; give two terms dual "
+                               "norms and proxes, or declare prox_composes_with where one "
+                               "prox composes with the other")
 
     def _prox(self, Z: np.ndarray) -> np.ndarray:
         for pen in self.prox:
             Z = pen.prox(Z, 1.0)
         return Z
 
-    def scale(self, V: np.ndarray) -> float:
+    def scale(self, V: np.ndarray, W: np.ndarray | None = None,
+              enough: float = np.inf) -> float:
         if self.single is not None and self.single.provides("dual_norm"):
-            dn = self.single.dual_norm(V)
-            return np.inf if dn == 0 else self.single.alpha / dn
+            return _column_scale(self.single, V)
+        if self.split:
+            return self._split_scale(V, W, enough)
 
         # sV is in the dual ball iff prox_g(sV) = 0 (Moreau): bisection on s
         def inside(s: float) -> bool:
@@ -145,6 +151,46 @@ class _NormPart:
             mid = 0.5 * (lo + hi)
             lo, hi = (mid, hi) if inside(mid) else (lo, mid)
         return lo
+
+    def _split_scale(self, V: np.ndarray, W: np.ndarray | None, enough: float,
+                     rounds: int = 1000) -> float:
+        """``max s`` over splits ``V = U + R``: ``sV = sU + sR`` lies in ``α₁B₁° + α₂B₂°``
+        whenever ``s ≤ min(α₁/Ω₁°(U), α₂/Ω₂°(R))``, so every split gives a valid scale.
+
+        The split is searched by ADMM on ``U ∈ α₁B₁°, R ∈ α₂B₂°, U + R = V`` (projections
+        by Moreau with each term's prox), warm-started with the multiplier ``−W``; the best
+        scale seen is kept, and the search stops once it reaches ``enough`` or stalls for
+        100 rounds.
+        """
+        first, second = self.terms
+
+        def ball(pen: Penalty, Z: np.ndarray) -> np.ndarray:
+            return Z - pen.prox(Z, 1.0)
+
+        def split_scale(U: np.ndarray) -> float:
+            return min(_column_scale(first, U), _column_scale(second, V - U))
+
+        # proportional split: U = λV with λ ∝ α₁/Ω₁°(V)
+        s1, s2 = _column_scale(first, V), _column_scale(second, V)
+        if not np.isfinite(s1) or not np.isfinite(s2):
+            return max(s1, s2)
+        best = s1 + s2
+        if W is None:
+            return best
+        rho = float(np.linalg.norm(W)) / max(float(np.linalg.norm(V)), np.finfo(float).tiny)
+        rho = rho if np.isfinite(rho) and rho > 0 else 1.0
+        U, R, Y = (s1 / best) * V, (s2 / best) * V, -W
+        last_gain = 0
+        for k in range(rounds):
+            U = ball(first, V - R - Y / rho)
+            R = ball(second, V - U - Y / rho)
+            Y = Y + rho * (U + R - V)
+            s = split_scale(U)
+            if s > best * (1 + 1e-15):
+                best, last_gain = s, k
+            if best >= enough or k - last_gain > 100:
+                break
+        return best
 
     def project(self, Z: np.ndarray) -> np.ndarray:
         if self.prox is not None:
@@ -311,7 +357,7 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
                        for at, bt, st in zip(pieces.a_task, pieces.b_task, s_max, strict=True))
             return done(profiled - dual, "dual-norm scaling per task (rung 1)" + aug,
                         dual=dual)
-        s_max = norm_part.scale(V)
+        s_max = norm_part.scale(V, W, enough=_best_scale(pieces.a, b)[0])
         if s_max == 0 and pieces.a > 0:
             labels = " + ".join(p.label for p in norm_part.terms)
             return _rung5(problem, grad_mapping, W_plus, proven, profiled, mu, done,
@@ -374,6 +420,7 @@ def _conjugate_dual(phi: Penalty, a: float, b: float, V: np.ndarray) -> float:
 
 
 def _column_scale(pen: Penalty, v: np.ndarray) -> float:
+    """``α/Ω°(v)``: the largest scale putting ``v`` in the term's dual ball."""
     dn = pen.dual_norm(v)
     return np.inf if dn == 0 else pen.alpha / dn
 

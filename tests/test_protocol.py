@@ -137,6 +137,10 @@ CASES = {
                                      lambda W: 0.025 * cp.sum_squares(W)
                                      + 0.08 * _col_norms(W),
                                      "dual-norm scaling per task (rung 1) + quadratic blocks"),
+    "ColumnL2 + L1 (dual ball by splitting)": (lambda: [ColumnL2(0.06), mc.L1(0.01)],
+                                               lambda W: 0.06 * _col_norms(W)
+                                               + 0.01 * cp.sum(cp.abs(W)),
+                                               "dual-norm scaling (rung 1)"),
     "L1 + SquaredColumnL2 (split)": (lambda: [mc.L1(0.01), SquaredColumnL2(0.3)],
                                      lambda W: 0.01 * cp.sum(cp.abs(W))
                                      + 0.15 * cp.square(_col_norms(W)),

@@ -122,6 +122,7 @@ class Penalty:
 
     def __init__(self, alpha: float = 1.0):
         self.alpha = alpha
+
     # -------------------------------------------------------------- parameters
     def __setattr__(self, name: str, value: Any) -> None:
         if name in self._params:
