@@ -7,6 +7,7 @@ imports under ``if TYPE_CHECKING:`` are for annotations only and are skipped.
 from __future__ import annotations
 
 import ast
+import functools
 import pathlib
 
 import mtlcvx
@@ -47,7 +48,8 @@ def _module_name(path: pathlib.Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: pathlib.Path) -> set[str]:
+@functools.cache
+def _imports(path: pathlib.Path) -> frozenset[str]:
     """mtlcvx modules imported by ``path``, outside ``if TYPE_CHECKING:`` blocks."""
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
@@ -74,9 +76,10 @@ def _imports(path: pathlib.Path) -> set[str]:
 
     visit(ast.parse(path.read_text(encoding="utf-8")))
     found.discard(name)
-    return found
+    return frozenset(found)
 
 
+@functools.cache
 def _exists(module: str) -> bool:
     rel = pathlib.Path(*module.split(".")[1:])
     return (ROOT / rel).with_suffix(".py").exists() or (ROOT / rel / "__init__.py").exists()
