@@ -421,6 +421,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mtlcvx {args.command}: warning: {' '.join(str(warning.message).split())}",
                   file=sys.stderr)
         return code
-    except (MTLError, ImportError) as err:
+    except (MTLError, ImportError, OSError) as err:  # OSError: an unwritable --out
         print(f"mtlcvx {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 1 if isinstance(err, SolverFailed) else 2

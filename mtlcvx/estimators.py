@@ -193,15 +193,14 @@ class MultiTaskRegressor(RegressorMixin, BaseEstimator):
         for key in sorted(nested, key=lambda k: k.count("__")):  # whole penalties first
             _, index, *rest = key.split("__", 2)
             if not index.isdigit() or int(index) >= len(pens):
-                raise ValueError(
-                    f"invalid parameter {key!r}: the estimator has {len(pens)} penalties "
-                    f"(valid keys penalties__0 … penalties__{len(pens) - 1}, each with "
-                    "__<param>); set penalties=[...] first"
-                )
+                valid = (f"valid keys penalties__0 … penalties__{len(pens) - 1}, each with "
+                         "__<param>" if pens else "penalties=None means the default")
+                raise ValueError(f"invalid parameter {key!r}: the estimator has {len(pens)} "
+                                 f"penalties ({valid}); set penalties=[...] first")
             if rest:
                 pens[int(index)].set_params(**{rest[0]: nested[key]})
             else:
-                pens[int(index)] = nested[key]
+                pens[int(index)] = clone(nested[key], safe=False)
         self.penalties = pens
         return self
 

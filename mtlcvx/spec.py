@@ -144,13 +144,11 @@ def load_spec(path: str | Path) -> Spec:
             if unknown:
                 raise SpecError(f"{path.name}: unknown key {unknown[0]!r} in [{section}]; "
                                 f"its keys are {', '.join(sorted(allowed))}")
-    if "data" not in spec or "path" not in spec["data"]:
-        raise SpecError(f"{path.name}: [data] path = \"...\" is required")
+    if not isinstance(spec.get("data", {}).get("path"), str):
+        raise SpecError(f"{path.name}: [data] path = \"<file>\" is required")
     data = read_data(spec["data"], path.parent)
     loss_spec = dict(spec.get("loss", {}))
-    fit_intercept = loss_spec.pop("fit_intercept", True)
-    if not isinstance(fit_intercept, bool):
-        raise SpecError(f"{path.name}: [loss] fit_intercept must be true or false")
+    fit_intercept = _flag(loss_spec.pop("fit_intercept", True), "[loss] fit_intercept")
     loss = SquaredLoss(**loss_spec)
     pens = spec.get("penalty", [])
     if not isinstance(pens, list):
@@ -159,7 +157,14 @@ def load_spec(path: str | Path) -> Spec:
     solve = spec.get("solve", {})
     return Spec(Problem(data, loss, built, fit_intercept=fit_intercept),
                 backend=solve.get("backend"), tol=solve.get("tol", 1e-8),
-                max_iter=solve.get("max_iter"), refine=solve.get("refine", False), path=path)
+                max_iter=solve.get("max_iter"),
+                refine=_flag(solve.get("refine", False), "[solve] refine"), path=path)
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(f"{where} must be true or false, got {value!r}")
+    return value
 
 
 def _file(value: str, base: Path, what: str) -> Path:
@@ -206,9 +211,14 @@ def read_data(section: dict[str, Any], base: Path) -> MultiTaskData:
 
 def _read_csv(file: Path, section: dict[str, Any]) -> MultiTaskData:
     pd = require("pandas", "pandas", "reading .csv data")
-    df = pd.read_csv(file)
+    try:
+        df = pd.read_csv(file)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise SpecError(f"cannot read {file.name} as a .csv file ({err})") from None
     target = section.get("target")
     features = section.get("features")
+    if features is not None and not isinstance(features, list):
+        raise SpecError(f"[data] features must be a list of column names, got {features!r}")
     if isinstance(target, list):
         if "task" in section:
             raise SpecError("[data] target is a list (a shared design, one task per target "
@@ -252,7 +262,7 @@ def _from_arrays(arrays: dict[str, np.ndarray], name: str) -> MultiTaskData:
 
 def _penalty(table: Any, index: int, data: MultiTaskData, base: Path) -> Any:
     where = f"[[penalty]] #{index + 1}"
-    if not isinstance(table, dict) or "name" not in table:
+    if not isinstance(table, dict) or not isinstance(table.get("name"), str):
         raise SpecError(f"{where} needs name = \"<penalty class>\"")
     classes = penalty_classes()
     params = dict(table)
@@ -276,7 +286,11 @@ def _penalty(table: Any, index: int, data: MultiTaskData, base: Path) -> Any:
 def _value(value: Any, key: str, where: str, data: MultiTaskData, base: Path) -> Any:
     """A parameter value: a number, a nested list, a .npy/.csv file or a named relation."""
     if isinstance(value, list):
-        return np.asarray(value, dtype=float)
+        try:
+            return np.asarray(value, dtype=float)
+        except (ValueError, TypeError):
+            raise SpecError(f"{where}: {key} must be a list of equal-length lists of numbers"
+                            ) from None
     if isinstance(value, str):
         file = _file(value, base, f"{where} {key}")
         try:

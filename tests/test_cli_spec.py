@@ -232,6 +232,16 @@ BAD_SPECS = {
                            "no column 'school'", ""),
     "npz without y": ('[data]\npath = "x.npz"\n', "needs 'y' and 'task'", "'Y'"),
     "bad tol": ('[data]\npath = "d.npz"\n[solve]\ntol = "tight"\n', "tol", "positive"),
+    "path not a string": ('[data]\npath = 1\n', "[data] path", "required"),
+    "name not a string": ('[data]\npath = "d.npz"\n[[penalty]]\nname = ["L1"]\n', "name ="),
+    "ragged matrix": ('[data]\npath = "d.npz"\n[[penalty]]\nname = "TaskRelation"\n'
+                      'K = [[1.0], [0.0, 1.0]]\n', "K must be a list of equal-length lists"),
+    "refine not a flag": ('[data]\npath = "d.npz"\n[solve]\nrefine = "yes"\n',
+                          "[solve] refine must be true or false"),
+    "features not a list": ('[data]\npath = "d.csv"\ntask = "a"\ntarget = "y"\n'
+                            'features = "a"\n', "features must be a list"),
+    "malformed csv": ('[data]\npath = "bad.csv"\ntask = "a"\ntarget = "y"\n',
+                      "cannot read bad.csv as a .csv file"),
 }
 
 
@@ -241,6 +251,7 @@ def test_bad_spec_exits_2_with_one_line(tmp_path, capsys, rng, case):
     np.savez(tmp_path / "d.npz", X=X, y=y, task=task)
     np.savez(tmp_path / "x.npz", X=X)
     pd.DataFrame({"a": X[:, 0], "y": y}).to_csv(tmp_path / "d.csv", index=False)
+    (tmp_path / "bad.csv").write_bytes(b"a,y\n1,2\n\xff\xfe,3,4,5\n")
     text, *fragments = BAD_SPECS[case]
     code, out, err = _run(["solve", _spec(tmp_path, text)], capsys)
     assert code == 2 and out == ""
@@ -262,6 +273,7 @@ def test_bad_invocations_exit_2_with_one_line(tmp_path, capsys, rng):
         (["validate", spec, str(tmp_path / "shape.npz")], "(2, 4, 3)", "(k, 3, 3)"),
         (["demo", "--backends", "clarabel,cplex"], "unknown backend 'cplex'", "direct"),
         (["demo", "--time-limit", "0"], "--time-limit", "positive"),
+        (["solve", spec, "--out", str(tmp_path / "d.npz" / "sub")], "d.npz"),
     ]
     for argv, *fragments in cases:
         code, out, err = _run(argv, capsys)

@@ -159,12 +159,16 @@ def test_params_are_nested_and_penalties_never_mutated(rng):
     assert est.set_params(penalties__0__alpha=0.5, tol=1e-7) is est
     assert pen.alpha == 0.1  # the caller's object is untouched
     assert est.penalties[0].alpha == 0.5 and est.tol == 1e-7
-    est.set_params(penalties__1=mc.L1(alpha=0.3), penalties__1__alpha=0.4)
+    replacement = mc.L1(alpha=0.3)
+    est.set_params(penalties__1=replacement, penalties__1__alpha=0.4)
     assert isinstance(est.penalties[1], mc.L1) and est.penalties[1].alpha == 0.4
+    assert replacement.alpha == 0.3
     copy = clone(est)
     assert copy.penalties[0] is not est.penalties[0] and copy.penalties[0].alpha == 0.5
     with pytest.raises(ValueError, match="has 2 penalties"):
         est.set_params(penalties__2__alpha=1.0)
+    with pytest.raises(ValueError, match="has 0 penalties .penalties=None means the default"):
+        MultiTaskRegressor().set_params(penalties__0__alpha=1.0)
     X, Y = _shared(rng)
     est.fit(X, Y)
     assert est.penalties[0].__dict__ == mc.L21(alpha=0.5).__dict__  # fit works on clones
