@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from ._checks import check_count, check_tol
 from ._optional import require
+from ._threads import blas_limited
 from .certificates import Certificate, certify
 from .exceptions import IncompatibleBackend
 from .oracles import parts_term, prox_plan
@@ -149,27 +149,15 @@ def _stopped(cert: Certificate, tol: float, g0: float) -> bool:
     return cert.grad_mapping is not None and cert.grad_mapping <= tol * g0
 
 
-#: Up to this many entries in W, the iterations run with one BLAS thread: their dense
-#: LAPACK calls (SVDs, small eigendecompositions) are fastest that way and are not slowed
-#: 10–100× by thread contention on a loaded machine.
-_SINGLE_THREAD_SIZE = 100_000
-
-
-def _run(problem: Problem, **kwargs: Any) -> Trace:
+@blas_limited  # SVDs and small eigendecompositions: slowed 10–100× by thread contention
+def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: int, tol: float,
+         W0: np.ndarray | None, record_every: int, check_every: int,
+         restart: bool) -> Trace:
     _check_problem(problem)
-    kwargs["tol"] = check_tol(kwargs["tol"])
-    kwargs["max_iter"] = check_count(kwargs["max_iter"], "max_iter", minimum=0)
-    for name in ("record_every", "check_every"):
-        kwargs[name] = check_count(kwargs[name], name, maximum=None)
-    if problem.n_features * problem.n_tasks > _SINGLE_THREAD_SIZE:
-        return _iterate(problem, **kwargs)
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _iterate(problem, **kwargs)
-
-
-def _iterate(problem: Problem, *, accelerated: bool, step: float | None, max_iter: int,
-             tol: float, W0: np.ndarray | None, record_every: int, check_every: int,
-             restart: bool) -> Trace:
+    tol = check_tol(tol)
+    max_iter = check_count(max_iter, "max_iter", minimum=0)
+    record_every = check_count(record_every, "record_every", maximum=None)
+    check_every = check_count(check_every, "check_every", maximum=None)
     start = time.perf_counter()
     var = _Variable(problem)
     X = var.start(W0)

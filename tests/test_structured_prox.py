@@ -153,3 +153,19 @@ def test_row_test_scale_is_the_edge_of_the_sparse_group_dual_ball(rng):
     outside = _prox.shrink_rows(_prox.soft_threshold(1.01 * s * V, a1), a2)
     assert not inside.any() and outside.any()
     assert _prox.row_test_scale(np.zeros((3, 4)), a1, a2) == np.inf
+
+
+def test_tv_prox_warm_started_along_a_sequence_with_tiny_weights(rng):
+    """As inside FISTA on School's CFGLasso: piecewise-constant rows, nearby inputs, the
+    previous dual as warm start, weights far below the jumps (many dual variables sit at
+    their bounds with tiny gradients; a pure projected Newton method stalls there)."""
+    V = np.repeat(rng.standard_normal((8, 10)), 14, axis=1)[:, :139]
+    V = V + 1e-5 * rng.standard_normal(V.shape)
+    lam = np.full(138, 3e-5)
+    U = None
+    for _ in range(20):
+        V = V + 1e-6 * rng.standard_normal(V.shape)
+        X, U = _prox.tv_prox_rows(V, lam, U0=U)
+        cold, _ = _prox.tv_prox_rows(V, lam)
+        np.testing.assert_allclose(X, cold, atol=1e-14)
+        assert np.all(np.abs(U) <= lam)

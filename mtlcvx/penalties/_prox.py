@@ -130,11 +130,20 @@ def tv_prox_rows(V: np.ndarray, weights: np.ndarray, U0: np.ndarray | None = Non
 
     for each row ``v`` of ``V`` (r, m) with ``λ = weights`` (m − 1,) ≥ 0 (a zero weight
     cuts the chain). Solved through the dual ``min_{|u_i| ≤ λ_i} ½‖Dᵀu − v‖²``,
-    ``x = v − Dᵀu`` (D the forward differences), by Bertsekas' projected Newton method:
-    Newton on the free dual variables (one positive definite tridiagonal solve over all
-    rows at once), a gradient step on the binding ones, an Armijo search along the
-    projection arc, row by row. Once the active set is identified the Newton step lands
-    on the exact solution; a row stops when its projected gradient is at round-off level.
+    ``x = v − Dᵀu`` (D the forward differences), a box-constrained quadratic with the
+    tridiagonal M-matrix ``DDᵀ``. Every iteration, on all rows at once:
+
+    1. the active-set (Hintermüller–Ito–Kunisch) candidate: ``u`` fixed at the bound
+       where ``u − ∇`` leaves the box, the rest solved exactly (one positive definite
+       tridiagonal LAPACK solve); a row whose candidate satisfies the optimality
+       conditions (inside the box, multipliers of the right sign) is finished, exactly;
+    2. otherwise the candidate is taken if it lowers the dual, else a projected Newton
+       step (Bertsekas) with an Armijo search along the projection arc, which always
+       makes progress (the active-set step alone can cycle on box constraints).
+
+    Descent is measured by the exact change of the quadratic (``⟨g, Δ⟩ + ½‖DᵀΔ‖²``),
+    free of cancellation. A row also stops when its projected gradient is at round-off
+    level or no step changes it.
 
     Parameters
     ----------
@@ -143,8 +152,7 @@ def tv_prox_rows(V: np.ndarray, weights: np.ndarray, U0: np.ndarray | None = Non
     U0 : ndarray (r, m − 1), optional
         Warm start for the dual variable (e.g. the previous call's); any value is safe.
     max_iter : int
-        Cap on Newton iterations (far above what is needed: identification takes a few
-        steps, fewer from a warm start).
+        Cap on iterations (far above what is needed: a few, fewer from a warm start).
 
     Returns
     -------
@@ -158,43 +166,60 @@ def tv_prox_rows(V: np.ndarray, weights: np.ndarray, U0: np.ndarray | None = Non
         return V.copy(), np.zeros((r, max(m - 1, 0)))
     lam = np.broadcast_to(np.asarray(weights, dtype=float), (r, m - 1))
     cut = lam <= 0
-    Dv = np.diff(V, axis=1)
-    scale = np.maximum(np.abs(Dv).max(axis=1), lam.max(axis=1)) + _TINY
-    tol = 8.0 * m * np.finfo(float).eps * scale
+    # the gradient −Dx is computed from x, so its round-off scales with |v|, not with |Dv|
+    scale = np.maximum(np.abs(V).max(axis=1), lam.max(axis=1)) + _TINY
+    tol = (8.0 * m * np.finfo(float).eps * scale)[:, None]
     U = np.zeros((r, m - 1)) if U0 is None else np.clip(U0, -lam, lam)
     X = _primal(V, U)
-    f = 0.5 * np.einsum("ij,ij->i", X, X)
     live = np.ones(r, dtype=bool)
     for _ in range(max_iter):
         G = -np.diff(X, axis=1)  # ∇ of the dual: DDᵀu − Dv = −Dx
-        res = np.abs(U - np.clip(U - G, -lam, lam)).max(axis=1)
-        live &= res > tol
+        res = np.abs(U - np.clip(U - G, -lam, lam))
+        live &= (res > tol).any(axis=1)
         if not live.any():
             break
-        eps = np.minimum(res, 1e-3 * scale)[:, None]
-        upper = (U >= lam - eps) & (G < 0) | cut
-        lower = (U <= -lam + eps) & (G > 0) & ~cut
-        binding = upper | lower
-        # Newton on the free set (binding ones held where they are), gradient on the rest
-        step = _newton_free(G, binding)
-        D = np.where(binding, -G, step)
-        slope = np.einsum("ij,ij->i", G, D)  # < 0 on live rows
-        alpha = np.ones(r)
-        for _ls in range(60):
-            Un = np.where(live[:, None], np.clip(U + alpha[:, None] * D, -lam, lam), U)
-            Xn = _primal(V, Un)
-            fn = 0.5 * np.einsum("ij,ij->i", Xn, Xn)
-            dec = np.einsum("ij,ij->i", G, Un - U)
-            bad = live & (fn > f + 1e-4 * np.minimum(dec, 0.0) + 4.0 * np.finfo(float).eps
-                          * f) & (slope < 0)
-            if not bad.any():
-                break
-            alpha = np.where(bad, 0.5 * alpha, alpha)
-        U, X, f = Un, Xn, fn
+        # 1. the active-set candidate: the exact minimiser on the face it picks
+        z = U - G
+        upper = (z > lam) & ~cut
+        lower = (z < -lam) & ~cut
+        fixed = upper | lower | cut
+        face = np.where(upper, lam, np.where(lower, -lam, np.where(cut, 0.0, U)))
+        cand = face + _newton_free(-np.diff(_primal(V, face), axis=1), fixed)
+        Gc = -np.diff(_primal(V, cand), axis=1)
+        optimal = live & np.all((np.abs(cand) <= lam + tol) & ~(upper & (Gc > tol))
+                                & ~(lower & (Gc < -tol)), axis=1)
+        cand = np.clip(cand, -lam, lam)
+        better = live & ~optimal & (_change(G, cand - U) < 0)
+        Un = np.where((optimal | better)[:, None], cand, U)
+        search = live & ~optimal & ~better
+        if search.any():
+            # 2. projected Newton: Newton on the free set, gradient on the binding ones
+            eps = np.minimum(res.max(axis=1), 1e-3 * scale)[:, None]
+            binding = ((U >= lam - eps) & (G < 0)) | ((U <= -lam + eps) & (G > 0)) | cut
+            D = np.where(binding, -G, _newton_free(G, binding))
+            alpha = np.ones(r)
+            for _ls in range(60):
+                step = np.clip(U + alpha[:, None] * D, -lam, lam) - U
+                lin = np.einsum("ij,ij->i", G, step)
+                bad = search & (_change(G, step) > 1e-4 * lin)
+                if not bad.any():
+                    break
+                alpha = np.where(bad, 0.5 * alpha, alpha)
+            Un = np.where(search[:, None], U + step, Un)
+        live &= ~optimal & np.any(Un != U, axis=1)  # no step left: at round-off level
+        U = Un
+        X = _primal(V, U)
     else:
         raise ArithmeticError("the total-variation prox did not converge in "
-                              f"{max_iter} Newton steps")
+                              f"{max_iter} iterations")
     return X, U
+
+
+def _change(G: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Exact change of the dual ``½‖Dᵀu − v‖²`` per row for the step ``u → u + Δ``:
+    ``⟨g, Δ⟩ + ½‖DᵀΔ‖²`` (no cancellation between two nearly equal values)."""
+    jump = _primal(np.zeros((step.shape[0], step.shape[1] + 1)), step)
+    return np.einsum("ij,ij->i", G, step) + 0.5 * np.einsum("ij,ij->i", jump, jump)
 
 
 def _primal(V: np.ndarray, U: np.ndarray) -> np.ndarray:
