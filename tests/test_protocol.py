@@ -330,6 +330,14 @@ def test_custom_with_a_wrong_oracle_is_refused(data, oracle):
         mc.Problem(data, penalties=[pen])
 
 
+def test_custom_oracle_replaced_later_is_checked_before_solving(data):
+    pen = _custom_norm(0.08)
+    prob = mc.Problem(data, penalties=[pen])
+    pen.set_params(prox=_col_shrink_weightless)
+    with pytest.raises(mc.PenaltyError, match="the prox oracle disagrees"):
+        prob.solve(backend="fista")
+
+
 def test_custom_smooth_oracles_checked_and_used(data):
     def half_sq(W):
         return cp.sum_squares(W) / 2

@@ -346,6 +346,10 @@ class Custom(Penalty):
             return 0.0 if not np.any(V) else np.inf
         return self.alpha * float(self.conjugate_fn(V / self.alpha))
 
+    def check_shape(self, n_features: int, n_tasks: int) -> None:
+        """:meth:`verify` again when the expression or an oracle was replaced since."""
+        self.verify(n_features, n_tasks)
+
     def verify(self, n_features: int, n_tasks: int) -> None:
         """Check the expression (DCP, scalar, no Parameters) and every supplied oracle.
 
