@@ -30,9 +30,10 @@ import numpy as np
 
 from ._optional import require
 from ._threads import blas_limited
+from .backends.registry import certified_status
 from .certificates import Certificate, certify
 from .data import MultiTaskData, as_float_array
-from .exceptions import ConvergenceWarning, DataError, MTLError
+from .exceptions import ArgumentError, ConvergenceWarning, DataError, MTLError
 from .penalties.base import Penalty
 from .problem import Problem
 
@@ -49,12 +50,12 @@ def _penalty_index(prob: Problem, penalty: int | Penalty) -> int:
         for i, pen in enumerate(prob.penalties):
             if pen is penalty:
                 return i
-        raise MTLError(f"penalty {penalty!r} is not one of the problem's penalties; pass "
+        raise ArgumentError(f"penalty {penalty!r} is not one of the problem's penalties; pass "
                        "the object from prob.penalties or its index")
     if isinstance(penalty, (int, np.integer)) and not isinstance(penalty, bool):
         if -len(prob.penalties) <= penalty < len(prob.penalties):
             return int(penalty) % len(prob.penalties)
-    raise MTLError(f"penalty must be an index into prob.penalties (0 … "
+    raise ArgumentError(f"penalty must be an index into prob.penalties (0 … "
                    f"{len(prob.penalties) - 1}) or one of its penalty objects, got {penalty!r}")
 
 
@@ -92,7 +93,7 @@ def alpha_max(prob: Problem, penalty: int | Penalty = 0) -> float:
 def _check_alphas(alphas: Any, name: str = "alphas") -> np.ndarray:
     arr = as_float_array(alphas, name, 1)
     if arr.size == 0 or np.any(arr < 0):
-        raise MTLError(f"{name} must be a non-empty 1-D array of strengths ≥ 0, got {arr}")
+        raise ArgumentError(f"{name} must be a non-empty 1-D array of strengths ≥ 0, got {arr}")
     return arr
 
 
@@ -100,20 +101,14 @@ def _grid(prob: Problem, index: int, alphas: Any, n_alphas: int, eps: float) -> 
     if alphas is not None:
         return _check_alphas(alphas)
     if not (isinstance(n_alphas, (int, np.integer)) and n_alphas >= 1):
-        raise MTLError(f"n_alphas must be a positive integer, got {n_alphas!r}")
+        raise ArgumentError(f"n_alphas must be a positive integer, got {n_alphas!r}")
     if not (0 < eps < 1):
-        raise MTLError(f"eps must be in (0, 1) (the grid ends at eps·alpha_max), got {eps!r}")
+        raise ArgumentError(f"eps must be in (0, 1) (the grid ends at eps·alpha_max), got {eps!r}")
     top = alpha_max(prob, index)
     if not top > 0:
         raise MTLError("alpha_max is 0 (the gradient at W = 0 vanishes, e.g. y = 0): every "
                        "strength gives W = 0; pass alphas=... explicitly")
     return np.geomspace(top, eps * top, int(n_alphas))
-
-
-def _status(cert: Certificate, tol: float) -> str:
-    if cert.relative_gap is None:
-        return "unverified"
-    return "optimal" if cert.relative_gap <= tol else "inaccurate"
 
 
 # ----------------------------------------------------------------------------- results
@@ -363,7 +358,7 @@ def regularization_path(
     pen = prob.penalties[index]
     grid = _grid(prob, index, alphas, n_alphas, eps)
     if not (isinstance(tol, (int, float)) and tol > 0):
-        raise MTLError(f"tol must be a positive number, got {tol!r}")
+        raise ArgumentError(f"tol must be a positive number, got {tol!r}")
     order = np.argsort(-grid, kind="stable")
     d, T = prob.n_features, prob.n_tasks
     n = grid.size
@@ -390,7 +385,7 @@ def regularization_path(
                 W, cert, iterations[i], screened[i] = _solve_point(prob, route, gram, W, tol)
                 times[i] = time.perf_counter() - start
                 Ws[i], certs[i], objective[i] = W, cert, cert.objective
-                status[i] = _status(cert, tol)
+                status[i] = certified_status(cert, tol)
                 if intercepts is not None:
                     intercepts[i] = prob.optimal_intercept(W)
                 if bar is not None:
@@ -430,7 +425,7 @@ def _solve_point(prob: Problem, route: str, gram: _GramRoute | None, W: np.ndarr
     if gram is not None:
         W, its, screened = gram.solve(W, gram.pen.alpha, tol)
         cert = certify(prob, W)
-        if _status(cert, tol) == "optimal":
+        if certified_status(cert, tol) == "optimal":
             return W, cert, its, screened
         route = "fista"  # polish on the full data (rare: the inner gap is stricter)
     if route == "fista":
@@ -465,11 +460,11 @@ class TaskShuffleSplit:
     def __init__(self, n_splits: int = 10, test_size: float = 0.25,
                  random_state: int | None = None):
         if not (isinstance(n_splits, (int, np.integer)) and n_splits >= 1):
-            raise MTLError(f"n_splits must be a positive integer, got {n_splits!r}")
+            raise ArgumentError(f"n_splits must be a positive integer, got {n_splits!r}")
         is_int = isinstance(test_size, (int, np.integer)) and not isinstance(test_size, bool)
         if not ((is_int and test_size >= 1) or (not is_int and isinstance(test_size, float)
                                                 and 0 < test_size < 1)):
-            raise MTLError(f"test_size must be a fraction in (0, 1) or a number of rows ≥ 1, "
+            raise ArgumentError(f"test_size must be a fraction in (0, 1) or a number of rows ≥ 1, "
                            f"got {test_size!r}")
         self.n_splits = int(n_splits)
         self.test_size = test_size
@@ -510,7 +505,7 @@ def _per_task(data: MultiTaskData, draw: Callable[[int], np.ndarray]) -> list[np
 
 def _kfold(data: MultiTaskData, k: int, random_state: int | None) -> list[Split]:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
-        raise MTLError(f"cv must be an int ≥ 2 or a TaskShuffleSplit, got {k!r}")
+        raise ArgumentError(f"cv must be an int ≥ 2 or a TaskShuffleSplit, got {k!r}")
     for t, n in enumerate(data.n_samples):
         if n < k:
             raise DataError(f"task {data.tasks[t]!r} has {n} samples, fewer than cv={k} folds; "
@@ -567,7 +562,7 @@ def _fold_job(build: Any, from_factory: bool, index: int, alphas: np.ndarray,
     """Worker: build the fold problem from plain objects, run its path, score it."""
     prob = build(train) if from_factory else build.with_data(train)
     if not isinstance(prob, Problem):
-        raise MTLError(f"the factory returned a {type(prob).__name__}, not a Problem")
+        raise ArgumentError(f"the factory returned a {type(prob).__name__}, not a Problem")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         path = regularization_path(prob, index, alphas=alphas, backend=backend, tol=tol)
@@ -731,12 +726,12 @@ def cross_validate(
         A task has fewer samples than folds (the message names it).
     """
     if scoring not in SCORINGS:
-        raise MTLError(f"scoring must be one of {', '.join(map(repr, SCORINGS))}, "
+        raise ArgumentError(f"scoring must be one of {', '.join(map(repr, SCORINGS))}, "
                        f"got {scoring!r}")
     from_factory = not isinstance(prob_or_factory, Problem)
     if from_factory:
         if not callable(prob_or_factory):
-            raise MTLError("prob_or_factory must be a Problem or a callable data -> Problem, "
+            raise ArgumentError("prob_or_factory must be a Problem or a callable data -> Problem, "
                            f"got {type(prob_or_factory).__name__}")
         if not isinstance(data, MultiTaskData):
             raise DataError("a factory needs data=MultiTaskData(...) to split")
