@@ -235,7 +235,7 @@ def test_the_sklearn_page_runs_as_written(monkeypatch):
     root = Path(__file__).resolve().parents[1]
     text = (root / "docs" / "sklearn.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) == 5
+    assert len(blocks) == 6
     monkeypatch.chdir(root)
     namespace: dict = {}
     for block in blocks[1:]:  # the first shows the signature only
