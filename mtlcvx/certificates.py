@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._quadratic_dual import quadratic_dual
+from ._rounding import chain_length, gamma, objective_magnitude
 from ._threads import blas_limited
 from .coupling import TaskCoupling
 from .oracles import coupling, merge_terms, prox_chain
@@ -249,8 +250,10 @@ def _best_scale(a: float, b: float, s_max: float = np.inf) -> tuple[float, float
 
 
 def _quadratic_conjugate(Kt: TaskCoupling, Kf: np.ndarray | None,
-                         V: np.ndarray) -> float | None:
-    """``½⟨V, Q⁻¹V⟩`` for ``Q(W) = W K_t + K_f W`` when Q is positive definite, else None.
+                         V: np.ndarray) -> tuple[float | None, float]:
+    """``(½⟨V, Q⁻¹V⟩, ‖Q‖·‖Q⁻¹V‖²)`` for ``Q(W) = W K_t + K_f W`` when Q is positive
+    definite, else ``(None, inf)``. The second number times ``γ_n`` bounds the change of
+    the conjugate under the backward error of the solve.
 
     In the eigenbasis of ``K_f`` (d×d) this is d shifted solves with ``K_t`` in its
     structure (sparse, factor-given or dense).
@@ -261,7 +264,10 @@ def _quadratic_conjugate(Kt: TaskCoupling, Kf: np.ndarray | None,
         lf, Uf = np.linalg.eigh(Kf)
         Vr = Uf.T @ V
     X = Kt.solve_shifted(Vr, lf)
-    return None if X is None else 0.5 * float(np.sum(Vr * X))
+    if X is None:
+        return None, np.inf
+    top = Kt.bounds()[0] + float(lf.max())
+    return 0.5 * float(np.sum(Vr * X)), top * float(np.sum(X * X))
 
 
 def _relative(gap: float, objective: float) -> float:
@@ -304,12 +310,15 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     grad_mapping, W_plus, proven = _gradient_mapping(problem, W)
 
     def done(gap: float | None, method: str, reason: str | None = None,
-             dual: float | None = None) -> Certificate:
+             dual: float | None = None, conj_error: float = 0.0) -> Certificate:
         if gap is not None and not np.isfinite(gap):
             gap, reason = None, f"{method}: the dual bound is not finite at this point"
             method = "none"
         if gap is not None:
-            gap = max(gap, 0.0) + excess
+            # the bound on the certificate's own rounding error (see mtlcvx._rounding)
+            M = objective_magnitude(problem, W, objective, intercept)
+            floor = gamma(chain_length(problem)) * (4.0 * M + abs(dual or 0.0)) + conj_error
+            gap = max(gap, 0.0) + excess + floor
             rel = _relative(gap, objective)
             dist = float(np.sqrt(2.0 * gap / mu)) if mu > 0 else None
         else:
@@ -332,18 +341,21 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     pieces = _Pieces(problem, W)
     has_h = not pieces.Kt.is_zero or pieces.Kf is not None
     if not norms and not conj:  # rung 4: quadratic problem
-        conj_h = _quadratic_conjugate(pieces.Kt, pieces.Kf, pieces.V_loss)
+        conj_h, sensitivity = _quadratic_conjugate(pieces.Kt, pieces.Kf, pieces.V_loss)
         if conj_h is not None:
             _, dual = _best_scale(pieces.a, pieces.b + conj_h)
-            return done(profiled - dual, "quadratic conjugate (rung 4)", dual=dual)
+            return done(profiled - dual, "quadratic conjugate (rung 4)", dual=dual,
+                        conj_error=gamma(problem.n_tasks + problem.n_features) * sensitivity)
         # singular 𝒬: the loss's curvature corrects the dual point into range(𝒬)
         corrected = quadratic_dual(problem, W, pieces.Kt.to_dense(), pieces.Kf)
         if isinstance(corrected, str):
             return done(None, "none (rung 4)", corrected)
-        linear, quad, conj_h, _ = corrected
+        linear, quad, conj_h, sensitivity, null_residue = corrected
         _, dual = _best_scale(linear, quad + conj_h)
+        conj_error = (gamma(problem.n_tasks + problem.n_features) * sensitivity
+                      + 2.0 * null_residue * float(np.linalg.norm(W)))
         return done(profiled - dual, "curvature-corrected quadratic conjugate (rung 4)",
-                    dual=dual)
+                    dual=dual, conj_error=conj_error)
 
     V = pieces.V_loss - pieces.grad_h  # = −∇(f + h)(W)
     b = pieces.b + pieces.h_value  # the augmented blocks enter with weight 1

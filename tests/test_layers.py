@@ -23,7 +23,7 @@ LAYERS = [
                               "mtlcvx.datasets"]),
     ("penalties", ["mtlcvx.penalties", "mtlcvx.penalties.*"]),
     ("oracles and compilation", ["mtlcvx.oracles", "mtlcvx.compile", "mtlcvx.solution"]),
-    ("certificates", ["mtlcvx.certificates", "mtlcvx._quadratic_dual"]),
+    ("certificates", ["mtlcvx.certificates", "mtlcvx._quadratic_dual", "mtlcvx._rounding"]),
     ("first-order methods", ["mtlcvx.first_order"]),
     ("backends", ["mtlcvx.backends", "mtlcvx.backends.*"]),
     ("the problem (hub)", ["mtlcvx.problem"]),

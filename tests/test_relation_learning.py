@@ -169,7 +169,10 @@ def test_joint_conic_matches_fista(rng, kind, k, eta):
 
 def test_objective_smoothed_never_increases_within_a_stage(rng):
     prob = _random_problem(rng)
-    res = mc.learn_relation(prob, "task_covariance", 1.0, tol=1e-14, max_iter=60)
+    # tol=1e-14 is below what float64 can certify (the certificate's rounding floor):
+    # it only keeps the alternation running; the warning that says so is expected
+    with pytest.warns(mc.ConvergenceWarning, match="not certified"):
+        res = mc.learn_relation(prob, "task_covariance", 1.0, tol=1e-14, max_iter=60)
     hist = res.history
     alt = hist["stage"] == "alternate"
     eps, smooth = hist["eps"][alt], hist["objective_smoothed"][alt]
