@@ -18,7 +18,8 @@ import numpy as np
 from ._threads import blas_limited
 from .exceptions import DataError
 
-__all__ = ["MultiTaskData", "CompressedTasks", "SharedGram", "FrozenArray", "frozen_copy"]
+__all__ = ["MultiTaskData", "CompressedTasks", "SharedGram", "TaskGrams", "FrozenArray",
+           "frozen_copy"]
 
 
 class FrozenArray(np.ndarray):
@@ -194,6 +195,25 @@ class SharedGram:
     """
 
     G: np.ndarray
+    B: np.ndarray
+    yy: np.ndarray
+
+
+@dataclass(frozen=True)
+class TaskGrams:
+    """Per-task normal equations, see :meth:`MultiTaskData.task_grams`.
+
+    Attributes
+    ----------
+    H : ndarray (T, d, d)
+        ``X_tᵀX_t``.
+    B : ndarray (d, T)
+        ``X_tᵀy_t``.
+    yy : ndarray (T,)
+        ``‖y_t‖²``.
+    """
+
+    H: np.ndarray
     B: np.ndarray
     yy: np.ndarray
 
@@ -434,18 +454,47 @@ class MultiTaskData:
         return self._compressed[center]
 
     def gram(self, center: bool) -> SharedGram | None:
-        """``XᵀX``, ``XᵀY`` and ``‖y_t‖²`` of a shared design with n > d, computed once.
+        """``XᵀX``, ``XᵀY`` and ``‖y_t‖²`` of a shared design, computed once (None otherwise).
 
-        None for per-task designs and for n ≤ d (then the design itself is smaller).
         With ``center`` the design and targets are centred first (intercepts profiled
         out). Exact: ``‖X w_t − y_t‖² = w_tᵀGw_t − 2 w_tᵀb_t + ‖y_t‖²``.
         """
-        if not self.is_shared or self.X[0].shape[0] <= self.n_features:
+        if not self.is_shared:
             return None
         key = ("gram", center)
         if key not in self._compressed:
             self._compressed[key] = self._build_gram(center)
         return self._compressed[key]
+
+    def task_grams(self, center: bool) -> TaskGrams:
+        """Per-task ``X_tᵀX_t`` (T, d, d), ``X_tᵀy_t`` (d, T) and ``‖y_t‖²`` (T,), computed once.
+
+        The normal equations of every task without a QR: what the direct backend and the
+        first-order oracles need for per-task designs. With ``center`` each task is
+        centred first (intercepts profiled out).
+        """
+        key = ("task_grams", center)
+        if key not in self._compressed:
+            self._compressed[key] = self._build_task_grams(center)
+        return self._compressed[key]
+
+    @blas_limited
+    def _build_task_grams(self, center: bool) -> TaskGrams:
+        sizes = {x.shape[0] for x in self.X}
+        if len(sizes) == 1:  # equal task sizes: one batched product
+            X, y = np.stack(self.X), np.stack(self.y)
+            if center:
+                X, y = X - X.mean(axis=1, keepdims=True), y - y.mean(axis=1, keepdims=True)
+            return TaskGrams(np.einsum("tni,tnj->tij", X, X), np.einsum("tni,tn->it", X, y),
+                             np.einsum("tn,tn->t", y, y))
+        H, B, yy = [], [], []
+        for Xt, yt in zip(self.X, self.y, strict=True):
+            if center:
+                Xt, yt = Xt - Xt.mean(axis=0), yt - yt.mean()
+            H.append(Xt.T @ Xt)
+            B.append(Xt.T @ yt)
+            yy.append(yt @ yt)
+        return TaskGrams(np.stack(H), np.stack(B, axis=1), np.array(yy))
 
     @blas_limited
     def _build_gram(self, center: bool) -> SharedGram:

@@ -105,17 +105,18 @@ class SquaredLoss:
 
     def oracle(self, data: MultiTaskData,
                center: bool) -> Callable[[np.ndarray, bool], tuple[float, np.ndarray | None]]:
-        """``oracle(W, need_gradient) -> (ℓ(W), ∇ℓ(W) or None)`` on the compressed data.
+        """``oracle(W, need_gradient) -> (ℓ(W), ∇ℓ(W) or None)`` from the normal equations.
 
-        Exact: the dropped constant is added back. With ``center`` the intercepts are
-        profiled out (each task centred). Weights are read now: make a new oracle after
-        changing them. A shared design with n > d is used through its Gram matrix
-        (``d²·T`` per call, the design held once); certificates recompute residuals on
-        the original data, so the Gram route's cancellation never enters a gap.
+        Per-task designs through ``X_tᵀX_t, X_tᵀy_t, ‖y_t‖²``; a shared design through
+        ``XᵀX`` held once (n > d), or the design itself (n ≤ d): ``d²·T`` per call, no
+        QR, nothing stacked T times. With ``center`` the intercepts are profiled out (each
+        task centred). Weights are read now: make a new oracle after changing them.
+        Certificates recompute residuals on the original data, so the cancellation in
+        ``wᵀHw − 2wᵀb + ‖y‖²`` never enters a gap.
         """
         c = self.weights(data)
         gram = data.gram(center)
-        if gram is not None:
+        if gram is not None and data.X[0].shape[0] > data.n_features:
             G, B, yy = gram.G, gram.B, gram.yy
 
             def shared_gram(W: np.ndarray, need_gradient: bool = True) -> tuple[
@@ -126,9 +127,9 @@ class SquaredLoss:
                 return value, ((GW - B) * c if need_gradient else None)
 
             return shared_gram
-        comp = data.compressed(center)
-        offset = self.offset(data, center)
-        if comp.shared:  # n ≤ d: the design itself, held once
+        if gram is not None:  # n ≤ d: the design itself, held once
+            comp = data.compressed(center)
+            offset = self.offset(data, center)
             A, Z = comp.A[0], np.stack(comp.z, axis=1)
 
             def shared(W: np.ndarray, need_gradient: bool = True) -> tuple[float,
@@ -138,15 +139,15 @@ class SquaredLoss:
                 return value, (A.T @ (R * c) if need_gradient else None)
 
             return shared
-        Apad, Zpad = comp.padded
+        grams = data.task_grams(center)  # per-task normal equations, no QR
+        H, B, yy = grams.H, grams.B, grams.yy
 
         def oracle(W: np.ndarray, need_gradient: bool = True) -> tuple[float,
                                                                         np.ndarray | None]:
-            R = np.matmul(Apad, W.T[:, :, None])[:, :, 0] - Zpad
-            value = 0.5 * float(c @ np.einsum("tm,tm->t", R, R)) + offset
-            if not need_gradient:
-                return value, None
-            return value, np.matmul((R * c[:, None])[:, None, :], Apad)[:, 0, :].T
+            HW = np.matmul(H, W.T[:, :, None])[:, :, 0].T  # (d, T): column t is H_t w_t
+            quad = np.einsum("dt,dt->t", W, HW) - 2.0 * np.einsum("dt,dt->t", W, B) + yy
+            value = 0.5 * float(c @ quad)
+            return value, ((HW - B) * c if need_gradient else None)
 
         return oracle
 

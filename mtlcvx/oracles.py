@@ -189,12 +189,8 @@ def _spectra(problem: Problem) -> tuple[float, float, float, float]:
         gram = problem.data.gram(problem.fit_intercept)
         if gram is not None:  # a shared design: one eigenproblem, not T identical ones
             lam = np.linalg.eigvalsh(gram.G)[None, :]
-        elif problem.data.is_shared:  # n ≤ d: the (uncompressed) design itself
-            A = problem.data.compressed(problem.fit_intercept).A[0]
-            lam = np.linalg.eigvalsh(A.T @ A)[None, :]
         else:
-            Apad, _ = problem.data.compressed(problem.fit_intercept).padded
-            lam = np.linalg.eigvalsh(np.matmul(Apad.transpose(0, 2, 1), Apad))
+            lam = np.linalg.eigvalsh(problem.data.task_grams(problem.fit_intercept).H)
         top = float((c * lam[:, -1]).max())
         low = float((c * lambda_min(lam)).min())
         Kt, Kf = coupling(problem)

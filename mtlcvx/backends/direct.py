@@ -64,14 +64,12 @@ def _pinv_solve_sym(M: np.ndarray, b: np.ndarray) -> np.ndarray:
     return V @ (inv[:, None] * (V.T @ b)) if b.ndim == 2 else V @ (inv * (V.T @ b))
 
 
-def _blocks(comp, c, Kf) -> tuple[np.ndarray, np.ndarray]:
-    """Diagonal blocks ``c_t A_tᵀA_t + K_f`` (T, d, d) and right side ``c_t A_tᵀz_t`` (d, T)."""
-    Hs = np.stack([ct * (At.T @ At) for ct, At in zip(c, comp.A, strict=True)])
+def _blocks(grams, c, Kf) -> tuple[np.ndarray, np.ndarray]:
+    """Diagonal blocks ``c_t X_tᵀX_t + K_f`` (T, d, d) and right side ``c_t X_tᵀy_t`` (d, T)."""
+    Hs = grams.H * c[:, None, None]
     if Kf is not None:
         Hs += Kf
-    B = np.stack([ct * (At.T @ zt) for ct, At, zt in zip(c, comp.A, comp.z, strict=True)],
-                 axis=1)
-    return Hs, B
+    return Hs, grams.B * c
 
 
 def _apply(Hs: np.ndarray, Kt: TaskCoupling, W: np.ndarray) -> np.ndarray:
@@ -145,15 +143,10 @@ class DirectBackend(Backend):
         iters = 1
         if data.is_shared and (uniform or Kf is None) and np.all(c > 0):
             gram = data.gram(problem.fit_intercept)
-            if gram is None:  # n ≤ d: the design itself is the smaller factor
-                A = data.compressed(problem.fit_intercept).A[0]
-                H, B = A.T @ A, A.T @ np.stack(data.compressed(problem.fit_intercept).z, 1)
-            else:
-                H, B = gram.G, gram.B
-            W = self._sylvester(H, B, c, Kt, Kf, uniform)
+            W = self._sylvester(gram.G, gram.B, c, Kt, Kf, uniform)
             method = "sylvester"
         if W is None:
-            Hs, B = _blocks(data.compressed(problem.fit_intercept), c, Kf)
+            Hs, B = _blocks(data.task_grams(problem.fit_intercept), c, Kf)
             W, method = self._structured(Hs, B, Kt)
             if W is None and problem.n_features * problem.n_tasks <= self.dense_limit:
                 W, method = self._dense(Hs, B, Kt)
