@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
+from scipy.linalg.lapack import dpbsv
 
 from .relations import _sparse_ldl
 
@@ -41,6 +42,8 @@ class TaskCoupling:
         self.dense: np.ndarray | None = None
         self.factors: list[np.ndarray] = []  # dense (T, p) blocks, K ∋ R Rᵀ
         self._dense_eig: tuple[np.ndarray, np.ndarray] | None = None
+        self._bounds: tuple[float, float] | None = None
+        self._band: tuple[int, np.ndarray | None] | None = None
 
     # ------------------------------------------------------------------ building
     def add_matrix(self, M: Any, alpha: float) -> None:
@@ -111,10 +114,24 @@ class TaskCoupling:
 
     def bandwidth(self) -> int:
         """Largest ``|s − t|`` over the non-zeros of the sparse part (0 without one)."""
-        if self.sparse is None:
-            return 0
-        coo = self.sparse.tocoo()
-        return int(np.abs(coo.row - coo.col).max(initial=0))
+        return self._banded()[0]
+
+    def _banded(self) -> tuple[int, np.ndarray | None]:
+        """``(bandwidth, lower band storage of diag + sparse or None if too wide)``, once."""
+        if self._band is None:
+            if self.sparse is None:
+                self._band = (0, None)
+            else:
+                coo = self.sparse.tocoo()
+                b = int(np.abs(coo.row - coo.col).max(initial=0))
+                ab = None
+                if b <= _MAX_BANDWIDTH:
+                    ab = np.zeros((b + 1, self.n_tasks))
+                    ab[0] = self.diag
+                    low = coo.row >= coo.col
+                    np.add.at(ab, (coo.row[low] - coo.col[low], coo.col[low]), coo.data[low])
+                self._band = (b, ab)
+        return self._band
 
     # ------------------------------------------------------------------ numerics
     def apply(self, W: np.ndarray) -> np.ndarray:
@@ -162,6 +179,11 @@ class TaskCoupling:
         (exact at the bottom for a Laplacian plus a constant diagonal); ``‖U‖₂²`` on top
         and 0 at the bottom for the low-rank part.
         """
+        if self._bounds is None:
+            self._bounds = self._compute_bounds()
+        return self._bounds
+
+    def _compute_bounds(self) -> tuple[float, float]:
         if self.dense is not None:
             lam = self._dense_eigh()[0]
             return float(lam[-1]), float(lam[0])
@@ -206,22 +228,20 @@ class TaskCoupling:
         return None
 
     def _solve_sparse(self, B: np.ndarray, shifts: np.ndarray, floor: float) -> np.ndarray | None:
-        K = (self.sparse + sp.diags(self.diag)).tocsr()
         X = np.empty_like(B)
-        b = self.bandwidth()
         low = self.bounds()[1]
-        b = self.bandwidth()
-        ab = None
-        if b <= _MAX_BANDWIDTH:
-            ab = np.zeros((b + 1, self.n_tasks))
-            for k in range(b + 1):
-                ab[k, : self.n_tasks - k] = K.diagonal(-k)
+        ab = self._banded()[1]
+        K = None
         for i, s in enumerate(shifts):
             if ab is not None and low + s > floor:  # PD by Gershgorin: banded Cholesky
                 band = ab.copy()
                 band[0] += s
-                X[i] = scipy.linalg.solveh_banded(band, B[i], lower=True, check_finite=False)
-                continue
+                _, x, info = dpbsv(band, B[i][:, None], lower=1, overwrite_ab=1)
+                if info == 0:
+                    X[i] = x[:, 0]
+                    continue
+            if K is None:
+                K = (self.sparse + sp.diags(self.diag)).tocsr()
             ldl = _sparse_ldl(K + s * sp.eye(self.n_tasks))
             if ldl is None or ldl[1].min() <= floor:
                 return None

@@ -33,8 +33,33 @@ def coupling(problem: Problem) -> tuple[TaskCoupling, np.ndarray | None]:
 
     Sums over the quadratic terms, so their part of the objective is
     ``½ tr(W K_t Wᵀ) + ½ tr(Wᵀ K_f W)`` and its gradient ``W K_t + K_f W``. Sparse and
-    factor-given ``K`` stay so (:class:`~mtlcvx.coupling.TaskCoupling`).
+    factor-given ``K`` stay so (:class:`~mtlcvx.coupling.TaskCoupling`). Cached on the
+    problem until a strength or a matrix changes.
     """
+    key = _quadratic_key(problem)
+    cache = problem.__dict__.get("_coupling_cache")
+    if cache is None or cache[0] != key:
+        # the terms are kept with the cache so the ids in its key cannot be reused
+        cache = (key, *_build_coupling(problem), list(problem.penalties))
+        problem.__dict__["_coupling_cache"] = cache
+    return cache[1], cache[2]
+
+
+def _quadratic_key(problem: Problem) -> tuple:
+    """Identity of the quadratic terms' current values: strengths and matrix objects.
+
+    A penalty's matrix (or factor) is a cached object replaced, never edited, when one
+    of its parameters changes, so its identity tracks its value (the penalty keeps it,
+    and the caches keep the penalties).
+    """
+    d, T = problem.n_features, problem.n_tasks
+    return (d, T) + tuple(
+        (id(p), p.side, p.alpha) + ((id(p.low_rank()[0]), p.low_rank()[1])
+                                    if p.low_rank() is not None else (id(p.matrix(d, T)),))
+        for p in problem.penalties if p.structure == "quadratic")
+
+
+def _build_coupling(problem: Problem) -> tuple[TaskCoupling, np.ndarray | None]:
     d, T = problem.n_features, problem.n_tasks
     Kt = TaskCoupling(T)
     Kf = None
@@ -178,12 +203,8 @@ def _spectra(problem: Problem) -> tuple[float, float, float, float]:
     """``(max_t c_t λ_max, min_t c_t λ_min)`` of the task Hessian blocks ``c_t A_tᵀA_t``
     and ``(λ_max, λ_min)`` of the coupling ``K_t ⊕ K_f``; cached on their inputs."""
     c = problem.loss_weights()
-    d, T = problem.n_features, problem.n_tasks
-    # the matrices are cached objects, replaced (never edited) when a parameter changes
-    parts = tuple((id(p), p.alpha, id(p.low_rank()[0]) if p.low_rank() is not None
-                   else id(p.matrix(d, T)))
-                  for p in problem.penalties if p.structure == "quadratic")
-    key = (problem.data, problem.fit_intercept, c.tobytes(), parts)
+    T = problem.n_tasks
+    key = (problem.data, problem.fit_intercept, c.tobytes(), _quadratic_key(problem))
     cache = problem.__dict__.get("_spectra_cache")
     if cache is None or cache[0] != key:
         gram = problem.data.gram(problem.fit_intercept)
@@ -198,7 +219,8 @@ def _spectra(problem: Problem) -> tuple[float, float, float, float]:
         lf = np.zeros(1) if Kf is None else np.linalg.eigvalsh(Kf)
         round_off = T * 1e-14 * max(1.0, kt_top)
         cache = (key, (top, low, max(kt_top, 0.0) + max(lf[-1], 0.0),
-                       float((kt_low if kt_low > round_off else 0.0) + lambda_min(lf))))
+                       float((kt_low if kt_low > round_off else 0.0) + lambda_min(lf))),
+                 list(problem.penalties))  # kept so the ids in the key cannot be reused
         problem.__dict__["_spectra_cache"] = cache
     return cache[1]
 

@@ -298,3 +298,26 @@ def test_blas_threads_are_limited(monkeypatch):
     assert blas_threads() == 1 and threads() <= {1}
     monkeypatch.setenv("MTLCVX_BLAS_THREADS", "2")
     assert blas_threads() == 2
+
+
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize("equal_sizes", [False, True])
+def test_per_task_normal_equations_oracle(rng, center, equal_sizes):
+    T, d = 6, 4
+    n = np.full(T, 9) if equal_sizes else rng.integers(2, 12, size=T)
+    Xs = [rng.standard_normal((k, d)) + 1.0 for k in n]
+    ys = [rng.standard_normal(k) + 2.0 for k in n]
+    c = rng.uniform(0.5, 2.0, T)
+    prob = mc.Problem(mc.MultiTaskData(Xs, ys), loss=mc.SquaredLoss("sum", task_weights=c),
+                      penalties=[mc.L1(0.1)], fit_intercept=center)
+    W = rng.standard_normal((d, T))
+    value, grad = prob.smooth_value_and_gradient(W)
+    expected, expected_grad = 0.0, np.zeros((d, T))
+    for t, (X, y) in enumerate(zip(Xs, ys, strict=True)):
+        if center:
+            X, y = X - X.mean(axis=0), y - y.mean()
+        r = X @ W[:, t] - y
+        expected += 0.5 * c[t] * r @ r
+        expected_grad[:, t] = c[t] * X.T @ r
+    assert value == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-10, atol=1e-12)
