@@ -48,6 +48,7 @@ from .penalties import (
     Dirty,
     FusedL1,
     GraphLaplacian,
+    LearnedClusters,
     MeanRegularized,
     Penalty,
     Ridge,
@@ -59,10 +60,11 @@ from .penalties import (
 )
 from .penalties.base import check_strength
 from .problem import Problem
+from .relation_learning import RelationResult, learn_relation
 from .solution import Solution
 
 __all__ = ["Formulation", "Comparison", "RuleRun", "formulations", "label", "as_data",
-           "problem", "compare", "default_rule"]
+           "problem", "learn", "compare", "default_rule"]
 
 _HALF = "½Σ_t‖X_t w_t − y_t‖²"
 _FULL = "Σ_t‖X_t w_t − y_t‖²"
@@ -96,6 +98,9 @@ class Formulation:
         what :func:`compare` takes as ``parts``.
     part_outputs : dict
         mtlcvx part name (``sol.parts`` key) -> MALSAR's output variable holding it.
+    relation : str or None
+        For the formulations that learn a matrix ``M`` with ``W`` (CMTL, CASO), the
+        :func:`mtlcvx.learn_relation` kind; :func:`learn` solves them.
     """
 
     name: str
@@ -107,6 +112,7 @@ class Formulation:
     school: tuple[dict[str, Any], ...] = ()
     outputs: str = ""
     part_outputs: Mapping[str, str] = field(default_factory=dict)
+    relation: str | None = None
     layout: str = field(default="nd", repr=False)
     build: Callable[[MultiTaskData, dict[str, Any]], list[Penalty]] | None = field(
         default=None, repr=False, compare=False)
@@ -178,7 +184,24 @@ def _sparse_trace(data: MultiTaskData, p: dict[str, Any]) -> list[Penalty]:
     return [SparsePlusLowRank(alpha_sparse=p["rho1"], trace_bound=p["rho2"])]
 
 
+def _clusters(p: Mapping[str, float], side: str) -> LearnedClusters:
+    """MALSAR's ``ρ₁η(1+η) tr(W (ηI + M)⁻¹ Wᵀ)``, ``η = ρ₂/ρ₁``, with M minimised out."""
+    eta = p["rho2"] / p["rho1"]
+    return LearnedClusters(alpha=2.0 * p["rho1"] * eta * (1.0 + eta), k=p["k"], eta=eta,
+                           side=side)
+
+
+def _cmtl(data: MultiTaskData, p: dict[str, Any]) -> list[Penalty]:
+    return [_clusters(p, "task")]
+
+
+def _caso(data: MultiTaskData, p: dict[str, Any]) -> list[Penalty]:
+    return [_clusters(p, "feature")]
+
+
 _DOUBLED = "SquaredLoss('sum', task_weights=2)"
+_LEARN_NOTE = ("mc.malsar.problem gives the objective with M minimised out (for evaluation "
+               "and certificates); mc.malsar.learn solves it and returns W and M.")
 
 _CATALOGUE: tuple[Formulation, ...] = (
     Formulation(
@@ -252,6 +275,31 @@ _CATALOGUE: tuple[Formulation, ...] = (
         outputs="[W, funcVal, Tp, Tq] = Least_SparseTrace(X, Y, rho1, rho2): "
         "parts={'P': Tp, 'Q': Tq}",
         part_outputs={"P": "Tp", "Q": "Tq"}, build=_sparse_trace),
+    Formulation(
+        "Least_CMTL", ("rho1", "rho2", "k"),
+        f"{_HALF} + rho1 η(1+η) tr(W (ηI + M)⁻¹ Wᵀ), η = rho2/rho1, over M (T × T), "
+        "0 ⪯ M ⪯ I, tr M = k",
+        "learn_relation(Problem(data, SquaredLoss('sum')), kind='clusters', "
+        "alpha=2 rho1 η(1+η), k=k, eta=η); with M minimised out: "
+        "LearnedClusters(alpha=2 rho1 η(1+η), k=k, eta=η)",
+        notes="MALSAR's solver runs accelerated projected gradient on (W, M) with an "
+        "M-gradient that is wrong unless M commutes with WᵀW: it ends at least 17 % above "
+        "this optimum on School however long it runs, and its funcVal is not this "
+        "objective. " + _LEARN_NOTE, school=({"rho1": 10.0, "rho2": 0.1, "k": 3.0},),
+        outputs="[W, funcVal, M] = Least_CMTL(X, Y, rho1, rho2, k): M=M",
+        relation="clusters", build=_cmtl),
+    Formulation(
+        "Least_CASO", ("rho1", "rho2", "k"),
+        f"{_HALF} + rho1 η(1+η) tr(Wᵀ (ηI + M)⁻¹ W), η = rho2/rho1, over M (d × d), "
+        "0 ⪯ M ⪯ I, tr M = k",
+        "learn_relation(Problem(data, SquaredLoss('sum')), kind='feature_clusters', "
+        "alpha=2 rho1 η(1+η), k=k, eta=η); with M minimised out: "
+        "LearnedClusters(alpha=2 rho1 η(1+η), k=k, eta=η, side='feature')",
+        notes="MALSAR's solver runs accelerated projected gradient on (W, M) like "
+        "Least_CMTL's, and its funcVal is not this objective. " + _LEARN_NOTE,
+        school=({"rho1": 10.0, "rho2": 0.1, "k": 3.0},),
+        outputs="[W, funcVal, M] = Least_CASO(X, Y, rho1, rho2, k): M=M",
+        relation="feature_clusters", build=_caso),
 )
 _BY_KEY = {f.name.lower(): f for f in _CATALOGUE}
 
@@ -300,7 +348,11 @@ def _check_params(form: Formulation, params: Mapping[str, Any]) -> dict[str, Any
                            f"{', '.join(form.parameters)}), e.g. "
                            f"mc.malsar.problem({form.name!r}, data, "
                            + ", ".join(f"{p}=..." for p in form.parameters) + ")")
-    return {k: (v if k == "R" else check_strength(v, k)) for k, v in params.items()}
+    checked = {k: (v if k == "R" else check_strength(v, k)) for k, v in params.items()}
+    if form.relation is not None and not (checked["rho1"] > 0 and checked["rho2"] > 0):
+        raise PenaltyError(f"{form.name} needs rho1 > 0 and rho2 > 0 (η = rho2/rho1), got "
+                           f"rho1={checked['rho1']:g}, rho2={checked['rho2']:g}")
+    return checked
 
 
 # ---------------------------------------------------------------------- data
@@ -387,7 +439,8 @@ def problem(name: str, data: Any, **params: Any) -> Problem:
     data : MultiTaskData, dict or (X, Y)
         See :func:`as_data`.
     **params
-        MALSAR's parameters by name (``rho1``, ``rho2``, ``rho3``; ``R`` for SRMTL), in
+        MALSAR's parameters by name (``rho1``, ``rho2``, ``rho3``; ``R`` for SRMTL; ``k``
+        for CMTL and CASO), in
         MALSAR's order (``Least_Dirty``'s ``lambda1, lambda2`` and ``Least_SparseTrace``'s
         ``gamma, tau`` are ``rho1, rho2`` here).
 
@@ -426,9 +479,23 @@ def problem(name: str, data: Any, **params: Any) -> Problem:
       ``SparsePlusLowRank(alpha_sparse=ρ₁, trace_bound=ρ₂)``
 
     For these four ``sol.parts`` holds the parts and ``prob.objective(W, parts=sol.parts)``
-    is MALSAR's objective at them. ``R`` for ``Least_SRMTL`` is MALSAR's T × m
-    matrix (dense or sparse), or ``"chain"`` (``R_chain``, the chain graph's Laplacian) or
-    ``"mean"`` (``I − 11ᵀ/T``, mean-regularized MTL: ``MeanRegularized(2ρ₁)``).
+    is MALSAR's objective at them.
+
+    ``Least_CMTL`` and ``Least_CASO`` learn a matrix ``M`` with ``W``; here ``M`` is
+    minimised out in closed form, so ``prob.objective(W)`` is MALSAR's objective at ``W``
+    and the best ``M`` (``η = ρ₂/ρ₁``):
+
+    * ``Least_CMTL``: ``½Σ‖·‖² + ρ₁η(1+η) tr(W (ηI + M)⁻¹ Wᵀ)``, ``0 ⪯ M ⪯ I`` (T × T),
+      ``tr M = k`` → ``LearnedClusters(alpha=2ρ₁η(1+η), k=k, eta=η)``
+    * ``Least_CASO``: the same with ``tr(Wᵀ (ηI + M)⁻¹ W)``, M d × d →
+      ``LearnedClusters(..., side="feature")``
+
+    Solve these two with :func:`learn` (the alternation plus a certified polish; on
+    School seconds where ``prob.solve()`` takes minutes), which also returns ``M``.
+
+    ``R`` for ``Least_SRMTL`` is MALSAR's T × m matrix (dense or sparse), or ``"chain"``
+    (``R_chain``, the chain graph's Laplacian) or ``"mean"`` (``I − 11ᵀ/T``,
+    mean-regularized MTL: ``MeanRegularized(2ρ₁)``).
 
     Examples
     --------
@@ -445,6 +512,66 @@ def problem(name: str, data: Any, **params: Any) -> Problem:
     weights = None if form.halved else np.full(data.n_tasks, 2.0)
     return Problem(data, SquaredLoss(scale="sum", task_weights=weights),
                    form.build(data, checked))
+
+
+def learn(name: str, data: Any, *, rho1: float, rho2: float, k: float,
+          **options: Any) -> RelationResult:
+    r"""Solve MALSAR's ``Least_CMTL`` or ``Least_CASO``: ``W`` and ``M``, certified.
+
+    Minimises ``½Σ_t‖X_t w_t − y_t‖² + ρ₁η(1+η) tr(W (ηI + M)⁻¹ Wᵀ)`` (CMTL; CASO has
+    ``tr(Wᵀ (ηI + M)⁻¹ W)``) jointly over ``W`` and ``M`` with ``0 ⪯ M ⪯ I``,
+    ``tr M = k``, ``η = ρ₂/ρ₁``: :func:`mtlcvx.learn_relation` with kind ``"clusters"``
+    (``"feature_clusters"``), ``alpha = 2ρ₁η(1+η)``, ``eta = η`` and
+    ``SquaredLoss(scale="sum")``.
+
+    Parameters
+    ----------
+    name : {"Least_CMTL", "Least_CASO"}
+    data : MultiTaskData, dict or (X, Y)
+        See :func:`as_data`.
+    rho1, rho2 : float > 0
+        MALSAR's parameters.
+    k : float
+        MALSAR's ``k`` (the number of clusters, ``tr M``); at most T (CMTL) or d (CASO).
+    **options
+        Passed to :func:`mtlcvx.learn_relation` (``method``, ``tol``, ``max_iter``, …).
+
+    Returns
+    -------
+    RelationResult
+        ``res.objective`` is MALSAR's objective at ``(res.W, res.matrix)``; ``res.matrix``
+        is ``M``; ``res.certificate`` bounds its distance to the optimum.
+    """
+    form = _lookup(name)
+    if form.relation is None:
+        raise PenaltyError(f"{form.name} learns no matrix; use mc.malsar.problem({form.name!r}, "
+                           "data, ...).solve()")
+    p = _check_params(form, {"rho1": rho1, "rho2": rho2, "k": k})
+    data = as_data(data, form.layout)
+    term = _clusters(p, "task" if form.relation == "clusters" else "feature")
+    term.check_shape(data.n_features, data.n_tasks)
+    return learn_relation(Problem(data, SquaredLoss(scale="sum")), kind=form.relation,
+                          alpha=term.alpha, k=term.k, eta=term.eta, **options)
+
+
+def _objective_at_M(prob: Problem, W: np.ndarray, M: Any) -> float:
+    """MALSAR's CMTL/CASO objective at ``(W, M)`` for a feasible ``M``."""
+    term = prob.penalties[0]
+    n = term.size(prob.n_features, prob.n_tasks)
+    M = as_float_array(M, "M", 2)
+    if M.shape != (n, n):
+        raise DataError(f"M has shape {M.shape}, expected ({n}, {n})")
+    lam = np.linalg.eigvalsh((M + M.T) / 2)
+    tol = 1e-6 * max(1.0, term.k)
+    if (np.abs(M - M.T).max() > tol or lam[0] < -tol or lam[-1] > 1 + tol
+            or abs(lam.sum() - term.k) > tol):
+        raise DataError(f"M is not feasible: it must be symmetric with 0 ⪯ M ⪯ I and "
+                        f"tr M = k = {term.k:g}; its eigenvalues span [{lam[0]:.3g}, "
+                        f"{lam[-1]:.3g}] and its trace is {lam.sum():.6g}")
+    A = term.eta * np.eye(n) + (M + M.T) / 2
+    X = W.T if term.side == "task" else W  # tr(W A⁻¹ Wᵀ) = tr(Wᵀ... ) on the matching side
+    quad = float(np.sum(X * np.linalg.solve(A, X)))
+    return prob.loss.value(prob.data, W) + 0.5 * term.alpha * quad
 
 
 # ---------------------------------------------------------------------- compare
@@ -471,8 +598,8 @@ class Comparison:
     certificate : Certificate
         The certificate of the given ``W`` alone (a bound computed from ``W`` without any
         solve; compare its gap with ``excess_bound``).
-    solution : Solution
-        The certified optimum.
+    solution : Solution or RelationResult
+        The certified optimum (a RelationResult for CMTL and CASO).
     """
 
     name: str
@@ -483,13 +610,13 @@ class Comparison:
     excess_bound: float
     relative_excess: float
     certificate: Certificate
-    solution: Solution
+    solution: Solution | RelationResult
 
     def summary(self) -> str:
         """A short human-readable report."""
         return "\n".join([
             f"{self.name}: MALSAR's objective at the given W  {self.objective:.12g}",
-            f"  certified optimum ({self.solution.backend})      {self.optimum:.12g} "
+            f"  certified optimum                  {self.optimum:.12g} "
             f"(F* within {self.optimum_gap:.2e} below)",
             f"  excess over the optimum            {self.excess:.6g} (relative "
             f"{self.relative_excess:.3e}; at most {self.excess_bound:.6g})",
@@ -501,7 +628,8 @@ class Comparison:
 
 
 def compare(name: str, data: Any, W: Any, *, parts: Mapping[str, Any] | None = None,
-            backend: str | None = None, tol: float = 1e-8, **params: Any) -> Comparison:
+            M: Any = None, backend: str | None = None, tol: float = 1e-8,
+            **params: Any) -> Comparison:
     """Certify a ``W`` exported from MALSAR: its true objective and how far above the optimum.
 
     Parameters
@@ -515,8 +643,13 @@ def compare(name: str, data: Any, W: Any, *, parts: Mapping[str, Any] | None = N
         says which: ``{"P": P, "Q": Q}``, ``{"L": L_hat, "S": S_hat}`` for ``Least_RMTL``);
         the objective is evaluated at them. Needed except for ``Least_Dirty``, whose value
         at ``W`` alone (the best split) has a closed form.
+    M : array_like, optional
+        For ``Least_CMTL`` (T × T) and ``Least_CASO`` (d × d), MALSAR's ``M`` output: the
+        objective is evaluated at ``(W, M)`` (``M`` must be feasible: symmetric,
+        ``0 ⪯ M ⪯ I``, ``tr M = k``). Without it, at ``W`` and the best ``M``.
     backend : str, optional
-        Backend for the reference solve (default: the package's rule).
+        Backend for the reference solve (default: the package's rule; CMTL and CASO are
+        solved by :func:`learn`).
     tol : float, default 1e-8
         Certified relative gap of the reference solve.
 
@@ -530,19 +663,26 @@ def compare(name: str, data: Any, W: Any, *, parts: Mapping[str, Any] | None = N
     Raises
     ------
     DataError
-        ``W`` is not (d, T) for the data (a (T, d) array is refused with the fix).
+        ``W`` is not (d, T) for the data (a (T, d) array is refused with the fix), or an
+        infeasible ``M``.
     """
     form = _lookup(name)
+    if M is not None and form.relation is None:
+        raise PenaltyError(f"M is only for Least_CMTL and Least_CASO, not {form.name}")
     prob = problem(name, data, **params)
     W = prob.check_W(W)
     try:
-        objective = prob.objective(W, parts=parts)
+        objective = (prob.objective(W, parts=parts) if M is None
+                     else _objective_at_M(prob, W, M))
     except PenaltyError as err:
         if parts is None and form.outputs:
             raise PenaltyError(f"{form.name}'s objective at W alone is a minimisation over the "
                                f"split; pass the parts MALSAR returned: {form.outputs}") from err
         raise
-    sol = prob.solve(backend=backend, tol=tol)
+    if form.relation is None:
+        sol: Solution | RelationResult = prob.solve(backend=backend, tol=tol)
+    else:
+        sol = learn(name, prob.data, tol=tol, backend=backend, **params)
     gap = sol.certificate.gap if sol.certificate is not None else None
     gap = math.inf if gap is None else float(gap)
     excess = objective - sol.objective

@@ -50,8 +50,30 @@ def _nuclear(A):
     return np.linalg.svd(A, compute_uv=False).sum()
 
 
-def malsar_objective(name, Xs, ys, W, p, parts=None):
-    """The objective MALSAR's code minimises, at W (d, T) (and the parts of W = P + Q)."""
+def _cluster_term(W, p, side, M=None):
+    """ρ₁η(1+η) tr(W (ηI + M)⁻¹ Wᵀ) (task side; tr(Wᵀ(ηI + M)⁻¹W) on the feature side) at M,
+    or minimised over 0 ⪯ M ⪯ I, tr M = k: M shares W's singular vectors and its
+    eigenvalues are m_i = clip(κσ_i − η, 0, 1) with Σ m_i = k (κ by bisection here)."""
+    eta = p["rho2"] / p["rho1"]
+    c = p["rho1"] * eta * (1 + eta)
+    X = W.T if side == "task" else W
+    n = X.shape[0]
+    if M is not None:
+        return c * float(np.trace(X.T @ np.linalg.solve(eta * np.eye(n) + M, X)))
+    sigma = np.zeros(n)
+    sv = np.linalg.svd(W, compute_uv=False)
+    sigma[: sv.size] = sv
+    lo, hi = 0.0, (1 + eta) / max(sigma[sigma > 0].min(), 1e-300) + 1.0
+    for _ in range(300):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if np.clip(mid * sigma - eta, 0, 1).sum() > p["k"] else (mid, hi)
+    m = np.clip(0.5 * (lo + hi) * sigma - eta, 0, 1)
+    return c * float(np.sum(sigma ** 2 / (eta + m)))
+
+
+def malsar_objective(name, Xs, ys, W, p, parts=None, M=None):
+    """The objective MALSAR's code minimises, at W (d, T) (and the parts of W = P + Q, or
+    M for CMTL/CASO; without M, at the best M)."""
     loss = 0.5 * sum(float(np.sum((X @ W[:, t] - y) ** 2))
                      for t, (X, y) in enumerate(zip(Xs, ys, strict=True)))
     rows = np.sqrt((W ** 2).sum(axis=1)).sum()
@@ -71,6 +93,8 @@ def malsar_objective(name, Xs, ys, W, p, parts=None):
     if name == "Least_CFGLasso":
         return (loss + p["rho1"] * np.abs(W).sum()
                 + p["rho2"] * np.abs(W @ _r_chain(W.shape[1])).sum() + p["rho3"] * rows)
+    if name in ("Least_CMTL", "Least_CASO"):
+        return loss + _cluster_term(W, p, "task" if name == "Least_CMTL" else "feature", M)
     A, B = (parts[k] for k in PARTS[name])
     np.testing.assert_allclose(A + B, W, atol=1e-9)
     loss2 = 2.0 * loss  # these four drop the ½
@@ -115,6 +139,13 @@ def cvxpy_optimum(name, Xs, ys, p):
     elif name == "Least_CFGLasso":
         pen = (p["rho1"] * cp.sum(cp.abs(W)) + p["rho2"] * cp.sum(cp.abs(W @ _r_chain(T)))
                + p["rho3"] * rows)
+    elif name in ("Least_CMTL", "Least_CASO"):  # jointly convex in (W, M): matrix_frac
+        eta = p["rho2"] / p["rho1"]
+        n = T if name == "Least_CMTL" else d
+        M = cp.Variable((n, n), symmetric=True)
+        X = W.T if name == "Least_CMTL" else W
+        pen = p["rho1"] * eta * (1 + eta) * cp.matrix_frac(X, eta * np.eye(n) + M)
+        cons = [M >> 0, np.eye(n) - M >> 0, cp.trace(M) == p["k"]]
     else:
         A, B = cp.Variable((d, T)), cp.Variable((d, T))
         cons = [W == A + B]
@@ -176,9 +207,11 @@ CASES = [
     ("Least_rMTFL", {"rho1": 6.0, "rho2": 5.0}),
     ("Least_RMTL", {"rho1": 8.0, "rho2": 6.0}),
     ("Least_SparseTrace", {"rho1": 2.0, "rho2": 1.0}),
+    ("Least_CMTL", {"rho1": 3.0, "rho2": 1.0, "k": 2.0}),
+    ("Least_CASO", {"rho1": 3.0, "rho2": 1.0, "k": 1.5}),
 ]
 IDS = ["lasso", "l21", "trace", "srmtl-chain", "srmtl-mean", "srmtl-dense", "srmtl-sparse",
-       "tgl", "cfglasso", "dirty", "rmtfl", "rmtl", "sparsetrace"]
+       "tgl", "cfglasso", "dirty", "rmtfl", "rmtl", "sparsetrace", "cmtl", "caso"]
 
 
 @pytest.fixture
@@ -430,6 +463,8 @@ def test_example_from_malsar_on_school():
         _, _, F_ref = cvxpy_optimum(row["name"], data.X, data.y, row["params"])
         assert row["status"] == "optimal"
         assert row["optimum"] == pytest.approx(F_ref, rel=1e-7), row["formulation"]
+        if row["malsar_W"] is None:  # CMTL, CASO: MALSAR's (W, M) iteration is not emulated
+            continue
         F_malsar = malsar_objective(row["name"], data.X, data.y, row["malsar_W"], row["params"],
                                     row["malsar_parts"] or None)
         assert row["malsar_objective"] == pytest.approx(F_malsar, rel=1e-12)
@@ -492,3 +527,55 @@ def test_cli_compare_reads_malsars_parts(cells, matfile, tmp_path, capsys):
     expected = malsar_objective("Least_rMTFL", Xs, ys, P + Q, params, {"P": P, "Q": Q})
     assert expected > F_ref
     assert f"{expected:.12g}" in capsys.readouterr().out
+
+
+# -------------------------------------------------------------- CMTL and CASO
+@pytest.mark.parametrize("name", ["Least_CMTL", "Least_CASO"])
+def test_learn_reaches_the_joint_optimum_and_compare_scores_M(cells, rng, name):
+    Xs, ys = _lists(cells)
+    params = dict(CASES[IDS.index(name.removeprefix("Least_").lower())][1])
+    _, _, F_ref = cvxpy_optimum(name, Xs, ys, params)
+    res = mc.malsar.learn(name, cells, **params)
+    assert res.status == "optimal"
+    M = res.matrix
+    assert res.objective == pytest.approx(malsar_objective(name, Xs, ys, res.W, params, M=M),
+                                          rel=1e-9)
+    assert res.objective == pytest.approx(F_ref, rel=1e-7)
+    # another feasible M for the same W: MALSAR's objective there, and how far above F*
+    n = M.shape[0]
+    M_other = np.eye(n) * params["k"] / n  # MALSAR's starting M
+    F_other = malsar_objective(name, Xs, ys, res.W, params, M=M_other)
+    rep = mc.malsar.compare(name, cells, res.W, M=M_other, **params)
+    assert rep.objective == pytest.approx(F_other, rel=1e-12)
+    assert rep.excess_bound >= F_other - F_ref > 0
+    with pytest.raises(mc.DataError, match="not feasible"):
+        mc.malsar.compare(name, cells, res.W, M=2 * M_other, **params)
+
+
+def test_cluster_objective_at_W_is_the_sdp_minimum_over_M(cells, rng):
+    """The closed form over M (both here and in the package) against an SDP in CVXPY."""
+    params = {"rho1": 3.0, "rho2": 1.0, "k": 2.0}
+    W = rng.standard_normal((D, T))
+    eta = params["rho2"] / params["rho1"]
+    M = cp.Variable((T, T), symmetric=True)
+    sdp = cp.Problem(cp.Minimize(cp.matrix_frac(W.T, eta * np.eye(T) + M)),
+                     [M >> 0, np.eye(T) - M >> 0, cp.trace(M) == params["k"]])
+    sdp.solve(solver=cp.CLARABEL)
+    c = params["rho1"] * eta * (1 + eta)
+    assert _cluster_term(W, params, "task") == pytest.approx(c * sdp.value, rel=1e-6)
+    prob = mc.malsar.problem("Least_CMTL", cells, **params)
+    loss = mc.malsar.problem("Least_Lasso", cells, rho1=0.0).objective(W)
+    assert prob.objective(W) == pytest.approx(loss + _cluster_term(W, params, "task"),
+                                              rel=1e-10)
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda c: mc.malsar.learn("Least_L21", c, rho1=1.0, rho2=1.0, k=1.0), "learns no matrix"),
+    (lambda c: mc.malsar.learn("Least_CMTL", c, rho1=1.0, rho2=0.0, k=1.0), "rho2 > 0"),
+    (lambda c: mc.malsar.learn("Least_CMTL", c, rho1=1.0, rho2=1.0, k=9.0), "at most 5"),
+    (lambda c: mc.malsar.compare("Least_L21", c, np.zeros((D, T)), M=np.eye(T), rho1=1.0),
+     "only for Least_CMTL"),
+])
+def test_learn_errors(cells, call, match):
+    with pytest.raises(mc.PenaltyError, match=match):
+        call(cells)
