@@ -182,37 +182,72 @@ def _top_eigenvalue(M: np.ndarray) -> float:
 
 
 class _GramRoute:
-    r"""Warm-started FISTA on ``XᵀX`` with Gap Safe screening, for a shared design.
+    r"""Warm-started FISTA on Gram matrices with Gap Safe screening.
 
-    Applies when the design is shared with more samples than features, there are no
-    constraints and the swept penalty is the only active term and declares itself
-    ``separable`` over "entries" (L1) or "rows" (L21). The smooth part is
-    ``Σ_t (c_t/2)(‖ỹ_t‖² − 2 w_tᵀb_t + w_tᵀ G w_t)`` with ``G = X̃ᵀX̃`` and ``B = X̃ᵀỸ``
-    (:meth:`MultiTaskData.gram`, centred when the problem fits intercepts), which is exact.
+    Applies when there are no constraints, the swept penalty is the only active term and
+    declares itself ``separable`` over "entries" (L1) or "rows" (L21), and the Gram
+    matrices are no bigger than the data: a shared design with more samples than
+    features (one ``G = X̃ᵀX̃``, :meth:`MultiTaskData.gram`), or per-task designs with
+    ``T·d ≤ 4·Σ_t m_t`` (one ``G_t = ÃᵀÃ`` per task from the compressed data, ``m_t``
+    its rows). The smooth part is ``Σ_t (c_t/2)(‖ỹ_t‖² − 2 w_tᵀb_t + w_tᵀ G_t w_t)``,
+    exact, centred when the problem fits intercepts.
     """
 
     def __init__(self, prob: Problem, pen: Penalty):
-        gram = prob.data.gram(prob.fit_intercept)
         self.pen = pen
-        self.G, self.B, self.yy = gram.G, gram.B, gram.yy  # X̃ᵀX̃, X̃ᵀỸ, ‖ỹ_t‖²
-        self.c = prob.loss_weights()
-        self.col = np.sqrt(np.diag(self.G))  # ‖x̃_j‖: column norms of the centred design
-        self.L_full = float(self.c.max() * _top_eigenvalue(self.G))
+        self.c = c = prob.loss_weights()
         self.rows = pen.separable == "rows"
+        gram = prob.data.gram(prob.fit_intercept)
+        if gram is not None:  # shared design: one d × d matrix
+            self.G, self.B, self.yy = gram.G, gram.B, gram.yy  # X̃ᵀX̃, X̃ᵀỸ, ‖ỹ_t‖²
+            col = np.sqrt(np.diag(self.G))[:, None]
+        else:  # one d × d matrix per task, stacked (T, d, d)
+            comp = prob.data.compressed(prob.fit_intercept)
+            Apad, Zpad = comp.padded
+            self.G = np.matmul(Apad.transpose(0, 2, 1), Apad)
+            self.B = np.einsum("tmd,tm->dt", Apad, Zpad)
+            self.yy = np.einsum("tm,tm->t", Zpad, Zpad) + comp.offset
+            col = np.sqrt(np.diagonal(self.G, axis1=1, axis2=2)).T
+        # √c_t ‖x̃_tj‖ (d, T): how far V_jt can move inside the Gap Safe sphere per unit radius
+        self.reach = col * np.sqrt(c)[None, :]
+        self.L_full = self._lipschitz(self.G)
 
     @staticmethod
     def applies(prob: Problem, pen: Penalty) -> bool:
-        """Shared design with n > d (the data's Gram matrix exists), no constraints, and
-        the swept term, entry- or row-separable, is the only active one."""
-        return (prob.constraints is None and pen.separable in ("rows", "entries")
-                and all(p is pen or p.alpha == 0 for p in prob.penalties)
-                and prob.data.gram(prob.fit_intercept) is not None)
+        """See the class docstring."""
+        if (prob.constraints is not None or pen.separable not in ("rows", "entries")
+                or any(p is not pen and p.alpha > 0 for p in prob.penalties)):
+            return False
+        data = prob.data
+        if data.is_shared:
+            return data.gram(prob.fit_intercept) is not None
+        m = sum(A.shape[0] for A in data.compressed(prob.fit_intercept).A)
+        return data.n_tasks * data.n_features <= 4 * m
+
+    def _lipschitz(self, G: np.ndarray) -> float:
+        """``max_t c_t λ_max(G_t)`` for the (sub)matrix ``G`` (one or stacked)."""
+        if G.ndim == 2:
+            return float(self.c.max() * _top_eigenvalue(G))
+        return float(np.max(self.c * np.linalg.eigvalsh(G)[:, -1]))
+
+    def _sub(self, rows: Any, cols: np.ndarray) -> np.ndarray:
+        """The block ``G[rows, cols]`` (of every task's matrix)."""
+        if self.G.ndim == 2:
+            return self.G[rows][:, cols]
+        return self.G[:, rows][:, :, cols]
+
+    @staticmethod
+    def _mul(G: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """``[G_t w_t]_t`` (p, T) for ``G`` (p, q) or (T, p, q) and ``W`` (q, T)."""
+        if G.ndim == 2:
+            return G @ W
+        return np.matmul(G, W.T[:, :, None])[:, :, 0].T
 
     def _gap(self, W: np.ndarray, act: np.ndarray,
              alpha: float) -> tuple[float, float, float, np.ndarray]:
         """``(F(W), gap, rounding floor of the gap, V(θ))`` with ``θ = s·θ₀`` the scaled
         dual point of ``W`` (``V(θ) = [X̃_tᵀθ_t]``, d × T)."""
-        GW = self.G[:, act] @ W[act]
+        GW = self._mul(self._sub(slice(None), act), W[act])
         V = (self.B - GW) * self.c  # = X̃ᵀθ₀, θ₀_t = c_t (ỹ_t − X̃_t w_t)
         wb = np.einsum("jt,jt->t", W[act], self.B[act])
         wGw = np.einsum("jt,jt->t", W[act], GW[act])
@@ -255,9 +290,9 @@ class _GramRoute:
             # Gap Safe sphere: ‖θ* − θ‖_c ≤ √(2 gap), ‖θ‖²_c = Σ_t ‖θ_t‖²/c_t (see docs/paths.md)
             r = math.sqrt(2.0 * max(gap, 0.0))
             if self.rows:
-                drop = np.linalg.norm(Vs, axis=1) + r * math.sqrt(c.max()) * self.col < alpha
+                drop = np.linalg.norm(Vs, axis=1) + r * self.reach.max(axis=1) < alpha
             else:
-                zero = np.abs(Vs) + r * np.sqrt(c)[None, :] * self.col[:, None] < alpha
+                zero = np.abs(Vs) + r * self.reach < alpha
                 keep[zero] = 0.0
                 drop = ~np.any(keep > 0, axis=1)
             drop &= act
@@ -267,20 +302,20 @@ class _GramRoute:
                 Y[drop] = 0.0
                 if act.any() and act.sum() < 0.5 * sized:  # a smaller L: longer steps
                     sized = int(act.sum())
-                    L = float(c.max() * _top_eigenvalue(self.G[np.ix_(act, act)]))
+                    L = self._lipschitz(self._sub(act, act))
             if keep is not None:
                 X *= keep
                 Y *= keep
             screened = 1.0 - (act.mean() if self.rows else keep.mean())
             if not act.any():  # every group is zero at the optimum: W = 0
                 break
-            Ga = self.G[np.ix_(act, act)]
+            Ga = self._sub(act, act)
             Ba = self.B[act]
             Xa, Ya = X[act], Y[act]
             ka = keep[act] if keep is not None else None
             for _ in range(check_every):
                 k += 1
-                grad = (Ga @ Ya - Ba) * c
+                grad = (self._mul(Ga, Ya) - Ba) * c
                 Xn = pen.prox(Ya - grad / L, 1.0 / L)
                 if ka is not None:
                     Xn *= ka

@@ -68,7 +68,7 @@ def test_alphas_returned_in_given_order_and_explicit_backend(rng):
     prob = mc.Problem(data, penalties=[mc.L21(alpha=0.05)], fit_intercept=True)
     alphas = [0.01, 0.2, 0.05]
     fast = mc.regularization_path(prob, alphas=alphas)
-    assert fast.backend == "fista"  # unequal tasks: no shared Gram matrix
+    assert fast.backend == "fista-gram"  # one Gram matrix per task
     conic = mc.regularization_path(prob, alphas=alphas, backend="clarabel")
     assert conic.backend == "clarabel"
     # independent CVXPY model of each point
