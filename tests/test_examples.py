@@ -259,3 +259,24 @@ def test_school_cross_validation_matches_sklearn_ridge_per_school():
     for r in rows.values():
         assert r["result"].best_alpha == r["alpha"]
         assert r["r2_pooled"] == pytest.approx(r["result"].scores[r["result"].best_index].mean())
+
+
+def test_robust_mtl_recovers_the_outlier_tasks():
+    """The planted outliers are exactly the non-zero columns of S; the objective matches a
+    CVXPY model written here (parts as its own variables), and L + S = W."""
+    import cvxpy as cp
+
+    res = _load("robust_mtl").run(quick=True)
+    assert res["found"] == res["outliers"]
+    data = res["data"]
+    d, T = data.n_features, data.n_tasks
+    L, S = cp.Variable((d, T)), cp.Variable((d, T))
+    loss = sum(cp.sum_squares(X @ (L[:, t] + S[:, t]) - y) / (2 * len(y))
+               for t, (X, y) in enumerate(zip(data.X, data.y, strict=True)))
+    ref = cp.Problem(cp.Minimize(loss + 0.5 * cp.normNuc(L) + 0.4 * cp.sum(cp.norm(S, 2, axis=0))))
+    ref.solve(solver="CLARABEL")
+    for sol in res["solutions"].values():
+        assert sol.status == "optimal"
+        assert sol.objective == pytest.approx(ref.value, rel=1e-7)
+        np.testing.assert_allclose(sol.parts["L"] + sol.parts["S"], sol.W, atol=1e-12)
+    assert res["png"].exists()
