@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone  # noqa: E402
 from sklearn.utils.validation import check_is_fitted, validate_data  # noqa: E402
 
 from .data import MultiTaskData, check_labels  # noqa: E402
+from .exceptions import ArgumentError, DataError  # noqa: E402
 from .losses import SquaredLoss  # noqa: E402
 from .penalties import Penalty, Ridge  # noqa: E402
 from .problem import Problem  # noqa: E402
@@ -195,7 +196,7 @@ class MultiTaskRegressor(RegressorMixin, BaseEstimator):
             if not index.isdigit() or int(index) >= len(pens):
                 valid = (f"valid keys penalties__0 … penalties__{len(pens) - 1}, each with "
                          "__<param>" if pens else "penalties=None means the default")
-                raise ValueError(f"invalid parameter {key!r}: the estimator has {len(pens)} "
+                raise ArgumentError(f"invalid parameter {key!r}: the estimator has {len(pens)} "
                                  f"penalties ({valid}); set penalties=[...] first")
             if rest:
                 pens[int(index)].set_params(**{rest[0]: nested[key]})
@@ -227,20 +228,21 @@ class MultiTaskRegressor(RegressorMixin, BaseEstimator):
         Raises
         ------
         ValueError
-            Invalid input (scikit-learn's validation, or an :class:`~mtlcvx.MTLError`
-            that is also a ValueError: bad labels, bad penalty parameters, an
-            incompatible backend).
+            Invalid input: scikit-learn's validation of ``X`` and ``y``, or an
+            :class:`~mtlcvx.MTLError` that is also a ValueError (``DataError`` for bad
+            labels or a missing task column, ``ArgumentError`` or ``PenaltyError`` for bad
+            parameters, ``IncompatibleBackend``).
         """
         if self.penalties is None:
             penalties = _default_penalties()
         elif isinstance(self.penalties, (Penalty, list, tuple)):
             penalties = [clone(p, safe=False) for p in self._penalty_list()]
         else:
-            raise ValueError(f"penalties must be a list of mc.Penalty objects or None, "
+            raise ArgumentError(f"penalties must be a list of mc.Penalty objects or None, "
                              f"got {self.penalties!r}")
         loss = SquaredLoss(scale=self.scale)
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
-            raise ValueError(f"fit_intercept must be True or False, got {self.fit_intercept!r}")
+            raise ArgumentError(f"fit_intercept must be True or False, got {self.fit_intercept!r}")
         single = False
         if self.task_col is None:
             tasks = list(y.columns) if hasattr(y, "columns") else None
@@ -268,18 +270,18 @@ class MultiTaskRegressor(RegressorMixin, BaseEstimator):
         col = self.task_col
         if hasattr(X, "columns"):
             if col not in X.columns:
-                raise ValueError(f"task_col={col!r} is not a column of X; its columns are "
+                raise DataError(f"task_col={col!r} is not a column of X; its columns are "
                                  f"{', '.join(map(repr, X.columns))}")
             return X.drop(columns=[col]), X[col].to_numpy()
         arr = np.asarray(X)
         if arr.ndim != 2:
-            raise ValueError(f"X must be 2-D with the task label in column task_col={col!r}, "
+            raise DataError(f"X must be 2-D with the task label in column task_col={col!r}, "
                              f"got shape {arr.shape}")
         if isinstance(col, (bool, np.bool_)) or not isinstance(col, (int, np.integer)):
-            raise ValueError(f"task_col={col!r} must be a column index when X is an array "
+            raise DataError(f"task_col={col!r} must be a column index when X is an array "
                              "(a column name needs a DataFrame)")
         if not -arr.shape[1] <= col < arr.shape[1]:
-            raise ValueError(f"task_col={col} is out of range for X with {arr.shape[1]} columns")
+            raise DataError(f"task_col={col} is out of range for X with {arr.shape[1]} columns")
         return np.delete(arr, col, axis=1), arr[:, col]
 
     # ------------------------------------------------------------------ predict
@@ -296,8 +298,9 @@ class MultiTaskRegressor(RegressorMixin, BaseEstimator):
 
         Raises
         ------
-        ValueError
-            Long format: a task label not seen in ``fit`` (named in the message).
+        DataError
+            (a ValueError) Long format: a task label not seen in ``fit``, named in the
+            message.
         """
         check_is_fitted(self)
         if self.task_col is None:
@@ -317,7 +320,7 @@ class MultiTaskRegressor(RegressorMixin, BaseEstimator):
         known = {label: i for i, label in enumerate(self.tasks_.tolist())}
         unseen = [label for label in labels.tolist() if label not in known]
         if unseen:
-            raise ValueError(
+            raise DataError(
                 f"task {unseen[0]!r} in column task_col={self.task_col!r} was not seen in fit "
                 f"(known tasks: {', '.join(map(repr, known))}); keep every task in the "
                 "training folds, e.g. StratifiedKFold on the task column"

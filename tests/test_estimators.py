@@ -141,6 +141,20 @@ def test_unseen_task_at_predict_is_named(rng):
         est.predict(X2)
 
 
+def test_task_column_errors_name_the_fix(rng):
+    X, y = _long(rng)
+    arr = X.drop(columns="school").to_numpy()
+    cases = [(MultiTaskRegressor(task_col="district"), X, "task_col='district' is not a column"),
+             (MultiTaskRegressor(task_col="school"), arr, "must be a column index"),
+             (MultiTaskRegressor(task_col=9), arr, "task_col=9 is out of range"),
+             (MultiTaskRegressor(task_col=0), arr[:, 0], "must be 2-D"),
+             (MultiTaskRegressor(fit_intercept="yes"), arr, "fit_intercept must be True or False"),
+             (MultiTaskRegressor(penalties=3.0), arr, "penalties must be a list")]
+    for est, data, match in cases:
+        with pytest.raises(mc.MTLError, match=match):
+            est.fit(data, y)
+
+
 def test_mixed_type_task_labels_refused(rng):
     X, y = _long(rng)
     X = X.astype({"school": object})
