@@ -29,16 +29,20 @@ def soft_threshold(V: np.ndarray, t: float) -> np.ndarray:
     return np.sign(V) * np.maximum(np.abs(V) - t, 0.0)
 
 
+def _group_shrink_factor(norms: np.ndarray, t: float) -> np.ndarray:
+    """``max(0, 1 − t/‖v‖)`` per group norm, 0 for groups with ``‖v‖ ≤ t`` (no overflow)."""
+    inside = norms > t
+    return np.where(inside, 1.0 - t / np.where(inside, norms, 1.0), 0.0)
+
+
 def shrink_rows(V: np.ndarray, t: float) -> np.ndarray:
     """Row group shrink ``v^j ← max(0, 1 − t/‖v^j‖₂) v^j``, the prox of ``t Σ_j ‖v^j‖₂``."""
-    norms = np.linalg.norm(V, axis=1, keepdims=True)
-    return V * np.maximum(1.0 - t / np.maximum(norms, _TINY), 0.0)
+    return V * _group_shrink_factor(np.linalg.norm(V, axis=1, keepdims=True), t)
 
 
 def shrink_cols(V: np.ndarray, t: float) -> np.ndarray:
     """Column group shrink, the prox of ``t Σ_t ‖v_t‖₂``."""
-    norms = np.linalg.norm(V, axis=0, keepdims=True)
-    return V * np.maximum(1.0 - t / np.maximum(norms, _TINY), 0.0)
+    return V * _group_shrink_factor(np.linalg.norm(V, axis=0, keepdims=True), t)
 
 
 def _l1_threshold(A: np.ndarray, radius: float) -> np.ndarray:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import cvxpy as cp
 import numpy as np
 
+from ._prox import shrink_rows, soft_threshold
 from .base import Penalty, Term
 from .spectral import squared_norm_shrink
 
@@ -36,7 +37,7 @@ class L1(Penalty):
 
     def prox(self, V: np.ndarray, step: float) -> np.ndarray:
         """Soft-thresholding at ``step·α``."""
-        return np.sign(V) * np.maximum(np.abs(V) - step * self.alpha, 0.0)
+        return soft_threshold(V, step * self.alpha)
 
     def dual_norm(self, V: np.ndarray) -> float:
         """``max |V_jt|``."""
@@ -72,9 +73,7 @@ class L21(Penalty):
 
     def prox(self, V: np.ndarray, step: float) -> np.ndarray:
         """Row-wise group shrinkage ``w^j ← max(0, 1 − step·α/‖v^j‖) v^j``."""
-        norms = np.linalg.norm(V, axis=1, keepdims=True)
-        shrink = np.maximum(1.0 - step * self.alpha / np.maximum(norms, np.finfo(float).tiny), 0)
-        return V * shrink
+        return shrink_rows(V, step * self.alpha)
 
     def dual_norm(self, V: np.ndarray) -> float:
         """``max_j ‖V_{j,:}‖₂``."""
