@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import check_count, check_tol
 from ._optional import require
 from ._threads import blas_limited
 from .backends.registry import certified_status
@@ -50,13 +51,14 @@ def _penalty_index(prob: Problem, penalty: int | Penalty) -> int:
         for i, pen in enumerate(prob.penalties):
             if pen is penalty:
                 return i
-        raise ArgumentError(f"penalty {penalty!r} is not one of the problem's penalties; pass "
-                       "the object from prob.penalties or its index")
+        raise ArgumentError(f"penalty {penalty!r} is not one of the problem's penalties; "
+                            "pass the object from prob.penalties or its index")
     if isinstance(penalty, (int, np.integer)) and not isinstance(penalty, bool):
         if -len(prob.penalties) <= penalty < len(prob.penalties):
             return int(penalty) % len(prob.penalties)
     raise ArgumentError(f"penalty must be an index into prob.penalties (0 … "
-                   f"{len(prob.penalties) - 1}) or one of its penalty objects, got {penalty!r}")
+                        f"{len(prob.penalties) - 1}) or one of its penalty objects, "
+                        f"got {penalty!r}")
 
 
 def alpha_max(prob: Problem, penalty: int | Penalty = 0) -> float:
@@ -93,22 +95,23 @@ def alpha_max(prob: Problem, penalty: int | Penalty = 0) -> float:
 def _check_alphas(alphas: Any, name: str = "alphas") -> np.ndarray:
     arr = as_float_array(alphas, name, 1)
     if arr.size == 0 or np.any(arr < 0):
-        raise ArgumentError(f"{name} must be a non-empty 1-D array of strengths ≥ 0, got {arr}")
+        raise ArgumentError(f"{name} must be a non-empty 1-D array of strengths ≥ 0, "
+                            f"got {arr}")
     return arr
 
 
 def _grid(prob: Problem, index: int, alphas: Any, n_alphas: int, eps: float) -> np.ndarray:
     if alphas is not None:
         return _check_alphas(alphas)
-    if not (isinstance(n_alphas, (int, np.integer)) and n_alphas >= 1):
-        raise ArgumentError(f"n_alphas must be a positive integer, got {n_alphas!r}")
-    if not (0 < eps < 1):
-        raise ArgumentError(f"eps must be in (0, 1) (the grid ends at eps·alpha_max), got {eps!r}")
+    n_alphas = check_count(n_alphas, "n_alphas", maximum=None)
+    if not (isinstance(eps, (int, float, np.floating)) and 0 < eps < 1):
+        raise ArgumentError(f"eps must be in (0, 1) (the grid ends at eps·alpha_max), "
+                            f"got {eps!r}")
     top = alpha_max(prob, index)
     if not top > 0:
         raise MTLError("alpha_max is 0 (the gradient at W = 0 vanishes, e.g. y = 0): every "
                        "strength gives W = 0; pass alphas=... explicitly")
-    return np.geomspace(top, eps * top, int(n_alphas))
+    return np.geomspace(top, eps * top, n_alphas)
 
 
 # ----------------------------------------------------------------------------- results
@@ -392,8 +395,7 @@ def regularization_path(
     index = _penalty_index(prob, penalty)
     pen = prob.penalties[index]
     grid = _grid(prob, index, alphas, n_alphas, eps)
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise ArgumentError(f"tol must be a positive number, got {tol!r}")
+    tol = check_tol(tol)
     order = np.argsort(-grid, kind="stable")
     d, T = prob.n_features, prob.n_tasks
     n = grid.size
@@ -494,14 +496,13 @@ class TaskShuffleSplit:
 
     def __init__(self, n_splits: int = 10, test_size: float = 0.25,
                  random_state: int | None = None):
-        if not (isinstance(n_splits, (int, np.integer)) and n_splits >= 1):
-            raise ArgumentError(f"n_splits must be a positive integer, got {n_splits!r}")
+        n_splits = check_count(n_splits, "n_splits", maximum=None)
         is_int = isinstance(test_size, (int, np.integer)) and not isinstance(test_size, bool)
         if not ((is_int and test_size >= 1) or (not is_int and isinstance(test_size, float)
                                                 and 0 < test_size < 1)):
-            raise ArgumentError(f"test_size must be a fraction in (0, 1) or a number of rows ≥ 1, "
-                           f"got {test_size!r}")
-        self.n_splits = int(n_splits)
+            raise ArgumentError("test_size must be a fraction in (0, 1) or a number of rows "
+                                f"≥ 1, got {test_size!r}")
+        self.n_splits = n_splits
         self.test_size = test_size
         self.random_state = random_state
 
@@ -762,12 +763,12 @@ def cross_validate(
     """
     if scoring not in SCORINGS:
         raise ArgumentError(f"scoring must be one of {', '.join(map(repr, SCORINGS))}, "
-                       f"got {scoring!r}")
+                            f"got {scoring!r}")
     from_factory = not isinstance(prob_or_factory, Problem)
     if from_factory:
         if not callable(prob_or_factory):
-            raise ArgumentError("prob_or_factory must be a Problem or a callable data -> Problem, "
-                           f"got {type(prob_or_factory).__name__}")
+            raise ArgumentError("prob_or_factory must be a Problem or a callable "
+                                f"data -> Problem, got {type(prob_or_factory).__name__}")
         if not isinstance(data, MultiTaskData):
             raise DataError("a factory needs data=MultiTaskData(...) to split")
         full = prob_or_factory(data)
