@@ -210,25 +210,32 @@ def run_malsar(args: argparse.Namespace) -> int:
                 raise MTLError(f"--compare file {args.compare!r} has no variable 'W'")
             parts = {part: exported[name] for part, name in form.part_outputs.items()
                      if name in exported}
-            report = malsar.compare(form.name, mat, exported["W"], parts=parts or None,
+            M = exported.get("M") if form.relation is not None else None
+            report = malsar.compare(form.name, mat, exported["W"], parts=parts or None, M=M,
                                     backend=args.backend, tol=args.tol, **params)
             sol = report.solution
             print(report.summary())
+        elif form.relation is not None:
+            report = None
+            sol = malsar.learn(form.name, mat, backend=args.backend, tol=args.tol, **params)
+            print(sol.summary())
         else:
             report = None
-            prob = malsar.problem(form.name, mat, **params)
-            sol = prob.solve(backend=args.backend, tol=args.tol)
+            sol = malsar.problem(form.name, mat, **params).solve(backend=args.backend,
+                                                                 tol=args.tol)
             print(sol.summary())
     elapsed = time.perf_counter() - start
     if args.out is not None:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        scipy.io.savemat(out / f"{form.name}.mat", {"W": sol.W, **sol.parts})
+        extra = sol.parts if form.relation is None else {"M": sol.matrix}
+        scipy.io.savemat(out / f"{form.name}.mat", {"W": sol.W, **extra})
         cert = sol.certificate
         summary = {
             "formulation": form.name, "objective_text": form.objective, "data": args.data,
-            "parameters": {k: v for k, v in params.items() if k != "R"},
-            "R": args.R, "status": sol.status, "backend": sol.backend,
+            "parameters": {k: v for k, v in params.items() if k != "R"}, "R": args.R,
+            "status": sol.status,
+            "route": sol.backend if form.relation is None else f"learn ({sol.method})",
             "objective": sol.objective, "certified_gap": cert.gap,
             "certified_relative_gap": cert.relative_gap, "time_s": elapsed,
         }
@@ -238,7 +245,8 @@ def run_malsar(args: argparse.Namespace) -> int:
                                   "relative_excess": report.relative_excess}
         text = json.dumps(summary, indent=2, ensure_ascii=False)
         (out / f"{form.name}.json").write_text(text + "\n")
-        print(f"wrote {out / (form.name + '.mat')} (W) and {out / (form.name + '.json')}")
+        saved = ", ".join(["W", *extra])
+        print(f"wrote {out / (form.name + '.mat')} ({saved}) and {out / (form.name + '.json')}")
     return 0
 
 
@@ -400,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_mal.add_argument("--tol", type=float, default=1e-8, help="certified relative gap")
     p_mal.add_argument("--compare", default=None, metavar="W.mat",
                        help="a .mat file with MALSAR's W (and its parts: P, Q; L_hat, S_hat; "
-                       "Tp, Tq): report how far above the optimum")
+                       "Tp, Tq; or M): report how far above the optimum")
     p_mal.add_argument("--out", default=None, metavar="DIR",
                        help="write DIR/NAME.mat (W) and DIR/NAME.json (summary)")
     args = parser.parse_args(argv)

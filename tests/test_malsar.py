@@ -579,3 +579,24 @@ def test_cluster_objective_at_W_is_the_sdp_minimum_over_M(cells, rng):
 def test_learn_errors(cells, call, match):
     with pytest.raises(mc.PenaltyError, match=match):
         call(cells)
+
+
+def test_cli_cmtl_learns_and_saves_M(cells, matfile, tmp_path, capsys):
+    Xs, ys = _lists(cells)
+    params = {"rho1": 3.0, "rho2": 1.0, "k": 2.0}
+    _, _, F_ref = cvxpy_optimum("Least_CMTL", Xs, ys, params)
+    out = tmp_path / "out"
+    assert main(["malsar", "Least_CMTL", str(matfile), "--rho1", "3", "--rho2", "1", "--k", "2",
+                 "--out", str(out)]) == 0
+    saved = scipy.io.loadmat(out / "Least_CMTL.mat")
+    F = malsar_objective("Least_CMTL", Xs, ys, saved["W"], params, M=saved["M"])
+    assert F == pytest.approx(F_ref, rel=1e-7)
+    assert json.loads((out / "Least_CMTL.json").read_text())["objective"] == \
+        pytest.approx(F, rel=1e-9)
+    M = np.eye(T) * params["k"] / T
+    scipy.io.savemat(tmp_path / "w.mat", {"W": saved["W"], "M": M})
+    capsys.readouterr()
+    assert main(["malsar", "Least_CMTL", str(matfile), "--rho1", "3", "--rho2", "1", "--k", "2",
+                 "--compare", str(tmp_path / "w.mat")]) == 0
+    expected = malsar_objective("Least_CMTL", Xs, ys, saved["W"], params, M=M)
+    assert f"{expected:.12g}" in capsys.readouterr().out
