@@ -270,6 +270,14 @@ def test_default_backend_and_routes(problem_data):
         assert prob.solve().backend == "clarabel"
     with pytest.raises(mc.IncompatibleBackend, match="FusedL1"):
         prob.solve(backend="fista")
+    # an LP/SOCP decomposition stays on Clarabel even when large (fista over the parts is
+    # the slower route there); the PSD ones go to fista
+    rng = np.random.default_rng(0)
+    big = mc.MultiTaskData([rng.standard_normal((5, 41)) for _ in range(50)],
+                           [rng.standard_normal(5) for _ in range(50)])
+    assert mc.backends.default_backend(mc.Problem(big, penalties=[mc.Dirty()])) == "clarabel"
+    assert mc.backends.default_backend(
+        mc.Problem(big, penalties=[mc.SparsePlusLowRank()])) == "fista"
     # a decomposition beside another non-smooth term: no prox over the parts
     prob = mc.Problem(data, penalties=[mc.Dirty(0.3, 0.08), mc.L1(0.01)])
     with pytest.raises(mc.IncompatibleBackend):
