@@ -733,6 +733,8 @@ def default_rule(prob: Problem, tol: float = 1e-4, max_iter: int = 1000) -> Rule
     iterations (``opts.tol = 1e-4``, ``opts.maxIter = 1000``). For a ``W = P + Q`` term
     it iterates on the parts together, as MALSAR does, from ``P = Q = 0``. It says nothing
     about optimality; score its ``W`` with :func:`compare` or :func:`mtlcvx.certify`.
+    For ``Least_CMTL`` and ``Least_CASO`` it is *not* MALSAR's algorithm, which iterates on
+    ``(W, M)`` with its own (inexact) ``M``-gradient; here ``M`` is minimised out.
 
     Parameters
     ----------
