@@ -65,7 +65,7 @@ def _sdp_optimum(prob, kind, alpha, k=None, eta=None, ridge=0.0, nuclear=False):
     return problem.value + const
 
 
-# ------------------------------------------------------------------ MATH's tiny cases
+# ------------------------------------------------------------------ hand-solved tiny cases
 @pytest.mark.parametrize("method", ["alternate", "joint"])
 def test_mtrl_singular(method):
     prob = mc.Problem(_identity_tasks(np.diag([3.0, 1.0])), mc.SquaredLoss("sum"))
