@@ -68,16 +68,27 @@ def objective_magnitude(problem: Problem, W: np.ndarray, objective: float,
     ``|objective|``, which bounds their values.
     """
     data = problem.data
-    X, y, task = data.stacked()
     absW = np.abs(W)
-    r = np.einsum("nd,dn->n", np.abs(X), absW[:, task]) + np.abs(y)
-    if problem.fit_intercept:  # the profiled b_t = mean(y_t − X_t w_t) is no larger
-        b = data.task_sums(r) / data.n_samples if intercept is None else np.abs(intercept)
-        r = r + b[task]
-    M = 0.5 * float(problem.loss_weights() @ data.task_sums(r * r)) + abs(objective)
+    if data.is_shared:  # the design once: |X||W| + |Y| (n, T), never stacked T times
+        R = np.abs(data.X[0]) @ absW + np.abs(data.shared_targets())
+        if problem.fit_intercept:
+            R += R.mean(axis=0) if intercept is None else np.abs(intercept)
+        sq = np.einsum("nt,nt->t", R, R)
+    else:
+        X, y, task = data.stacked()
+        r = np.einsum("nd,dn->n", np.abs(X), absW[:, task]) + np.abs(y)
+        if problem.fit_intercept:  # the profiled b_t = mean(y_t − X_t w_t) is no larger
+            b = data.task_sums(r) / data.n_samples if intercept is None else np.abs(intercept)
+            r = r + b[task]
+        sq = data.task_sums(r * r)
+    M = 0.5 * float(problem.loss_weights() @ sq) + abs(objective)
     d, T = W.shape
     for pen in problem.penalties:
-        if pen.structure == "quadratic" and pen.active:
+        if pen.structure == "quadratic" and pen.active and pen.low_rank() is not None:
+            R, ridge = pen.low_rank()  # evaluated as ‖W R‖² + ridge‖W‖²: no T×T matrix
+            WR = np.asarray(absW @ abs(R))
+            M += 0.5 * pen.alpha * (float(np.sum(WR * WR)) + ridge * float(np.sum(W * W)))
+        elif pen.structure == "quadratic" and pen.active:
             K = pen.matrix(d, T)
             K = abs(K) if sp.issparse(K) else np.abs(K)
             prod = (absW @ K) if pen.side == "task" else (K @ absW)

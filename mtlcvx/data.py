@@ -53,6 +53,12 @@ def frozen_copy(arr: np.ndarray) -> FrozenArray:
     return out
 
 
+def _is_frozen_vector(y: Any) -> bool:
+    """True for a 1-D float64 read-only :class:`FrozenArray` (already checked, kept as is)."""
+    return (isinstance(y, FrozenArray) and not y.flags.writeable and y.ndim == 1
+            and y.dtype == np.float64)
+
+
 def as_float_array(value: Any, name: str, ndim: int | tuple[int, ...]) -> np.ndarray:
     """Convert ``value`` to a finite float64 array with the given number of dimensions.
 
@@ -295,7 +301,8 @@ class MultiTaskData:
         Xs = [copies.get(id(Xt)) if id(Xt) in copies else
               copies.setdefault(id(Xt), frozen_copy(as_float_array(Xt, f"X[{t}]", 2)))
               for t, Xt in enumerate(X)]
-        ys = [frozen_copy(_target_vector(yt, f"y[{t}]")) for t, yt in enumerate(y)]
+        ys = [yt if _is_frozen_vector(yt) else frozen_copy(_target_vector(yt, f"y[{t}]"))
+              for t, yt in enumerate(y)]
         d = Xs[0].shape[1]
         for t, (Xt, yt) in enumerate(zip(Xs, ys, strict=True)):
             if Xt.shape[0] == 0:
@@ -436,8 +443,11 @@ class MultiTaskData:
         Y = as_float_array(Y, "Y", 2)
         if Y.shape[0] != X.shape[0]:
             raise DataError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}; they must match")
-        return cls([X] * Y.shape[1], [Y[:, t] for t in range(Y.shape[1])], tasks=tasks,
+        X, Y = frozen_copy(X), frozen_copy(Y)  # checked once, columns passed as frozen views
+        data = cls([X] * Y.shape[1], [Y[:, t] for t in range(Y.shape[1])], tasks=tasks,
                    feature_names=feature_names)
+        data.__dict__["_shared_targets"] = Y
+        return data
 
     # ------------------------------------------------------------------ views
     def compressed(self, center: bool) -> CompressedTasks:

@@ -36,27 +36,33 @@ def coupling(problem: Problem) -> tuple[TaskCoupling, np.ndarray | None]:
     factor-given ``K`` stay so (:class:`~mtlcvx.coupling.TaskCoupling`). Cached on the
     problem until a strength or a matrix changes.
     """
-    key = _quadratic_key(problem)
+    key, held = _quadratic_key(problem)
     cache = problem.__dict__.get("_coupling_cache")
     if cache is None or cache[0] != key:
-        # the terms are kept with the cache so the ids in its key cannot be reused
-        cache = (key, *_build_coupling(problem), list(problem.penalties))
+        # the objects are kept with the cache so the ids in its key cannot be reused
+        cache = (key, *_build_coupling(problem), held)
         problem.__dict__["_coupling_cache"] = cache
     return cache[1], cache[2]
 
 
-def _quadratic_key(problem: Problem) -> tuple:
-    """Identity of the quadratic terms' current values: strengths and matrix objects.
+def _quadratic_key(problem: Problem) -> tuple[tuple, list]:
+    """Identity of the quadratic terms' current values, and the objects it names.
 
-    A penalty's matrix (or factor) is a cached object replaced, never edited, when one
-    of its parameters changes, so its identity tracks its value (the penalty keeps it,
-    and the caches keep the penalties).
+    A penalty's matrix (or factor) is a read-only object replaced, never edited, when one
+    of its parameters changes, so its identity tracks its value as long as the object
+    is alive: a cache keyed on it must hold the returned objects.
     """
     d, T = problem.n_features, problem.n_tasks
-    return (d, T) + tuple(
-        (id(p), p.side, p.alpha) + ((id(p.low_rank()[0]), p.low_rank()[1])
-                                    if p.low_rank() is not None else (id(p.matrix(d, T)),))
-        for p in problem.penalties if p.structure == "quadratic")
+    key: list[tuple] = [(d, T)]
+    held: list = []
+    for p in problem.penalties:
+        if p.structure != "quadratic":
+            continue
+        low_rank = p.low_rank()
+        M = low_rank[0] if low_rank is not None else p.matrix(d, T)
+        key.append((id(p), id(M), p.side, p.alpha, None if low_rank is None else low_rank[1]))
+        held += [p, M]
+    return tuple(key), held
 
 
 def _build_coupling(problem: Problem) -> tuple[TaskCoupling, np.ndarray | None]:
@@ -204,7 +210,8 @@ def _spectra(problem: Problem) -> tuple[float, float, float, float]:
     and ``(λ_max, λ_min)`` of the coupling ``K_t ⊕ K_f``; cached on their inputs."""
     c = problem.loss_weights()
     T = problem.n_tasks
-    key = (problem.data, problem.fit_intercept, c.tobytes(), _quadratic_key(problem))
+    quad_key, held = _quadratic_key(problem)
+    key = (problem.data, problem.fit_intercept, c.tobytes(), quad_key)
     cache = problem.__dict__.get("_spectra_cache")
     if cache is None or cache[0] != key:
         gram = problem.data.gram(problem.fit_intercept)
@@ -220,7 +227,7 @@ def _spectra(problem: Problem) -> tuple[float, float, float, float]:
         round_off = T * 1e-14 * max(1.0, kt_top)
         cache = (key, (top, low, max(kt_top, 0.0) + max(lf[-1], 0.0),
                        float((kt_low if kt_low > round_off else 0.0) + lambda_min(lf))),
-                 list(problem.penalties))  # kept so the ids in the key cannot be reused
+                 held)  # kept so the ids in the key cannot be reused
         problem.__dict__["_spectra_cache"] = cache
     return cache[1]
 
