@@ -752,8 +752,8 @@ def _learn(prob, kind, alpha, k, eta, method, backend, k_step, k_constraints, ma
         cert = certificate(W) if cert is None else cert
         if method == "joint":
             record(it, stage, W, np.nan, 0.0, cert, np.nan)
-        if (not relation.covariance and backend is None and base.is_quadratic
-                and _LossProxFista.applies(base)):
+        if (not relation.covariance and relation.alpha > 0 and backend is None
+                and base.is_quadratic and _LossProxFista.applies(base)):
             engine = _LossProxFista(reduced, _QuadraticRest(base), relation)
             W, cert, done = engine.run(W, tol, 20_000, lambda k, X, c: record(
                 it + k, stage, X, np.nan, 0.0, c, np.nan))

@@ -340,3 +340,18 @@ def test_no_exact_prox_is_reported_not_hidden(rng):
     obj += 0.05 * cp.sum(cp.abs(W)) + 0.5 * cp.square(cp.normNuc(W))
     F_star = cp.Problem(cp.Minimize(obj)).solve(solver="CLARABEL")
     assert res.certificate.gap >= res.objective - F_star - 1e-7 * F_star
+
+
+@pytest.mark.parametrize("kind,kw", [("clusters", {"k": 2, "eta": 0.1}),
+                                     ("task_covariance", {})])
+@pytest.mark.parametrize("method", ["alternate", "joint"])
+def test_zero_strength_is_the_rest_of_the_problem(rng, kind, kw, method):
+    """alpha = 0 leaves the declared problem: its optimum by dense normal equations."""
+    from reference import quadratic_optimum
+
+    prob = _random_problem(rng, penalties=[mc.Ridge(0.2)], fit_intercept=True)
+    _, _, F = quadratic_optimum(prob.data.X, prob.data.y, prob.loss.weights(prob.data),
+                                0.2 * np.eye(5), fit_intercept=True)
+    res = mc.learn_relation(prob, kind, 0.0, method=method, **kw)
+    assert res.status == "optimal"
+    assert res.objective == pytest.approx(F, rel=1e-8)
