@@ -175,9 +175,13 @@ def malsar_cmtl(prob, tol: float, max_iter: int, deadline: float):
         return loss(W, False)[0] + c * float(np.trace(W @ np.linalg.pinv(eta * eye + M) @ W.T))
 
     def project(Msp):
+        """MALSAR's projection: real parts of a general eigendecomposition (the step makes
+        M non-symmetric), eigenvalues onto the capped simplex; also returns the "inverse"
+        P diag(1/(η + m)) Pᵀ its line search evaluates the objective with."""
         vals, vecs = np.linalg.eig(Msp)
         P = np.real(vecs)
-        return (P * _capped_simplex(np.real(vals), K)) @ P.T
+        m = _capped_simplex(np.real(vals), K)
+        return (P * m) @ P.T, (P / (eta + m)) @ P.T
 
     W = W_old = np.zeros((d, T))
     M = M_old = eye * K / T
@@ -193,8 +197,9 @@ def malsar_cmtl(prob, tol: float, max_iter: int, deadline: float):
         gW = gs + 2.0 * c * Ws @ inv
         gM = -c * (Ws.T @ Ws @ inv @ inv)
         while True:
-            Wz, Mz = Ws - gW / gamma, project(Ms - gM / gamma)
-            Fz = objective(Wz, Mz)
+            Wz = Ws - gW / gamma
+            Mz, inv_z = project(Ms - gM / gamma)
+            Fz = loss(Wz, False)[0] + c * float(np.trace(Wz @ inv_z @ Wz.T))
             dW, dM = Wz - Ws, Mz - Ms
             r_sum = 0.5 * (float(np.sum(dW * dW)) + float(np.sum(dM * dM)))
             if r_sum <= 1e-20 or Fz <= fs + float(np.sum(dW * gW) + np.sum(dM * gM)) \

@@ -782,14 +782,12 @@ def _learn(prob, kind, alpha, k, eta, method, backend, k_step, k_constraints, ma
     if k_constraints is not None:
         matrix = relation.sdp_step(W, 0.0, k_constraints)
     else:
-        matrix = relation.step(W, 0.0)[0]
-    if coupling is None:
-        coupling = relation.step(W, 0.0)[1]
+        matrix, exact_coupling = relation.step(W, 0.0)
+        coupling = exact_coupling if coupling is None else coupling
     objective = base.objective(W) + relation.joint_value(W, matrix)
     if cert is None or k_constraints is not None:
-        reason = ("k_constraints restrict the matrix; the certificate covers the "
-                  "unconstrained problem only" if k_constraints is not None
-                  else "no certificate")
+        reason = ("k_constraints restrict the matrix, and no certificate covers the "
+                  "constrained problem" if k_constraints is not None else "no certificate")
         cert = Certificate(objective, None, None, None, None, "none", reason)
     status = ("unverified" if cert.gap is None else "optimal" if met(cert) else "inaccurate")
     if status != "optimal":
