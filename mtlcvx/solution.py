@@ -85,6 +85,11 @@ class Solution:
             + ("" if self.intercept is None else ", with intercepts"),
             f"  objective (NumPy, original data): {self.objective:.12g}",
         ]
+        named = [(what, labels) for what, labels, count in
+                 (("tasks", self.tasks, T), ("features", self.feature_names, d))
+                 if labels is not None and list(labels) != list(range(count))]
+        lines[2:2] = [f"  {what}: {', '.join(map(repr, labels[:6]))}"
+                      + (", …" if len(labels) > 6 else "") for what, labels in named]
         if self.solver_objective is not None:
             rel = abs(self.solver_objective - self.objective) / max(1.0, abs(self.objective))
             lines.append(f"  solver's objective: {self.solver_objective:.12g} "

@@ -28,6 +28,7 @@ def test_from_frame_keeps_labels_through_solve(frame):
     sol = mc.Problem(data, penalties=[mc.Ridge(alpha=0.2)], fit_intercept=True).solve()
     out = sol.to_frame()
     assert list(out.columns) == ["alpha", "mu", "zeta"]
+    assert "  tasks: 'alpha', 'mu', 'zeta'\n  features: 'age', 'hours'\n" in sol.summary()
     assert list(out.index) == ["age", "hours", "intercept"]
     for label in data.tasks:  # the values: scikit-learn's Ridge on that task alone
         rows = frame[frame.school == label]
@@ -45,8 +46,10 @@ def test_from_frame_default_features_are_the_other_columns(frame):
 
 def test_unlabelled_data_keep_integer_labels(rng):
     data = mc.MultiTaskData.shared(rng.normal(size=(10, 2)), rng.normal(size=(10, 3)))
-    out = mc.Problem(data, penalties=[mc.Ridge(alpha=1.0)]).solve().to_frame()
+    sol = mc.Problem(data, penalties=[mc.Ridge(alpha=1.0)]).solve()
+    out = sol.to_frame()
     assert list(out.columns) == [0, 1, 2] and list(out.index) == [0, 1]
+    assert "tasks:" not in sol.summary() and "features:" not in sol.summary()
 
 
 @pytest.mark.parametrize("build, match", [
