@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
+
 from ..exceptions import BackendUnavailable, IncompatibleBackend
 
 if TYPE_CHECKING:
@@ -12,7 +14,8 @@ if TYPE_CHECKING:
     from ..solution import Solution
 
 __all__ = ["Backend", "BackendInfo", "BACKENDS", "register", "available_backends",
-           "default_backend", "certified_status", "resolve_backend", "status_message"]
+           "default_backend", "conic_nnz", "fista_iterations", "certified_status",
+           "resolve_backend", "status_message"]
 
 
 class BackendInfo(NamedTuple):
@@ -95,19 +98,54 @@ def _capable(problem: Problem) -> str:
     return ", ".join(names) if names else "none"
 
 
+#: Cost model of :func:`default_backend`, calibrated on this package's benchmarks
+#: (docs/backends.md): Clarabel takes about 0.15 s for School's ~1.1e5 loss non-zeros and
+#: grows like nnz^1.5; FISTA runs ~2e9 flop/s on its d×d Gram products.
+_CONIC_SECONDS, _CONIC_NNZ, _CONIC_POWER = 0.15, 1.1e5, 1.5
+_FLOPS_PER_SECOND = 2e9
+_FISTA_MAX_ITER = 20_000
+
+
+def conic_nnz(problem: Problem) -> float:
+    """Non-zeros of the compiled loss: ``Σ_t min(n_t, d)·d`` (``T·min(n, d)·d`` shared)."""
+    d = problem.n_features
+    return float(np.minimum(problem.data.n_samples, d).sum() * d + d * problem.n_tasks)
+
+
+def fista_iterations(problem: Problem, tol: float = 1e-8) -> float:
+    """Accelerated-gradient iterations to a relative gap ``tol``: ``2√(L/μ)·ln(1/tol)``.
+
+    ``_FISTA_MAX_ITER`` when the smooth part is not known to be strongly convex.
+    """
+    L, mu = problem.lipschitz(), problem.strong_convexity()
+    if L is None or mu <= 0:
+        return float(_FISTA_MAX_ITER)
+    return float(min(_FISTA_MAX_ITER, 2.0 * np.sqrt(L / mu) * np.log(1.0 / tol)))
+
+
 def default_backend(problem: Problem) -> str:
-    """The default rule: "direct" for quadratic problems; "fista" when every non-smooth term
-    has an exact prox and the problem needs the PSD cone or has ``T·d > 2000``;
-    otherwise "clarabel". A decomposition (fista over its stacked parts) goes to "fista"
-    only when it needs the PSD cone: the LP/SOCP ones (Dirty, RobustFeatureLearning) are
-    20–50× faster on Clarabel at School's size."""
+    """The route ``backend=None`` takes, by estimated cost (see docs/backends.md).
+
+    1. "direct" for quadratic problems (a linear solve in the structure of ``K``);
+    2. "fista" when the problem needs the PSD cone and has an exact prox (interior-point
+       PSD solvers run out of memory at School's size);
+    3. otherwise, when every non-smooth term has an exact prox, the cheaper of "fista"
+       (``fista_iterations · 2·T·d²`` flops at ``_FLOPS_PER_SECOND``) and "clarabel"
+       (``_CONIC_SECONDS · (conic_nnz / _CONIC_NNZ)^1.5``);
+    4. "clarabel" for everything else (constraints, no exact prox, LP/SOCP decompositions).
+    """
     if problem.is_quadratic:
         return "direct"
-    large = problem.n_tasks * problem.n_features > 2000
-    if problem.constraints is None and (("psd" in problem.cones and problem.proximable)
-                                        or (large and problem.has_prox)):
+    if problem.constraints is not None:
+        return "clarabel"
+    if "psd" in problem.cones and problem.proximable:
         return "fista"
-    return "clarabel"
+    if not problem.has_prox:
+        return "clarabel"
+    d, T = problem.n_features, problem.n_tasks
+    fista = fista_iterations(problem) * 2.0 * T * d * d / _FLOPS_PER_SECOND
+    conic = _CONIC_SECONDS * (conic_nnz(problem) / _CONIC_NNZ) ** _CONIC_POWER
+    return "fista" if fista < conic else "clarabel"
 
 
 def certified_status(certificate: Any, tol: float) -> str:
