@@ -284,14 +284,15 @@ def _penalty(table: Any, index: int, data: MultiTaskData, base: Path) -> Any:
 
 
 def _value(value: Any, key: str, where: str, data: MultiTaskData, base: Path) -> Any:
-    """A parameter value: a number, a nested list, a .npy/.csv file or a named relation."""
+    """A parameter value: a number, a string, a nested list, a .npy/.csv/.txt file or a
+    named relation."""
     if isinstance(value, list):
         try:
             return np.asarray(value, dtype=float)
         except (ValueError, TypeError):
             raise SpecError(f"{where}: {key} must be a list of equal-length lists of numbers"
                             ) from None
-    if isinstance(value, str):
+    if isinstance(value, str) and value.lower().endswith((".npy", ".csv", ".txt")):
         file = _file(value, base, f"{where} {key}")
         try:
             if file.suffix.lower() == ".npy":

@@ -23,6 +23,7 @@ from sklearn.linear_model import Ridge
 
 from mtlcvx.backends import BACKENDS
 from mtlcvx.cli import main
+from mtlcvx.spec import load_spec
 
 SPECS = Path(__file__).resolve().parent.parent / "examples" / "specs"
 
@@ -153,6 +154,16 @@ def test_uncertified_solve_exits_1_with_one_warning_line_and_refine_certifies(tm
     assert err.count("\n") == 1 and err.startswith("mtlcvx solve: warning: backend 'scs' returned")
     code, out, err = _run(["solve", _spec(tmp_path, base + "refine = true\n")], capsys)
     assert code == 0 and "status optimal" in out and err == ""
+
+
+def test_string_parameters_pass_through(tmp_path, capsys, rng):
+    """A string that names no matrix file is a plain value (LearnedClusters' side)."""
+    X, y, task = _stacked(rng)
+    np.savez(tmp_path / "d.npz", X=X, y=y, task=task)
+    spec = _spec(tmp_path, '[data]\npath = "d.npz"\n[[penalty]]\nname = "LearnedClusters"\n'
+                           'alpha = 0.5\nk = 2\neta = 0.5\nside = "task"\n')
+    loaded = load_spec(spec)
+    assert loaded.problem.penalties[0].side == "task"
 
 
 def test_validate_scores_iterates(tmp_path, capsys, rng):
