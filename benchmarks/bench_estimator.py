@@ -11,7 +11,7 @@ untimed warm-up fit:
 
 1. ``Ridge(alpha=a)`` (mtlcvx, exact "direct" solve) against scikit-learn's ``Ridge(alpha=n·a)``
    (the same problem: mtlcvx scales the loss by 1/(2n));
-2. ``L21(alpha=a)`` (mtlcvx, the estimator's default route "fista", certified to tol=1e-8) against
+2. ``L21(alpha=a)`` (mtlcvx, the default route, certified to tol=1e-8) against
    ``MultiTaskLasso(alpha=a, tol=1e-10)`` (coordinate descent; the same objective);
 3. ``GridSearchCV`` over 5 strengths × 5 folds of each of the two L21 models.
 

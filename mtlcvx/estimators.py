@@ -73,10 +73,9 @@ class MultiTaskRegressor(RegressorMixin, BaseEstimator):
         The penalties ``P_i``; ``None`` means ``[mc.Ridge(alpha=1e-3)]``. Never
         mutated: ``fit`` and :meth:`set_params` work on clones.
     backend : str or None
-        Passed to :meth:`mtlcvx.Problem.solve`. ``None``: the exact "direct" solve when
-        every penalty is quadratic, else certified "fista" when every non-smooth penalty
-        has an exact proximal operator (as regularization paths do: no CVXPY compile per
-        fit, which matters in a grid search), else the package's default rule.
+        Passed to :meth:`mtlcvx.Problem.solve`. ``None``: the package's default rule
+        (the exact "direct" solve when every penalty is quadratic, else the certified
+        route estimated fastest, "fista" or Clarabel); ``solution_.backend`` says which.
     tol : float, default 1e-8
         Target certified relative gap of the solve.
     fit_intercept : bool, default True
@@ -257,11 +256,8 @@ class MultiTaskRegressor(RegressorMixin, BaseEstimator):
             features, y = validate_data(self, features, y, y_numeric=True)
             data = MultiTaskData.from_stacked(
                 features, y, task, feature_names=getattr(self, "feature_names_in_", None))
-        prob = Problem(data, loss, penalties, fit_intercept=bool(self.fit_intercept))
-        backend = self.backend
-        if backend is None and not prob.is_quadratic and prob.proximable:
-            backend = "fista"  # the paths' route: no CVXPY compile per fit
-        sol = prob.solve(backend=backend, tol=self.tol)
+        sol = Problem(data, loss, penalties, fit_intercept=bool(self.fit_intercept)).solve(
+            backend=self.backend, tol=self.tol)
         intercept = np.zeros(data.n_tasks) if sol.intercept is None else sol.intercept
         self.coef_ = sol.W[:, 0].copy() if single else sol.W.T.copy()
         self.intercept_ = float(intercept[0]) if single else intercept.copy()

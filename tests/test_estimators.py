@@ -87,8 +87,8 @@ def test_l21_shared_design_matches_multitask_lasso(rng):
     assert np.count_nonzero(np.all(ref.coef_ == 0, axis=0)) > 0  # some rows are zero
     np.testing.assert_allclose(est.coef_, ref.coef_, atol=1e-6)
     np.testing.assert_allclose(est.intercept_, ref.intercept_, atol=1e-6)
-    default = MultiTaskRegressor(penalties=[mc.L21(alpha=0.2)]).fit(X, Y)
-    assert default.solution_.backend == "fista" and default.solution_.status == "optimal"
+    default = MultiTaskRegressor(penalties=[mc.L21(alpha=0.2)]).fit(X, Y)  # backend=None
+    assert default.solution_.status == "optimal"
     np.testing.assert_allclose(default.coef_, ref.coef_, atol=1e-6)
 
 
