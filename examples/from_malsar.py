@@ -1,4 +1,5 @@
-"""Coming from MALSAR: its least-squares formulations on School, by name, certified.
+"""Coming from MALSAR: its least-squares formulations on School, by name, certified
+================================================================================
 
 Every formulation of ``mc.malsar.formulations()`` is built by ``mc.malsar.problem`` with
 MALSAR's name and the School parameters it lists (``Formulation.school``), on the School
@@ -51,8 +52,9 @@ def _learned(name: str, params: dict, data: mc.MultiTaskData) -> dict:
             "malsar_W": None}
 
 
-def run(quick: bool = False) -> list[dict]:
+def run(quick: bool | None = None) -> list[dict]:
     """Solve every available formulation; returns one dict per row of the printed table."""
+    quick = mc.datasets.quick_mode(quick)
     data = school(quick)
     backend = "clarabel" if quick else None  # interior point is fastest at the quick size
     configurations = [(f, params) for f in mc.malsar.formulations() for params in f.school

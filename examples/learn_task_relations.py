@@ -1,4 +1,5 @@
-"""Learning which tasks are related: planted groups recovered, then School, certified.
+"""Learning which tasks are related: planted groups recovered, then School, certified
+==================================================================================
 
 1. **Planted groups.** Twelve regression tasks whose weight vectors form three groups
    (``mc.datasets.make_related_tasks``). Convex clustered MTL (``kind="clusters"``, k = 3)
@@ -92,8 +93,9 @@ def school(quick: bool) -> dict:
     return {"mtrl_problem": mtrl_prob, "mtrl": mtrl, "cmtl_problem": cmtl_prob, "cmtl": cmtl}
 
 
-def run(quick: bool = False) -> dict:
+def run(quick: bool | None = None) -> dict:
     """Both parts; returns their results (the PNG goes to a temporary directory if quick)."""
+    quick = mc.datasets.quick_mode(quick)
     out_dir = Path(tempfile.mkdtemp(prefix="mtlcvx_relations_")) if quick else Path.cwd()
     return {**planted(out_dir), **school(quick)}
 

@@ -1,4 +1,5 @@
-"""Quick start: one related-tasks problem, every backend, the same optimum.
+"""Quick start: one related-tasks problem, every backend, the same optimum
+=======================================================================
 
 A synthetic set of regression tasks with two planted clusters of similar weight vectors
 (``mc.datasets.make_related_tasks``) is declared once as a convex program,
@@ -83,12 +84,13 @@ def _print_table(results: dict[str, dict], ref_name: str) -> None:
               f"{r['compile_time']:>9.4f} {r['solve_time']:>8.4f} {its:>6}")
 
 
-def run(quick: bool = False) -> dict:
+def run(quick: bool | None = None) -> dict:
     """Solve the quick-start problem with every backend and print two tables.
 
     Parameters
     ----------
-    quick : bool
+    quick : bool, optional
+        None reads the ``MTLCVX_QUICK`` environment variable (the docs gallery sets it).
         Use a smaller problem (5 tasks, 8 features) so the run takes well under a second.
 
     Returns
@@ -102,6 +104,7 @@ def run(quick: bool = False) -> dict:
         when the backend refused), ``"auto_backend"`` / ``"auto_backend_l21"`` (what
         ``backend=None`` picked).
     """
+    quick = mc.datasets.quick_mode(quick)
     n_tasks, n_features = (5, 8) if quick else (12, 25)
     rng = np.random.default_rng(0)
     n_samples = rng.integers(15, 40, size=n_tasks) if quick else rng.integers(20, 80, n_tasks)

@@ -1,4 +1,5 @@
-"""Robust multi-task learning: a shared low-rank structure plus outlier tasks, recovered.
+"""Robust multi-task learning: a shared low-rank structure plus outlier tasks, recovered
+=====================================================================================
 
 Twenty regression tasks share a rank-2 weight structure, ``W = L + S``, except three
 outlier tasks whose weights are unrelated to the others (non-zero columns of ``S``).
@@ -39,8 +40,9 @@ def planted(n_tasks: int, n_features: int, n_samples: int, outliers: list[int],
     return mc.MultiTaskData(Xs, ys), W
 
 
-def run(quick: bool = False) -> dict:
+def run(quick: bool | None = None) -> dict:
     """Solve on both backends, find the outlier tasks, save the figure; return the results."""
+    quick = mc.datasets.quick_mode(quick)
     n_tasks, n_features, n_samples = (10, 6, 20) if quick else (20, 15, 40)
     outliers = [1, 4, 7] if quick else [2, 9, 15]
     data, W_true = planted(n_tasks, n_features, n_samples, outliers)

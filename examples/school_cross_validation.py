@@ -1,4 +1,5 @@
-"""School: choose each model's strength by cross-validation, the literature's protocol.
+"""School: choose each model's strength by cross-validation, the literature's protocol
+===================================================================================
 
 The School data (139 schools, 15,362 students, 27 standardized attributes; predict the
 exam score) is the standard multi-task benchmark. Its protocol (Argyriou, Evgeniou &
@@ -66,8 +67,9 @@ def cross_validate_one(name: str, quick: bool = False, n_jobs: int | None = None
     return mc.cross_validate(prob, alphas, cv=splits, scoring="r2_pooled", n_jobs=n_jobs)
 
 
-def run(quick: bool = False, n_jobs: int | None = None) -> dict[str, dict]:
+def run(quick: bool | None = None, n_jobs: int | None = None) -> dict[str, dict]:
     """Cross-validate every model; print and return one row per model."""
+    quick = mc.datasets.quick_mode(quick)
     data = school(quick)
     rows: dict[str, dict] = {}
     for name in MODELS:

@@ -1,4 +1,5 @@
-r"""Seed 004 done right: a task-relation matrix A = Z Zᵀ built from task descriptors.
+r"""Seed 004 done right: a task-relation matrix A = Z Zᵀ built from task descriptors
+================================================================================
 
 The seed article describes every task t by a descriptor vector z_t (the rows of
 Z ∈ R^{T×p}), forms the outer product A = Z Zᵀ (T×T, A_st = ⟨z_s, z_t⟩), and adds it to
@@ -149,12 +150,13 @@ def run_article_code() -> tuple[tuple[int, ...], str]:
     return A.shape, "no error"  # pragma: no cover - the article's code always fails
 
 
-def run(quick: bool = False) -> dict:
+def run(quick: bool | None = None) -> dict:
     """Solve the descriptor-coupled problem exactly and compare with per-task least squares.
 
     Parameters
     ----------
-    quick : bool
+    quick : bool, optional
+        None reads the ``MTLCVX_QUICK`` environment variable (the docs gallery sets it).
         200 instead of 2,000 held-out samples per task and a 4-point instead of a
         7-point λ path.
 
@@ -171,6 +173,7 @@ def run(quick: bool = False) -> dict:
         ``path`` (dict: ``lam`` and mean test MSE per λ for each truth and penalty),
         ``article_A_shape``, ``article_error``.
     """
+    quick = mc.datasets.quick_mode(quick)
     n_test = 200 if quick else 2000
     lams = [0.0, 0.1, 1.0, 10.0] if quick else [0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 10.0]
     lam = 1.0

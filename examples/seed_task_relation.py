@@ -1,4 +1,5 @@
-r"""Seed 000 done right: a task-relation matrix K, solved exactly and by a correct gradient descent.
+r"""Seed 000 done right: a task-relation matrix K, solved exactly and by a correct gradient descent
+===============================================================================================
 
 The seed article couples three linear-regression tasks through a matrix K,
 
@@ -9,7 +10,7 @@ hand-written gradient descent. Three things in the article are wrong; this examp
 its intent and fixes them.
 
 1. **K is not positive definite.** The article calls K "positive definite". K = 0.1·11ᵀ
-   has rank 1 and eigenvalues (0.3, 0, 0): it is only positive *semi*definite
+   has rank 1 and eigenvalues (0.3, 0, 0): it is only positive semidefinite (not definite)
    (``mc.relations.is_psd(K)`` is True, a Cholesky factorisation fails). That is enough
    for convexity: ½ tr(W K Wᵀ) = 0.05·‖w_1 + w_2 + w_3‖² ≥ 0. The optimum is unique
    anyway because every X_i has full column rank, so the Hessian
@@ -148,12 +149,13 @@ def gradient_descent(step: float, tol: float, mu: float, F_ref: float | None = N
     return W, hist
 
 
-def run(quick: bool = False) -> dict:
+def run(quick: bool | None = None) -> dict:
     """Solve seed 000 exactly, then by corrected gradient descent, and compare.
 
     Parameters
     ----------
-    quick : bool
+    quick : bool, optional
+        None reads the ``MTLCVX_QUICK`` environment variable (the docs gallery sets it).
         Stop gradient descent at certified relative suboptimality 1e-9 instead of 1e-14.
 
     Returns
@@ -170,6 +172,7 @@ def run(quick: bool = False) -> dict:
         ``rel_W_error``, ``history`` (dict of arrays, see :func:`gradient_descent`),
         ``problem`` (the mtlcvx Problem).
     """
+    quick = mc.datasets.quick_mode(quick)
     tol = 1e-9 if quick else 1e-14
     print("Seed 000: Σ_i ‖X_i w_i − y_i‖² + ½ Σ_ij K_ij ⟨w_i, w_j⟩ with K = 0.1·11ᵀ, "
           "on the article's 3 tasks (X_i 3×2)")

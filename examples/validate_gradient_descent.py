@@ -1,4 +1,5 @@
-r"""Validate your own gradient method against the exact optimum, on School.
+r"""Validate your own gradient method against the exact optimum, on School
+======================================================================
 
 The setting: someone has written a gradient method for a
 multi-task problem and wants to know how good its iterates are. mtlcvx supplies the
@@ -166,12 +167,13 @@ def nesterov_step(model: UserModel) -> Callable[[np.ndarray], np.ndarray]:
     return step
 
 
-def run(quick: bool = False, path: str | Path | None = None) -> dict:
+def run(quick: bool | None = None, path: str | Path | None = None) -> dict:
     """Validate plain and accelerated gradient descent on School against the exact optimum.
 
     Parameters
     ----------
-    quick : bool
+    quick : bool, optional
+        None reads the ``MTLCVX_QUICK`` environment variable (the docs gallery sets it).
         200 iterations per method instead of 3000, and the figure goes to a temporary
         directory.
     path : str or Path, optional
@@ -189,6 +191,7 @@ def run(quick: bool = False, path: str | Path | None = None) -> dict:
         ``reports`` (``{"gradient descent": ValidationReport, "nesterov": ...}``),
         ``iterations``, ``png`` (Path of the figure).
     """
+    quick = mc.datasets.quick_mode(quick)
     from matplotlib.figure import Figure
 
     n_iter = 200 if quick else 3000

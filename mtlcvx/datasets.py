@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -12,7 +13,26 @@ from . import relations
 from .data import MultiTaskData
 from .exceptions import DataError
 
-__all__ = ["load_school", "make_related_tasks"]
+__all__ = ["load_school", "make_related_tasks", "quick_mode"]
+
+
+def quick_mode(quick: bool | None = None) -> bool:
+    """Whether an example should run its quick (small) version.
+
+    Parameters
+    ----------
+    quick : bool or None
+        An explicit choice wins; None reads the ``MTLCVX_QUICK`` environment variable
+        (``"1"`` means quick), which the documentation gallery sets so every example
+        runs in seconds.
+
+    Returns
+    -------
+    bool
+    """
+    if quick is None:
+        return os.environ.get("MTLCVX_QUICK", "") == "1"
+    return bool(quick)
 
 
 def load_school(standardize: bool = False) -> MultiTaskData:
