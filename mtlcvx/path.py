@@ -414,12 +414,15 @@ def regularization_path(
         route = _route(prob, pen, backend)
         gram = _GramRoute(prob, pen) if route == "fista-gram" else None
         W = np.zeros((d, T))
+        floor = 0.0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             for i in order:
                 start = time.perf_counter()
                 pen.alpha = float(grid[i])
-                W, cert, iterations[i], screened[i] = _solve_point(prob, route, gram, W, tol)
+                W, cert, iterations[i], screened[i] = _solve_point(prob, route, gram, W, tol,
+                                                                   floor)
+                floor = _rounding_floor(cert)
                 times[i] = time.perf_counter() - start
                 Ws[i], certs[i], objective[i] = W, cert, cert.objective
                 status[i] = certified_status(cert, tol)
@@ -431,10 +434,14 @@ def regularization_path(
         pen.alpha = saved
         if bar is not None:
             bar.close()
-    bad = [f"{grid[i]:.3g}" for i in range(n) if status[i] != "optimal"]
+    bad = [i for i in range(n) if status[i] != "optimal"]
     if bad:
+        floors = [_rounding_floor(certs[i]) for i in bad]
+        hint = (f"; the certificate's bound on its own rounding error is {max(floors):.1e} "
+                "(relative) there, so no iterate can be certified below it: ask for a tol "
+                "above it" if max(floors) > tol else "; see path.certificates")
         warnings.warn(f"{len(bad)} of {n} path points are not certified to tol={tol:g} "
-                      f"(alpha = {', '.join(bad)}); see path.certificates",
+                      f"(alpha = {', '.join(f'{grid[i]:.3g}' for i in bad)}){hint}",
                       ConvergenceWarning, stacklevel=2)
     return PathResult(grid, Ws, intercepts, objective, certs, status, times, route, index,
                       info={"iterations": iterations, "screened": screened})
@@ -454,22 +461,35 @@ def _route(prob: Problem, pen: Penalty, backend: str | None) -> str:
 
 
 def _solve_point(prob: Problem, route: str, gram: _GramRoute | None, W: np.ndarray,
-                 tol: float) -> tuple[np.ndarray, Certificate, int, float]:
-    """One path point from the warm start ``W``: (W, certificate, iterations, screened)."""
+                 tol: float, floor: float) -> tuple[np.ndarray, Certificate, int, float]:
+    """One path point from the warm start ``W``: (W, certificate, iterations, screened).
+
+    ``floor`` is the previous point's relative rounding floor (:func:`_rounding_floor`):
+    iterating for a smaller gap than that is futile.
+    """
     from .first_order import fista
 
     its, screened = 0, 0.0
     if gram is not None:
         W, its, screened = gram.solve(W, gram.pen.alpha, tol)
         cert = certify(prob, W)
-        if certified_status(cert, tol) == "optimal":
+        computed = cert.objective - (cert.dual_objective or -np.inf)  # F − D, no floor
+        if certified_status(cert, tol) == "optimal" or computed <= tol * abs(cert.objective):
             return W, cert, its, screened
         route = "fista"  # polish on the full data (rare: the inner gap is stricter)
     if route == "fista":
-        trace = fista(prob, tol=tol, W0=W, record_every=_NO_RECORD)
+        trace = fista(prob, tol=max(tol, 2.0 * floor), W0=W, record_every=_NO_RECORD)
         return trace.W, trace.certificate, its + trace.iterations, screened
     sol = prob.solve(backend=route, tol=tol)
     return sol.W, sol.certificate or certify(prob, sol.W), sol.iterations or 0, 0.0
+
+
+def _rounding_floor(cert: Certificate) -> float:
+    """The part of ``cert.relative_gap`` that is the certificate's bound on its own
+    rounding error (``gap − (F − D)``, relative): no iterate can be certified below it."""
+    if cert.gap is None or cert.dual_objective is None or cert.objective == 0:
+        return 0.0
+    return max(cert.gap - (cert.objective - cert.dual_objective), 0.0) / abs(cert.objective)
 
 
 _NO_RECORD = 1 << 40  # record_every for fista: only the first and last points
@@ -661,19 +681,23 @@ class CVResult:
 
     @property
     def mean_score(self) -> np.ndarray:
+        """Mean fold score per strength (n_alphas,)."""
         return self.scores.mean(axis=1)
 
     @property
     def std_score(self) -> np.ndarray:
+        """Standard deviation (``ddof=0``) of the fold scores per strength (n_alphas,)."""
         return self.scores.std(axis=1)
 
     @property
     def best_index(self) -> int:
+        """Index of the best mean score (lowest for "mse"); ties go to the first."""
         m = self.mean_score
         return int(np.argmin(m) if self.scoring == "mse" else np.argmax(m))
 
     @property
     def best_alpha(self) -> float:
+        """The strength at :attr:`best_index`."""
         return float(self.alphas[self.best_index])
 
     def to_frame(self):
