@@ -480,7 +480,7 @@ class _LossProxFista:
         return not np.any(Kt - np.diag(np.diag(Kt)))
 
     def run(self, W: np.ndarray, tol: float, max_iter: int,
-            on_check: Callable[[int, np.ndarray, Certificate], None]
+            on_check: Callable[..., None]
             ) -> tuple[np.ndarray, Certificate, int]:
         X, Y = W.copy(), W.copy()
         k, next_check = 0, 10
@@ -500,6 +500,34 @@ class _LossProxFista:
                 cert = certify(self.reduced, X)
                 on_check(k, X, cert)
         return X, cert, k
+
+
+def _polish(reduced: Problem, base: Problem, relation: _Relation, W: np.ndarray, tol: float,
+            backend: str | None, on_check: Callable[..., None]
+            ) -> tuple[np.ndarray, Certificate, int, str]:
+    """FISTA on the reduced problem from ``W`` until the certificate meets ``tol``.
+
+    The cluster kinds with a quadratic rest (diagonal on the task side) swap the roles
+    (:class:`_LossProxFista`); everything else runs :func:`mtlcvx.first_order.fista`.
+    ``on_check(k, W, certificate or (objective, gap), when)`` records every certificate
+    check (``when`` a ``time.perf_counter()`` reading, or None for now). Returns
+    ``(W, certificate, iterations, method)``.
+    """
+    if (not relation.covariance and relation.alpha > 0 and backend is None
+            and base.is_quadratic and _LossProxFista.applies(base)):
+        engine = _LossProxFista(reduced, _QuadraticRest(base), relation)
+        W, cert, done = engine.run(W, tol, 20_000, on_check)
+        return W, cert, done, "FISTA, loss and quadratic terms in the prox"
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        trace = fista(reduced, tol=tol, W0=W, record_every=10)
+    hist = trace.history
+    for k, gap, obj, when in zip(hist["iteration"], hist["gap"], hist["objective"],
+                                 hist["time"], strict=True):
+        if k > 0 and np.isfinite(gap):
+            on_check(int(k), None, (float(obj), float(gap)), start + when)
+    return trace.W, trace.certificate, trace.iterations, "FISTA"
 
 
 # ---------------------------------------------------------------------- driver
@@ -648,13 +676,20 @@ def _learn(prob, kind, alpha, k, eta, method, backend, k_step, k_constraints, ma
     bar = require("tqdm", "progress", "learn_relation(progress=True)").tqdm(
         desc=f"learn_relation({kind})") if progress else None
 
-    def record(it: int, stage: str, W: np.ndarray, smoothed: float, eps_k: float,
-               cert: Certificate | None, change: float) -> None:
-        obj = cert.objective if cert is not None else reduced.objective(W)
+    def record(it: int, stage: str, W: np.ndarray | None, smoothed: float, eps_k: float,
+               cert: Certificate | tuple[float, float] | None, change: float,
+               when: float | None = None) -> None:
+        """One history row; ``cert`` may be a bare ``(objective, gap)`` pair, ``when`` a
+        ``time.perf_counter()`` reading (default now)."""
+        if isinstance(cert, tuple):
+            obj, gap = cert
+        else:
+            obj = cert.objective if cert is not None else reduced.objective(W)
+            gap = np.nan if cert is None or cert.gap is None else cert.gap
         for key, val in (("iteration", it), ("stage", stage), ("objective", obj),
-                         ("objective_smoothed", smoothed), ("eps", eps_k),
-                         ("gap", np.nan if cert is None or cert.gap is None else cert.gap),
-                         ("matrix_change", change), ("time", time.perf_counter() - start)):
+                         ("objective_smoothed", smoothed), ("eps", eps_k), ("gap", gap),
+                         ("matrix_change", change),
+                         ("time", (time.perf_counter() if when is None else when) - start)):
             rows[key].append(val)
         if bar is not None:
             bar.update(1)
@@ -752,28 +787,9 @@ def _learn(prob, kind, alpha, k, eta, method, backend, k_step, k_constraints, ma
         cert = certificate(W) if cert is None else cert
         if method == "joint":
             record(it, stage, W, np.nan, 0.0, cert, np.nan)
-        if (not relation.covariance and relation.alpha > 0 and backend is None
-                and base.is_quadratic and _LossProxFista.applies(base)):
-            engine = _LossProxFista(reduced, _QuadraticRest(base), relation)
-            W, cert, done = engine.run(W, tol, 20_000, lambda k, X, c: record(
-                it + k, stage, X, np.nan, 0.0, c, np.nan))
-            info["polish_method"] = "FISTA, loss and quadratic terms in the prox"
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                trace = fista(reduced, tol=tol, W0=W, record_every=10)
-            W, cert, done = trace.W, trace.certificate, trace.iterations
-            hist = trace.history
-            for k, gap, obj, when in zip(hist["iteration"], hist["gap"], hist["objective"],
-                                         hist["time"], strict=True):
-                if k > 0 and np.isfinite(gap):
-                    for key, val in (("iteration", it + k), ("stage", stage),
-                                     ("objective", obj), ("objective_smoothed", np.nan),
-                                     ("eps", 0.0), ("gap", gap), ("matrix_change", np.nan),
-                                     ("time", polish_start - start + when)):
-                        rows[key].append(val)
-            info["polish_method"] = "FISTA"
-        info["polish_iterations"] = done
+        W, cert, info["polish_iterations"], info["polish_method"] = _polish(
+            reduced, base, relation, W, tol, backend,
+            lambda k, X, c, when=None: record(it + k, stage, X, np.nan, 0.0, c, np.nan, when))
         info["polish_time"] = time.perf_counter() - polish_start
     if bar is not None:
         bar.close()
