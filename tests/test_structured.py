@@ -337,3 +337,20 @@ def test_shape_and_duplicate_parts_are_refused(problem_data):
     with pytest.raises(mc.PenaltyError, match="part"):
         mc.Problem(data, penalties=[mc.Dirty(), mc.RobustFeatureLearning()]).solve(
             backend="clarabel")
+
+
+def test_terms_with_several_strengths_refuse_a_single_alpha():
+    for pen in (mc.Dirty(), mc.RobustMTL(), mc.SparseGroup(), mc.SparsePlusLowRank()):
+        with pytest.raises(mc.PenaltyError, match="one strength per part"):
+            pen.alpha = 0.5
+
+
+def test_sparse_group_merges_with_l1_and_l21_beside_a_chain(problem_data, references):
+    """SparseGroup + L1 + L21 merge into one SparseGroup, which composes after the chain's
+    prox: the same problem as the CFGLasso case, solved by fista."""
+    Xs, ys = problem_data
+    prob = mc.Problem(mc.MultiTaskData(Xs, ys), penalties=[
+        mc.SparseGroup(0.01, 0.04), mc.L1(0.01), mc.FusedL1(CHAIN, 0.05), mc.L21(0.06)])
+    sol = prob.solve(backend="fista")
+    assert sol.status == "optimal"
+    assert sol.objective == pytest.approx(references["cfglasso"][0], rel=1e-7)

@@ -35,6 +35,19 @@ __all__ = ["Decomposition", "Dirty", "RobustMTL", "RobustFeatureLearning",
            "SparsePlusLowRank"]
 
 
+def _several_strengths(doc: str, value: Callable[[Any], float]) -> property:
+    """An ``alpha`` for a term with one strength per part: reads ``value(self)``; setting
+    it (a path over ``alpha``) is refused with the names of the real strengths."""
+
+    def refuse(self: Penalty, new: float) -> None:
+        names = ", ".join(n for n in self._params if n.startswith("alpha") or n == "trace_bound")
+        raise PenaltyError(f"{self.label} has one strength per part ({names}): set those "
+                           f"instead of alpha, e.g. {self.label}.set_params({names.split(', ')[0]}"
+                           f"={new!r})")
+
+    return property(value, refuse, doc=doc)
+
+
 @dataclass(frozen=True)
 class _Norm:
     """One part's unit norm: value, prox of ``t·Ω``, dual norm, CVXPY atom, cones."""
@@ -174,10 +187,8 @@ class _InfConv(Decomposition):
     def _norms(self) -> tuple[_Norm, _Norm]:
         raise NotImplementedError
 
-    @property
-    def alpha(self) -> float:
-        """1.0: the strengths are part of the norm (see :meth:`dual_norm`)."""
-        return 1.0
+    alpha = _several_strengths("1.0: the strengths are part of the norm (see :meth:`dual_norm`).",
+                              lambda self: 1.0)
 
     @property
     def cones(self) -> frozenset[str]:  # type: ignore[override]
@@ -356,10 +367,8 @@ class SparsePlusLowRank(Decomposition):
             return check_strength(value, name)
         return super()._validate(name, value)
 
-    @property
-    def alpha(self) -> float:
-        """The strength of the sparse part, ``alpha_sparse``."""
-        return self.alpha_sparse
+    alpha = _several_strengths("The strength of the sparse part, ``alpha_sparse``.",
+                              lambda self: self.alpha_sparse)
 
     def cvxpy_parameters(self, n_features: int, n_tasks: int) -> dict[str, Any]:
         return {"alpha_sparse": self.alpha_sparse, "trace_bound": self.trace_bound}

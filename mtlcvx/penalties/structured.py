@@ -19,6 +19,7 @@ from .. import relations
 from ..exceptions import PenaltyError
 from . import _prox
 from .base import Penalty
+from .decomposition import _several_strengths
 from .sparse import L1, L21
 
 __all__ = ["FusedL1", "SparseGroup"]
@@ -186,10 +187,8 @@ class SparseGroup(Penalty):
         self.alpha_l1 = alpha_l1
         self.alpha_l21 = alpha_l21
 
-    @property
-    def alpha(self) -> float:
-        """1.0: the two strengths are part of the norm (see :meth:`dual_norm`)."""
-        return 1.0
+    alpha = _several_strengths("1.0: the two strengths are part of the norm (see "
+                              ":meth:`dual_norm`).", lambda self: 1.0)
 
     def cvxpy_parameters(self, n_features: int, n_tasks: int) -> dict[str, Any]:
         return {"alpha_l1": self.alpha_l1, "alpha_l21": self.alpha_l21}
