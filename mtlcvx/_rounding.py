@@ -14,7 +14,8 @@ absolute values (the *magnitude*), and ``κ`` the longest chain of sums and prod
 (a residual ``x_nᵀw_t − y_n``: d + 1 terms; its square; the sum over a task's n_t rows;
 the sum over T tasks; a quadratic form ``wᵀKw``: T or d more). The magnitudes are
 
-* loss: ``Σ_t (c_t/2) Σ_n (|x_n|ᵀ|w_t| + |y_n| + |b_t|)²``;
+* loss: ``Σ_t (c_t/2) Σ_n (|x_n|ᵀ|w_t| + |y_n| + |b_t|)²``, bounded above through
+  ``|x_n|ᵀ|w_t| ≤ ‖x_n‖‖w_t‖`` so that it costs O(dT) from per-task sums;
 * quadratic terms: ``(α/2) Σ |W| |K| ∘ |W|`` (this is where an inexact, rank-deficient
   ``K`` at ``α = 1e10`` makes the floor large: the float value of ``(α/2)tr(WKWᵀ)`` is
   only known to ``ε·α·|W||K||W|``, far above its true size near the optimum);
@@ -60,28 +61,47 @@ def chain_length(problem: Problem) -> int:
     return d + int(problem.data.n_samples.max()) + 2 * T + d + 8
 
 
+def _row_sums(problem: Problem) -> np.ndarray:
+    """Per-task ``(Σ‖x_n‖², Σ‖x_n‖|y_n|, Σy_n², Σ‖x_n‖, Σ|y_n|)`` (5, T), cached on the data
+    (which is read-only, so the cache cannot go stale)."""
+    data = problem.data
+    cache = data.__dict__.get("_magnitude_sums")
+    if cache is None:
+        if data.is_shared:  # the design once, never stacked T times
+            X = data.X[0]
+            xn = np.sqrt(np.einsum("nd,nd->n", X, X))
+            aY = np.abs(data.shared_targets())
+            ones = np.ones(aY.shape[1])
+            cache = np.stack([float(xn @ xn) * ones, xn @ aY, np.sum(aY * aY, axis=0),
+                              float(xn.sum()) * ones, aY.sum(axis=0)])
+        else:
+            X, y, _ = data.stacked()
+            xn = np.sqrt(np.einsum("nd,nd->n", X, X))
+            ay = np.abs(y)
+            cache = np.stack([data.task_sums(v) for v in (xn * xn, xn * ay, ay * ay, xn, ay)])
+        data.__dict__["_magnitude_sums"] = cache
+    return cache
+
+
 def objective_magnitude(problem: Problem, W: np.ndarray, objective: float,
                         intercept: np.ndarray | None = None) -> float:
-    """``M_F``: the objective evaluated on absolute values (see the module docstring).
+    """An upper bound on ``M_F``, the objective evaluated on absolute values.
 
-    Non-quadratic terms (norms, decompositions at their parts) enter through
-    ``|objective|``, which bounds their values.
+    The loss part uses ``|x_n|ᵀ|w_t| ≤ ‖x_n‖‖w_t‖`` (Cauchy-Schwarz), so it costs O(dT)
+    from per-task sums cached on the data; an intercept adds ``|b_t| ≤ mean_n(‖x_n‖‖w_t‖
+    + |y_n|)`` through ``(a + b)² ≤ 2a² + 2b²``. Non-quadratic terms (norms,
+    decompositions at their parts) enter through ``|objective|``, which bounds their
+    values.
     """
-    data = problem.data
+    S1, S2, S3, S4, S5 = _row_sums(problem)
+    w = np.linalg.norm(W, axis=0)
+    per_task = w * w * S1 + 2.0 * w * S2 + S3  # Σ_n (‖x_n‖‖w_t‖ + |y_n|)²
+    if problem.fit_intercept:
+        n = problem.data.n_samples
+        b = (w * S4 + S5) / n if intercept is None else np.abs(intercept)
+        per_task = 2.0 * per_task + 2.0 * n * b * b
+    M = 0.5 * float(problem.loss_weights() @ per_task) + abs(objective)
     absW = np.abs(W)
-    if data.is_shared:  # the design once: |X||W| + |Y| (n, T), never stacked T times
-        R = np.abs(data.X[0]) @ absW + np.abs(data.shared_targets())
-        if problem.fit_intercept:
-            R += R.mean(axis=0) if intercept is None else np.abs(intercept)
-        sq = np.einsum("nt,nt->t", R, R)
-    else:
-        X, y, task = data.stacked()
-        r = np.einsum("nd,dn->n", np.abs(X), absW[:, task]) + np.abs(y)
-        if problem.fit_intercept:  # the profiled b_t = mean(y_t − X_t w_t) is no larger
-            b = data.task_sums(r) / data.n_samples if intercept is None else np.abs(intercept)
-            r = r + b[task]
-        sq = data.task_sums(r * r)
-    M = 0.5 * float(problem.loss_weights() @ sq) + abs(objective)
     d, T = W.shape
     for pen in problem.penalties:
         if pen.structure == "quadratic" and pen.active and pen.low_rank() is not None:

@@ -280,7 +280,8 @@ def _relative(gap: float, objective: float) -> float:
 # ---------------------------------------------------------------------- certify
 @blas_limited
 def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None,
-            parts: dict[str, np.ndarray] | None = None) -> Certificate:
+            parts: dict[str, np.ndarray] | None = None,
+            dual_lower: float | None = None) -> Certificate:
     """Certify how close ``W`` is to the optimum of ``problem``.
 
     Parameters
@@ -294,6 +295,11 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     parts : dict of str to ndarray (d, T), optional
         The parts of decomposition terms (as in ``sol.parts``); their excess over the
         best parts for ``W`` is added to the gap likewise.
+    dual_lower : float, optional
+        A lower bound on ``F*`` already certified, such as the ``dual_objective`` of an
+        earlier certificate of the same problem (every dual value is one). The gap uses
+        the larger of it and this point's own dual value, so a method's gaps can keep
+        the best dual point seen so far; without a rung it still gives a gap.
 
     Returns
     -------
@@ -314,6 +320,13 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
         if gap is not None and not np.isfinite(gap):
             gap, reason = None, f"{method}: the dual bound is not finite at this point"
             method = "none"
+        if dual_lower is not None and np.isfinite(dual_lower) and (
+                gap is None or dual is None or dual_lower > dual):
+            earlier = profiled - dual_lower
+            if gap is None or earlier < gap:
+                method = "best dual value seen so far" if gap is None else (
+                    method + " + best dual value seen so far")
+                gap, dual, reason = earlier, dual_lower, None
         if gap is not None:
             # the bound on the certificate's own rounding error (see mtlcvx._rounding)
             M = objective_magnitude(problem, W, objective, intercept)

@@ -51,3 +51,87 @@ def objective(Xs, ys, c, W, b, K_task, D_feat=None):
     if D_feat is not None:
         F += 0.5 * np.trace(W.T @ D_feat @ W)
     return F
+
+
+def exact_quadratic_optimum(Xs, ys, c, K_task, D_feat=None, fit_intercept=False):
+    """F* of the problem of :func:`quadratic_optimum` in exact rational arithmetic.
+
+    The float64 inputs are exact rationals; the normal equations are solved by
+    Gauss-Jordan elimination on ``fractions.Fraction`` (free variables of a singular,
+    consistent system set to 0). Returns ``F*`` as a Fraction. Small problems only.
+    """
+    from fractions import Fraction
+
+    T = len(Xs)
+    d = Xs[0].shape[1]
+    p = d + (1 if fit_intercept else 0)
+    n = p * T
+    H = [[Fraction(0)] * n for _ in range(n)]
+    g = [Fraction(0)] * n
+    c0 = Fraction(0)
+    for t in range(T):
+        rows = [[Fraction(v) for v in r] + ([Fraction(1)] if fit_intercept else [])
+                for r in Xs[t].tolist()]
+        y = [Fraction(v) for v in ys[t].tolist()]
+        ct = Fraction(c[t])
+        c0 += ct * sum(v * v for v in y) / 2
+        for i in range(p):
+            g[t * p + i] = ct * sum(r[i] * yv for r, yv in zip(rows, y, strict=True))
+            for j in range(p):
+                H[t * p + i][t * p + j] = ct * sum(r[i] * r[j] for r in rows)
+    K = [[Fraction(v) for v in row] for row in np.asarray(K_task).tolist()]
+    for s in range(T):
+        for t in range(T):
+            if K[s][t]:
+                for i in range(d):
+                    H[s * p + i][t * p + i] += K[s][t]
+    if D_feat is not None:
+        Dm = [[Fraction(v) for v in row] for row in np.asarray(D_feat).tolist()]
+        for t in range(T):
+            for i in range(d):
+                for j in range(d):
+                    H[t * p + i][t * p + j] += Dm[i][j]
+    A = [row[:] + [g[i]] for i, row in enumerate(H)]
+    pivots, r = [], 0
+    for col in range(n):
+        piv = next((i for i in range(r, n) if A[i][col] != 0), None)
+        if piv is None:
+            continue
+        A[r], A[piv] = A[piv], A[r]
+        inv = 1 / A[r][col]
+        A[r] = [v * inv for v in A[r]]
+        for i in range(n):
+            if i != r and A[i][col] != 0:
+                f = A[i][col]
+                A[i] = [a - f * b for a, b in zip(A[i], A[r], strict=True)]
+        pivots.append(col)
+        r += 1
+    x = [Fraction(0)] * n
+    for i, col in enumerate(pivots):
+        x[col] = A[i][n]
+    return c0 - sum(gi * xi for gi, xi in zip(g, x, strict=True)) / 2
+
+
+def exact_objective(Xs, ys, c, W, b, K_task, D_feat=None):
+    """:func:`objective` in exact rational arithmetic (a Fraction)."""
+    from fractions import Fraction
+
+    T, d = len(Xs), Xs[0].shape[1]
+    Wf = [[Fraction(v) for v in row] for row in np.asarray(W).tolist()]
+    F = Fraction(0)
+    for t in range(T):
+        bt = Fraction(0) if b is None else Fraction(float(b[t]))
+        for row, yv in zip(Xs[t].tolist(), ys[t].tolist(), strict=True):
+            r = sum(Fraction(a) * Wf[i][t] for i, a in enumerate(row)) + bt - Fraction(yv)
+            F += Fraction(c[t]) * r * r / 2
+    K = np.asarray(K_task).tolist()
+    for s in range(T):
+        for t in range(T):
+            if K[s][t]:
+                F += Fraction(K[s][t]) * sum(Wf[i][s] * Wf[i][t] for i in range(d)) / 2
+    if D_feat is not None:
+        Dm = np.asarray(D_feat).tolist()
+        for t in range(T):
+            F += sum(Fraction(Dm[i][j]) * Wf[i][t] * Wf[j][t]
+                     for i in range(d) for j in range(d) if Dm[i][j]) / 2
+    return F

@@ -198,7 +198,9 @@ def test_cv_unequal_tasks_contiguous_folds_match_per_task_lasso(rng):
     data = _unequal(rng)
     prob = mc.Problem(data, penalties=[mc.L1()], fit_intercept=True)
     alphas = [0.2, 0.05]
-    res = mc.cross_validate(prob, alphas, cv=4)
+    # W must match scikit-learn's to ~1e-7 for the scores to agree to 1e-6: a certified
+    # objective gap of 1e-8 alone does not pin W that closely (the gap is tight now)
+    res = mc.cross_validate(prob, alphas, cv=4, tol=1e-11)
     for f in range(4):
         for i, a in enumerate(alphas):
             r2 = []
