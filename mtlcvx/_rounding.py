@@ -14,8 +14,7 @@ absolute values (the *magnitude*), and ``κ`` the longest chain of sums and prod
 (a residual ``x_nᵀw_t − y_n``: d + 1 terms; its square; the sum over a task's n_t rows;
 the sum over T tasks; a quadratic form ``wᵀKw``: T or d more). The magnitudes are
 
-* loss: ``Σ_t (c_t/2) Σ_n (|x_n|ᵀ|w_t| + |y_n| + |b_t|)²``, bounded above through
-  ``|x_n|ᵀ|w_t| ≤ ‖x_n‖‖w_t‖`` so that it costs O(dT) from per-task sums;
+* loss: ``Σ_t (c_t/2) Σ_n (|x_n|ᵀ|w_t| + |y_n| + |b_t|)²``;
 * quadratic terms: ``(α/2) Σ |W| |K| ∘ |W|`` (this is where an inexact, rank-deficient
   ``K`` at ``α = 1e10`` makes the floor large: the float value of ``(α/2)tr(WKWᵀ)`` is
   only known to ``ε·α·|W||K||W|``, far above its true size near the optimum);
@@ -61,47 +60,43 @@ def chain_length(problem: Problem) -> int:
     return d + int(problem.data.n_samples.max()) + 2 * T + d + 8
 
 
-def _row_sums(problem: Problem) -> np.ndarray:
-    """Per-task ``(Σ‖x_n‖², Σ‖x_n‖|y_n|, Σy_n², Σ‖x_n‖, Σ|y_n|)`` (5, T), cached on the data
-    (which is read-only, so the cache cannot go stale)."""
+def _abs_rows(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``|X|`` stacked (N, d), ``|y|`` (N,) and the row offsets of each task (T + 1,),
+    cached on the data (read-only, so the cache cannot go stale)."""
     data = problem.data
-    cache = data.__dict__.get("_magnitude_sums")
+    cache = data.__dict__.get("_abs_rows")
     if cache is None:
-        if data.is_shared:  # the design once, never stacked T times
-            X = data.X[0]
-            xn = np.sqrt(np.einsum("nd,nd->n", X, X))
-            aY = np.abs(data.shared_targets())
-            ones = np.ones(aY.shape[1])
-            cache = np.stack([float(xn @ xn) * ones, xn @ aY, np.sum(aY * aY, axis=0),
-                              float(xn.sum()) * ones, aY.sum(axis=0)])
-        else:
-            X, y, _ = data.stacked()
-            xn = np.sqrt(np.einsum("nd,nd->n", X, X))
-            ay = np.abs(y)
-            cache = np.stack([data.task_sums(v) for v in (xn * xn, xn * ay, ay * ay, xn, ay)])
-        data.__dict__["_magnitude_sums"] = cache
+        X, y, _ = data.stacked()  # rows are grouped by task, in task order
+        cache = (np.abs(X), np.abs(y), np.concatenate([[0], np.cumsum(data.n_samples)]))
+        data.__dict__["_abs_rows"] = cache
     return cache
 
 
 def objective_magnitude(problem: Problem, W: np.ndarray, objective: float,
                         intercept: np.ndarray | None = None) -> float:
-    """An upper bound on ``M_F``, the objective evaluated on absolute values.
+    """``M_F``: the objective evaluated on absolute values (see the module docstring).
 
-    The loss part uses ``|x_n|ᵀ|w_t| ≤ ‖x_n‖‖w_t‖`` (Cauchy-Schwarz), so it costs O(dT)
-    from per-task sums cached on the data; an intercept adds ``|b_t| ≤ mean_n(‖x_n‖‖w_t‖
-    + |y_n|)`` through ``(a + b)² ≤ 2a² + 2b²``. Non-quadratic terms (norms,
-    decompositions at their parts) enter through ``|objective|``, which bounds their
-    values.
+    Non-quadratic terms (norms, decompositions at their parts) enter through
+    ``|objective|``, which bounds their values.
     """
-    S1, S2, S3, S4, S5 = _row_sums(problem)
-    w = np.linalg.norm(W, axis=0)
-    per_task = w * w * S1 + 2.0 * w * S2 + S3  # Σ_n (‖x_n‖‖w_t‖ + |y_n|)²
-    if problem.fit_intercept:
-        n = problem.data.n_samples
-        b = (w * S4 + S5) / n if intercept is None else np.abs(intercept)
-        per_task = 2.0 * per_task + 2.0 * n * b * b
-    M = 0.5 * float(problem.loss_weights() @ per_task) + abs(objective)
+    data = problem.data
     absW = np.abs(W)
+    if data.is_shared:  # the design once: |X||W| + |Y| (n, T), never stacked T times
+        R = np.abs(data.X[0]) @ absW + np.abs(data.shared_targets())
+        if problem.fit_intercept:
+            R += R.mean(axis=0) if intercept is None else np.abs(intercept)
+        sq = np.einsum("nt,nt->t", R, R)
+    else:
+        absX, absy, offsets = _abs_rows(problem)
+        r = np.concatenate([absX[a:b] @ absW[:, t]
+                            for t, (a, b) in enumerate(zip(offsets[:-1], offsets[1:],
+                                                           strict=True))]) + absy
+        if problem.fit_intercept:  # the profiled b_t = mean(y_t − X_t w_t) is no larger
+            task = data.stacked()[2]
+            b = data.task_sums(r) / data.n_samples if intercept is None else np.abs(intercept)
+            r = r + b[task]
+        sq = data.task_sums(r * r)
+    M = 0.5 * float(problem.loss_weights() @ sq) + abs(objective)
     d, T = W.shape
     for pen in problem.penalties:
         if pen.structure == "quadratic" and pen.active and pen.low_rank() is not None:
