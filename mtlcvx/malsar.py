@@ -37,6 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import relations
+from ._threads import blas_limited
 from .certificates import Certificate, certify
 from .data import MultiTaskData, as_float_array
 from .exceptions import DataError, PenaltyError
@@ -107,6 +108,8 @@ class Formulation:
     parameters: tuple[str, ...]
     objective: str
     mtlcvx: str
+    build: Callable[[MultiTaskData, dict[str, Any]], list[Penalty]] = field(
+        repr=False, compare=False)
     halved: bool = True
     notes: str = ""
     school: tuple[dict[str, Any], ...] = ()
@@ -114,8 +117,6 @@ class Formulation:
     part_outputs: Mapping[str, str] = field(default_factory=dict)
     relation: str | None = None
     layout: str = field(default="nd", repr=False)
-    build: Callable[[MultiTaskData, dict[str, Any]], list[Penalty]] | None = field(
-        default=None, repr=False, compare=False)
 
 
 # ---------------------------------------------------------------------- task structure R
@@ -407,7 +408,7 @@ def as_data(data: Any, layout: str = "nd") -> MultiTaskData:
         raise DataError(f"data must be a MultiTaskData, a loadmat dict with 'X' and 'Y', or a "
                         f"pair (X, Y) of cell arrays; got {type(data).__name__}")
     Xs = [as_float_array(x, f"X{{{t + 1}}}", 2) for t, x in enumerate(_cells(X, "X"))]
-    ys = [np.asarray(y, dtype=np.float64).ravel() for y in _cells(Y, "Y")]
+    ys = [as_float_array(y, f"Y{{{t + 1}}}", (1, 2)).ravel() for t, y in enumerate(_cells(Y, "Y"))]
     if len(Xs) != len(ys):
         raise DataError(f"X has {len(Xs)} tasks but Y has {len(ys)}; give one Y{{t}} per X{{t}}")
     fits = {
@@ -440,9 +441,8 @@ def problem(name: str, data: Any, **params: Any) -> Problem:
         See :func:`as_data`.
     **params
         MALSAR's parameters by name (``rho1``, ``rho2``, ``rho3``; ``R`` for SRMTL; ``k``
-        for CMTL and CASO), in
-        MALSAR's order (``Least_Dirty``'s ``lambda1, lambda2`` and ``Least_SparseTrace``'s
-        ``gamma, tau`` are ``rho1, rho2`` here).
+        for CMTL and CASO), in MALSAR's order (``Least_Dirty``'s and ``Least_rMTFL``'s
+        ``lambda1, lambda2`` and ``Least_SparseTrace``'s ``gamma, tau`` are ``rho1, rho2``).
 
     Returns
     -------
@@ -722,6 +722,7 @@ class RuleRun:
     time: float
 
 
+@blas_limited
 def default_rule(prob: Problem, tol: float = 1e-4, max_iter: int = 1000) -> RuleRun:
     """Where MALSAR's solver stops at its default settings, emulated on ``prob``.
 
@@ -734,7 +735,8 @@ def default_rule(prob: Problem, tol: float = 1e-4, max_iter: int = 1000) -> Rule
     it iterates on the parts together, as MALSAR does, from ``P = Q = 0``. It says nothing
     about optimality; score its ``W`` with :func:`compare` or :func:`mtlcvx.certify`.
     For ``Least_CMTL`` and ``Least_CASO`` it is *not* MALSAR's algorithm, which iterates on
-    ``(W, M)`` with its own (inexact) ``M``-gradient; here ``M`` is minimised out.
+    ``(W, M)`` with its own (inexact) ``M``-gradient; here ``M`` is minimised out. Runs
+    under the package's BLAS thread limit, like its solvers.
 
     Parameters
     ----------

@@ -327,6 +327,7 @@ def test_d_by_n_designs_and_the_layout_rule(rng):
     (([np.ones((3, 2)), np.ones((4, 3))], [np.ones(3), np.ones(4)]), "fit neither"),
     ("school.mat", "must be a MultiTaskData"),
     ((np.ones((3, 2)), np.ones(3)), "must be a cell array"),
+    (([np.ones((3, 2))], [np.array(["a", "b", "c"])]), r"Y\{1\}"),
 ])
 def test_bad_data(data, match):
     with pytest.raises(mc.DataError, match=match):
