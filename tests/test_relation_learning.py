@@ -355,3 +355,14 @@ def test_zero_strength_is_the_rest_of_the_problem(rng, kind, kw, method):
     res = mc.learn_relation(prob, kind, 0.0, method=method, **kw)
     assert res.status == "optimal"
     assert res.objective == pytest.approx(F, rel=1e-8)
+
+
+@pytest.mark.parametrize("backend", ["direct", "clarabel", "fista"])
+def test_w_steps_by_a_backend(rng, backend):
+    """W-steps re-solved by a named backend (a conic one through the compiled problem's
+    Parameters) reach the same certified optimum as the independent SDP."""
+    prob = _random_problem(rng, T=4, d=3)
+    F_star = _sdp_optimum(prob, "clusters", 0.5, 2, 0.2)
+    res = mc.learn_relation(prob, "clusters", 0.5, k=2, eta=0.2, backend=backend, max_iter=20)
+    assert res.status == "optimal"
+    assert abs(res.objective - F_star) <= res.certificate.gap + 1e-7 * abs(F_star)
