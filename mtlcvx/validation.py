@@ -81,7 +81,7 @@ class ValidationReport:
         The final iterate.
     gap : ndarray (n,) or None
         For a :class:`~mtlcvx.first_order.Trace`, its recorded certified relative gap
-        ``gap / max(1, |F|)`` (NaN where not computed); None otherwise.
+        ``gap / |F|`` (NaN where not computed); None otherwise.
     notes : list of str
         Caveats (no distance, reference beaten, iteration stopped on a non-finite iterate).
     """
@@ -347,7 +347,9 @@ def validate(
         iterations = np.asarray(hist.get("iteration", np.arange(objective.size)), dtype=int)
         times = (np.asarray(hist["time"], dtype=float) if "time" in hist else None)
         if "gap" in hist:
-            gap = np.asarray(hist["gap"], dtype=float) / np.maximum(1.0, np.abs(objective))
+            with np.errstate(divide="ignore", invalid="ignore"):  # gap / |F|, 0/0 = 0
+                raw = np.asarray(hist["gap"], dtype=float)
+                gap = np.where(raw == 0.0, 0.0, raw / np.abs(objective))
         W_final = _as_iterate(problem, obj.W, "trace.W")
         last_known = iterations[-1] == getattr(obj, "iterations", iterations[-1])
     elif hasattr(obj, "W") and not callable(obj):  # a Solution or the like: its W
@@ -383,7 +385,10 @@ def validate(
     if iterates is not None:
         objective = np.array([_objective(problem, W) for W in iterates])
         W_final = iterates[-1]
-    final_cert = (certify(problem, W_final) if np.all(np.isfinite(W_final))
+    # the reference's dual value is a certified lower bound on F*: the final iterate's gap
+    # uses the best dual value seen, its own or the reference's
+    final_cert = (certify(problem, W_final, dual_lower=ref_cert.dual_objective)
+                  if np.all(np.isfinite(W_final))
                   else Certificate(math.nan, None, None, None, None, "none",
                                    "the final iterate is not finite"))
     suboptimality = (objective - F_ref) / scale
