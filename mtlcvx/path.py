@@ -9,9 +9,10 @@ r"""Regularization paths and cross-validation, on one machine or a joblib/Dask c
   protocol).
 
 The default route (``backend=None``) for a penalty with an exact prox is warm-started
-FISTA. On a shared design with a single entry- or row-separable norm (L1, L21) it runs
-on the Gram matrix ``XᵀX`` with Gap Safe screening (Ndiaye, Fercoq, Gramfort & Salmon,
-JMLR 2017); the derivation for this package's loss scaling is in ``docs/paths.md``.
+FISTA. With a single entry- or row-separable norm (L1, L21) it runs on the Gram
+matrices ``X_tᵀX_t`` (one for a shared design) with Gap Safe screening (Ndiaye,
+Fercoq, Gramfort & Salmon, JMLR 2017); the derivation for this package's loss scaling
+is in ``docs/paths.md``.
 Every point is certified by :func:`mtlcvx.certify` on the original data, whatever route
 produced it.
 """
@@ -363,7 +364,7 @@ def regularization_path(
     eps : float, default 1e-3
     backend : str, optional
         None: warm-started FISTA when every non-smooth term has an exact prox (on the
-        Gram matrix with Gap Safe screening for L1/L21 on a shared design), the
+        Gram matrices with Gap Safe screening when L1 or L21 is the only term), the
         "direct" solve for quadratic problems, otherwise the default backend. A named
         backend is honoured: the compiled problem is re-solved with the new strength
         (its strengths are CVXPY Parameters, so nothing is rebuilt; "fista" gets the
@@ -442,7 +443,7 @@ def regularization_path(
                 "above it" if max(floors) > tol else "; see path.certificates")
         warnings.warn(f"{len(bad)} of {n} path points are not certified to tol={tol:g} "
                       f"(alpha = {', '.join(f'{grid[i]:.3g}' for i in bad)}){hint}",
-                      ConvergenceWarning, stacklevel=2)
+                      ConvergenceWarning, stacklevel=3)  # past the BLAS-limit wrapper
     return PathResult(grid, Ws, intercepts, objective, certs, status, times, route, index,
                       info={"iterations": iterations, "screened": screened})
 
@@ -477,6 +478,7 @@ def _solve_point(prob: Problem, route: str, gram: _GramRoute | None, W: np.ndarr
         if certified_status(cert, tol) == "optimal" or computed <= tol * abs(cert.objective):
             return W, cert, its, screened
         route = "fista"  # polish on the full data (rare: the inner gap is stricter)
+        floor = max(floor, _rounding_floor(cert))
     if route == "fista":
         trace = fista(prob, tol=max(tol, 2.0 * floor), W0=W, record_every=_NO_RECORD)
         return trace.W, trace.certificate, its + trace.iterations, screened

@@ -138,6 +138,16 @@ def test_path_errors(rng):
     assert prob.penalties[0].alpha == 1.0  # restored after the failure
 
 
+def test_tol_below_the_rounding_floor_warns_instead_of_iterating_forever(rng):
+    X, Y = _shared(rng)
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21()])
+    with pytest.warns(mc.ConvergenceWarning, match="bound on its own rounding error"):
+        path = mc.regularization_path(prob, alphas=[0.1, 0.01], tol=1e-17)
+    assert path.status == ["inaccurate", "inaccurate"]
+    assert path.info["iterations"].max() < 1000
+    assert all(c.relative_gap < 1e-10 for c in path.certificates)  # near its floor
+
+
 def test_to_frame_and_plot_path(rng):
     X, Y = _shared(rng)
     path = mc.regularization_path(mc.Problem(mc.MultiTaskData.shared(X, Y),
