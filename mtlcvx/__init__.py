@@ -17,6 +17,7 @@ is imported on first use, so the core never needs scikit-learn.
 from typing import Any
 
 from . import datasets, first_order, malsar, plotting, relations, spec
+from ._io import load
 from .backends import available_backends
 from .certificates import Certificate, certify
 from .data import MultiTaskData
@@ -28,6 +29,7 @@ from .exceptions import (
     IncompatibleBackend,
     MTLError,
     PenaltyError,
+    ResultFileError,
     SolverFailed,
     SpecError,
 )
@@ -120,6 +122,7 @@ __all__ = [
     "cross_validate",
     "CVResult",
     "TaskShuffleSplit",
+    "load",
     "ValidationReport",
     "plotting",
     "relations",
@@ -134,6 +137,7 @@ __all__ = [
     "IncompatibleBackend",
     "SolverFailed",
     "SpecError",
+    "ResultFileError",
     "ConvergenceWarning",
     "__version__",
 ]

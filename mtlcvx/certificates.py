@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._io import record
 from ._quadratic_dual import quadratic_dual
 from ._rounding import chain_length, gamma, objective_magnitude
 from ._threads import blas_limited
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["Certificate", "certify"]
 
 
+@record
 @dataclass(frozen=True)
 class Certificate:
     """How far a point is from the optimum, with bounds that trust no solver.

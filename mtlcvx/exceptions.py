@@ -17,6 +17,7 @@ __all__ = [
     "IncompatibleBackend",
     "SolverFailed",
     "SpecError",
+    "ResultFileError",
     "ConvergenceWarning",
 ]
 
@@ -51,6 +52,11 @@ class SolverFailed(MTLError, RuntimeError):
 
 class SpecError(MTLError, ValueError):
     """Invalid problem specification file (``mtlcvx solve``): the message names the key."""
+
+
+class ResultFileError(MTLError, ValueError):
+    """A saved result (:func:`mtlcvx.load`) that cannot be read: missing, not a ``.npz``
+    archive, truncated, altered, or of another schema version; the message names the file."""
 
 
 class ConvergenceWarning(UserWarning):

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ._checks import check_count, check_tol
+from ._io import Saved
 from ._optional import require
 from ._threads import blas_limited
 from .backends.registry import certified_status
@@ -117,7 +118,7 @@ def _grid(prob: Problem, index: int, alphas: Any, n_alphas: int, eps: float) -> 
 
 # ----------------------------------------------------------------------------- results
 @dataclass
-class PathResult:
+class PathResult(Saved):
     """A regularization path.
 
     Attributes
@@ -650,7 +651,7 @@ class _Recipe:
 
 # ----------------------------------------------------------------------------- CV
 @dataclass
-class CVResult:
+class CVResult(Saved):
     """Cross-validation scores over a grid of strengths.
 
     Attributes
@@ -668,7 +669,13 @@ class CVResult:
     scoring : str
     status : list of list of str
         Certificate status of every fold's path points, ``status[fold][i]``.
+
+    A result read back by :func:`mtlcvx.load` has every attribute but no problem to
+    :meth:`refit`.
     """
+
+    _saved = ("alphas", "scores", "per_task", "scoring", "status", "penalty", "_backend",
+              "_tol")
 
     alphas: np.ndarray
     scores: np.ndarray
@@ -715,6 +722,10 @@ class CVResult:
     def refit(self):
         """The problem at ``best_alpha`` on all the data, solved (a new Problem; the
         one passed to :func:`cross_validate` is left alone). Returns its Solution."""
+        if self._source is None:
+            raise MTLError("this CVResult was read by mtlcvx.load and holds no problem: "
+                           "build the problem, set the penalty's alpha to best_alpha "
+                           f"({self.best_alpha!r}) and solve it")
         if isinstance(self._source, Problem):
             prob = self._source.with_data(self._data)
         else:

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from ._io import Saved, record
 from ._optional import require
 from ._threads import blas_limited
 from .certificates import Certificate, certify
@@ -62,6 +63,7 @@ _HISTORY_KEYS = ("iteration", "stage", "objective", "objective_smoothed", "eps",
                  "matrix_change", "time")
 
 
+@record
 class History(dict):
     """Equal-length NumPy arrays, one entry per recorded iteration, with :meth:`to_frame`."""
 
@@ -72,7 +74,7 @@ class History(dict):
 
 
 @dataclass
-class RelationResult:
+class RelationResult(Saved):
     """Result of :func:`learn_relation`.
 
     Attributes

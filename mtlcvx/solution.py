@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ._io import Saved
 from ._optional import require
 
 __all__ = ["STATUS_RULE", "Solution"]
@@ -17,7 +18,7 @@ STATUS_RULE = ('"optimal" only with a certified gap <= tol * |F(W)|; "inaccurate
 
 
 @dataclass
-class Solution:
+class Solution(Saved):
     """Result of :meth:`mtlcvx.Problem.solve`.
 
     Attributes
