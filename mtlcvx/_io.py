@@ -3,7 +3,7 @@
 An archive holds the result's arrays as members ``a0, a1, …`` and one member
 ``__meta__``: UTF-8 JSON (uint8 bytes) of the form ::
 
-    {"format": "mtlcvx.result", "schema": 1, "mtlcvx": "0.1.0",
+    {"format": "mtlcvx.result", "schema": 1,
      "result": {"$type": "Solution", "fields": {"W": {"$array": "a0"}, ...}}}
 
 JSON holds ``None``, booleans, integers, strings, lists and string-keyed dicts as they
@@ -91,7 +91,7 @@ class Saved:
             array, an arbitrary Python object); the message names the field.
         """
         arrays: dict[str, np.ndarray] = {}
-        meta = {"format": _FORMAT, "schema": SCHEMA, "mtlcvx": _version(),
+        meta = {"format": _FORMAT, "schema": SCHEMA,
                 "result": _encode(self, type(self).__name__, arrays)}
         text = json.dumps(meta, allow_nan=False, ensure_ascii=False)
         arrays[_META] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
@@ -105,12 +105,6 @@ class Saved:
             tmp.unlink(missing_ok=True)
             raise
         return target
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def _saved_fields(cls: type) -> tuple[str, ...]:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import pathlib
 import re
+import warnings
 import zipfile
 
 import numpy as np
@@ -173,15 +174,23 @@ def test_corrupted_member_is_refused(saved):
 
 
 # ------------------------------------------------------------------------- reproducibility
-@pytest.mark.parametrize("backend", ["clarabel", "fista", "direct"])
-def test_same_solve_twice_agrees_to_1e_12(data, backend):
-    penalties = [mc.L21(alpha=0.01)] if backend != "direct" else [mc.Ridge(alpha=0.01)]
+@pytest.mark.parametrize("backend, options", [
+    ("clarabel", {}), ("direct", {}),
+    # fista spaces its certificate checks by their measured cost, so the iteration it stops
+    # at can differ between runs; its iterates do not: a fixed number of iterations (a tol
+    # no run reaches) is reproducible
+    ("fista", {"tol": 1e-300, "max_iter": 150}),
+])
+def test_same_solve_twice_agrees_to_1e_12(data, backend, options):
     K = mc.relations.laplacian(mc.relations.chain(N_TASKS))
-    first, second = (mc.Problem(data, penalties=[mc.TaskRelation(K, alpha=0.1), *penalties])
-                     .solve(backend=backend) for _ in range(2))
-    assert np.max(np.abs(first.W - second.W)) <= 1e-12
-    assert abs(first.objective - second.objective) <= 1e-12 * abs(first.objective)
-
+    second = mc.L21(alpha=0.01) if backend != "direct" else mc.Ridge(alpha=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mc.ConvergenceWarning)
+        first, again = (mc.Problem(data, penalties=[mc.TaskRelation(K, alpha=0.1), second])
+                        .solve(backend=backend, **options) for _ in range(2))
+    assert first.iterations == again.iterations
+    assert np.max(np.abs(first.W - again.W)) <= 1e-12
+    assert abs(first.objective - again.objective) <= 1e-12 * abs(first.objective)
 
 def test_saving_page_runs_as_written(tmp_path, monkeypatch, capsys):
     page = pathlib.Path(__file__).resolve().parents[1] / "docs" / "saving.md"

@@ -17,7 +17,8 @@ ROOT = pathlib.Path(mtlcvx.__file__).parent
 #: Lowest first. A module may import modules of its own layer or below.
 LAYERS = [
     ("shared numerics", ["mtlcvx.exceptions", "mtlcvx._optional", "mtlcvx._threads",
-                         "mtlcvx._checks", "mtlcvx._linalg", "mtlcvx.penalties._prox"]),
+                         "mtlcvx._checks", "mtlcvx._linalg", "mtlcvx.penalties._prox",
+                         "mtlcvx._io"]),
     ("data", ["mtlcvx.data"]),
     ("losses and relations", ["mtlcvx.losses", "mtlcvx.relations", "mtlcvx.coupling",
                               "mtlcvx.datasets"]),
