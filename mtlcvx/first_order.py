@@ -52,7 +52,11 @@ class Trace:
         True when the stopping test was met within ``max_iter`` (the certified gap, or
         without one the gradient mapping: see :func:`fista`).
     info : dict
-        ``lipschitz_bound``, ``final_step``, ``time``.
+        ``lipschitz_bound``, ``final_step``, ``time``, and ``dual_point``: the ``W``
+        (d, T) whose scaled residual gave the best dual value of the run (None without
+        one), so anyone can re-derive the certificate's lower bound on ``F*`` as
+        ``mc.certify(problem, dual_point).dual_objective`` and pass it back as
+        ``certify(..., dual_lower=...)``.
     parts : dict of ndarray (d, T)
         The parts of a decomposition term at ``W`` (empty otherwise).
     """
@@ -206,6 +210,7 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
     # the best dual value seen so far (every dual value is a lower bound on F*), fed by
     # the iterates' own dual points and by extrapolated ones
     best_dual = cert.dual_objective if _TRACK_DUAL else None
+    dual_point = var.W(X) if best_dual is not None else None  # whose residual gives it
     extrapolate = _TRACK_DUAL and var.term is None and cert.dual_objective is not None
 
     def record(k: int, F: float, gap: float) -> None:
@@ -262,12 +267,13 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
                 W_acc = _extrapolate(recent)
                 if W_acc is not None:
                     dual = certify(problem, W_acc).dual_objective
-                    if dual is not None and np.isfinite(dual):
-                        best_dual = dual if best_dual is None else max(best_dual, dual)
+                    if dual is not None and np.isfinite(dual) and (
+                            best_dual is None or dual > best_dual):
+                        best_dual, dual_point = dual, W_acc
             cert = var.certify(X, best_dual)
-            if _TRACK_DUAL and cert.dual_objective is not None:
-                best_dual = (cert.dual_objective if best_dual is None
-                             else max(best_dual, cert.dual_objective))
+            if _TRACK_DUAL and cert.dual_objective is not None and (
+                    best_dual is None or cert.dual_objective > best_dual):  # its own dual
+                best_dual, dual_point = cert.dual_objective, var.W(X)
             converged = _stopped(cert, tol, g0)
             cost = time.perf_counter() - tic
             per_iteration = max(tic - start - certifying, 1e-9) / k
@@ -284,7 +290,8 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
     intercept = problem.optimal_intercept(W) if problem.fit_intercept else None
     return Trace(W, intercept, history, cert, k, converged,
                  info={"lipschitz_bound": L_bound, "final_step": 1.0 / L,
-                       "time": time.perf_counter() - start}, parts=var.parts(X))
+                       "time": time.perf_counter() - start, "dual_point": dual_point},
+                 parts=var.parts(X))
 
 
 def fista(problem: Problem, max_iter: int = 20_000, tol: float = 1e-8, *,

@@ -64,7 +64,8 @@ class FistaBackend(Backend):
             info={"solver_status": ("max_iter reached" if not trace.converged else
                                     "converged" if cert.gap is not None else
                                     "gradient mapping converged"),
-                  "final_step": trace.info["final_step"]},
+                  "final_step": trace.info["final_step"],
+                  "dual_point": trace.info["dual_point"]},
         )
 
 
