@@ -48,7 +48,7 @@ def frozen_copy(arr: np.ndarray) -> FrozenArray:
     """A read-only :class:`FrozenArray` copy of ``arr`` (``arr`` itself if already frozen)."""
     if isinstance(arr, FrozenArray) and not arr.flags.writeable:
         return arr
-    out = np.array(arr, dtype=np.float64, copy=True).view(FrozenArray)
+    out = np.array(arr, dtype=np.float64, copy=True, order="C").view(FrozenArray)
     out.setflags(write=False)
     return out
 
