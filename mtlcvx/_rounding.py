@@ -86,6 +86,12 @@ def objective_magnitude(problem: Problem, W: np.ndarray, objective: float,
         if problem.fit_intercept:
             R += R.mean(axis=0) if intercept is None else np.abs(intercept)
         sq = np.einsum("nt,nt->t", R, R)
+    elif data.equal_blocks() is not None:  # equal task sizes: one batched product
+        X3, Y = data.equal_blocks()
+        R = np.matmul(np.abs(X3), absW.T[:, :, None])[:, :, 0] + np.abs(Y)  # (T, n)
+        if problem.fit_intercept:
+            R += R.mean(axis=1, keepdims=True) if intercept is None else np.abs(intercept)[:, None]
+        sq = np.einsum("tn,tn->t", R, R)
     else:
         absX, absy, offsets = _abs_rows(problem)
         r = np.concatenate([absX[a:b] @ absW[:, t]

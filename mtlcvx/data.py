@@ -490,12 +490,13 @@ class MultiTaskData:
 
     @blas_limited
     def _build_task_grams(self, center: bool) -> TaskGrams:
-        sizes = {x.shape[0] for x in self.X}
-        if len(sizes) == 1:  # equal task sizes: one batched product
-            X, y = np.stack(self.X), np.stack(self.y)
+        blocks = self.equal_blocks()
+        if blocks is not None:  # equal task sizes: one batched product
+            X, y = blocks
             if center:
                 X, y = X - X.mean(axis=1, keepdims=True), y - y.mean(axis=1, keepdims=True)
-            return TaskGrams(np.einsum("tni,tnj->tij", X, X), np.einsum("tni,tn->it", X, y),
+            Xt = X.transpose(0, 2, 1)
+            return TaskGrams(np.matmul(Xt, X), np.matmul(Xt, y[:, :, None])[:, :, 0].T,
                              np.einsum("tn,tn->t", y, y))
         H, B, yy = [], [], []
         for Xt, yt in zip(self.X, self.y, strict=True):
@@ -546,6 +547,22 @@ class MultiTaskData:
             self.__dict__["_stacked_rows"] = cache
         return cache
 
+    def equal_blocks(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``X`` (T, n, d) and ``y`` (T, n) when every task has n rows (None otherwise).
+
+        Computed once; batched products over tasks use it instead of a Python loop.
+        """
+        if "_equal_blocks_cache" not in self.__dict__:
+            blocks = None
+            if len({x.shape[0] for x in self.X}) == 1:
+                X3 = np.empty((self.n_tasks, *self.X[0].shape))
+                Y2 = np.empty((self.n_tasks, self.y[0].shape[0]))
+                for t, (Xt, yt) in enumerate(zip(self.X, self.y, strict=True)):
+                    X3[t], Y2[t] = Xt, yt
+                blocks = (X3, Y2)
+            self.__dict__["_equal_blocks_cache"] = blocks
+        return self.__dict__["_equal_blocks_cache"]
+
     def shared_targets(self) -> np.ndarray:
         """``Y`` (n, T) of a shared design (the targets side by side), computed once."""
         cache = self.__dict__.get("_shared_targets")
@@ -574,6 +591,13 @@ class MultiTaskData:
             if intercept is not None:
                 r += intercept
             return r.T.ravel()
+        blocks = self.equal_blocks()
+        if blocks is not None:  # equal task sizes: one batched product, no d×N gather
+            X3, Y2 = blocks
+            r = np.matmul(X3, W.T[:, :, None])[:, :, 0] - Y2
+            if intercept is not None:
+                r += intercept[:, None]
+            return r.ravel()
         X, y, task = self.stacked()
         r = np.einsum("nd,dn->n", X, W[:, task]) - y
         if intercept is not None:

@@ -108,7 +108,7 @@ class SquaredLoss:
         """``oracle(W, need_gradient) -> (ℓ(W), ∇ℓ(W) or None)`` from the normal equations.
 
         Per-task designs through ``X_tᵀX_t, X_tᵀy_t, ‖y_t‖²``; a shared design through
-        ``XᵀX`` held once (n > d), or the design itself (n ≤ d): ``d²·T`` per call, no
+        ``XᵀX`` held once (n ≥ d), or the design itself (n < d): ``d²·T`` per call, no
         QR, nothing stacked T times. With ``center`` the intercepts are profiled out (each
         task centred). Weights are read now: make a new oracle after changing them.
         Certificates recompute residuals on the original data, so the cancellation in
@@ -116,7 +116,7 @@ class SquaredLoss:
         """
         c = self.weights(data)
         gram = data.gram(center)
-        if gram is not None and data.X[0].shape[0] > data.n_features:
+        if gram is not None and data.X[0].shape[0] >= data.n_features:
             G, B, yy = gram.G, gram.B, gram.yy
 
             def shared_gram(W: np.ndarray, need_gradient: bool = True) -> tuple[
@@ -168,6 +168,18 @@ class SquaredLoss:
             quadratic = np.where(c > 0, np.einsum("nt,nt->t", Theta, Theta)
                                  / (2.0 * np.where(c > 0, c, 1.0)), 0.0)
             return LossDual(np.einsum("nt,nt->t", Theta, Y), quadratic, data.X[0].T @ Theta)
+        blocks = data.equal_blocks()
+        if blocks is not None:  # equal task sizes: batched over tasks, nothing stacked
+            X3, Y = blocks
+            R = np.matmul(X3, W.T[:, :, None])[:, :, 0] - Y  # (T, n)
+            if center:
+                R = R - R.mean(axis=1, keepdims=True)
+                Y = Y - Y.mean(axis=1, keepdims=True)
+            Theta = -c[:, None] * R
+            quadratic = np.where(c > 0, np.einsum("tn,tn->t", Theta, Theta)
+                                 / (2.0 * np.where(c > 0, c, 1.0)), 0.0)
+            V = np.matmul(X3.transpose(0, 2, 1), Theta[:, :, None])[:, :, 0].T
+            return LossDual(np.einsum("tn,tn->t", Theta, Y), quadratic, V)
         X, y, task = data.stacked()
         r = data.stacked_residuals(W)
         if center:

@@ -209,16 +209,13 @@ class DirectBackend(Backend):
         u = max(d - 1, Kt.bandwidth() * d)  # lower bandwidth in task-major order
         if (u + 1) * d * T <= _MAX_BAND_ENTRIES:
             ab = np.zeros((u + 1, d * T))
-            i, j = np.tril_indices(d)
-            cols = (np.arange(T)[:, None] * d + j[None, :]).ravel()
-            np.add.at(ab, ((i - j)[None, :].repeat(T, 0).ravel(), cols),
-                      Hs[:, i, j].ravel())
-            low = K.row >= K.col
+            i, j = np.tril_indices(d)  # block entries: distinct positions, offsets < d
+            ab[np.tile(i - j, T), (np.arange(T)[:, None] * d + j).ravel()] = Hs[:, i, j].ravel()
+            ab[0] += np.repeat(Kt.diag + Kt.sparse.diagonal(), d)
+            low = K.row > K.col  # coupling entries: offsets (s − t)·d ≥ d, distinct
             s, t, v = K.row[low], K.col[low], K.data[low]
-            k = np.arange(d)
-            np.add.at(ab, (((s - t) * d)[:, None].repeat(d, 1).ravel(),
-                           (t[:, None] * d + k[None, :]).ravel()),
-                      v[:, None].repeat(d, 1).ravel())
+            ab[np.repeat((s - t) * d, d), (t[:, None] * d + np.arange(d)).ravel()] = \
+                np.repeat(v, d)
             try:
                 w = scipy.linalg.solveh_banded(ab, rhs, lower=True, check_finite=False)
                 return w.reshape(T, d).T.copy(), "banded cholesky"
