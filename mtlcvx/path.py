@@ -583,11 +583,16 @@ def _kfold(data: MultiTaskData, k: int, random_state: int | None) -> list[Split]
 
 
 def _subset(data: MultiTaskData, rows: list[np.ndarray]) -> MultiTaskData:
+    """The given rows of every task (labels and feature names kept; a shared design stays
+    shared when every task takes the same rows)."""
+    names = data.feature_names
     if data.is_shared and all(r is rows[0] or np.array_equal(r, rows[0]) for r in rows):
         X = data.X[0][rows[0]]
-        return MultiTaskData([X] * data.n_tasks, [y[rows[0]] for y in data.y], data.tasks)
+        return MultiTaskData([X] * data.n_tasks, [y[rows[0]] for y in data.y], data.tasks,
+                             feature_names=names)
     return MultiTaskData([X[r] for X, r in zip(data.X, rows, strict=True)],
-                         [y[r] for y, r in zip(data.y, rows, strict=True)], data.tasks)
+                         [y[r] for y, r in zip(data.y, rows, strict=True)], data.tasks,
+                         feature_names=names)
 
 
 # ----------------------------------------------------------------------------- scoring
