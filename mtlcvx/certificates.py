@@ -272,6 +272,10 @@ def _quadratic_conjugate(Kt: TaskCoupling, Kf: np.ndarray | None,
     return 0.5 * float(np.sum(Vr * X)), top * float(np.sum(X * X))
 
 
+#: Largest T (and d) for which rung 4 eigendecomposes a singular coupling densely.
+_DENSE_TASKS = 2000
+
+
 def _relative(gap: float, objective: float) -> float:
     """``gap / |F(W)|`` with ``0/0 = 0`` (and ``inf`` for a positive gap at ``F(W) = 0``)."""
     if gap == 0.0:
@@ -362,7 +366,11 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
             return done(profiled - dual, "quadratic conjugate (rung 4)", dual=dual,
                         conj_error=gamma(problem.n_tasks + problem.n_features) * sensitivity)
         # singular 𝒬: the loss's curvature corrects the dual point into range(𝒬)
-        corrected = quadratic_dual(problem, W, pieces.Kt.to_dense(), pieces.Kf)
+        corrected = (quadratic_dual(problem, W, pieces.Kt.to_dense(), pieces.Kf)
+                     if problem.n_tasks <= _DENSE_TASKS and problem.n_features <= _DENSE_TASKS
+                     else f"the quadratic terms are singular and too large (T = "
+                          f"{problem.n_tasks}, d = {problem.n_features}) for the dense "
+                          "curvature-corrected dual; a small Ridge term gives a gap")
         if isinstance(corrected, str):
             return done(None, "none (rung 4)", corrected)
         linear, quad, conj_h, sensitivity, null_residue = corrected
