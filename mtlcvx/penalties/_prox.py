@@ -86,8 +86,9 @@ def _spectral_shrink(V: np.ndarray, threshold: Callable[[np.ndarray], float]) ->
 
     Through the eigendecomposition of the smaller Gram matrix (``V = U diag(s) Vᵀ`` gives
     ``VVᵀ = U diag(s²) Uᵀ`` and the result ``U diag(max(s − θ, 0)/s) Uᵀ V``), a fraction of
-    an SVD's cost. The Gram matrix resolves a singular value ``s`` to ``ε s_max²/s``, so
-    when a kept one is below ``1e-4·s_max`` the SVD is used instead.
+    an SVD's cost. The Gram matrix resolves a singular value ``s`` to ``ε s_max²/s``, so the
+    result is off by at most ``ε s_max²/(2 s_min)`` (``s_min`` the smallest kept value):
+    below ``1.2e-11·s_max`` while ``s_min ≥ 1e-5·s_max``; below that the SVD is used.
     """
     wide = V.shape[0] <= V.shape[1]
     G = V @ V.T if wide else V.T @ V
@@ -99,7 +100,7 @@ def _spectral_shrink(V: np.ndarray, threshold: Callable[[np.ndarray], float]) ->
     kept = s > theta
     if not kept.any():
         return np.zeros_like(V)
-    if s[kept].min() < 1e-4 * s[-1]:
+    if s[kept].min() < 1e-5 * s[-1]:
         U, s, Vt = np.linalg.svd(V, full_matrices=False)
         return (U * np.maximum(s - threshold(s), 0.0)) @ Vt
     Uk = U[:, kept]
