@@ -731,7 +731,9 @@ def default_rule(prob: Problem, tol: float = 1e-4, max_iter: int = 1000) -> Rule
     ``γ`` starting at 1 and doubled until the quadratic upper bound holds (never
     decreased), and MALSAR's default stopping rule (``opts.tFlag = 1``): stop when
     ``|F_k − F_{k−1}| ≤ tol·F_{k−1}`` from the third iteration on, or after ``max_iter``
-    iterations (``opts.tol = 1e-4``, ``opts.maxIter = 1000``). For a ``W = P + Q`` term
+    iterations (``opts.tol = 1e-4``, ``opts.maxIter = 1000``). (``Least_Dirty`` and
+    ``Least_rMTFL`` start ``γ`` at an estimate of the Lipschitz constant instead of 1, which
+    changes only the first steps.) For a ``W = P + Q`` term
     it iterates on the parts together, as MALSAR does, from ``P = Q = 0``. It says nothing
     about optimality; score its ``W`` with :func:`compare` or :func:`mtlcvx.certify`.
     For ``Least_CMTL`` and ``Least_CASO`` it is *not* MALSAR's algorithm, which iterates on
