@@ -41,8 +41,8 @@ def cases(draw):
     log_scale = draw(st.sampled_from([-5, 0, 3]))
     duplicate = T > 1 and draw(st.booleans())
     fit_intercept = draw(st.booleans())
-    backends = (["direct", "clarabel", "osqp", "fista"] if kind in QUADRATIC
-                else ["clarabel", "fista"])
+    backends = (["direct", "clarabel", "osqp", "scs", "ecos", "fista"] if kind in QUADRATIC
+                else ["clarabel", "scs", "ecos", "fista"])
     backend = draw(st.sampled_from(backends))
     return T, d, sizes, seed, kind, 10.0 ** log_alpha, 10.0 ** log_scale, duplicate, \
         fit_intercept, backend
@@ -109,7 +109,7 @@ def _numpy_objective(Xs, ys, c, kind, alpha, W, fit_intercept):
     return total + alpha * reg
 
 
-@hypothesis.settings(max_examples=20, deadline=None, derandomize=True,
+@hypothesis.settings(max_examples=30, deadline=None, derandomize=True,
                      suppress_health_check=list(hypothesis.HealthCheck))
 @hypothesis.given(cases())
 def test_optimal_only_within_tol_of_the_true_optimum(case):
