@@ -532,7 +532,7 @@ def test_cli_compare_reads_malsars_parts(cells, matfile, tmp_path, capsys):
 
 # -------------------------------------------------------------- CMTL and CASO
 @pytest.mark.parametrize("name", ["Least_CMTL", "Least_CASO"])
-def test_learn_reaches_the_joint_optimum_and_compare_scores_M(cells, rng, name):
+def test_learn_reaches_the_joint_optimum_and_compare_scores_M(cells, name):
     Xs, ys = _lists(cells)
     params = dict(CASES[IDS.index(name.removeprefix("Least_").lower())][1])
     _, _, F_ref = cvxpy_optimum(name, Xs, ys, params)
