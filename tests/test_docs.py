@@ -5,6 +5,10 @@ from __future__ import annotations
 import pathlib
 import re
 
+import numpy as np
+
+import mtlcvx as mc
+
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "regularizer.md"
 
 
@@ -19,3 +23,15 @@ def test_your_own_regularizer_examples_run(capsys):
     assert "fista optimal dual-norm scaling per task (rung 1)" in out
     assert "the dual_norm oracle disagrees with the expression" in out
     assert "estimator True (3, 6)" in out
+
+
+def test_readme_ten_lines_run(tmp_path, monkeypatch, capsys):
+    readme = DOC.parents[1] / "README.md"
+    block = re.search(r"## Ten lines\n\n```python\n(.*?)```", readme.read_text(encoding="utf-8"),
+                      flags=re.S).group(1)
+    assert len(block.strip().splitlines()) <= 11
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, str(readme), "exec"), namespace)  # noqa: S102
+    assert "status optimal" in capsys.readouterr().out
+    assert np.array_equal(mc.load(tmp_path / "run.npz").W, namespace["sol"].W)
