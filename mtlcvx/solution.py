@@ -40,7 +40,8 @@ class Solution(Saved):
         ``info["solver_status"]``). The last two come with a
         :class:`~mtlcvx.ConvergenceWarning`.
     backend : str
-        The backend that ran (``backend=None`` resolves to one; see docs/backends.md).
+        The backend that ran (``backend=None`` resolves to one; see the documentation's
+        :doc:`/backends` page).
     compile_time, solve_time : float
         Seconds spent building/compiling (CVXPY canonicalisation, or assembling the
         reduced system for "direct") and in the solver itself.

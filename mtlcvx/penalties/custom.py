@@ -172,8 +172,8 @@ class _OracleCheck:
 class Custom(Penalty):
     r"""A user's regularizer :math:`\alpha \cdot e(W)` with ``e = expression(W)``.
 
-    Supplied oracles buy certificates and first-order solves (see docs/certificates.md,
-    "Your own regularizer"); each is checked against the CVXPY expression when the
+    Supplied oracles buy certificates and first-order solves (see the documentation's
+    :doc:`/regularizer` page); each is checked against the CVXPY expression when the
     :class:`~mtlcvx.Problem` is made.
 
     Parameters
