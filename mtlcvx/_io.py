@@ -27,6 +27,7 @@ import os
 import pathlib
 import uuid
 import zipfile
+import zlib
 from typing import Any, ClassVar
 
 import numpy as np
@@ -208,7 +209,7 @@ def load(path: str | os.PathLike[str]) -> Any:
                     raise bad(f"member {name!r} is an object array (pickled Python "
                               "objects); loading it could run code, refused") from None
                 raise bad(f"member {name!r} is corrupt ({exc})") from None
-            except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+            except (OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error) as exc:
                 raise bad(f"member {name!r} is truncated or corrupt ({exc})") from None
     meta_bytes = members.pop(_META, None)
     if meta_bytes is None:
