@@ -162,12 +162,13 @@ def test_tampered_file_is_refused(saved, tamper, message):
     assert str(saved) in str(err.value)
 
 
-def test_corrupted_member_is_refused(saved):
+@pytest.mark.parametrize("offset", [0.2, 0.5, 0.8])
+def test_corrupted_member_is_refused(saved, offset):
     raw = bytearray(saved.read_bytes())
     with zipfile.ZipFile(saved) as zf:
         info = zf.getinfo("a0.npy")
     start = info.header_offset + 30 + len(info.filename) + len(info.extra)
-    raw[start + info.compress_size // 2] ^= 0xFF               # flip one byte of W's data
+    raw[start + int(info.compress_size * offset)] ^= 0xFF     # flip one byte of W's data
     saved.write_bytes(bytes(raw))
     with pytest.raises(mc.ResultFileError, match="member 'a0' is (truncated or )?corrupt"):
         mc.load(saved)
