@@ -2,7 +2,7 @@
 =======================================================================
 
 A synthetic set of regression tasks with two planted clusters of similar weight vectors
-(``mc.datasets.make_related_tasks``) is declared once as a convex program,
+(``mc.datasets.make_related_tasks``) is declared once as a convex program ::
 
     F(W) = Σ_t 1/(2 n_t) ‖X_t w_t − y_t‖²                  (SquaredLoss("mean"))
          + (α/2) Σ_{s<t} A_st ‖w_s − w_t‖²                   (GraphLaplacian(A, α))
@@ -21,8 +21,7 @@ second-order cone, so "direct" and "osqp" refuse it up front with
 The figure (``quickstart.png``) shows the exact ``W`` (tasks ordered by planted cluster)
 and, for each backend, the certified relative gap ``gap / |F(W)|`` of what it returned
 and its true distance to the exact optimum ``|F(W) − F*| / max(1, |F*|)`` (zeros drawn at
-the bottom of the axis): every certified gap
-is an upper bound on the true one.
+the bottom of the axis): every certified gap is an upper bound on the true one.
 
 Run ``python examples/quickstart.py``; ``run(quick=True)`` uses a smaller problem and
 writes the figure to a temporary directory.
