@@ -53,6 +53,35 @@ def objective(Xs, ys, c, W, b, K_task, D_feat=None):
     return F
 
 
+def solve_exact(H, g):
+    """Solve ``H x = g`` on ``fractions.Fraction`` lists by Gauss-Jordan elimination.
+
+    Free variables of a singular, consistent system are set to 0.
+    """
+    from fractions import Fraction
+
+    n = len(g)
+    A = [row[:] + [g[i]] for i, row in enumerate(H)]
+    pivots, r = [], 0
+    for col in range(n):
+        piv = next((i for i in range(r, n) if A[i][col] != 0), None)
+        if piv is None:
+            continue
+        A[r], A[piv] = A[piv], A[r]
+        inv = 1 / A[r][col]
+        A[r] = [v * inv for v in A[r]]
+        for i in range(n):
+            if i != r and A[i][col] != 0:
+                f = A[i][col]
+                A[i] = [a - f * b for a, b in zip(A[i], A[r], strict=True)]
+        pivots.append(col)
+        r += 1
+    x = [Fraction(0)] * n
+    for i, col in enumerate(pivots):
+        x[col] = A[i][n]
+    return x
+
+
 def exact_quadratic_optimum(Xs, ys, c, K_task, D_feat=None, fit_intercept=False):
     """F* of the problem of :func:`quadratic_optimum` in exact rational arithmetic.
 
@@ -91,24 +120,7 @@ def exact_quadratic_optimum(Xs, ys, c, K_task, D_feat=None, fit_intercept=False)
             for i in range(d):
                 for j in range(d):
                     H[t * p + i][t * p + j] += Dm[i][j]
-    A = [row[:] + [g[i]] for i, row in enumerate(H)]
-    pivots, r = [], 0
-    for col in range(n):
-        piv = next((i for i in range(r, n) if A[i][col] != 0), None)
-        if piv is None:
-            continue
-        A[r], A[piv] = A[piv], A[r]
-        inv = 1 / A[r][col]
-        A[r] = [v * inv for v in A[r]]
-        for i in range(n):
-            if i != r and A[i][col] != 0:
-                f = A[i][col]
-                A[i] = [a - f * b for a, b in zip(A[i], A[r], strict=True)]
-        pivots.append(col)
-        r += 1
-    x = [Fraction(0)] * n
-    for i, col in enumerate(pivots):
-        x[col] = A[i][n]
+    x = solve_exact(H, g)
     return c0 - sum(gi * xi for gi, xi in zip(g, x, strict=True)) / 2
 
 

@@ -14,6 +14,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from reference import solve_exact
 
 import mtlcvx as mc
 
@@ -42,30 +43,6 @@ def _normal_equations(Xs, ys, c, K, dtype):
     return H, g
 
 
-def _solve_exact(H, g):
-    """Gauss-Jordan on rationals; free variables (a singular, consistent system) set to 0."""
-    n = len(g)
-    A = [row[:] + [g[i]] for i, row in enumerate(H)]
-    pivots, r = [], 0
-    for col in range(n):
-        p = next((i for i in range(r, n) if A[i][col] != 0), None)
-        if p is None:
-            continue
-        A[r], A[p] = A[p], A[r]
-        inv = 1 / A[r][col]
-        A[r] = [v * inv for v in A[r]]
-        for i in range(n):
-            if i != r and A[i][col] != 0:
-                f = A[i][col]
-                A[i] = [a - f * b for a, b in zip(A[i], A[r], strict=True)]
-        pivots.append(col)
-        r += 1
-    x = [Fraction(0)] * n
-    for i, col in enumerate(pivots):
-        x[col] = A[i][n]
-    return x
-
-
 def _objective(Xs, ys, c, K, W, dtype):
     T, d = len(Xs), Xs[0].shape[1]
     Wd = [[dtype(v) for v in row] for row in W.tolist()]
@@ -84,7 +61,7 @@ def _objective(Xs, ys, c, K, W, dtype):
 
 def _exact_gap(Xs, ys, c, K, W):
     H, g = _normal_equations(Xs, ys, c, K, Fraction)
-    w = _solve_exact(H, g)
+    w = solve_exact(H, g)
     d, T = Xs[0].shape[1], len(Xs)
     W_star = np.array([[float(w[t * d + i]) for t in range(T)] for i in range(d)])
     # F* exactly: F(w*) = c0 − ½ gᵀw* for the normal equations, c0 = Σ c_t/2 ‖y_t‖²
