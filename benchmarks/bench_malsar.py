@@ -59,6 +59,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _harness import peak_rss_mb
+
 TOL = 1e-8
 ROUTES = ("auto", "fista", "clarabel", "malsar-rule")
 TIME_TARGET = 20.0
@@ -70,17 +72,6 @@ REPEAT_BELOW = 10.0
 
 
 # ====================================================================== worker side
-def _peak_rss_mb() -> float | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
 def _call(route: str, prob, name: str, params: dict[str, Any]) -> dict[str, Any]:
     import warnings
 
@@ -139,13 +130,13 @@ def _work(spec: dict[str, Any]) -> dict[str, Any]:
     except Exception as err:  # noqa: BLE001 - reported, not raised
         msg = f"{type(err).__name__}: {err}"
         return {"outcome": "out of memory" if "memory" in msg.lower() else "failed",
-                "error": msg[:300], "peak_rss_mb": _peak_rss_mb()}
+                "error": msg[:300], "peak_rss_mb": peak_rss_mb()}
     elapsed = time.perf_counter() - start
     parts = out.pop("parts", None)
     cert = mc.certify(prob, out.pop("W"), parts=parts or None)
     # CMTL's MALSAR run is scored at its own M (F(W, M) ≥ F(W) with M minimised out)
     objective = out.pop("objective_at_M", cert.objective)
-    return {"outcome": "ok", "time": elapsed, "peak_rss_mb": _peak_rss_mb(),
+    return {"outcome": "ok", "time": elapsed, "peak_rss_mb": peak_rss_mb(),
             "objective": objective, "relative_gap": cert.relative_gap, **out}
 
 

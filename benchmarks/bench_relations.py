@@ -65,6 +65,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+from _harness import peak_rss_mb
 
 TOL = 1e-8
 RHO1, RHO2, K = 10.0, 0.1, 3
@@ -222,17 +223,6 @@ def malsar_cmtl(prob, tol: float, max_iter: int, deadline: float):
 
 
 # ====================================================================== child side
-def _peak_rss_mb() -> float | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
 def _route(route: str, prob, kw, limit: float) -> dict[str, Any]:
     """Run one route; returns W and what the route reports (certificate if it has one)."""
     import warnings
@@ -282,15 +272,15 @@ def _work_limited(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         out = _route(route, prob, kw, spec["limit"])
     except MemoryError:
-        return {"outcome": "out of memory", "peak_rss_mb": _peak_rss_mb()}
+        return {"outcome": "out of memory", "peak_rss_mb": peak_rss_mb()}
     except Exception as err:  # noqa: BLE001 - reported, not raised
         return {"outcome": "failed", "error": f"{type(err).__name__}: {err}"[:300],
-                "peak_rss_mb": _peak_rss_mb()}
+                "peak_rss_mb": peak_rss_mb()}
     elapsed = time.perf_counter() - start - out.pop("untimed", 0.0)
     cert = out.pop("certificate", None) or certify(_reduced(prob, kw), out["W"])
     out.pop("W")
     objective = out.pop("objective", cert.objective)
-    return {"outcome": "ok", "time": elapsed, "peak_rss_mb": _peak_rss_mb(),
+    return {"outcome": "ok", "time": elapsed, "peak_rss_mb": peak_rss_mb(),
             "objective": objective, "gap": cert.gap, "relative_gap": cert.relative_gap,
             **out}
 

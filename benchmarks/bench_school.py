@@ -71,6 +71,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _harness import peak_rss_mb
+
 TOL = 1e-8
 MALSAR_TOL = 1e-4
 MALSAR_MAX_ITER = 1000
@@ -170,17 +172,6 @@ def malsar_fista(prob, tol: float = MALSAR_TOL, max_iter: int = MALSAR_MAX_ITER)
     return W, it, by_rule
 
 
-def _peak_rss_mb() -> float | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
 def _call(route: str, prob, spec: dict[str, Any]) -> dict[str, Any]:
     """Run ``route`` on ``prob``; returns W plus route-specific fields."""
     if route == "fista":
@@ -221,12 +212,12 @@ def _work(spec: dict[str, Any]) -> dict[str, Any]:
         out = _call(route, prob, spec)
     except MemoryError:
         return {"outcome": "out of memory", "time": time.perf_counter() - start,
-                "peak_rss_mb": _peak_rss_mb()}
+                "peak_rss_mb": peak_rss_mb()}
     except Exception as err:  # noqa: BLE001 - reported, not raised
         msg = f"{type(err).__name__}: {err}"
         oom = "memory" in msg.lower()
         return {"outcome": "out of memory" if oom else "failed", "error": msg[:300],
-                "time": time.perf_counter() - start, "peak_rss_mb": _peak_rss_mb()}
+                "time": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
     elapsed = time.perf_counter() - start
     W = out.pop("W")
     # fista's certificate keeps the best dual point of its run; its dual value is
@@ -234,7 +225,7 @@ def _work(spec: dict[str, Any]) -> dict[str, Any]:
     dual_point = out.pop("dual_point", None)
     lower = None if dual_point is None else certify(prob, dual_point).dual_objective
     cert = certify(prob, W, dual_lower=lower)
-    return {"outcome": "ok", "time": elapsed, "peak_rss_mb": _peak_rss_mb(),
+    return {"outcome": "ok", "time": elapsed, "peak_rss_mb": peak_rss_mb(),
             "objective": cert.objective, "gap": cert.gap, "relative_gap": cert.relative_gap,
             "certificate_method": cert.method, **out}
 

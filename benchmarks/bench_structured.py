@@ -50,6 +50,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _harness import peak_rss_mb
+
 TOL = 1e-8
 PROBLEMS = ("dirty", "rmtl", "rmtfl", "splr", "cfg")
 LABELS = {"dirty": "Dirty(1000, 200)", "rmtl": "RobustMTL(2000, 500)",
@@ -116,17 +118,6 @@ def malsar_rule(prob, tol: float = 1e-4, max_iter: int = 1000):
     return var.W(X), var.parts(X), it
 
 
-def _peak_rss_mb() -> float | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
 def _work(spec: dict[str, Any]) -> dict[str, Any]:
     resource.setrlimit(resource.RLIMIT_AS, (MEM_LIMIT_BYTES, MEM_LIMIT_BYTES))
     import warnings
@@ -149,10 +140,10 @@ def _work(spec: dict[str, Any]) -> dict[str, Any]:
     except Exception as err:  # noqa: BLE001 - reported, not raised
         msg = f"{type(err).__name__}: {err}"
         return {"outcome": "out of memory" if "memory" in msg.lower() else "failed",
-                "error": msg[:300], "peak_rss_mb": _peak_rss_mb()}
+                "error": msg[:300], "peak_rss_mb": peak_rss_mb()}
     elapsed = time.perf_counter() - start
     cert = mc.certify(prob, W, parts=parts or None)
-    return {"outcome": "ok", "time": elapsed, "peak_rss_mb": _peak_rss_mb(),
+    return {"outcome": "ok", "time": elapsed, "peak_rss_mb": peak_rss_mb(),
             "iterations": iterations, "solver_status": status, "objective": cert.objective,
             "relative_gap": cert.relative_gap, "method": cert.method}
 
