@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from ._io import Saved, record
+from ._linalg import block_pinv
 from ._optional import require
 from ._threads import blas_limited
 from .certificates import Certificate, certify
@@ -344,21 +345,6 @@ class _QuadraticRest:
         return np.matmul(self.Hs, X.T[:, :, None])[:, :, 0].T + Kf @ X + X @ Kt
 
 
-def _block_inverse(blocks: np.ndarray) -> np.ndarray:
-    """Inverses of symmetric PSD blocks (n, d, d); pseudo-inverses (through their
-    eigendecompositions) when one is singular."""
-    try:
-        inv = np.linalg.inv(blocks)
-        if np.all(np.isfinite(inv)):
-            return inv
-    except np.linalg.LinAlgError:
-        pass
-    lam, vec = np.linalg.eigh(blocks)
-    cutoff = blocks.shape[1] * np.finfo(float).eps * np.maximum(lam[:, -1:], 1e-300)
-    inv = np.where(lam > cutoff, 1.0 / np.where(lam > cutoff, lam, 1.0), 0.0)
-    return np.matmul(vec * inv[:, None, :], vec.transpose(0, 2, 1))
-
-
 class _CoupledCG:
     """Exact W-steps for a quadratic rest, by warm-started preconditioned CG.
 
@@ -392,7 +378,7 @@ class _CoupledCG:
         else:
             lam, U, blocks = np.diag(Kt).copy(), None, Hs.copy()
         blocks += Kf + lam[:, None, None] * np.eye(d)
-        Pinv = _block_inverse(blocks)
+        Pinv = block_pinv(blocks)
 
         def op(X: np.ndarray) -> np.ndarray:
             return rest.apply(X, Kt, Kf)

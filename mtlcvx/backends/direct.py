@@ -39,6 +39,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from .. import oracles
+from .._linalg import block_pinv, pinv_solve_psd
 from ..certificates import certify
 from ..coupling import DENSE_LIMIT, TaskCoupling
 from ..exceptions import MTLError, SolverFailed
@@ -56,14 +57,6 @@ _QUADRATIC = "Ridge, TaskRelation, GraphLaplacian, MeanRegularized, FeatureRelat
 _MAX_BAND_ENTRIES = 50_000_000
 
 
-def _pinv_solve_sym(M: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Minimum-norm solution of ``M x = b`` for a symmetric PSD ``M``."""
-    lam, V = scipy.linalg.eigh(M)
-    cutoff = max(lam.max(initial=0.0), 1.0) * M.shape[0] * np.finfo(float).eps
-    inv = np.where(lam > cutoff, 1.0 / np.where(lam > cutoff, lam, 1.0), 0.0)
-    return V @ (inv[:, None] * (V.T @ b)) if b.ndim == 2 else V @ (inv * (V.T @ b))
-
-
 def _blocks(grams, c, Kf) -> tuple[np.ndarray, np.ndarray]:
     """Diagonal blocks ``c_t X_tᵀX_t + K_f`` (T, d, d) and right side ``c_t X_tᵀy_t`` (d, T)."""
     Hs = grams.H * c[:, None, None]
@@ -75,21 +68,6 @@ def _blocks(grams, c, Kf) -> tuple[np.ndarray, np.ndarray]:
 def _apply(Hs: np.ndarray, Kt: TaskCoupling, W: np.ndarray) -> np.ndarray:
     """The system operator ``W ↦ [H_t w_t]_t + W K_t`` (never forms ``kron(K_t, I_d)``)."""
     return np.matmul(Hs, W.T[:, :, None])[:, :, 0].T + Kt.apply(W)
-
-
-def _block_inverse(blocks: np.ndarray) -> np.ndarray:
-    """Inverses of the SPD blocks (T, d, d); pseudo-inverses through eigh when singular."""
-    try:
-        Pinv = np.linalg.inv(blocks)
-        if np.all(np.isfinite(Pinv)):
-            return Pinv
-    except np.linalg.LinAlgError:
-        pass
-    d = blocks.shape[-1]
-    lam, V = np.linalg.eigh(blocks)
-    cutoff = np.maximum(lam.max(axis=1, keepdims=True), 1.0) * d * np.finfo(float).eps
-    inv = np.where(lam > cutoff, 1.0 / np.where(lam > cutoff, lam, 1.0), 0.0)
-    return np.matmul(V * inv[:, None, :], V.transpose(0, 2, 1))
 
 
 def _block_solve(blocks: np.ndarray, B: np.ndarray) -> np.ndarray | None:
@@ -192,7 +170,7 @@ class DirectBackend(Backend):
             blocks = Hs + Kt.diag[:, None, None] * np.eye(Hs.shape[1])
             W = _block_solve(blocks, B)
             if W is None:
-                W = np.matmul(_block_inverse(blocks), B.T[:, :, None])[:, :, 0].T
+                W = np.matmul(block_pinv(blocks), B.T[:, :, None])[:, :, 0].T
             return W, "per-task blocks"
         if kind == "sparse":
             return self._sparse_system(Hs, B, Kt)
@@ -281,13 +259,13 @@ class DirectBackend(Backend):
             method = "cholesky"
         except np.linalg.LinAlgError:
             method = "eigh (semidefinite system)"
-            w = _pinv_solve_sym(assemble(), rhs)
+            w = pinv_solve_psd(assemble(), rhs)
         return w.reshape(T, d).T.copy(), method
 
     @staticmethod
     def _pcg(Hs, B, Kt: TaskCoupling, tol, max_iter) -> tuple[np.ndarray, int]:
         T, d, _ = Hs.shape
-        Pinv = _block_inverse(Hs + Kt.diagonal()[:, None, None] * np.eye(d))
+        Pinv = block_pinv(Hs + Kt.diagonal()[:, None, None] * np.eye(d))
 
         def matvec(x: np.ndarray) -> np.ndarray:
             return _apply(Hs, Kt, x.reshape(T, d).T).T.ravel()
