@@ -54,6 +54,7 @@ from .penalties.learned import LearnedClusters, cluster_eigenvalues
 from .penalties.quadratic import FeatureRelation, QuadraticPenalty, TaskRelation
 from .penalties.spectral import SquaredTraceNorm
 from .problem import Problem
+from .solution import coefficients_frame
 
 __all__ = ["KINDS", "History", "RelationResult", "learn_relation"]
 
@@ -150,11 +151,8 @@ class RelationResult(Saved):
 
     def to_frame(self, feature_names: list[Any] | None = None, tasks: list[Any] | None = None):
         """``W`` as a pandas DataFrame (features × tasks); needs the ``pandas`` extra."""
-        pd = require("pandas", "pandas", "RelationResult.to_frame")
-        frame = pd.DataFrame(self.W, index=feature_names, columns=tasks)
-        if self.intercept is not None:
-            frame.loc["intercept"] = self.intercept
-        return frame
+        return coefficients_frame(self.W, self.intercept, feature_names, tasks,
+                                  "RelationResult.to_frame")
 
 
 # ---------------------------------------------------------------------- the kinds

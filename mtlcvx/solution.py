@@ -123,10 +123,17 @@ class Solution(Saved):
         pandas.DataFrame (d, T), or (d + 1, T) with a last row ``"intercept"`` when the
         problem fits intercepts.
         """
-        pd = require("pandas", "pandas", "Solution.to_frame")
-        frame = pd.DataFrame(self.W,
-                             index=self.feature_names if feature_names is None else feature_names,
-                             columns=self.tasks if tasks is None else tasks)
-        if self.intercept is not None:
-            frame.loc["intercept"] = self.intercept
-        return frame
+        return coefficients_frame(
+            self.W, self.intercept,
+            self.feature_names if feature_names is None else feature_names,
+            self.tasks if tasks is None else tasks, "Solution.to_frame")
+
+
+def coefficients_frame(W: np.ndarray, intercept: np.ndarray | None, feature_names: Any,
+                       tasks: Any, caller: str):
+    """``W`` (d, T) as a pandas DataFrame, with a last row ``"intercept"`` when given."""
+    pd = require("pandas", "pandas", caller)
+    frame = pd.DataFrame(W, index=feature_names, columns=tasks)
+    if intercept is not None:
+        frame.loc["intercept"] = intercept
+    return frame
