@@ -52,14 +52,12 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _harness import peak_rss_mb
+from _harness import peak_rss_mb, run_child
 
 TOL = 1e-8
 ROUTES = ("auto", "fista", "clarabel", "malsar-rule")
@@ -148,25 +146,6 @@ def _work(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ====================================================================== parent side
-def _run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bench_malsar_") as tmp:
-        result = os.path.join(tmp, "result.json")
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec),
-               "--result", result]
-        try:
-            proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  timeout=timeout, text=True)
-        except subprocess.TimeoutExpired:
-            return {"outcome": "timeout", "error": f"killed after {timeout:.0f} s"}
-        if os.path.exists(result):
-            return json.loads(Path(result).read_text())
-        low = proc.stderr.lower()
-        oom = any(s in low for s in ("memoryerror", "cannot allocate", "out of memory",
-                                     "bad_alloc"))
-        return {"outcome": "out of memory" if oom else "crashed",
-                "error": f"exit {proc.returncode}: " + proc.stderr.strip()[-300:]}
-
-
 def _reached(r: dict[str, Any]) -> bool:
     return r.get("outcome") == "ok" and (r.get("relative_gap") or 1.0) <= TOL
 
@@ -185,9 +164,9 @@ def _measure(name: str, params: dict[str, Any], route: str, cfg: dict[str, Any])
     if why is not None:
         return {"outcome": "n/a", "error": why, "reached": False}
     spec = {"name": name, "params": params, "route": route}
-    runs = [_run_child(spec, cfg["timeout"])]
+    runs = [run_child(__file__, spec, cfg["timeout"])]
     if (_reached(runs[0]) or route == "malsar-rule") and runs[0].get("time", 1e9) < REPEAT_BELOW:
-        runs += [_run_child(spec, cfg["timeout"]) for _ in range(cfg["repeats"] - 1)]
+        runs += [run_child(__file__, spec, cfg["timeout"]) for _ in range(cfg["repeats"] - 1)]
     ok = [r for r in runs if r.get("outcome") == "ok"]
     best = dict(min(ok, key=lambda r: r["time"])) if ok else dict(runs[0])
     best["peak_rss_mb"] = max((r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb")),

@@ -55,17 +55,14 @@ import argparse
 import json
 import os
 import resource
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.linalg
-from _harness import peak_rss_mb
+from _harness import peak_rss_mb, run_child
 
 TOL = 1e-8
 RHO1, RHO2, K = 10.0, 0.1, 3
@@ -286,27 +283,6 @@ def _work_limited(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ====================================================================== parent side
-def _run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bench_relations_") as tmp:
-        result = os.path.join(tmp, "result.json")
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec),
-               "--result", result]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                start_new_session=True)
-        try:
-            _, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            return {"outcome": "timeout", "limit_s": timeout}
-        if os.path.exists(result):
-            return json.loads(Path(result).read_text())
-        text = stderr.decode(errors="replace")
-        oom = "memory" in text.lower()
-        return {"outcome": "out of memory" if oom else "crashed",
-                "error": f"exit {proc.returncode}: {text.strip()[-300:]}"}
-
-
 def _reached(r: dict[str, Any]) -> bool:
     return (r.get("outcome") == "ok" and r.get("relative_gap") is not None
             and r["relative_gap"] <= TOL)
@@ -314,9 +290,9 @@ def _reached(r: dict[str, Any]) -> bool:
 
 def _measure(problem: str, route: str, cfg: dict[str, Any], log) -> dict[str, Any]:
     spec = {"problem": problem, "route": route, "limit": cfg["limit"]}
-    runs = [_run_child(spec, cfg["limit"] + 60.0)]
+    runs = [run_child(__file__, spec, cfg["limit"] + 60.0)]
     if _reached(runs[0]) and runs[0]["time"] < REPEAT_BELOW:
-        runs += [_run_child(spec, cfg["limit"] + 60.0) for _ in range(cfg["repeats"] - 1)]
+        runs += [run_child(__file__, spec, cfg["limit"] + 60.0) for _ in range(cfg["repeats"] - 1)]
     ok = [r for r in runs if r.get("outcome") == "ok"]
     best = dict(min(ok, key=lambda r: r["time"])) if ok else dict(runs[0])
     rss = [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb") is not None]

@@ -63,15 +63,12 @@ import json
 import os
 import platform
 import resource
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _harness import peak_rss_mb
+from _harness import peak_rss_mb, run_child
 
 TOL = 1e-8
 MALSAR_TOL = 1e-4
@@ -258,48 +255,6 @@ def _worker(spec: dict[str, Any], result: str) -> int:
 
 
 # ====================================================================== parent side
-def _run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run one worker in a fresh subprocess under a wall-clock limit."""
-    with tempfile.TemporaryDirectory(prefix="bench_school_") as tmp:
-        result = os.path.join(tmp, "result.json")
-        err_path = os.path.join(tmp, "stderr.txt")
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec),
-               "--result", result]
-        start = time.perf_counter()
-        with open(err_path, "w") as err_fh:
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_fh)
-            timed_out = False
-            while True:
-                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
-                    break
-                if time.perf_counter() - start > timeout:
-                    timed_out = True
-                    proc.send_signal(signal.SIGKILL)
-                    pid, status, usage = os.wait4(proc.pid, 0)
-                    break
-                time.sleep(0.05)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - start
-        child_maxrss_mb = usage.ru_maxrss / 1024.0  # KiB on Linux
-        stderr = Path(err_path).read_text(errors="replace")
-        if timed_out:
-            return {"outcome": "timeout", "time": None, "peak_rss_mb": child_maxrss_mb,
-                    "child_wall": wall, "limit_s": timeout}
-        if os.path.exists(result):
-            out = json.loads(Path(result).read_text())
-            out["child_wall"] = wall
-            if out.get("peak_rss_mb") is None:
-                out["peak_rss_mb"] = child_maxrss_mb
-            return out
-        low = stderr.lower()
-        oom = any(s in low for s in ("memory allocation", "memoryerror", "cannot allocate",
-                                     "out of memory", "bad_alloc"))
-        return {"outcome": "out of memory" if oom else "crashed",
-                "error": f"exit {proc.returncode}: " + stderr.strip()[-300:],
-                "time": None, "peak_rss_mb": child_maxrss_mb, "child_wall": wall}
-
-
 def _reached(r: dict[str, Any]) -> bool:
     return (r.get("outcome") == "ok" and r.get("relative_gap") is not None
             and r["relative_gap"] <= TOL)
@@ -311,11 +266,11 @@ def _measure(problem: str, route: str, cfg: dict[str, Any], log) -> dict[str, An
                             "max_iter": cfg["fista_max_iter"],
                             "mem_limit": MEM_LIMIT_BYTES if conic else None}
     timeout = cfg["conic_timeout"] if conic else cfg["fista_timeout"]
-    runs = [_run_child(spec, timeout)]
+    runs = [run_child(__file__, spec, timeout)]
     first = runs[0]
     if _reached(first) and first["time"] < REPEAT_BELOW:
         for _ in range(cfg["repeats"] - 1):
-            again = _run_child(spec, timeout)
+            again = run_child(__file__, spec, timeout)
             if again.get("outcome") == "ok":
                 runs.append(again)
     ok = [r for r in runs if r.get("outcome") == "ok"]
@@ -463,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
           f"gap ≤ {TOL:g}; conic limits {cfg['conic_timeout']:.0f} s / "
           f"{MEM_LIMIT_BYTES / 1024**3:.0f} GB address space; load average "
           f"{os.getloadavg()[0]:.2f}", flush=True)
-    plan = _run_child({"plan": True}, 120.0)
+    plan = run_child(__file__, {"plan": True}, 120.0)
 
     def log(line: str) -> None:
         print(line, flush=True)

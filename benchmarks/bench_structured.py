@@ -42,15 +42,11 @@ import argparse
 import json
 import os
 import resource
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _harness import peak_rss_mb
+from _harness import peak_rss_mb, run_child
 
 TOL = 1e-8
 PROBLEMS = ("dirty", "rmtl", "rmtfl", "splr", "cfg")
@@ -149,36 +145,6 @@ def _work(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ====================================================================== parent side
-def _run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bench_structured_") as tmp:
-        result = os.path.join(tmp, "result.json")
-        err_path = os.path.join(tmp, "stderr.txt")
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec),
-               "--result", result]
-        start = time.perf_counter()
-        with open(err_path, "w") as err_fh:
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_fh)
-            while True:
-                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
-                    break
-                if time.perf_counter() - start > timeout:
-                    proc.send_signal(signal.SIGKILL)
-                    _, _, usage = os.wait4(proc.pid, 0)
-                    return {"outcome": "timeout", "error": f"killed after {timeout:.0f} s",
-                            "peak_rss_mb": usage.ru_maxrss / 1024.0}
-                time.sleep(0.05)
-        if os.path.exists(result):
-            out = json.loads(Path(result).read_text())
-            out.setdefault("peak_rss_mb", usage.ru_maxrss / 1024.0)
-            return out
-        stderr = Path(err_path).read_text(errors="replace")
-        oom = any(s in stderr.lower() for s in ("memory allocation", "memoryerror",
-                                                 "cannot allocate", "bad_alloc"))
-        return {"outcome": "out of memory" if oom else "crashed",
-                "error": stderr.strip()[-200:], "peak_rss_mb": usage.ru_maxrss / 1024.0}
-
-
 def _reached(r: dict[str, Any]) -> bool:
     return (r.get("outcome") == "ok" and r["route"] != "malsar-rule"
             and r.get("relative_gap") is not None and r["relative_gap"] <= TOL)
@@ -186,10 +152,10 @@ def _reached(r: dict[str, Any]) -> bool:
 
 def _measure(problem: str, route: str, cfg: dict[str, Any]) -> dict[str, Any]:
     spec = {"problem": problem, "route": route}
-    runs = [_run_child(spec, cfg["timeout"])]
+    runs = [run_child(__file__, spec, cfg["timeout"])]
     first = {**runs[0], "route": route}
     if _reached(first) and first["time"] < REPEAT_BELOW:
-        runs += [_run_child(spec, cfg["timeout"]) for _ in range(cfg["repeats"] - 1)]
+        runs += [run_child(__file__, spec, cfg["timeout"]) for _ in range(cfg["repeats"] - 1)]
     ok = [r for r in runs if r.get("outcome") == "ok"]
     best = dict(min(ok, key=lambda r: r["time"])) if ok else dict(runs[0])
     rss = [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb") is not None]
