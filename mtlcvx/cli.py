@@ -152,7 +152,7 @@ def demo(n_tasks: int = 20, n_features: int = 30, seed: int = 0,
                 bar.write(row, file=sys.stdout)
                 bar.update()
     print("status is 'optimal' when the certified relative gap, a bound on "
-          "(F(W) - F*)/max(1, |F(W)|) computed from W alone, is <= tol = 1e-8")
+          "(F(W) - F*)/|F(W)| computed from W alone, is <= tol = 1e-8")
     return 0
 
 

@@ -35,8 +35,9 @@ def plot_convergence(
         A :class:`~mtlcvx.validation.ValidationReport` draws its relative suboptimality
         ``(F − F_ref)/max(1, |F_ref|)`` (and, when it was built from a Trace, the trace's
         certified relative gap, dashed). A :class:`~mtlcvx.first_order.Trace` draws its
-        certified relative gap ``gap / max(1, |F|)`` where it was computed (a bound on
-        the relative suboptimality that needs no reference), plus the relative
+        certified relative gap ``gap / |F|`` (as ``Certificate.relative_gap``) where it
+        was computed (a bound on the relative suboptimality that needs no reference),
+        plus the relative
         suboptimality when ``reference_objective`` is given.
     ax : matplotlib Axes, optional
         Axes to draw on; a new figure is made when None. ``plt.show()`` is never called.
@@ -77,8 +78,11 @@ def plot_convergence(
         if reference_objective is not None:
             sub = (F - reference_objective) / max(1.0, abs(reference_objective))
             sub_line = ax.plot(it, _positive(sub), label=label or "suboptimality")
-        gap = (np.asarray(hist["gap"], dtype=float) / np.maximum(1.0, np.abs(F))
-               if "gap" in hist else None)
+        gap = None
+        if "gap" in hist:
+            raw = np.asarray(hist["gap"], dtype=float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gap = np.where(raw == 0.0, 0.0, raw / np.abs(F))
         default_thr = (1e-2, 1e-4, 1e-6, 1e-8)
     if gap is not None and np.any(np.isfinite(gap)):
         keep = np.isfinite(gap)

@@ -407,3 +407,26 @@ def test_school_example_reference_is_stationary(school_example):
     grad0 = np.column_stack([(X - X.mean(axis=0)).T @ (y - y.mean()) / len(y)
                              for X, y in zip(data.X, data.y, strict=True)])
     assert np.linalg.norm(grad) <= 1e-10 * np.linalg.norm(grad0)
+
+
+def test_plotted_trace_gap_is_the_certificates_relative_gap():
+    """With |F| < 1 the plotted gap is gap/|F| (Certificate.relative_gap), not
+    gap/max(1, |F|), which would hide a large relative gap of a small objective."""
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((30, 4))
+    Y = 1e-3 * rng.standard_normal((30, 3))  # F(W) ~ 1e-5
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), mc.SquaredLoss(),
+                      [mc.L21(1e-4)])
+    trace = fista(prob, max_iter=40, check_every=5)
+    ax = plot_convergence(trace)
+    try:
+        gap_line = ax.get_lines()[-1]
+        F_last, gap_last = trace.history["objective"][-1], trace.history["gap"][-1]
+        assert abs(F_last) < 1
+        assert gap_line.get_ydata()[-1] == pytest.approx(gap_last / abs(F_last), rel=1e-12)
+        assert gap_line.get_ydata()[-1] == pytest.approx(trace.certificate.relative_gap,
+                                                         rel=1e-12)
+    finally:
+        plt.close("all")
