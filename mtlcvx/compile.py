@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import cvxpy as cp
 import numpy as np
 
+from ._optional import cp
 from .exceptions import MTLError, PenaltyError
 from .penalties.base import Term
 

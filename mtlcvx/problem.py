@@ -6,10 +6,10 @@ import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import cvxpy as cp
 import numpy as np
 
 from . import backends, compile, oracles
+from ._optional import cp
 from .data import MultiTaskData, as_float_array
 from .exceptions import DataError, MTLError, PenaltyError
 from .losses import SquaredLoss

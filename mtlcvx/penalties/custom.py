@@ -8,9 +8,9 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import cvxpy as cp
 import numpy as np
 
+from .._optional import cp
 from ..exceptions import PenaltyError
 from .base import CONES, STRUCTURES, Penalty, Term, check_strength
 

@@ -24,9 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import cvxpy as cp
 import numpy as np
 
+from .._optional import cp
 from ..exceptions import PenaltyError
 from . import _prox
 from .base import Penalty, Term, check_strength
@@ -97,7 +97,7 @@ _NUCLEAR = _Norm(
     lambda L: float(np.linalg.svd(L, compute_uv=False).sum()) if L.size else 0.0,
     _prox.svt,
     _prox.spectral_norm,
-    cp.normNuc,
+    lambda L: cp.normNuc(L),
     frozenset({"psd"}),
 )
 

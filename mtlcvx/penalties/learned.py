@@ -19,9 +19,9 @@ from __future__ import annotations
 import numbers
 from typing import Any, ClassVar
 
-import cvxpy as cp
 import numpy as np
 
+from .._optional import cp
 from ..exceptions import PenaltyError
 from .base import Penalty, Term
 

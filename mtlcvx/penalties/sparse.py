@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import cvxpy as cp
 import numpy as np
 
+from .._optional import cp
 from ._prox import shrink_rows, soft_threshold
 from .base import Penalty, Term
 from .spectral import squared_norm_shrink

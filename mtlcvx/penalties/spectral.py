@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import cvxpy as cp
 import numpy as np
 
+from .._optional import cp
 from .base import Penalty, Term
 
 __all__ = ["TraceNorm", "SquaredTraceNorm", "squared_norm_shrink"]

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
 from .. import relations
+from .._optional import cp
 from ..exceptions import PenaltyError
 from . import _prox
 from .base import Penalty
