@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import eigh
 
-__all__ = ["lambda_min", "block_pinv", "pinv_solve_psd"]
+__all__ = ["lambda_min", "block_pinv", "pinv_solve_psd", "spectral_norm_bound"]
 
 
 def lambda_min(lam: np.ndarray) -> np.ndarray:
@@ -14,6 +15,28 @@ def lambda_min(lam: np.ndarray) -> np.ndarray:
     """
     low = lam[..., 0]
     return np.where(low > lam.shape[-1] * 1e-14 * np.maximum(1.0, lam[..., -1]), low, 0.0)
+
+
+def spectral_norm_bound(V: np.ndarray) -> float:
+    """An upper bound on ``σ_max(V)`` (V of shape (m, k)), tight to a few units of rounding.
+
+    ``σ_max² = λ_max(A)`` with ``A = VVᵀ`` or ``VᵀV`` (the smaller side, p × p): one
+    product and the top eigenvalue alone, a fraction of an SVD's cost. The computed
+    ``A`` is off by at most ``γ_q|V||V|ᵀ`` (q the inner dimension), whose spectral norm
+    is at most ``γ_q‖V‖²_F``, and the eigensolver is backward stable (``p·ε·‖A‖``), so
+
+        σ_max(V)² ≤ λ̂_max + 2(q + p)·ε·(‖V‖²_F + |λ̂_max|),
+
+    which is what a dual norm needs: a dual point scaled by the bound lies inside the
+    ball, never just outside it.
+    """
+    if not V.size:
+        return 0.0
+    A = V @ V.T if V.shape[0] <= V.shape[1] else V.T @ V
+    p, q = A.shape[0], V.size // A.shape[0]
+    top = float(eigh(A, eigvals_only=True, subset_by_index=[p - 1, p - 1])[0])
+    slack = 2.0 * (p + q) * np.finfo(float).eps * (float(np.sum(V * V)) + abs(top))
+    return float(np.sqrt(max(top, 0.0) + slack))
 
 
 def _inverse_eigenvalues(lam: np.ndarray, n: int) -> np.ndarray:

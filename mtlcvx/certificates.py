@@ -287,7 +287,7 @@ def _relative(gap: float, objective: float) -> float:
 @blas_limited
 def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None,
             parts: dict[str, np.ndarray] | None = None,
-            dual_lower: float | None = None) -> Certificate:
+            dual_lower: float | None = None, *, gradient_mapping: bool = True) -> Certificate:
     """Certify how close ``W`` is to the optimum of ``problem``.
 
     Parameters
@@ -306,6 +306,9 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
         earlier certificate of the same problem (every dual value is one). The gap uses
         the larger of it and this point's own dual value, so a method's gaps can keep
         the best dual point seen so far; without a rung it still gives a gap.
+    gradient_mapping : bool, default True
+        Compute ``grad_mapping`` (one gradient and one prox at ``W``) also when a rung
+        gives a gap; False leaves it None then (fista's checks, which stop on the gap).
 
     Returns
     -------
@@ -319,7 +322,12 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     profiled = problem.objective(W, parts=parts) if intercept is not None else objective
     excess = objective - profiled
     mu = problem.strong_convexity()
-    grad_mapping, W_plus, proven = _gradient_mapping(problem, W)
+    mapping = _gradient_mapping(problem, W) if gradient_mapping else None
+
+    def rung5(missing: str) -> Certificate:
+        nonlocal mapping
+        mapping = mapping or _gradient_mapping(problem, W)
+        return _rung5(problem, *mapping, profiled, mu, done, missing)
 
     def done(gap: float | None, method: str, reason: str | None = None,
              dual: float | None = None, conj_error: float = 0.0) -> Certificate:
@@ -342,7 +350,8 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
             dist = float(np.sqrt(2.0 * gap / mu)) if mu > 0 else None
         else:
             rel = dist = None
-        return Certificate(objective, gap, rel, grad_mapping, dist, method, reason, dual)
+        return Certificate(objective, gap, rel, mapping and mapping[0], dist, method, reason,
+                           dual)
 
     if problem.constraints is not None:
         return done(None, "none", "constrained problem")
@@ -354,8 +363,7 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     if norm_part is not None and norm_part.reason is not None:
         missing.append(norm_part.reason)
     if missing:
-        return _rung5(problem, grad_mapping, W_plus, proven, profiled, mu, done,
-                      "; ".join(missing))
+        return rung5("; ".join(missing))
 
     pieces = _Pieces(problem, W)
     has_h = not pieces.Kt.is_zero or pieces.Kf is not None
@@ -395,10 +403,9 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
         s_max = norm_part.scale(V, W, enough=_best_scale(pieces.a, b)[0])
         if s_max == 0 and pieces.a > 0:
             labels = " + ".join(p.label for p in norm_part.terms)
-            return _rung5(problem, grad_mapping, W_plus, proven, profiled, mu, done,
-                          f"{labels}: only the trivial dual point (s = 0) lies in the dual "
-                          "ball (a seminorm that vanishes on some W, such as FusedL1 alone, "
-                          "needs L1 beside it for a gap)")
+            return rung5(f"{labels}: only the trivial dual point (s = 0) lies in the dual "
+                         "ball (a seminorm that vanishes on some W, such as FusedL1 alone, "
+                         "needs L1 beside it for a gap)")
         _, dual = _best_scale(pieces.a, b, s_max)
         return done(profiled - dual, "dual-norm scaling (rung 1)" + aug, dual=dual)
     if norm_part is None and len(conj) == 1:

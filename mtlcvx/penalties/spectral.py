@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .._linalg import spectral_norm_bound
 from .._optional import cp
 from .base import Penalty, Term
 
@@ -30,10 +31,6 @@ def squared_norm_shrink(sigma: np.ndarray, c: float) -> np.ndarray:
         return np.zeros_like(sigma)
     th = theta[active[-1]]
     return np.maximum(sigma - th, 0.0)
-
-
-def _spectral_norm(V: np.ndarray) -> float:
-    return float(np.linalg.norm(V, 2)) if V.size else 0.0
 
 
 class TraceNorm(Penalty):
@@ -61,8 +58,8 @@ class TraceNorm(Penalty):
         return (U * np.maximum(s - step * self.alpha, 0.0)) @ Vt
 
     def dual_norm(self, V: np.ndarray) -> float:
-        """Spectral norm ``σ_max(V)``."""
-        return _spectral_norm(V)
+        """Spectral norm ``σ_max(V)``, rounded up (an upper bound tight to rounding)."""
+        return spectral_norm_bound(V)
 
 
 class SquaredTraceNorm(Penalty):
@@ -91,8 +88,8 @@ class SquaredTraceNorm(Penalty):
         return (U * squared_norm_shrink(s, step * self.alpha)) @ Vt
 
     def dual_norm(self, V: np.ndarray) -> float:
-        """Spectral norm ``σ_max(V)`` (the dual of the trace norm)."""
-        return _spectral_norm(V)
+        """Spectral norm ``σ_max(V)`` (the dual of the trace norm), rounded up."""
+        return spectral_norm_bound(V)
 
     def gradient(self, W: np.ndarray) -> np.ndarray:
         """A subgradient ``α ‖W‖_* U Vᵀ`` (thin SVD, singular values above round-off)."""
