@@ -62,16 +62,16 @@ def _null_basis(K: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray, n
 
 
 def quadratic_dual(problem: Problem, W: np.ndarray, Kt: np.ndarray,
-                   Kf: np.ndarray | None) -> tuple[float, float, float, float, float] | str:
+                   Kf: np.ndarray | None) -> tuple[float, float, float, float, float, float] | str:
     """The curvature-corrected dual pieces at ``W`` (see the module docstring).
 
-    Returns ``(linear, quadratic, conjugate, sensitivity, null_residue)`` such that for
+    Returns ``(linear, quadratic, conjugate, sensitivity, null_residue, norm)`` such that for
     every scale ``s ≥ 0``, ``D(sθ) = s·linear − s²·(quadratic + conjugate)`` is a lower
     bound on ``F*`` up to rounding: ``sensitivity = ‖𝒬‖·‖𝒬⁺V‖²`` (times ``γ_n`` it bounds
     the conjugate's change under the eigendecomposition's backward error) and
     ``null_residue`` the norm of the null
-    components of ``V`` left by the least-squares solve (zero in exact arithmetic). A
-    string says why no bound is computed.
+    components of ``V`` left by the least-squares solve (zero in exact arithmetic);
+    ``norm = ‖𝒬⁺V‖``. A string says why no bound is computed.
     """
     data = problem.data
     d, T = problem.n_features, problem.n_tasks
@@ -119,5 +119,6 @@ def quadratic_dual(problem: Problem, W: np.ndarray, Kt: np.ndarray,
     conj = 0.5 * float(np.sum(np.where(in_range, Vr * Vr / np.where(in_range, denom, 1.0),
                                        0.0)))
     U = np.where(in_range, Vr / np.where(in_range, denom, 1.0), 0.0)  # 𝒬⁺V, rotated
-    sensitivity = float(denom.max(initial=0.0)) * float(np.sum(U * U))
-    return linear, quadratic, conj, sensitivity, float(np.linalg.norm(Vr[~in_range]))
+    norm = float(np.linalg.norm(U))
+    return (linear, quadratic, conj, float(denom.max(initial=0.0)) * norm * norm,
+            float(np.linalg.norm(Vr[~in_range])), norm)

@@ -1,51 +1,88 @@
 r"""A bound on the floating-point error of a certificate's own arithmetic.
 
-``gap = F(W) − D(θ)`` is a difference of two float64 evaluations. Each is a sum of
-products, and the standard bound for a sum of ``n`` products evaluated in floating point
-(Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1) is
+The certificate reports ``gap = fl(F(W)) − D̲`` with ``D̲ = fl(D(θ̂)) − E_D`` and adds
+``E_F``: ``E_F`` bounds ``|fl(F(W)) − F(W)|`` and ``E_D`` bounds ``|fl(D(θ̂)) − D(θ̂)|``
+(plus what keeps the dual point feasible), so ``D̲ ≤ D(θ̂) ≤ F*`` is a lower bound that
+holds in exact arithmetic and ``gap ≥ F(W) − F*``. ``θ̂`` is the dual point *as computed*:
+weak duality holds for every θ, so only the evaluation of ``D`` at it needs a bound, never
+the distance of θ̂ from the exact residual.
+
+**Tools** (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1). A sum of ``n``
+products in any order is within ``γ_n Σ|a_i b_i|`` of the exact one, ``γ_n =
+nε/(1 − nε)`` (here with a factor 2 of headroom); a sum of non-negative terms therefore
+has relative error ``γ_n``. Column ``j`` of task ``t`` has norm ``‖x_tj‖`` and mean
+``x̄_tj``; ``‖|X_t|‖₂ ≤ min(‖X_t‖_F, (‖X_t‖₁‖X_t‖_∞)^{1/2})``. These are cached once per
+data set, so every bound below costs O(dT) (plus one product with ``|K|`` for the
+quadratic terms).
+
+**Primal loss.** The computed residual of row ``i`` is ``ρ̂_i = ρ_i + δ_i`` with
+``|δ_i| ≤ γ_{d+3} m_i``, ``m = |X_t||w_t| + |y_t| + |b_t|``. With
+``‖m_t‖ ≤ μ_t = min(‖|X_t|‖₂‖w_t‖, Σ_j ‖x_tj‖|w_jt|) + ‖y_t‖ (+ √n_t|b_t|)`` (a profiled
+intercept ``|b̂_t| ≤ ‖m_t‖/√n_t`` doubles ``μ_t``) and Cauchy–Schwarz,
 
 .. math::
 
-    |\mathrm{fl}(\textstyle\sum_i a_i b_i) - \sum_i a_i b_i|
-    \le \gamma_n \sum_i |a_i b_i|, \qquad \gamma_n = \frac{n\varepsilon}{1 - n\varepsilon},
+    |\mathrm{fl}(\ell) - \ell| \le \sum_t c_t\big(\gamma_{d+3}\lVert\hat\rho_t\rVert\mu_t
+    + \tfrac12\gamma_{d+3}^2\mu_t^2\big) + \gamma_{n+T+4}\,\hat\ell,
 
-so the error of ``F(W)`` is at most ``γ_κ · M_F`` where ``M_F`` is ``F`` evaluated on
-absolute values (the *magnitude*), and ``κ`` the longest chain of sums and products
-(a residual ``x_nᵀw_t − y_n``: d + 1 terms; its square; the sum over a task's n_t rows;
-the sum over T tasks; a quadratic form ``wᵀKw``: T or d more). The magnitudes are
+first order in the residual ``ρ`` (not ``‖m‖²``: near an optimum ``‖ρ‖ ≪ ‖m‖``).
+``‖ρ̂_t‖`` comes from the dual's own ``‖θ̂_t‖²/(2c_t)`` (the same residual, up to
+``3γμ_t`` when the intercept is profiled), so no pass over the data is needed.
 
-* loss: ``Σ_t (c_t/2) Σ_n (|x_n|ᵀ|w_t| + |y_n| + |b_t|)²``;
-* quadratic terms: ``(α/2) Σ |W| |K| ∘ |W|`` (this is where an inexact, rank-deficient
-  ``K`` at ``α = 1e10`` makes the floor large: the float value of ``(α/2)tr(WKWᵀ)`` is
-  only known to ``ε·α·|W||K||W|``, far above its true size near the optimum);
-* every other term: its value (a norm is a sum of non-negative terms).
+**Quadratic terms** keep the honest bound: ``(α/2)tr(WKWᵀ)`` is computed to within
+``γ_{2(d+T)+8} · (α/2)Σ|W||K|∘|W|`` and its gradient ``αWK`` to within
+``γ_{d+T+3}·α|W||K|`` elementwise (an inexact, rank-deficient ``K`` at ``α = 1e10`` makes
+this large: the float value is only known to ``ε·α·|W||K||W|``, far above its true size
+near the optimum). Other terms (norms, decompositions) enter through
+``γ_{dT+d+T+8}·|value|`` with ``|value| ≤ |F| + ℓ + h``.
 
-The dual objective is built from the same residuals, so its magnitude is at most
-``2·M_F + |D|``. Conjugates computed through an eigendecomposition or a linear solve add
-the backward error of that solve: with ``𝒬`` replaced by ``𝒬 + E``, ``‖E‖ ≤ γ_n‖𝒬‖``,
-``|h*_𝒬(V) − h*_{𝒬+E}(V)| ≤ ‖E‖‖𝒬⁺V‖² ≤ γ_n·cond(𝒬)·2h*(V)`` to first order. The
-certificate adds
+**Dual, loss part.** ``θ̂_t = −c_t(R̂_t − mean)``; with intercepts profiled the dual of
+the centred problem ``D(θ) = θᵀPy − ‖θ‖²/(2c) − (h+g)*(XᵀPθ)`` (``P`` the centring) is
+valid for every θ. ``a_t = fl(θ̂_tᵀŷ_t)`` is within ``3γ_{n+3}‖θ̂_t‖‖y_t‖`` of ``θ̂_tᵀPy_t``
+(``γ_{n+3}‖θ̂_t‖‖y_t‖`` uncentred) and ``q_t = fl(‖θ̂_t‖²/(2c_t))`` within ``γ_{n+3}q_t``.
+``V̂ = fl(Xᵀθ̂)`` differs from ``XᵀPθ̂`` entrywise by at most
 
 .. math::
 
-    \rho = \gamma_\kappa\,(4 M_F + |D|) + \text{(conjugate term)}
+    e_{jt} = \gamma_{n+3}\lVert x_{tj}\rVert\lVert\hat\theta_t\rVert
+    + |\bar x_{tj}|\,\sqrt{n_t}\,\gamma_{n+3}(c_t\mu_t + \lVert\hat\theta_t\rVert),
 
-to every gap, and a point whose gap is below ``ρ`` is certified only to ``ρ``.
+the second term because the centred θ̂ sums to ``1ᵀθ̂_t ≠ 0`` in floating point
+(``|1ᵀθ̂_t| ≤ c_t γ_{n+2}Σ|R̂_i| + 2εΣ|θ̂_i|/c_t``); rung 3 adds ``γ·α|W||K| + ε|V̂|``.
+
+**Dual, scale and conjugate.** ``D(s) = a·s − B·s² − (h+g)*(sV)``. A norm's dual ball
+test ``s·Ω°(V̂) ≤ α`` holds for ``V̂``, not for the exact ``V``: shrinking the scale to
+``s/(1+δ)``, ``δ = s·Ω°(e)/α + γ_{d+T+8}``, makes the point feasible (the dual norms are
+absolute or unitarily invariant, so ``Ω°(E) ≤ Ω°(e)`` for ``|E| ≤ e``: true of every
+built-in norm) and costs at most ``δ·(|as − 2Bs²| + 2Bs²δ)`` (``D`` is concave and
+``D'(s)s = as − 2Bs²``, small where the ball constrains ``s``). A conjugate of a squared norm
+changes by ``s²Ω°(e)(2Ω°(V̂) + Ω°(e))/(2α)``; ``½⟨V, 𝒬⁻¹V⟩`` by
+``s²(‖𝒬⁻¹V̂‖‖e‖ + ‖e‖²/(2λ_min))`` plus the solve's backward error ``γ‖𝒬‖‖𝒬⁻¹V‖²``;
+other conjugates, to first order, by ``s‖W‖‖e‖`` (their gradient at the optimum is
+``W``). Combining ``a·s − B·s² − conj`` adds ``γ_{T+8}(s|a| + Bs² + |conj|)``.
+
+Every bound is evaluated in float64 and multiplied by ``1 + 2⁻¹⁰``, far above the
+relative error of its own evaluation. Rung 5 (gradient mapping) gaps get ``2E_F`` (for
+``F(W)`` and ``F(W⁺)``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
 if TYPE_CHECKING:
+    from .data import MultiTaskData
     from .problem import Problem
 
-__all__ = ["chain_length", "gamma", "objective_magnitude"]
+__all__ = ["Rounding", "gamma"]
 
 _EPS = np.finfo(float).eps
+#: Headroom for the rounding of the bound's own evaluation.
+_SAFETY = 1.0 + 2.0 ** -10
 
 
 def gamma(n: int) -> float:
@@ -54,64 +91,194 @@ def gamma(n: int) -> float:
     return n * _EPS / max(1.0 - n * _EPS, 0.5)
 
 
-def chain_length(problem: Problem) -> int:
-    """Longest chain of float operations in ``F(W)`` and ``D(θ)`` (see the module docstring)."""
-    d, T = problem.n_features, problem.n_tasks
-    return d + int(problem.data.n_samples.max()) + 2 * T + d + 8
+@dataclass(frozen=True)
+class _DesignNorms:
+    """Norms of each task's design, cached on the (read-only) data."""
+
+    col: np.ndarray  # (d, T): ‖x_tj‖₂
+    mean: np.ndarray  # (d, T): |x̄_tj|
+    abs_spectral: np.ndarray  # (T,): an upper bound on ‖|X_t|‖₂
+    frobenius: np.ndarray  # (T,): ‖X_t‖_F
+    y: np.ndarray  # (T,): ‖y_t‖₂
+    n: np.ndarray  # (T,) float: n_t
 
 
-def _abs_rows(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``|X|`` stacked (N, d), ``|y|`` (N,) and the row offsets of each task (T + 1,),
-    cached on the data (read-only, so the cache cannot go stale)."""
-    data = problem.data
-    cache = data.__dict__.get("_abs_rows")
-    if cache is None:
-        X, y, _ = data.stacked()  # rows are grouped by task, in task order
-        cache = (np.abs(X), np.abs(y), np.concatenate([[0], np.cumsum(data.n_samples)]))
-        data.__dict__["_abs_rows"] = cache
-    return cache
-
-
-def objective_magnitude(problem: Problem, W: np.ndarray, objective: float,
-                        intercept: np.ndarray | None = None) -> float:
-    """``M_F``: the objective evaluated on absolute values (see the module docstring).
-
-    Non-quadratic terms (norms, decompositions at their parts) enter through
-    ``|objective|``, which bounds their values.
-    """
-    data = problem.data
-    absW = np.abs(W)
-    if data.is_shared:  # the design once: |X||W| + |Y| (n, T), never stacked T times
-        R = np.abs(data.X[0]) @ absW + np.abs(data.shared_targets())
-        if problem.fit_intercept:
-            R += R.mean(axis=0) if intercept is None else np.abs(intercept)
-        sq = np.einsum("nt,nt->t", R, R)
-    elif data.equal_blocks() is not None:  # equal task sizes: one batched product
-        X3, Y = data.equal_blocks()
-        R = np.matmul(np.abs(X3), absW.T[:, :, None])[:, :, 0] + np.abs(Y)  # (T, n)
-        if problem.fit_intercept:
-            R += R.mean(axis=1, keepdims=True) if intercept is None else np.abs(intercept)[:, None]
-        sq = np.einsum("tn,tn->t", R, R)
+def _design_norms(data: MultiTaskData) -> _DesignNorms:
+    cache = data.__dict__.get("_rounding_norms")
+    if cache is not None:
+        return cache
+    T = data.n_tasks
+    Xs = data.X[:1] if data.is_shared else data.X
+    cols, means, spec, frob = [], [], [], []
+    for X in Xs:
+        A = np.abs(X)
+        cols.append(np.sqrt(np.einsum("nd,nd->d", X, X)))
+        means.append(np.abs(X.mean(axis=0)))
+        fro = float(np.linalg.norm(cols[-1]))
+        one_inf = float(np.sqrt(A.sum(axis=0).max(initial=0.0) * A.sum(axis=1).max(initial=0.0)))
+        spec.append(min(fro, one_inf))
+        frob.append(fro)
+    y = np.array([float(np.linalg.norm(yt)) for yt in data.y])
+    if data.is_shared:
+        col = np.broadcast_to(cols[0][:, None], (data.n_features, T))
+        mean = np.broadcast_to(means[0][:, None], (data.n_features, T))
+        spec, frob = spec * T, frob * T
     else:
-        absX, absy, offsets = _abs_rows(problem)
-        r = np.concatenate([absX[a:b] @ absW[:, t]
-                            for t, (a, b) in enumerate(zip(offsets[:-1], offsets[1:],
-                                                           strict=True))]) + absy
-        if problem.fit_intercept:  # the profiled b_t = mean(y_t − X_t w_t) is no larger
-            task = data.stacked()[2]
-            b = data.task_sums(r) / data.n_samples if intercept is None else np.abs(intercept)
-            r = r + b[task]
-        sq = data.task_sums(r * r)
-    M = 0.5 * float(problem.loss_weights() @ sq) + abs(objective)
-    d, T = W.shape
-    for pen in problem.penalties:
-        if pen.structure == "quadratic" and pen.active and pen.low_rank() is not None:
-            R, ridge = pen.low_rank()  # evaluated as ‖W R‖² + ridge‖W‖²: no T×T matrix
-            WR = np.asarray(absW @ abs(R))
-            M += 0.5 * pen.alpha * (float(np.sum(WR * WR)) + ridge * float(np.sum(W * W)))
-        elif pen.structure == "quadratic" and pen.active:
-            K = pen.matrix(d, T)
-            K = abs(K) if sp.issparse(K) else np.abs(K)
-            prod = (absW @ K) if pen.side == "task" else (K @ absW)
-            M += 0.5 * pen.alpha * float(np.sum(np.asarray(prod) * absW))
-    return M
+        col, mean = np.stack(cols, axis=1), np.stack(means, axis=1)
+    norms = _DesignNorms(col, mean, np.array(spec) * (1.0 + gamma(data.X[0].size)),
+                         np.array(frob), y, data.n_samples.astype(float))
+    data.__dict__["_rounding_norms"] = norms
+    return norms
+
+
+class Rounding:
+    """The rounding bounds of one certificate at ``W`` (see the module docstring).
+
+    Parameters
+    ----------
+    problem : Problem
+    W : ndarray (d, T)
+    intercept : ndarray (T,) or None
+        The intercept the objective was evaluated at (None: profiled or not fitted).
+    """
+
+    def __init__(self, problem: Problem, W: np.ndarray, intercept: np.ndarray | None):
+        self.problem, self.W, self.intercept = problem, W, intercept
+        self.norms = norms = _design_norms(problem.data)
+        self.c = problem.loss_weights()
+        self.centred = problem.fit_intercept
+        d, T = W.shape
+        self.n_max = int(norms.n.max())
+        self.g_data = gamma(self.n_max + 3)  # sums over a task's rows
+        absW = np.abs(W)
+        mu = np.minimum(norms.abs_spectral * np.linalg.norm(W, axis=0),
+                        np.einsum("dt,dt->t", norms.col, absW)) + norms.y
+        if self.centred:
+            mu = 2.0 * mu if intercept is None else mu + np.sqrt(norms.n) * np.abs(intercept)
+        self.mu = mu * (1.0 + gamma(d + 3))  # ≥ ‖m_t‖
+        self.quadratic = [p for p in problem.penalties
+                          if p.active and p.structure == "quadratic"]
+        self.others = any(p.active and p.structure != "quadratic" for p in problem.penalties)
+        self._mh: float | None = None
+
+    # ------------------------------------------------------------------ quadratic terms
+    def _abs_products(self) -> list[tuple[float, np.ndarray]]:
+        """``(α, |W||K| or |K||W|)`` per quadratic term (``|K| ≤ |R||R|ᵀ + ridge·I``)."""
+        absW = np.abs(self.W)
+        d, T = absW.shape
+        out = []
+        for pen in self.quadratic:
+            low = pen.low_rank()
+            if low is not None:
+                R, ridge = low
+                R = abs(R) if sp.issparse(R) else np.abs(R)
+                prod = np.asarray((R @ (R.T @ absW.T)).T) + ridge * absW
+            else:
+                K = pen.matrix(d, T)
+                K = abs(K) if sp.issparse(K) else np.abs(K)
+                prod = np.asarray(absW @ K if pen.side == "task" else K @ absW)
+            out.append((pen.alpha, prod))
+        return out
+
+    def quadratic_magnitude(self) -> float:
+        """``Σ (α/2) Σ|W||K|∘|W|`` over the quadratic terms."""
+        if self._mh is None:
+            absW = np.abs(self.W)
+            self._mh = sum(0.5 * a * float(np.sum(P * absW)) for a, P in self._abs_products())
+        return self._mh
+
+    def quadratic_gradient_error(self) -> np.ndarray:
+        """Entrywise bound on the error of the computed ``Σ α(WK + DW)`` (d, T)."""
+        d, T = self.W.shape
+        return gamma(d + T + 3) * sum((a * P for a, P in self._abs_products()),
+                                      np.zeros((d, T)))
+
+    # ------------------------------------------------------------------ primal
+    def task_losses(self, q_task: np.ndarray | None) -> np.ndarray:
+        """Upper bounds on ``(c_t/2)‖ρ̂_t‖²`` (T,), the loss per task as computed.
+
+        From the dual's ``q_t`` (same residual; ``3γμ_t`` apart when the intercept is
+        profiled) when given and the intercept was not; else one pass over the data.
+        """
+        if q_task is None or (self.centred and self.intercept is not None):
+            data = self.problem.data
+            b = (self.problem.optimal_intercept(self.W) if self.centred and
+                 self.intercept is None else self.intercept)
+            r = data.stacked_residuals(self.W, b)
+            return 0.5 * self.c * data.task_sums(r * r) * (1.0 + self.g_data)
+        slack = 3.0 * gamma(self.n_max + self.W.shape[0] + 3) * self.mu if self.centred else 0.0
+        return (np.sqrt(q_task * (1.0 + self.g_data)) + np.sqrt(0.5 * self.c) * slack) ** 2
+
+    def primal(self, objective: float, losses: np.ndarray) -> float:
+        """``E_F``: a bound on ``|fl(F(W)) − F(W)|`` given :meth:`task_losses`."""
+        d, T = self.W.shape
+        g1 = gamma(d + 3)
+        c, mu = self.c, self.mu
+        loss_total = float(losses.sum())
+        err = float(np.sum(g1 * np.sqrt(2.0 * c * losses) * mu + 0.5 * g1 * g1 * c * mu * mu))
+        err += gamma(self.n_max + T + 4) * loss_total
+        mh = self.quadratic_magnitude()
+        err += gamma(2 * (d + T) + 8) * mh
+        if self.others:
+            err += gamma(d * T + d + T + 8) * (abs(objective) + loss_total + mh)
+        return _SAFETY * (err + gamma(4) * abs(objective))
+
+    # ------------------------------------------------------------------ dual
+    def theta_norms(self, q_task: np.ndarray) -> np.ndarray:
+        """``‖θ̂_t‖ = (2c_t q_t)^{1/2}`` (T,), rounded up."""
+        return np.sqrt(2.0 * self.c * q_task) * (1.0 + self.g_data)
+
+    def v_error(self, q_task: np.ndarray, V: np.ndarray | None = None) -> np.ndarray:
+        """Entrywise bound (d, T) on ``|V̂ − XᵀPθ̂|``; with ``V`` (rung 3: ``V̂ = fl(Xᵀθ̂ −
+        ∇h)``) the quadratic terms' gradient error and the subtraction are added."""
+        tn = self.theta_norms(q_task)
+        e = self.g_data * self.norms.col * tn
+        if self.centred:
+            e = e + self.norms.mean * (np.sqrt(self.norms.n) * self.g_data
+                                       * (self.c * self.mu + tn))
+        if V is not None and self.quadratic:
+            e = e + self.quadratic_gradient_error() + _EPS * np.abs(V)
+        return e
+
+    def dual(self, s: np.ndarray | float, a_task: np.ndarray, q_task: np.ndarray,
+             B: np.ndarray | float, conj: float = 0.0, delta: np.ndarray | float = 0.0,
+             conj_error: float = 0.0, blocks: bool = False) -> float:
+        """``E_D`` for ``D = Σ_t (s_t a_t − B_t s_t²) − conj``.
+
+        ``s`` and ``B`` per task or one for all (``B`` then the total quadratic
+        coefficient); ``blocks`` when the quadratic terms' values are in ``B`` (rung 3);
+        ``delta`` the relative shrink of the scale that keeps the dual point feasible;
+        ``conj_error`` the conjugate's own bound.
+        """
+        T = self.W.shape[1]
+        s_t = np.broadcast_to(np.asarray(s, dtype=float), (T,))
+        y_err = (3.0 if self.centred else 1.0) * self.g_data * self.theta_norms(q_task) \
+            * self.norms.y
+        err = float(np.sum(s_t * y_err + s_t * s_t * self.g_data * q_task))
+        sq = float(np.sum(s_t * s_t)) if np.ndim(B) else float(np.max(s_t)) ** 2
+        if blocks:
+            err += gamma(2 * (self.W.shape[0] + T) + 8) * self.quadratic_magnitude() * sq
+        if np.ndim(B):  # one scale per task
+            lin, quad = s_t * a_task, np.asarray(B) * s_t * s_t
+        else:
+            lin, quad = np.array(float(np.sum(s_t * a_task))), np.array(B * sq)
+        # shrinking s to s/(1 + δ) costs ∫ D'(σ)dσ ≤ δ·(s·D'(s) + 2Bs²δ), D'(s)s = as − 2Bs²
+        slope = np.abs(lin - 2.0 * quad) + gamma(4) * (np.abs(lin) + 2.0 * quad)
+        err += float(np.sum(delta * (slope + 2.0 * quad * delta)))
+        err += gamma(T + 8) * (float(np.sum(np.abs(lin))) + float(np.sum(quad)) + abs(conj))
+        return _SAFETY * (err + conj_error)
+
+    def frobenius_v_error(self, quad_total: float) -> float:
+        """``‖e‖_F`` for a dual point known only through ``Σ‖θ_t‖²/(2c_t)`` (rung 4's
+        corrected point, with the design centred explicitly)."""
+        theta = np.sqrt(2.0 * float(self.c.max(initial=0.0)) * quad_total)
+        return 3.0 * self.g_data * float(self.norms.frobenius.max()) * theta * (1.0 + self.g_data)
+
+    def dual_corrected(self, s: float, linear: float, quad_total: float, B: float,
+                       conj_error: float) -> float:
+        """``E_D`` for rung 4's curvature-corrected point (totals only)."""
+        theta = np.sqrt(2.0 * float(self.c.max(initial=0.0)) * quad_total) * (1.0 + self.g_data)
+        err = 3.0 * self.g_data * (s * theta * float(np.linalg.norm(self.norms.y))
+                                   + s * s * quad_total)
+        err += gamma(self.W.shape[1] + 8) * (s * abs(linear) + B * s * s)
+        return _SAFETY * (err + conj_error)

@@ -44,7 +44,7 @@ import numpy as np
 
 from ._io import record
 from ._quadratic_dual import quadratic_dual
-from ._rounding import chain_length, gamma, objective_magnitude
+from ._rounding import Rounding, gamma
 from ._threads import blas_limited
 from .coupling import TaskCoupling
 from .oracles import coupling, merge_terms, prox_chain
@@ -82,7 +82,12 @@ class Certificate:
     reason : str or None
         Why there is no gap, when there is none: names the term and the oracle it lacks.
     dual_objective : float or None
-        ``D(θ)``, the certified lower bound on ``F*`` (rungs 1–4, 6 and 7).
+        ``D(θ)`` less the bound on its own rounding error: a lower bound on ``F*`` that
+        holds in exact arithmetic (rungs 1–4, 6 and 7; or the ``dual_lower`` given).
+    rounding : float or None
+        The part of ``gap`` that bounds the certificate's own floating-point error
+        (absolute, see docs/certificates.md): no point of this problem can be certified
+        much below it.
     """
 
     objective: float
@@ -93,6 +98,7 @@ class Certificate:
     method: str
     reason: str | None = None
     dual_objective: float | None = None
+    rounding: float | None = None
 
     def __str__(self) -> str:
         if self.gap is None:
@@ -195,6 +201,12 @@ class _NormPart:
                 break
         return best
 
+    def gauge(self, E: np.ndarray) -> float:
+        """An upper bound on the gauge of the dual ball at ``E``: the smallest ``δ`` with
+        ``E ∈ δ·ball`` (all of ``E`` in one term's part: ``Ω_i°(E)/α_i``)."""
+        known = [p.dual_norm(E) / p.alpha for p in self.terms if p.provides("dual_norm")]
+        return min(known) if known else 1.0 / self.scale(E)
+
     def project(self, Z: np.ndarray) -> np.ndarray:
         if self.prox is not None:
             return Z - self._prox(Z)  # Moreau: Z − prox_g(Z) = Π_ball(Z)
@@ -231,6 +243,7 @@ class _Pieces:
         Kt, Kf = coupling(problem)
         self.Kt, self.Kf = Kt, Kf
         self.a_task = a  # per-task linear coefficients of D(s)
+        self.q_task = b  # per-task ‖θ_t‖²/(2c_t), the loss part of the quadratic coefficient
         self.a = float(a.sum())
         self.b = float(b.sum())  # quadratic coefficient (loss part)
         self.V_loss = V  # −∇f(W)
@@ -252,10 +265,9 @@ def _best_scale(a: float, b: float, s_max: float = np.inf) -> tuple[float, float
 
 
 def _quadratic_conjugate(Kt: TaskCoupling, Kf: np.ndarray | None,
-                         V: np.ndarray) -> tuple[float | None, float]:
-    """``(½⟨V, Q⁻¹V⟩, ‖Q‖·‖Q⁻¹V‖²)`` for ``Q(W) = W K_t + K_f W`` when Q is positive
-    definite, else ``(None, inf)``. The second number times ``γ_n`` bounds the change of
-    the conjugate under the backward error of the solve.
+                         V: np.ndarray) -> tuple[float, float, float, float] | None:
+    """``(½⟨V, Q⁻¹V⟩, ‖Q⁻¹V‖, λ_max bound, λ_min bound)`` for ``Q(W) = W K_t + K_f W``
+    when Q is positive definite, else None (the last three enter the rounding bound).
 
     In the eigenbasis of ``K_f`` (d×d) this is d shifted solves with ``K_t`` in its
     structure (sparse, factor-given or dense).
@@ -267,9 +279,10 @@ def _quadratic_conjugate(Kt: TaskCoupling, Kf: np.ndarray | None,
         Vr = Uf.T @ V
     X = Kt.solve_shifted(Vr, lf)
     if X is None:
-        return None, np.inf
-    top = Kt.bounds()[0] + float(lf.max())
-    return 0.5 * float(np.sum(Vr * X)), top * float(np.sum(X * X))
+        return None
+    top, bottom = Kt.bounds()
+    return (0.5 * float(np.sum(Vr * X)), float(np.linalg.norm(X)), top + float(lf.max()),
+            bottom + float(lf.min()))
 
 
 #: Largest T (and d) for which rung 4 eigendecomposes a singular coupling densely.
@@ -323,6 +336,9 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     excess = objective - profiled
     mu = problem.strong_convexity()
     mapping = _gradient_mapping(problem, W) if gradient_mapping else None
+    # bounds on the certificate's own rounding error (see mtlcvx._rounding)
+    bound = Rounding(problem, W, intercept if problem.fit_intercept else None)
+    pieces: _Pieces | None = None  # the loss's dual pieces, once computed
 
     def rung5(missing: str) -> Certificate:
         nonlocal mapping
@@ -330,28 +346,35 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
         return _rung5(problem, *mapping, profiled, mu, done, missing)
 
     def done(gap: float | None, method: str, reason: str | None = None,
-             dual: float | None = None, conj_error: float = 0.0) -> Certificate:
+             dual: float | None = None, dual_error: float = 0.0,
+             evaluations: int = 1) -> Certificate:
+        """``dual`` as computed and ``dual_error`` its rounding bound; a gap without a
+        dual point (rung 5) from ``evaluations`` objective values."""
+        if dual is not None:
+            dual -= dual_error  # a lower bound on F* in exact arithmetic
+            gap = profiled - dual
         if gap is not None and not np.isfinite(gap):
             gap, reason = None, f"{method}: the dual bound is not finite at this point"
-            method = "none"
+            method, dual = "none", None
         if dual_lower is not None and np.isfinite(dual_lower) and (
                 gap is None or dual is None or dual_lower > dual):
             earlier = profiled - dual_lower
             if gap is None or earlier < gap:
                 method = "best dual value seen so far" if gap is None else (
                     method + " + best dual value seen so far")
-                gap, dual, reason = earlier, dual_lower, None
+                gap, dual, reason, dual_error = earlier, dual_lower, None, 0.0
+        rounding = None
         if gap is not None:
-            # the bound on the certificate's own rounding error (see mtlcvx._rounding)
-            M = objective_magnitude(problem, W, objective, intercept)
-            floor = gamma(chain_length(problem)) * (4.0 * M + abs(dual or 0.0)) + conj_error
+            losses = bound.task_losses(None if pieces is None else pieces.q_task)
+            floor = evaluations * bound.primal(objective, losses)
+            rounding = floor + (dual_error if dual is not None else 0.0)
             gap = max(gap, 0.0) + excess + floor
             rel = _relative(gap, objective)
             dist = float(np.sqrt(2.0 * gap / mu)) if mu > 0 else None
         else:
             rel = dist = None
         return Certificate(objective, gap, rel, mapping and mapping[0], dist, method, reason,
-                           dual)
+                           dual, rounding)
 
     if problem.constraints is not None:
         return done(None, "none", "constrained problem")
@@ -367,12 +390,19 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
 
     pieces = _Pieces(problem, W)
     has_h = not pieces.Kt.is_zero or pieces.Kf is not None
+    d, T = W.shape
+    g_solve = gamma(d + T + 8)  # dual norms, solves and eigendecompositions
     if not norms and not conj:  # rung 4: quadratic problem
-        conj_h, sensitivity = _quadratic_conjugate(pieces.Kt, pieces.Kf, pieces.V_loss)
-        if conj_h is not None:
-            _, dual = _best_scale(pieces.a, pieces.b + conj_h)
-            return done(profiled - dual, "quadratic conjugate (rung 4)", dual=dual,
-                        conj_error=gamma(problem.n_tasks + problem.n_features) * sensitivity)
+        solved = _quadratic_conjugate(pieces.Kt, pieces.Kf, pieces.V_loss)
+        if solved is not None:
+            conj_h, qv, top, bottom = solved
+            s, dual = _best_scale(pieces.a, pieces.b + conj_h)
+            en = float(np.linalg.norm(bound.v_error(pieces.q_task)))
+            conj_error = s * s * (qv * en + (en * en / (2.0 * bottom) if bottom > 0 else 0.0)
+                                  + g_solve * top * qv * qv)
+            return done(None, "quadratic conjugate (rung 4)", dual=dual,
+                        dual_error=bound.dual(s, pieces.a_task, pieces.q_task, pieces.b,
+                                              conj=s * s * conj_h, conj_error=conj_error))
         # singular 𝒬: the loss's curvature corrects the dual point into range(𝒬)
         corrected = (quadratic_dual(problem, W, pieces.Kt.to_dense(), pieces.Kf)
                      if problem.n_tasks <= _DENSE_TASKS and problem.n_features <= _DENSE_TASKS
@@ -381,84 +411,116 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
                           "curvature-corrected dual; a small Ridge term gives a gap")
         if isinstance(corrected, str):
             return done(None, "none (rung 4)", corrected)
-        linear, quad, conj_h, sensitivity, null_residue = corrected
-        _, dual = _best_scale(linear, quad + conj_h)
-        conj_error = (gamma(problem.n_tasks + problem.n_features) * sensitivity
-                      + 2.0 * null_residue * float(np.linalg.norm(W)))
-        return done(profiled - dual, "curvature-corrected quadratic conjugate (rung 4)",
-                    dual=dual, conj_error=conj_error)
+        linear, quad, conj_h, sensitivity, null_residue, qv = corrected
+        s, dual = _best_scale(linear, quad + conj_h)
+        # rounding leaves null components in V too: bounded like the solve's (first order)
+        en = bound.frobenius_v_error(quad)
+        conj_error = (s * s * (qv * en + g_solve * sensitivity)
+                      + 2.0 * max(s, 1.0) * (null_residue + en) * float(np.linalg.norm(W)))
+        return done(None, "curvature-corrected quadratic conjugate (rung 4)", dual=dual,
+                    dual_error=bound.dual_corrected(s, linear, quad, quad + conj_h,
+                                                    conj_error))
 
     V = pieces.V_loss - pieces.grad_h  # = −∇(f + h)(W)
     b = pieces.b + pieces.h_value  # the augmented blocks enter with weight 1
     aug = " + quadratic blocks (rung 3)" if has_h else ""
+    w_norm = float(np.linalg.norm(W))
+    e = bound.v_error(pieces.q_task, V)  # entrywise bound on V's rounding error
+
+    def dual_error(s: float, conj: float = 0.0, conj_error: float = 0.0,
+                   delta: float = 0.0) -> float:
+        return bound.dual(s, pieces.a_task, pieces.q_task, b, conj=conj, delta=delta,
+                          conj_error=conj_error, blocks=has_h)
+
     if norm_part is not None and not conj:
         if norm_part.separable_tasks() and pieces.Kt.is_diagonal:
             # Separable across tasks (task side diagonal): one scale per task.
             pen = norm_part.single
-            s_max = [_column_scale(pen, V[:, [t]]) for t in range(V.shape[1])]
-            dual = sum(_best_scale(at, bt, st)[1]
-                       for at, bt, st in zip(pieces.a_task, pieces.b_task, s_max, strict=True))
-            return done(profiled - dual, "dual-norm scaling per task (rung 1)" + aug,
-                        dual=dual)
+            s_max = [_column_scale(pen, V[:, [t]]) for t in range(T)]
+            best = np.array([_best_scale(at, bt, st) for at, bt, st in
+                             zip(pieces.a_task, pieces.b_task, s_max, strict=True)])
+            s = best[:, 0]
+            delta = s * np.array([pen.dual_norm(e[:, [t]]) for t in range(T)]) / pen.alpha
+            return done(None, "dual-norm scaling per task (rung 1)" + aug,
+                        dual=float(best[:, 1].sum()),
+                        dual_error=bound.dual(s, pieces.a_task, pieces.q_task, pieces.b_task,
+                                              delta=delta + g_solve, blocks=has_h))
         s_max = norm_part.scale(V, W, enough=_best_scale(pieces.a, b)[0])
         if s_max == 0 and pieces.a > 0:
             labels = " + ".join(p.label for p in norm_part.terms)
             return rung5(f"{labels}: only the trivial dual point (s = 0) lies in the dual "
                          "ball (a seminorm that vanishes on some W, such as FusedL1 alone, "
                          "needs L1 beside it for a gap)")
-        _, dual = _best_scale(pieces.a, b, s_max)
-        return done(profiled - dual, "dual-norm scaling (rung 1)" + aug, dual=dual)
+        s, dual = _best_scale(pieces.a, b, s_max)
+        return done(None, "dual-norm scaling (rung 1)" + aug, dual=dual,
+                    dual_error=dual_error(s, delta=s * norm_part.gauge(e) + g_solve))
     if norm_part is None and len(conj) == 1:
         phi = conj[0]
         if phi.structure == "squared_norm" and phi.provides("dual_norm") and phi.alpha > 0:
             # rung 2: g*(sV) = s²Ω°(V)²/(2α), D(s) = a s − s²(b + Ω°(V)²/(2α))
-            dn = phi.dual_norm(V)
-            _, dual = _best_scale(pieces.a, b + dn * dn / (2.0 * phi.alpha))
-            return done(profiled - dual, "squared-norm conjugate (rung 2)" + aug, dual=dual)
-        dual = _conjugate_dual(phi, pieces.a, b, V)
-        return done(profiled - dual, "Fenchel conjugate (rung 6)" + aug, dual=dual)
+            dn, de = phi.dual_norm(V), phi.dual_norm(e)
+            s, dual = _best_scale(pieces.a, b + dn * dn / (2.0 * phi.alpha))
+            scale = s * s / (2.0 * phi.alpha)
+            conj_error = scale * (de * (2.0 * dn + de) + 2.0 * g_solve * dn * dn)
+            return done(None, "squared-norm conjugate (rung 2)" + aug, dual=dual,
+                        dual_error=dual_error(s, scale * dn * dn, conj_error))
+        s, dual = _conjugate_dual(phi, pieces.a, b, V)
+        conj_h = pieces.a * s - b * s * s - dual
+        # first order: the conjugate's gradient at the optimum is W
+        conj_error = s * w_norm * float(np.linalg.norm(e)) + gamma(d * T + 8) * abs(conj_h)
+        return done(None, "Fenchel conjugate (rung 6)" + aug, dual=dual,
+                    dual_error=dual_error(s, conj_h, conj_error))
     # rung 7: a norm part and/or several conjugate terms; every split gives a bound
     conj_sum = _split_conjugate(norm_part, conj, V, W)
     dual = pieces.a - b - conj_sum
-    return done(profiled - dual, "conjugate split (rung 7)" + aug, dual=dual)
+    # first order, as rung 6, plus a projection onto the ball off by γ‖V‖
+    conj_error = (w_norm * (float(np.linalg.norm(e)) + g_solve * float(np.linalg.norm(V)))
+                  + gamma(d * T + 8) * abs(conj_sum))
+    return done(None, "conjugate split (rung 7)" + aug, dual=dual,
+                dual_error=dual_error(1.0, conj_sum, conj_error))
 
 
-def _conjugate_dual(phi: Penalty, a: float, b: float, V: np.ndarray) -> float:
-    """``max_{s ≥ 0} a·s − b·s² − φ*(sV)``: the dual point scaled by ``s``.
+def _conjugate_dual(phi: Penalty, a: float, b: float, V: np.ndarray) -> tuple[float, float]:
+    """``max_{s ≥ 0} a·s − b·s² − φ*(sV)``: the dual point scaled by ``s``; returns
+    ``(s, D(s))``.
 
     ``D(s)`` is concave and every ``s`` gives a valid bound. ``φ* ≥ 0`` (φ ≥ 0 with
     ``φ(0) = 0``) bounds the maximiser by ``a/b``; the domain of ``φ*`` along ``V`` (an
     interval from 0, e.g. ``max|sV| ≤ γ`` for SparsePlusLowRank) is found by bisection,
     then ``D`` is maximised by golden section. The best value seen is returned.
     """
-    def D(s: float) -> float:
-        return a * s - b * s * s - phi.conjugate(s * V)
+    seen: list[tuple[float, float]] = []
 
-    best = max(D(0.0), D(1.0))
+    def D(s: float) -> float:
+        value = a * s - b * s * s - phi.conjugate(s * V)
+        seen.append((value, s))
+        return value
+
+    D(0.0), D(1.0)
     hi = a / b if b > 0 else 1.0
-    if not hi > 0:
-        return best
-    if not np.isfinite(phi.conjugate(hi * V)):
+    if hi > 0:
+        if not np.isfinite(phi.conjugate(hi * V)):
+            lo = 0.0
+            for _ in range(52):  # to the last bit: the maximum often sits at this edge
+                mid = 0.5 * (lo + hi)
+                lo, hi = (mid, hi) if np.isfinite(phi.conjugate(mid * V)) else (lo, mid)
+            hi = lo
+        ratio = 0.5 * (np.sqrt(5.0) - 1.0)
         lo = 0.0
-        for _ in range(52):  # to the last bit: the maximum often sits at this edge
-            mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if np.isfinite(phi.conjugate(mid * V)) else (lo, mid)
-        hi = lo
-    ratio = 0.5 * (np.sqrt(5.0) - 1.0)
-    lo = 0.0
-    x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    f1, f2 = D(x1), D(x2)
-    for _ in range(30):  # an interior maximum is flat: 0.618^30 in s is ~1e-13 in D
-        if f1 < f2:
-            lo, x1, f1 = x1, x2, f2
-            x2 = lo + ratio * (hi - lo)
-            f2 = D(x2)
-        else:
-            hi, x2, f2 = x2, x1, f1
-            x1 = hi - ratio * (hi - lo)
-            f1 = D(x1)
-        best = max(best, f1, f2)
-    return max(best, D(hi))
+        x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+        f1, f2 = D(x1), D(x2)
+        for _ in range(30):  # an interior maximum is flat: 0.618^30 in s is ~1e-13 in D
+            if f1 < f2:
+                lo, x1, f1 = x1, x2, f2
+                x2 = lo + ratio * (hi - lo)
+                f2 = D(x2)
+            else:
+                hi, x2, f2 = x2, x1, f1
+                x1 = hi - ratio * (hi - lo)
+                f1 = D(x1)
+        D(hi)
+    value, s = max(seen)
+    return s, value
 
 
 def _column_scale(pen: Penalty, v: np.ndarray) -> float:
@@ -560,7 +622,7 @@ def _rung5(problem: Problem, grad_mapping: float | None, W_plus: np.ndarray | No
         return done(grad_mapping ** 2 / (2.0 * mu), "gradient norm + strong convexity (rung 5)")
     if mu > 0 and proven:
         gap = profiled - problem.objective(W_plus) + 2.0 * grad_mapping ** 2 / mu
-        return done(gap, "gradient mapping + strong convexity (rung 5)")
+        return done(gap, "gradient mapping + strong convexity (rung 5)", evaluations=2)
     why = ("not strongly convex" if mu <= 0 else
            "no proven Lipschitz constant for the smooth part")
     return done(None, "gradient mapping (rung 5)",

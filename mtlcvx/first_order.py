@@ -199,10 +199,13 @@ def _next_check(k: int, check_every: int, gaps: list[tuple[int, float]],
 
 
 def _stopped(cert: Certificate, tol: float, g0: float) -> bool:
-    """The certified relative gap meets ``tol``; without a gap, the gradient mapping has
-    fallen to ``tol`` times its starting value (the result is then "unverified")."""
+    """The certified relative gap meets ``tol``, or the gap is within twice the
+    certificate's bound on its own rounding error (no iterate can be certified much
+    below it: the status is then "inaccurate" when the gap exceeds ``tol``); without a
+    gap, the gradient mapping has fallen to ``tol`` times its starting value (the result
+    is then "unverified")."""
     if cert.relative_gap is not None:
-        return cert.relative_gap <= tol
+        return cert.relative_gap <= tol or cert.gap <= 2.0 * (cert.rounding or 0.0)
     return cert.grad_mapping is not None and cert.grad_mapping <= tol * g0
 
 
@@ -340,9 +343,11 @@ def fista(problem: Problem, max_iter: int = 20_000, tol: float = 1e-8, *,
     max_iter : int
         Iteration cap.
     tol : float
-        Stop when the certified relative gap ``gap / |F(W)|`` is ≤ tol; where no rung
-        gives a gap, when ``‖G_τ‖ ≤ tol·‖G_τ(W0)‖`` (a backend then reports
-        "unverified").
+        Stop when the certified relative gap ``gap / |F(W)|`` is ≤ tol, or when the gap
+        is within twice ``certificate.rounding`` (the bound on the certificate's own
+        rounding error: a tol below it cannot be certified, and a backend reports
+        "inaccurate"); where no rung gives a gap, when ``‖G_τ‖ ≤ tol·‖G_τ(W0)‖`` (a
+        backend then reports "unverified").
     W0 : ndarray (d, T), optional
         Starting point (default zeros).
     record_every : int

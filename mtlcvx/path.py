@@ -475,7 +475,7 @@ def _solve_point(prob: Problem, route: str, gram: _GramRoute | None, W: np.ndarr
     if gram is not None:
         W, its, screened = gram.solve(W, gram.pen.alpha, tol)
         cert = certify(prob, W)
-        computed = cert.objective - (cert.dual_objective or -np.inf)  # F − D, no floor
+        computed = np.inf if cert.gap is None else cert.gap - cert.rounding  # F − D, no floor
         if certified_status(cert, tol) == "optimal" or computed <= tol * abs(cert.objective):
             return W, cert, its, screened
         route = "fista"  # polish on the full data (rare: the inner gap is stricter)
@@ -489,10 +489,10 @@ def _solve_point(prob: Problem, route: str, gram: _GramRoute | None, W: np.ndarr
 
 def _rounding_floor(cert: Certificate) -> float:
     """The part of ``cert.relative_gap`` that is the certificate's bound on its own
-    rounding error (``gap − (F − D)``, relative): no iterate can be certified below it."""
-    if cert.gap is None or cert.dual_objective is None or cert.objective == 0:
+    rounding error (``cert.rounding``, relative): no iterate can be certified below it."""
+    if cert.rounding is None or cert.objective == 0:
         return 0.0
-    return max(cert.gap - (cert.objective - cert.dual_objective), 0.0) / abs(cert.objective)
+    return cert.rounding / abs(cert.objective)
 
 
 _NO_RECORD = 1 << 40  # record_every for fista: only the first and last points
