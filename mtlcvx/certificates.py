@@ -335,10 +335,17 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     profiled = problem.objective(W, parts=parts) if intercept is not None else objective
     excess = objective - profiled
     mu = problem.strong_convexity()
-    mapping = _gradient_mapping(problem, W) if gradient_mapping else None
     # bounds on the certificate's own rounding error (see mtlcvx._rounding)
     bound = Rounding(problem, W, intercept if problem.fit_intercept else None)
     pieces: _Pieces | None = None  # the loss's dual pieces, once computed
+    if problem.is_quadratic:
+        # g = 0: the gradient mapping is ∇F = ∇h − (−∇f) for every step, read off the
+        # dual pieces on the original data (no Lipschitz bound, no second product)
+        pieces = _Pieces(problem, W)
+        mapping = ((float(np.linalg.norm(pieces.grad_h - pieces.V_loss)), None, True)
+                   if gradient_mapping else None)
+    else:
+        mapping = _gradient_mapping(problem, W) if gradient_mapping else None
 
     def rung5(missing: str) -> Certificate:
         nonlocal mapping
@@ -388,7 +395,7 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     if missing:
         return rung5("; ".join(missing))
 
-    pieces = _Pieces(problem, W)
+    pieces = pieces or _Pieces(problem, W)
     has_h = not pieces.Kt.is_zero or pieces.Kf is not None
     d, T = W.shape
     g_solve = gamma(d + T + 8)  # dual norms, solves and eigendecompositions

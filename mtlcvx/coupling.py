@@ -9,12 +9,13 @@ nothing ever forms ``kron(K_t, I_d)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
-from scipy.linalg.lapack import dpbsv
+from scipy.linalg.lapack import dpbsv, dptsv
 
 from .relations import _sparse_ldl
 
@@ -136,9 +137,16 @@ class TaskCoupling:
     # ------------------------------------------------------------------ numerics
     def apply(self, W: np.ndarray) -> np.ndarray:
         """``W K_t`` for ``W`` (k, T), in ``O(k·(T + nnz + T·p))`` for the sparse parts."""
-        out = W * self.diag
-        if self.sparse is not None:
-            out += np.asarray(W @ self.sparse)
+        ab = self._banded()[1]
+        if ab is not None:  # diag + a narrow band: shifted products, no sparse kernel
+            out = W * ab[0]
+            for k in range(1, ab.shape[0]):
+                out[:, k:] += W[:, :-k] * ab[k, :-k]
+                out[:, :-k] += W[:, k:] * ab[k, :-k]
+        else:
+            out = W * self.diag
+            if self.sparse is not None:
+                out += np.asarray(W @ self.sparse)
         if self.dense is not None:
             out += W @ self.dense
         for R in self.factors:
@@ -228,37 +236,60 @@ class TaskCoupling:
         return None
 
     def _solve_sparse(self, B: np.ndarray, shifts: np.ndarray, floor: float) -> np.ndarray | None:
-        X = np.empty_like(B)
         low = self.bounds()[1]
         ab = self._banded()[1]
         K = None
-        for i, s in enumerate(shifts):
-            if ab is not None and low + s > floor:  # PD by Gershgorin: banded Cholesky
-                band = ab.copy()
-                band[0] += s
-                _, x, info = dpbsv(band, B[i][:, None], lower=1, overwrite_ab=1)
+
+        def solve(s: float, Bs: np.ndarray) -> np.ndarray | None:
+            if ab is not None and low + s > floor:  # PD by Gershgorin
+                if ab.shape[0] == 2:  # tridiagonal: LAPACK's dedicated solver
+                    _, _, x, info = dptsv(ab[0] + s, ab[1, :-1], Bs.T)
+                else:  # banded Cholesky
+                    band = ab.copy()
+                    band[0] += s
+                    _, x, info = dpbsv(band, Bs.T, lower=1, overwrite_ab=1)
                 if info == 0:
-                    X[i] = x[:, 0]
-                    continue
+                    return x.T
+            nonlocal K
             if K is None:
                 K = (self.sparse + sp.diags(self.diag)).tocsr()
             ldl = _sparse_ldl(K + s * sp.eye(self.n_tasks))
             if ldl is None or ldl[1].min() <= floor:
                 return None
-            X[i] = ldl[0].solve(B[i])
-        return X
+            return ldl[0].solve(np.asfortranarray(Bs.T)).T
+
+        return _by_shift(B, shifts, solve)
 
     def _solve_woodbury(self, B: np.ndarray, shifts: np.ndarray,
                         floor: float) -> np.ndarray | None:
         U = self.low_rank()
         p = U.shape[1]
-        X = np.empty_like(B)
-        for i, s in enumerate(shifts):
+
+        def solve(s: float, Bs: np.ndarray) -> np.ndarray | None:
             D = self.diag + s
             if D.min() <= floor:
                 return None
             UD = U / D[:, None]
             cap = np.eye(p) + U.T @ UD
-            BD = B[i] / D
-            X[i] = BD - UD @ scipy.linalg.solve(cap, U.T @ BD, assume_a="pos")
-        return X
+            BD = Bs / D
+            return BD - scipy.linalg.solve(cap, (BD @ U).T, assume_a="pos").T @ UD.T
+
+        return _by_shift(B, shifts, solve)
+
+
+def _by_shift(B: np.ndarray, shifts: np.ndarray,
+              solve: Callable[[float, np.ndarray], np.ndarray | None]) -> np.ndarray | None:
+    """Rows of ``B`` with equal shifts (all of them without a feature side) go to ``solve``
+    together: one factorisation and one multi-right-hand-side solve per distinct shift.
+    None as soon as one solve is None."""
+    values, which = np.unique(shifts, return_inverse=True)
+    if values.size == 1:
+        return solve(float(values[0]), B)
+    X = np.empty_like(B)
+    for i, s in enumerate(values):
+        rows = np.flatnonzero(which == i)
+        Xs = solve(float(s), B[rows])
+        if Xs is None:
+            return None
+        X[rows] = Xs
+    return X
