@@ -165,3 +165,185 @@ def test_raw_school_tasks_in_extended_precision(rng):
         assert np.longdouble(cert.gap) >= true - np.longdouble(1e-17) * abs(F_star)
     true = _objective(Xs, ys, c, K.tolist(), sol.W, np.longdouble) - F_star
     assert sol.status != "optimal" or true <= 1e-8 * abs(F_star)
+
+
+# ----------------------------------------------------------------------------- L21 (rung 1)
+LD = np.longdouble
+
+
+def _l21_value(Xs, ys, c, alpha, W, center):
+    """``F(W)`` in extended precision, intercepts profiled out when ``center``."""
+    W = np.asarray(W, dtype=LD)
+    F = LD(0)
+    for t, (X, y) in enumerate(zip(Xs, ys, strict=True)):
+        r = np.asarray(X, dtype=LD) @ W[:, t] - np.asarray(y, dtype=LD)
+        if center:
+            r = r - r.mean()
+        F += LD(c[t]) * np.sum(r * r) / 2
+    return F + LD(alpha) * np.sum(np.sqrt(np.sum(W * W, axis=1)))
+
+
+def _l21_reference(Xs, ys, c, alpha, center, iterations=4000):
+    """The optimum in extended precision: accelerated proximal gradient (restarted) on
+    each task's Gram matrix in ``np.longdouble``, row soft-thresholding as the prox."""
+    T, d = len(Xs), Xs[0].shape[1]
+    H, g = [], []
+    for X, y in zip(Xs, ys, strict=True):
+        X, y = np.asarray(X, dtype=LD), np.asarray(y, dtype=LD)
+        if center:
+            X, y = X - X.mean(axis=0), y - y.mean()
+        H.append(X.T @ X)
+        g.append(X.T @ y)
+    L = LD(1.01) * max(ct * np.linalg.eigvalsh(np.asarray(Ht, dtype=float))[-1]
+                       for ct, Ht in zip(c, H, strict=True))
+
+    def grad(W):
+        return np.stack([LD(c[t]) * (H[t] @ W[:, t] - g[t]) for t in range(T)], axis=1)
+
+    def prox(V):
+        norms = np.sqrt(np.sum(V * V, axis=1))
+        keep = np.where(norms > alpha / L, 1 - (alpha / L) / np.where(norms > 0, norms, 1), 0)
+        return V * keep[:, None]
+
+    W = Y = np.zeros((d, T), dtype=LD)
+    tk = LD(1)
+    for _ in range(iterations):
+        Wn = prox(Y - grad(Y) / L)
+        if np.sum((Y - Wn) * (Wn - W)) > 0:  # adaptive restart
+            tk, Y = LD(1), Wn
+        else:
+            tn = (1 + np.sqrt(1 + 4 * tk * tk)) / 2
+            Y, tk = Wn + ((tk - 1) / tn) * (Wn - W), tn
+        W = Wn
+    return W
+
+
+@pytest.mark.parametrize("alpha", [1e-10, 1e-5, 1e-1, 1e5, 1e10])
+@pytest.mark.parametrize("shared, center", [(True, False), (False, True)])
+def test_l21_gap_is_never_below_the_extended_precision_gap(rng, alpha, shared, center):
+    T, d = 3, 4
+    if shared:
+        X = rng.standard_normal((40, d)) * np.pi
+        Xs = [X] * T
+        data_of = lambda ys: mc.MultiTaskData.shared(X, np.stack(ys, axis=1))  # noqa: E731
+    else:
+        Xs = [rng.standard_normal((n, d)) * np.pi + 3.0 for n in (30, 41, 35)]
+        data_of = lambda ys: mc.MultiTaskData(Xs, ys)  # noqa: E731
+    ys = [X @ rng.standard_normal(d) + rng.standard_normal(X.shape[0]) + 10.0 for X in Xs]
+    prob = mc.Problem(data_of(ys), loss=mc.SquaredLoss("sum"), penalties=[mc.L21(alpha)],
+                      fit_intercept=center)
+    c = np.ones(T)
+    W_ref = _l21_reference(Xs, ys, c, alpha, center)
+    F_star = _l21_value(Xs, ys, c, alpha, W_ref, center)  # within ~1e-18 of F*
+    base = np.asarray(W_ref, dtype=float)
+    scale = max(float(np.abs(base).max()), 1e-3)
+    for step in (0.0, 1e-9, 1e-7, 1e-5, 1e-3):
+        W = base + step * scale * rng.standard_normal(base.shape)
+        cert = mc.certify(prob, W)
+        true = _l21_value(Xs, ys, c, alpha, W, center) - F_star
+        slack = LD(1e-17) * abs(F_star)  # the reference's own accuracy
+        assert LD(cert.gap) >= true - slack, (step, cert, float(true))
+        assert LD(cert.dual_objective) <= F_star + slack, (step, cert)
+
+
+def _old_floor(X, Y, W, F, D):
+    """The previous bound, written out: ``γ_κ(4 M_F + |D|)``, ``M_F`` the objective on
+    absolute values (mean loss, L21), ``κ = 2(2d + n + 2T + 8)``, ``γ_κ = κε/(1 − κε)``."""
+    n, d = X.shape
+    T = Y.shape[1]
+    m = np.abs(X) @ np.abs(W) + np.abs(Y)
+    M = float(np.sum(m * m)) / (2 * n) + abs(F)
+    kappa = 2 * (2 * d + n + 2 * T + 8)
+    eps = np.finfo(float).eps
+    return kappa * eps / (1 - kappa * eps) * (4 * M + abs(D))
+
+
+def _measured_rounding(X, Y, W, alpha, c, F_float):
+    """What rounding really does at ``W``: ``|fl(F) − F|`` for the package's ``F`` plus,
+    for the residual dual point ``θ = −c(XW − Y)`` evaluated here in float64 and in
+    extended precision, ``|fl(D) − D|`` and the loss from scaling the point back into the
+    dual ball when the float test let it out."""
+    Xl, Yl, Wl = (np.asarray(A, dtype=LD) for A in (X, Y, W))
+    R = Xl @ Wl - Yl
+    F_ext = LD(c) * np.sum(R * R) / 2 + LD(alpha) * np.sum(np.sqrt(np.sum(Wl * Wl, axis=1)))
+    theta = -c * (X @ W - Y)  # the dual point as computed
+    thl = np.asarray(theta, dtype=LD)
+
+    def dual(th, Yv, Xv, one):
+        a, b = np.sum(th * Yv), np.sum(th * th) / (2 * one * c)
+        V = Xv.T @ th
+        s = min(a / (2 * b), alpha / np.sqrt(np.sum(V * V, axis=1)).max())
+        return a * s - b * s * s, s, a, b, V
+
+    D_f, s, a, b, V_f = dual(theta, Y, X, 1.0)
+    D_e, _, a_e, b_e, V_e = dual(thl, Yl, Xl, LD(1))
+    s = LD(s)  # the float scale, evaluated exactly
+    D_at_s = a_e * s - b_e * s * s
+    outside = s * np.sqrt(np.sum(V_e * V_e, axis=1)).max() / LD(alpha) - 1
+    shrink = max(outside, LD(0)) * abs(a_e * s - 2 * b_e * s * s)
+    return float(abs(LD(F_float) - F_ext) + abs(LD(D_f) - D_at_s) + shrink), float(F_ext)
+
+
+def test_floor_at_a_near_optimal_shared_l21_point_is_10x_below_the_old_one():
+    rng = np.random.default_rng(0)
+    n, d, T = 500, 100, 20
+    X = rng.normal(size=(n, d))
+    W0 = np.zeros((d, T))
+    W0[:10] = rng.normal(size=(10, T))
+    Y = X @ W0 + rng.normal(size=(n, T))
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21()])
+    alpha = 1e-3 * prob.penalties[0].alpha_max(X.T @ Y / n)
+    prob.penalties[0].alpha = alpha
+    W = mc.first_order.fista(prob, tol=1e-10, record_every=1 << 30).W
+    cert = mc.certify(prob, W)
+    old = _old_floor(X, Y, W, cert.objective, cert.dual_objective)
+    measured, F_ext = _measured_rounding(X, Y, W, alpha, 1.0 / n, cert.objective)
+    assert cert.rounding <= old / 10, (cert.rounding, old)
+    assert cert.rounding >= measured, (cert.rounding, measured)
+    assert cert.gap >= cert.rounding and cert.relative_gap < 1e-8
+
+
+def test_raw_school_l21_floor_covers_the_measured_rounding(rng):
+    school = mc.datasets.load_school()
+    Xs = [np.asarray(X) for X in school.X[:20]]
+    ys = [np.asarray(y) for y in school.y[:20]]
+    prob = mc.Problem(mc.MultiTaskData(Xs, ys), loss=mc.SquaredLoss("sum"),
+                      penalties=[mc.L21(50.0)])
+    W = mc.first_order.fista(prob, tol=1e-10, record_every=1 << 30).W
+    cert = mc.certify(prob, W)
+    # per task: the loss and dual pieces in float64 and in extended precision
+    F_err, D_f, D_e = LD(0), 0.0, LD(0)
+    thetas, thetas_l = [], []
+    for t, (X, y) in enumerate(zip(Xs, ys, strict=True)):
+        Xl, yl = np.asarray(X, dtype=LD), np.asarray(y, dtype=LD)
+        r = Xl @ np.asarray(W[:, t], dtype=LD) - yl
+        F_err += np.sum(r * r) / 2
+        thetas.append(-(X @ W[:, t] - y))
+        thetas_l.append(np.asarray(thetas[-1], dtype=LD))
+    Wl = np.asarray(W, dtype=LD)
+    F_ext = F_err + LD(50) * np.sum(np.sqrt(np.sum(Wl * Wl, axis=1)))
+    a = sum(float(th @ y) for th, y in zip(thetas, ys, strict=True))
+    b = sum(float(th @ th) for th in thetas) / 2
+    V = np.stack([X.T @ th for X, th in zip(Xs, thetas, strict=True)], axis=1)
+    s = min(a / (2 * b), 50.0 / np.sqrt(np.sum(V * V, axis=1)).max())
+    D_f = a * s - b * s * s
+    a_e = sum(th @ np.asarray(y, dtype=LD) for th, y in zip(thetas_l, ys, strict=True))
+    b_e = sum(th @ th for th in thetas_l) / 2
+    D_e = a_e * LD(s) - b_e * LD(s) ** 2
+    measured = float(abs(LD(cert.objective) - F_ext) + abs(LD(D_f) - D_e))
+    assert cert.rounding >= measured
+    assert cert.gap >= cert.rounding
+    assert cert.rounding <= 1e-10 * abs(cert.objective)  # far below tol on raw data
+
+
+def test_fista_stops_at_the_floor_with_an_honest_status(rng):
+    X = rng.standard_normal((60, 8))
+    Y = X @ rng.standard_normal((8, 3)) + rng.standard_normal((60, 3))
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21(0.05)])
+    trace = mc.first_order.fista(prob, tol=1e-17, max_iter=20_000)
+    cert = trace.certificate
+    assert trace.converged and trace.iterations < 20_000
+    assert cert.gap <= 2 * cert.rounding and cert.relative_gap > 1e-17
+    with pytest.warns(mc.ConvergenceWarning, match="not certified optimal"):
+        sol = prob.solve(backend="fista", tol=1e-17)
+    assert sol.status == "inaccurate" and sol.iterations < 20_000
