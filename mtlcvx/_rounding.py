@@ -85,10 +85,12 @@ _EPS = np.finfo(float).eps
 _SAFETY = 1.0 + 2.0 ** -10
 
 
-def gamma(n: int) -> float:
-    """``γ_n = nε/(1 − nε)``, with a factor 2 of headroom for the chains counted loosely."""
-    n = 2 * max(int(n), 1)
-    return n * _EPS / max(1.0 - n * _EPS, 0.5)
+def gamma(n: int | np.ndarray) -> float | np.ndarray:
+    """``γ_n = nε/(1 − nε)``, with a factor 2 of headroom for the chains counted loosely
+    (elementwise for an array of lengths)."""
+    n = 2.0 * np.maximum(np.asarray(n, dtype=float), 1.0)
+    g = n * _EPS / np.maximum(1.0 - n * _EPS, 0.5)
+    return float(g) if g.ndim == 0 else g
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,8 @@ class Rounding:
         self.centred = problem.fit_intercept
         d, T = W.shape
         self.n_max = int(norms.n.max())
-        self.g_data = gamma(self.n_max + 3)  # sums over a task's rows
+        self.g_data = gamma(norms.n + 3)  # (T,): sums over each task's rows
+        self.g_max = gamma(self.n_max + 3)
         absW = np.abs(W)
         mu = np.minimum(norms.abs_spectral * np.linalg.norm(W, axis=0),
                         np.einsum("dt,dt->t", norms.col, absW)) + norms.y
@@ -206,7 +209,7 @@ class Rounding:
                  self.intercept is None else self.intercept)
             r = data.stacked_residuals(self.W, b)
             return 0.5 * self.c * data.task_sums(r * r) * (1.0 + self.g_data)
-        slack = 3.0 * gamma(self.n_max + self.W.shape[0] + 3) * self.mu if self.centred else 0.0
+        slack = 3.0 * gamma(self.norms.n + self.W.shape[0] + 3) * self.mu if self.centred else 0.0
         return (np.sqrt(q_task * (1.0 + self.g_data)) + np.sqrt(0.5 * self.c) * slack) ** 2
 
     def primal(self, objective: float, losses: np.ndarray) -> float:
@@ -272,13 +275,13 @@ class Rounding:
         """``‖e‖_F`` for a dual point known only through ``Σ‖θ_t‖²/(2c_t)`` (rung 4's
         corrected point, with the design centred explicitly)."""
         theta = np.sqrt(2.0 * float(self.c.max(initial=0.0)) * quad_total)
-        return 3.0 * self.g_data * float(self.norms.frobenius.max()) * theta * (1.0 + self.g_data)
+        return 3.0 * self.g_max * float(self.norms.frobenius.max()) * theta * (1.0 + self.g_max)
 
     def dual_corrected(self, s: float, linear: float, quad_total: float, B: float,
                        conj_error: float) -> float:
         """``E_D`` for rung 4's curvature-corrected point (totals only)."""
-        theta = np.sqrt(2.0 * float(self.c.max(initial=0.0)) * quad_total) * (1.0 + self.g_data)
-        err = 3.0 * self.g_data * (s * theta * float(np.linalg.norm(self.norms.y))
+        theta = np.sqrt(2.0 * float(self.c.max(initial=0.0)) * quad_total) * (1.0 + self.g_max)
+        err = 3.0 * self.g_max * (s * theta * float(np.linalg.norm(self.norms.y))
                                    + s * s * quad_total)
         err += gamma(self.W.shape[1] + 8) * (s * abs(linear) + B * s * s)
         return _SAFETY * (err + conj_error)
