@@ -8,21 +8,29 @@ Usage::
 Problem: School as shipped (``mc.datasets.load_school()``), ``SquaredLoss("sum")``,
 ``L21(500)`` (MALSAR's ``Least_L21`` with ρ₁ = 500).
 
-Two fista runs from zero with ``tol=1e-8``, ``record_every=1``, ``check_every=1`` (the
-history's gap at every check, which later comes every ``k // 20`` iterations):
+Three fista runs from zero with ``tol=1e-8``, ``record_every=1``, ``check_every=1`` (the
+history's gap at every check, which later comes every ``k // 10`` iterations):
 
 * ``plain``: the certificate of each iterate alone (its scaled residual as dual point),
   as fista did before dual tracking (``first_order._TRACK_DUAL = False``);
-* ``tracked``: the package's default, the best dual value seen so far, including an
-  extrapolated dual point at each check (Massias, Gramfort & Salmon 2018).
+* ``tracked``: the best dual value seen so far, including an extrapolated dual point at
+  each check (Massias, Gramfort & Salmon 2018), without the restricted solve
+  (``first_order._RESTRICTED = False``);
+* ``restricted``: the package's default: also, once the support has settled, the
+  residual of the problem restricted to it, solved by Newton, as a dual point.
 
-The true suboptimality ``F(W_k) − F*`` uses ``F_ref``, the objective of a long reference
-run (certified relative gap given in the output). Reported: the ratio certified gap /
-true suboptimality over the checks whose true relative suboptimality lies in
-[1e-8, 1e-2] (max and median), and the iteration where each run stopped (its first
+The true suboptimality ``F(W_k) − F*`` uses ``F_ref``, the objective of a reference run
+to a certified relative gap of 1e-11 or 200,000 iterations (its certificate is printed). Reported: the ratio
+certified gap / true suboptimality over the checks whose true relative suboptimality
+lies in [1e-8, 1e-2] (max and median), and the iteration where each run stopped (its first
 certified 1e-8) divided by the first iteration whose true relative suboptimality is
 ≤ 1e-8. Prints a table, writes JSON to ``benchmarks/results/bench_gap_tightness.json``
 and the figure ``docs/img/gap_tightness.png`` (certified and true curves).
+
+Then the cost: fista at its defaults (``tol=1e-8``, ``check_every=10``) with and without
+the restricted solve, alternating ``--repeats`` times (medians, one BLAS thread), on the
+same problem and on the shared-design L21 of ``bench_scaling.py`` (n = 2000, d = 500,
+T = 50; ``--quick``: 400 × 100 × 20).
 """
 
 from __future__ import annotations
@@ -33,20 +41,50 @@ import os
 import time
 
 import numpy as np
+from bench_scaling import make_data
+from threadpoolctl import threadpool_limits
 
 import mtlcvx as mc
 from mtlcvx import first_order
 
 
-def _run(prob: mc.Problem, track: bool) -> tuple[dict, float, int]:
-    first_order._TRACK_DUAL = track
+def _run(prob: mc.Problem, track: bool, restrict: bool) -> tuple[dict, float, int]:
+    first_order._TRACK_DUAL, first_order._RESTRICTED = track, restrict
     try:
         start = time.perf_counter()
         trace = first_order.fista(prob, tol=1e-8, record_every=1, check_every=1,
                                   max_iter=50_000)
         return trace.history, time.perf_counter() - start, trace.iterations
     finally:
-        first_order._TRACK_DUAL = True
+        first_order._TRACK_DUAL = first_order._RESTRICTED = True
+
+
+ROUTES = {"plain": (False, False), "tracked": (True, False), "restricted": (True, True)}
+
+
+def _cost(problems: dict[str, mc.Problem], repeats: int) -> dict[str, dict]:
+    """fista's default run with and without the restricted solve, alternating; medians."""
+    out = {}
+    for name, prob in problems.items():
+        times: dict[bool, list[float]] = {False: [], True: []}
+        stats = {}
+        for _ in range(repeats):
+            for restrict in (False, True):
+                first_order._RESTRICTED = restrict
+                try:
+                    start = time.perf_counter()
+                    trace = first_order.fista(prob, tol=1e-8)
+                    times[restrict].append(time.perf_counter() - start)
+                finally:
+                    first_order._RESTRICTED = True
+                stats[restrict] = (trace.iterations, trace.certificate.relative_gap)
+        ratios = [b / a for a, b in zip(times[False], times[True], strict=True)]
+        out[name] = {"without_s": float(np.median(times[False])),
+                     "with_s": float(np.median(times[True])),
+                     "ratio": float(np.median(ratios)),
+                     "iterations": [stats[False][0], stats[True][0]],
+                     "relative_gap": [stats[False][1], stats[True][1]]}
+    return out
 
 
 def _summary(hist: dict, F_ref: float, stop: int) -> dict:
@@ -66,32 +104,45 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter reference run")
     parser.add_argument("--out", default="benchmarks/results/bench_gap_tightness.json")
     parser.add_argument("--figure", default="docs/img/gap_tightness.png")
+    parser.add_argument("--repeats", type=int, default=3, help="timing pairs per problem")
     args = parser.parse_args()
+    threadpool_limits(1)
 
     prob = mc.Problem(mc.datasets.load_school(), loss=mc.SquaredLoss("sum"),
                       penalties=[mc.L21(500.0)])
-    ref = first_order.fista(prob, tol=1e-13, max_iter=30_000 if args.quick else 200_000,
+    ref = first_order.fista(prob, tol=1e-11, max_iter=30_000 if args.quick else 200_000,
                             record_every=10**9, check_every=50)
     F_ref = ref.certificate.objective
     print(f"reference: {ref.iterations} iterations, {ref.certificate}")
     rows, curves = {}, {}
-    for name, track in (("plain", False), ("tracked", True)):
-        hist, seconds, stop = _run(prob, track)
+    for name, (track, restrict) in ROUTES.items():
+        hist, seconds, stop = _run(prob, track, restrict)
         rows[name] = {**_summary(hist, F_ref, stop), "time_s": seconds}
         curves[name] = hist
-    print(f"{'route':<8} {'ratio max':>10} {'median':>8} {'stop':>6} {'first true':>10} "
+    print(f"{'route':<10} {'ratio max':>10} {'median':>8} {'stop':>6} {'first true':>10} "
           f"{'stop/true':>9} {'time s':>7}")
     for name, r in rows.items():
-        print(f"{name:<8} {r['ratio_max']:>10.0f} {r['ratio_median']:>8.1f} {r['stop']:>6} "
+        print(f"{name:<10} {r['ratio_max']:>10.0f} {r['ratio_median']:>8.1f} {r['stop']:>6} "
               f"{r['first_true_1e-8']:>10} {r['stop_over_first_true']:>9.2f} "
               f"{r['time_s']:>7.1f}")
-    r0, r1 = rows["plain"], rows["tracked"]
-    print(f"ratios tracked/plain: max gap ratio {r1['ratio_max'] / r0['ratio_max']:.2f}, "
-          f"time {r1['time_s'] / r0['time_s']:.2f}")
+    r0 = rows["plain"]
+    for name in ("tracked", "restricted"):
+        r1 = rows[name]
+        print(f"ratios {name}/plain: max gap ratio {r1['ratio_max'] / r0['ratio_max']:.3g}, "
+              f"time {r1['time_s'] / r0['time_s']:.2f}")
+    D = make_data("l21", 0, args.quick)
+    shared = mc.Problem(mc.MultiTaskData.shared(D["X"], D["Y"]), penalties=[mc.L21(D["alpha"])])
+    cost = _cost({"School L21(500)": prob, "shared L21": shared}, args.repeats)
+    print(f"\nfista defaults, medians of {args.repeats} alternating pairs (one BLAS thread)")
+    print(f"{'problem':<16} {'without s':>9} {'with s':>8} {'ratio':>6} {'iterations':>13}")
+    for name, c in cost.items():
+        its = " → ".join(str(i) for i in c["iterations"])
+        print(f"{name:<16} {c['without_s']:>9.2f} {c['with_s']:>8.2f} {c['ratio']:>6.2f} "
+              f"{its:>13}")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump({"reference_certificate": str(ref.certificate), "F_ref": F_ref,
-                   "rows": rows, "load": os.getloadavg()}, fh, indent=2)
+                   "rows": rows, "cost": cost, "load": os.getloadavg()}, fh, indent=2)
     try:
         import matplotlib
 
@@ -100,11 +151,11 @@ def main() -> None:
     except ImportError:
         return
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    hist = curves["tracked"]
+    hist = curves["restricted"]
     sub = (hist["objective"] - F_ref) / abs(F_ref)
     ax.semilogy(hist["iteration"], np.maximum(sub, 1e-16), color="k", lw=1,
                 label="true (F − F_ref)/|F_ref|")
-    for name, style in (("plain", "o"), ("tracked", "s")):
+    for name, style in (("plain", "o"), ("tracked", "s"), ("restricted", "^")):
         h = curves[name]
         keep = ~np.isnan(h["gap"])
         ax.semilogy(h["iteration"][keep], h["gap"][keep] / np.abs(h["objective"][keep]),

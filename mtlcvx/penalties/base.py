@@ -9,14 +9,14 @@ Parameters (:meth:`Penalty.cvxpy_term`). Values are validated when they are set,
 The rest of the package never tests a penalty's class: it asks the term. A term states
 its :attr:`~Penalty.structure` and answers the optional oracles it :meth:`~Penalty.provides`
 (``prox``, ``dual_norm``, ``conjugate``, ``alpha_max``, ``gradient``, ``lipschitz``,
-``strong_convexity``); the certificate ladder, the prox of a sum, the Lipschitz bound and
-the strong-convexity modulus are built from those answers alone.
+``strong_convexity``, ``support``); the certificate ladder, the prox of a sum, the
+Lipschitz bound and the strong-convexity modulus are built from those answers alone.
 """
 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, NamedTuple
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from ..exceptions import PenaltyError
 
-__all__ = ["Penalty", "Term", "CONES", "STRUCTURES", "ORACLES"]
+__all__ = ["Penalty", "Term", "Support", "CONES", "STRUCTURES", "ORACLES"]
 
 #: Cone names used in capability declarations.
 CONES = frozenset({"zero", "nonneg", "soc", "psd", "exp", "quadratic"})
@@ -34,7 +34,7 @@ STRUCTURES = ("quadratic", "smooth", "norm", "squared_norm", "other")
 
 #: The optional oracles a term may answer (:meth:`Penalty.provides`).
 ORACLES = ("prox", "dual_norm", "conjugate", "alpha_max", "gradient", "lipschitz",
-           "strong_convexity", "prox_parts")
+           "strong_convexity", "prox_parts", "support")
 
 
 class Term(NamedTuple):
@@ -55,6 +55,30 @@ class Term(NamedTuple):
     expr: Any
     constraints: tuple[Any, ...] = ()
     parts: Mapping[str, Any] = MappingProxyType({})
+
+
+class Support(NamedTuple):
+    r"""What :meth:`Penalty.support` returns: the term near ``W`` with the entries off its
+    support held at zero, where it is twice differentiable.
+
+    Attributes
+    ----------
+    mask : ndarray of bool (d, T)
+        The free entries (the support): nonzero entries for L1, every entry of a nonzero
+        row for L21. Off the mask the entries are fixed at 0.
+    gradient : ndarray (d, T)
+        Gradient of the term in the free entries at ``W`` (0 off the mask).
+    hessian : callable
+        ``hessian(D) -> ndarray (d, T)``: the Hessian at ``W`` applied to a direction
+        ``D`` that is 0 off the mask (the result is 0 off the mask).
+    diagonal : ndarray (d, T)
+        The Hessian's diagonal at ``W`` (0 off the mask), for preconditioners.
+    """
+
+    mask: np.ndarray
+    gradient: np.ndarray
+    hessian: Callable[[np.ndarray], np.ndarray]
+    diagonal: np.ndarray
 
 
 #: Largest strength accepted: beyond it products such as ``α·‖W‖²``, ``2α`` or ``α·λ_max``
@@ -290,6 +314,17 @@ class Penalty:
     def gradient(self, W: np.ndarray) -> np.ndarray:
         """Gradient (d, T) of the term at ``W`` (α included)."""
         raise self._missing("gradient")
+
+    def support(self, W: np.ndarray) -> Support:
+        r"""The term on its support at ``W`` (α included): which entries are free, and
+        the gradient and Hessian there with the other entries held at 0.
+
+        On its support a sparsity norm is smooth (L1 with the signs of ``W`` is linear;
+        L21 is smooth on nonzero rows), so the problem restricted to it is smooth and a
+        few Newton steps solve it; fista uses the residual of that solution as a
+        near-optimal dual point (see docs/certificates.md).
+        """
+        raise self._missing("support")
 
     def lipschitz(self, n_features: int, n_tasks: int) -> float:
         """Lipschitz constant of :meth:`gradient` on (d, T) matrices (α included)."""

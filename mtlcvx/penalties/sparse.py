@@ -8,7 +8,7 @@ import numpy as np
 
 from .._optional import cp
 from ._prox import shrink_rows, soft_threshold
-from .base import Penalty, Term
+from .base import Penalty, Support, Term
 from .spectral import squared_norm_shrink
 
 __all__ = ["L1", "L21", "SquaredL21"]
@@ -42,6 +42,11 @@ class L1(Penalty):
     def dual_norm(self, V: np.ndarray) -> float:
         """``max |V_jt|``."""
         return float(np.abs(V).max(initial=0.0))
+
+    def support(self, W: np.ndarray) -> Support:
+        """The nonzero entries; there the term is ``α Σ sign(W_jt) W_jt``: linear."""
+        zero = np.zeros_like(W)
+        return Support(W != 0, self.alpha * np.sign(W), lambda D: zero, zero)
 
     def prox_composes_with(self, other: Penalty) -> bool:
         """Soft-thresholding, then the L21 row shrink, is the prox of L1 + L21 (sparse group)."""
@@ -78,6 +83,21 @@ class L21(Penalty):
     def dual_norm(self, V: np.ndarray) -> float:
         """``max_j ‖V_{j,:}‖₂``."""
         return float(np.linalg.norm(V, axis=1).max(initial=0.0))
+
+    def support(self, W: np.ndarray) -> Support:
+        r"""The nonzero rows, where ``α‖w_j‖`` has gradient ``α u_j`` (``u_j = w_j/‖w_j‖``)
+        and Hessian ``(α/‖w_j‖)(I − u_j u_jᵀ)``."""
+        norms = np.linalg.norm(W, axis=1, keepdims=True)
+        nonzero = norms > 0
+        safe = np.where(nonzero, norms, 1.0)
+        U = W / safe  # zero rows stay 0
+        inv = np.where(nonzero, self.alpha / safe, 0.0)  # α/‖w_j‖
+
+        def hessian(D: np.ndarray) -> np.ndarray:
+            return inv * (D - U * np.sum(U * D, axis=1, keepdims=True))
+
+        return Support(np.broadcast_to(nonzero, W.shape), self.alpha * U, hessian,
+                       inv * (1.0 - U * U))
 
 
 class SquaredL21(Penalty):
