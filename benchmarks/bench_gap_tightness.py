@@ -20,10 +20,11 @@ history's gap at every check, which later comes every ``k // 10`` iterations):
   residual of the problem restricted to it, solved by Newton, as a dual point.
 
 The true suboptimality ``F(W_k) − F*`` uses ``F_ref``, the objective of a reference run
-to a certified relative gap of 1e-11 or 200,000 iterations (its certificate is printed). Reported: the ratio
-certified gap / true suboptimality over the checks whose true relative suboptimality
-lies in [1e-8, 1e-2] (max and median), and the iteration where each run stopped (its first
-certified 1e-8) divided by the first iteration whose true relative suboptimality is
+to a certified relative gap of 1e-11 (or its rounding floor, or 200,000 iterations; its
+certificate is printed). Reported: the ratio certified gap / true suboptimality over the
+checks whose true relative suboptimality lies in [1e-8, 1e-2] (max and median), and the
+iteration where each run stopped (its first certified 1e-8) divided by the first
+iteration whose true relative suboptimality is
 ≤ 1e-8. Prints a table, writes JSON to ``benchmarks/results/bench_gap_tightness.json``
 and the figure ``docs/img/gap_tightness.png`` (certified and true curves).
 
