@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from ._linalg import lambda_min
+from ._linalg import lambda_min, min_block_eigenvalue
 from .coupling import TaskCoupling
 from .penalties.base import Penalty
 
@@ -205,31 +205,41 @@ def prox_operator(problem: Problem) -> Callable[[np.ndarray, float], np.ndarray]
     return prox
 
 
-def _spectra(problem: Problem) -> tuple[float, float, float, float]:
+def _spectra(problem: Problem, need_top: bool = True) -> tuple[float | None, float, float,
+                                                                float]:
     """``(max_t c_t λ_max, min_t c_t λ_min)`` of the task Hessian blocks ``c_t A_tᵀA_t``
-    and ``(λ_max, λ_min)`` of the coupling ``K_t ⊕ K_f``; cached on their inputs."""
+    and ``(λ_max, λ_min)`` of the coupling ``K_t ⊕ K_f``; cached on their inputs.
+
+    Per-task blocks are eigendecomposed only when the top is asked for (a Lipschitz
+    bound); the bottom alone (strong convexity) comes from
+    :func:`~mtlcvx._linalg.min_block_eigenvalue`, and the top is then None.
+    """
     c = problem.loss_weights()
     T = problem.n_tasks
     quad_key, held = _quadratic_key(problem)
     key = (problem.data, problem.fit_intercept, c.tobytes(), quad_key)
     cache = problem.__dict__.get("_spectra_cache")
     if cache is None or cache[0] != key:
-        gram = problem.data.gram(problem.fit_intercept)
-        if gram is not None:  # a shared design: one eigenproblem, not T identical ones
-            lam = np.linalg.eigvalsh(gram.G)[None, :]
-        else:
-            lam = np.linalg.eigvalsh(problem.data.task_grams(problem.fit_intercept).H)
-        top = float((c * lam[:, -1]).max())
-        low = float((c * lambda_min(lam)).min())
         Kt, Kf = coupling(problem)
         kt_top, kt_low = Kt.bounds()
         lf = np.zeros(1) if Kf is None else np.linalg.eigvalsh(Kf)
         round_off = T * 1e-14 * max(1.0, kt_top)
-        cache = (key, (top, low, max(kt_top, 0.0) + max(lf[-1], 0.0),
-                       float((kt_low if kt_low > round_off else 0.0) + lambda_min(lf))),
+        cache = (key, {"coupling": (max(kt_top, 0.0) + max(lf[-1], 0.0), float(
+            (kt_low if kt_low > round_off else 0.0) + lambda_min(lf)))},
                  held)  # kept so the ids in the key cannot be reused
         problem.__dict__["_spectra_cache"] = cache
-    return cache[1]
+    values = cache[1]
+    if "low" not in values or (need_top and "top" not in values):
+        gram = problem.data.gram(problem.fit_intercept)
+        if gram is None and not need_top:
+            values["low"] = min_block_eigenvalue(
+                problem.data.task_grams(problem.fit_intercept).H, c)
+        else:  # a shared design: one eigenproblem, not T identical ones
+            lam = (np.linalg.eigvalsh(gram.G)[None, :] if gram is not None
+                   else np.linalg.eigvalsh(problem.data.task_grams(problem.fit_intercept).H))
+            values["top"] = float((c * lam[:, -1]).max())
+            values["low"] = float((c * lambda_min(lam)).min())
+    return (values.get("top"), values["low"], *values["coupling"])
 
 
 def lipschitz(problem: Problem) -> float | None:
@@ -254,7 +264,7 @@ def strong_convexity(problem: Problem) -> float:
     with equal weights) plus the other smooth terms' ``strong_convexity``; 0 when
     nothing guarantees strong convexity.
     """
-    _, low, _, coupling_low = _spectra(problem)
+    _, low, _, coupling_low = _spectra(problem, need_top=False)
     d, T = problem.n_features, problem.n_tasks
     terms = sum(p.strong_convexity(d, T) for p in smooth_terms(problem)
                 if p.provides("strong_convexity"))
