@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     from .data import MultiTaskData
     from .problem import Problem
 
-__all__ = ["Rounding", "gamma"]
+__all__ = ["GramRounding", "Rounding", "gamma"]
 
 _EPS = np.finfo(float).eps
 #: Headroom for the rounding of the bound's own evaluation.
@@ -212,13 +212,17 @@ class Rounding:
         slack = 3.0 * gamma(self.norms.n + self.W.shape[0] + 3) * self.mu if self.centred else 0.0
         return (np.sqrt(q_task * (1.0 + self.g_data)) + np.sqrt(0.5 * self.c) * slack) ** 2
 
+    def loss_error(self, losses: np.ndarray) -> np.ndarray:
+        """Per task, a bound on the error of the computed residuals' part of the loss."""
+        g1 = gamma(self.W.shape[0] + 3)
+        c, mu = self.c, self.mu
+        return g1 * np.sqrt(2.0 * c * losses) * mu + 0.5 * g1 * g1 * c * mu * mu
+
     def primal(self, objective: float, losses: np.ndarray) -> float:
         """``E_F``: a bound on ``|fl(F(W)) − F(W)|`` given :meth:`task_losses`."""
         d, T = self.W.shape
-        g1 = gamma(d + 3)
-        c, mu = self.c, self.mu
         loss_total = float(losses.sum())
-        err = float(np.sum(g1 * np.sqrt(2.0 * c * losses) * mu + 0.5 * g1 * g1 * c * mu * mu))
+        err = float(np.sum(self.loss_error(losses)))
         err += gamma(self.n_max + T + 4) * loss_total
         mh = self.quadratic_magnitude()
         err += gamma(2 * (d + T) + 8) * mh
@@ -255,9 +259,7 @@ class Rounding:
         """
         T = self.W.shape[1]
         s_t = np.broadcast_to(np.asarray(s, dtype=float), (T,))
-        y_err = (3.0 if self.centred else 1.0) * self.g_data * self.theta_norms(q_task) \
-            * self.norms.y
-        err = float(np.sum(s_t * y_err + s_t * s_t * self.g_data * q_task))
+        err = self.loss_dual_error(s_t, q_task)
         sq = float(np.sum(s_t * s_t)) if np.ndim(B) else float(np.max(s_t)) ** 2
         if blocks:
             err += gamma(2 * (self.W.shape[0] + T) + 8) * self.quadratic_magnitude() * sq
@@ -270,6 +272,12 @@ class Rounding:
         err += float(np.sum(delta * (slope + 2.0 * quad * delta)))
         err += gamma(T + 8) * (float(np.sum(np.abs(lin))) + float(np.sum(quad)) + abs(conj))
         return _SAFETY * (err + conj_error)
+
+    def loss_dual_error(self, s_t: np.ndarray, q_task: np.ndarray) -> float:
+        """A bound on the error of ``Σ_t s_t a_t − s_t² q_t`` as computed, at scales ``s_t``."""
+        y_err = (3.0 if self.centred else 1.0) * self.g_data * self.theta_norms(q_task) \
+            * self.norms.y
+        return float(np.sum(s_t * y_err + s_t * s_t * self.g_data * q_task))
 
     def frobenius_v_error(self, quad_total: float) -> float:
         """``‖e‖_F`` for a dual point known only through ``Σ‖θ_t‖²/(2c_t)`` (rung 4's
@@ -285,3 +293,69 @@ class Rounding:
                                    + s * s * quad_total)
         err += gamma(self.W.shape[1] + 8) * (s * abs(linear) + B * s * s)
         return _SAFETY * (err + conj_error)
+
+
+class GramRounding(Rounding):
+    r"""The rounding bounds when the loss's part comes from a shared design's Gram
+    statistics (no intercepts), not from residuals.
+
+    The loss ``(c_t/2)(w_tᵀGw_t − 2w_tᵀb_t + ‖y_t‖²)``, ``a_t = c_t(‖y_t‖² − w_tᵀb_t)``
+    and ``V̂ = c(B − GW)`` are sums of products whose absolute values add up to at most
+    ``m_t² = (Σ_j ‖x_j‖|w_jt| + ‖y_t‖)²`` (resp. ``m_t‖y_t‖``, ``‖x_j‖m_t`` per entry;
+    ``|G| ≤ |X|ᵀ|X|``, ``|B| ≤ |X|ᵀ|Y|`` and Cauchy–Schwarz), the rounding of ``G`` and
+    ``B`` included: errors ``γ_{n+d+2}`` times those. This is the cancellation of the
+    Gram route: not first order in the residual.
+
+    ``V̂`` is not ``Xᵀθ̂`` for the scaled residual θ̂, so the dual point is taken to be
+    ``θ' = θ̂ + XG⁻¹ΔV`` (X of full column rank), for which ``V̂ = Xᵀθ'`` exactly: no
+    dual-norm shrink is needed, and ``D(sθ')`` differs from the value computed with
+    ``θ̂``'s ``(a, q)`` by exactly
+
+    .. math:: \big(s(1 - s)\,w^{ls}_t + s^2 w_t\big)^\top\Delta V_t
+              - s^2\lVert XG^{-1}\Delta V_t\rVert^2/(2c_t), \qquad w^{ls} = G^{-1}B,
+
+    bounded with ``|ΔV_jt| ≤ γ c_t‖x_j‖m_t`` and ``‖XG^{-1}ΔV_t‖ ≤ ‖ΔV_t‖/σ_min``.
+
+    Parameters
+    ----------
+    problem, W
+        As for :class:`Rounding` (intercepts not fitted).
+    losses : ndarray (T,)
+        The loss per task as computed, ``(c_t/2)‖r_t‖²``.
+    magnitudes : ndarray (T,)
+        ``m_t``.
+    W_ls : ndarray (d, T)
+        ``G⁻¹B``.
+    sigma2_min : float
+        A lower bound on ``λ_min(XᵀX)`` (> 0).
+    """
+
+    def __init__(self, problem: Problem, W: np.ndarray, losses: np.ndarray,
+                 magnitudes: np.ndarray, W_ls: np.ndarray, sigma2_min: float):
+        super().__init__(problem, W, None)
+        self.losses = losses
+        n, d = problem.data.X[0].shape
+        self.g_gram = gamma(n + d + 2)
+        self.m = magnitudes * (1.0 + self.g_gram)  # m_t from the computed diag(G), ‖y_t‖²
+        col = self.norms.col[:, 0]
+        dV = self.g_gram * self.c * self.m  # |ΔV_jt| ≤ dV_t ‖x_j‖
+        self.at_ls = dV * (col @ np.abs(W_ls))
+        self.at_w = dV * (col @ np.abs(W)) + (
+            dV * dV * float(col @ col) / sigma2_min / (2.0 * np.where(self.c > 0, self.c, 1.0)))
+
+    def task_losses(self, q_task: np.ndarray | None) -> np.ndarray:
+        return self.losses + self.loss_error(self.losses)
+
+    def loss_error(self, losses: np.ndarray) -> np.ndarray:
+        return 0.5 * self.g_gram * self.c * self.m * self.m
+
+    def v_error(self, q_task: np.ndarray, V: np.ndarray | None = None) -> np.ndarray:
+        e = np.zeros(self.W.shape)  # V̂ = Xᵀθ' exactly
+        if V is not None and self.quadratic:
+            e = e + self.quadratic_gradient_error() + _EPS * np.abs(V)
+        return e
+
+    def loss_dual_error(self, s_t: np.ndarray, q_task: np.ndarray) -> float:
+        err = self.g_gram * self.c * self.m * (s_t * self.norms.y + 0.5 * s_t * s_t * self.m)
+        point = s_t * np.abs(1.0 - s_t) * self.at_ls + s_t * s_t * self.at_w  # θ' for θ̂
+        return float(np.sum(err + point))

@@ -38,16 +38,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+from scipy.linalg import cho_factor, cho_solve
 
 from ._io import record
 from ._quadratic_dual import quadratic_dual
-from ._rounding import Rounding, gamma
+from ._rounding import GramRounding, Rounding, gamma
 from ._threads import blas_limited
 from .coupling import TaskCoupling
-from .oracles import coupling, merge_terms, prox_chain
+from .losses import LossDual
+from .oracles import coupling, gram_extremes, merge_terms, prox_chain
 
 if TYPE_CHECKING:
     from .penalties.base import Penalty
@@ -236,10 +238,11 @@ def _classify(terms: list[Penalty]) -> tuple[list[Penalty], list[Penalty], list[
 
 # ---------------------------------------------------------------------- shared pieces
 class _Pieces:
-    """Primal/dual quantities at ``W`` on the original data."""
+    """Primal/dual quantities at ``W`` (the loss's part from ``loss_dual`` when given,
+    else on the original data)."""
 
-    def __init__(self, problem: Problem, W: np.ndarray):
-        a, b, V = problem.loss.dual(problem.data, W, problem.fit_intercept)
+    def __init__(self, problem: Problem, W: np.ndarray, loss_dual: LossDual | None = None):
+        a, b, V = loss_dual or problem.loss.dual(problem.data, W, problem.fit_intercept)
         Kt, Kf = coupling(problem)
         self.Kt, self.Kf = Kt, Kf
         self.a_task = a  # per-task linear coefficients of D(s)
@@ -253,6 +256,63 @@ class _Pieces:
         self.b_task = b + h_task  # per-task quadratic coefficients, quadratic blocks included
         self.h_value = float(h_task.sum())
         self.grad_h = WK + (0.0 if Kf is None else Kf @ W)
+
+
+class _GramRoute(NamedTuple):
+    """The loss at ``W``, its dual pieces and their rounding bounds from a shared
+    design's Gram statistics (see :class:`mtlcvx._rounding.GramRounding`)."""
+
+    value: float
+    dual: LossDual
+    bound: GramRounding
+
+
+#: The Gram route is used when its whole rounding bound stays below this fraction of the
+#: gap; otherwise (near the rounding level) the certificate is computed on the residuals.
+_GRAM_SHARE = 0.25
+
+
+class _CoarseRoute(Exception):
+    """The Gram route's rounding bound is too large for this gap."""
+
+
+def _gram_route(problem: Problem, W: np.ndarray) -> _GramRoute | None:
+    """The loss's part of a certificate from ``XᵀX``, ``XᵀY`` (d²T operations instead of
+    three n·d·T products), or None: only for a shared design with n ≥ d, no intercepts,
+    ``X`` of full column rank (``λ̂_min(G)`` above its rounding) and a non-zero residual.
+    """
+    if problem.fit_intercept:
+        return None
+    got = problem.loss.gram_dual(problem.data, W, False)
+    extremes = gram_extremes(problem)
+    if got is None or extremes is None:
+        return None
+    value, dual, m = got
+    n, d = problem.data.X[0].shape
+    G = problem.data.gram(False).G
+    # λ_min(XᵀX) ≥ λ̂_min − ‖fl(G) − G‖ − the eigensolver's backward error
+    sigma2 = extremes[0] - gamma(n) * float(np.trace(G)) - gamma(d) * extremes[1]
+    W_ls = _least_squares(problem) if sigma2 > 0 and dual.quadratic.sum() > 0 else None
+    if W_ls is None:
+        return None
+    return _GramRoute(value, dual, GramRounding(problem, W, dual.quadratic, m, W_ls, sigma2))
+
+
+def _least_squares(problem: Problem) -> np.ndarray | None:
+    """``G⁻¹B`` (d, T) of a shared design (no intercepts) by Cholesky, cached on the
+    problem for its data; None when ``G`` is not numerically positive definite."""
+    cache = problem.__dict__.get("_least_squares_cache")
+    if cache is None or cache[0] is not problem.data:
+        gram = problem.data.gram(False)
+        try:
+            W_ls = cho_solve(cho_factor(gram.G), gram.B)
+        except np.linalg.LinAlgError:
+            W_ls = None
+        if W_ls is not None and not np.all(np.isfinite(W_ls)):
+            W_ls = None
+        cache = (problem.data, W_ls)
+        problem.__dict__["_least_squares_cache"] = cache
+    return cache[1]
 
 
 def _best_scale(a: float, b: float, s_max: float = np.inf) -> tuple[float, float]:
@@ -329,19 +389,39 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
         ``gap`` is a guaranteed upper bound on ``F(W) − F*`` (or None with ``reason``).
     """
     W = problem.check_W(W)
-    objective = problem.objective(W, intercept, parts=parts)
+    route = _gram_route(problem, W) if intercept is None and not parts else None
+    if route is not None:
+        try:
+            return _certify(problem, W, intercept, parts, dual_lower, gradient_mapping, route)
+        except _CoarseRoute:
+            pass
+    return _certify(problem, W, intercept, parts, dual_lower, gradient_mapping, None)
+
+
+def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
+             parts: dict[str, np.ndarray] | None, dual_lower: float | None,
+             gradient_mapping: bool, route: _GramRoute | None) -> Certificate:
+    """:func:`certify` with the loss's part from ``route`` (raises :class:`_CoarseRoute`
+    when its rounding bound exceeds ``_GRAM_SHARE`` of the gap) or, without one, from the
+    residuals on the original data."""
+    if route is not None:
+        objective = route.value + sum(p.value(W) for p in problem.penalties)
+    else:
+        objective = problem.objective(W, intercept, parts=parts)
     # F(W, parts) ≥ F(W): the gap is taken from F at the parts (a decomposition's value
     # at W alone may have no closed form); only a given intercept's excess is split off
     profiled = problem.objective(W, parts=parts) if intercept is not None else objective
     excess = objective - profiled
     mu = problem.strong_convexity()
     # bounds on the certificate's own rounding error (see mtlcvx._rounding)
-    bound = Rounding(problem, W, intercept if problem.fit_intercept else None)
+    bound = route.bound if route is not None else Rounding(
+        problem, W, intercept if problem.fit_intercept else None)
+    loss_dual = route and route.dual
     pieces: _Pieces | None = None  # the loss's dual pieces, once computed
     if problem.is_quadratic:
         # g = 0: the gradient mapping is ∇F = ∇h − (−∇f) for every step, read off the
         # dual pieces on the original data (no Lipschitz bound, no second product)
-        pieces = _Pieces(problem, W)
+        pieces = _Pieces(problem, W, loss_dual)
         mapping = ((float(np.linalg.norm(pieces.grad_h - pieces.V_loss)), None, True)
                    if gradient_mapping else None)
     else:
@@ -376,6 +456,8 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
             floor = evaluations * bound.primal(objective, losses)
             rounding = floor + (dual_error if dual is not None else 0.0)
             gap = max(gap, 0.0) + excess + floor
+            if route is not None and rounding > _GRAM_SHARE * gap:
+                raise _CoarseRoute
             rel = _relative(gap, objective)
             dist = float(np.sqrt(2.0 * gap / mu)) if mu > 0 else None
         else:
@@ -395,7 +477,7 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     if missing:
         return rung5("; ".join(missing))
 
-    pieces = pieces or _Pieces(problem, W)
+    pieces = pieces or _Pieces(problem, W, loss_dual)
     has_h = not pieces.Kt.is_zero or pieces.Kf is not None
     d, T = W.shape
     g_solve = gamma(d + T + 8)  # dual norms, solves and eigendecompositions

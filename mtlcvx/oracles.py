@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["coupling", "quadratic_coupling", "smooth_terms", "smooth_oracle", "merge_terms",
            "prox_chain",
-           "prox_plan", "parts_term", "prox_operator", "lipschitz",
+           "prox_plan", "parts_term", "prox_operator", "lipschitz", "gram_extremes",
            "strong_convexity"]
 
 
@@ -239,7 +239,18 @@ def _spectra(problem: Problem, need_top: bool = True) -> tuple[float | None, flo
                    else np.linalg.eigvalsh(problem.data.task_grams(problem.fit_intercept).H))
             values["top"] = float((c * lam[:, -1]).max())
             values["low"] = float((c * lambda_min(lam)).min())
+            if gram is not None:
+                values["shared"] = (float(lam[0, 0]), float(lam[0, -1]))
     return (values.get("top"), values["low"], *values["coupling"])
+
+
+def gram_extremes(problem: Problem) -> tuple[float, float] | None:
+    """Computed ``(λ_min, λ_max)`` of a shared design's ``X̃ᵀX̃`` (centred when the problem
+    fits intercepts); None for per-task designs. Cached with the Lipschitz bound."""
+    if not problem.data.is_shared:
+        return None
+    _spectra(problem)
+    return problem.__dict__["_spectra_cache"][1]["shared"]
 
 
 def lipschitz(problem: Problem) -> float | None:

@@ -50,3 +50,65 @@ def test_fista_checks_skip_the_gradient_mapping_but_certify(rng):
     ref = prob.solve("clarabel")
     assert trace.certificate.objective - ref.objective <= trace.certificate.gap
     assert mc.certify(prob, trace.W).grad_mapping is not None
+
+
+def _longdouble_loss(X, Y, W):
+    R = X.astype(np.longdouble) @ W.astype(np.longdouble) - Y.astype(np.longdouble)
+    return float(np.sum(R * R) / (2 * X.shape[0]))
+
+
+def test_gram_route_certificate_bounds_the_true_gap(rng):
+    """The Gram route (no residuals): its loss is within its rounding bound of the loss in
+    extended precision, its gap within its share of the residual route's, and never below
+    the true suboptimality against an independent Clarabel optimum."""
+    from mtlcvx import certificates
+
+    X = rng.standard_normal((80, 6))
+    Y = X @ rng.standard_normal((6, 4)) + 0.3 * rng.standard_normal((80, 4))
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21(0.05)])
+    ref = prob.solve("clarabel", tol=1e-8)
+    F_star = min(ref.objective, prob.objective(ref.W))
+    W_opt = first_order.fista(prob, tol=1e-11).W
+    for delta in (1e-1, 1e-3, 1e-5):
+        W = W_opt + delta * rng.standard_normal(W_opt.shape)
+        route = certificates._gram_route(prob, W)
+        assert route is not None
+        loss_error = float(np.sum(route.bound.loss_error(route.bound.losses)))
+        assert abs(route.value - _longdouble_loss(X, Y, W)) <= loss_error
+        gram = certificates._certify(prob, W, None, None, None, False, route)
+        direct = certificates._certify(prob, W, None, None, None, False, None)
+        assert gram.objective == pytest.approx(direct.objective, rel=1e-12)
+        assert gram.gap <= direct.gap * (1 + 2 * certificates._GRAM_SHARE)
+        assert gram.objective - F_star <= gram.gap
+        assert gram.rounding <= certificates._GRAM_SHARE * gram.gap
+
+
+def test_gram_route_only_where_its_bound_holds(rng):
+    """No Gram route with intercepts, a rank-deficient design or n < d."""
+    from mtlcvx import certificates
+
+    X = rng.standard_normal((30, 4))
+    Y = rng.standard_normal((30, 3))
+    W = rng.standard_normal((4, 3))
+    assert certificates._gram_route(mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[
+        mc.L21(0.1)], fit_intercept=True), W) is None
+    Xd = np.hstack([X, X[:, :1]])  # a repeated column: XᵀX singular
+    assert certificates._gram_route(mc.Problem(mc.MultiTaskData.shared(Xd, Y), penalties=[
+        mc.L21(0.1)]), np.vstack([W, W[:1]])) is None
+    Xw = rng.standard_normal((3, 5))
+    assert certificates._gram_route(mc.Problem(mc.MultiTaskData.shared(Xw, Y[:3]), penalties=[
+        mc.L21(0.1)]), rng.standard_normal((5, 3))) is None
+
+
+def test_gram_route_falls_back_to_the_residuals(rng, monkeypatch):
+    """Where the Gram route's rounding bound exceeds its share of the gap (share 0 here),
+    the certificate is the one computed on the residuals."""
+    from mtlcvx import certificates
+
+    X = rng.standard_normal((40, 5))
+    Y = X @ rng.standard_normal((5, 3)) + 0.1 * rng.standard_normal((40, 3))
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21(0.01)])
+    W = first_order.fista(prob, tol=1e-6).W
+    direct = certificates._certify(prob, W, None, None, None, True, None)
+    monkeypatch.setattr(certificates, "_GRAM_SHARE", 0.0)
+    assert mc.certify(prob, W) == direct
