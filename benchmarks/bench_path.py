@@ -20,8 +20,8 @@ Cases.
     ours), so it is set to ``1e-8 · min_i F_i · n / ‖Y‖²_F`` and divided by 10 until
     :func:`mtlcvx.certify` certifies *every* point of its path to the largest certified
     relative gap of mtlcvx's path (1e-8, or above it where the certificate's bound on its
-    own rounding error is larger: at n = 2000 it is about 1.03e-8 at the smallest
-    strengths, for both); the tol used is reported. Then mtlcvx's path and
+    own rounding error is larger; at n = 2000 that bound is about 1.7e-10 of F at the
+    smallest strength); the tol used is reported. Then mtlcvx's path and
     scikit-learn's are timed alternately, 3 times each, and each one's fastest run is kept
     (the machine is shared: a slow run is load, not the method).
   - 50 cold default solves ``prob.solve()`` (one per strength, no warm start; the
