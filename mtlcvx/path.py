@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 
 from ._checks import check_count, check_tol
 from ._io import Saved
@@ -216,6 +217,7 @@ class _GramRoute:
         # √c_t ‖x̃_tj‖ (d, T): how far V_jt can move inside the Gap Safe sphere per unit radius
         self.reach = col * np.sqrt(c)[None, :]
         self.L_full = self._lipschitz(self.G)
+        self._factor: tuple[bytes, Any] = (b"", None)  # (support, factor of G_SS) for _polish
 
     @staticmethod
     def applies(prob: Problem, pen: Penalty) -> bool:
@@ -248,11 +250,12 @@ class _GramRoute:
             return G @ W
         return np.matmul(G, W.T[:, :, None])[:, :, 0].T
 
-    def _gap(self, W: np.ndarray, act: np.ndarray,
+    def _gap(self, W: np.ndarray, act: np.ndarray, cols: np.ndarray,
              alpha: float) -> tuple[float, float, float, np.ndarray]:
         """``(F(W), gap, rounding floor of the gap, V(θ))`` with ``θ = s·θ₀`` the scaled
-        dual point of ``W`` (``V(θ) = [X̃_tᵀθ_t]``, d × T)."""
-        GW = self._mul(self._sub(slice(None), act), W[act])
+        dual point of ``W`` (``V(θ) = [X̃_tᵀθ_t]``, d × T); ``W`` is zero outside the
+        active rows ``act``."""
+        GW = self._mul(cols, W[act])  # cols = G[:, act] (of every task's matrix)
         V = (self.B - GW) * self.c  # = X̃ᵀθ₀, θ₀_t = c_t (ỹ_t − X̃_t w_t)
         wb = np.einsum("jt,jt->t", W[act], self.B[act])
         wGw = np.einsum("jt,jt->t", W[act], GW[act])
@@ -274,12 +277,58 @@ class _GramRoute:
         D = float(np.sum(a * s - b * s * s))
         return F, F - D, floor, V * (s if self.rows else s[None, :])
 
-    def solve(self, W: np.ndarray, alpha: float, tol: float, max_iter: int = 100_000,
-              check_every: int = 10) -> tuple[np.ndarray, int, float]:
+    def _polish(self, X: np.ndarray, alpha: float) -> np.ndarray | None:
+        r"""L21: the point with the support ``S`` and row directions ``u_j = x_j/‖x_j‖`` of
+        ``X`` that meets the optimality conditions on ``S`` exactly,
+
+        .. math:: c_t (G_{t,SS} w_t − b_{t,S}) + α u_{t} = 0 \quad (u_t = [u_{jt}]_{j∈S}),
+
+        one solve with ``G_SS`` per task (its factor is kept while ``S`` stays). Then
+        ``V_j = α u_j`` on ``S``, so the dual point of the result is feasible at scale 1
+        there and its gap ``α Σ_j ‖w_j‖(1 − cos∠(w_j, u_j))`` is second order in the
+        error of the directions, where the gap of ``X`` itself is first order. None when
+        ``X = 0`` or ``G_SS`` is singular.
+        """
+        S = np.flatnonzero(np.any(X != 0, axis=1))
+        if S.size == 0:
+            return None
+        key = S.tobytes()
+        if self._factor[0] != key:
+            try:
+                sub = self._sub(S, S)
+                if sub.ndim == 2:
+                    factor = scipy.linalg.cho_factor(sub)
+                else:  # G_t⁻¹ = L_t⁻ᵀ L_t⁻¹ (T, s, s), Cholesky as the definiteness test
+                    Linv = np.linalg.inv(np.linalg.cholesky(sub))
+                    factor = np.matmul(Linv.transpose(0, 2, 1), Linv)
+            except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+                factor = None
+            self._factor = (key, factor)
+        factor = self._factor[1]
+        if factor is None:
+            return None
+        XS = X[S]
+        rhs = self.B[S] - (alpha / self.c) * (XS / np.linalg.norm(XS, axis=1, keepdims=True))
+        out = np.zeros_like(X)
+        if isinstance(factor, tuple):
+            out[S] = scipy.linalg.cho_solve(factor, rhs, check_finite=False)
+        else:
+            out[S] = np.einsum("tjl,lt->jt", factor, rhs)
+        return out
+
+    def solve(self, W: np.ndarray, alpha: float, tol: float,
+              max_iter: int = 100_000) -> tuple[np.ndarray, int, float]:
         """FISTA from ``W`` until the inner gap is ≤ ``tol·|F|/2`` (or its rounding floor);
-        returns ``(W, iterations, fraction of groups screened)``."""
+        returns ``(W, iterations, fraction of groups screened)``.
+
+        Every ``check_every`` iterations (3 for L21, 10 for L1) the gap is evaluated, then
+        screening runs; for L21 the polished point (:meth:`_polish`) is tried first: it
+        is returned when its gap meets the target, and taken as the new start (momentum
+        reset) when its objective is lower than the iterate's.
+        """
         d, T = W.shape
         c, pen = self.c, self.pen
+        check_every = 3 if self.rows else 10
         act = np.ones(d, dtype=bool)
         keep = np.ones((d, T)) if not self.rows else None  # entries not screened (L1)
         L, sized = self.L_full, d  # step 1/L for the active rows; |A| when L was computed
@@ -288,10 +337,21 @@ class _GramRoute:
         t = 1.0
         k = 0
         screened = 0.0
+        cols = Ga = self.G  # G[:, act] and G[act, act]
         while True:
-            F, gap, floor, Vs = self._gap(X, act, alpha)
+            P = self._polish(X, alpha) if self.rows else None
+            if P is not None:
+                Fp, gap_p, floor_p, Vp = self._gap(P, act, cols, alpha)
+                if gap_p <= max(0.5 * tol * abs(Fp), floor_p):
+                    X = P
+                    break
+            F, gap, floor, Vs = self._gap(X, act, cols, alpha)
             if gap <= max(0.5 * tol * abs(F), floor) or k >= max_iter:
                 break
+            if P is not None:
+                if Fp < F:
+                    X, Y, t = P, P.copy(), 1.0
+                    F, gap, Vs = Fp, gap_p, Vp
             # Gap Safe sphere: ‖θ* − θ‖_c ≤ √(2 gap), ‖θ‖²_c = Σ_t ‖θ_t‖²/c_t (see docs/paths.md)
             r = math.sqrt(2.0 * max(gap, 0.0))
             if self.rows:
@@ -303,18 +363,18 @@ class _GramRoute:
             drop &= act
             if drop.any():
                 act &= ~drop
+                cols, Ga = self._sub(slice(None), act), self._sub(act, act)
                 X[drop] = 0.0
                 Y[drop] = 0.0
                 if act.any() and act.sum() < 0.5 * sized:  # a smaller L: longer steps
                     sized = int(act.sum())
-                    L = self._lipschitz(self._sub(act, act))
+                    L = self._lipschitz(Ga)
             if keep is not None:
                 X *= keep
                 Y *= keep
             screened = 1.0 - (act.mean() if self.rows else keep.mean())
             if not act.any():  # every group is zero at the optimum: W = 0
                 break
-            Ga = self._sub(act, act)
             Ba = self.B[act]
             Xa, Ya = X[act], Y[act]
             ka = keep[act] if keep is not None else None
@@ -416,14 +476,17 @@ def regularization_path(
         route = _route(prob, pen, backend)
         gram = _GramRoute(prob, pen) if route == "fista-gram" else None
         W = np.zeros((d, T))
+        last: list[tuple[float, np.ndarray]] = []  # the last two (strength, solution)
         floor = 0.0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             for i in order:
                 start = time.perf_counter()
                 pen.alpha = float(grid[i])
-                W, cert, iterations[i], screened[i] = _solve_point(prob, route, gram, W, tol,
+                W0 = _predict(last, pen.alpha) if gram is not None and last else W
+                W, cert, iterations[i], screened[i] = _solve_point(prob, route, gram, W0, tol,
                                                                    floor)
+                last = [*last[-1:], (pen.alpha, W)]
                 floor = _rounding_floor(cert)
                 times[i] = time.perf_counter() - start
                 Ws[i], certs[i], objective[i] = W, cert, cert.objective
@@ -447,6 +510,18 @@ def regularization_path(
                       ConvergenceWarning, stacklevel=3)  # past the BLAS-limit wrapper
     return PathResult(grid, Ws, intercepts, objective, certs, status, times, route, index,
                       info={"iterations": iterations, "screened": screened})
+
+
+def _predict(last: list[tuple[float, np.ndarray]], alpha: float) -> np.ndarray:
+    """Warm start at ``alpha`` from the last two points ``(α₁, W₁), (α₂, W₂)``: the line
+    through them in ``log α`` (a solution is smooth in α while its support stays),
+    evaluated at ``alpha`` on the support of ``W₂`` (zeros stay zero)."""
+    a2, W2 = last[-1]
+    if len(last) < 2 or not (alpha > 0 and a2 > 0 and last[0][0] > 0) or last[0][0] == a2:
+        return W2
+    a1, W1 = last[0]
+    r = math.log(alpha / a2) / math.log(a2 / a1)
+    return np.where(W2 != 0, W2 + r * (W2 - W1), 0.0)
 
 
 def _route(prob: Problem, pen: Penalty, backend: str | None) -> str:

@@ -125,6 +125,48 @@ def test_gram_route_screens_safely_with_task_weights(rng):
             np.testing.assert_allclose(path.W[i], W.value, atol=2e-4)
 
 
+@pytest.mark.parametrize("shared", [True, False])
+def test_polished_point_meets_stationarity_and_has_a_second_order_gap(rng, shared):
+    """The Gram route's polish: on the support and row directions of a point it solves
+    c_t X̃ᵀ(X̃ w_t − ỹ_t) + α u_t = 0 (checked on the raw data), and its certified gap is
+    second order in the directions' error, against Clarabel's optimum."""
+    weights = [1.0, 3.0, 0.5]
+    if shared:
+        X, Y = _shared(rng, n=80, d=12, T=3)
+        data = mc.MultiTaskData.shared(X, Y)
+    else:
+        data = mc.MultiTaskData([rng.normal(size=(40 + 5 * t, 6)) for t in range(3)],
+                                [rng.normal(size=40 + 5 * t) for t in range(3)])
+    d = data.n_features
+    prob = mc.Problem(data, mc.SquaredLoss(task_weights=weights), [mc.L21()],
+                      fit_intercept=True)
+    alpha = prob.penalties[0].alpha = 0.3 * mc.alpha_max(prob)
+    W, b = cp.Variable((d, 3)), cp.Variable(3)
+    fit = sum(w / (2 * len(y)) * cp.sum_squares(Xt @ W[:, t] + b[t] - y)
+              for t, (w, Xt, y) in enumerate(zip(weights, data.X, data.y, strict=True)))
+    ref = cp.Problem(cp.Minimize(fit + alpha * cp.mixed_norm(W, 2, 1)))
+    ref.solve(solver="CLARABEL", tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
+    Wstar = np.where(np.linalg.norm(W.value, axis=1, keepdims=True) > 1e-6, W.value, 0.0)
+    S = np.flatnonzero(np.any(Wstar != 0, axis=1))
+    assert 0 < S.size < d
+    route = mc.path._GramRoute(prob, prob.penalties[0])
+    gaps = []
+    for eps in (1e-2, 1e-3):
+        Wp = Wstar * (1 + eps * rng.normal(size=Wstar.shape))  # same support, turned rows
+        P = route._polish(Wp, alpha)
+        assert np.array_equal(np.flatnonzero(np.any(P != 0, axis=1)), S)
+        U = Wp[S] / np.linalg.norm(Wp[S], axis=1, keepdims=True)
+        for t, (Xt, y) in enumerate(zip(data.X, data.y, strict=True)):
+            Xc, yc = Xt - Xt.mean(0), y - y.mean()
+            grad = weights[t] / len(y) * Xc.T @ (Xc @ P[:, t] - yc)
+            np.testing.assert_allclose(grad[S] + alpha * U[:, t], 0.0, atol=1e-12)
+        cert_p, cert_w = mc.certify(prob, P), mc.certify(prob, Wp)
+        assert cert_p.objective - ref.value <= cert_p.gap + 1e-9 * abs(ref.value)
+        assert cert_p.gap < 0.2 * cert_w.gap
+        gaps.append(cert_p.gap)
+    assert gaps[1] < 0.05 * gaps[0]  # ten times smaller errors: ≥ 20× smaller gap
+
+
 def test_path_errors(rng):
     prob = mc.Problem(_unequal(rng), penalties=[mc.L21()])
     with pytest.raises(mc.MTLError, match="penalty must be an index"):
@@ -186,7 +228,8 @@ def test_cv_scores_match_a_hand_loop_on_a_shared_design(rng):
                "explained_variance": lambda y, p: explained_variance_score(y, p),
                "mse": lambda y, p: mean_squared_error(y, p)}
     for scoring in ("r2", "r2_pooled", "explained_variance", "mse"):
-        res = mc.cross_validate(prob, alphas, cv=3, scoring=scoring, random_state=0)
+        # tol=1e-12: a certified relative gap g bounds coefficient errors by ~√g only
+        res = mc.cross_validate(prob, alphas, cv=3, scoring=scoring, random_state=0, tol=1e-12)
         assert res.scores.shape == (3, 3) and res.per_task.shape == (3, 3, 4)
         folds = KFold(3, shuffle=False).split(np.random.default_rng(0).permutation(len(X)))
         perm = np.random.default_rng(0).permutation(len(X))
