@@ -62,11 +62,13 @@ class RestrictedSolve:
     """Candidates ``W̃`` from the problem restricted to the support of an iterate.
 
     ``candidate(W, budget)`` solves the restricted problem when the support of ``W``
-    is the one seen at the previous call (settled) and has not been solved yet; the
-    solve costs about ``rows + Newton·CG`` products with the smooth part's Hessian (each
-    the price of a gradient) and is skipped when ``rows`` (support rows) exceeds
-    ``budget``. ``available`` is False when a non-smooth term has no ``support`` oracle
-    or the smooth part is not quadratic.
+    is the one seen at the previous call (settled) and has not been solved yet, and
+    when the part of its cost that grows with the support, in gradients of the smooth
+    part, is within ``budget``: one Hessian product (a gradient) per support row ``r``
+    to probe the preconditioner and ``T`` eigendecompositions of ``r × r`` blocks (about
+    ``5r³/d²`` gradients of ``d²T``); Newton adds a few dozen products (about 50 on
+    School). ``available`` is False when a non-smooth term has
+    no ``support`` oracle or the smooth part is not quadratic.
     """
 
     def __init__(self, problem: Problem):
@@ -102,7 +104,8 @@ class RestrictedSolve:
         if not settled or not mask.any() or (
                 self._solved is not None and np.array_equal(mask, self._solved)):
             return None
-        if np.count_nonzero(mask.any(axis=1)) > budget:
+        rows, d = np.count_nonzero(mask.any(axis=1)), mask.shape[0]
+        if rows + 5.0 * rows ** 3 / d ** 2 > budget:
             return None
         self._solved = mask
         return self.settle(W, mask)
@@ -150,8 +153,16 @@ class RestrictedSolve:
             return (self.smooth(s * D, True)[1] - g_zero) * (mask / s)
 
         rows = np.flatnonzero(mask.any(axis=1))
-        blocks = self._task_blocks(hess_f, mask, rows)
         sub = mask[rows].T  # (T, r): free entries of each task among the support rows
+        # one preconditioner per solve: the steps barely move the norm's Hessian diagonal
+        inverse = _block_inverse(self._task_blocks(hess_f, mask, rows),
+                                 self.model(W).diagonal[rows].T, sub)
+
+        def precondition(R: np.ndarray) -> np.ndarray:
+            Z = np.zeros_like(R)
+            Z[rows] = np.einsum("tij,jt->it", inverse, R[rows])
+            return Z * mask
+
         first = None
         damped = 0
         for _ in range(_NEWTON_STEPS):
@@ -163,18 +174,12 @@ class RestrictedSolve:
             first = size if first is None else first
             if size == 0.0:
                 break
-            precondition = _block_inverse(blocks, model.diagonal[rows].T, sub)
 
             def apply(D: np.ndarray, model: Support = model) -> np.ndarray:
                 return hess_f(D) + model.hessian(D) * mask
 
-            def solve_blocks(R: np.ndarray, P: np.ndarray = precondition) -> np.ndarray:
-                Z = np.zeros_like(R)
-                Z[rows] = np.einsum("tij,jt->it", P, R[rows])
-                return Z * mask
-
             # inexact Newton: a relative residual ∝ ‖∇‖ keeps the convergence quadratic
-            step = _pcg(apply, -grad, solve_blocks, rtol=max(min(0.1, size / first), 1e-12))
+            step = _pcg(apply, -grad, precondition, rtol=max(min(0.1, size / first), 1e-12))
             slope = float(np.sum(grad * step))
             W, t = self._line_search(W, step, slope)
             if W is None:

@@ -308,8 +308,8 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
             if restricted is not None:
                 # once the support has settled, the problem restricted to it is smooth:
                 # Newton solves it, and its residual is a near-optimal dual point (once per
-                # settled support; about one gradient per support row, so skipped while
-                # the support has more rows than the iterations run so far)
+                # settled support, and only while it costs fewer gradients than the
+                # iterations run so far)
                 offer(restricted.candidate(X, budget=k))
             cert = var.certify(X, best_dual)
             if _TRACK_DUAL and cert.dual_objective is not None and (

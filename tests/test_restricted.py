@@ -31,13 +31,15 @@ def _problem(rng, penalties, fit_intercept):
     return mc.Problem(data, mc.SquaredLoss("sum"), penalties, fit_intercept=fit_intercept), Xs, ys
 
 
-def _cvxpy_optimum(Xs, ys, l1, l21, fit_intercept):
-    """The optimum written from scratch: intercepts as unknowns, Clarabel at tight tol."""
+def _cvxpy_optimum(Xs, ys, l1, l21, fit_intercept, graph=0.0):
+    """The optimum written from scratch: intercepts as unknowns, Clarabel at tight tol;
+    ``graph`` weighs ``½ Σ_t ‖w_t − w_{t+1}‖²`` (a chain over the tasks)."""
     W = cp.Variable((D, T))
     b = cp.Variable(T) if fit_intercept else None
     loss = sum(0.5 * cp.sum_squares(X @ W[:, t] + (b[t] if fit_intercept else 0) - y)
                for t, (X, y) in enumerate(zip(Xs, ys, strict=True)))
     pen = l1 * cp.sum(cp.abs(W)) + l21 * cp.sum(cp.norm(W, 2, axis=1))
+    pen = pen + 0.5 * graph * cp.sum_squares(W[:, 1:] - W[:, :-1])
     prob = cp.Problem(cp.Minimize(loss + pen))
     prob.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10,
                tol_ktratio=1e-9, max_iter=500)
@@ -47,16 +49,19 @@ def _cvxpy_optimum(Xs, ys, l1, l21, fit_intercept):
 CASES = {"L21": (0.0, 8.0), "L1": (3.0, 0.0), "L1+L21": (2.0, 4.0)}
 
 
-def _penalties(l1, l21):
-    return [p for p in ([mc.L1(l1)] if l1 else []) + ([mc.L21(l21)] if l21 else [])]
+def _penalties(l1, l21, graph=0.0):
+    return ([mc.L1(l1)] if l1 else []) + ([mc.L21(l21)] if l21 else []) + (
+        [mc.GraphLaplacian(mc.relations.chain(T), graph)] if graph else [])
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [*CASES, "L21+graph"])
 @pytest.mark.parametrize("fit_intercept", [False, True])
 def test_restricted_solution_is_the_optimum_on_the_right_support(rng, case, fit_intercept):
-    l1, l21 = CASES[case]
-    prob, Xs, ys = _problem(rng, _penalties(l1, l21), fit_intercept)
-    W_star, F_star = _cvxpy_optimum(Xs, ys, l1, l21, fit_intercept)
+    # with a graph over the tasks the preconditioner's task blocks are only approximate
+    l1, l21 = CASES[case.removesuffix("+graph")]
+    graph = 5.0 if case.endswith("+graph") else 0.0
+    prob, Xs, ys = _problem(rng, _penalties(l1, l21, graph), fit_intercept)
+    W_star, F_star = _cvxpy_optimum(Xs, ys, l1, l21, fit_intercept, graph)
     big = np.abs(W_star) > 1e-6 * np.abs(W_star).max()
     mask = big if l1 else np.broadcast_to(big.any(axis=1, keepdims=True), big.shape)
     assert 0 < mask.sum() < mask.size  # a proper support
@@ -66,12 +71,12 @@ def test_restricted_solution_is_the_optimum_on_the_right_support(rng, case, fit_
     np.testing.assert_allclose(W_tilde, np.where(mask, W_star, 0.0), rtol=0,
                                atol=1e-5 * np.abs(W_star).max())  # Clarabel's accuracy
     # at least as good as Clarabel's optimum, on the objective recomputed from scratch
-    F = _cvxpy_objective(Xs, ys, l1, l21, fit_intercept, W_tilde)
+    F = _cvxpy_objective(Xs, ys, l1, l21, fit_intercept, W_tilde, graph)
     assert F <= F_star + 1e-9 * abs(F_star)
 
 
-def _cvxpy_objective(Xs, ys, l1, l21, fit_intercept, W):
-    F = 0.0
+def _cvxpy_objective(Xs, ys, l1, l21, fit_intercept, W, graph=0.0):
+    F = 0.5 * graph * float(np.sum((W[:, 1:] - W[:, :-1]) ** 2))
     for t, (X, y) in enumerate(zip(Xs, ys, strict=True)):
         r = X @ W[:, t] - y
         if fit_intercept:
