@@ -294,8 +294,9 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
         # at the iteration the gaps' linear rate predicts (see _next_check)
         check = k >= next_check or k == max_iter
         if check:
-            # a check predicted to meet tol the first time needs no extrapolated dual
-            if extrapolate and not (predicted and not missed) and (
+            # a check predicted to meet tol the first time needs no better dual point
+            sharpen = not (predicted and not missed)
+            if extrapolate and sharpen and (
                     cert.relative_gap is not None
                     and cert.relative_gap <= _EXTRAPOLATE_BELOW * tol):
                 # near the end, where a tighter gap saves iterations: K plain
@@ -305,7 +306,7 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
                 for _ in range(_EXTRAPOLATION_POINTS - 1):
                     recent.append(prox(recent[-1] - smooth(recent[-1], True)[1] / L, 1.0 / L))
                 offer(_extrapolate(recent))
-            if restricted is not None:
+            if restricted is not None and sharpen:
                 # once the support has settled, the problem restricted to it is smooth:
                 # Newton solves it, and its residual is a near-optimal dual point (once per
                 # settled support, and only while it costs fewer gradients than the
