@@ -55,8 +55,19 @@ test ``s·Ω°(V̂) ≤ α`` holds for ``V̂``, not for the exact ``V``: shrinki
 ``s/(1+δ)``, ``δ = s·Ω°(e)/α + γ_{d+T+8}``, makes the point feasible (the dual norms are
 absolute or unitarily invariant, so ``Ω°(E) ≤ Ω°(e)`` for ``|E| ≤ e``: true of every
 built-in norm) and costs at most ``δ·(|as − 2Bs²| + 2Bs²δ)`` (``D`` is concave and
-``D'(s)s = as − 2Bs²``, small where the ball constrains ``s``). A conjugate of a squared norm
-changes by ``s²Ω°(e)(2Ω°(V̂) + Ω°(e))/(2α)``; ``½⟨V, 𝒬⁻¹V⟩`` by
+``D'(s)s = as − 2Bs²``, small where the ball constrains ``s``). Where ``e`` is not small
+against ``α`` (strengths far below ``alpha_max``) the point is moved instead, for tasks of
+full column rank: ``θ'_t = θ̂_t + X̃_tG_t⁻¹ΔV_t`` has ``X̃_tᵀθ'_t = V̂_t`` exactly, and
+
+.. math::
+
+    |D_t(s\theta') - D_t(s\hat\theta)| \le s\,|w^{ls}_t|^\top e_t
+    + s^2\big(|w^{ls}_t - w_t|^\top e_t + \lVert\delta_t\rVert\lVert e_t\rVert/\sigma_t
+    + \lVert e_t\rVert^2/(2c_t\sigma_t^2)\big),
+
+``w^{ls} = G⁻¹X̃ᵀỹ``, ``σ_t² ≤ λ_min(G_t)``, ``δ_t`` the residual's rounding (the
+cheaper of the two is used; ``w^{ls}``'s own error enters to first order).
+A conjugate of a squared norm changes by ``s²Ω°(e)(2Ω°(V̂) + Ω°(e))/(2α)``; ``½⟨V, 𝒬⁻¹V⟩`` by
 ``s²(‖𝒬⁻¹V̂‖‖e‖ + ‖e‖²/(2λ_min))`` plus the solve's backward error ``γ‖𝒬‖‖𝒬⁻¹V‖²``;
 other conjugates, to first order, by ``s‖W‖‖e‖`` (their gradient at the optimum is
 ``W``). Combining ``a·s − B·s² − conj`` adds ``γ_{T+8}(s|a| + Bs² + |conj|)``.
@@ -131,6 +142,52 @@ def _design_norms(data: MultiTaskData) -> _DesignNorms:
                          np.array(frob), y, data.n_samples.astype(float))
     data.__dict__["_rounding_norms"] = norms
     return norms
+
+
+@dataclass(frozen=True)
+class _LeastSquares:
+    """Per task of full column rank: ``ŵ_t = fl(G_t⁻¹X̃_tᵀỹ_t)`` with ``G_t = X̃_tᵀX̃_t``
+    (centred when intercepts are profiled), a lower bound ``σ_t²`` on ``λ_min(G_t)`` and a
+    bound ``err_t`` on ``‖ŵ_t − w_t^{ls}‖`` (first order); ``σ_t² = 0`` where unusable."""
+
+    W: np.ndarray  # (d, T)
+    sigma2: np.ndarray  # (T,)
+    err: np.ndarray  # (T,)
+
+
+def _least_squares(data: MultiTaskData, center: bool) -> _LeastSquares:
+    key = ("_rounding_least_squares", center)
+    cache = data.__dict__.get(key)
+    if cache is not None:
+        return cache
+    n, d, T = data.n_samples.astype(float), data.n_features, data.n_tasks
+    if data.is_shared:
+        gram = data.gram(center)
+        H, B = gram.G[None], gram.B
+    else:
+        grams = data.task_grams(center)
+        H, B = grams.H, grams.B
+    lam = np.linalg.eigvalsh(H)  # (1 or T, d)
+    norms = _design_norms(data)
+    trace = np.einsum("dt,dt->t", norms.col, norms.col)  # Σ‖x_tj‖² ≥ ‖X̃_t‖_F²
+    # λ_min(G) ≥ λ̂_min − ‖fl(G) − G‖ (centring and products) − the eigensolver's error
+    g = gamma(2 * n + d + 4)
+    sigma2 = lam[:, 0] - 3.0 * g * trace - gamma(d) * lam[:, -1]
+    kappa = lam[:, -1] / np.where(sigma2 > 0, sigma2, 1.0)
+    usable = (sigma2 > 0) & (kappa * gamma(3 * d) < 0.5)
+    W = np.zeros((d, T))
+    if usable.any():
+        solve = np.linalg.solve(H if H.shape[0] == T else np.broadcast_to(H, (T, d, d)),
+                                B.T[:, :, None])[:, :, 0].T
+        W = np.where(usable, solve, 0.0)
+    w = np.linalg.norm(W, axis=0)
+    safe = np.where(usable, sigma2, 1.0)
+    # Cholesky/LU backward error and the rounding of G and B, over λ_min (first order)
+    err = (3.0 * g * trace * w + 3.0 * g * np.sqrt(trace) * norms.y
+           + gamma(3 * d) * lam[:, -1] * w) / safe
+    out = _LeastSquares(W, np.where(usable, sigma2, 0.0), np.where(usable, err, np.inf))
+    data.__dict__[key] = out
+    return out
 
 
 class Rounding:
@@ -246,6 +303,31 @@ class Rounding:
         if V is not None and self.quadratic:
             e = e + self.quadratic_gradient_error() + _EPS * np.abs(V)
         return e
+
+    def shift(self, q_task: np.ndarray, s: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """The alternative to shrinking the scale for tasks of full column rank.
+
+        ``θ'_t = θ̂_t + X̃_tG_t⁻¹ΔV_t`` (``ΔV_t = V̂_t − X̃_tᵀθ̂_t``, unknown but ``|ΔV| ≤ e``)
+        has ``X̃_tᵀθ'_t = V̂_t`` exactly, and ``D_t(sθ') − D_t(sθ̂) = s·w^{ls}ᵀΔV − s²(2θ̂ᵀΔθ +
+        ‖Δθ‖²)/(2c_t)`` with ``θ̂ᵀΔθ/c_t = (w^{ls} − w)ᵀΔV − (G⁻¹X̃ᵀδ)ᵀΔV`` (``δ`` the residual's
+        rounding) and ``‖Δθ‖² ≤ ‖ΔV‖²/σ²``. Returns per task the bound on that change at
+        ``s_t`` and the mask of tasks where it applies.
+        """
+        ls = _least_squares(self.problem.data, self.centred)
+        ok = ls.sigma2 > 0
+        T = self.W.shape[1]
+        s_t = np.broadcast_to(np.asarray(s, dtype=float), (T,))
+        e = self.v_error(q_task)
+        en = np.linalg.norm(e, axis=0)
+        sigma = np.sqrt(np.where(ok, ls.sigma2, 1.0))
+        delta = 3.0 * gamma(self.norms.n + self.W.shape[0] + 3) * self.mu  # ≥ ‖δ_t‖
+        safe_c = np.where(self.c > 0, self.c, 1.0)
+        err_ls = np.where(ok, ls.err, 0.0) * en
+        first = np.einsum("dt,dt->t", np.abs(ls.W), e) + err_ls
+        second = (np.einsum("dt,dt->t", np.abs(ls.W - self.W), e) + err_ls + delta * en / sigma
+                  + en * en / (2.0 * safe_c * sigma * sigma))
+        cost = np.where(ok & (self.c > 0), s_t * first + s_t * s_t * second, 0.0)
+        return _SAFETY * cost, ok & (self.c > 0)
 
     def dual(self, s: np.ndarray | float, a_task: np.ndarray, q_task: np.ndarray,
              B: np.ndarray | float, conj: float = 0.0, delta: np.ndarray | float = 0.0,

@@ -521,6 +521,21 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
         return bound.dual(s, pieces.a_task, pieces.q_task, b, conj=conj, delta=delta,
                           conj_error=conj_error, blocks=has_h)
 
+    def ball_error(s: np.ndarray | float, B: np.ndarray | float,
+                   shrink: Callable[[np.ndarray], np.ndarray | float]) -> float:
+        """``E_D`` of a dual point scaled into a norm's ball: the scale shrunk by
+        ``shrink(e)`` (V's rounding), or, cheaper where V's rounding is large against the
+        ball, the point moved so the computed V is exact for tasks of full column rank."""
+        def total(E: np.ndarray) -> float:
+            return bound.dual(s, pieces.a_task, pieces.q_task, B, delta=shrink(E) + g_solve,
+                              blocks=has_h)
+
+        err = total(e)
+        cost, moved = bound.shift(pieces.q_task, s)
+        if moved.any():
+            err = min(err, total(e - bound.v_error(pieces.q_task) * moved) + float(cost.sum()))
+        return err
+
     if norm_part is not None and not conj:
         if norm_part.separable_tasks() and pieces.Kt.is_diagonal:
             # Separable across tasks (task side diagonal): one scale per task.
@@ -529,11 +544,10 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
             best = np.array([_best_scale(at, bt, st) for at, bt, st in
                              zip(pieces.a_task, pieces.b_task, s_max, strict=True)])
             s = best[:, 0]
-            delta = s * np.array([pen.dual_norm(e[:, [t]]) for t in range(T)]) / pen.alpha
             return done(None, "dual-norm scaling per task (rung 1)" + aug,
                         dual=float(best[:, 1].sum()),
-                        dual_error=bound.dual(s, pieces.a_task, pieces.q_task, pieces.b_task,
-                                              delta=delta + g_solve, blocks=has_h))
+                        dual_error=ball_error(s, pieces.b_task, lambda E: s * np.array(
+                            [pen.dual_norm(E[:, [t]]) for t in range(T)]) / pen.alpha))
         s_max = norm_part.scale(V, W, enough=_best_scale(pieces.a, b)[0])
         if s_max == 0 and pieces.a > 0:
             labels = " + ".join(p.label for p in norm_part.terms)
@@ -542,7 +556,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
                          "needs L1 beside it for a gap)")
         s, dual = _best_scale(pieces.a, b, s_max)
         return done(None, "dual-norm scaling (rung 1)" + aug, dual=dual,
-                    dual_error=dual_error(s, delta=s * norm_part.gauge(e) + g_solve))
+                    dual_error=ball_error(s, b, lambda E: s * norm_part.gauge(E)))
     if norm_part is None and len(conj) == 1:
         phi = conj[0]
         if phi.structure == "squared_norm" and phi.provides("dual_norm") and phi.alpha > 0:
