@@ -117,6 +117,11 @@ class TaskCoupling:
         """Largest ``|s − t|`` over the non-zeros of the sparse part (0 without one)."""
         return self._banded()[0]
 
+    def band(self) -> np.ndarray | None:
+        """Lower band storage (b + 1, T) of ``diag + sparse`` (row k holds ``K[t + k, t]``
+        in column t), or None without a sparse part or when wider than 8."""
+        return self._banded()[1] if self.sparse is not None else None
+
     def _banded(self) -> tuple[int, np.ndarray | None]:
         """``(bandwidth, lower band storage of diag + sparse or None if too wide)``, once."""
         if self._band is None:

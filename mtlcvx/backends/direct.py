@@ -37,6 +37,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from scipy.linalg.lapack import dpbsv
 
 from .. import oracles
 from .._linalg import block_pinv, pinv_solve_psd
@@ -182,23 +183,28 @@ class DirectBackend(Backend):
     def _sparse_system(Hs, B, Kt: TaskCoupling) -> tuple[np.ndarray | None, str | None]:
         """``blkdiag(H_t) + K_t ⊗ I_d`` by banded Cholesky, else a sparse ``LDLᵀ``."""
         T, d, _ = Hs.shape
-        K = (Kt.sparse + sp.diags(Kt.diag)).tocoo()
         rhs = B.T.ravel()
         u = max(d - 1, Kt.bandwidth() * d)  # lower bandwidth in task-major order
         if (u + 1) * d * T <= _MAX_BAND_ENTRIES:
             ab = np.zeros((u + 1, d * T))
-            i, j = np.tril_indices(d)  # block entries: distinct positions, offsets < d
-            ab[np.tile(i - j, T), (np.arange(T)[:, None] * d + j).ravel()] = Hs[:, i, j].ravel()
-            ab[0] += np.repeat(Kt.diag + Kt.sparse.diagonal(), d)
-            low = K.row > K.col  # coupling entries: offsets (s − t)·d ≥ d, distinct
-            s, t, v = K.row[low], K.col[low], K.data[low]
-            ab[np.repeat((s - t) * d, d), (t[:, None] * d + np.arange(d)).ravel()] = \
-                np.repeat(v, d)
-            try:
-                w = scipy.linalg.solveh_banded(ab, rhs, lower=True, check_finite=False)
-                return w.reshape(T, d).T.copy(), "banded cholesky"
-            except np.linalg.LinAlgError:
+            for k in range(d):  # block entries: the k-th subdiagonal of every H_t
+                ab[k].reshape(T, d)[:, : d - k] = np.diagonal(Hs, -k, axis1=1, axis2=2)
+            band = Kt.band()
+            if band is not None:  # coupling entry K[t + k, t] sits at offset k·d
+                for k in range(band.shape[0]):
+                    ab[k * d].reshape(T, d)[:] += band[k][:, None]
+            else:
+                K = (Kt.sparse + sp.diags(Kt.diag)).tocoo()  # wider than band() keeps
+                ab[0] += np.repeat(K.diagonal(), d)
+                low = K.row > K.col  # coupling entries: offsets (s − t)·d ≥ d, distinct
+                s, t, v = K.row[low], K.col[low], K.data[low]
+                ab[np.repeat((s - t) * d, d), (t[:, None] * d + np.arange(d)).ravel()] = \
+                    np.repeat(v, d)
+            _, w, info = dpbsv(ab, rhs, lower=1, overwrite_ab=1, overwrite_b=1)
+            if info != 0:
                 return None, None
+            return w.reshape(T, d).T.copy(), "banded cholesky"
+        K = Kt.sparse + sp.diags(Kt.diag)
         M = (sp.block_diag(list(Hs), format="csr") + sp.kron(K, sp.identity(d))).tocsc()
         ldl = _sparse_ldl(M)
         if ldl is None:
