@@ -360,7 +360,8 @@ def _relative(gap: float, objective: float) -> float:
 @blas_limited
 def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None,
             parts: dict[str, np.ndarray] | None = None,
-            dual_lower: float | None = None, *, gradient_mapping: bool = True) -> Certificate:
+            dual_lower: float | None = None, *, gradient_mapping: bool = True,
+            tol: float | None = None) -> Certificate:
     """Certify how close ``W`` is to the optimum of ``problem``.
 
     Parameters
@@ -382,6 +383,11 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     gradient_mapping : bool, default True
         Compute ``grad_mapping`` (one gradient and one prox at ``W``) also when a rung
         gives a gap; False leaves it None then (fista's checks, which stop on the gap).
+    tol : float, optional
+        The relative gap the caller needs. On a shared design the loss's part is taken
+        from ``XᵀX`` and ``XᵀY`` unless that route's rounding bound is over a quarter of
+        the gap (then the residuals give a tighter one); with ``tol`` a gap from ``XᵀX``
+        that meets it is kept all the same (a regularization path's points).
 
     Returns
     -------
@@ -392,7 +398,8 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     route = _gram_route(problem, W) if intercept is None and not parts else None
     if route is not None:
         try:
-            return _certify(problem, W, intercept, parts, dual_lower, gradient_mapping, route)
+            return _certify(problem, W, intercept, parts, dual_lower, gradient_mapping, route,
+                            tol)
         except _CoarseRoute:
             pass
     return _certify(problem, W, intercept, parts, dual_lower, gradient_mapping, None)
@@ -400,10 +407,11 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
 
 def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
              parts: dict[str, np.ndarray] | None, dual_lower: float | None,
-             gradient_mapping: bool, route: _GramRoute | None) -> Certificate:
+             gradient_mapping: bool, route: _GramRoute | None,
+             tol: float | None = None) -> Certificate:
     """:func:`certify` with the loss's part from ``route`` (raises :class:`_CoarseRoute`
-    when its rounding bound exceeds ``_GRAM_SHARE`` of the gap) or, without one, from the
-    residuals on the original data."""
+    when its rounding bound exceeds ``_GRAM_SHARE`` of the gap and the relative gap is
+    above ``tol``) or, without one, from the residuals on the original data."""
     if route is not None:
         objective = route.value + sum(p.value(W) for p in problem.penalties)
     else:
@@ -456,9 +464,10 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
             floor = evaluations * bound.primal(objective, losses)
             rounding = floor + (dual_error if dual is not None else 0.0)
             gap = max(gap, 0.0) + excess + floor
-            if route is not None and rounding > _GRAM_SHARE * gap:
-                raise _CoarseRoute
             rel = _relative(gap, objective)
+            if route is not None and rounding > _GRAM_SHARE * gap and not (
+                    tol is not None and rel <= tol):
+                raise _CoarseRoute
             dist = float(np.sqrt(2.0 * gap / mu)) if mu > 0 else None
         else:
             rel = dist = None

@@ -250,46 +250,63 @@ class _GramRoute:
             return G @ W
         return np.matmul(G, W.T[:, :, None])[:, :, 0].T
 
-    def _gap(self, W: np.ndarray, act: np.ndarray, cols: np.ndarray,
-             alpha: float) -> tuple[float, float, float, np.ndarray]:
-        """``(F(W), gap, rounding floor of the gap, V(θ))`` with ``θ = s·θ₀`` the scaled
-        dual point of ``W`` (``V(θ) = [X̃_tᵀθ_t]``, d × T); ``W`` is zero outside the
-        active rows ``act``."""
-        GW = self._mul(cols, W[act])  # cols = G[:, act] (of every task's matrix)
-        V = (self.B - GW) * self.c  # = X̃ᵀθ₀, θ₀_t = c_t (ỹ_t − X̃_t w_t)
-        wb = np.einsum("jt,jt->t", W[act], self.B[act])
-        wGw = np.einsum("jt,jt->t", W[act], GW[act])
+    def _gap(self, W: np.ndarray, view: tuple[np.ndarray, np.ndarray, np.ndarray],
+             alpha: float) -> tuple[float, float, float, np.ndarray, Any]:
+        """``(F(W), gap, rounding floor of the gap, V₀, s)``: ``V₀ = [X̃_tᵀθ₀_t]`` (d × T)
+        for the dual point ``θ₀_t = c_t (ỹ_t − X̃_t w_t)`` of ``W``, and the scale ``s``
+        (a float for L21; one per task, (T,), for L1) of the feasible dual point
+        ``θ = s·θ₀`` the gap is taken at. ``view = (act, G[:, act], B[act])``: ``W`` is
+        zero outside the active rows ``act``."""
+        act, cols, Ba = view
+        Wa = W[act]
+        GW = self._mul(cols, Wa)
+        V = (self.B - GW) * self.c  # = X̃ᵀθ₀
+        wb = np.einsum("jt,jt->t", Wa, Ba)
+        wGw = np.einsum("jt,jt->t", Wa, GW[act])
         loss_t = 0.5 * self.c * (self.yy - 2.0 * wb + wGw)  # = ‖θ₀_t‖²/(2c_t)
         a_t = self.c * (self.yy - wb)  # = θ₀_tᵀ ỹ_t
-        F = float(loss_t.sum()) + self.pen.value(W)
+        F = float(loss_t.sum()) + self.pen.value(Wa)
         # ‖ỹ‖² − 2wᵀb + wᵀGw cancels near a good fit: its rounding error bounds what the
         # inner gap can resolve (the certificate recomputes the residual directly)
         floor = 1e-14 * float(self.c @ (self.yy + 2.0 * np.abs(wb) + np.abs(wGw)))
-        if self.rows:  # one scale s ≤ α / max_j ‖V_j‖₂
-            dn = np.array([np.linalg.norm(V, axis=1).max(initial=0.0)])
-            a, b = np.array([a_t.sum()]), np.array([loss_t.sum()])
-        else:  # separable across tasks too: s_t ≤ α / max_j |V_jt|
-            dn = np.abs(V).max(axis=0)
-            a, b = a_t, loss_t
-        s_max = np.where(dn > 0, alpha / np.where(dn > 0, dn, 1.0), np.inf)
-        s_free = np.maximum(a, 0.0) / (2.0 * np.where(b > 0, b, 1.0))  # argmax of a·s − b·s²
-        s = np.where(b > 0, np.minimum(s_free, s_max), np.where(np.isfinite(s_max), s_max, 0.0))
-        D = float(np.sum(a * s - b * s * s))
-        return F, F - D, floor, V * (s if self.rows else s[None, :])
+        if self.rows:  # one scale s ≤ α / max_j ‖V_j‖₂ maximising a·s − b·s²
+            dn = math.sqrt(float(np.einsum("jt,jt->j", V, V).max(initial=0.0)))
+            a, b = float(a_t.sum()), float(loss_t.sum())
+            s_max = alpha / dn if dn > 0 else math.inf
+            if b > 0:
+                s = min(max(a, 0.0) / (2.0 * b), s_max)
+            else:
+                s = s_max if math.isfinite(s_max) else 0.0
+            return F, F - (a * s - b * s * s), floor, V, s
+        # separable across tasks too: s_t ≤ α / max_j |V_jt|
+        dn_t = np.abs(V).max(axis=0)
+        s_max_t = np.where(dn_t > 0, alpha / np.where(dn_t > 0, dn_t, 1.0), np.inf)
+        s_free = np.maximum(a_t, 0.0) / (2.0 * np.where(loss_t > 0, loss_t, 1.0))
+        s_t = np.where(loss_t > 0, np.minimum(s_free, s_max_t),
+                       np.where(np.isfinite(s_max_t), s_max_t, 0.0))
+        return F, F - float(np.sum(a_t * s_t - loss_t * s_t * s_t)), floor, V, s_t
 
-    def _polish(self, X: np.ndarray, alpha: float) -> np.ndarray | None:
-        r"""L21: the point with the support ``S`` and row directions ``u_j = x_j/‖x_j‖`` of
-        ``X`` that meets the optimality conditions on ``S`` exactly,
+    def _polish(self, X: np.ndarray, V: np.ndarray, act: np.ndarray,
+                alpha: float) -> np.ndarray | None:
+        r"""L21: the point with the support ``S`` and row directions ``u_j`` of ``X`` that
+        meets the optimality conditions on ``S`` exactly,
 
         .. math:: c_t (G_{t,SS} w_t − b_{t,S}) + α u_{t} = 0 \quad (u_t = [u_{jt}]_{j∈S}),
 
         one solve with ``G_SS`` per task (its factor is kept while ``S`` stays). Then
         ``V_j = α u_j`` on ``S``, so the dual point of the result is feasible at scale 1
         there and its gap ``α Σ_j ‖w_j‖(1 − cos∠(w_j, u_j))`` is second order in the
-        error of the directions, where the gap of ``X`` itself is first order. None when
-        ``X = 0`` or ``G_SS`` is singular.
+        error of the directions, where the gap of ``X`` itself is first order.
+
+        ``S`` is the non-zero rows of ``X`` (``u_j = x_j/‖x_j‖``) and the active zero rows
+        that violate their dual constraint, ``‖V_j‖₂ > α`` with ``V = [X̃_tᵀθ₀_t]`` of
+        ``X``: those enter with ``u_j = V_j/‖V_j‖`` (at the optimum ``V_j = α u_j``).
+        None when ``S`` is empty or ``G_SS`` is singular.
         """
-        S = np.flatnonzero(np.any(X != 0, axis=1))
+        norms = np.sqrt(np.einsum("jt,jt->j", X, X))
+        v_norms = np.sqrt(np.einsum("jt,jt->j", V, V))
+        enter = (norms == 0) & act & (v_norms > alpha)
+        S = np.flatnonzero((norms > 0) | enter)
         if S.size == 0:
             return None
         key = S.tobytes()
@@ -307,8 +324,9 @@ class _GramRoute:
         factor = self._factor[1]
         if factor is None:
             return None
-        XS = X[S]
-        rhs = self.B[S] - (alpha / self.c) * (XS / np.linalg.norm(XS, axis=1, keepdims=True))
+        U = np.where(enter[:, None], V / np.where(enter, v_norms, 1.0)[:, None],
+                     X / np.where(norms > 0, norms, 1.0)[:, None])[S]
+        rhs = self.B[S] - (alpha / self.c) * U
         out = np.zeros_like(X)
         if isinstance(factor, tuple):
             out[S] = scipy.linalg.cho_solve(factor, rhs, check_finite=False)
@@ -321,10 +339,10 @@ class _GramRoute:
         """FISTA from ``W`` until the inner gap is ≤ ``tol·|F|/2`` (or its rounding floor);
         returns ``(W, iterations, fraction of groups screened)``.
 
-        Every ``check_every`` iterations (3 for L21, 10 for L1) the gap is evaluated, then
-        screening runs; for L21 the polished point (:meth:`_polish`) is tried first: it
-        is returned when its gap meets the target, and taken as the new start (momentum
-        reset) when its objective is lower than the iterate's.
+        Every ``check_every`` iterations (3 for L21, 10 for L1) the gap is evaluated;
+        for L21 the polished point (:meth:`_polish`) is tried next: it is returned when
+        its gap meets the target, and taken as the new start (momentum reset) when its
+        objective is lower than the iterate's. Then screening runs.
         """
         d, T = W.shape
         c, pen = self.c, self.pen
@@ -337,21 +355,22 @@ class _GramRoute:
         t = 1.0
         k = 0
         screened = 0.0
-        cols = Ga = self.G  # G[:, act] and G[act, act]
+        view = (act.copy(), self.G, self.B)  # (act, G[:, act], B[act]) for _gap
+        Ga = self.G  # G[act, act]
         while True:
-            P = self._polish(X, alpha) if self.rows else None
+            F, gap, floor, V, s = self._gap(X, view, alpha)
+            if gap <= max(0.5 * tol * abs(F), floor) or k >= max_iter:
+                break
+            P = self._polish(X, V, act, alpha) if self.rows else None
             if P is not None:
-                Fp, gap_p, floor_p, Vp = self._gap(P, act, cols, alpha)
+                Fp, gap_p, floor_p, Vp, sp = self._gap(P, view, alpha)
                 if gap_p <= max(0.5 * tol * abs(Fp), floor_p):
                     X = P
                     break
-            F, gap, floor, Vs = self._gap(X, act, cols, alpha)
-            if gap <= max(0.5 * tol * abs(F), floor) or k >= max_iter:
-                break
-            if P is not None:
                 if Fp < F:
                     X, Y, t = P, P.copy(), 1.0
-                    F, gap, Vs = Fp, gap_p, Vp
+                    F, gap, V, s = Fp, gap_p, Vp, sp
+            Vs = V * s  # the dual point the gap is taken at
             # Gap Safe sphere: ‖θ* − θ‖_c ≤ √(2 gap), ‖θ‖²_c = Σ_t ‖θ_t‖²/c_t (see docs/paths.md)
             r = math.sqrt(2.0 * max(gap, 0.0))
             if self.rows:
@@ -363,7 +382,8 @@ class _GramRoute:
             drop &= act
             if drop.any():
                 act &= ~drop
-                cols, Ga = self._sub(slice(None), act), self._sub(act, act)
+                view = (act.copy(), self._sub(slice(None), act), self.B[act])
+                Ga = self._sub(act, act)
                 X[drop] = 0.0
                 Y[drop] = 0.0
                 if act.any() and act.sum() < 0.5 * sized:  # a smaller L: longer steps
@@ -549,7 +569,7 @@ def _solve_point(prob: Problem, route: str, gram: _GramRoute | None, W: np.ndarr
     its, screened = 0, 0.0
     if gram is not None:
         W, its, screened = gram.solve(W, gram.pen.alpha, tol)
-        cert = certify(prob, W)
+        cert = certify(prob, W, gradient_mapping=False, tol=tol)  # the gap decides
         computed = np.inf if cert.gap is None else cert.gap - cert.rounding  # F − D, no floor
         if certified_status(cert, tol) == "optimal" or computed <= tol * abs(cert.objective):
             return W, cert, its, screened

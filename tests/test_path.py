@@ -153,7 +153,7 @@ def test_polished_point_meets_stationarity_and_has_a_second_order_gap(rng, share
     gaps = []
     for eps in (1e-2, 1e-3):
         Wp = Wstar * (1 + eps * rng.normal(size=Wstar.shape))  # same support, turned rows
-        P = route._polish(Wp, alpha)
+        P = route._polish(Wp, np.zeros_like(Wp), np.ones(d, dtype=bool), alpha)
         assert np.array_equal(np.flatnonzero(np.any(P != 0, axis=1)), S)
         U = Wp[S] / np.linalg.norm(Wp[S], axis=1, keepdims=True)
         for t, (Xt, y) in enumerate(zip(data.X, data.y, strict=True)):
@@ -165,6 +165,16 @@ def test_polished_point_meets_stationarity_and_has_a_second_order_gap(rng, share
         assert cert_p.gap < 0.2 * cert_w.gap
         gaps.append(cert_p.gap)
     assert gaps[1] < 0.05 * gaps[0]  # ten times smaller errors: ≥ 20× smaller gap
+    # a support row missing from the point enters along its dual direction V_j/‖V_j‖
+    Wp = Wstar * (1 + 1e-3 * rng.normal(size=Wstar.shape))
+    small = S[np.argmin(np.linalg.norm(Wstar[S], axis=1))]
+    Wp[small] = 0.0
+    view = (np.ones(d, dtype=bool), route.G, route.B)
+    V = route._gap(Wp, view, alpha)[3]
+    assert np.linalg.norm(V[small]) > alpha  # it violates its dual constraint
+    P = route._polish(Wp, V, view[0], alpha)
+    assert np.array_equal(np.flatnonzero(np.any(P != 0, axis=1)), S)
+    assert mc.certify(prob, P).gap < 0.5 * mc.certify(prob, Wp).gap
 
 
 def test_path_errors(rng):
