@@ -46,14 +46,18 @@ _CG_ITERATIONS = 100
 def restricted_dual(problem: Problem, W: np.ndarray) -> float | None:
     """The certified dual value at the solution restricted to the support of ``W``.
 
-    A lower bound on ``F*`` (from :func:`~mtlcvx.certify`), or None when a term has no
-    ``support`` oracle, the smooth part is not quadratic, or ``W`` is 0.
+    The support is read off the long prox-gradient step from ``W`` (see
+    :meth:`RestrictedSolve.settle`), so the tiny entries of an interior-point solution
+    do not count. A lower bound on ``F*`` (from :func:`~mtlcvx.certify`), or None when a
+    term has no ``support`` oracle, the smooth part is not quadratic, or the support is
+    empty.
     """
     solver = RestrictedSolve(problem)
     if not solver.available:
         return None
-    mask = np.asarray(solver.model(W).mask)
-    W_tilde = solver.settle(W, mask) if mask.any() else None
+    start = solver.probe(W)
+    mask = np.asarray(solver.model(start).mask)
+    W_tilde = solver.settle(np.where(mask, W, start), mask) if mask.any() else None
     return None if W_tilde is None else certify(problem, W_tilde,
                                                 gradient_mapping=False).dual_objective
 
@@ -124,15 +128,19 @@ class RestrictedSolve:
         W_tilde = self.solve(W, mask)
         if W_tilde is None:
             return None
-        grad = self.smooth(W_tilde, True)[1]
-        tau = float(np.linalg.norm(W_tilde)) / max(float(np.linalg.norm(grad)),
-                                                   np.finfo(float).tiny)
-        probe = self.prox(W_tilde - tau * grad, tau)
+        probe = self.probe(W_tilde)
         better = np.asarray(self.model(probe).mask)
         if not better.any() or np.array_equal(better, mask):
             return W_tilde
         again = self.solve(np.where(mask, W_tilde, probe), better)
         return W_tilde if again is None else again
+
+    def probe(self, W: np.ndarray) -> np.ndarray:
+        """``prox_g(W − τ∇(f + h)(W), τ)`` with ``τ = ‖W‖/‖∇(f + h)(W)‖``."""
+        grad = self.smooth(W, True)[1]
+        tau = float(np.linalg.norm(W)) / max(float(np.linalg.norm(grad)),
+                                             np.finfo(float).tiny)
+        return self.prox(W - tau * grad, tau)
 
     # ------------------------------------------------------------------ Newton
     def solve(self, W0: np.ndarray, mask: np.ndarray) -> np.ndarray | None:

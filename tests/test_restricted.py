@@ -141,3 +141,18 @@ def test_terms_without_the_oracle_get_no_restricted_solve(rng):
     prob, _, _ = _problem(rng, [mc.L21(1.0), mc.TraceNorm(1.0)], False)
     assert mc.L21(1.0).provides("support") and not mc.TraceNorm(1.0).provides("support")
     assert not RestrictedSolve(prob).available
+
+
+def test_validate_certifies_a_rounded_reference_by_its_support(rng):
+    """A reference with every entry perturbed by 1e-9 (as an interior-point solution has
+    no exact zeros): its gap from the restricted dual is its true suboptimality (against
+    the CVXPY optimum), where its own scaled residual is orders of magnitude looser."""
+    prob, Xs, ys = _problem(rng, _penalties(0.0, 8.0), True)
+    W_star, F_star = _cvxpy_optimum(Xs, ys, 0.0, 8.0, True)
+    W_ref = W_star + 1e-9 * rng.standard_normal(W_star.shape)
+    report = mc.validate(prob, np.zeros_like(W_star), reference=W_ref)
+    F_ref = _cvxpy_objective(Xs, ys, 0.0, 8.0, True, W_ref)
+    true_gap = F_ref - F_star
+    gap = report.reference_certificate.gap  # Clarabel's F* is good to ~1e-10·|F*|
+    assert true_gap - 1e-10 * abs(F_star) <= gap <= 1.2 * true_gap + 1e-10 * abs(F_star)
+    assert mc.certify(prob, W_ref).gap > 20 * gap  # its own dual point: 28x looser here
