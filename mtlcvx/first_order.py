@@ -56,8 +56,9 @@ class Trace:
         ``lipschitz_bound``, ``final_step``, ``time``, and ``dual_point``: the ``W``
         (d, T) whose scaled residual gave the best dual value of the run (None without
         one), so anyone can re-derive the certificate's lower bound on ``F*`` as
-        ``mc.certify(problem, dual_point).dual_objective`` and pass it back as
-        ``certify(..., dual_lower=...)``.
+        ``mc.certify(problem, dual_point, tol=tol).dual_objective`` and pass it back as
+        ``certify(..., dual_lower=..., tol=tol)`` (fista's certificates take the run's
+        ``tol``; without it the bound may come out tighter).
     parts : dict of ndarray (d, T)
         The parts of a decomposition term at ``W`` (empty otherwise).
     """
@@ -142,9 +143,10 @@ class _Variable:
             return self._smooth(Z, False)[0] + self.problem.nonsmooth_value(Z)
         return self._smooth(self.W(Z), False)[0] + self.term.part_values(*Z)
 
-    def certify(self, Z: np.ndarray, dual_lower: float | None = None) -> Certificate:
+    def certify(self, Z: np.ndarray, dual_lower: float | None = None,
+                tol: float | None = None) -> Certificate:
         return certify(self.problem, self.W(Z), parts=self.parts(Z) or None,
-                       dual_lower=dual_lower, gradient_mapping=False)
+                       dual_lower=dual_lower, gradient_mapping=False, tol=tol)
 
 
 def _extrapolate(points: list[np.ndarray]) -> np.ndarray | None:
@@ -234,7 +236,7 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
     t = 1.0
     rec: dict[str, list[float]] = {k: [] for k in ("iteration", "time", "objective", "gap",
                                                     "step")}
-    cert = var.certify(X)
+    cert = var.certify(X, tol=tol)
     g0 = cert.grad_mapping or 0.0
     # the best dual value seen so far (every dual value is a lower bound on F*), fed by
     # the iterates' own dual points and by extrapolated ones
@@ -248,7 +250,8 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
         nonlocal best_dual, dual_point
         if W_candidate is None:
             return
-        dual = certify(problem, W_candidate, gradient_mapping=False).dual_objective
+        dual = certify(problem, W_candidate, gradient_mapping=False,
+                       tol=tol).dual_objective
         if dual is not None and np.isfinite(dual) and (best_dual is None or dual > best_dual):
             best_dual, dual_point = dual, W_candidate
 
@@ -312,7 +315,7 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
                 # settled support, and only while it costs fewer gradients than the
                 # iterations run so far)
                 offer(restricted.candidate(X, budget=k))
-            cert = var.certify(X, best_dual)
+            cert = var.certify(X, best_dual, tol)
             if _TRACK_DUAL and cert.dual_objective is not None and (
                     best_dual is None or cert.dual_objective > best_dual):  # its own dual
                 best_dual, dual_point = cert.dual_objective, var.W(X)
@@ -325,7 +328,7 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
             F = cert.objective if check else var.value(X)
             record(k, F, cert.gap if check and cert.gap is not None else np.nan)
     if not check or k == 0:
-        cert = var.certify(X, best_dual)
+        cert = var.certify(X, best_dual, tol)
     history = {key: np.asarray(val, dtype=float) for key, val in rec.items()}
     history["iteration"] = history["iteration"].astype(int)
     W = var.W(X)

@@ -329,8 +329,8 @@ def test_fista_dual_point_rederives_its_certificate(rng):
     W_star = (U * np.maximum(s - 2.0, 0)) @ Vt
     F_star = 0.5 * np.sum((W_star - Y) ** 2) + 2.0 * np.maximum(s - 2.0, 0).sum()
     trace = first_order.fista(prob, tol=1e-10)
-    lower = mc.certify(prob, trace.info["dual_point"]).dual_objective
+    lower = mc.certify(prob, trace.info["dual_point"], tol=1e-10).dual_objective
     assert lower <= F_star + 1e-12 * F_star
-    again = mc.certify(prob, trace.W, dual_lower=lower)
+    again = mc.certify(prob, trace.W, dual_lower=lower, tol=1e-10)
     assert again.gap == pytest.approx(trace.certificate.gap, rel=1e-6)
     assert again.gap >= trace.certificate.objective - F_star - 1e-13 * F_star
