@@ -361,7 +361,7 @@ def _relative(gap: float, objective: float) -> float:
 def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None,
             parts: dict[str, np.ndarray] | None = None,
             dual_lower: float | None = None, *, gradient_mapping: bool = True,
-            tol: float | None = None) -> Certificate:
+            tol: float | None = None, gram: bool = True) -> Certificate:
     """Certify how close ``W`` is to the optimum of ``problem``.
 
     Parameters
@@ -388,6 +388,10 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
         from ``XᵀX`` and ``XᵀY`` unless that route's rounding bound is over a quarter of
         the gap (then the residuals give a tighter one); with ``tol`` a gap from ``XᵀX``
         that meets it is kept all the same (a regularization path's points).
+    gram : bool, default True
+        Try that route first; False goes to the residuals at once, as an exact solve's
+        point needs (its gap is at the rounding level, where the route's bound is always
+        over its share, so trying it would only add its cost).
 
     Returns
     -------
@@ -395,7 +399,7 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
         ``gap`` is a guaranteed upper bound on ``F(W) − F*`` (or None with ``reason``).
     """
     W = problem.check_W(W)
-    route = _gram_route(problem, W) if intercept is None and not parts else None
+    route = _gram_route(problem, W) if gram and intercept is None and not parts else None
     if route is not None:
         try:
             return _certify(problem, W, intercept, parts, dual_lower, gradient_mapping, route,

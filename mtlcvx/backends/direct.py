@@ -134,7 +134,7 @@ class DirectBackend(Backend):
                 method = "pcg"
         solve_time = time.perf_counter() - start
         intercept = problem.optimal_intercept(W) if problem.fit_intercept else None
-        certificate = certify(problem, W)
+        certificate = certify(problem, W, gram=False)
         return Solution(
             W=W, intercept=intercept, objective=certificate.objective,
             solver_objective=problem.smooth_oracle()(W, False)[0],
