@@ -39,6 +39,10 @@ __all__ = ["RestrictedSolve", "restricted_dual"]
 
 #: Newton steps per solve (quadratic convergence from a near-optimal start).
 _NEWTON_STEPS = 12
+#: Corrections of the support by the long prox-gradient step (see ``settle``).
+_CORRECTIONS = 3
+#: The fixed cost of a NumPy call in flops (some 20 µs), for :func:`_solve_cost`.
+_CALL_FLOPS = 1e5
 #: Conjugate-gradient iterations per Newton step.
 _CG_ITERATIONS = 100
 
@@ -57,7 +61,7 @@ def restricted_dual(problem: Problem, W: np.ndarray) -> float | None:
         return None
     start = solver.probe(W)
     mask = np.asarray(solver.model(start).mask)
-    W_tilde = solver.settle(np.where(mask, W, start), mask) if mask.any() else None
+    W_tilde = solver.settle(np.where(mask, W, start), mask)[0] if mask.any() else None
     return None if W_tilde is None else certify(problem, W_tilde,
                                                 gradient_mapping=False).dual_objective
 
@@ -67,12 +71,10 @@ class RestrictedSolve:
 
     ``candidate(W, budget)`` solves the restricted problem when the support of ``W``
     is the one seen at the previous call (settled) and has not been solved yet, and
-    when the part of its cost that grows with the support, in gradients of the smooth
-    part, is within ``budget``: one Hessian product (a gradient) per support row ``r``
-    to probe the preconditioner and ``T`` eigendecompositions of ``r × r`` blocks (about
-    ``5r³/d²`` gradients of ``d²T``); Newton adds a few dozen products (about 50 on
-    School). ``available`` is False when a non-smooth term has
-    no ``support`` oracle or the smooth part is not quadratic.
+    when the part of its cost that grows with the support (:func:`_solve_cost`, in
+    gradients of the smooth part) is within ``budget``; Newton adds a few dozen Hessian
+    products (about 50 on School). ``available`` is False when a non-smooth term has no
+    ``support`` oracle or the smooth part is not quadratic.
     """
 
     def __init__(self, problem: Problem):
@@ -82,7 +84,8 @@ class RestrictedSolve:
         self.smooth = problem.smooth_oracle() if self.available else None
         self.prox = problem.prox_operator() if self.available else None
         self._previous: np.ndarray | None = None
-        self._solved: np.ndarray | None = None
+        #: packed mask -> True once solved, else the budget of the last try
+        self._solved: dict[bytes, bool | float] = {}
 
     # ------------------------------------------------------------------ the terms
     def model(self, W: np.ndarray) -> Support:
@@ -105,17 +108,25 @@ class RestrictedSolve:
         mask = np.asarray(self.model(W).mask)
         settled = self._previous is not None and np.array_equal(mask, self._previous)
         self._previous = mask
-        if not settled or not mask.any() or (
-                self._solved is not None and np.array_equal(mask, self._solved)):
+        key = np.packbits(mask).tobytes()
+        # a support is solved once; one where Newton stopped short (started too far
+        # away) is tried again once the budget has doubled
+        tried = self._solved.get(key, 0.0)
+        if not settled or not mask.any() or tried is True or budget < 2.0 * tried or (
+                _solve_cost(mask) > budget):
             return None
-        rows, d = np.count_nonzero(mask.any(axis=1)), mask.shape[0]
-        if rows + 5.0 * rows ** 3 / d ** 2 > budget:
-            return None
-        self._solved = mask
-        return self.settle(W, mask)
+        W_tilde, solved = self.settle(W, mask)
+        if solved is not None:
+            self._solved[np.packbits(solved).tobytes()] = True
+        if self._solved.get(key) is not True:
+            self._solved[key] = budget
+        return W_tilde
 
-    def settle(self, W: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
-        """Solve on ``mask``, then correct the support once if the solution says so.
+    def settle(self, W: np.ndarray, mask: np.ndarray
+               ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Solve on ``mask``, then correct the support if the solution says so; returns
+        the last solution and the support it solved exactly (None if Newton stopped
+        short, see :meth:`solve`).
 
         A row (entry) the iterate has not yet dropped goes to 0 only in the limit of the
         restricted solve, and one it has not yet picked up stays 0. The prox-gradient
@@ -123,17 +134,22 @@ class RestrictedSolve:
         ``τ = ‖W̃‖/‖∇(f + h)(W̃)‖`` keeps every row where ``W̃`` satisfies the optimality
         conditions (``∇_j(f + h) = −α u_j`` keeps ``‖w_j + ταu_j‖ > τα``) and drops those
         where ``‖∇_j(f + h)‖ < α`` by more than ``‖w_j‖/τ``; its support is solved
-        again when it differs.
+        again when it differs (up to three times: an L1 entry the linear model drives
+        through zero may take more than one).
         """
-        W_tilde = self.solve(W, mask)
-        if W_tilde is None:
-            return None
-        probe = self.probe(W_tilde)
-        better = np.asarray(self.model(probe).mask)
-        if not better.any() or np.array_equal(better, mask):
-            return W_tilde
-        again = self.solve(np.where(mask, W_tilde, probe), better)
-        return W_tilde if again is None else again
+        W_tilde, converged = self.solve(W, mask)
+        for _ in range(_CORRECTIONS):
+            if W_tilde is None:
+                break
+            probe = self.probe(W_tilde)
+            better = np.asarray(self.model(probe).mask)
+            if not better.any() or np.array_equal(better, mask):
+                break
+            again, converged_again = self.solve(np.where(mask, W_tilde, probe), better)
+            if again is None:
+                break
+            W_tilde, mask, converged = again, better, converged_again
+        return W_tilde, (mask if converged else None)
 
     def probe(self, W: np.ndarray) -> np.ndarray:
         """``prox_g(W − τ∇(f + h)(W), τ)`` with ``τ = ‖W‖/‖∇(f + h)(W)‖``."""
@@ -143,12 +159,14 @@ class RestrictedSolve:
         return self.prox(W - tau * grad, tau)
 
     # ------------------------------------------------------------------ Newton
-    def solve(self, W0: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
-        """Newton on the problem restricted to ``mask``, from ``W0`` (None if it breaks down)."""
+    def solve(self, W0: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray | None, bool]:
+        """Newton on the problem restricted to ``mask``, from ``W0``: ``(W̃, converged)``,
+        ``converged`` when the Newton decrement fell to rounding level (``W̃`` None if the
+        solve broke down)."""
         W = np.where(mask, W0, 0.0)
         scale = float(np.linalg.norm(W))
         if not scale > 0:
-            return None
+            return None, False
         g_zero = self.smooth(np.zeros_like(W), True)[1]
 
         def hess_f(D: np.ndarray) -> np.ndarray:
@@ -178,10 +196,10 @@ class RestrictedSolve:
             grad = (self.smooth(W, True)[1] + model.gradient) * mask
             size = float(np.linalg.norm(grad))
             if not np.isfinite(size):
-                return None
+                return None, False
             first = size if first is None else first
             if size == 0.0:
-                break
+                return W, True
 
             def apply(D: np.ndarray, model: Support = model) -> np.ndarray:
                 return hess_f(D) + model.hessian(D) * mask
@@ -191,13 +209,13 @@ class RestrictedSolve:
             slope = float(np.sum(grad * step))
             W, t = self._line_search(W, step, slope)
             if W is None:
-                return None
+                return None, False
             damped += t < 1.0
             if t == 0.0 or damped > 2:
-                break  # outside Newton's region (a support that is not the optimum's)
+                break  # outside Newton's region (too far, or not the optimum's support)
             if -slope <= 1e-15 * abs(self._value(W)):
-                break  # the Newton decrement (twice the model's decrease) is at rounding
-        return W
+                return W, True  # the Newton decrement (twice the model's decrease)
+        return W, False
 
     def _value(self, W: np.ndarray) -> float:
         return self.smooth(W, False)[0] + sum(p.value(W) for p in self.terms)
@@ -232,6 +250,16 @@ class RestrictedSolve:
             E[j] = mask[j]
             B[:, :, i] = hess_f(E)[rows].T
         return B
+
+
+def _solve_cost(mask: np.ndarray) -> float:
+    """The part of a restricted solve's cost that grows with the support, in gradients of
+    the smooth part (``2d²T`` flops each): one per support row ``r`` (the probes) and
+    ``T`` eigendecompositions of ``r × r`` blocks (``10r³T`` flops), each side with the
+    fixed cost of a NumPy call, which dominates small problems."""
+    d, T = mask.shape
+    rows = np.count_nonzero(mask.any(axis=1))
+    return rows + (10.0 * rows ** 3 * T + _CALL_FLOPS) / (2.0 * d * d * T + _CALL_FLOPS)
 
 
 def _block_inverse(blocks: np.ndarray, diagonal: np.ndarray, free: np.ndarray) -> np.ndarray:

@@ -67,7 +67,8 @@ def test_restricted_solution_is_the_optimum_on_the_right_support(rng, case, fit_
     assert 0 < mask.sum() < mask.size  # a proper support
     # from 5 % off in every entry, as a first-order iterate whose support has settled
     start = np.where(mask, W_star * (1 + 0.05 * rng.standard_normal(W_star.shape)), 0.0)
-    W_tilde = RestrictedSolve(prob).solve(start, mask)
+    W_tilde, converged = RestrictedSolve(prob).solve(start, mask)
+    assert converged
     np.testing.assert_allclose(W_tilde, np.where(mask, W_star, 0.0), rtol=0,
                                atol=1e-5 * np.abs(W_star).max())  # Clarabel's accuracy
     # at least as good as Clarabel's optimum, on the objective recomputed from scratch
