@@ -542,9 +542,16 @@ class MultiTaskData:
         """All rows stacked: ``X`` (N, d), ``y`` (N,) and the task index of each row (N,)."""
         cache = self.__dict__.get("_stacked_rows")
         if cache is None:
-            cache = (np.vstack(self.X), np.concatenate(self.y),
-                     np.repeat(np.arange(self.n_tasks), self.n_samples))
+            cache = (np.vstack(self.X), np.concatenate(self.y), self._task_index())
             self.__dict__["_stacked_rows"] = cache
+        return cache
+
+    def _task_index(self) -> np.ndarray:
+        """The task of every stacked row (N,), computed once without stacking ``X``."""
+        cache = self.__dict__.get("_task_rows")
+        if cache is None:
+            cache = np.repeat(np.arange(self.n_tasks), self.n_samples)
+            self.__dict__["_task_rows"] = cache
         return cache
 
     def equal_blocks(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -607,14 +614,14 @@ class MultiTaskData:
     def task_sums(self, values: np.ndarray) -> np.ndarray:
         """Per-task sums of a per-row array: (N,) -> (T,), or (N, k) -> (T, k)."""
         if values.ndim == 1:
-            if self.is_shared:  # rows are task-major: one reshape, nothing stacked
+            if np.all(self.n_samples == self.n_samples[0]):  # task-major rows: a reshape
                 return values.reshape(self.n_tasks, -1).sum(axis=1)
-            return np.bincount(self.stacked()[2], weights=values, minlength=self.n_tasks)
+            return np.bincount(self._task_index(), weights=values, minlength=self.n_tasks)
         indicator = self.__dict__.get("_task_indicator")
         if indicator is None:
             import scipy.sparse as sp
 
-            task = self.stacked()[2]
+            task = self._task_index()
             indicator = sp.csr_matrix((np.ones(task.size), (task, np.arange(task.size))),
                                       shape=(self.n_tasks, task.size))
             self.__dict__["_task_indicator"] = indicator
