@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ __all__ = ["blas_threads", "blas_limited"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _controller: Any = None
+_inside = threading.local()  # depth 1 inside a limited call of this thread
 
 
 def blas_threads() -> int:
@@ -29,16 +31,23 @@ def blas_threads() -> int:
 
 
 def blas_limited(func: F) -> F:
-    """Run ``func`` with the BLAS thread pool limited to :func:`blas_threads`."""
+    """Run ``func`` with the BLAS thread pool limited to :func:`blas_threads` (once: a
+    call made inside another limited call runs as it is, under the outer limit)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         global _controller
+        if getattr(_inside, "depth", 0):
+            return func(*args, **kwargs)
         if _controller is None:
             from threadpoolctl import ThreadpoolController
 
             _controller = ThreadpoolController()
         with _controller.limit(limits=blas_threads(), user_api="blas"):
-            return func(*args, **kwargs)
+            _inside.depth = 1
+            try:
+                return func(*args, **kwargs)
+            finally:
+                _inside.depth = 0
 
     return wrapper  # type: ignore[return-value]

@@ -339,10 +339,12 @@ class _GramRoute:
         """FISTA from ``W`` until the inner gap is ≤ ``tol·|F|/2`` (or its rounding floor);
         returns ``(W, iterations, fraction of groups screened)``.
 
-        Every ``check_every`` iterations (3 for L21, 10 for L1) the gap is evaluated;
-        for L21 the polished point (:meth:`_polish`) is tried next: it is returned when
-        its gap meets the target, and taken as the new start (momentum reset) when its
-        objective is lower than the iterate's. Then screening runs.
+        Every ``check_every`` iterations (3 for L21, 10 for L1) the gap is evaluated and
+        screening runs. For L21 the polished point (:meth:`_polish`) is tried at every
+        check, first after FISTA's iterations (entering rows read off ``−∇f`` of the
+        iterate, so a polished point that certifies costs no gap of the iterate): it is returned
+        when its gap meets the target, and taken as the new start (momentum reset) when
+        its objective is lower than the iterate's.
         """
         d, T = W.shape
         c, pen = self.c, self.pen
@@ -357,45 +359,60 @@ class _GramRoute:
         screened = 0.0
         view = (act.copy(), self.G, self.B)  # (act, G[:, act], B[act]) for _gap
         Ga = self.G  # G[act, act]
+        hint = None  # V = −∇f of the iterate after FISTA's iterations
+
+        def certified(result: tuple[float, float, float, np.ndarray, Any]) -> bool:
+            return result[1] <= max(0.5 * tol * abs(result[0]), result[2])
+
         while True:
-            F, gap, floor, V, s = self._gap(X, view, alpha)
-            if gap <= max(0.5 * tol * abs(F), floor) or k >= max_iter:
-                break
-            P = self._polish(X, V, act, alpha) if self.rows else None
-            if P is not None:
-                Fp, gap_p, floor_p, Vp, sp = self._gap(P, view, alpha)
-                if gap_p <= max(0.5 * tol * abs(Fp), floor_p):
-                    X = P
+            if True:
+                polished = None
+                if hint is not None:
+                    P = self._polish(X, hint, act, alpha)
+                    polished = None if P is None else (P, self._gap(P, view, alpha))
+                    if polished is not None and certified(polished[1]):
+                        X = P
+                        break
+                at_x = self._gap(X, view, alpha)
+                if certified(at_x) or k >= max_iter:
                     break
-                if Fp < F:
-                    X, Y, t = P, P.copy(), 1.0
-                    F, gap, V, s = Fp, gap_p, Vp, sp
-            Vs = V * s  # the dual point the gap is taken at
-            # Gap Safe sphere: ‖θ* − θ‖_c ≤ √(2 gap), ‖θ‖²_c = Σ_t ‖θ_t‖²/c_t (see docs/paths.md)
-            r = math.sqrt(2.0 * max(gap, 0.0))
-            if self.rows:
-                drop = np.linalg.norm(Vs, axis=1) + r * self.reach.max(axis=1) < alpha
-            else:
-                zero = np.abs(Vs) + r * self.reach < alpha
-                keep[zero] = 0.0
-                drop = ~np.any(keep > 0, axis=1)
-            drop &= act
-            if drop.any():
-                act &= ~drop
-                view = (act.copy(), self._sub(slice(None), act), self.B[act])
-                Ga = self._sub(act, act)
-                X[drop] = 0.0
-                Y[drop] = 0.0
-                if act.any() and act.sum() < 0.5 * sized:  # a smaller L: longer steps
-                    sized = int(act.sum())
-                    L = self._lipschitz(Ga)
-            if keep is not None:
-                X *= keep
-                Y *= keep
-            screened = 1.0 - (act.mean() if self.rows else keep.mean())
-            if not act.any():  # every group is zero at the optimum: W = 0
-                break
-            Ba = self.B[act]
+                if self.rows and hint is None:
+                    P = self._polish(X, at_x[3], act, alpha)
+                    polished = None if P is None else (P, self._gap(P, view, alpha))
+                    if polished is not None and certified(polished[1]):
+                        X = P
+                        break
+                if polished is not None and polished[1][0] < at_x[0]:
+                    X, at_x = polished
+                    Y, t = X.copy(), 1.0
+                _, gap, _, V, s = at_x
+                Vs = V * s  # the dual point the gap is taken at
+                # Gap Safe sphere: ‖θ* − θ‖_c ≤ √(2 gap), ‖θ‖²_c = Σ_t ‖θ_t‖²/c_t
+                # (see docs/paths.md)
+                r = math.sqrt(2.0 * max(gap, 0.0))
+                if self.rows:
+                    drop = np.linalg.norm(Vs, axis=1) + r * self.reach.max(axis=1) < alpha
+                else:
+                    zero = np.abs(Vs) + r * self.reach < alpha
+                    keep[zero] = 0.0
+                    drop = ~np.any(keep > 0, axis=1)
+                drop &= act
+                if drop.any():
+                    act &= ~drop
+                    view = (act.copy(), self._sub(slice(None), act), self.B[act])
+                    Ga = self._sub(act, act)
+                    X[drop] = 0.0
+                    Y[drop] = 0.0
+                    if act.any() and act.sum() < 0.5 * sized:  # a smaller L: longer steps
+                        sized = int(act.sum())
+                        L = self._lipschitz(Ga)
+                if keep is not None:
+                    X *= keep
+                    Y *= keep
+                screened = 1.0 - (act.mean() if self.rows else keep.mean())
+                if not act.any():  # every group is zero at the optimum: W = 0
+                    break
+            Ba = view[2]
             Xa, Ya = X[act], Y[act]
             ka = keep[act] if keep is not None else None
             for _ in range(check_every):
@@ -412,6 +429,8 @@ class _GramRoute:
                     t = tn
                 Xa = Xn
             X[act], Y[act] = Xa, Ya
+            if self.rows:  # V of the iterate, for the rows that enter
+                hint = (self.B - self._mul(view[1], Xa)) * c
         return X, k, screened
 
 

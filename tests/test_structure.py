@@ -296,6 +296,14 @@ def test_blas_threads_are_limited(monkeypatch):
         return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
 
     assert blas_threads() == 1 and threads() <= {1}
+
+    @blas_limited
+    def nested():  # an inner limited call runs under the outer limit, not a new one
+        return threads(), threads()
+
+    before = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+    assert nested() == (threads(), threads()) and nested()[0] <= {1}
+    assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == before
     monkeypatch.setenv("MTLCVX_BLAS_THREADS", "2")
     assert blas_threads() == 2
 
