@@ -89,7 +89,7 @@ if TYPE_CHECKING:
     from .data import MultiTaskData
     from .problem import Problem
 
-__all__ = ["GramRounding", "Rounding", "gamma"]
+__all__ = ["GramRounding", "Rounding", "gamma", "least_squares"]
 
 _EPS = np.finfo(float).eps
 #: Headroom for the rounding of the bound's own evaluation.
@@ -155,7 +155,11 @@ class _LeastSquares:
     err: np.ndarray  # (T,)
 
 
-def _least_squares(data: MultiTaskData, center: bool) -> _LeastSquares:
+def least_squares(data: MultiTaskData, center: bool,
+                  extremes: tuple[float, float] | None = None) -> _LeastSquares:
+    """The least-squares solutions of every task, cached on the data (see
+    :class:`_LeastSquares`); ``extremes``: the computed ``(λ_min, λ_max)`` of a shared
+    design's ``G`` when known (the Lipschitz bound's), saving an eigendecomposition."""
     key = ("_rounding_least_squares", center)
     cache = data.__dict__.get(key)
     if cache is not None:
@@ -167,7 +171,8 @@ def _least_squares(data: MultiTaskData, center: bool) -> _LeastSquares:
     else:
         grams = data.task_grams(center)
         H, B = grams.H, grams.B
-    lam = np.linalg.eigvalsh(H)  # (1 or T, d)
+    lam = (np.array([extremes]) if data.is_shared and extremes is not None
+           else np.linalg.eigvalsh(H))  # (1 or T, d), ascending; only the ends are read
     norms = _design_norms(data)
     trace = np.einsum("dt,dt->t", norms.col, norms.col)  # Σ‖x_tj‖² ≥ ‖X̃_t‖_F²
     # λ_min(G) ≥ λ̂_min − ‖fl(G) − G‖ (centring and products) − the eigensolver's error
@@ -177,8 +182,8 @@ def _least_squares(data: MultiTaskData, center: bool) -> _LeastSquares:
     usable = (sigma2 > 0) & (kappa * gamma(3 * d) < 0.5)
     W = np.zeros((d, T))
     if usable.any():
-        solve = np.linalg.solve(H if H.shape[0] == T else np.broadcast_to(H, (T, d, d)),
-                                B.T[:, :, None])[:, :, 0].T
+        solve = (np.linalg.solve(H[0], B) if data.is_shared  # one factorisation, T columns
+                 else np.linalg.solve(H, B.T[:, :, None])[:, :, 0].T)
         W = np.where(usable, solve, 0.0)
     w = np.linalg.norm(W, axis=0)
     safe = np.where(usable, sigma2, 1.0)
@@ -313,7 +318,7 @@ class Rounding:
         rounding) and ``‖Δθ‖² ≤ ‖ΔV‖²/σ²``. Returns per task the bound on that change at
         ``s_t`` and the mask of tasks where it applies.
         """
-        ls = _least_squares(self.problem.data, self.centred)
+        ls = least_squares(self.problem.data, self.centred)
         ok = ls.sigma2 > 0
         T = self.W.shape[1]
         s_t = np.broadcast_to(np.asarray(s, dtype=float), (T,))
@@ -406,14 +411,13 @@ class GramRounding(Rounding):
         The loss per task as computed, ``(c_t/2)‖r_t‖²``.
     magnitudes : ndarray (T,)
         ``m_t``.
-    W_ls : ndarray (d, T)
-        ``G⁻¹B``.
-    sigma2_min : float
-        A lower bound on ``λ_min(XᵀX)`` (> 0).
+    ls : _LeastSquares
+        ``G⁻¹B`` as computed, a bound on its error and a lower bound on ``λ_min(XᵀX)``
+        (> 0), from :func:`least_squares`.
     """
 
     def __init__(self, problem: Problem, W: np.ndarray, losses: np.ndarray,
-                 magnitudes: np.ndarray, W_ls: np.ndarray, sigma2_min: float):
+                 magnitudes: np.ndarray, ls: _LeastSquares):
         super().__init__(problem, W, None)
         self.losses = losses
         n, d = problem.data.X[0].shape
@@ -421,9 +425,10 @@ class GramRounding(Rounding):
         self.m = magnitudes * (1.0 + self.g_gram)  # m_t from the computed diag(G), ‖y_t‖²
         col = self.norms.col[:, 0]
         dV = self.g_gram * self.c * self.m  # |ΔV_jt| ≤ dV_t ‖x_j‖
-        self.at_ls = dV * (col @ np.abs(W_ls))
+        # Σ_j ‖x_j‖|w^ls_jt| for the exact w^ls: the computed one plus ‖x‖_F times its error
+        self.at_ls = dV * (col @ np.abs(ls.W) + float(np.linalg.norm(col)) * ls.err)
         self.at_w = dV * (col @ np.abs(W)) + (
-            dV * dV * float(col @ col) / sigma2_min / (2.0 * np.where(self.c > 0, self.c, 1.0)))
+            dV * dV * float(col @ col) / ls.sigma2 / (2.0 * np.where(self.c > 0, self.c, 1.0)))
 
     def task_losses(self, q_task: np.ndarray | None) -> np.ndarray:
         return self.losses + self.loss_error(self.losses)

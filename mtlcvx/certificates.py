@@ -41,11 +41,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
 
 from ._io import record
 from ._quadratic_dual import quadratic_dual
-from ._rounding import GramRounding, Rounding, gamma
+from ._rounding import GramRounding, Rounding, gamma, least_squares
 from ._threads import blas_limited
 from .coupling import TaskCoupling
 from .losses import LossDual
@@ -284,35 +283,13 @@ def _gram_route(problem: Problem, W: np.ndarray) -> _GramRoute | None:
     if problem.fit_intercept:
         return None
     got = problem.loss.gram_dual(problem.data, W, False)
-    extremes = gram_extremes(problem)
-    if got is None or extremes is None:
+    if got is None or not got[1].quadratic.sum() > 0:
         return None
     value, dual, m = got
-    n, d = problem.data.X[0].shape
-    G = problem.data.gram(False).G
-    # λ_min(XᵀX) ≥ λ̂_min − ‖fl(G) − G‖ − the eigensolver's backward error
-    sigma2 = extremes[0] - gamma(n) * float(np.trace(G)) - gamma(d) * extremes[1]
-    W_ls = _least_squares(problem) if sigma2 > 0 and dual.quadratic.sum() > 0 else None
-    if W_ls is None:
+    ls = least_squares(problem.data, False, gram_extremes(problem))
+    if not ls.sigma2[0] > 0:
         return None
-    return _GramRoute(value, dual, GramRounding(problem, W, dual.quadratic, m, W_ls, sigma2))
-
-
-def _least_squares(problem: Problem) -> np.ndarray | None:
-    """``G⁻¹B`` (d, T) of a shared design (no intercepts) by Cholesky, cached on the
-    problem for its data; None when ``G`` is not numerically positive definite."""
-    cache = problem.__dict__.get("_least_squares_cache")
-    if cache is None or cache[0] is not problem.data:
-        gram = problem.data.gram(False)
-        try:
-            W_ls = cho_solve(cho_factor(gram.G), gram.B)
-        except np.linalg.LinAlgError:
-            W_ls = None
-        if W_ls is not None and not np.all(np.isfinite(W_ls)):
-            W_ls = None
-        cache = (problem.data, W_ls)
-        problem.__dict__["_least_squares_cache"] = cache
-    return cache[1]
+    return _GramRoute(value, dual, GramRounding(problem, W, dual.quadratic, m, ls))
 
 
 def _best_scale(a: float, b: float, s_max: float = np.inf) -> tuple[float, float]:
