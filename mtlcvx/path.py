@@ -217,6 +217,7 @@ class _GramRoute:
         # √c_t ‖x̃_tj‖ (d, T): how far V_jt can move inside the Gap Safe sphere per unit radius
         self.reach = col * np.sqrt(c)[None, :]
         self.L_full = self._lipschitz(self.G)
+        self._lipschitz_seen: list[tuple[np.ndarray, float, int]] = []  # (rows, L, |rows|)
         self._factor: tuple[bytes, Any] = (b"", None)  # (support, factor of G_SS) for _polish
 
     @staticmethod
@@ -236,6 +237,18 @@ class _GramRoute:
         if G.ndim == 2:
             return float(self.c.max() * _top_eigenvalue(G))
         return float(np.max(self.c * np.linalg.eigvalsh(G)[:, -1]))
+
+    def _lipschitz_on(self, act: np.ndarray) -> tuple[float, int]:
+        """``(L, |A|)``: the Lipschitz constant on rows ``A ⊇ act`` with ``|A| < 2|act|``,
+        from an earlier point when one was computed there (a principal submatrix's top
+        eigenvalue is no larger), else on ``act`` itself."""
+        size = int(act.sum())
+        for mask, L, n in self._lipschitz_seen:
+            if n < 2 * size and not np.any(act & ~mask):
+                return L, n
+        L = self._lipschitz(self._sub(act, act))
+        self._lipschitz_seen.append((act.copy(), L, size))
+        return L, size
 
     def _sub(self, rows: Any, cols: np.ndarray) -> np.ndarray:
         """The block ``G[rows, cols]`` (of every task's matrix)."""
@@ -365,26 +378,27 @@ class _GramRoute:
             return result[1] <= max(0.5 * tol * abs(result[0]), result[2])
 
         while True:
-            if True:
-                polished = None
-                if hint is not None:
-                    P = self._polish(X, hint, act, alpha)
-                    polished = None if P is None else (P, self._gap(P, view, alpha))
-                    if polished is not None and certified(polished[1]):
-                        X = P
-                        break
+            P = None
+            if self.rows:  # V of the iterate: after iterations, the product they left
+                V = hint if hint is not None else (self.B - self._mul(view[1], X[act])) * c
+                P = self._polish(X, V, act, alpha)
+            if P is not None:
+                at_x = self._gap(P, view, alpha)  # its dual point serves the screening
+                if certified(at_x) or k >= max_iter:
+                    X = P
+                    break
+                # F(X) from V = c∘(B − GX), ‖ỹ‖² − 2xᵀb + xᵀGx = ‖ỹ‖² − xᵀ(b + V/c):
+                # restart from P if it is lower
+                Xa = X[act]
+                loss = 0.5 * float(self.c @ (self.yy - np.einsum(
+                    "jt,jt->t", Xa, view[2] + V[act] / self.c)))
+                if at_x[0] < loss + pen.value(Xa):
+                    X, Y, t = P, P.copy(), 1.0
+            else:
                 at_x = self._gap(X, view, alpha)
                 if certified(at_x) or k >= max_iter:
                     break
-                if self.rows and hint is None:
-                    P = self._polish(X, at_x[3], act, alpha)
-                    polished = None if P is None else (P, self._gap(P, view, alpha))
-                    if polished is not None and certified(polished[1]):
-                        X = P
-                        break
-                if polished is not None and polished[1][0] < at_x[0]:
-                    X, at_x = polished
-                    Y, t = X.copy(), 1.0
+            if True:
                 _, gap, _, V, s = at_x
                 Vs = V * s  # the dual point the gap is taken at
                 # Gap Safe sphere: ‖θ* − θ‖_c ≤ √(2 gap), ‖θ‖²_c = Σ_t ‖θ_t‖²/c_t
@@ -404,8 +418,7 @@ class _GramRoute:
                     X[drop] = 0.0
                     Y[drop] = 0.0
                     if act.any() and act.sum() < 0.5 * sized:  # a smaller L: longer steps
-                        sized = int(act.sum())
-                        L = self._lipschitz(Ga)
+                        L, sized = self._lipschitz_on(act)
                 if keep is not None:
                     X *= keep
                     Y *= keep
