@@ -48,7 +48,12 @@ def frozen_copy(arr: np.ndarray) -> FrozenArray:
     """A read-only :class:`FrozenArray` copy of ``arr`` (``arr`` itself if already frozen)."""
     if isinstance(arr, FrozenArray) and not arr.flags.writeable:
         return arr
-    out = np.array(arr, dtype=np.float64, copy=True, order="C").view(FrozenArray)
+    return _freeze(np.array(arr, dtype=np.float64, copy=True, order="C"))
+
+
+def _freeze(arr: np.ndarray) -> FrozenArray:
+    """``arr`` (a fresh float64 array nobody else holds) as a read-only :class:`FrozenArray`."""
+    out = arr.view(FrozenArray)
     out.setflags(write=False)
     return out
 
@@ -296,12 +301,12 @@ class MultiTaskData:
             raise DataError(f"X has {len(X)} tasks but y has {len(y)}; give one y_t per X_t")
         labels = (list(range(len(X))) if tasks is None
                   else check_labels(tasks, "tasks", len(X), "tasks"))
-        # read-only copies (one per distinct input array: a shared design stays shared)
-        copies: dict[int, np.ndarray] = {}
-        Xs = [copies.get(id(Xt)) if id(Xt) in copies else
-              copies.setdefault(id(Xt), frozen_copy(as_float_array(Xt, f"X[{t}]", 2)))
+        # checked (one per distinct input array: a shared design stays shared) ...
+        checked: dict[int, np.ndarray] = {}
+        Xs = [checked.get(id(Xt)) if id(Xt) in checked else
+              checked.setdefault(id(Xt), as_float_array(Xt, f"X[{t}]", 2))
               for t, Xt in enumerate(X)]
-        ys = [yt if _is_frozen_vector(yt) else frozen_copy(_target_vector(yt, f"y[{t}]"))
+        ys = [yt if _is_frozen_vector(yt) else _target_vector(yt, f"y[{t}]")
               for t, yt in enumerate(y)]
         d = Xs[0].shape[1]
         for t, (Xt, yt) in enumerate(zip(Xs, ys, strict=True)):
@@ -318,6 +323,18 @@ class MultiTaskData:
                 )
         if d == 0:
             raise DataError("X has no features (d = 0)")
+        # ... then read-only copies (arrays frozen already are kept): distinct tasks of one
+        # size in one (T, n, d) block, which batched products over tasks use as it is
+        frozen_in = any(isinstance(Xt, FrozenArray) and not Xt.flags.writeable for Xt in Xs)
+        if len(checked) == len(Xs) > 1 and len({Xt.shape for Xt in Xs}) == 1 and not frozen_in:
+            blocks = (_freeze(np.stack(Xs).astype(np.float64, copy=False)),
+                      _freeze(np.stack(ys).astype(np.float64, copy=False)))
+            self.__dict__["_equal_blocks_cache"] = blocks
+            Xs, ys = list(blocks[0]), list(blocks[1])
+        else:
+            frozen = {id(Xt): frozen_copy(Xt) for Xt in Xs}
+            Xs = [frozen[id(Xt)] for Xt in Xs]
+            ys = [frozen_copy(yt) for yt in ys]
         self.X = tuple(Xs)
         self.y = tuple(ys)
         self.tasks = labels
