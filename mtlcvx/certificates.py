@@ -65,7 +65,9 @@ class Certificate:
     Attributes
     ----------
     objective : float
-        ``F(W)`` recomputed in NumPy on the original data.
+        ``F(W)`` recomputed in NumPy in float64 from the original data: on the residuals,
+        or on a shared design from ``XᵀX`` and ``XᵀY`` (the Gram route); its rounding error
+        is bounded in ``rounding``.
     gap : float or None
         Guaranteed upper bound on ``F(W) − F*`` (None when no rung gives one; see
         ``reason``).

@@ -118,8 +118,8 @@ class SquaredLoss:
         ``XᵀX`` held once (n ≥ d), or the design itself (n < d): ``d²·T`` per call, no
         QR, nothing stacked T times. With ``center`` the intercepts are profiled out (each
         task centred). Weights are read now: make a new oracle after changing them.
-        Certificates recompute residuals on the original data, so the cancellation in
-        ``wᵀHw − 2wᵀb + ‖y‖²`` never enters a gap.
+        Certificates bound the cancellation in ``wᵀHw − 2wᵀb + ‖y‖²`` when they use the
+        same statistics (:meth:`gram_dual`), and recompute residuals where it is too large.
         """
         c = self.weights(data)
         gram = data.gram(center)

@@ -28,8 +28,9 @@ class Solution(Saved):
     intercept : ndarray (T,) or None
         Per-task intercepts when the problem fits them.
     objective : float
-        The objective recomputed in NumPy at the returned ``W`` on the original
-        (uncompressed) data: never the solver's own number.
+        The objective recomputed in NumPy at the returned ``W`` from the original
+        (uncompressed) data, never the solver's own number (for a shared design through
+        ``XᵀX`` and ``XᵀY`` where the certificate does so; its rounding is in the gap).
     solver_objective : float or None
         What the backend reported, mapped back to the same objective (the constants
         dropped by compression added back), for comparison with ``objective``.
