@@ -40,8 +40,9 @@ def spectral_norm_bound(V: np.ndarray) -> float:
     return float(np.sqrt(max(top, 0.0) + slack))
 
 
-#: Fewer blocks than this go straight to ``eigvalsh`` in :func:`min_block_eigenvalue`.
-_FEW_BLOCKS = 64
+#: Fewer blocks than this go straight to ``eigvalsh`` in :func:`min_block_eigenvalue`
+#: (below it the n-step sweeps cost more than eigvalsh of every block).
+_FEW_BLOCKS = 512
 
 
 def _cholesky_sweep(L: np.ndarray, x: np.ndarray) -> np.ndarray:

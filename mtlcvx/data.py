@@ -622,10 +622,16 @@ class MultiTaskData:
             if intercept is not None:
                 r += intercept[:, None]
             return r.ravel()
-        X, y, task = self.stacked()
-        r = np.einsum("nd,dn->n", X, W[:, task]) - y
+        # unequal sizes: kept for the last W (compared exactly), as shared_residuals does,
+        # so the objective and the certificate at one point share one product
+        cache = self.__dict__.get("_stacked_product")
+        if cache is None or cache[0].shape != W.shape or not np.array_equal(cache[0], W):
+            X, y, task = self.stacked()
+            cache = (W.copy(), np.einsum("nd,dn->n", X, W[:, task]) - y)
+            self.__dict__["_stacked_product"] = cache
+        r = cache[1].copy()
         if intercept is not None:
-            r += intercept[task]
+            r += intercept[self._task_index()]
         return r
 
     def task_sums(self, values: np.ndarray) -> np.ndarray:

@@ -365,7 +365,7 @@ def test_min_block_eigenvalue_is_a_tight_lower_bound(rng, kind):
     above it, and within round-off of it (the Cholesky proof costs ~1e-14 of the trace)."""
     from mtlcvx._linalg import lambda_min, min_block_eigenvalue
 
-    k, n, d = 400, 14, 6
+    k, n, d = 600, 14, 6
     X = rng.standard_normal((k, n, d)) * rng.uniform(0.5, 2.0, (k, 1, d))
     c = rng.uniform(0.5, 2.0, k)
     if kind == "one small block":
