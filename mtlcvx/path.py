@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.lapack
 
 from ._checks import check_count, check_tol
 from ._io import Saved
@@ -218,7 +219,7 @@ class _GramRoute:
         self.reach = col * np.sqrt(c)[None, :]
         self.L_full = self._lipschitz(self.G)
         self._lipschitz_seen: list[tuple[np.ndarray, float, int]] = []  # (rows, L, |rows|)
-        self._factor: tuple[bytes, Any] = (b"", None)  # (support, factor of G_SS) for _polish
+        self._factors: dict[bytes, Any] = {}  # support -> factor of G_SS (or None) for _polish
 
     @staticmethod
     def applies(prob: Problem, pen: Penalty) -> bool:
@@ -306,7 +307,7 @@ class _GramRoute:
 
         .. math:: c_t (G_{t,SS} w_t − b_{t,S}) + α u_{t} = 0 \quad (u_t = [u_{jt}]_{j∈S}),
 
-        one solve with ``G_SS`` per task (its factor is kept while ``S`` stays). Then
+        one solve with ``G_SS`` per task (the factors of the last few supports are kept). Then
         ``V_j = α u_j`` on ``S``, so the dual point of the result is feasible at scale 1
         there and its gap ``α Σ_j ‖w_j‖(1 − cos∠(w_j, u_j))`` is second order in the
         error of the directions, where the gap of ``X`` itself is first order.
@@ -323,26 +324,29 @@ class _GramRoute:
         if S.size == 0:
             return None
         key = S.tobytes()
-        if self._factor[0] != key:
-            try:
-                sub = self._sub(S, S)
-                if sub.ndim == 2:
-                    factor = scipy.linalg.cho_factor(sub)
-                else:  # G_t⁻¹ = L_t⁻ᵀ L_t⁻¹ (T, s, s), Cholesky as the definiteness test
+        if key not in self._factors:
+            sub = self._sub(S, S)
+            if sub.ndim == 2:  # upper Cholesky factor, None unless positive definite
+                upper, info = scipy.linalg.lapack.dpotrf(sub, lower=False, clean=False)
+                factor = upper if info == 0 else None
+            else:  # G_t⁻¹ = L_t⁻ᵀ L_t⁻¹ (T, s, s), Cholesky as the definiteness test
+                try:
                     Linv = np.linalg.inv(np.linalg.cholesky(sub))
                     factor = np.matmul(Linv.transpose(0, 2, 1), Linv)
-            except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-                factor = None
-            self._factor = (key, factor)
-        factor = self._factor[1]
+                except np.linalg.LinAlgError:
+                    factor = None
+            if len(self._factors) >= 8:  # the supports of the last few checks
+                del self._factors[next(iter(self._factors))]
+            self._factors[key] = factor
+        factor = self._factors[key]
         if factor is None:
             return None
         U = np.where(enter[:, None], V / np.where(enter, v_norms, 1.0)[:, None],
                      X / np.where(norms > 0, norms, 1.0)[:, None])[S]
         rhs = self.B[S] - (alpha / self.c) * U
         out = np.zeros_like(X)
-        if isinstance(factor, tuple):
-            out[S] = scipy.linalg.cho_solve(factor, rhs, check_finite=False)
+        if factor.ndim == 2:
+            out[S] = scipy.linalg.lapack.dpotrs(factor, rhs, lower=False)[0]
         else:
             out[S] = np.einsum("tjl,lt->jt", factor, rhs)
         return out
@@ -528,7 +532,7 @@ def regularization_path(
         route = _route(prob, pen, backend)
         gram = _GramRoute(prob, pen) if route == "fista-gram" else None
         W = np.zeros((d, T))
-        last: list[tuple[float, np.ndarray]] = []  # the last two (strength, solution)
+        last: list[tuple[float, np.ndarray]] = []  # the last (strength, solution) pairs
         floor = 0.0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -538,7 +542,7 @@ def regularization_path(
                 W0 = _predict(last, pen.alpha) if gram is not None and last else W
                 W, cert, iterations[i], screened[i] = _solve_point(prob, route, gram, W0, tol,
                                                                    floor)
-                last = [*last[-1:], (pen.alpha, W)]
+                last = [*last[1 - _PREDICT_POINTS:], (pen.alpha, W)]
                 floor = _rounding_floor(cert)
                 times[i] = time.perf_counter() - start
                 Ws[i], certs[i], objective[i] = W, cert, cert.objective
@@ -565,15 +569,25 @@ def regularization_path(
 
 
 def _predict(last: list[tuple[float, np.ndarray]], alpha: float) -> np.ndarray:
-    """Warm start at ``alpha`` from the last two points ``(α₁, W₁), (α₂, W₂)``: the line
-    through them in ``log α`` (a solution is smooth in α while its support stays),
-    evaluated at ``alpha`` on the support of ``W₂`` (zeros stay zero)."""
-    a2, W2 = last[-1]
-    if len(last) < 2 or not (alpha > 0 and a2 > 0 and last[0][0] > 0) or last[0][0] == a2:
-        return W2
-    a1, W1 = last[0]
-    r = math.log(alpha / a2) / math.log(a2 / a1)
-    return np.where(W2 != 0, W2 + r * (W2 - W1), 0.0)
+    """Warm start at ``alpha`` from the last points ``(α_i, W_i)`` (up to
+    :data:`_PREDICT_POINTS`): the polynomial through them in ``log α`` (a solution is
+    smooth in α while its support stays), evaluated at ``alpha`` on the support of the
+    last one (zeros stay zero); the last point itself when a strength is 0 or repeats."""
+    strengths = np.array([a for a, _ in last] + [alpha])
+    W_last = last[-1][1]
+    if not np.all(strengths > 0) or np.unique(strengths).size < strengths.size:
+        return W_last
+    x = np.log(strengths)
+    W = np.zeros_like(W_last)
+    for i, (_, Wi) in enumerate(last):  # Lagrange basis at x[-1]
+        others = np.delete(x[:-1], i)
+        W += float(np.prod((x[-1] - others) / (x[i] - others))) * Wi
+    return np.where(W_last != 0, W, 0.0)
+
+
+#: Points the warm start extrapolates from: a cubic in log α (on a 50-point path of the
+#: 500×100×20 benchmark, 21 of 44 polished predictions certify at once; 5 with a line).
+_PREDICT_POINTS = 4
 
 
 def _route(prob: Problem, pen: Penalty, backend: str | None) -> str:
