@@ -84,6 +84,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import cho_factor, cho_solve
 
 if TYPE_CHECKING:
     from .data import MultiTaskData
@@ -182,7 +183,7 @@ def least_squares(data: MultiTaskData, center: bool,
     usable = (sigma2 > 0) & (kappa * gamma(3 * d) < 0.5)
     W = np.zeros((d, T))
     if usable.any():
-        solve = (np.linalg.solve(H[0], B) if data.is_shared  # one factorisation, T columns
+        solve = (cho_solve(cho_factor(H[0]), B) if data.is_shared  # one Cholesky, T columns
                  else np.linalg.solve(H, B.T[:, :, None])[:, :, 0].T)
         W = np.where(usable, solve, 0.0)
     w = np.linalg.norm(W, axis=0)
