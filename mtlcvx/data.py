@@ -332,7 +332,10 @@ class MultiTaskData:
             self.__dict__["_equal_blocks_cache"] = blocks
             Xs, ys = list(blocks[0]), list(blocks[1])
         else:
-            frozen = {id(Xt): frozen_copy(Xt) for Xt in Xs}
+            frozen: dict[int, np.ndarray] = {}
+            for Xt in Xs:  # once per distinct array: a shared design is copied once
+                if id(Xt) not in frozen:
+                    frozen[id(Xt)] = frozen_copy(Xt)
             Xs = [frozen[id(Xt)] for Xt in Xs]
             ys = [frozen_copy(yt) for yt in ys]
         self.X = tuple(Xs)
