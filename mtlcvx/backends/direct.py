@@ -147,23 +147,31 @@ class DirectBackend(Backend):
     # ------------------------------------------------------------------ routes
     @staticmethod
     def _sylvester(H, B, c, Kt: TaskCoupling, Kf, uniform) -> np.ndarray | None:
-        """``c H W + K_f W + W K_t = c B`` in the eigenbasis of ``H = XᵀX``."""
+        """``c H W + K_f W + W K_t = c B`` in the eigenbasis of ``H = XᵀX``.
+
+        Equal weights ``c``: row i of ``Ŵ = VᵀW`` solves ``ŵ_i (K_t + c s_i I) = c b̂_i``
+        with ``K_t`` as it is (its factorisations and band cached); otherwise with
+        ``Q = diag(c)^{-½} K_t diag(c)^{-½}`` for ``Ŵ diag(c)^{½}``.
+        """
         if uniform and Kf is not None:
             H = H + Kf / c[0]
-        sc = np.sqrt(c)
-        Q = Kt.scaled(1.0 / sc)
         s, V = scipy.linalg.eigh(H)
-        Bhat = V.T @ (B * sc)
-        What = Q.solve_shifted(Bhat, s)
+        sc = None
+        if uniform:
+            Q, shifts, Bhat = Kt, c[0] * s, V.T @ (c[0] * B)
+        else:
+            sc = np.sqrt(c)
+            Q, shifts, Bhat = Kt.scaled(1.0 / sc), s, V.T @ (B * sc)
+        What = Q.solve_shifted(Bhat, shifts)
         if What is None:  # semidefinite: minimum-norm solution in both eigenbases
             if Kt.n_tasks > DENSE_LIMIT:
                 return None
             lam, U = scipy.linalg.eigh(Q.to_dense())
-            denom = s[:, None] + lam[None, :]
+            denom = shifts[:, None] + lam[None, :]
             cutoff = max(np.abs(denom).max(), 1.0) * max(denom.shape) * np.finfo(float).eps
             safe = np.where(denom > cutoff, denom, 1.0)
             What = np.where(denom > cutoff, (Bhat @ U) / safe, 0.0) @ U.T
-        return (V @ What) / sc
+        return V @ What if sc is None else (V @ What) / sc
 
     def _structured(self, Hs, B, Kt: TaskCoupling) -> tuple[np.ndarray | None, str | None]:
         kind = Kt.kind
