@@ -15,7 +15,7 @@ DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "regularizer.md"
 def test_your_own_regularizer_examples_run(capsys):
     text = DOC.read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, str(DOC), "exec"), namespace)  # noqa: S102
@@ -23,6 +23,7 @@ def test_your_own_regularizer_examples_run(capsys):
     assert "fista optimal dual-norm scaling per task (rung 1)" in out
     assert "the dual_norm oracle disagrees with the expression" in out
     assert "estimator True (3, 6)" in out
+    assert "(rung 1) + best dual value seen so far" in out  # the support oracle's dual point
 
 
 def test_readme_ten_lines_run(tmp_path, monkeypatch, capsys):
