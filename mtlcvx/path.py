@@ -356,7 +356,8 @@ class _GramRoute:
         """FISTA from ``W`` until the inner gap is ≤ ``tol·|F|/2`` (or its rounding floor);
         returns ``(W, iterations, fraction of groups screened)``.
 
-        Every ``check_every`` iterations (3 for L21, 10 for L1) the gap is evaluated and
+        The gap is evaluated after ``max(check_every, k // 10)`` more iterations (``k``
+        run so far; ``check_every`` 3 for L21, 10 for L1), and
         screening runs. For L21 the polished point (:meth:`_polish`) is tried at every
         check, first after FISTA's iterations (entering rows read off ``−∇f`` of the
         iterate, so a polished point that certifies costs no gap of the iterate): it is returned
@@ -432,7 +433,7 @@ class _GramRoute:
             Ba = view[2]
             Xa, Ya = X[act], Y[act]
             ka = keep[act] if keep is not None else None
-            for _ in range(check_every):
+            for _ in range(max(check_every, k // 10)):
                 k += 1
                 grad = (self._mul(Ga, Ya) - Ba) * c
                 Xn = pen.prox(Ya - grad / L, 1.0 / L)
@@ -573,15 +574,15 @@ def _predict(last: list[tuple[float, np.ndarray]], alpha: float) -> np.ndarray:
     :data:`_PREDICT_POINTS`): the polynomial through them in ``log α`` (a solution is
     smooth in α while its support stays), evaluated at ``alpha`` on the support of the
     last one (zeros stay zero); the last point itself when a strength is 0 or repeats."""
-    strengths = np.array([a for a, _ in last] + [alpha])
     W_last = last[-1][1]
-    if not np.all(strengths > 0) or np.unique(strengths).size < strengths.size:
+    strengths = [a for a, _ in last]
+    if min(strengths + [alpha]) <= 0 or len(set(strengths + [alpha])) <= len(strengths):
         return W_last
-    x = np.log(strengths)
+    x = [math.log(a) for a in strengths]
+    at = math.log(alpha)
     W = np.zeros_like(W_last)
-    for i, (_, Wi) in enumerate(last):  # Lagrange basis at x[-1]
-        others = np.delete(x[:-1], i)
-        W += float(np.prod((x[-1] - others) / (x[i] - others))) * Wi
+    for i, (_, Wi) in enumerate(last):  # Lagrange basis polynomial i at log alpha
+        W += math.prod((at - xj) / (x[i] - xj) for j, xj in enumerate(x) if j != i) * Wi
     return np.where(W_last != 0, W, 0.0)
 
 

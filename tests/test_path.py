@@ -177,6 +177,22 @@ def test_polished_point_meets_stationarity_and_has_a_second_order_gap(rng, share
     assert mc.certify(prob, P).gap < 0.5 * mc.certify(prob, Wp).gap
 
 
+def test_warm_start_prediction_is_exact_for_a_cubic_in_log_alpha(rng):
+    C = rng.normal(size=(4, 5, 3))
+    C[:, 1] = 0.0  # a row that is zero at the last point stays zero
+
+    def cubic(a):
+        x = np.log(a)
+        return C[0] + C[1] * x + C[2] * x ** 2 + C[3] * x ** 3
+
+    alphas = np.geomspace(2.0, 0.3, 5)
+    last = [(a, cubic(a)) for a in alphas[:4]]
+    np.testing.assert_allclose(mc.path._predict(last, alphas[4]), cubic(alphas[4]),
+                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(mc.path._predict(last[:1], alphas[4]), last[0][1])
+    assert mc.path._predict(last + [(0.0, last[0][1])], 0.0) is last[0][1]  # α = 0
+
+
 def test_path_errors(rng):
     prob = mc.Problem(_unequal(rng), penalties=[mc.L21()])
     with pytest.raises(mc.MTLError, match="penalty must be an index"):
