@@ -126,3 +126,27 @@ def test_gram_route_falls_back_to_the_residuals(rng, monkeypatch):
     assert met != direct and met.objective == pytest.approx(direct.objective, rel=1e-12)
     ref = prob.solve("clarabel", tol=1e-8)
     assert met.objective - min(ref.objective, prob.objective(ref.W)) <= met.gap
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_gram_route_on_badly_scaled_designs_stays_above_the_true_gap(seed):
+    """Columns scaled over 1e-2..1e2 and n close to d: wherever the Gram route is taken
+    (with tol it is kept when it meets it) the gap bounds the true suboptimality against
+    an independent Clarabel optimum, at and near fista's point."""
+    from mtlcvx import certificates
+
+    rng = np.random.default_rng(100 + seed)
+    n, d, T = rng.integers(9, 14), 8, 3
+    X = rng.standard_normal((n, d)) * np.logspace(-2, 2, d)[rng.permutation(d)]
+    Y = X @ rng.standard_normal((d, T)) * 0.1 + rng.standard_normal((n, T))
+    pen = mc.L21(0.3) if seed % 2 else mc.TraceNorm(0.3)
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[pen])
+    ref = prob.solve("clarabel", tol=1e-8)
+    F_star = min(ref.objective, prob.objective(ref.W))
+    W = first_order.fista(prob, tol=1e-7, max_iter=200_000).W
+    assert certificates._gram_route(prob, W) is not None
+    for delta in (0.0, 1e-6, 1e-3):
+        Wp = W + delta * rng.standard_normal(W.shape)
+        for tol in (None, 1e-8, 1.0):
+            cert = mc.certify(prob, Wp, tol=tol)
+            assert cert.objective - F_star <= cert.gap
