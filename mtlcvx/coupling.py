@@ -200,7 +200,14 @@ class TaskCoupling:
         if self.dense is not None:
             lam = self._dense_eigh()[0]
             return float(lam[-1]), float(lam[0])
-        if self.sparse is not None:
+        ab = self._banded()[1]
+        if ab is not None:  # Gershgorin from the band: row t holds ab[k, t] and ab[k, t − k]
+            radius = np.zeros(self.n_tasks)
+            for k in range(1, ab.shape[0]):
+                radius[:-k] += np.abs(ab[k, :-k])
+                radius[k:] += np.abs(ab[k, :-k])
+            top, low = float((ab[0] + radius).max()), float((ab[0] - radius).min())
+        elif self.sparse is not None:
             S = self.sparse
             centre = self.diag + S.diagonal()
             radius = np.asarray(abs(S).sum(axis=1)).ravel() - np.abs(S.diagonal())

@@ -72,12 +72,16 @@ def laplacian(A: Any) -> np.ndarray:
     The diagonal of ``A`` (self-loops) is ignored. ``tr(W L Wᵀ) = ½ Σ_{s,t} A_st ‖w_s − w_t‖²``.
     A sparse ``A`` gives a sparse CSR ``L``.
     """
+    return _laplacian_of_checked(check_adjacency(A))
+
+
+def _laplacian_of_checked(A: np.ndarray | sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
+    """:func:`laplacian` of an adjacency :func:`check_adjacency` returned (not modified)."""
     if sp.issparse(A):
-        A = check_adjacency(A)
-        A.setdiag(0.0)
-        A.eliminate_zeros()
-        return (sp.diags(np.asarray(A.sum(axis=1)).ravel()) - A).tocsr()
-    A = check_adjacency(A).copy()
+        off = A - sp.diags(A.diagonal())
+        off.eliminate_zeros()
+        return (sp.diags(np.asarray(off.sum(axis=1)).ravel()) - off).tocsr()
+    A = A.copy()
     np.fill_diagonal(A, 0.0)
     return np.diag(A.sum(axis=1)) - A
 

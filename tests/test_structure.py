@@ -334,8 +334,8 @@ def test_per_task_normal_equations_oracle(rng, center, equal_sizes):
 @pytest.mark.parametrize("band", [1, 3, 40])
 @pytest.mark.parametrize("shifts", ["zero", "repeated", "distinct"])
 def test_coupling_products_and_shifted_solves_match_dense(rng, band, shifts):
-    """``W K_t`` and ``X (K_t + s_i I) = B`` by tridiagonal, banded, sparse-LDLᵀ and
-    Woodbury routes (equal shifts solved together) against dense NumPy."""
+    """Gershgorin bounds, ``W K_t`` and ``X (K_t + s_i I) = B`` by tridiagonal, banded,
+    sparse-LDLᵀ and Woodbury routes (equal shifts solved together) against dense NumPy."""
     from mtlcvx.coupling import TaskCoupling
 
     T, k = 60, 6
@@ -352,6 +352,9 @@ def test_coupling_products_and_shifted_solves_match_dense(rng, band, shifts):
     low_rank.add_factor(rng.standard_normal((T, 3)), 0.2, 0.9)
     for coupling in (sparse, low_rank):
         K = coupling.to_dense()
+        lam = np.linalg.eigvalsh(K)
+        top, low = coupling.bounds()
+        assert top >= lam[-1] - 1e-12 and low <= lam[0] + 1e-12
         np.testing.assert_allclose(coupling.apply(B), B @ K, atol=1e-12)
         X = coupling.solve_shifted(B, s)
         expected = np.stack([np.linalg.solve(K + si * np.eye(T), b)

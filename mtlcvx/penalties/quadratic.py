@@ -379,7 +379,7 @@ class GraphLaplacian(QuadraticPenalty):
         return super()._validate(name, value)
 
     def _compute_matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
-        return relations.laplacian(self._checked_A)
+        return relations._laplacian_of_checked(self._checked_A)
 
 
 class MeanRegularized(QuadraticPenalty):
