@@ -24,6 +24,7 @@ its Hessian products are exact differences of gradients.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -236,7 +237,8 @@ class RestrictedSolve:
         return W, 0.0
 
     @staticmethod
-    def _task_blocks(hess_f, mask: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def _task_blocks(hess_f: Callable[[np.ndarray], np.ndarray], mask: np.ndarray,
+                     rows: np.ndarray) -> np.ndarray:
         """``B[t]`` (r×r): the smooth Hessian's block of task t on the support rows.
 
         One product per support row ``j`` with the direction that is 1 on row j: for a
@@ -279,7 +281,8 @@ def _block_inverse(blocks: np.ndarray, diagonal: np.ndarray, free: np.ndarray) -
     return inv * (free[:, :, None] & free[:, None, :])
 
 
-def _pcg(apply, b: np.ndarray, precondition, rtol: float) -> np.ndarray:
+def _pcg(apply: Callable[[np.ndarray], np.ndarray], b: np.ndarray,
+         precondition: Callable[[np.ndarray], np.ndarray], rtol: float) -> np.ndarray:
     """Preconditioned conjugate gradients for ``apply(x) = b`` (both (d, T) arrays)."""
     x = np.zeros_like(b)
     r = b.copy()
