@@ -435,7 +435,9 @@ class GramRounding(Rounding):
         return self.losses + self.loss_error(self.losses)
 
     def loss_error(self, losses: np.ndarray) -> np.ndarray:
-        return 0.5 * self.g_gram * self.c * self.m * self.m
+        # the residuals' bound too: rung 5 evaluates F(W⁺) on the residuals
+        return np.maximum(0.5 * self.g_gram * self.c * self.m * self.m,
+                          super().loss_error(losses))
 
     def v_error(self, q_task: np.ndarray, V: np.ndarray | None = None) -> np.ndarray:
         e = np.zeros(self.W.shape)  # V̂ = Xᵀθ' exactly
