@@ -377,8 +377,10 @@ def fista(problem: Problem, max_iter: int = 20_000, tol: float = 1e-8, *,
     check_every : int
         Certify (and test for stopping) every this many iterations at first; later every
         ``k // 10`` iterations, so certification costs O(log) of the run and the stop
-        comes at most ~10 % of the iterations after the first certified iterate. The
-        schedule depends on nothing but ``k``, so a run is reproducible bit for bit.
+        comes at most ~10 % of the iterations after the first certified iterate; sooner
+        where the last two certified gaps fall linearly: then at the iteration their rate
+        predicts for ``tol``. The schedule depends on ``k`` and the gaps alone, so a run is
+        reproducible bit for bit.
     restart : bool
         Adaptive restart of the momentum when it points uphill.
 
