@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_path.py               # full run (a few minutes)
     python benchmarks/bench_path.py --quick       # smoke run (small sizes, few cold solves)
     python benchmarks/bench_path.py --cold-all    # time all 50 cold solves, not 5 scaled
+    python benchmarks/bench_path.py --repeats 5   # medians of 5 timed runs, not 3
 
 Cases.
 
@@ -27,7 +28,7 @@ Cases.
     spaced strengths are timed and the total is scaled by 10 (the table says "×10 of 5").
 
   mtlcvx's path, scikit-learn's path and the cold solves are timed in turn, 3 times
-  each, and the medians are compared (the machine is shared and noisy).
+  each (``--repeats``), and the medians are compared (the machine is shared and noisy).
 
 * ``unequal``: the same path on T = 20 tasks with their own designs (n_t = 50, d = 20),
   against cold default solves (timed in turn, 3 times each, medians).
@@ -228,10 +229,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--cold-all", action="store_true")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed runs of each contender (default 3, 1 with --quick)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_path.json"))
     args = parser.parse_args(argv)
     sizes = [(200, 40, 8)] if args.quick else [(500, 100, 20), (2000, 500, 50)]
-    repeats = 1 if args.quick else 3
+    repeats = args.repeats or (1 if args.quick else 3)
     results = {"shared": bench_shared(sizes, args.cold_all, repeats),
                "unequal": bench_unequal(*((5, 10, 30) if args.quick else (20, 20, 50)),
                                         args.cold_all, repeats),

@@ -356,13 +356,13 @@ class _GramRoute:
         """FISTA from ``W`` until the inner gap is ≤ ``tol·|F|/2`` (or its rounding floor);
         returns ``(W, iterations, fraction of groups screened)``.
 
-        The gap is evaluated after ``max(check_every, k // 10)`` more iterations (``k``
-        run so far; ``check_every`` 3 for L21, 10 for L1), and
-        screening runs. For L21 the polished point (:meth:`_polish`) is tried at every
-        check, first after FISTA's iterations (entering rows read off ``−∇f`` of the
-        iterate, so a polished point that certifies costs no gap of the iterate): it is returned
-        when its gap meets the target, and taken as the new start (momentum reset) when
-        its objective is lower than the iterate's.
+        A check comes before the first iteration and after ``max(check_every, k // 10)``
+        more (``k`` run so far; ``check_every`` 3 for L21, 10 for L1). For L1 it is the
+        gap of the iterate. For L21 it is the gap of the polished point
+        (:meth:`_polish`, entering rows read off ``V = −∇f`` of the iterate, one product):
+        returned when it meets the target, else the new start (momentum reset) when its
+        objective is below the iterate's (read off ``V``); the iterate's own gap only
+        when there is nothing to polish. Screening uses the dual point of the gap taken.
         """
         d, T = W.shape
         c, pen = self.c, self.pen
@@ -388,8 +388,8 @@ class _GramRoute:
                 V = hint if hint is not None else (self.B - self._mul(view[1], X[act])) * c
                 P = self._polish(X, V, act, alpha)
             if P is not None:
-                at_x = self._gap(P, view, alpha)  # its dual point serves the screening
-                if certified(at_x) or k >= max_iter:
+                checked = self._gap(P, view, alpha)  # its dual point serves the screening
+                if certified(checked) or k >= max_iter:
                     X = P
                     break
                 # F(X) from V = c∘(B − GX), ‖ỹ‖² − 2xᵀb + xᵀGx = ‖ỹ‖² − xᵀ(b + V/c):
@@ -397,39 +397,38 @@ class _GramRoute:
                 Xa = X[act]
                 loss = 0.5 * float(self.c @ (self.yy - np.einsum(
                     "jt,jt->t", Xa, view[2] + V[act] / self.c)))
-                if at_x[0] < loss + pen.value(Xa):
+                if checked[0] < loss + pen.value(Xa):
                     X, Y, t = P, P.copy(), 1.0
             else:
-                at_x = self._gap(X, view, alpha)
-                if certified(at_x) or k >= max_iter:
+                checked = self._gap(X, view, alpha)
+                if certified(checked) or k >= max_iter:
                     break
-            if True:
-                _, gap, _, V, s = at_x
-                Vs = V * s  # the dual point the gap is taken at
-                # Gap Safe sphere: ‖θ* − θ‖_c ≤ √(2 gap), ‖θ‖²_c = Σ_t ‖θ_t‖²/c_t
-                # (see docs/paths.md)
-                r = math.sqrt(2.0 * max(gap, 0.0))
-                if self.rows:
-                    drop = np.linalg.norm(Vs, axis=1) + r * self.reach.max(axis=1) < alpha
-                else:
-                    zero = np.abs(Vs) + r * self.reach < alpha
-                    keep[zero] = 0.0
-                    drop = ~np.any(keep > 0, axis=1)
-                drop &= act
-                if drop.any():
-                    act &= ~drop
-                    view = (act.copy(), self._sub(slice(None), act), self.B[act])
-                    Ga = self._sub(act, act)
-                    X[drop] = 0.0
-                    Y[drop] = 0.0
-                    if act.any() and act.sum() < 0.5 * sized:  # a smaller L: longer steps
-                        L, sized = self._lipschitz_on(act)
-                if keep is not None:
-                    X *= keep
-                    Y *= keep
-                screened = 1.0 - (act.mean() if self.rows else keep.mean())
-                if not act.any():  # every group is zero at the optimum: W = 0
-                    break
+            _, gap, _, V, s = checked
+            Vs = V * s  # the dual point the gap is taken at
+            # Gap Safe sphere: ‖θ* − θ‖_c ≤ √(2 gap), ‖θ‖²_c = Σ_t ‖θ_t‖²/c_t
+            # (see docs/paths.md)
+            r = math.sqrt(2.0 * max(gap, 0.0))
+            if self.rows:
+                drop = np.linalg.norm(Vs, axis=1) + r * self.reach.max(axis=1) < alpha
+            else:
+                zero = np.abs(Vs) + r * self.reach < alpha
+                keep[zero] = 0.0
+                drop = ~np.any(keep > 0, axis=1)
+            drop &= act
+            if drop.any():
+                act &= ~drop
+                view = (act.copy(), self._sub(slice(None), act), self.B[act])
+                Ga = self._sub(act, act)
+                X[drop] = 0.0
+                Y[drop] = 0.0
+                if act.any() and act.sum() < 0.5 * sized:  # a smaller L: longer steps
+                    L, sized = self._lipschitz_on(act)
+            if keep is not None:
+                X *= keep
+                Y *= keep
+            screened = 1.0 - (act.mean() if self.rows else keep.mean())
+            if not act.any():  # every group is zero at the optimum: W = 0
+                break
             Ba = view[2]
             Xa, Ya = X[act], Y[act]
             ka = keep[act] if keep is not None else None
