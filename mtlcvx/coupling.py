@@ -150,8 +150,8 @@ class TaskCoupling:
                 out[:, :-k] += W[:, k:] * ab[k, :-k]
         else:
             out = W * self.diag
-            if self.sparse is not None:
-                out += np.asarray(W @ self.sparse)
+            if self.sparse is not None:  # symmetric: W S = (S Wᵀ)ᵀ, SciPy's fast direction
+                out += np.asarray(self.sparse @ np.ascontiguousarray(W.T)).T
         if self.dense is not None:
             out += W @ self.dense
         for R in self.factors:

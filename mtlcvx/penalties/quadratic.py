@@ -144,17 +144,21 @@ class QuadraticPenalty(Penalty):
         prod = W @ R if self.side == "task" else R.T @ W
         return Term(params["alpha"] / 2.0 * cp.sum_squares(prod))
 
-    def value(self, W: np.ndarray) -> float:
+    def _product(self, W: np.ndarray) -> np.ndarray:
+        """``W K`` (task side) or ``K W`` (feature side); a sparse ``K`` (symmetric)
+        multiplies from the left, ``W K = (K Wᵀ)ᵀ``, SciPy's fast direction."""
         d, T = W.shape
         M = self.matrix(d, T)
-        prod = W @ M if self.side == "task" else M @ W
-        return 0.5 * self.alpha * float(np.sum(prod * W))
+        if self.side != "task":
+            return np.asarray(M @ W)
+        return np.asarray(M @ np.ascontiguousarray(W.T)).T if sp.issparse(M) else W @ M
+
+    def value(self, W: np.ndarray) -> float:
+        return 0.5 * self.alpha * float(np.sum(self._product(W) * W))
 
     def gradient(self, W: np.ndarray) -> np.ndarray:
         """``α W K`` (task side) or ``α K W`` (feature side)."""
-        d, T = W.shape
-        M = self.matrix(d, T)
-        return self.alpha * (W @ M if self.side == "task" else M @ W)
+        return self.alpha * self._product(W)
 
     def lipschitz(self, n_features: int, n_tasks: int) -> float:
         """``α λ_max(K)``."""
