@@ -193,6 +193,22 @@ def test_warm_start_prediction_is_exact_for_a_cubic_in_log_alpha(rng):
     assert mc.path._predict(last + [(0.0, last[0][1])], 0.0) is last[0][1]  # α = 0
 
 
+def test_certify_with_tol_keeps_a_valid_gram_certificate(rng):
+    """certify(tol=...) may keep the certificate from XᵀX, XᵀY when it meets tol: it is
+    still an upper bound on the true suboptimality (scikit-learn's optimum at 1e-14)."""
+    X, Y = _shared(rng, n=200, d=10, T=3)
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21(alpha=0.05)])
+    sk = MultiTaskLasso(alpha=0.05, fit_intercept=False, tol=1e-14, max_iter=100_000)
+    f_star = prob.objective(sk.fit(X, Y).coef_.T)
+    for eps in (1e-3, 1e-5, 0.0):
+        W = sk.coef_.T * (1 + eps * rng.normal(size=(10, 3)))
+        plain, kept = mc.certify(prob, W), mc.certify(prob, W, tol=1e-8)
+        for cert in (plain, kept):
+            assert cert.objective - f_star <= cert.gap + 1e-13 * f_star
+        if plain.relative_gap <= 1e-8:
+            assert kept.relative_gap <= 1e-8
+
+
 def test_path_errors(rng):
     prob = mc.Problem(_unequal(rng), penalties=[mc.L21()])
     with pytest.raises(mc.MTLError, match="penalty must be an index"):
