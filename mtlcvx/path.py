@@ -134,7 +134,8 @@ class PathResult(Saved):
     objective : ndarray (n_alphas,)
         ``F(W)`` recomputed in NumPy on the original data.
     certificates : list of Certificate
-        :func:`mtlcvx.certify` at every point.
+        :func:`mtlcvx.certify` at every point (on the "fista-gram" route with ``tol``
+        and without the gradient mapping: ``grad_mapping`` is None, the gap decides).
     status : list of str
         "optimal" (certified relative gap ≤ tol), "inaccurate" or "unverified".
     times : ndarray (n_alphas,)
