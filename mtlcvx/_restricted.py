@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .certificates import certify
-from .oracles import smooth_terms
+from .oracles import coupling, smooth_terms
 from .penalties.base import Support
 
 if TYPE_CHECKING:
@@ -84,6 +84,7 @@ class RestrictedSolve:
             p.provides("support") for p in self.terms)
         self.smooth = problem.smooth_oracle() if self.available else None
         self.prox = problem.prox_operator() if self.available else None
+        self.Kt = coupling(problem)[0] if self.available else None
         self._previous: np.ndarray | None = None
         #: packed mask -> True once solved, else the budget of the last try
         self._solved: dict[bytes, bool | float] = {}
@@ -162,8 +163,11 @@ class RestrictedSolve:
     # ------------------------------------------------------------------ Newton
     def solve(self, W0: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray | None, bool]:
         """Newton on the problem restricted to ``mask``, from ``W0``: ``(W̃, converged)``,
-        ``converged`` when the Newton decrement fell to rounding level (``W̃`` None if the
-        solve broke down)."""
+        ``converged`` when the gradient on the support is below 1e-10 of the terms' own
+        (``W̃`` None if the solve broke down). The gradient, not the Newton decrement,
+        decides: the dual point's error is first order in it, and an ill-conditioned
+        support (collinear features) has a tiny decrement long before a tiny gradient.
+        """
         W = np.where(mask, W0, 0.0)
         scale = float(np.linalg.norm(W))
         if not scale > 0:
@@ -190,17 +194,26 @@ class RestrictedSolve:
             Z[rows] = np.einsum("tij,jt->it", inverse, R[rows])
             return Z * mask
 
-        first = None
-        damped = 0
-        for _ in range(_NEWTON_STEPS):
+        def residual(W: np.ndarray) -> tuple[Support, np.ndarray, float, bool]:
+            """The terms' model at W, the gradient on the support, its norm, and whether
+            that is below 1e-10 of the terms' own gradient (converged)."""
             model = self.model(W)
             grad = (self.smooth(W, True)[1] + model.gradient) * mask
             size = float(np.linalg.norm(grad))
+            return model, grad, size, size <= 1e-10 * float(np.linalg.norm(model.gradient))
+
+        first = previous = None
+        damped = 0
+        for _ in range(_NEWTON_STEPS):
+            model, grad, size, converged = residual(W)
             if not np.isfinite(size):
                 return None, False
-            first = size if first is None else first
-            if size == 0.0:
+            if converged:
                 return W, True
+            if first is not None and size >= previous:
+                break  # no progress: at the rounding floor of the gradient
+            first = size if first is None else first
+            previous = size
 
             def apply(D: np.ndarray, model: Support = model) -> np.ndarray:
                 return hess_f(D) + model.hessian(D) * mask
@@ -214,8 +227,6 @@ class RestrictedSolve:
             damped += t < 1.0
             if t == 0.0 or damped > 2:
                 break  # outside Newton's region (too far, or not the optimum's support)
-            if -slope <= 1e-15 * abs(self._value(W)):
-                return W, True  # the Newton decrement (twice the model's decrease)
         return W, False
 
     def _value(self, W: np.ndarray) -> float:
@@ -236,21 +247,25 @@ class RestrictedSolve:
                 return trial, t
         return W, 0.0
 
-    @staticmethod
-    def _task_blocks(hess_f: Callable[[np.ndarray], np.ndarray], mask: np.ndarray,
+    def _task_blocks(self, hess_f: Callable[[np.ndarray], np.ndarray], mask: np.ndarray,
                      rows: np.ndarray) -> np.ndarray:
         """``B[t]`` (r×r): the smooth Hessian's block of task t on the support rows.
 
-        One product per support row ``j`` with the direction that is 1 on row j: for a
-        loss separate across tasks, column t of the product is column j of task t's
-        block (a coupling between tasks adds its row sums there; the result only
-        preconditions).
+        One product per support row ``j`` with the direction ``E_j`` that is 1 on the
+        free entries of row j: the loss is separate across tasks, so column t of the
+        product is column j of task t's block, except that the task-side coupling
+        ``W K_t`` puts ``Σ_s E_js K_st`` on row j where the block has ``K_tt``; that
+        difference is put right on the diagonal.
         """
         B = np.empty((mask.shape[1], rows.size, rows.size))
         for i, j in enumerate(rows):
             E = np.zeros(mask.shape)
             E[j] = mask[j]
             B[:, :, i] = hess_f(E)[rows].T
+        if not self.Kt.is_zero:
+            shift = self.Kt.diagonal()[None, :] - self.Kt.apply(mask.astype(float))[rows]
+            idx = np.arange(rows.size)
+            B[:, idx, idx] += shift.T
         return B
 
 
@@ -265,11 +280,13 @@ def _solve_cost(mask: np.ndarray) -> float:
 
 
 def _block_inverse(blocks: np.ndarray, diagonal: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """Inverses of ``blocks[t] + diag(diagonal[t])`` on the free entries of each task.
+    """Pseudo-inverses of ``blocks[t] + diag(diagonal[t])`` on the free entries of each
+    task (symmetrised; entries that are not free get 0).
 
-    Symmetrised and with eigenvalues floored at ``1e-12`` of the largest (a probed block
-    is positive semidefinite up to rounding), so the preconditioner is positive definite;
-    entries that are not free get 0.
+    A block can be singular (a task with fewer samples than free entries, or collinear
+    features, under L1, whose Hessian on the support is 0): eigenvalues below ``1e-10``
+    of the largest count as 0, so conjugate gradients work in the range of the blocks
+    instead of amplifying rounding errors along their null space.
     """
     M = 0.5 * (blocks + blocks.transpose(0, 2, 1))
     M = M * (free[:, :, None] & free[:, None, :])
@@ -277,7 +294,9 @@ def _block_inverse(blocks: np.ndarray, diagonal: np.ndarray, free: np.ndarray) -
     M[:, idx, idx] += np.where(free, diagonal, 1.0)
     lam, Q = np.linalg.eigh(M)
     top = np.maximum(lam[:, -1:], np.finfo(float).tiny)
-    inv = np.einsum("tij,tj,tkj->tik", Q, 1.0 / np.maximum(lam, 1e-12 * top), Q)
+    keep = lam > 1e-10 * top
+    inv = np.einsum("tij,tj,tkj->tik", Q, np.where(keep, 1.0 / np.where(keep, lam, 1.0), 0.0),
+                    Q)
     return inv * (free[:, :, None] & free[:, None, :])
 
 
