@@ -12,8 +12,9 @@ dual point ``θ = (θ_t ∈ R^{n_t})`` weak duality gives
 
 and ``θ_t = s·c_t (y_t − X_t w_t)`` is the dual point built from ``W`` (the scale ``s`` is
 chosen to make ``D`` as large as possible). ``cert.gap = F(W) − D(θ) ≥ F(W) − F*`` is
-then a bound that trusts no solver. Everything is computed in float64 on the original
-(uncompressed) data.
+then a bound that trusts no solver. Everything is computed in float64 from the original
+data: on the residuals, or on a shared design from ``XᵀX`` and ``XᵀY`` where the bound on
+that route's rounding (``Certificate.rounding``) is small enough.
 
 The ladder asks the terms (their ``structure`` and the oracles they provide), never
 their classes. The rungs, first that applies:

@@ -13,8 +13,8 @@ FISTA. With a single entry- or row-separable norm (L1, L21) it runs on the Gram
 matrices ``X_tᵀX_t`` (one for a shared design) with Gap Safe screening (Ndiaye,
 Fercoq, Gramfort & Salmon, JMLR 2017); the derivation for this package's loss scaling
 is in ``docs/paths.md``.
-Every point is certified by :func:`mtlcvx.certify` on the original data, whatever route
-produced it.
+Every point is certified by :func:`mtlcvx.certify` (from the original data: its
+residuals, or ``XᵀX`` and ``XᵀY`` of a shared design), whatever route produced it.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ class PathResult(Saved):
     intercept : ndarray (n_alphas, T) or None
         Profiled intercepts when the problem fits them.
     objective : ndarray (n_alphas,)
-        ``F(W)`` recomputed in NumPy on the original data.
+        ``F(W)`` recomputed in NumPy by :func:`mtlcvx.certify`.
     certificates : list of Certificate
         :func:`mtlcvx.certify` at every point (on the "fista-gram" route with ``tol``
         and without the gradient mapping: ``grad_mapping`` is None, the gap decides).
