@@ -30,8 +30,9 @@ and the figure ``docs/img/gap_tightness.png`` (certified and true curves).
 
 Then the cost: fista at its defaults (``tol=1e-8``, ``check_every=10``) with and without
 the restricted solve, alternating ``--repeats`` times (medians, one BLAS thread), on the
-same problem and on the shared-design L21 of ``bench_scaling.py`` (n = 2000, d = 500,
-T = 50; ``--quick``: 400 × 100 × 20).
+same problem, on ``bench_school.py``'s other sparse School problems solved by fista
+(Lasso, MeanRegularized + L1, chain graph + L1) and on the shared-design L21 of
+``bench_scaling.py`` (n = 2000, d = 500, T = 50; ``--quick``: 400 × 100 × 20).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ import time
 
 import numpy as np
 from bench_scaling import make_data
+from bench_school import LABELS
+from bench_school import _problem as school_problem
 from threadpoolctl import threadpool_limits
 
 import mtlcvx as mc
@@ -133,13 +136,14 @@ def main() -> None:
               f"time {r1['time_s'] / r0['time_s']:.2f}")
     D = make_data("l21", 0, args.quick)
     shared = mc.Problem(mc.MultiTaskData.shared(D["X"], D["Y"]), penalties=[mc.L21(D["alpha"])])
-    cost = _cost({"School L21(500)": prob, "shared L21": shared}, args.repeats)
+    problems = {LABELS[name]: school_problem(name) for name in ("lasso", "srmtl", "graph")}
+    cost = _cost({"School L21(500)": prob, **problems, "shared L21": shared}, args.repeats)
     print(f"\nfista defaults, medians of {args.repeats} alternating pairs (one BLAS thread)")
-    print(f"{'problem':<16} {'without s':>9} {'with s':>8} {'ratio':>6} {'iterations':>13}")
+    print(f"{'problem':<22} {'without s':>9} {'with s':>8} {'ratio':>6} {'iterations':>14}")
     for name, c in cost.items():
         its = " → ".join(str(i) for i in c["iterations"])
-        print(f"{name:<16} {c['without_s']:>9.2f} {c['with_s']:>8.2f} {c['ratio']:>6.2f} "
-              f"{its:>13}")
+        print(f"{name:<22} {c['without_s']:>9.2f} {c['with_s']:>8.2f} {c['ratio']:>6.2f} "
+              f"{its:>14}")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump({"reference_certificate": str(ref.certificate), "F_ref": F_ref,
