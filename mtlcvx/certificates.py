@@ -485,10 +485,17 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
             return done(None, "quadratic conjugate (rung 4)", dual=dual,
                         dual_error=bound.dual(s, pieces.a_task, pieces.q_task, pieces.b,
                                               conj=s * s * conj_h, conj_error=conj_error))
+        large = problem.n_tasks > _DENSE_TASKS or problem.n_features > _DENSE_TASKS
+        if large and mu > 0:
+            # singular 𝒬 too large for the corrected dual below, F μ-strongly convex (the
+            # loss pins every task down): F(W) − F* ≤ ‖∇F(W)‖²/(2μ), with the computed
+            # gradient's rounding bound added to its norm
+            V = pieces.V_loss - pieces.grad_h  # −∇F(W)
+            g = float(np.linalg.norm(V)) + float(np.linalg.norm(bound.v_error(pieces.q_task, V)))
+            return done(g * g / (2.0 * mu), "gradient norm + strong convexity (rung 5)")
         # singular 𝒬: the loss's curvature corrects the dual point into range(𝒬)
         corrected = (quadratic_dual(problem, W, pieces.Kt.to_dense(), pieces.Kf)
-                     if problem.n_tasks <= _DENSE_TASKS and problem.n_features <= _DENSE_TASKS
-                     else f"the quadratic terms are singular and too large (T = "
+                     if not large else f"the quadratic terms are singular and too large (T = "
                           f"{problem.n_tasks}, d = {problem.n_features}) for the dense "
                           "curvature-corrected dual; a small Ridge term gives a gap")
         if isinstance(corrected, str):
