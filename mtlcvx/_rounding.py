@@ -117,30 +117,51 @@ class _DesignNorms:
     n: np.ndarray  # (T,) float: n_t
 
 
+def _task_blocks(data: MultiTaskData) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The designs stacked by row count: ``(tasks, X (k, n, d), y (k, n))`` per group (one
+    group holding the design once for a shared design)."""
+    if data.is_shared:
+        return [(np.arange(1), data.X[0][None], data.y[0][None])]
+    blocks = data.equal_blocks()
+    if blocks is not None:
+        return [(np.arange(data.n_tasks), *blocks)]
+    groups = []
+    for n in np.unique(data.n_samples):
+        tasks = np.flatnonzero(data.n_samples == n)
+        groups.append((tasks, np.stack([data.X[t] for t in tasks]),
+                       np.stack([data.y[t] for t in tasks])))
+    return groups
+
+
 def _design_norms(data: MultiTaskData) -> _DesignNorms:
     cache = data.__dict__.get("_rounding_norms")
     if cache is not None:
         return cache
-    T = data.n_tasks
-    Xs = data.X[:1] if data.is_shared else data.X
-    cols, means, spec, frob = [], [], [], []
-    for X in Xs:
-        A = np.abs(X)
-        cols.append(np.sqrt(np.einsum("nd,nd->d", X, X)))
-        means.append(np.abs(X.mean(axis=0)))
-        fro = float(np.linalg.norm(cols[-1]))
-        one_inf = float(np.sqrt(A.sum(axis=0).max(initial=0.0) * A.sum(axis=1).max(initial=0.0)))
-        spec.append(min(fro, one_inf))
-        frob.append(fro)
-    y = np.array([float(np.linalg.norm(yt)) for yt in data.y])
+    T, d = data.n_tasks, data.n_features
+    groups = _task_blocks(data)
+    k = 1 if data.is_shared else T
+    col, mean = np.empty((d, k)), np.empty((d, k))
+    spec, frob = np.empty(k), np.empty(k)
+    for tasks, X3, _ in groups:  # batched over the tasks of one row count
+        A = np.abs(X3)
+        c = np.sqrt(np.einsum("knd,knd->kd", X3, X3))
+        col[:, tasks], mean[:, tasks] = c.T, np.abs(X3.mean(axis=1)).T
+        fro = np.sqrt(np.einsum("kd,kd->k", c, c))
+        one_inf = np.sqrt(A.sum(axis=1).max(axis=1, initial=0.0)
+                          * A.sum(axis=2).max(axis=1, initial=0.0))
+        spec[tasks], frob[tasks] = np.minimum(fro, one_inf), fro
+    y = np.empty(T)
     if data.is_shared:
-        col = np.broadcast_to(cols[0][:, None], (data.n_features, T))
-        mean = np.broadcast_to(means[0][:, None], (data.n_features, T))
-        spec, frob = spec * T, frob * T
+        Y = data.shared_targets()
+        y[:] = np.sqrt(np.einsum("nt,nt->t", Y, Y))
+        col, mean = np.broadcast_to(col, (d, T)), np.broadcast_to(mean, (d, T))
+        spec, frob = np.broadcast_to(spec, T), np.broadcast_to(frob, T)
     else:
-        col, mean = np.stack(cols, axis=1), np.stack(means, axis=1)
-    norms = _DesignNorms(col, mean, np.array(spec) * (1.0 + gamma(data.X[0].size)),
-                         np.array(frob), y, data.n_samples.astype(float))
+        for tasks, _, Y in groups:
+            y[tasks] = np.sqrt(np.einsum("kn,kn->k", Y, Y))
+    largest = int(data.n_samples.max()) * d  # the longest sum in any of the norms above
+    norms = _DesignNorms(col, mean, spec * (1.0 + gamma(largest)), np.asarray(frob, float),
+                         y, data.n_samples.astype(float))
     data.__dict__["_rounding_norms"] = norms
     return norms
 

@@ -369,3 +369,29 @@ def test_fista_stops_at_the_floor_with_an_honest_status(rng):
     with pytest.warns(mc.ConvergenceWarning, match="not certified optimal"):
         sol = prob.solve(backend="fista", tol=1e-17)
     assert sol.status == "inaccurate" and sol.iterations < 20_000
+
+
+@pytest.mark.parametrize("layout", ["shared", "equal", "unequal"])
+def test_design_norms_batched_over_tasks_match_each_task(layout):
+    """The cached design norms (batched over tasks of one row count) against each task's
+    own NumPy norms; the bound on ‖|X_t|‖₂ is at least the true value from an SVD."""
+    from mtlcvx._rounding import _design_norms
+
+    rng = np.random.default_rng(11)
+    d, T = 4, 5
+    if layout == "shared":
+        X = rng.standard_normal((9, d))
+        data = mc.MultiTaskData.shared(X, rng.standard_normal((9, T)))
+    else:
+        sizes = [7] * T if layout == "equal" else [7, 3, 7, 12, 3]
+        data = mc.MultiTaskData([rng.standard_normal((n, d)) * 10.0 ** rng.integers(-3, 4)
+                                 for n in sizes], [rng.standard_normal(n) for n in sizes])
+    norms = _design_norms(data)
+    for t in range(T):
+        X, y = data.X[t], data.y[t]
+        np.testing.assert_allclose(norms.col[:, t], np.linalg.norm(X, axis=0), rtol=1e-14)
+        np.testing.assert_allclose(norms.mean[:, t], np.abs(X.mean(axis=0)), rtol=1e-14)
+        assert norms.frobenius[t] == pytest.approx(np.linalg.norm(X), rel=1e-14)
+        assert norms.y[t] == pytest.approx(np.linalg.norm(y), rel=1e-14)
+        assert norms.abs_spectral[t] >= np.linalg.norm(np.abs(X), 2)
+        assert norms.n[t] == X.shape[0]
