@@ -58,7 +58,9 @@ class Trace:
         one), so anyone can re-derive the certificate's lower bound on ``F*`` as
         ``mc.certify(problem, dual_point, tol=tol).dual_objective`` and pass it back as
         ``certify(..., dual_lower=..., tol=tol)`` (fista's certificates take the run's
-        ``tol``; without it the bound may come out tighter).
+        ``tol``; without it the bound may come out tighter); ``polished``: True when
+        ``W`` is the solution of the problem restricted to the iterate's settled support,
+        returned because its own certificate met ``tol`` (see :func:`fista`).
     parts : dict of ndarray (d, T)
         The parts of a decomposition term at ``W`` (empty otherwise).
     """
@@ -180,6 +182,9 @@ _CHECK_FRACTION = 10
 _TRACK_DUAL = True
 #: Offer the solution restricted to a settled support as a dual point (benchmarks compare).
 _RESTRICTED = True
+#: Return the restricted solution when it is certified (tests of the dual points switch
+#: it off to follow the iterates to the end).
+_POLISH = True
 
 
 def _next_check(k: int, check_every: int, gaps: list[tuple[int, float]],
@@ -245,15 +250,18 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
     extrapolate = _TRACK_DUAL and var.term is None and cert.dual_objective is not None
     restricted = RestrictedSolve(problem) if extrapolate and _RESTRICTED else None
 
-    def offer(W_candidate: np.ndarray | None) -> None:
-        """Keep the dual value of ``W_candidate``'s residual if it is the best so far."""
+    def offer(W_candidate: np.ndarray | None) -> Certificate | None:
+        """Keep the dual value of ``W_candidate``'s residual if it is the best so far;
+        return the candidate's own certificate (None without a candidate)."""
         nonlocal best_dual, dual_point
         if W_candidate is None:
-            return
-        dual = certify(problem, W_candidate, gradient_mapping=False,
-                       tol=tol).dual_objective
+            return None
+        c = certify(problem, W_candidate, gradient_mapping=False, tol=tol,
+                    dual_lower=best_dual)
+        dual = c.dual_objective
         if dual is not None and np.isfinite(dual) and (best_dual is None or dual > best_dual):
             best_dual, dual_point = dual, W_candidate
+        return c
 
     def record(k: int, F: float, gap: float) -> None:
         rec["iteration"].append(k)
@@ -268,6 +276,7 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
     next_check = check_every
     gaps: list[tuple[int, float]] = []  # (iteration, certified relative gap) at the checks
     predicted = missed = False  # the next check is predicted to meet tol; one such missed
+    cert_polished: Certificate | None = None  # a certified restricted solution, returned
     check = False
     while not converged and k < max_iter:
         k += 1
@@ -314,8 +323,15 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
                 # Newton solves it, and its residual is a near-optimal dual point (once per
                 # settled support, and only while it costs fewer gradients than the
                 # iterations run so far)
-                offer(restricted.candidate(X, budget=k))
-            cert = var.certify(X, best_dual, tol)
+                W_tilde = restricted.candidate(X, budget=k)
+                polished = offer(W_tilde)
+                if _POLISH and polished is not None and polished.relative_gap is not None and (
+                        polished.relative_gap <= tol):
+                    # the restricted solution is itself certified: return it (a primal
+                    # polish; the iterate would need many more iterations to get there)
+                    X, cert_polished = W_tilde, polished
+            cert = cert_polished if cert_polished is not None else var.certify(X, best_dual,
+                                                                                  tol)
             if _TRACK_DUAL and cert.dual_objective is not None and (
                     best_dual is None or cert.dual_objective > best_dual):  # its own dual
                 best_dual, dual_point = cert.dual_objective, var.W(X)
@@ -335,7 +351,8 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
     intercept = problem.optimal_intercept(W) if problem.fit_intercept else None
     return Trace(W, intercept, history, cert, k, converged,
                  info={"lipschitz_bound": L_bound, "final_step": 1.0 / L,
-                       "time": time.perf_counter() - start, "dual_point": dual_point},
+                       "time": time.perf_counter() - start, "dual_point": dual_point,
+                       "polished": cert_polished is not None},
                  parts=var.parts(X))
 
 
@@ -356,7 +373,9 @@ def fista(problem: Problem, max_iter: int = 20_000, tol: float = 1e-8, *,
     restricted to that support by Newton's method, whose residual is a near-optimal dual
     point (docs/certificates.md, "Gaps along a trajectory"). Every dual value is a lower
     bound on ``F*``, so the recorded gaps stay valid and the dual bound behind them never
-    decreases.
+    decreases. When that restricted solution is itself certified to ``tol`` it is
+    returned (``Trace.W``, the last recorded objective and the certificate are its own):
+    a primal polish that ends the run where the iterates would need many more steps.
 
     Parameters
     ----------

@@ -23,7 +23,7 @@ def test_your_own_regularizer_examples_run(capsys):
     assert "fista optimal dual-norm scaling per task (rung 1)" in out
     assert "the dual_norm oracle disagrees with the expression" in out
     assert "estimator True (3, 6)" in out
-    assert "(rung 1) + best dual value seen so far" in out  # the support oracle's dual point
+    assert "polished True" in out  # the support oracle's restricted solution was returned
 
 
 def test_readme_ten_lines_run(tmp_path, monkeypatch, capsys):

@@ -91,10 +91,12 @@ def _cvxpy_objective(Xs, ys, l1, l21, fit_intercept, W, graph=0.0):
 
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("shared", [False, True], ids=["per-task", "shared"])
-def test_fista_gaps_track_the_true_suboptimality(rng, case, shared):
+def test_fista_gaps_track_the_true_suboptimality(rng, case, shared, monkeypatch):
     """Along fista's run the certified gap is within 3x the true suboptimality (from the
     CVXPY optimum) once that is below 1e-4, it is never below it, and the first
-    certified 1e-8 comes within 1.25x the iterations of the first true 1e-8."""
+    certified 1e-8 comes within 1.25x the iterations of the first true 1e-8 (the iterates
+    followed to the end: no primal polish)."""
+    monkeypatch.setattr(first_order, "_POLISH", False)
     l1, l21 = CASES[case]
     prob, Xs, ys = _problem(rng, _penalties(l1, l21), True, shared)
     _, F_star = _cvxpy_optimum(Xs, ys, l1, l21, True)
@@ -196,10 +198,11 @@ class ColumnL2WithSupport(ColumnL2):
                        inv * (1.0 - U * U))
 
 
-def test_a_new_norm_with_the_support_oracle_gets_tight_gaps(rng):
+def test_a_new_norm_with_the_support_oracle_gets_tight_gaps(rng, monkeypatch):
     """The restricted solve goes by the protocol: the same norm, written outside mtlcvx,
     gets gaps that track the truth (from an independent CVXPY model) once it answers
     ``support``, and loose ones without it."""
+    monkeypatch.setattr(first_order, "_POLISH", False)
     prob, Xs, ys = _problem(rng, [ColumnL2WithSupport(3.0)], False)
     W = cp.Variable((D, T))
     ref = cp.Problem(cp.Minimize(
@@ -217,3 +220,26 @@ def test_a_new_norm_with_the_support_oracle_gets_tight_gaps(rng):
         assert window.sum() >= 2 and np.all(gap[~np.isnan(gap)] >= sub[~np.isnan(gap)] - 1e-11)
         ratios[type(pen).__name__] = float(np.max(gap[window] / sub[window]))
     assert ratios["ColumnL2WithSupport"] <= 1.01 < 3.0 < ratios["ColumnL2"], ratios
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["per-task", "shared"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_fista_returns_the_certified_restricted_solution(rng, case, shared, monkeypatch):
+    """The primal polish: fista returns the restricted solution once its own certificate
+    meets tol, in fewer iterations than following the iterates, and that point is within
+    tol of the CVXPY optimum (its certificate never below the true gap)."""
+    l1, l21 = CASES[case]
+    prob, Xs, ys = _problem(rng, _penalties(l1, l21), True, shared)
+    _, F_star = _cvxpy_optimum(Xs, ys, l1, l21, True)
+    polished = first_order.fista(prob, tol=1e-8)
+    monkeypatch.setattr(first_order, "_POLISH", False)
+    followed = first_order.fista(prob, tol=1e-8)
+    assert polished.converged and polished.info["polished"]
+    assert not followed.info["polished"]
+    assert polished.iterations < followed.iterations
+    F = _cvxpy_objective(Xs, ys, l1, l21, True, polished.W)
+    assert F == pytest.approx(polished.certificate.objective, rel=1e-12)
+    true_gap = (F - F_star) / abs(F_star)
+    assert true_gap <= 1e-8 + 1e-11  # Clarabel's F* to ~1e-12
+    assert polished.certificate.relative_gap >= true_gap - 1e-11
+    assert polished.certificate.relative_gap <= 1e-8
