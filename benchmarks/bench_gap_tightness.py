@@ -28,8 +28,11 @@ certified 1e-8) divided by the first iteration whose true relative suboptimality
 ≤ 1e-8. Prints a table, writes JSON to ``benchmarks/results/bench_gap_tightness.json``
 and the figure ``docs/img/gap_tightness.png`` (certified and true curves).
 
-Then the cost: fista at its defaults (``tol=1e-8``, ``check_every=10``) with and without
-the restricted solve, alternating ``--repeats`` times (medians, one BLAS thread), on the
+The three runs above follow the iterates to their own first certified 1e-8
+(``first_order._POLISH = False``). Then the cost: fista at its defaults (``tol=1e-8``,
+``check_every=10``: the restricted solution is a dual point and, once certified, the
+returned point), as a dual point only, and without the restricted solve, in turn
+``--repeats`` times (medians, one BLAS thread), on the
 same problem, on ``bench_school.py``'s other sparse School problems solved by fista
 (Lasso, MeanRegularized + L1, chain graph + L1) and on the shared-design L21 of
 ``bench_scaling.py`` (n = 2000, d = 500, T = 50; ``--quick``: 400 × 100 × 20).
@@ -53,41 +56,49 @@ from mtlcvx import first_order
 
 
 def _run(prob: mc.Problem, track: bool, restrict: bool) -> tuple[dict, float, int]:
+    # the iterates followed to their own first certified 1e-8 (no primal polish)
     first_order._TRACK_DUAL, first_order._RESTRICTED = track, restrict
+    first_order._POLISH = False
     try:
         start = time.perf_counter()
         trace = first_order.fista(prob, tol=1e-8, record_every=1, check_every=1,
                                   max_iter=50_000)
         return trace.history, time.perf_counter() - start, trace.iterations
     finally:
-        first_order._TRACK_DUAL = first_order._RESTRICTED = True
+        first_order._TRACK_DUAL = first_order._RESTRICTED = first_order._POLISH = True
 
 
 ROUTES = {"plain": (False, False), "tracked": (True, False), "restricted": (True, True)}
 
 
+#: fista variants timed by _cost: (restricted solve, primal polish)
+VARIANTS = {"without": (False, False), "dual only": (True, False), "default": (True, True)}
+
+
 def _cost(problems: dict[str, mc.Problem], repeats: int) -> dict[str, dict]:
-    """fista's default run with and without the restricted solve, alternating; medians."""
+    """fista's default run (restricted solve as dual point and as primal polish) against
+    the run without the restricted solve and with it as a dual point only, in turn;
+    medians, and ratios to "without" from the same round."""
     out = {}
     for name, prob in problems.items():
-        times: dict[bool, list[float]] = {False: [], True: []}
+        times: dict[str, list[float]] = {v: [] for v in VARIANTS}
         stats = {}
         for _ in range(repeats):
-            for restrict in (False, True):
-                first_order._RESTRICTED = restrict
+            for variant, (restrict, polish) in VARIANTS.items():
+                first_order._RESTRICTED, first_order._POLISH = restrict, polish
                 try:
                     start = time.perf_counter()
                     trace = first_order.fista(prob, tol=1e-8)
-                    times[restrict].append(time.perf_counter() - start)
+                    times[variant].append(time.perf_counter() - start)
                 finally:
-                    first_order._RESTRICTED = True
-                stats[restrict] = (trace.iterations, trace.certificate.relative_gap)
-        ratios = [b / a for a, b in zip(times[False], times[True], strict=True)]
-        out[name] = {"without_s": float(np.median(times[False])),
-                     "with_s": float(np.median(times[True])),
-                     "ratio": float(np.median(ratios)),
-                     "iterations": [stats[False][0], stats[True][0]],
-                     "relative_gap": [stats[False][1], stats[True][1]]}
+                    first_order._RESTRICTED = first_order._POLISH = True
+                stats[variant] = (trace.iterations, trace.certificate.relative_gap)
+        out[name] = {f"{v}_s": float(np.median(times[v])) for v in VARIANTS}
+        for v in ("dual only", "default"):
+            out[name][f"ratio {v}"] = float(np.median(
+                [b / a for a, b in zip(times["without"], times[v], strict=True)]))
+        out[name]["iterations"] = [stats[v][0] for v in VARIANTS]
+        out[name]["relative_gap"] = [stats[v][1] for v in VARIANTS]
     return out
 
 
@@ -139,11 +150,13 @@ def main() -> None:
     problems = {LABELS[name]: school_problem(name) for name in ("lasso", "srmtl", "graph")}
     cost = _cost({"School L21(500)": prob, **problems, "shared L21": shared}, args.repeats)
     print(f"\nfista defaults, medians of {args.repeats} alternating pairs (one BLAS thread)")
-    print(f"{'problem':<22} {'without s':>9} {'with s':>8} {'ratio':>6} {'iterations':>14}")
+    print("| problem | without s | dual only s (ratio) | default s (ratio) | iterations |")
+    print("|---|---|---|---|---|")
     for name, c in cost.items():
-        its = " → ".join(str(i) for i in c["iterations"])
-        print(f"{name:<22} {c['without_s']:>9.2f} {c['with_s']:>8.2f} {c['ratio']:>6.2f} "
-              f"{its:>14}")
+        its = " / ".join(str(i) for i in c["iterations"])
+        print(f"| {name} | {c['without_s']:.2f} | {c['dual only_s']:.2f} "
+              f"({c['ratio dual only']:.2f}×) | {c['default_s']:.2f} "
+              f"({c['ratio default']:.2f}×) | {its} |")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump({"reference_certificate": str(ref.certificate), "F_ref": F_ref,
