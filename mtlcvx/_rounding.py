@@ -117,48 +117,37 @@ class _DesignNorms:
     n: np.ndarray  # (T,) float: n_t
 
 
-def _task_blocks(data: MultiTaskData) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The designs stacked by row count: ``(tasks, X (k, n, d), y (k, n))`` per group (one
-    group holding the design once for a shared design)."""
-    if data.is_shared:
-        return [(np.arange(1), data.X[0][None], data.y[0][None])]
-    blocks = data.equal_blocks()
-    if blocks is not None:
-        return [(np.arange(data.n_tasks), *blocks)]
-    groups = []
-    for n in np.unique(data.n_samples):
-        tasks = np.flatnonzero(data.n_samples == n)
-        groups.append((tasks, np.stack([data.X[t] for t in tasks]),
-                       np.stack([data.y[t] for t in tasks])))
-    return groups
-
-
 def _design_norms(data: MultiTaskData) -> _DesignNorms:
     cache = data.__dict__.get("_rounding_norms")
     if cache is not None:
         return cache
-    T, d = data.n_tasks, data.n_features
-    groups = _task_blocks(data)
-    k = 1 if data.is_shared else T
-    col, mean = np.empty((d, k)), np.empty((d, k))
-    spec, frob = np.empty(k), np.empty(k)
-    for tasks, X3, _ in groups:  # batched over the tasks of one row count
-        A = np.abs(X3)
-        c = np.sqrt(np.einsum("knd,knd->kd", X3, X3))
-        col[:, tasks], mean[:, tasks] = c.T, np.abs(X3.mean(axis=1)).T
-        fro = np.sqrt(np.einsum("kd,kd->k", c, c))
-        one_inf = np.sqrt(A.sum(axis=1).max(axis=1, initial=0.0)
-                          * A.sum(axis=2).max(axis=1, initial=0.0))
-        spec[tasks], frob[tasks] = np.minimum(fro, one_inf), fro
-    y = np.empty(T)
+    d = data.n_features
+    if data.is_shared:  # the design once: one "task" of all its rows
+        X = data.X[0]
+        starts = np.zeros(1, dtype=int)
+
+        def rows(values: np.ndarray) -> np.ndarray:
+            return values.sum(axis=0)[None]
+    else:  # every task's rows at once: per-task sums over the stacked rows
+        X = data.stacked()[0]
+        starts, rows = data.task_starts(), data.task_sums
+    n = data.n_samples[: len(starts)].astype(float)
+    mean = np.abs(rows(X)) / n[:, None]
+    scratch = np.abs(X)  # one (N, d) buffer: |X|, then X∘X
+    one_inf = np.sqrt(rows(scratch).max(axis=1)
+                      * np.maximum.reduceat(np.einsum("nd->n", scratch), starts))
+    col = np.sqrt(rows(np.multiply(X, X, out=scratch)))  # (k, d)
+    frob = np.sqrt(np.einsum("kd,kd->k", col, col))
+    spec = np.minimum(frob, one_inf)
     if data.is_shared:
         Y = data.shared_targets()
-        y[:] = np.sqrt(np.einsum("nt,nt->t", Y, Y))
-        col, mean = np.broadcast_to(col, (d, T)), np.broadcast_to(mean, (d, T))
+        y = np.sqrt(np.einsum("nt,nt->t", Y, Y))
+        T = data.n_tasks
+        col, mean = np.broadcast_to(col.T, (d, T)), np.broadcast_to(mean.T, (d, T))
         spec, frob = np.broadcast_to(spec, T), np.broadcast_to(frob, T)
     else:
-        for tasks, _, Y in groups:
-            y[tasks] = np.sqrt(np.einsum("kn,kn->k", Y, Y))
+        yv = data.stacked()[1]
+        y, col, mean = np.sqrt(rows(yv * yv)), col.T, mean.T
     largest = int(data.n_samples.max()) * d  # the longest sum in any of the norms above
     norms = _DesignNorms(col, mean, spec * (1.0 + gamma(largest)), np.asarray(frob, float),
                          y, data.n_samples.astype(float))

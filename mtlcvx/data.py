@@ -18,6 +18,10 @@ import numpy as np
 from ._threads import blas_limited
 from .exceptions import DataError
 
+#: Rows × features above which a Python loop over tasks (one BLAS call each, ~2 µs)
+#: costs less than gathering every row's coefficients (an (N, d) temporary).
+_LOOP_COST = 400
+
 __all__ = ["MultiTaskData", "CompressedTasks", "SharedGram", "TaskGrams", "FrozenArray",
            "frozen_copy"]
 
@@ -325,12 +329,22 @@ class MultiTaskData:
             raise DataError("X has no features (d = 0)")
         # ... then read-only copies (arrays frozen already are kept): distinct tasks of one
         # size in one (T, n, d) block, which batched products over tasks use as it is
+        # (other sizes: all rows in one (N, d) block, which per-task sums over the stacked
+        # rows use as it is)
         frozen_in = any(isinstance(Xt, FrozenArray) and not Xt.flags.writeable for Xt in Xs)
         if len(checked) == len(Xs) > 1 and len({Xt.shape for Xt in Xs}) == 1 and not frozen_in:
             blocks = (_freeze(np.stack(Xs).astype(np.float64, copy=False)),
                       _freeze(np.stack(ys).astype(np.float64, copy=False)))
             self.__dict__["_equal_blocks_cache"] = blocks
             Xs, ys = list(blocks[0]), list(blocks[1])
+        elif len(checked) == len(Xs) > 1 and not frozen_in:
+            ends = np.cumsum([Xt.shape[0] for Xt in Xs])
+            rows = (np.empty((int(ends[-1]), d)), np.empty(int(ends[-1])))
+            np.concatenate(Xs, out=rows[0])  # C order, whatever order the inputs have
+            np.concatenate(ys, out=rows[1])
+            rows = (_freeze(rows[0]), _freeze(rows[1]))
+            self.__dict__["_stacked_block"] = rows
+            Xs, ys = np.split(rows[0], ends[:-1]), np.split(rows[1], ends[:-1])
         else:
             frozen: dict[int, np.ndarray] = {}
             for Xt in Xs:  # once per distinct array: a shared design is copied once
@@ -518,14 +532,17 @@ class MultiTaskData:
             Xt = X.transpose(0, 2, 1)
             return TaskGrams(np.matmul(Xt, X), np.matmul(Xt, y[:, :, None])[:, :, 0].T,
                              np.einsum("tn,tn->t", y, y))
-        H, B, yy = [], [], []
-        for Xt, yt in zip(self.X, self.y, strict=True):
+        d = self.n_features
+        T = self.n_tasks
+        H, B, yy = np.empty((T, d, d)), np.empty((T, d)), np.empty(T)
+        for t, (Xt, yt) in enumerate(zip(self.X, self.y, strict=True)):
+            Xt, yt = Xt.view(np.ndarray), yt.view(np.ndarray)  # plain views: no wrap per call
             if center:
                 Xt, yt = Xt - Xt.mean(axis=0), yt - yt.mean()
-            H.append(Xt.T @ Xt)
-            B.append(Xt.T @ yt)
-            yy.append(yt @ yt)
-        return TaskGrams(np.stack(H), np.stack(B, axis=1), np.array(yy))
+            np.dot(Xt.T, Xt, out=H[t])
+            np.dot(Xt.T, yt, out=B[t])
+            yy[t] = yt @ yt
+        return TaskGrams(H, B.T, yy)
 
     @blas_limited
     def _build_gram(self, center: bool) -> SharedGram:
@@ -562,8 +579,23 @@ class MultiTaskData:
         """All rows stacked: ``X`` (N, d), ``y`` (N,) and the task index of each row (N,)."""
         cache = self.__dict__.get("_stacked_rows")
         if cache is None:
-            cache = (np.vstack(self.X), np.concatenate(self.y), self._task_index())
+            blocks = self.__dict__.get("_stacked_block")
+            if blocks is not None:  # held stacked since construction
+                X, y = blocks
+            elif (blocks := self.equal_blocks()) is not None:  # a view of the (T, n, d) block
+                X, y = blocks[0].reshape(-1, self.n_features), blocks[1].ravel()
+            else:
+                X, y = np.vstack(self.X), np.concatenate(self.y)
+            cache = (X, y, self._task_index())
             self.__dict__["_stacked_rows"] = cache
+        return cache
+
+    def task_starts(self) -> np.ndarray:
+        """The first stacked row of every task (T,): tasks are contiguous and non-empty."""
+        cache = self.__dict__.get("_task_starts")
+        if cache is None:
+            cache = np.concatenate(([0], np.cumsum(self.n_samples)[:-1]))
+            self.__dict__["_task_starts"] = cache
         return cache
 
     def _task_index(self) -> np.ndarray:
@@ -630,7 +662,15 @@ class MultiTaskData:
         cache = self.__dict__.get("_stacked_product")
         if cache is None or cache[0].shape != W.shape or not np.array_equal(cache[0], W):
             X, y, task = self.stacked()
-            cache = (W.copy(), np.einsum("nd,dn->n", X, W[:, task]) - y)
+            X = X.view(np.ndarray)
+            if self.n_tasks * _LOOP_COST < X.size:  # few tasks: one product each, no gather
+                Xw = np.empty(X.shape[0])
+                ends = np.cumsum(self.n_samples)
+                for t, (start, end) in enumerate(zip(self.task_starts(), ends, strict=True)):
+                    np.dot(X[start:end], W[:, t], out=Xw[start:end])
+            else:  # many small tasks: the coefficients gathered row by row
+                Xw = np.einsum("nd,nd->n", X, np.ascontiguousarray(W.T)[task])
+            cache = (W.copy(), Xw - y)
             self.__dict__["_stacked_product"] = cache
         r = cache[1].copy()
         if intercept is not None:
@@ -639,19 +679,34 @@ class MultiTaskData:
 
     def task_sums(self, values: np.ndarray) -> np.ndarray:
         """Per-task sums of a per-row array: (N,) -> (T,), or (N, k) -> (T, k)."""
+        if np.all(self.n_samples == self.n_samples[0]):  # task-major rows: a reshape
+            return values.reshape(self.n_tasks, -1, *values.shape[1:]).sum(axis=1)
         if values.ndim == 1:
-            if np.all(self.n_samples == self.n_samples[0]):  # task-major rows: a reshape
-                return values.reshape(self.n_tasks, -1).sum(axis=1)
-            return np.bincount(self._task_index(), weights=values, minlength=self.n_tasks)
+            return np.add.reduceat(values, self.task_starts())
         indicator = self.__dict__.get("_task_indicator")
         if indicator is None:
             import scipy.sparse as sp
 
-            task = self._task_index()
-            indicator = sp.csr_matrix((np.ones(task.size), (task, np.arange(task.size))),
-                                      shape=(self.n_tasks, task.size))
+            N = int(self.n_samples.sum())
+            indptr = np.concatenate((self.task_starts(), [N]))
+            indicator = sp.csr_matrix((np.ones(N), np.arange(N), indptr),
+                                      shape=(self.n_tasks, N))
             self.__dict__["_task_indicator"] = indicator
         return np.asarray(indicator @ values)
+
+    def task_products(self, theta: np.ndarray) -> np.ndarray:
+        """``X_tᵀθ_t`` of every task (d, T) for a per-row ``θ`` (N,) (tasks of any sizes)."""
+        blocks = self.equal_blocks()
+        if blocks is not None:
+            return np.matmul(blocks[0].transpose(0, 2, 1),
+                             theta.reshape(self.n_tasks, -1, 1))[:, :, 0].T
+        # θ as the entries of a (T, N) task indicator: one sparse product, no (N, d) temporary
+        import scipy.sparse as sp
+
+        N = theta.shape[0]
+        weighted = sp.csr_matrix((theta, np.arange(N), np.concatenate((self.task_starts(), [N]))),
+                                 shape=(self.n_tasks, N))
+        return np.asarray(weighted @ self.stacked()[0].view(np.ndarray)).T
 
     def predict(self, W: np.ndarray, intercept: np.ndarray | None = None) -> list[np.ndarray]:
         """Per-task predictions ``X_t w_t + b_t`` for ``W`` (d, T)."""

@@ -213,7 +213,7 @@ class SquaredLoss:
                                  / (2.0 * np.where(c > 0, c, 1.0)), 0.0)
             V = np.matmul(X3.transpose(0, 2, 1), Theta[:, :, None])[:, :, 0].T
             return LossDual(np.einsum("tn,tn->t", Theta, Y), quadratic, V)
-        X, y, task = data.stacked()
+        _, y, task = data.stacked()
         r = data.stacked_residuals(W)
         if center:
             r = r - (data.task_sums(r) / data.n_samples)[task]
@@ -223,8 +223,7 @@ class SquaredLoss:
         quadratic = np.where(c > 0, data.task_sums(theta * theta)
                              / (2.0 * np.where(c > 0, c, 1.0)), 0.0)
         # V[:, t] = X̃_tᵀθ_t; the centring drops out because θ_t sums to zero per task
-        V = data.task_sums(X * theta[:, None]).T
-        return LossDual(linear, quadratic, V)
+        return LossDual(linear, quadratic, data.task_products(theta))
 
     def cvxpy_expression(self, data: MultiTaskData, W: Any, center: bool) -> Any:
         """CVXPY expression of the loss on the compressed data (without :meth:`offset`)."""

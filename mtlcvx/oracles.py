@@ -232,7 +232,10 @@ def _spectra(problem: Problem, need_top: bool = True) -> tuple[float | None, flo
     if "low" not in values or (need_top and "top" not in values):
         gram = problem.data.gram(problem.fit_intercept)
         if gram is None and not need_top:
-            values["low"] = min_block_eigenvalue(
+            # a task with fewer (centred) rows than features has a singular block: the
+            # minimum is exactly 0 (c ≥ 0), no eigenvalue needed
+            rank = problem.data.n_samples - int(problem.fit_intercept)
+            values["low"] = 0.0 if np.any(rank < problem.n_features) else min_block_eigenvalue(
                 problem.data.task_grams(problem.fit_intercept).H, c)
         else:  # a shared design: one eigenproblem, not T identical ones
             lam = (np.linalg.eigvalsh(gram.G)[None, :] if gram is not None

@@ -425,3 +425,60 @@ def test_singular_coupling_beyond_the_dense_limit_is_certified_by_strong_convexi
         W = W_ref + scale * rng.standard_normal(W_ref.shape)
         cert = mc.certify(prob, W)
         assert cert.gap >= prob.objective(W) - F_ref - 1e-12 * abs(F_ref)
+
+
+# --------------------------------------------------------------------------- per-task costs
+@pytest.mark.parametrize("loop", [True, False])
+@pytest.mark.parametrize("center", [False, True])
+def test_unequal_task_residuals_and_dual_match_each_task(rng, monkeypatch, loop, center):
+    """Residuals (one product per task, or the coefficients gathered per row) and the
+    dual pieces ``X_tᵀθ_t`` (one sparse product) against each task's own NumPy."""
+    from mtlcvx import data as data_module
+
+    monkeypatch.setattr(data_module, "_LOOP_COST", 0 if loop else 10 ** 9)
+    data, Xs, ys = _hetero(rng, T=9)
+    c = rng.uniform(0.5, 2.0, 9)
+    W = rng.standard_normal((4, 9))
+    loss = mc.SquaredLoss("sum", task_weights=c)
+    linear, quadratic, V = loss.dual(data, W, center)
+    for t, (X, y) in enumerate(zip(Xs, ys, strict=True)):
+        if center:
+            X, y = X - X.mean(axis=0), y - y.mean()
+        theta = -c[t] * (X @ W[:, t] - y)
+        assert linear[t] == pytest.approx(theta @ y, rel=1e-12, abs=1e-12)
+        assert quadratic[t] == pytest.approx(theta @ theta / (2 * c[t]), rel=1e-12)
+        np.testing.assert_allclose(V[:, t], X.T @ theta, rtol=1e-11, atol=1e-12)
+    expected = sum(0.5 * c[t] * np.sum((X @ W[:, t] - y) ** 2)
+                   for t, (X, y) in enumerate(zip(Xs, ys, strict=True)))
+    assert loss.value(data, W) == pytest.approx(expected, rel=1e-13)
+
+
+def test_unequal_tasks_held_stacked_are_read_only_copies(rng):
+    data, Xs, ys = _hetero(rng, T=5)
+    X, y, task = data.stacked()
+    np.testing.assert_array_equal(X, np.vstack(Xs))
+    np.testing.assert_array_equal(y, np.concatenate(ys))
+    np.testing.assert_array_equal(task, np.repeat(np.arange(5), [len(v) for v in ys]))
+    Xs[0][0, 0] += 1.0  # the caller's array: the data keep their copy
+    assert data.X[0][0, 0] == Xs[0][0, 0] - 1.0
+    with pytest.raises(ValueError):
+        data.X[1][0, 0] = 0.0
+    np.testing.assert_allclose(data.task_sums(X * 2.0), [2.0 * x.sum(axis=0) for x in data.X])
+
+
+def test_ridge_on_short_tasks_matches_sklearn_per_task(rng):
+    """Independent ridge with tasks shorter than d (singular X_tᵀX_t): direct's batched
+    solve against scikit-learn's Ridge task by task, and the strong-convexity modulus
+    (exactly the ridge strength: a singular block) against eigvalsh of every block."""
+    from sklearn.linear_model import Ridge
+
+    data, Xs, ys = _hetero(rng, T=12, d=6)
+    assert min(len(y) for y in ys) < 6
+    prob = mc.Problem(data, loss=mc.SquaredLoss("sum"), penalties=[mc.Ridge(0.7)])
+    sol = prob.solve("direct")
+    assert sol.status == "optimal" and sol.info["method"] == "per-task blocks"
+    for t, (X, y) in enumerate(zip(Xs, ys, strict=True)):
+        ref = Ridge(alpha=0.7, fit_intercept=False, solver="svd").fit(X, y).coef_
+        np.testing.assert_allclose(sol.W[:, t], ref, rtol=1e-10, atol=1e-12)
+    blocks = np.linalg.eigvalsh(np.stack([X.T @ X for X in Xs]))[:, 0]
+    assert prob.strong_convexity() == pytest.approx(max(blocks.min(), 0.0) + 0.7, abs=1e-12)
