@@ -117,26 +117,43 @@ class _DesignNorms:
     n: np.ndarray  # (T,) float: n_t
 
 
+#: Entries of the scratch buffer for ``|X|`` of equal-size tasks: cache-sized and reused
+#: (a fresh buffer the size of the data costs a page fault per 4 KB).
+_CHUNK = 1 << 15
+
+
+def _abs_sums(X3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(‖X_t‖₁, ‖X_t‖_∞)`` (largest column and row sums of ``|X_t|``) of ``X3`` (k, n, d),
+    a few tasks at a time."""
+    k, n, d = X3.shape
+    step = max(1, _CHUNK // (n * d))
+    col, row = np.empty(k), np.empty(k)
+    buf = np.empty((min(step, k), n, d))
+    for t0 in range(0, k, step):
+        A = np.abs(X3[t0:t0 + step], out=buf[: min(step, k - t0)])
+        col[t0:t0 + step] = np.einsum("knd->kd", A).max(axis=1)
+        row[t0:t0 + step] = np.einsum("knd->kn", A).max(axis=1)
+    return col, row
+
+
 def _design_norms(data: MultiTaskData) -> _DesignNorms:
     cache = data.__dict__.get("_rounding_norms")
     if cache is not None:
         return cache
     d = data.n_features
-    if data.is_shared:  # the design once: one "task" of all its rows
-        X = data.X[0]
-        starts = np.zeros(1, dtype=int)
-
-        def rows(values: np.ndarray) -> np.ndarray:
-            return values.sum(axis=0)[None]
+    X3 = data.X[0][None] if data.is_shared else data.equal_blocks()
+    if X3 is not None:  # a shared design (once) or tasks of one size: batched, no copy
+        X3 = X3 if data.is_shared else X3[0]
+        col = np.sqrt(np.einsum("knd,knd->kd", X3, X3))
+        mean = np.abs(np.einsum("knd->kd", X3)) / X3.shape[1]
+        one_inf = np.sqrt(np.prod(_abs_sums(X3), axis=0))
     else:  # every task's rows at once: per-task sums over the stacked rows
-        X = data.stacked()[0]
-        starts, rows = data.task_starts(), data.task_sums
-    n = data.n_samples[: len(starts)].astype(float)
-    mean = np.abs(rows(X)) / n[:, None]
-    scratch = np.abs(X)  # one (N, d) buffer: |X|, then X∘X
-    one_inf = np.sqrt(rows(scratch).max(axis=1)
-                      * np.maximum.reduceat(np.einsum("nd->n", scratch), starts))
-    col = np.sqrt(rows(np.multiply(X, X, out=scratch)))  # (k, d)
+        X, starts, rows = data.stacked()[0], data.task_starts(), data.task_sums
+        mean = np.abs(rows(X)) / data.n_samples[:, None]
+        scratch = np.abs(X)  # one (N, d) buffer: |X|, then X∘X
+        one_inf = np.sqrt(rows(scratch).max(axis=1)
+                          * np.maximum.reduceat(np.einsum("nd->n", scratch), starts))
+        col = np.sqrt(rows(np.multiply(X, X, out=scratch)))  # (k, d)
     frob = np.sqrt(np.einsum("kd,kd->k", col, col))
     spec = np.minimum(frob, one_inf)
     if data.is_shared:
@@ -147,7 +164,7 @@ def _design_norms(data: MultiTaskData) -> _DesignNorms:
         spec, frob = np.broadcast_to(spec, T), np.broadcast_to(frob, T)
     else:
         yv = data.stacked()[1]
-        y, col, mean = np.sqrt(rows(yv * yv)), col.T, mean.T
+        y, col, mean = np.sqrt(data.task_sums(yv * yv)), col.T, mean.T
     largest = int(data.n_samples.max()) * d  # the longest sum in any of the norms above
     norms = _DesignNorms(col, mean, spec * (1.0 + gamma(largest)), np.asarray(frob, float),
                          y, data.n_samples.astype(float))
