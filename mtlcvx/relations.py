@@ -77,10 +77,18 @@ def laplacian(A: Any) -> np.ndarray:
 
 def _laplacian_of_checked(A: np.ndarray | sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
     """:func:`laplacian` of an adjacency :func:`check_adjacency` returned (not modified)."""
-    if sp.issparse(A):
-        off = A - sp.diags(A.diagonal())
-        off.eliminate_zeros()
-        return (sp.diags(np.asarray(off.sum(axis=1)).ravel()) - off).tocsr()
+    if sp.issparse(A):  # assembled in one go from the off-diagonal entries
+        coo = A.tocoo()
+        off = coo.row != coo.col
+        row, col, w = coo.row[off], coo.col[off], coo.data[off]
+        n = A.shape[0]
+        idx = np.arange(n)
+        L = sp.csr_matrix((np.concatenate([np.bincount(row, weights=w, minlength=n), -w]),
+                           (np.concatenate([idx, row]), np.concatenate([idx, col]))),
+                          shape=A.shape)
+        L.eliminate_zeros()  # isolated tasks
+        L.sort_indices()
+        return L
     A = A.copy()
     np.fill_diagonal(A, 0.0)
     return np.diag(A.sum(axis=1)) - A
@@ -293,7 +301,7 @@ def _sparse_square(K: Any, name: str) -> sp.csr_matrix:
             f"{name} is not symmetric (max |{name} - {name}.T| = {asym:.3g}); "
             f"pass ({name} + {name}.T) / 2 if the asymmetry is round-off"
         )
-    return ((K + K.T) * 0.5).tocsr()
+    return K if asym == 0.0 else ((K + K.T) * 0.5).tocsr()  # exactly symmetric: K itself
 
 
 def _sparse_ldl(K: sp.spmatrix) -> tuple[Any, np.ndarray] | None:

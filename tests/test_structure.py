@@ -34,6 +34,12 @@ def test_sparse_graph_helpers_match_dense(rng):
     L = relations.laplacian(sp.csr_matrix(A))
     assert sp.issparse(L)
     np.testing.assert_allclose(L.toarray(), np.diag(A.sum(axis=1)) - A, atol=1e-15)
+    # self-loops ignored, an isolated task leaves no stored entry, canonical CSR
+    A[2, 2], A[4, :], A[:, 4] = 3.0, 0.0, 0.0
+    L = relations.laplacian(sp.csr_matrix(A))
+    dense = np.diag(A.sum(axis=1) - np.diag(A)) - (A - np.diag(np.diag(A)))
+    np.testing.assert_allclose(L.toarray(), dense, atol=1e-15)
+    assert L.has_canonical_format and L.nnz == np.count_nonzero(dense)
     chain = relations.chain(T, sparse=True)
     assert sp.issparse(chain) and chain.nnz == 2 * (T - 1)
     np.testing.assert_array_equal(chain.toarray(), np.eye(T, k=1) + np.eye(T, k=-1))
