@@ -268,8 +268,13 @@ class Rounding:
                 prod = np.asarray((R @ (R.T @ absW.T)).T) + ridge * absW
             else:
                 K = pen.matrix(d, T)
-                K = abs(K) if sp.issparse(K) else np.abs(K)
-                prod = np.asarray(absW @ K if pen.side == "task" else K @ absW)
+                if sp.issparse(K):  # |K| shares K's index arrays; K symmetric: |W||K| = (|K||W|ᵀ)ᵀ
+                    K = K.tocsr()
+                    K = sp.csr_matrix((np.abs(K.data), K.indices, K.indptr), shape=K.shape)
+                    prod = (K @ absW.T).T if pen.side == "task" else K @ absW
+                else:
+                    K = np.abs(K)
+                    prod = absW @ K if pen.side == "task" else K @ absW
             out.append((pen.alpha, prod))
         return out
 
