@@ -294,13 +294,13 @@ def _by_shift(B: np.ndarray, shifts: np.ndarray,
     """Rows of ``B`` with equal shifts (all of them without a feature side) go to ``solve``
     together: one factorisation and one multi-right-hand-side solve per distinct shift.
     None as soon as one solve is None."""
-    values, which = np.unique(shifts, return_inverse=True)
+    values, which, counts = np.unique(shifts, return_inverse=True, return_counts=True)
     if values.size == 1:
         return solve(float(values[0]), B)
     X = np.empty_like(B)
-    for i, s in enumerate(values):
-        rows = np.flatnonzero(which == i)
-        Xs = solve(float(s), B[rows])
+    groups = np.split(np.argsort(which, kind="stable"), np.cumsum(counts)[:-1])
+    for s, rows in zip(values.tolist(), groups, strict=True):
+        Xs = solve(s, B[rows])
         if Xs is None:
             return None
         X[rows] = Xs
