@@ -662,7 +662,7 @@ class MultiTaskData:
         cache = self.__dict__.get("_stacked_product")
         if cache is None or cache[0].shape != W.shape or not np.array_equal(cache[0], W):
             X, y, task = self.stacked()
-            X = X.view(np.ndarray)
+            X, W = X.view(np.ndarray), np.asarray(W, dtype=np.float64)
             if self.n_tasks * _LOOP_COST < X.size:  # few tasks: one product each, no gather
                 Xw = np.empty(X.shape[0])
                 ends = np.cumsum(self.n_samples)

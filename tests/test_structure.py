@@ -457,6 +457,10 @@ def test_unequal_task_residuals_and_dual_match_each_task(rng, monkeypatch, loop,
     expected = sum(0.5 * c[t] * np.sum((X @ W[:, t] - y) ** 2)
                    for t, (X, y) in enumerate(zip(Xs, ys, strict=True)))
     assert loss.value(data, W) == pytest.approx(expected, rel=1e-13)
+    ones = np.ones((4, 9), dtype=np.int64)  # an integer W is taken as float64
+    assert loss.value(data, ones) == pytest.approx(sum(
+        0.5 * c[t] * np.sum((X @ np.ones(4) - y) ** 2)
+        for t, (X, y) in enumerate(zip(Xs, ys, strict=True))), rel=1e-13)
 
 
 def test_unequal_tasks_held_stacked_are_read_only_copies(rng):
