@@ -371,11 +371,16 @@ def test_fista_stops_at_the_floor_with_an_honest_status(rng):
     assert sol.status == "inaccurate" and sol.iterations < 20_000
 
 
+@pytest.mark.parametrize("chunk", [50, 1 << 15])
 @pytest.mark.parametrize("layout", ["shared", "equal", "unequal"])
-def test_design_norms_batched_over_tasks_match_each_task(layout):
-    """The cached design norms (batched over tasks of one row count) against each task's
-    own NumPy norms; the bound on ‖|X_t|‖₂ is at least the true value from an SVD."""
+def test_design_norms_batched_over_tasks_match_each_task(layout, chunk, monkeypatch):
+    """The cached design norms (batched over tasks of one row count, |X| a few tasks at a
+    time) against each task's own NumPy norms; the bound on ‖|X_t|‖₂ is at least the true
+    value from an SVD."""
+    from mtlcvx import _rounding
     from mtlcvx._rounding import _design_norms
+
+    monkeypatch.setattr(_rounding, "_CHUNK", chunk)
 
     rng = np.random.default_rng(11)
     d, T = 4, 5
@@ -394,4 +399,6 @@ def test_design_norms_batched_over_tasks_match_each_task(layout):
         assert norms.frobenius[t] == pytest.approx(np.linalg.norm(X), rel=1e-14)
         assert norms.y[t] == pytest.approx(np.linalg.norm(y), rel=1e-14)
         assert norms.abs_spectral[t] >= np.linalg.norm(np.abs(X), 2)
+        assert norms.abs_spectral[t] == pytest.approx(min(np.linalg.norm(X), np.sqrt(
+            np.linalg.norm(X, 1) * np.linalg.norm(X, np.inf))), rel=1e-12)
         assert norms.n[t] == X.shape[0]
