@@ -29,11 +29,21 @@ first order in the residual ``ρ`` (not ``‖m‖²``: near an optimum ``‖ρ�
 ``‖ρ̂_t‖`` comes from the dual's own ``‖θ̂_t‖²/(2c_t)`` (the same residual, up to
 ``3γμ_t`` when the intercept is profiled), so no pass over the data is needed.
 
-**Quadratic terms** keep the honest bound: ``(α/2)tr(WKWᵀ)`` is computed to within
-``γ_{2(d+T)+8} · (α/2)Σ|W||K|∘|W|`` and its gradient ``αWK`` to within
+**Quadratic terms** computed as ``(α/2)Σ(WK)∘W`` keep the honest bound: the value is
+within ``γ_{2(d+T)+8} · (α/2)Σ|W||K|∘|W|`` and its gradient ``αWK`` within
 ``γ_{d+T+3}·α|W||K|`` elementwise (an inexact, rank-deficient ``K`` at ``α = 1e10`` makes
 this large: the float value is only known to ``ε·α·|W||K||W|``, far above its true size
-near the optimum). Other terms (norms, decompositions) enter through
+near the optimum). A factor-given ``K = RRᵀ + ridge·I`` is computed as
+``(α/2)(‖WR‖² + ridge‖W‖²)``: with ``M = |W||R|`` and ``P`` a computed ``WR`` (both
+evaluations of ``WR`` within ``E = γ_T M`` of the exact one),
+
+.. math::
+
+    |\mathrm{fl}(\lVert WR\rVert^2) - \lVert WR\rVert^2| \le \textstyle\sum E\circ(2|P| + 3E)
+    + \gamma_{dp+1}\sum(|P| + 2E)^2,
+
+first order in ``WR`` (far below ``γΣM²`` where ``WR`` cancels), plus
+``γ_{dT+1}·ridge‖W‖²`` and ``γ_8`` of the term. Other terms (norms, decompositions) enter through
 ``γ_{dT+d+T+8}·|value|`` with ``|value| ≤ |F| + ℓ + h``.
 
 **Dual, loss part.** ``θ̂_t = −c_t(R̂_t − mean)``; with intercepts profiled the dual of
@@ -278,6 +288,34 @@ class Rounding:
             out.append((pen.alpha, prod))
         return out
 
+    def quadratic_value_error(self) -> float:
+        """A bound on the error of the quadratic terms' values as their ``value`` computes
+        them: ``γ_{2(d+T)+8}·(α/2)Σ|W||K|∘|W|`` for ``Σ(WK)∘W``, first order in ``WR`` for a
+        factor-given ``K = RRᵀ + ridge·I`` (see the module docstring)."""
+        d, T = self.W.shape
+        absW = np.abs(self.W)
+        err = 0.0
+        for pen, (a, prod) in zip(self.quadratic, self._abs_products(), strict=True):
+            low = pen.low_rank()
+            if low is None:
+                err += gamma(2 * (d + T) + 8) * 0.5 * a * float(np.sum(prod * absW))
+                continue
+            R, ridge = low
+            g = gamma(T)
+            # |W||R| (non-negative sums: within γ_T of the exact one, rounded up)
+            M = np.asarray(absW @ (abs(R) if sp.issparse(R) else np.abs(R))) * (1.0 + g)
+            P = np.abs(np.asarray(self.W @ R))  # WR as computed here, within E = γ_T M of WR
+            E = g * M
+            cross, e2 = float(np.sum(P * E)), float(np.sum(E * E))
+            p2, w2 = float(np.sum(P * P)), float(np.sum(absW * absW))
+            # value's fl(WR) is within 2E of P: |Σ fl(WR)² − Σ(WR)²| ≤ Σ E(2P + 3E), and
+            # Σ fl(WR)² ≤ Σ (P + 2E)² summed with relative error γ_{dp+1}
+            sq = 2.0 * cross + 3.0 * e2
+            sq += gamma(M.size + 1) * (p2 + 4.0 * cross + 4.0 * e2)
+            err += 0.5 * a * (sq + ridge * gamma(d * T + 1) * w2)
+            err += gamma(8) * 0.5 * a * (p2 + sq + ridge * w2)  # combining the two sums
+        return err
+
     def quadratic_magnitude(self) -> float:
         """``Σ (α/2) Σ|W||K|∘|W|`` over the quadratic terms."""
         if self._mh is None:
@@ -319,10 +357,10 @@ class Rounding:
         loss_total = float(losses.sum())
         err = float(np.sum(self.loss_error(losses)))
         err += gamma(self.n_max + T + 4) * loss_total
-        mh = self.quadratic_magnitude()
-        err += gamma(2 * (d + T) + 8) * mh
+        err += self.quadratic_value_error()
         if self.others:
-            err += gamma(d * T + d + T + 8) * (abs(objective) + loss_total + mh)
+            err += gamma(d * T + d + T + 8) * (abs(objective) + loss_total
+                                               + self.quadratic_magnitude())
         return _SAFETY * (err + gamma(4) * abs(objective))
 
     # ------------------------------------------------------------------ dual

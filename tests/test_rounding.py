@@ -402,3 +402,65 @@ def test_design_norms_batched_over_tasks_match_each_task(layout, chunk, monkeypa
         assert norms.abs_spectral[t] == pytest.approx(min(np.linalg.norm(X), np.sqrt(
             np.linalg.norm(X, 1) * np.linalg.norm(X, np.inf))), rel=1e-12)
         assert norms.n[t] == X.shape[0]
+
+
+# --------------------------------------------- quadratic terms: first order for a factor
+def _quadratic_terms(rng, kind, alpha, T=8, d=3):
+    """One quadratic term of each structure; ``K`` in rationals from the floats it holds."""
+    import scipy.sparse as sp
+
+    Z = rng.standard_normal((T, 2)) * np.pi + 1.0  # inexact entries, WZ cancels
+    if kind in ("factor", "factor_sparse"):
+        R = sp.csc_matrix(Z) if kind == "factor_sparse" else Z
+        pen = mc.TaskRelation.from_factor(R, ridge=0.1, alpha=alpha)
+        Zf = [[Fraction(v) for v in row] for row in Z.tolist()]
+        K = [[sum(a * b for a, b in zip(Zf[s], Zf[t], strict=True))
+              + (Fraction(0.1) if s == t else 0) for t in range(T)] for s in range(T)]
+    else:
+        pen = (mc.TaskRelation(mc.relations.outer(Z), alpha) if kind == "dense" else
+               mc.GraphLaplacian(mc.relations.chain(T, sparse=True), alpha))
+        M = pen.matrix(d, T)
+        M = M.toarray() if hasattr(M, "toarray") else M
+        K = [[Fraction(v) for v in row] for row in M.tolist()]
+    return pen, [[Fraction(alpha) * v for v in row] for row in K]
+
+
+@pytest.mark.parametrize("kind", ["factor", "factor_sparse", "dense", "sparse"])
+@pytest.mark.parametrize("alpha", [1e-10, 1.0, 1e10])
+def test_quadratic_value_error_covers_the_exact_rounding_error(rng, kind, alpha):
+    T, d = 8, 3
+    pen, K = _quadratic_terms(rng, kind, alpha, T, d)
+    Xs = [rng.standard_normal((5, d)) for _ in range(T)]
+    ys = [rng.standard_normal(5) for _ in range(T)]
+    prob = mc.Problem(mc.MultiTaskData(Xs, ys), mc.SquaredLoss("sum"), [pen])
+    Z = np.asarray(pen.R.toarray() if hasattr(pen.R, "toarray") else pen.R) \
+        if kind.startswith("factor") else rng.standard_normal((T, 2))
+    # generic points and points with WZ ≈ 0 (the exact value far below its magnitude)
+    null = np.linalg.svd(Z.T)[2][2:]  # rows orthogonal to Z's columns
+    for W in (rng.standard_normal((d, T)) * 1e3, rng.standard_normal((d, T - 2)) @ null * 7.3,
+              rng.standard_normal((d, T - 2)) @ null + 1e-9 * rng.standard_normal((d, T))):
+        Wf = [[Fraction(v) for v in row] for row in W.tolist()]
+        exact = sum(K[s][t] * sum(Wf[i][s] * Wf[i][t] for i in range(d))
+                    for s in range(T) for t in range(T)) / 2
+        err = abs(Fraction(pen.value(W)) - exact)
+        bound = Fraction(mc._rounding.Rounding(prob, W, None).quadratic_value_error())
+        assert err <= bound, (kind, alpha, float(err), float(bound))
+
+
+@pytest.mark.parametrize("alpha", [1e-10, 1e-3, 1.0, 1e5, 1e10])
+def test_factor_given_gap_is_never_below_the_exact_gap(rng, alpha):
+    T, d = 8, 3
+    pen, K = _quadratic_terms(rng, "factor", alpha, T, d)
+    Xs = [rng.standard_normal((n, d)) for n in (5, 2, 6, 4, 3, 7, 5, 4)]
+    ys = [rng.standard_normal(len(X)) for X in Xs]
+    prob = mc.Problem(mc.MultiTaskData(Xs, ys), mc.SquaredLoss("sum"), [pen])
+    c = np.ones(T)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mc.ConvergenceWarning)
+        sol = prob.solve(backend="direct")
+    _, F_star, W_star = _exact_gap(Xs, ys, c, K, sol.W)
+    for scale in (0.0, 1e-10, 1e-7, 1e-4):
+        W = W_star + scale * np.abs(W_star).max() * rng.standard_normal(W_star.shape)
+        true = _objective(Xs, ys, c, K, W, Fraction) - F_star
+        cert = mc.certify(prob, W)
+        assert cert.gap is not None and Fraction(cert.gap) >= true, (scale, cert, float(true))
