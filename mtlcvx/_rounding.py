@@ -78,7 +78,10 @@ full column rank: ``θ'_t = θ̂_t + X̃_tG_t⁻¹ΔV_t`` has ``X̃_tᵀθ'_t = 
 ``w^{ls} = G⁻¹X̃ᵀỹ``, ``σ_t² ≤ λ_min(G_t)``, ``δ_t`` the residual's rounding (the
 cheaper of the two is used; ``w^{ls}``'s own error enters to first order).
 A conjugate of a squared norm changes by ``s²Ω°(e)(2Ω°(V̂) + Ω°(e))/(2α)``; ``½⟨V, 𝒬⁻¹V⟩`` by
-``s²(‖𝒬⁻¹V̂‖‖e‖ + ‖e‖²/(2λ_min))`` plus the solve's backward error ``γ‖𝒬‖‖𝒬⁻¹V‖²``;
+``s²(‖𝒬⁻¹V̂‖‖e‖ + ‖e‖²/(2λ_min))``, and its value at ``V̂`` is bounded from any computed
+solve ``X̂`` with ``r = V̂ − 𝒬X̂``: ``½⟨V̂, 𝒬⁻¹V̂⟩ = ⟨V̂, X̂⟩ − h(X̂) + ½⟨r, 𝒬⁻¹r⟩``
+exactly (:meth:`Rounding.quadratic_conjugate`; the solve's backward error
+``γ‖𝒬‖‖𝒬⁻¹V‖²``, first order, only without a bound ``λ_min > 0``);
 other conjugates, to first order, by ``s‖W‖‖e‖`` (their gradient at the optimum is
 ``W``). Combining ``a·s − B·s² − conj`` adds ``γ_{T+8}(s|a| + Bs² + |conj|)``.
 
@@ -265,9 +268,10 @@ class Rounding:
         self._mh: float | None = None
 
     # ------------------------------------------------------------------ quadratic terms
-    def _abs_products(self) -> list[tuple[float, np.ndarray]]:
-        """``(α, |W||K| or |K||W|)`` per quadratic term (``|K| ≤ |R||R|ᵀ + ridge·I``)."""
-        absW = np.abs(self.W)
+    def _abs_products(self, W: np.ndarray | None = None) -> list[tuple[float, np.ndarray]]:
+        """``(α, |W||K| or |K||W|)`` per quadratic term (``|K| ≤ |R||R|ᵀ + ridge·I``), at
+        ``W`` (default: the certified point)."""
+        absW = np.abs(self.W if W is None else W)
         d, T = absW.shape
         out = []
         for pen in self.quadratic:
@@ -288,14 +292,16 @@ class Rounding:
             out.append((pen.alpha, prod))
         return out
 
-    def quadratic_value_error(self) -> float:
+    def quadratic_value_error(self, W: np.ndarray | None = None) -> float:
         """A bound on the error of the quadratic terms' values as their ``value`` computes
-        them: ``γ_{2(d+T)+8}·(α/2)Σ|W||K|∘|W|`` for ``Σ(WK)∘W``, first order in ``WR`` for a
-        factor-given ``K = RRᵀ + ridge·I`` (see the module docstring)."""
-        d, T = self.W.shape
-        absW = np.abs(self.W)
+        them at ``W`` (default: the certified point): ``γ_{2(d+T)+8}·(α/2)Σ|W||K|∘|W|`` for
+        ``Σ(WK)∘W``, first order in ``WR`` for a factor-given ``K = RRᵀ + ridge·I`` (see
+        the module docstring)."""
+        W = self.W if W is None else W
+        d, T = W.shape
+        absW = np.abs(W)
         err = 0.0
-        for pen, (a, prod) in zip(self.quadratic, self._abs_products(), strict=True):
+        for pen, (a, prod) in zip(self.quadratic, self._abs_products(W), strict=True):
             low = pen.low_rank()
             if low is None:
                 err += gamma(2 * (d + T) + 8) * 0.5 * a * float(np.sum(prod * absW))
@@ -304,7 +310,7 @@ class Rounding:
             g = gamma(T)
             # |W||R| (non-negative sums: within γ_T of the exact one, rounded up)
             M = np.asarray(absW @ (abs(R) if sp.issparse(R) else np.abs(R))) * (1.0 + g)
-            P = np.abs(np.asarray(self.W @ R))  # WR as computed here, within E = γ_T M of WR
+            P = np.abs(np.asarray(W @ R))  # WR as computed here, within E = γ_T M of WR
             E = g * M
             cross, e2 = float(np.sum(P * E)), float(np.sum(E * E))
             p2, w2 = float(np.sum(P * P)), float(np.sum(absW * absW))
@@ -323,11 +329,33 @@ class Rounding:
             self._mh = sum(0.5 * a * float(np.sum(P * absW)) for a, P in self._abs_products())
         return self._mh
 
-    def quadratic_gradient_error(self) -> np.ndarray:
-        """Entrywise bound on the error of the computed ``Σ α(WK + DW)`` (d, T)."""
+    def quadratic_gradient_error(self, W: np.ndarray | None = None) -> np.ndarray:
+        """Entrywise bound on the error of the computed ``Σ α(WK + DW)`` (d, T) at ``W``
+        (default: the certified point)."""
         d, T = self.W.shape
-        return gamma(d + T + 3) * sum((a * P for a, P in self._abs_products()),
+        return gamma(d + T + 3) * sum((a * P for a, P in self._abs_products(W)),
                                       np.zeros((d, T)))
+
+    def quadratic_conjugate(self, V: np.ndarray, X: np.ndarray,
+                            bottom: float) -> tuple[float, float, float]:
+        """``(c, err, q)``: ``h*(V) = ½⟨V, 𝒬⁻¹V⟩ ≤ c + err`` and ``‖𝒬⁻¹V‖ ≤ q`` from any
+        ``X`` (a computed solution of ``𝒬X = V``), ``bottom ≤ λ_min(𝒬)``.
+
+        With ``r = V − 𝒬X``: ``h*(V) = ⟨V, X⟩ − h(X) + ½⟨r, 𝒬⁻¹r⟩`` exactly, so ``c``
+        is ``⟨V, X⟩ − h(X)`` as computed (``h`` the terms' own values) and ``err`` their
+        rounding plus ``‖r‖²/(2·bottom)``, ``‖r‖`` from ``fl(V − ∇h(X))`` and its bound:
+        a-posteriori, second order in the solve's residual.
+        """
+        grad = sum(p.gradient(X) for p in self.quadratic)
+        hx = sum(p.value(X) for p in self.quadratic)
+        d, T = X.shape
+        vx = float(np.sum(V * X))
+        r = float(np.linalg.norm(V - grad)) * (1.0 + gamma(d * T + 2)) + float(
+            np.linalg.norm(self.quadratic_gradient_error(X) + _EPS * np.abs(V - grad)))
+        err = (gamma(d * T + 2) * float(np.sum(np.abs(V * X))) + self.quadratic_value_error(X)
+               + gamma(4) * (abs(vx) + abs(hx)) + r * r / (2.0 * bottom))
+        return vx - hx, _SAFETY * err, float(np.linalg.norm(X)) * (1.0 + gamma(d * T)) \
+            + r / bottom
 
     # ------------------------------------------------------------------ primal
     def task_losses(self, q_task: np.ndarray | None) -> np.ndarray:

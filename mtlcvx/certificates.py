@@ -305,9 +305,9 @@ def _best_scale(a: float, b: float, s_max: float = np.inf) -> tuple[float, float
 
 
 def _quadratic_conjugate(Kt: TaskCoupling, Kf: np.ndarray | None,
-                         V: np.ndarray) -> tuple[float, float, float, float] | None:
-    """``(½⟨V, Q⁻¹V⟩, ‖Q⁻¹V‖, λ_max bound, λ_min bound)`` for ``Q(W) = W K_t + K_f W``
-    when Q is positive definite, else None (the last three enter the rounding bound).
+                         V: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """``(Q⁻¹V, λ_min bound)`` as computed for ``Q(W) = W K_t + K_f W`` when Q is positive
+    definite, else None.
 
     In the eigenbasis of ``K_f`` (d×d) this is d shifted solves with ``K_t`` in its
     structure (sparse, factor-given or dense).
@@ -320,9 +320,7 @@ def _quadratic_conjugate(Kt: TaskCoupling, Kf: np.ndarray | None,
     X = Kt.solve_shifted(Vr, lf)
     if X is None:
         return None
-    top, bottom = Kt.bounds()
-    return (0.5 * float(np.sum(Vr * X)), float(np.linalg.norm(X)), top + float(lf.max()),
-            bottom + float(lf.min()))
+    return (X if Kf is None else Uf @ X), Kt.bounds()[1] + float(lf.min())
 
 
 #: Largest T (and d) for which rung 4 eigendecomposes a singular coupling densely.
@@ -476,12 +474,12 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
     g_solve = gamma(d + T + 8)  # dual norms, solves and eigendecompositions
     if not norms and not conj:  # rung 4: quadratic problem
         solved = _quadratic_conjugate(pieces.Kt, pieces.Kf, pieces.V_loss)
-        if solved is not None:
-            conj_h, qv, top, bottom = solved
+        if solved is not None and solved[1] > 0:
+            conj_h, solve_error, qv = bound.quadratic_conjugate(pieces.V_loss, *solved)
+            bottom = solved[1]
             s, dual = _best_scale(pieces.a, pieces.b + conj_h)
             en = float(np.linalg.norm(bound.v_error(pieces.q_task)))
-            conj_error = s * s * (qv * en + (en * en / (2.0 * bottom) if bottom > 0 else 0.0)
-                                  + g_solve * top * qv * qv)
+            conj_error = s * s * (qv * en + en * en / (2.0 * bottom) + solve_error)
             return done(None, "quadratic conjugate (rung 4)", dual=dual,
                         dual_error=bound.dual(s, pieces.a_task, pieces.q_task, pieces.b,
                                               conj=s * s * conj_h, conj_error=conj_error))

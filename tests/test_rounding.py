@@ -464,3 +464,54 @@ def test_factor_given_gap_is_never_below_the_exact_gap(rng, alpha):
         true = _objective(Xs, ys, c, K, W, Fraction) - F_star
         cert = mc.certify(prob, W)
         assert cert.gap is not None and Fraction(cert.gap) >= true, (scale, cert, float(true))
+
+
+@pytest.mark.parametrize("kind", ["factor", "factor_sparse", "dense"])
+@pytest.mark.parametrize("alpha", [1e-10, 1.0, 1e10])
+def test_quadratic_conjugate_bound_holds_for_any_computed_solve(rng, kind, alpha):
+    # h*(V) = ½⟨V, 𝒬⁻¹V⟩ in rationals against the a-posteriori bound, at the float solve
+    # and at solves spoilt by relative errors up to 1e-3 (the bound reads their residual)
+    T, d = 6, 2
+    pen, K = _quadratic_terms(rng, kind, alpha, T, d)
+    pens = [pen] + ([mc.Ridge(0.5 * alpha)] if kind == "dense" else [])  # 𝒬 ≻ 0
+    K = [[v + (Fraction(0.5 * alpha) if s == t and kind == "dense" else 0)
+          for t, v in enumerate(row)] for s, row in enumerate(K)]
+    Xs = [rng.standard_normal((4, d)) for _ in range(T)]
+    prob = mc.Problem(mc.MultiTaskData(Xs, [rng.standard_normal(4) for _ in range(T)]),
+                      mc.SquaredLoss("sum"), pens)
+    V = rng.standard_normal((d, T)) * alpha
+    Kf = np.array([[float(v) for v in row] for row in K])
+    lam = np.linalg.eigvalsh(Kf)
+    bottom = 0.5 * float(lam[0])  # a lower bound on λ_min with room for its rounding
+    exact = sum(sum(a * b for a, b in zip(map(Fraction, V[i].tolist()),
+                                          solve_exact(K, list(map(Fraction, V[i].tolist()))),
+                                          strict=True)) for i in range(d)) / 2
+    X0 = np.linalg.solve(Kf, V.T).T
+    bound = mc._rounding.Rounding(prob, X0, None)
+    for spoil in (0.0, 1e-12, 1e-6, 1e-3):
+        X = X0 * (1.0 + spoil * rng.standard_normal(X0.shape))
+        c, err, q = bound.quadratic_conjugate(V, X, bottom)
+        assert Fraction(c) + Fraction(err) >= exact, (spoil, c, err, float(exact))
+        if spoil == 0.0:  # a good solve: the bound is near the rounding level
+            assert err <= 1e-10 * abs(c), (c, err)
+        assert q >= float(np.linalg.norm(np.linalg.solve(Kf, V.T)))
+
+
+def test_exact_solve_with_a_factor_given_k_is_certified_near_its_rounding():
+    # bench_scaling's factor row at T = 1000 (per-task 20 × 10 designs, K = ZZᵀ + 0.1I
+    # from Z, T × 5): the bound on the quadratic term's value and on rung 4's solve were
+    # γ·Σ(|W||Z|)² and γ‖𝒬‖‖𝒬⁻¹V‖² (a relative floor of 1.5e-10 here, 2.6e-8 at T = 5000)
+    rng = np.random.default_rng(2)
+    T, n, d = 1000, 20, 10
+    Xs = rng.standard_normal((T, n, d))
+    W0 = np.cumsum(rng.standard_normal((d, T)) * 0.01, axis=1)
+    ys = np.einsum("tnd,dt->tn", Xs, W0) + rng.standard_normal((T, n))
+    Z = rng.standard_normal((T, 5))
+    prob = mc.Problem(mc.MultiTaskData(list(Xs), list(ys)), mc.SquaredLoss("sum"),
+                      [mc.TaskRelation.from_factor(Z, ridge=0.1)])
+    sol = prob.solve("direct", tol=1e-8)
+    assert sol.status == "optimal" and sol.certificate.relative_gap <= 1e-11, sol.certificate
+    # the term's magnitude bound alone would be above that
+    absW = np.abs(sol.W)
+    magnitude = 0.5 * float(np.sum(((absW @ np.abs(Z)) @ np.abs(Z).T + 0.1 * absW) * absW))
+    assert 2 * T * np.finfo(float).eps * magnitude > 1e-11 * sol.certificate.objective
