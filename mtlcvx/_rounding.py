@@ -80,8 +80,9 @@ cheaper of the two is used; ``w^{ls}``'s own error enters to first order).
 A conjugate of a squared norm changes by ``s²Ω°(e)(2Ω°(V̂) + Ω°(e))/(2α)``; ``½⟨V, 𝒬⁻¹V⟩`` by
 ``s²(‖𝒬⁻¹V̂‖‖e‖ + ‖e‖²/(2λ_min))``, and its value at ``V̂`` is bounded from any computed
 solve ``X̂`` with ``r = V̂ − 𝒬X̂``: ``½⟨V̂, 𝒬⁻¹V̂⟩ = ⟨V̂, X̂⟩ − h(X̂) + ½⟨r, 𝒬⁻¹r⟩``
-exactly (:meth:`Rounding.quadratic_conjugate`; the solve's backward error
-``γ‖𝒬‖‖𝒬⁻¹V‖²``, first order, only without a bound ``λ_min > 0``);
+exactly (:meth:`Rounding.quadratic_conjugate`, used with a factor-given term, whose
+``h(X̂)`` has a first-order bound; otherwise the solve's backward error
+``γ‖𝒬‖‖𝒬⁻¹V‖²``, first order);
 other conjugates, to first order, by ``s‖W‖‖e‖`` (their gradient at the optimum is
 ``W``). Combining ``a·s − B·s² − conj`` adds ``γ_{T+8}(s|a| + Bs² + |conj|)``.
 
@@ -265,6 +266,8 @@ class Rounding:
         self.quadratic = [p for p in problem.penalties
                           if p.active and p.structure == "quadratic"]
         self.others = any(p.active and p.structure != "quadratic" for p in problem.penalties)
+        #: a quadratic term given by its factor: its value's bound is first order
+        self.factor_given = any(p.low_rank() is not None for p in self.quadratic)
         self._mh: float | None = None
 
     # ------------------------------------------------------------------ quadratic terms

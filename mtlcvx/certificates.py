@@ -305,9 +305,9 @@ def _best_scale(a: float, b: float, s_max: float = np.inf) -> tuple[float, float
 
 
 def _quadratic_conjugate(Kt: TaskCoupling, Kf: np.ndarray | None,
-                         V: np.ndarray) -> tuple[np.ndarray, float] | None:
-    """``(Q⁻¹V, λ_min bound)`` as computed for ``Q(W) = W K_t + K_f W`` when Q is positive
-    definite, else None.
+                         V: np.ndarray) -> tuple[np.ndarray, float, float] | None:
+    """``(Q⁻¹V, λ_max bound, λ_min bound)``, ``Q⁻¹V`` as computed, for ``Q(W) = W K_t +
+    K_f W`` when Q is positive definite, else None.
 
     In the eigenbasis of ``K_f`` (d×d) this is d shifted solves with ``K_t`` in its
     structure (sparse, factor-given or dense).
@@ -320,7 +320,8 @@ def _quadratic_conjugate(Kt: TaskCoupling, Kf: np.ndarray | None,
     X = Kt.solve_shifted(Vr, lf)
     if X is None:
         return None
-    return (X if Kf is None else Uf @ X), Kt.bounds()[1] + float(lf.min())
+    top, bottom = Kt.bounds()
+    return (X if Kf is None else Uf @ X), top + float(lf.max()), bottom + float(lf.min())
 
 
 #: Largest T (and d) for which rung 4 eigendecomposes a singular coupling densely.
@@ -474,12 +475,18 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
     g_solve = gamma(d + T + 8)  # dual norms, solves and eigendecompositions
     if not norms and not conj:  # rung 4: quadratic problem
         solved = _quadratic_conjugate(pieces.Kt, pieces.Kf, pieces.V_loss)
-        if solved is not None and solved[1] > 0:
-            conj_h, solve_error, qv = bound.quadratic_conjugate(pieces.V_loss, *solved)
-            bottom = solved[1]
+        if solved is not None:
+            X, top, bottom = solved
+            if bottom > 0 and bound.factor_given:  # a-posteriori, from the solve's residual
+                conj_h, solve_error, qv = bound.quadratic_conjugate(pieces.V_loss, X, bottom)
+            else:  # the solve's backward error (first order): no λ_min bound, or h(X)'s
+                # own bound is no smaller (the magnitude bound of a non-factor K)
+                conj_h, qv = 0.5 * float(np.sum(pieces.V_loss * X)), float(np.linalg.norm(X))
+                solve_error = g_solve * top * qv * qv
             s, dual = _best_scale(pieces.a, pieces.b + conj_h)
             en = float(np.linalg.norm(bound.v_error(pieces.q_task)))
-            conj_error = s * s * (qv * en + en * en / (2.0 * bottom) + solve_error)
+            conj_error = s * s * (qv * en + (en * en / (2.0 * bottom) if bottom > 0 else 0.0)
+                                  + solve_error)
             return done(None, "quadratic conjugate (rung 4)", dual=dual,
                         dual_error=bound.dual(s, pieces.a_task, pieces.q_task, pieces.b,
                                               conj=s * s * conj_h, conj_error=conj_error))
