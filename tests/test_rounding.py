@@ -515,3 +515,26 @@ def test_exact_solve_with_a_factor_given_k_is_certified_near_its_rounding():
     absW = np.abs(sol.W)
     magnitude = 0.5 * float(np.sum(((absW @ np.abs(Z)) @ np.abs(Z).T + 0.1 * absW) * absW))
     assert 2 * T * np.finfo(float).eps * magnitude > 1e-11 * sol.certificate.objective
+
+
+def test_positive_definite_sparse_k_without_a_lambda_min_bound_keeps_rung_4(rng):
+    # Gershgorin's discs of this sparse K reach below 0 (1 − 1.8) although K ≻ 0
+    # (eigenvalues 2.8, 0.1, 0.1): rung 4 still gives the gap, never below the exact one
+    import scipy.sparse as sp
+
+    K = sp.csr_matrix(np.full((3, 3), 0.9) + 0.1 * np.eye(3))
+    d = 2
+    Xs = [rng.standard_normal((n, d)) for n in (4, 1, 3)]
+    ys = [rng.standard_normal(len(X)) for X in Xs]
+    prob = mc.Problem(mc.MultiTaskData(Xs, ys), mc.SquaredLoss("sum"),
+                      [mc.TaskRelation(K, 1.0)])
+    Kq = [[Fraction(v) for v in row] for row in K.toarray().tolist()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mc.ConvergenceWarning)
+        sol = prob.solve(backend="direct")
+    _, F_star, W_star = _exact_gap(Xs, ys, np.ones(3), Kq, sol.W)
+    for scale in (0.0, 1e-8, 1e-4):
+        W = W_star + scale * rng.standard_normal(W_star.shape)
+        cert = mc.certify(prob, W)
+        assert cert.method == "quadratic conjugate (rung 4)", cert
+        assert Fraction(cert.gap) >= _objective(Xs, ys, np.ones(3), Kq, W, Fraction) - F_star
