@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["peak_rss_mb", "run_child"]
+__all__ = ["best_of", "fmt", "peak_rss_mb", "run_child"]
 
 
 def peak_rss_mb() -> float | None:
@@ -77,3 +77,19 @@ def run_child(script: str, spec: dict[str, Any], timeout: float) -> dict[str, An
         return {"outcome": "out of memory" if oom else "crashed",
                 "error": f"exit {proc.returncode}: " + stderr.strip()[-300:],
                 "time": None, "peak_rss_mb": child_rss, "child_wall": wall}
+
+
+def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest run whose outcome is "ok" (else the first run), a copy, with
+    ``peak_rss_mb`` the largest over all runs and ``times`` every run's time."""
+    ok = [r for r in runs if r.get("outcome") == "ok"]
+    best = dict(min(ok, key=lambda r: r["time"])) if ok else dict(runs[0])
+    rss = [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb") is not None]
+    best["peak_rss_mb"] = max(rss) if rss else None
+    best["times"] = [r.get("time") for r in runs]
+    return best
+
+
+def fmt(x: Any, spec: str) -> str:
+    """``x`` formatted with ``spec``, or "-" for None."""
+    return "-" if x is None else format(x, spec)

@@ -57,7 +57,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import peak_rss_mb, run_child
+from _harness import best_of, fmt, peak_rss_mb, run_child
 
 TOL = 1e-8
 ROUTES = ("auto", "fista", "clarabel", "malsar-rule")
@@ -167,17 +167,9 @@ def _measure(name: str, params: dict[str, Any], route: str, cfg: dict[str, Any])
     runs = [run_child(__file__, spec, cfg["timeout"])]
     if (_reached(runs[0]) or route == "malsar-rule") and runs[0].get("time", 1e9) < REPEAT_BELOW:
         runs += [run_child(__file__, spec, cfg["timeout"]) for _ in range(cfg["repeats"] - 1)]
-    ok = [r for r in runs if r.get("outcome") == "ok"]
-    best = dict(min(ok, key=lambda r: r["time"])) if ok else dict(runs[0])
-    best["peak_rss_mb"] = max((r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb")),
-                              default=None)
-    best["times"] = [r.get("time") for r in runs]
+    best = best_of(runs)
     best["reached"] = _reached(best)
     return best
-
-
-def _fmt(x: Any, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
 
 
 HEADER = (f"{'formulation':<22} {'route':<11} {'outcome':<9} {'iters':>6} {'time[s]':>8} "
@@ -189,9 +181,9 @@ def _row(r: dict[str, Any]) -> str:
     if r.get("backend") and r["route"] == "auto":
         status = f"{r['backend']}: {status}"
     return (f"{r['label']:<22} {r['route']:<11} {r.get('outcome', ''):<9} "
-            f"{_fmt(r.get('iterations'), 'd'):>6} {_fmt(r.get('time'), '.3f'):>8} "
-            f"{_fmt(r.get('relative_gap'), '.2e'):>13} {_fmt(r.get('rel_subopt'), '.2e'):>10} "
-            f"{_fmt(r.get('peak_rss_mb'), '.0f'):>8}  {str(status)[:60]}")
+            f"{fmt(r.get('iterations'), 'd'):>6} {fmt(r.get('time'), '.3f'):>8} "
+            f"{fmt(r.get('relative_gap'), '.2e'):>13} {fmt(r.get('rel_subopt'), '.2e'):>10} "
+            f"{fmt(r.get('peak_rss_mb'), '.0f'):>8}  {str(status)[:60]}")
 
 
 def _summarise(label: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -225,13 +217,13 @@ def _summary_table(summary: list[dict[str, Any]]) -> str:
              f"{'auto (backend)':<20} | {'MALSAR rule [s]':>15} {'iters':>6} "
              f"{'above F*':>9} {'ratio':>7}  targets"]
     for s in summary:
-        auto = (f"{_fmt(s['auto_time'], '.2f')} ({s['auto_backend']})"
+        auto = (f"{fmt(s['auto_time'], '.2f')} ({s['auto_backend']})"
                 if s["auto_backend"] else "-")
         lines.append(
-            f"{s['label']:<22} {s['fastest_route'] or 'none':<17} {_fmt(s['time'], '.3f'):>8} "
-            f"{_fmt(s['peak_rss_mb'], '.0f'):>8} {auto:<20} | "
-            f"{_fmt(s['malsar_time'], '.3f'):>15} {_fmt(s['malsar_iterations'], 'd'):>6} "
-            f"{_fmt(s['malsar_rel_subopt'], '.2e'):>9} {_fmt(s['ratio'], '.2f'):>7}  "
+            f"{s['label']:<22} {s['fastest_route'] or 'none':<17} {fmt(s['time'], '.3f'):>8} "
+            f"{fmt(s['peak_rss_mb'], '.0f'):>8} {auto:<20} | "
+            f"{fmt(s['malsar_time'], '.3f'):>15} {fmt(s['malsar_iterations'], 'd'):>6} "
+            f"{fmt(s['malsar_rel_subopt'], '.2e'):>9} {fmt(s['ratio'], '.2f'):>7}  "
             f"{'PASS' if s['pass'] else 'FAIL'}")
     return "\n".join(lines)
 
@@ -245,12 +237,12 @@ def _markdown(summary: list[dict[str, Any]]) -> str:
     for s in summary:
         above = s["malsar_rel_subopt"]
         lines.append(
-            f"| {s['label']} | {_fmt(s['optimum'], ',.2f')} | {s['fastest_route'] or 'none'}: "
-            f"{_fmt(s['time'], '.2f')} s, {_fmt(s['peak_rss_mb'], '.0f')} MB | "
-            f"{s['auto_backend'] or '-'}: {_fmt(s['auto_time'], '.2f')} s | "
-            f"{_fmt(s['malsar_time'], '.2f')} s, {_fmt(s['malsar_iterations'], 'd')} | "
+            f"| {s['label']} | {fmt(s['optimum'], ',.2f')} | {s['fastest_route'] or 'none'}: "
+            f"{fmt(s['time'], '.2f')} s, {fmt(s['peak_rss_mb'], '.0f')} MB | "
+            f"{s['auto_backend'] or '-'}: {fmt(s['auto_time'], '.2f')} s | "
+            f"{fmt(s['malsar_time'], '.2f')} s, {fmt(s['malsar_iterations'], 'd')} | "
             f"{'-' if above is None else format(100 * above, '.2f') + ' %'} | "
-            f"{_fmt(s['ratio'], '.1f')} |")
+            f"{fmt(s['ratio'], '.1f')} |")
     return "\n".join(lines)
 
 

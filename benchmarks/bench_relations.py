@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
-from _harness import peak_rss_mb, run_child
+from _harness import best_of, fmt, peak_rss_mb, run_child
 
 TOL = 1e-8
 RHO1, RHO2, K = 10.0, 0.1, 3
@@ -293,17 +293,10 @@ def _measure(problem: str, route: str, cfg: dict[str, Any], log) -> dict[str, An
     runs = [run_child(__file__, spec, cfg["limit"] + 60.0)]
     if _reached(runs[0]) and runs[0]["time"] < REPEAT_BELOW:
         runs += [run_child(__file__, spec, cfg["limit"] + 60.0) for _ in range(cfg["repeats"] - 1)]
-    ok = [r for r in runs if r.get("outcome") == "ok"]
-    best = dict(min(ok, key=lambda r: r["time"])) if ok else dict(runs[0])
-    rss = [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb") is not None]
-    best.update(problem=problem, route=route, reached=_reached(best),
-                peak_rss_mb=max(rss) if rss else None, times=[r.get("time") for r in runs])
+    best = best_of(runs)
+    best.update(problem=problem, route=route, reached=_reached(best))
     log(_row(best))
     return best
-
-
-def _fmt(x: Any, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
 
 
 HEADER = (f"{'problem':<27} {'route':<13} {'outcome':<10} {'iters':>6} {'time[s]':>8} "
@@ -313,9 +306,9 @@ HEADER = (f"{'problem':<27} {'route':<13} {'outcome':<10} {'iters':>6} {'time[s]
 def _row(r: dict[str, Any]) -> str:
     note = r.get("solver_status") or r.get("error") or r.get("limit_s", "")
     return (f"{LABELS[r['problem']]:<27} {r['route']:<13} {r['outcome']:<10} "
-            f"{_fmt(r.get('iterations'), 'd'):>6} {_fmt(r.get('time'), '.2f'):>8} "
-            f"{_fmt(r.get('relative_gap'), '.2e'):>13} {_fmt(r.get('subopt'), '.1e'):>10} "
-            f"{_fmt(r.get('peak_rss_mb'), '.0f'):>8} {'yes' if r.get('reached') else 'no':>5}  "
+            f"{fmt(r.get('iterations'), 'd'):>6} {fmt(r.get('time'), '.2f'):>8} "
+            f"{fmt(r.get('relative_gap'), '.2e'):>13} {fmt(r.get('subopt'), '.1e'):>10} "
+            f"{fmt(r.get('peak_rss_mb'), '.0f'):>8} {'yes' if r.get('reached') else 'no':>5}  "
             f"{note}")
 
 

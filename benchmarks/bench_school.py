@@ -68,7 +68,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import peak_rss_mb, run_child
+from _harness import best_of, fmt, peak_rss_mb, run_child
 
 TOL = 1e-8
 MALSAR_TOL = 1e-4
@@ -273,18 +273,10 @@ def _measure(problem: str, route: str, cfg: dict[str, Any], log) -> dict[str, An
             again = run_child(__file__, spec, timeout)
             if again.get("outcome") == "ok":
                 runs.append(again)
-    ok = [r for r in runs if r.get("outcome") == "ok"]
-    best = dict(min(ok, key=lambda r: r["time"])) if ok else dict(first)
-    rss = [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb") is not None]
-    best["peak_rss_mb"] = max(rss) if rss else None
-    best["times"] = [r["time"] for r in runs]
+    best = best_of(runs)
     best.update(problem=problem, route=route, reached=_reached(best))
     log(_row(best))
     return best
-
-
-def _fmt(x: Any, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
 
 
 HEADER = (f"{'problem':<26} {'route':<12} {'outcome':<14} {'iters':>7} {'time[s]':>8} "
@@ -298,9 +290,9 @@ def _row(r: dict[str, Any]) -> str:
     elif r["outcome"] == "out of memory" and "error" in r:
         status = r["error"][:60].replace("\n", " ")
     return (f"{LABELS[r['problem']]:<26} {r['route']:<12} {r['outcome']:<14} "
-            f"{_fmt(r.get('iterations'), 'd'):>7} {_fmt(r.get('time'), '.2f'):>8} "
-            f"{_fmt(r.get('relative_gap'), '.2e'):>13} {_fmt(r.get('rel_subopt'), '.1e'):>10} "
-            f"{_fmt(r.get('peak_rss_mb'), '.0f'):>8}"
+            f"{fmt(r.get('iterations'), 'd'):>7} {fmt(r.get('time'), '.2f'):>8} "
+            f"{fmt(r.get('relative_gap'), '.2e'):>13} {fmt(r.get('rel_subopt'), '.1e'):>10} "
+            f"{fmt(r.get('peak_rss_mb'), '.0f'):>8}"
             f"  {'yes' if r.get('reached') else 'no':<5}  {status}")
 
 
@@ -354,11 +346,11 @@ def _summary_table(summary: list[dict[str, Any]]) -> str:
         m = s.get("malsar_rule") or {}
         lines.append(
             f"{s['label']:<26} {s['fastest_route'] or 'none reached 1e-8':<24} "
-            f"{_fmt(s['time'], '.2f'):>8} {s['time_target_s']:>6.0f}s "
-            f"{'PASS' if s['time_pass'] else 'FAIL':<5} {_fmt(s['peak_rss_mb'], '.0f'):>8} "
+            f"{fmt(s['time'], '.2f'):>8} {s['time_target_s']:>6.0f}s "
+            f"{'PASS' if s['time_pass'] else 'FAIL':<5} {fmt(s['peak_rss_mb'], '.0f'):>8} "
             f"{'PASS' if s['rss_pass'] else 'FAIL':<5} | "
-            f"{_fmt(m.get('time'), '.3f'):>7} {_fmt(m.get('iterations'), 'd'):>6} "
-            f"{_fmt(m.get('relative_gap'), '.2e'):>13} {_fmt(m.get('rel_subopt'), '.2e'):>11}")
+            f"{fmt(m.get('time'), '.3f'):>7} {fmt(m.get('iterations'), 'd'):>6} "
+            f"{fmt(m.get('relative_gap'), '.2e'):>13} {fmt(m.get('rel_subopt'), '.2e'):>11}")
     return "\n".join(lines)
 
 

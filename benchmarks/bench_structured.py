@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import peak_rss_mb, run_child
+from _harness import best_of, fmt, peak_rss_mb, run_child
 
 TOL = 1e-8
 PROBLEMS = ("dirty", "rmtl", "rmtfl", "splr", "cfg")
@@ -156,17 +156,10 @@ def _measure(problem: str, route: str, cfg: dict[str, Any]) -> dict[str, Any]:
     first = {**runs[0], "route": route}
     if _reached(first) and first["time"] < REPEAT_BELOW:
         runs += [run_child(__file__, spec, cfg["timeout"]) for _ in range(cfg["repeats"] - 1)]
-    ok = [r for r in runs if r.get("outcome") == "ok"]
-    best = dict(min(ok, key=lambda r: r["time"])) if ok else dict(runs[0])
-    rss = [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb") is not None]
-    best.update(problem=problem, route=route, peak_rss_mb=max(rss) if rss else None,
-                times=[r.get("time") for r in runs])
+    best = best_of(runs)
+    best.update(problem=problem, route=route)
     best["reached"] = _reached(best)
     return best
-
-
-def _fmt(x: Any, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
 
 
 def _table(problems: list[str], results: list[dict[str, Any]]) -> tuple[str, list[dict]]:
@@ -186,9 +179,9 @@ def _table(problems: list[str], results: list[dict[str, Any]]) -> tuple[str, lis
             r["ratio_to_fastest"], r["rel_subopt"] = ratio, sub
             lines.append(
                 f"{LABELS[name]:<36} {r['route']:<12} {r['outcome']:<13} "
-                f"{_fmt(r.get('iterations'), 'd'):>7} {_fmt(r.get('time'), '.2f'):>8} "
-                f"{_fmt(ratio, '.2f'):>9} {_fmt(r.get('relative_gap'), '.2e'):>13} "
-                f"{_fmt(sub, '.1e'):>10} {_fmt(r.get('peak_rss_mb'), '.0f'):>8}  "
+                f"{fmt(r.get('iterations'), 'd'):>7} {fmt(r.get('time'), '.2f'):>8} "
+                f"{fmt(ratio, '.2f'):>9} {fmt(r.get('relative_gap'), '.2e'):>13} "
+                f"{fmt(sub, '.1e'):>10} {fmt(r.get('peak_rss_mb'), '.0f'):>8}  "
                 f"{r.get('solver_status') or r.get('error', '')}"[:200])
         entry = {"problem": name, "fastest_route": best and best["route"],
                  "time": best and best["time"], "peak_rss_mb": best and best["peak_rss_mb"],
@@ -201,7 +194,7 @@ def _table(problems: list[str], results: list[dict[str, Any]]) -> tuple[str, lis
                  f"{'RSS[MB]':>8}  target ≤ {TIME_TARGET_S:.0f} s, ≤ 1 GB")
     for s in summary:
         lines.append(f"{LABELS[s['problem']]:<36} {s['fastest_route'] or 'none':<24} "
-                     f"{_fmt(s['time'], '.2f'):>8} {_fmt(s['peak_rss_mb'], '.0f'):>8}  "
+                     f"{fmt(s['time'], '.2f'):>8} {fmt(s['peak_rss_mb'], '.0f'):>8}  "
                      f"{'PASS' if s['pass'] else 'FAIL'}")
     return "\n".join(lines), summary
 
@@ -228,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         for route in routes:
             r = _measure(name, route, cfg)
             print(f"  {LABELS[name]:<36} {route:<12} {r['outcome']:<13} "
-                  f"{_fmt(r.get('time'), '.2f'):>8} s  gap {_fmt(r.get('relative_gap'), '.1e')}",
+                  f"{fmt(r.get('time'), '.2f'):>8} s  gap {fmt(r.get('relative_gap'), '.1e')}",
                   flush=True)
             results.append(r)
     table, summary = _table(problems, results)
