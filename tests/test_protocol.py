@@ -360,6 +360,7 @@ def test_custom_smooth_oracles_checked_and_used(data):
     assert trace.certificate.gap >= trace.certificate.objective - F_ref - 1e-13
 
 
+@pytest.mark.filterwarnings("ignore:\\s*This use of ``\\*`` has resulted in matrix multiplication")
 def test_numpy_expression_is_explained(data):
     for numpy_expr in (lambda W: np.sum(np.abs(W)), lambda W: np.linalg.norm(W)):
         with pytest.raises(mc.PenaltyError, match="CVXPY atoms .* not NumPy functions"):
