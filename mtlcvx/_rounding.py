@@ -97,8 +97,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.linalg import cho_factor, cho_solve
+import scipy
+
+from ._linalg import issparse
 
 if TYPE_CHECKING:
     from .data import MultiTaskData
@@ -224,7 +225,8 @@ def least_squares(data: MultiTaskData, center: bool,
     usable = (sigma2 > 0) & (kappa * gamma(3 * d) < 0.5)
     W = np.zeros((d, T))
     if usable.any():
-        solve = (cho_solve(cho_factor(H[0]), B) if data.is_shared  # one Cholesky, T columns
+        solve = (scipy.linalg.cho_solve(scipy.linalg.cho_factor(H[0]), B)
+                 if data.is_shared  # one Cholesky, T columns
                  else np.linalg.solve(H, B.T[:, :, None])[:, :, 0].T)
         W = np.where(usable, solve, 0.0)
     w = np.linalg.norm(W, axis=0)
@@ -281,13 +283,14 @@ class Rounding:
             low = pen.low_rank()
             if low is not None:
                 R, ridge = low
-                R = abs(R) if sp.issparse(R) else np.abs(R)
+                R = abs(R) if issparse(R) else np.abs(R)
                 prod = np.asarray((R @ (R.T @ absW.T)).T) + ridge * absW
             else:
                 K = pen.matrix(d, T)
-                if sp.issparse(K):  # |K| shares K's index arrays; K symmetric: |W||K| = (|K||W|ᵀ)ᵀ
+                if issparse(K):  # |K| shares K's index arrays; K symmetric: |W||K| = (|K||W|ᵀ)ᵀ
                     K = K.tocsr()
-                    K = sp.csr_matrix((np.abs(K.data), K.indices, K.indptr), shape=K.shape)
+                    K = scipy.sparse.csr_matrix((np.abs(K.data), K.indices, K.indptr),
+                                                shape=K.shape)
                     prod = (K @ absW.T).T if pen.side == "task" else K @ absW
                 else:
                     K = np.abs(K)
@@ -312,7 +315,7 @@ class Rounding:
             R, ridge = low
             g = gamma(T)
             # |W||R| (non-negative sums: within γ_T of the exact one, rounded up)
-            M = np.asarray(absW @ (abs(R) if sp.issparse(R) else np.abs(R))) * (1.0 + g)
+            M = np.asarray(absW @ (abs(R) if issparse(R) else np.abs(R))) * (1.0 + g)
             P = np.abs(np.asarray(W @ R))  # WR as computed here, within E = γ_T M of WR
             E = g * M
             cross, e2 = float(np.sum(P * E)), float(np.sum(E * E))

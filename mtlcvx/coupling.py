@@ -13,10 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse as sp
-from scipy.linalg.lapack import dpbsv, dptsv
+import scipy
 
+from ._linalg import issparse
 from .relations import _sparse_ldl
 
 __all__ = ["TaskCoupling"]
@@ -39,7 +38,7 @@ class TaskCoupling:
     def __init__(self, n_tasks: int):
         self.n_tasks = n_tasks
         self.diag = np.zeros(n_tasks)
-        self.sparse: sp.csr_matrix | None = None
+        self.sparse: scipy.sparse.csr_matrix | None = None
         self.dense: np.ndarray | None = None
         self.factors: list[np.ndarray] = []  # dense (T, p) blocks, K ∋ R Rᵀ
         self._dense_eig: tuple[np.ndarray, np.ndarray] | None = None
@@ -51,8 +50,8 @@ class TaskCoupling:
         """Add ``alpha·M`` for a symmetric PSD ``M`` (dense or sparse)."""
         if alpha == 0:
             return
-        if sp.issparse(M):
-            M = sp.csr_matrix(M)
+        if issparse(M):
+            M = scipy.sparse.csr_matrix(M)
             diag = M.diagonal()
             if M.nnz == np.count_nonzero(diag):
                 self.diag += alpha * diag
@@ -71,10 +70,10 @@ class TaskCoupling:
         if alpha == 0:
             return
         self.diag += alpha * ridge
-        if sp.issparse(R) and R.shape[1] > _MAX_LOW_RANK:
+        if issparse(R) and R.shape[1] > _MAX_LOW_RANK:
             self.add_matrix(R @ R.T, alpha)
         else:
-            R = R.toarray() if sp.issparse(R) else R
+            R = R.toarray() if issparse(R) else R
             self.factors.append(np.sqrt(alpha) * R)
 
     # ------------------------------------------------------------------ structure
@@ -106,7 +105,7 @@ class TaskCoupling:
         out = TaskCoupling(self.n_tasks)
         out.diag = self.diag * v * v
         if self.sparse is not None:
-            Dv = sp.diags(v)
+            Dv = scipy.sparse.diags(v)
             out.sparse = (Dv @ self.sparse @ Dv).tocsr()
         if self.dense is not None:
             out.dense = v[:, None] * self.dense * v[None, :]
@@ -255,17 +254,17 @@ class TaskCoupling:
         def solve(s: float, Bs: np.ndarray) -> np.ndarray | None:
             if ab is not None and low + s > floor:  # PD by Gershgorin
                 if ab.shape[0] == 2:  # tridiagonal: LAPACK's dedicated solver
-                    _, _, x, info = dptsv(ab[0] + s, ab[1, :-1], Bs.T)
+                    _, _, x, info = scipy.linalg.lapack.dptsv(ab[0] + s, ab[1, :-1], Bs.T)
                 else:  # banded Cholesky
                     band = ab.copy()
                     band[0] += s
-                    _, x, info = dpbsv(band, Bs.T, lower=1, overwrite_ab=1)
+                    _, x, info = scipy.linalg.lapack.dpbsv(band, Bs.T, lower=1, overwrite_ab=1)
                 if info == 0:
                     return x.T
             nonlocal K
             if K is None:
-                K = (self.sparse + sp.diags(self.diag)).tocsr()
-            ldl = _sparse_ldl(K + s * sp.eye(self.n_tasks))
+                K = (self.sparse + scipy.sparse.diags(self.diag)).tocsr()
+            ldl = _sparse_ldl(K + s * scipy.sparse.eye(self.n_tasks))
             if ldl is None or ldl[1].min() <= floor:
                 return None
             return ldl[0].solve(np.asfortranarray(Bs.T)).T

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from . import relations
+from ._linalg import issparse
 from ._threads import blas_limited
 from .certificates import Certificate, certify
 from .data import MultiTaskData, as_float_array
@@ -132,7 +132,7 @@ def _structure(R: Any, alpha: float, n_tasks: int) -> Penalty:
         if R == "mean":
             return MeanRegularized(alpha=alpha)
         raise PenaltyError(f"R must be 'chain', 'mean' or a (T, m) matrix, got {R!r}")
-    shape = R.shape if sp.issparse(R) else as_float_array(R, "R", 2).shape
+    shape = R.shape if issparse(R) else as_float_array(R, "R", 2).shape
     if shape[0] != n_tasks:
         hint = ("; pass R.T (MALSAR's R is T × m and enters as W @ R)"
                 if shape[1] == n_tasks else "")

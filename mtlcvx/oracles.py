@@ -13,9 +13,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
-from ._linalg import lambda_min, min_block_eigenvalue
+from ._linalg import issparse, lambda_min, min_block_eigenvalue
 from .coupling import TaskCoupling
 from .penalties.base import Penalty
 
@@ -80,7 +79,7 @@ def _build_coupling(problem: Problem) -> tuple[TaskCoupling, np.ndarray | None]:
                 Kt.add_matrix(p.matrix(d, T), p.alpha)
         else:
             M = p.matrix(d, T)
-            M = p.alpha * (M.toarray() if sp.issparse(M) else M)
+            M = p.alpha * (M.toarray() if issparse(M) else M)
             Kf = M if Kf is None else Kf + M
     return Kt, Kf
 

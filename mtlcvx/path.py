@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.linalg
-import scipy.linalg.lapack
+import scipy
 
 from ._checks import check_count, check_tol
 from ._io import Saved

@@ -14,10 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
+import scipy
 
+from ._linalg import issparse
 from .data import as_float_array
 from .exceptions import PenaltyError
 
@@ -45,12 +44,12 @@ def outer(Z: Any) -> np.ndarray:
     return Z @ Z.T
 
 
-def check_adjacency(A: Any, name: str = "A") -> np.ndarray | sp.csr_matrix:
+def check_adjacency(A: Any, name: str = "A") -> np.ndarray | scipy.sparse.csr_matrix:
     """Validate a graph adjacency: square, symmetric, non-negative; return it as float64.
 
     A ``scipy.sparse`` adjacency is returned as a CSR copy (never densified).
     """
-    if sp.issparse(A):
+    if issparse(A):
         A = _sparse_square(A, name)
         if A.nnz and A.data.min() < 0:
             raise PenaltyError(f"{name} must be non-negative (edge weights); got min "
@@ -75,15 +74,16 @@ def laplacian(A: Any) -> np.ndarray:
     return _laplacian_of_checked(check_adjacency(A))
 
 
-def _laplacian_of_checked(A: np.ndarray | sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
+def _laplacian_of_checked(
+        A: np.ndarray | scipy.sparse.csr_matrix) -> np.ndarray | scipy.sparse.csr_matrix:
     """:func:`laplacian` of an adjacency :func:`check_adjacency` returned (not modified)."""
-    if sp.issparse(A):  # assembled in one go from the off-diagonal entries
+    if issparse(A):  # assembled in one go from the off-diagonal entries
         coo = A.tocoo()
         off = coo.row != coo.col
         row, col, w = coo.row[off], coo.col[off], coo.data[off]
         n = A.shape[0]
         idx = np.arange(n)
-        L = sp.csr_matrix((np.concatenate([np.bincount(row, weights=w, minlength=n), -w]),
+        L = scipy.sparse.csr_matrix((np.concatenate([np.bincount(row, weights=w, minlength=n), -w]),
                            (np.concatenate([idx, row]), np.concatenate([idx, col]))),
                           shape=A.shape)
         L.eliminate_zeros()  # isolated tasks
@@ -94,7 +94,7 @@ def _laplacian_of_checked(A: np.ndarray | sp.csr_matrix) -> np.ndarray | sp.csr_
     return np.diag(A.sum(axis=1)) - A
 
 
-def chain(T: int, sparse: bool = False) -> np.ndarray | sp.csr_matrix:
+def chain(T: int, sparse: bool = False) -> np.ndarray | scipy.sparse.csr_matrix:
     """Adjacency (T, T) of the chain graph 0 – 1 – … – T−1 (MALSAR's ``R_chain``).
 
     ``sparse=True`` returns it as a ``scipy.sparse`` CSR matrix (2·(T − 1) non-zeros).
@@ -103,14 +103,14 @@ def chain(T: int, sparse: bool = False) -> np.ndarray | sp.csr_matrix:
         raise PenaltyError(f"T must be a positive number of tasks, got {T}")
     if sparse:
         off = np.ones(T - 1)
-        return sp.diags([off, off], [-1, 1], shape=(T, T), format="csr")
+        return scipy.sparse.diags([off, off], [-1, 1], shape=(T, T), format="csr")
     A = np.zeros((T, T))
     idx = np.arange(T - 1)
     A[idx, idx + 1] = A[idx + 1, idx] = 1.0
     return A
 
 
-def knn_graph(Z: Any, k: int, sparse: bool = False) -> np.ndarray | sp.csr_matrix:
+def knn_graph(Z: Any, k: int, sparse: bool = False) -> np.ndarray | scipy.sparse.csr_matrix:
     """Symmetric 0/1 adjacency (T, T) joining each task to its ``k`` nearest tasks.
 
     Distances are Euclidean between rows of the task descriptors ``Z`` (T, p); an
@@ -127,7 +127,7 @@ def knn_graph(Z: Any, k: int, sparse: bool = False) -> np.ndarray | sp.csr_matri
     rows = np.repeat(np.arange(T), k)
     cols = idx[:, 1:].ravel()
     if sparse:
-        A = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(T, T))
+        A = scipy.sparse.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(T, T))
         A = A.maximum(A.T).tocsr()
         A.setdiag(0.0)
         A.eliminate_zeros()
@@ -160,7 +160,7 @@ def from_clusters(labels: Any) -> np.ndarray:
 
 
 def _symmetric(K: Any, name: str) -> np.ndarray:
-    K = as_float_array(K.toarray() if sp.issparse(K) else K, name, 2)
+    K = as_float_array(K.toarray() if issparse(K) else K, name, 2)
     if K.shape[0] != K.shape[1]:
         raise PenaltyError(f"{name} must be square, got shape {K.shape}")
     scale = max(1.0, float(np.abs(K).max()))
@@ -199,7 +199,7 @@ def check_psd(K: Any, name: str = "K") -> np.ndarray:
     PenaltyError
         Naming ``λ_min`` and :func:`nearest_psd` when ``K`` is not PSD.
     """
-    if sp.issparse(K):
+    if issparse(K):
         return _check_psd_sparse(K, name)
     K = _symmetric(K, name)
     lam, V = scipy.linalg.eigh(K)
@@ -223,7 +223,7 @@ def nearest_psd(K: Any) -> np.ndarray:
     return (V * np.maximum(lam, 0.0)) @ V.T
 
 
-def _diagonally_dominant_factor(K: np.ndarray) -> sp.csc_matrix | None:
+def _diagonally_dominant_factor(K: np.ndarray) -> scipy.sparse.csc_matrix | None:
     """``[B, diag(√r)]`` for ``K = L(A) + diag(r)``, A ≥ 0, r ≥ 0, else None.
 
     ``B`` has one column ``√A_st (e_s − e_t)`` per edge ``s < t``: nnz = 2·|edges| + |r > 0|.
@@ -245,10 +245,11 @@ def _diagonally_dominant_factor(K: np.ndarray) -> sp.csc_matrix | None:
     cols = np.concatenate([np.arange(n_edges), np.arange(n_edges),
                            n_edges + np.arange(diag_idx.size)])
     vals = np.concatenate([w, -w, np.sqrt(r[diag_idx])])
-    return sp.csc_matrix((vals, (rows, cols)), shape=(K.shape[0], n_edges + diag_idx.size))
+    return scipy.sparse.csc_matrix((vals, (rows, cols)),
+                                   shape=(K.shape[0], n_edges + diag_idx.size))
 
 
-def psd_factor(K: np.ndarray) -> np.ndarray | sp.csc_matrix:
+def psd_factor(K: np.ndarray) -> np.ndarray | scipy.sparse.csc_matrix:
     """Sparsest available ``R`` with ``R Rᵀ = K`` for a validated PSD ``K`` (n, n).
 
     In order: the weighted incidence matrix (plus a diagonal) when ``K`` is a graph
@@ -258,7 +259,7 @@ def psd_factor(K: np.ndarray) -> np.ndarray | sp.csc_matrix:
     ``V_+ diag(√λ_+)`` (n, rank), which handles PSD-singular ``K`` (eigenvalues inside
     the tolerance band are clipped to zero).
     """
-    if sp.issparse(K):
+    if issparse(K):
         return _sparse_factor(K)
     n = K.shape[0]
     factor = _diagonally_dominant_factor(K)
@@ -271,7 +272,7 @@ def psd_factor(K: np.ndarray) -> np.ndarray | sp.csc_matrix:
         except np.linalg.LinAlgError:
             L = None
         if L is not None and np.count_nonzero(np.abs(L) > 0) < 0.25 * L.size:
-            return sp.csc_matrix(L)
+            return scipy.sparse.csc_matrix(L)
     lam, V = scipy.linalg.eigh(K)
     keep = lam > _psd_band(lam)
     return V[:, keep] * np.sqrt(lam[keep])
@@ -282,12 +283,12 @@ def psd_factor(K: np.ndarray) -> np.ndarray | sp.csc_matrix:
 _DENSE_CHECK_LIMIT = 500
 
 
-def _sparse_square(K: Any, name: str) -> sp.csr_matrix:
+def _sparse_square(K: Any, name: str) -> scipy.sparse.csr_matrix:
     """A float64 CSR copy of a square, finite, symmetric sparse matrix (symmetrised)."""
     if K.ndim != 2 or K.shape[0] != K.shape[1]:
         raise PenaltyError(f"{name} must be square, got shape {K.shape}")
     try:
-        K = sp.csr_matrix(K, dtype=np.float64, copy=True)
+        K = scipy.sparse.csr_matrix(K, dtype=np.float64, copy=True)
     except (TypeError, ValueError) as err:
         raise PenaltyError(f"{name} must be a real numeric sparse matrix: {err}") from err
     K.sum_duplicates()
@@ -304,14 +305,14 @@ def _sparse_square(K: Any, name: str) -> sp.csr_matrix:
     return K if asym == 0.0 else ((K + K.T) * 0.5).tocsr()  # exactly symmetric: K itself
 
 
-def _sparse_ldl(K: sp.spmatrix) -> tuple[Any, np.ndarray] | None:
+def _sparse_ldl(K: scipy.sparse.spmatrix) -> tuple[Any, np.ndarray] | None:
     """Symmetric sparse ``P K Pᵀ = L D Lᵀ`` (SuperLU with diagonal pivots), or None.
 
     Returns ``(lu, D)`` when every pivot is positive (``K`` positive definite), else None.
     """
     try:
-        lu = spla.splu(sp.csc_matrix(K), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
-                       options={"SymmetricMode": True})
+        lu = scipy.sparse.linalg.splu(scipy.sparse.csc_matrix(K), permc_spec="MMD_AT_PLUS_A",
+                                      diag_pivot_thresh=0.0, options={"SymmetricMode": True})
     except RuntimeError:  # exactly singular
         return None
     D = lu.U.diagonal()
@@ -320,7 +321,7 @@ def _sparse_ldl(K: sp.spmatrix) -> tuple[Any, np.ndarray] | None:
     return lu, D
 
 
-def _check_psd_sparse(K: Any, name: str) -> sp.csr_matrix | np.ndarray:
+def _check_psd_sparse(K: Any, name: str) -> scipy.sparse.csr_matrix | np.ndarray:
     """The sparse branch of :func:`check_psd`; never forms a dense matrix for n > 500.
 
     A diagonally dominant matrix is PSD by Gershgorin's theorem (graph Laplacians plus a
@@ -339,17 +340,17 @@ def _check_psd_sparse(K: Any, name: str) -> sp.csr_matrix | np.ndarray:
     worst = float(deficit.max(initial=-np.inf))
     if worst <= band:
         if worst > 0:
-            K = (K + sp.diags(np.maximum(deficit, 0.0))).tocsr()
+            K = (K + scipy.sparse.diags(np.maximum(deficit, 0.0))).tocsr()
         return K
     if _sparse_ldl(K) is not None:
         return K
     if n <= _DENSE_CHECK_LIMIT:
         dense = check_psd(K.toarray(), name)
         return K if np.array_equal(dense, K.toarray()) else dense
-    shifted = (K + band * sp.eye(n)).tocsr()
+    shifted = (K + band * scipy.sparse.eye(n)).tocsr()
     if _sparse_ldl(shifted) is not None:
         return shifted
-    lam_min = float(spla.eigsh(K, k=1, which="SA", return_eigenvectors=False)[0])
+    lam_min = float(scipy.sparse.linalg.eigsh(K, k=1, which="SA", return_eigenvectors=False)[0])
     raise PenaltyError(
         f"{name} is not positive semidefinite: λ_min ≈ {lam_min:.3g} (sparse Lanczos "
         f"estimate); use mtlcvx.relations.nearest_psd({name}.toarray()) to project it onto "
@@ -357,12 +358,12 @@ def _check_psd_sparse(K: Any, name: str) -> sp.csr_matrix | np.ndarray:
     )
 
 
-def _sparse_factor(K: sp.spmatrix) -> sp.csc_matrix | np.ndarray:
+def _sparse_factor(K: scipy.sparse.spmatrix) -> scipy.sparse.csc_matrix | np.ndarray:
     """:func:`psd_factor` for a validated sparse PSD ``K``: incidence, then ``Pᵀ L D^½``."""
-    K = sp.csr_matrix(K)
+    K = scipy.sparse.csr_matrix(K)
     n = K.shape[0]
     scale = max(1.0, float(np.abs(K.data).max(initial=0.0)))
-    off = (K - sp.diags(K.diagonal())).tocoo()
+    off = (K - scipy.sparse.diags(K.diagonal())).tocoo()
     row = np.asarray(K.sum(axis=1)).ravel()
     tiny = _SYM_TOL * scale * n
     if not np.any(off.data > _SYM_TOL * scale) and not np.any(row < -tiny):
@@ -374,12 +375,12 @@ def _sparse_factor(K: sp.spmatrix) -> sp.csc_matrix | np.ndarray:
         cols = np.concatenate([np.arange(n_edges), np.arange(n_edges),
                                n_edges + np.arange(diag_idx.size)])
         vals = np.concatenate([w, -w, np.sqrt(row[diag_idx])])
-        return sp.csc_matrix((vals, (rows, cols)), shape=(n, n_edges + diag_idx.size))
+        return scipy.sparse.csc_matrix((vals, (rows, cols)), shape=(n, n_edges + diag_idx.size))
     ldl = _sparse_ldl(K)
     if ldl is not None:
         lu, D = ldl
         # SuperLU's perm_c = p maps K[i, j] to row/column p_i, p_j of L D Lᵀ, so the
         # factor of K is L D^½ with its rows taken in the order p.
-        L = sp.csr_matrix(lu.L @ sp.diags(np.sqrt(D)))
-        return sp.csc_matrix(L[lu.perm_c])
+        L = scipy.sparse.csr_matrix(lu.L @ scipy.sparse.diags(np.sqrt(D)))
+        return scipy.sparse.csc_matrix(L[lu.perm_c])
     return psd_factor(K.toarray())

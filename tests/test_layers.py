@@ -132,3 +132,19 @@ def test_numpy_backends_never_import_cvxpy():
         assert "cvxpy" in sys.modules
     """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_import_leaves_scipy_linalg_and_sparse_unloaded():
+    """``import mtlcvx`` reaches SciPy's submodules only through ``scipy``'s lazy attributes:
+    ``scipy.linalg`` and ``scipy.sparse`` (about 30 MB and 0.15 s) load on first use."""
+    code = """if True:
+        import sys
+        import mtlcvx
+        loaded = sorted(m for m in ("scipy.linalg", "scipy.sparse") if m in sys.modules)
+        assert not loaded, loaded
+        mtlcvx.GraphLaplacian(mtlcvx.relations.chain(3), 1.0)  # dense: asks issparse
+        assert "scipy.sparse" not in sys.modules, "a dense graph Laplacian"
+        mtlcvx.GraphLaplacian(mtlcvx.relations.chain(3, sparse=True), 1.0)
+        assert "scipy.sparse" in sys.modules
+    """
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -34,10 +34,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
-from scipy.linalg.lapack import dpbsv
+import scipy
 
 from .. import oracles
 from .._linalg import block_pinv, pinv_solve_psd
@@ -219,18 +216,19 @@ class DirectBackend(Backend):
                 for k in range(band.shape[0]):
                     ab[k * d].reshape(T, d)[:] += band[k][:, None]
             else:
-                K = (Kt.sparse + sp.diags(Kt.diag)).tocoo()  # wider than band() keeps
+                K = (Kt.sparse + scipy.sparse.diags(Kt.diag)).tocoo()  # wider than band() keeps
                 ab[0] += np.repeat(K.diagonal(), d)
                 low = K.row > K.col  # coupling entries: offsets (s − t)·d ≥ d, distinct
                 s, t, v = K.row[low], K.col[low], K.data[low]
                 ab[np.repeat((s - t) * d, d), (t[:, None] * d + np.arange(d)).ravel()] = \
                     np.repeat(v, d)
-            _, w, info = dpbsv(ab, rhs, lower=1, overwrite_ab=1, overwrite_b=1)
+            _, w, info = scipy.linalg.lapack.dpbsv(ab, rhs, lower=1, overwrite_ab=1, overwrite_b=1)
             if info != 0:
                 return None, None
             return w.reshape(T, d).T.copy(), "banded cholesky"
-        K = Kt.sparse + sp.diags(Kt.diag)
-        M = (sp.block_diag(list(Hs), format="csr") + sp.kron(K, sp.identity(d))).tocsc()
+        K = Kt.sparse + scipy.sparse.diags(Kt.diag)
+        M = (scipy.sparse.block_diag(list(Hs), format="csr")
+             + scipy.sparse.kron(K, scipy.sparse.identity(d))).tocsc()
         ldl = _sparse_ldl(M)
         if ldl is None:
             return None, None
@@ -305,8 +303,8 @@ class DirectBackend(Backend):
             return np.matmul(Pinv, x.reshape(T, d)[:, :, None]).ravel()
 
         n = d * T
-        op = spla.LinearOperator((n, n), matvec=matvec, dtype=float)
-        pre = spla.LinearOperator((n, n), matvec=precond, dtype=float)
+        op = scipy.sparse.linalg.LinearOperator((n, n), matvec=matvec, dtype=float)
+        pre = scipy.sparse.linalg.LinearOperator((n, n), matvec=precond, dtype=float)
         b = B.T.ravel()
         iters = 0
 
@@ -315,7 +313,7 @@ class DirectBackend(Backend):
             iters += 1
 
         rtol = min(tol, 1e-12)
-        w, info = spla.cg(op, b, rtol=rtol, atol=0.0, M=pre, callback=count,
+        w, info = scipy.sparse.linalg.cg(op, b, rtol=rtol, atol=0.0, M=pre, callback=count,
                           maxiter=max_iter if max_iter is not None else 20 * n)
         if info != 0:
             resid = np.linalg.norm(matvec(w) - b) / max(np.linalg.norm(b), 1e-300)

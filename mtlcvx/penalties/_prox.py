@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.linalg import lapack
+import scipy
 
 __all__ = [
     "soft_threshold", "shrink_rows", "shrink_cols", "project_l1_rows", "prox_linf_rows",
@@ -243,7 +243,7 @@ def _newton_free(G: np.ndarray, fixed: np.ndarray) -> np.ndarray:
     diag = np.where(free, 2.0, 1.0)
     off = np.where(free[:, :-1] & free[:, 1:], -1.0, 0.0)
     off = np.concatenate([off, np.zeros((r, 1))], axis=1).ravel()[:-1]  # rows do not couple
-    _, _, x, info = lapack.dptsv(diag.ravel(), off, np.where(free, -G, 0.0).ravel())
+    _, _, x, info = scipy.linalg.lapack.dptsv(diag.ravel(), off, np.where(free, -G, 0.0).ravel())
     if info != 0:  # cannot happen: principal submatrices of an SPD matrix
         raise ArithmeticError(f"tridiagonal solve failed (LAPACK info {info})")
     return x.reshape(r, n)

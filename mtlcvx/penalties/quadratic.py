@@ -14,10 +14,10 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
+import scipy
 
 from .. import relations
-from .._linalg import lambda_min
+from .._linalg import issparse, lambda_min
 from .._optional import cp
 from ..data import FrozenArray, as_float_array, frozen_copy
 from ..exceptions import PenaltyError
@@ -45,10 +45,11 @@ class QuadraticPenalty(Penalty):
     def _size(self, n_features: int, n_tasks: int) -> int:
         return n_tasks if self.side == "task" else n_features
 
-    def _compute_matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
+    def _compute_matrix(self, n_features: int,
+                        n_tasks: int) -> np.ndarray | scipy.sparse.csr_matrix:
         raise NotImplementedError
 
-    def low_rank(self) -> tuple[np.ndarray | sp.csc_matrix, float] | None:
+    def low_rank(self) -> tuple[np.ndarray | scipy.sparse.csc_matrix, float] | None:
         """``(R, ridge)`` when the term is given as ``K = R Rᵀ + ridge·I``, else None."""
         return None
 
@@ -62,7 +63,7 @@ class QuadraticPenalty(Penalty):
             self.__dict__[slot] = cache
         return cache[1]
 
-    def factor(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csc_matrix:
+    def factor(self, n_features: int, n_tasks: int) -> np.ndarray | scipy.sparse.csc_matrix:
         """Sparsest ``R`` with ``R Rᵀ = matrix`` (cached until the matrix changes)."""
         return self._per_size("_factor_cache", n_features, n_tasks,
                               lambda: relations.psd_factor(self.matrix(n_features, n_tasks)))
@@ -73,7 +74,7 @@ class QuadraticPenalty(Penalty):
             for slot in ("_factor_cache", "_matrix_cache", "_eigen_cache"):
                 self.__dict__.pop(slot, None)
 
-    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
+    def matrix(self, n_features: int, n_tasks: int) -> np.ndarray | scipy.sparse.csr_matrix:
         """The PSD matrix ``K`` (T×T, task side) or ``D`` (d×d, feature side), without α.
 
         A ``scipy.sparse`` matrix when the term was given one (or is sparse by
@@ -87,7 +88,7 @@ class QuadraticPenalty(Penalty):
         """Eigendecomposition ``(λ ascending, U)`` of :meth:`matrix`, cached likewise."""
         def compute() -> tuple[np.ndarray, np.ndarray]:
             M = self.matrix(n_features, n_tasks)
-            return np.linalg.eigh(M.toarray() if sp.issparse(M) else M)
+            return np.linalg.eigh(M.toarray() if issparse(M) else M)
 
         return self._per_size("_eigen_cache", n_features, n_tasks, compute)
 
@@ -115,7 +116,7 @@ class QuadraticPenalty(Penalty):
         frozen array deep-copies to itself, so scikit-learn's ``clone`` (which requires
         ``get_params()[name] is`` the object passed in) still works.
         """
-        if sp.issparse(checked):
+        if issparse(checked):
             # sparse: an internal copy with read-only buffers; the parameter stays the
             # user's object (scipy's deepcopy makes writable twins, which clone refuses)
             checked = checked.copy()
@@ -132,7 +133,7 @@ class QuadraticPenalty(Penalty):
 
     def cvxpy_parameters(self, n_features: int, n_tasks: int) -> dict[str, Any]:
         R = self.factor(n_features, n_tasks)
-        if sp.issparse(R):
+        if issparse(R):
             return {"alpha": self.alpha}
         return {"S": np.sqrt(self.alpha / 2.0) * R}
 
@@ -151,7 +152,7 @@ class QuadraticPenalty(Penalty):
         M = self.matrix(d, T)
         if self.side != "task":
             return np.asarray(M @ W)
-        return np.asarray(M @ np.ascontiguousarray(W.T)).T if sp.issparse(M) else W @ M
+        return np.asarray(M @ np.ascontiguousarray(W.T)).T if issparse(M) else W @ M
 
     def value(self, W: np.ndarray) -> float:
         return 0.5 * self.alpha * float(np.sum(self._product(W) * W))
@@ -193,8 +194,8 @@ class Ridge(QuadraticPenalty):
     alpha : float ≥ 0
     """
 
-    def _compute_matrix(self, n_features: int, n_tasks: int) -> sp.csr_matrix:
-        return sp.identity(self._size(n_features, n_tasks), format="csr")
+    def _compute_matrix(self, n_features: int, n_tasks: int) -> scipy.sparse.csr_matrix:
+        return scipy.sparse.identity(self._size(n_features, n_tasks), format="csr")
 
     def cvxpy_parameters(self, n_features: int, n_tasks: int) -> dict[str, Any]:
         return {"alpha": self.alpha}
@@ -238,7 +239,8 @@ class TaskRelation(QuadraticPenalty):
             return self._store_checked(name, value, relations.check_psd(value, "K"))
         return super()._validate(name, value)
 
-    def _compute_matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
+    def _compute_matrix(self, n_features: int,
+                        n_tasks: int) -> np.ndarray | scipy.sparse.csr_matrix:
         return self._checked_K
 
     @classmethod
@@ -277,10 +279,10 @@ class FactoredTaskRelation(TaskRelation):
 
     def _validate(self, name: str, value: Any) -> Any:
         if name == "R":
-            if sp.issparse(value):
+            if issparse(value):
                 if value.ndim != 2:
                     raise PenaltyError(f"R must be 2-D (T, p), got shape {value.shape}")
-                R = sp.csc_matrix(value, dtype=np.float64, copy=True)
+                R = scipy.sparse.csc_matrix(value, dtype=np.float64, copy=True)
                 if not np.all(np.isfinite(R.data)):
                     raise PenaltyError("R contains NaN or infinite values")
             else:
@@ -298,24 +300,26 @@ class FactoredTaskRelation(TaskRelation):
                 f"tasks; R must be ({n_tasks}, p)"
             )
 
-    def low_rank(self) -> tuple[np.ndarray | sp.csc_matrix, float]:
+    def low_rank(self) -> tuple[np.ndarray | scipy.sparse.csc_matrix, float]:
         """``(R, ridge)`` with ``K = R Rᵀ + ridge·I`` (without α)."""
         return self._checked_R, self.ridge
 
-    def _compute_matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
+    def _compute_matrix(self, n_features: int,
+                        n_tasks: int) -> np.ndarray | scipy.sparse.csr_matrix:
         R = self._checked_R
-        if sp.issparse(R):
-            return sp.csr_matrix(R @ R.T + self.ridge * sp.eye(R.shape[0]))
+        if issparse(R):
+            return scipy.sparse.csr_matrix(R @ R.T + self.ridge * scipy.sparse.eye(R.shape[0]))
         return R @ R.T + self.ridge * np.eye(R.shape[0])
 
-    def factor(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csc_matrix:
+    def factor(self, n_features: int, n_tasks: int) -> np.ndarray | scipy.sparse.csc_matrix:
         """``R``, or the sparse ``[R, √ridge·I]`` when ``ridge > 0``."""
-        def compute() -> np.ndarray | sp.csc_matrix:
+        def compute() -> np.ndarray | scipy.sparse.csc_matrix:
             R = self._checked_R
             if self.ridge == 0:
                 return R
-            return sp.hstack([sp.csc_matrix(R), np.sqrt(self.ridge) * sp.eye(R.shape[0])],
-                             format="csc")
+            return scipy.sparse.hstack([scipy.sparse.csc_matrix(R),
+                                        np.sqrt(self.ridge) * scipy.sparse.eye(R.shape[0])],
+                                       format="csc")
 
         return self._per_size("_factor_cache", n_features, n_tasks, compute)
 
@@ -351,7 +355,8 @@ class FeatureRelation(QuadraticPenalty):
             return self._store_checked(name, value, relations.check_psd(value, "D"))
         return super()._validate(name, value)
 
-    def _compute_matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
+    def _compute_matrix(self, n_features: int,
+                        n_tasks: int) -> np.ndarray | scipy.sparse.csr_matrix:
         return self._checked_D
 
 
@@ -382,7 +387,8 @@ class GraphLaplacian(QuadraticPenalty):
             return self._store_checked(name, value, relations.check_adjacency(value, "A"))
         return super()._validate(name, value)
 
-    def _compute_matrix(self, n_features: int, n_tasks: int) -> np.ndarray | sp.csr_matrix:
+    def _compute_matrix(self, n_features: int,
+                        n_tasks: int) -> np.ndarray | scipy.sparse.csr_matrix:
         return relations._laplacian_of_checked(self._checked_A)
 
 

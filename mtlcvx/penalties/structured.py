@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
+import scipy
 
 from .. import relations
 from .._optional import cp
@@ -86,7 +86,7 @@ class FusedL1(Penalty):
         if name != "A":
             return super()._validate(name, value)
         M = relations.check_adjacency(value).copy()
-        upper = sp.triu(sp.coo_matrix(M), k=1).tocoo()
+        upper = scipy.sparse.triu(scipy.sparse.coo_matrix(M), k=1).tocoo()
         keep = upper.data > 0
         edges = np.stack([upper.row[keep], upper.col[keep]], axis=1).astype(int)
         weights = upper.data[keep].copy()
@@ -111,7 +111,7 @@ class FusedL1(Penalty):
         """True when every component of the graph is a path (then the prox is exact)."""
         return self._graph[3] is not None
 
-    def incidence(self) -> sp.csc_matrix:
+    def incidence(self) -> scipy.sparse.csc_matrix:
         """Weighted incidence ``B`` (T, E), columns ``A_st (e_s − e_t)``: the term is
         ``α ‖W B‖₁``."""
         n, edges, weights, _ = self._graph
@@ -119,7 +119,7 @@ class FusedL1(Penalty):
         rows = edges.T.ravel()
         cols = np.concatenate([np.arange(E), np.arange(E)])
         vals = np.concatenate([weights, -weights])
-        return sp.csc_matrix((vals, (rows, cols)), shape=(n, E))
+        return scipy.sparse.csc_matrix((vals, (rows, cols)), shape=(n, E))
 
     def cvxpy_term(self, W: Any, params: dict[str, Any]) -> Any:
         return params["alpha"] * cp.sum(cp.abs(W @ self.incidence()))
