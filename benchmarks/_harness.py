@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import resource
 import signal
 import subprocess
 import sys
@@ -12,7 +14,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["best_of", "fmt", "peak_rss_mb", "run_child"]
+__all__ = ["MEM_LIMIT_BYTES", "REPEAT_BELOW", "TOL", "best_of", "fmt", "limit_memory",
+           "machine", "peak_rss_mb", "reached", "repeated", "run_child"]
+
+#: The certified relative gap a route must reach.
+TOL = 1e-8
+#: Address-space limit (``RLIMIT_AS``) of a worker that calls :func:`limit_memory`.
+MEM_LIMIT_BYTES = 6 * 1024**3
+#: Seconds: a run faster than this is repeated (see :func:`repeated`); a slower one runs once.
+REPEAT_BELOW = 10.0
+
+
+def limit_memory() -> None:
+    """Cap this process's address space at :data:`MEM_LIMIT_BYTES` (a worker calls it first),
+    so that a solver running out of memory fails in its own process."""
+    resource.setrlimit(resource.RLIMIT_AS, (MEM_LIMIT_BYTES, MEM_LIMIT_BYTES))
 
 
 def peak_rss_mb() -> float | None:
@@ -77,6 +93,41 @@ def run_child(script: str, spec: dict[str, Any], timeout: float) -> dict[str, An
         return {"outcome": "out of memory" if oom else "crashed",
                 "error": f"exit {proc.returncode}: " + stderr.strip()[-300:],
                 "time": None, "peak_rss_mb": child_rss, "child_wall": wall}
+
+
+def reached(r: dict[str, Any]) -> bool:
+    """True when run ``r`` ended "ok" with a certified relative gap ≤ :data:`TOL`."""
+    return (r.get("outcome") == "ok" and r.get("relative_gap") is not None
+            and r["relative_gap"] <= TOL)
+
+
+def repeated(script: str, spec: dict[str, Any], timeout: float, repeats: int, *,
+             baseline: bool = False) -> dict[str, Any]:
+    """:func:`best_of` the runs of ``script``'s worker on ``spec``, with ``reached`` set.
+
+    The worker runs once; when that run ended "ok" in under :data:`REPEAT_BELOW` seconds
+    and :func:`reached` the target (a ``baseline`` whatever its gap, since its time is
+    what the routes are compared with), it runs ``repeats − 1`` more times.
+    """
+    runs = [run_child(script, spec, timeout)]
+    first = runs[0]
+    if (first.get("outcome") == "ok" and first["time"] < REPEAT_BELOW
+            and (baseline or reached(first))):
+        runs += [run_child(script, spec, timeout) for _ in range(repeats - 1)]
+    best = best_of(runs)
+    best["reached"] = reached(best)
+    return best
+
+
+def machine() -> dict[str, Any]:
+    """Where and when a benchmark ran: Python, platform, CPUs, load average (now), BLAS
+    thread settings and the local time, for the ``meta`` of its JSON."""
+    return {"python": sys.version.split()[0], "platform": platform.platform(),
+            "cpu_count": os.cpu_count(), "load_average_end": os.getloadavg(),
+            "blas_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS",
+                                                        "OPENBLAS_NUM_THREADS",
+                                                        "MKL_NUM_THREADS")},
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
 def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:

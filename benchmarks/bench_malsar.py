@@ -50,23 +50,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from _harness import best_of, fmt, peak_rss_mb, run_child
+from _harness import TOL, fmt, limit_memory, machine, peak_rss_mb, repeated
 
-TOL = 1e-8
 ROUTES = ("auto", "fista", "clarabel", "malsar-rule")
 TIME_TARGET = 20.0
 RSS_TARGET_MB = 1024.0
-MEM_LIMIT_BYTES = 6 * 1024**3
 FULL = {"timeout": 180.0, "repeats": 3}
 QUICK = {"timeout": 60.0, "repeats": 1}
-REPEAT_BELOW = 10.0
 
 
 # ====================================================================== worker side
@@ -112,7 +107,7 @@ def _work(spec: dict[str, Any]) -> dict[str, Any]:
     import mtlcvx as mc
 
     if spec["route"] == "clarabel":
-        resource.setrlimit(resource.RLIMIT_AS, (MEM_LIMIT_BYTES, MEM_LIMIT_BYTES))
+        limit_memory()
     name, params, route = spec["name"], spec["params"], spec["route"]
     tiny = mc.datasets.make_related_tasks(n_tasks=6, n_features=4, n_samples=12,
                                           random_state=0)
@@ -146,10 +141,6 @@ def _work(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ====================================================================== parent side
-def _reached(r: dict[str, Any]) -> bool:
-    return r.get("outcome") == "ok" and (r.get("relative_gap") or 1.0) <= TOL
-
-
 def _not_run(name: str, route: str) -> str | None:
     """Why ``route`` is not run for ``name`` (None when it is)."""
     if name in ("Least_CMTL", "Least_CASO") and route in ("fista", "clarabel"):
@@ -164,12 +155,8 @@ def _measure(name: str, params: dict[str, Any], route: str, cfg: dict[str, Any])
     if why is not None:
         return {"outcome": "n/a", "error": why, "reached": False}
     spec = {"name": name, "params": params, "route": route}
-    runs = [run_child(__file__, spec, cfg["timeout"])]
-    if (_reached(runs[0]) or route == "malsar-rule") and runs[0].get("time", 1e9) < REPEAT_BELOW:
-        runs += [run_child(__file__, spec, cfg["timeout"]) for _ in range(cfg["repeats"] - 1)]
-    best = best_of(runs)
-    best["reached"] = _reached(best)
-    return best
+    return repeated(__file__, spec, cfg["timeout"], cfg["repeats"],
+                    baseline=route == "malsar-rule")
 
 
 HEADER = (f"{'formulation':<22} {'route':<11} {'outcome':<9} {'iters':>6} {'time[s]':>8} "
@@ -297,11 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"mode": "quick" if args.quick else "full", "tol": TOL, "config": cfg,
-            "python": sys.version.split()[0], "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "load_average_end": os.getloadavg(),
-            "blas_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS",
-                                                        "OPENBLAS_NUM_THREADS")},
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "total_runtime_s": total}
+            "total_runtime_s": total, **machine()}
     out.write_text(json.dumps({"meta": meta, "results": results, "summary": summary},
                               indent=2, default=float))
     print(f"wrote {out}")

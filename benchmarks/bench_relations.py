@@ -54,7 +54,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -62,12 +61,9 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
-from _harness import best_of, fmt, peak_rss_mb, run_child
+from _harness import TOL, fmt, limit_memory, peak_rss_mb, repeated
 
-TOL = 1e-8
 RHO1, RHO2, K = 10.0, 0.1, 3
-MEM_LIMIT_BYTES = 6 * 1024**3
-REPEAT_BELOW = 10.0
 PROBLEMS = ("mtrl", "cmtl")
 ROUTES = ("alternate", "joint", "naive", "scs", "malsar-rule", "malsar-tight")
 LABELS = {"mtrl": "MTRL Ridge(.1)+TaskCov(1)", "cmtl": "CMTL rho=(10,.1), k=3"}
@@ -248,7 +244,7 @@ def _route(route: str, prob, kw, limit: float) -> dict[str, Any]:
 
 
 def _work(spec: dict[str, Any]) -> dict[str, Any]:
-    resource.setrlimit(resource.RLIMIT_AS, (MEM_LIMIT_BYTES, MEM_LIMIT_BYTES))
+    limit_memory()
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=int(os.environ.get("MTLCVX_BLAS_THREADS", "1")),
@@ -283,18 +279,10 @@ def _work_limited(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ====================================================================== parent side
-def _reached(r: dict[str, Any]) -> bool:
-    return (r.get("outcome") == "ok" and r.get("relative_gap") is not None
-            and r["relative_gap"] <= TOL)
-
-
 def _measure(problem: str, route: str, cfg: dict[str, Any], log) -> dict[str, Any]:
     spec = {"problem": problem, "route": route, "limit": cfg["limit"]}
-    runs = [run_child(__file__, spec, cfg["limit"] + 60.0)]
-    if _reached(runs[0]) and runs[0]["time"] < REPEAT_BELOW:
-        runs += [run_child(__file__, spec, cfg["limit"] + 60.0) for _ in range(cfg["repeats"] - 1)]
-    best = best_of(runs)
-    best.update(problem=problem, route=route, reached=_reached(best))
+    best = repeated(__file__, spec, cfg["limit"] + 60.0, cfg["repeats"])
+    best.update(problem=problem, route=route)
     log(_row(best))
     return best
 

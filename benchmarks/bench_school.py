@@ -61,16 +61,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from _harness import best_of, fmt, peak_rss_mb, run_child
+from _harness import (
+    MEM_LIMIT_BYTES,
+    TOL,
+    fmt,
+    limit_memory,
+    machine,
+    peak_rss_mb,
+    repeated,
+    run_child,
+)
 
-TOL = 1e-8
 MALSAR_TOL = 1e-4
 MALSAR_MAX_ITER = 1000
 PROBLEMS = ("lasso", "l21", "trace", "srmtl", "graph", "mtrl")
@@ -87,12 +93,10 @@ ROUTES = ("fista", *CONIC, "malsar-rule")
 TIME_TARGET = {"trace": 3.0, "mtrl": 3.0}  # seconds; others DEFAULT_TIME_TARGET
 DEFAULT_TIME_TARGET = 5.0
 RSS_TARGET_MB = 1024.0
-MEM_LIMIT_BYTES = 6 * 1024**3  # RLIMIT_AS of conic children
 FULL = {"conic_timeout": 120.0, "fista_timeout": 300.0, "fista_max_iter": 100_000,
         "repeats": 3}
 QUICK = {"conic_timeout": 30.0, "fista_timeout": 60.0, "fista_max_iter": 20_000,
          "repeats": 1}
-REPEAT_BELOW = 10.0  # seconds: repeat a reaching route faster than this
 
 
 # ====================================================================== worker side
@@ -194,8 +198,8 @@ def _call(route: str, prob, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _work(spec: dict[str, Any]) -> dict[str, Any]:
-    if spec.get("mem_limit"):
-        resource.setrlimit(resource.RLIMIT_AS, (spec["mem_limit"], spec["mem_limit"]))
+    if spec["limit_memory"]:
+        limit_memory()
     from mtlcvx.certificates import certify
 
     name, route = spec["problem"], spec["route"]
@@ -255,26 +259,14 @@ def _worker(spec: dict[str, Any], result: str) -> int:
 
 
 # ====================================================================== parent side
-def _reached(r: dict[str, Any]) -> bool:
-    return (r.get("outcome") == "ok" and r.get("relative_gap") is not None
-            and r["relative_gap"] <= TOL)
-
-
 def _measure(problem: str, route: str, cfg: dict[str, Any], log) -> dict[str, Any]:
     conic = route in CONIC
     spec: dict[str, Any] = {"problem": problem, "route": route,
                             "max_iter": cfg["fista_max_iter"],
-                            "mem_limit": MEM_LIMIT_BYTES if conic else None}
+                            "limit_memory": conic}
     timeout = cfg["conic_timeout"] if conic else cfg["fista_timeout"]
-    runs = [run_child(__file__, spec, timeout)]
-    first = runs[0]
-    if _reached(first) and first["time"] < REPEAT_BELOW:
-        for _ in range(cfg["repeats"] - 1):
-            again = run_child(__file__, spec, timeout)
-            if again.get("outcome") == "ok":
-                runs.append(again)
-    best = best_of(runs)
-    best.update(problem=problem, route=route, reached=_reached(best))
+    best = repeated(__file__, spec, timeout, cfg["repeats"])
+    best.update(problem=problem, route=route)
     log(_row(best))
     return best
 
@@ -444,12 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "mode": "quick" if args.quick else "full", "tol": TOL, "config": cfg,
-        "mem_limit_bytes": MEM_LIMIT_BYTES, "total_runtime_s": total,
-        "python": sys.version.split()[0], "platform": platform.platform(),
-        "cpu_count": os.cpu_count(), "load_average_end": os.getloadavg(),
-        "blas_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                    "MKL_NUM_THREADS")},
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "mem_limit_bytes": MEM_LIMIT_BYTES, "total_runtime_s": total, **machine(),
     }
     out.write_text(json.dumps({"meta": meta, "results": results, "summary": summary},
                               indent=2, default=float))

@@ -41,14 +41,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import time
 from pathlib import Path
 from typing import Any
 
-from _harness import best_of, fmt, peak_rss_mb, run_child
+from _harness import TOL, fmt, limit_memory, peak_rss_mb, repeated
 
-TOL = 1e-8
 PROBLEMS = ("dirty", "rmtl", "rmtfl", "splr", "cfg")
 LABELS = {"dirty": "Dirty(1000, 200)", "rmtl": "RobustMTL(2000, 500)",
           "rmtfl": "RobustFeatureLearning(1000, 500)", "splr": "SparsePlusLowRank(100, 100)",
@@ -56,10 +54,8 @@ LABELS = {"dirty": "Dirty(1000, 200)", "rmtl": "RobustMTL(2000, 500)",
 ROUTES = ("fista", "clarabel", "scs", "malsar-rule")
 TIME_TARGET_S = 20.0
 RSS_TARGET_MB = 1024.0
-MEM_LIMIT_BYTES = 6 * 1024**3
 FULL = {"timeout": 300.0, "repeats": 3}
 QUICK = {"timeout": 60.0, "repeats": 1}
-REPEAT_BELOW = 10.0
 
 
 # ====================================================================== worker side
@@ -115,7 +111,7 @@ def malsar_rule(prob, tol: float = 1e-4, max_iter: int = 1000):
 
 
 def _work(spec: dict[str, Any]) -> dict[str, Any]:
-    resource.setrlimit(resource.RLIMIT_AS, (MEM_LIMIT_BYTES, MEM_LIMIT_BYTES))
+    limit_memory()
     import warnings
 
     import mtlcvx as mc
@@ -145,20 +141,10 @@ def _work(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ====================================================================== parent side
-def _reached(r: dict[str, Any]) -> bool:
-    return (r.get("outcome") == "ok" and r["route"] != "malsar-rule"
-            and r.get("relative_gap") is not None and r["relative_gap"] <= TOL)
-
-
 def _measure(problem: str, route: str, cfg: dict[str, Any]) -> dict[str, Any]:
     spec = {"problem": problem, "route": route}
-    runs = [run_child(__file__, spec, cfg["timeout"])]
-    first = {**runs[0], "route": route}
-    if _reached(first) and first["time"] < REPEAT_BELOW:
-        runs += [run_child(__file__, spec, cfg["timeout"]) for _ in range(cfg["repeats"] - 1)]
-    best = best_of(runs)
+    best = repeated(__file__, spec, cfg["timeout"], cfg["repeats"])
     best.update(problem=problem, route=route)
-    best["reached"] = _reached(best)
     return best
 
 
@@ -169,7 +155,7 @@ def _table(problems: list[str], results: list[dict[str, Any]]) -> tuple[str, lis
     summary = []
     for name in problems:
         rows = [r for r in results if r["problem"] == name]
-        reaching = [r for r in rows if r["reached"]]
+        reaching = [r for r in rows if r["reached"] and r["route"] != "malsar-rule"]
         best = min(reaching, key=lambda r: r["time"]) if reaching else None
         F_ref = min((r["objective"] for r in reaching), default=None)
         for r in rows:
