@@ -510,6 +510,24 @@ class MultiTaskData:
             self._compressed[key] = self._build_gram(center)
         return self._compressed[key]
 
+    def gram_product(self, W: np.ndarray, center: bool) -> np.ndarray:
+        """``G W`` (d, T) with ``G`` of :meth:`gram` (a shared design), kept for the last
+        ``W`` (compared exactly) as :meth:`shared_residuals` keeps ``X W``: a solver's last
+        check and the certificate at the same point share one product.
+
+        Only the non-zero rows of ``W`` enter (``G[:, S] W_S``): the same sums without
+        their zero terms, so the certificate's rounding bound for ``G W`` covers it.
+        """
+        cache = self.__dict__.get("_gram_product")
+        if (cache is None or cache[0] != center or cache[1].shape != W.shape
+                or not np.array_equal(cache[1], W)):
+            G = self.gram(center).G
+            rows = np.flatnonzero(np.any(W != 0, axis=1))
+            GW = G[:, rows] @ W[rows] if 2 * rows.size < W.shape[0] else G @ W
+            cache = (center, W.copy(), GW)
+            self.__dict__["_gram_product"] = cache
+        return cache[2]
+
     def task_grams(self, center: bool) -> TaskGrams:
         """Per-task ``X_tᵀX_t`` (T, d, d), ``X_tᵀy_t`` (d, T) and ``‖y_t‖²`` (T,), computed once.
 

@@ -35,11 +35,11 @@ class LossDual(NamedTuple):
     V: np.ndarray
 
 
-def _gram_residuals(gram: SharedGram, W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(GW, ‖r_t‖², w_tᵀb_t)`` of a shared design from its Gram statistics."""
-    GW = gram.G @ W
+def _gram_residuals(gram: SharedGram, W: np.ndarray,
+                    GW: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(‖r_t‖², w_tᵀb_t)`` of a shared design from its Gram statistics and ``GW = G W``."""
     wb = np.einsum("dt,dt->t", W, gram.B)
-    return GW, np.einsum("dt,dt->t", W, GW) - 2.0 * wb + gram.yy, wb
+    return np.einsum("dt,dt->t", W, GW) - 2.0 * wb + gram.yy, wb
 
 
 class SquaredLoss:
@@ -128,7 +128,8 @@ class SquaredLoss:
 
             def shared_gram(W: np.ndarray, need_gradient: bool = True) -> tuple[
                     float, np.ndarray | None]:
-                GW, quad, _ = _gram_residuals(gram, W)
+                GW = gram.G @ W
+                quad, _ = _gram_residuals(gram, W, GW)
                 value = 0.5 * float(c @ quad)
                 return value, ((GW - B) * c if need_gradient else None)
 
@@ -177,7 +178,8 @@ class SquaredLoss:
         if gram is None or data.X[0].shape[0] < data.n_features:
             return None
         c = self.weights(data)
-        GW, quad, wb = _gram_residuals(gram, W)
+        GW = data.gram_product(W, center)
+        quad, wb = _gram_residuals(gram, W, GW)
         linear = c * (gram.yy - wb)
         quadratic = 0.5 * c * quad
         magnitudes = np.sqrt(np.maximum(np.diag(gram.G), 0.0)) @ np.abs(W) + np.sqrt(gram.yy)

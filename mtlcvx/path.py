@@ -204,7 +204,9 @@ class _GramRoute:
         self.pen = pen
         self.c = c = prob.loss_weights()
         self.rows = pen.separable == "rows"
+        self.data, self.center = prob.data, prob.fit_intercept
         gram = prob.data.gram(prob.fit_intercept)
+        self.shared = gram is not None
         if gram is not None:  # shared design: one d × d matrix
             self.G, self.B, self.yy = gram.G, gram.B, gram.yy  # X̃ᵀX̃, X̃ᵀỸ, ‖ỹ_t‖²
             col = np.sqrt(np.diag(self.G))[:, None]
@@ -264,16 +266,24 @@ class _GramRoute:
             return G @ W
         return np.matmul(G, W.T[:, :, None])[:, :, 0].T
 
+    def _product(self, W: np.ndarray, view: tuple[np.ndarray, Any, np.ndarray]) -> np.ndarray:
+        """``[G_t w_t]_t`` (d, T) for ``W`` zero outside the active rows of ``view``; on a
+        shared design over the non-zero rows only, and kept for the certificate
+        (:meth:`MultiTaskData.gram_product`)."""
+        if self.shared:
+            return self.data.gram_product(W, self.center)
+        return self._mul(view[1], W[view[0]])
+
     def _gap(self, W: np.ndarray, view: tuple[np.ndarray, np.ndarray, np.ndarray],
              alpha: float) -> tuple[float, float, float, np.ndarray, Any]:
         """``(F(W), gap, rounding floor of the gap, V₀, s)``: ``V₀ = [X̃_tᵀθ₀_t]`` (d × T)
         for the dual point ``θ₀_t = c_t (ỹ_t − X̃_t w_t)`` of ``W``, and the scale ``s``
         (a float for L21; one per task, (T,), for L1) of the feasible dual point
-        ``θ = s·θ₀`` the gap is taken at. ``view = (act, G[:, act], B[act])``: ``W`` is
+        ``θ = s·θ₀`` the gap is taken at. ``view = (act, G[:, act], B[act])`` (``G[:, act]`` of per-task designs only): ``W`` is
         zero outside the active rows ``act``."""
-        act, cols, Ba = view
+        act, _, Ba = view
         Wa = W[act]
-        GW = self._mul(cols, Wa)
+        GW = self._product(W, view)
         V = (self.B - GW) * self.c  # = X̃ᵀθ₀
         wb = np.einsum("jt,jt->t", Wa, Ba)
         wGw = np.einsum("jt,jt->t", Wa, GW[act])
@@ -385,7 +395,7 @@ class _GramRoute:
         while True:
             P = None
             if self.rows:  # V of the iterate: after iterations, the product they left
-                V = hint if hint is not None else (self.B - self._mul(view[1], X[act])) * c
+                V = hint if hint is not None else (self.B - self._product(X, view)) * c
                 P = self._polish(X, V, act, alpha)
             if P is not None:
                 checked = self._gap(P, view, alpha)  # its dual point serves the screening
@@ -417,7 +427,8 @@ class _GramRoute:
             drop &= act
             if drop.any():
                 act &= ~drop
-                view = (act.copy(), self._sub(slice(None), act), self.B[act])
+                view = (act.copy(), None if self.shared else self._sub(slice(None), act),
+                        self.B[act])
                 Ga = self._sub(act, act)
                 X[drop] = 0.0
                 Y[drop] = 0.0
@@ -447,7 +458,7 @@ class _GramRoute:
                 Xa = Xn
             X[act], Y[act] = Xa, Ya
             if self.rows:  # V of the iterate, for the rows that enter
-                hint = (self.B - self._mul(view[1], Xa)) * c
+                hint = (self.B - self._product(X, view)) * c
         return X, k, screened
 
 

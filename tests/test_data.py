@@ -261,3 +261,19 @@ def test_make_related_tasks_shared():
     assert data.is_shared and data.n_tasks == 4
     with pytest.raises(mc.DataError):
         mc.datasets.make_related_tasks(n_tasks=2, n_samples=[3, 4], shared_design=True)
+
+
+def test_gram_product_matches_extended_precision_and_follows_w(rng):
+    # G W from the non-zero rows only (sparse W) or all of them (dense W), against
+    # X̃ᵀ(X̃W) in long double; an in-place change of W is not served from the cache
+    X, Y = rng.standard_normal((40, 6)), rng.standard_normal((40, 3))
+    data = mc.MultiTaskData.shared(X, Y)
+    W = np.zeros((6, 3))
+    W[[1, 4]] = rng.standard_normal((2, 3))
+    for center in (False, True):
+        Xc = (X - X.mean(axis=0) if center else X).astype(np.longdouble)
+        for _ in range(2):
+            exact = Xc.T @ (Xc @ W.astype(np.longdouble))
+            np.testing.assert_allclose(data.gram_product(W, center), exact.astype(float),
+                                       rtol=1e-12, atol=1e-12 * float(np.abs(exact).max()))
+            W[:] = rng.standard_normal((6, 3))  # dense now, same object
