@@ -279,8 +279,8 @@ class _GramRoute:
         """``(F(W), gap, rounding floor of the gap, V₀, s)``: ``V₀ = [X̃_tᵀθ₀_t]`` (d × T)
         for the dual point ``θ₀_t = c_t (ỹ_t − X̃_t w_t)`` of ``W``, and the scale ``s``
         (a float for L21; one per task, (T,), for L1) of the feasible dual point
-        ``θ = s·θ₀`` the gap is taken at. ``view = (act, G[:, act], B[act])`` (``G[:, act]`` of per-task designs only): ``W`` is
-        zero outside the active rows ``act``."""
+        ``θ = s·θ₀`` the gap is taken at. ``view = (act, G[:, act], B[act])`` (``G[:, act]``
+        of per-task designs only): ``W`` is zero outside the active rows ``act``."""
         act, _, Ba = view
         Wa = W[act]
         GW = self._product(W, view)
