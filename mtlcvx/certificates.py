@@ -38,7 +38,7 @@ their classes. The rungs, first that applies:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -49,13 +49,33 @@ from ._rounding import GramRounding, Rounding, gamma, least_squares
 from ._threads import blas_limited
 from .coupling import TaskCoupling
 from .losses import LossDual
-from .oracles import coupling, gram_extremes, merge_terms, prox_chain
+from .oracles import coupling, deferred_strong_convexity, gram_extremes, merge_terms, prox_chain
 
 if TYPE_CHECKING:
     from .penalties.base import Penalty
     from .problem import Problem
 
 __all__ = ["Certificate", "certify"]
+
+
+class _ReadOnce:
+    """A field of a frozen dataclass that may be given as a function of no arguments: it
+    is called when the field is first read, and its value kept (a bound that costs more
+    than the rest of the certificate is only computed for a caller who reads it)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> float | None:
+        if obj is None:  # read on the class: the field has no default
+            raise AttributeError(self.name)
+        value = obj.__dict__[self.name]
+        if callable(value):
+            value = obj.__dict__[self.name] = value()
+        return value
+
+    def __set__(self, obj: object, value: float | Callable[[], float | None] | None) -> None:
+        obj.__dict__[self.name] = value
 
 
 @record
@@ -80,7 +100,8 @@ class Certificate:
         smooth problem); zero iff ``W`` is optimal.
     distance_bound : float or None
         Bound on ``‖W − W*‖_F``, ``√(2·gap/μ)``, when a strong-convexity modulus ``μ > 0``
-        is known.
+        is known. Computed when first read (``μ`` of per-task designs costs more than
+        the rest of a quadratic problem's certificate); may be given as a function.
     method : str
         The rung of the certificate ladder that produced the gap.
     reason : str or None
@@ -98,11 +119,14 @@ class Certificate:
     gap: float | None
     relative_gap: float | None
     grad_mapping: float | None
-    distance_bound: float | None
+    distance_bound: float | None = _ReadOnce()
     method: str
     reason: str | None = None
     dual_objective: float | None = None
     rounding: float | None = None
+
+    def __getstate__(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # every field read
 
     def __str__(self) -> str:
         if self.gap is None:
@@ -328,6 +352,15 @@ def _quadratic_conjugate(Kt: TaskCoupling, Kf: np.ndarray | None,
 _DENSE_TASKS = 2000
 
 
+def _distance(gap: float, mu: Callable[[], float]) -> Callable[[], float | None]:
+    """``distance_bound`` ``√(2·gap/μ)`` (None unless ``μ > 0``), ``μ`` read when it is."""
+    def distance() -> float | None:
+        m = mu()
+        return float(np.sqrt(2.0 * gap / m)) if m > 0 else None
+
+    return distance
+
+
 def _relative(gap: float, objective: float) -> float:
     """``gap / |F(W)|`` with ``0/0 = 0`` (and ``inf`` for a positive gap at ``F(W) = 0``)."""
     if gap == 0.0:
@@ -403,7 +436,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
     # at W alone may have no closed form); only a given intercept's excess is split off
     profiled = problem.objective(W, parts=parts) if intercept is not None else objective
     excess = objective - profiled
-    mu = problem.strong_convexity()
+    mu = deferred_strong_convexity(problem)  # costly for per-task designs: when needed
     # bounds on the certificate's own rounding error (see mtlcvx._rounding)
     bound = route.bound if route is not None else Rounding(
         problem, W, intercept if problem.fit_intercept else None)
@@ -421,7 +454,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
     def rung5(missing: str) -> Certificate:
         nonlocal mapping
         mapping = mapping or _gradient_mapping(problem, W)
-        return _rung5(problem, *mapping, profiled, mu, done, missing)
+        return _rung5(problem, *mapping, profiled, mu(), done, missing)
 
     def done(gap: float | None, method: str, reason: str | None = None,
              dual: float | None = None, dual_error: float = 0.0,
@@ -451,7 +484,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
             if route is not None and rounding > _GRAM_SHARE * gap and not (
                     tol is not None and rel <= tol):
                 raise _CoarseRoute
-            dist = float(np.sqrt(2.0 * gap / mu)) if mu > 0 else None
+            dist = _distance(gap, mu)
         else:
             rel = dist = None
         return Certificate(objective, gap, rel, mapping and mapping[0], dist, method, reason,
@@ -491,13 +524,13 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
                         dual_error=bound.dual(s, pieces.a_task, pieces.q_task, pieces.b,
                                               conj=s * s * conj_h, conj_error=conj_error))
         large = problem.n_tasks > _DENSE_TASKS or problem.n_features > _DENSE_TASKS
-        if large and mu > 0:
+        if large and mu() > 0:
             # singular 𝒬 too large for the corrected dual below, F μ-strongly convex (the
             # loss pins every task down): F(W) − F* ≤ ‖∇F(W)‖²/(2μ), with the computed
             # gradient's rounding bound added to its norm
             V = pieces.V_loss - pieces.grad_h  # −∇F(W)
             g = float(np.linalg.norm(V)) + float(np.linalg.norm(bound.v_error(pieces.q_task, V)))
-            return done(g * g / (2.0 * mu), "gradient norm + strong convexity (rung 5)")
+            return done(g * g / (2.0 * mu()), "gradient norm + strong convexity (rung 5)")
         # singular 𝒬: the loss's curvature corrects the dual point into range(𝒬)
         corrected = (quadratic_dual(problem, W, pieces.Kt.to_dense(), pieces.Kf)
                      if not large else f"the quadratic terms are singular and too large (T = "

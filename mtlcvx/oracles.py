@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["coupling", "quadratic_coupling", "smooth_terms", "smooth_oracle", "merge_terms",
            "prox_chain",
            "prox_plan", "parts_term", "prox_operator", "lipschitz", "gram_extremes",
-           "strong_convexity"]
+           "strong_convexity", "deferred_strong_convexity"]
 
 
 def coupling(problem: Problem) -> tuple[TaskCoupling, np.ndarray | None]:
@@ -204,15 +204,10 @@ def prox_operator(problem: Problem) -> Callable[[np.ndarray, float], np.ndarray]
     return prox
 
 
-def _spectra(problem: Problem, need_top: bool = True) -> tuple[float | None, float, float,
-                                                                float]:
-    """``(max_t c_t λ_max, min_t c_t λ_min)`` of the task Hessian blocks ``c_t A_tᵀA_t``
-    and ``(λ_max, λ_min)`` of the coupling ``K_t ⊕ K_f``; cached on their inputs.
-
-    Per-task blocks are eigendecomposed only when the top is asked for (a Lipschitz
-    bound); the bottom alone (strong convexity) comes from
-    :func:`~mtlcvx._linalg.min_block_eigenvalue`, and the top is then None.
-    """
+def _spectrum_values(problem: Problem) -> dict:
+    """The spectra cache of the problem's current data, weights and quadratic terms: a
+    dict holding ``"coupling"``, ``(λ_max, λ_min)`` bounds of ``K_t ⊕ K_f``, and the task
+    blocks' ``"top"``, ``"low"`` (and ``"shared"``) once computed."""
     c = problem.loss_weights()
     T = problem.n_tasks
     quad_key, held = _quadratic_key(problem)
@@ -227,23 +222,64 @@ def _spectra(problem: Problem, need_top: bool = True) -> tuple[float | None, flo
             (kt_low if kt_low > round_off else 0.0) + lambda_min(lf)))},
                  held)  # kept so the ids in the key cannot be reused
         problem.__dict__["_spectra_cache"] = cache
-    values = cache[1]
-    if "low" not in values or (need_top and "top" not in values):
+    return cache[1]
+
+
+def _block_eigenvalues(values: dict, H: np.ndarray, c: np.ndarray, shared: bool) -> None:
+    """``values["top"]``, ``["low"]`` (``max_t c_t λ_max``, ``min_t c_t λ_min`` of the task
+    blocks ``c_t H_t``) from ``eigvalsh`` of ``H`` (1 block for a shared design, else T),
+    and ``["shared"]`` (a shared design's computed ``(λ_min, λ_max)``)."""
+    lam = np.linalg.eigvalsh(H)
+    values["top"] = float((c * lam[:, -1]).max())
+    values["low"] = float((c * lambda_min(lam)).min())
+    if shared:
+        values["shared"] = (float(lam[0, 0]), float(lam[0, -1]))
+
+
+def _spectra(problem: Problem) -> tuple[float, float, float]:
+    """``max_t c_t λ_max`` of the task Hessian blocks ``c_t A_tᵀA_t`` and ``(λ_max,
+    λ_min)`` bounds of the coupling ``K_t ⊕ K_f``; cached on their inputs."""
+    values = _spectrum_values(problem)
+    if "top" not in values:
         gram = problem.data.gram(problem.fit_intercept)
-        if gram is None and not need_top:
-            # a task with fewer (centred) rows than features has a singular block: the
-            # minimum is exactly 0 (c ≥ 0), no eigenvalue needed
-            rank = problem.data.n_samples - int(problem.fit_intercept)
-            values["low"] = 0.0 if np.any(rank < problem.n_features) else min_block_eigenvalue(
-                problem.data.task_grams(problem.fit_intercept).H, c)
-        else:  # a shared design: one eigenproblem, not T identical ones
-            lam = (np.linalg.eigvalsh(gram.G)[None, :] if gram is not None
-                   else np.linalg.eigvalsh(problem.data.task_grams(problem.fit_intercept).H))
-            values["top"] = float((c * lam[:, -1]).max())
-            values["low"] = float((c * lambda_min(lam)).min())
-            if gram is not None:
-                values["shared"] = (float(lam[0, 0]), float(lam[0, -1]))
-    return (values.get("top"), values["low"], *values["coupling"])
+        H = gram.G[None] if gram is not None else problem.data.task_grams(
+            problem.fit_intercept).H  # a shared design: one eigenproblem, not T identical
+        _block_eigenvalues(values, H, problem.loss_weights(), gram is not None)
+    return (values["top"], *values["coupling"])
+
+
+def _block_bottom(problem: Problem, values: dict) -> Callable[[], float]:
+    """``min_t c_t λ_min(X̃_tᵀX̃_t)`` of the problem's data now, as a function that
+    computes it on its first call (stored in ``values``, the spectra cache).
+
+    Per-task blocks need no eigenvalues for their bottom alone: a task with fewer
+    (centred) rows than features has a singular block (the minimum is exactly 0, c ≥ 0),
+    else :func:`~mtlcvx._linalg.min_block_eigenvalue`.
+    """
+    if "low" in values:
+        return lambda: values["low"]
+    data, center, c = problem.data, problem.fit_intercept, problem.loss_weights()
+    gram = data.gram(center)
+    if gram is not None:
+        G = gram.G[None]
+
+        def fill() -> None:
+            _block_eigenvalues(values, G, c, True)
+    elif np.any(data.n_samples - int(center) < problem.n_features):
+        values["low"] = 0.0
+        return lambda: 0.0
+    else:
+        H = data.task_grams(center).H
+
+        def fill() -> None:
+            values["low"] = min_block_eigenvalue(H, c)
+
+    def bottom() -> float:
+        if "low" not in values:  # (a Lipschitz bound may have filled it meanwhile)
+            fill()
+        return values["low"]
+
+    return bottom
 
 
 def gram_extremes(problem: Problem) -> tuple[float, float] | None:
@@ -252,7 +288,7 @@ def gram_extremes(problem: Problem) -> tuple[float, float] | None:
     if not problem.data.is_shared:
         return None
     _spectra(problem)
-    return problem.__dict__["_spectra_cache"][1]["shared"]
+    return _spectrum_values(problem)["shared"]
 
 
 def lipschitz(problem: Problem) -> float | None:
@@ -265,7 +301,7 @@ def lipschitz(problem: Problem) -> float | None:
     others = smooth_terms(problem)
     if any(not p.provides("lipschitz") for p in others):
         return None
-    top, _, coupling_top, _ = _spectra(problem)
+    top, coupling_top, _ = _spectra(problem)
     d, T = problem.n_features, problem.n_tasks
     return top + coupling_top + sum(p.lipschitz(d, T) for p in others)
 
@@ -277,8 +313,19 @@ def strong_convexity(problem: Problem) -> float:
     with equal weights) plus the other smooth terms' ``strong_convexity``; 0 when
     nothing guarantees strong convexity.
     """
-    _, low, _, coupling_low = _spectra(problem, need_top=False)
+    return deferred_strong_convexity(problem)()
+
+
+def deferred_strong_convexity(problem: Problem) -> Callable[[], float]:
+    """:func:`strong_convexity` of the problem as it is now, as a function that computes
+    the costly part (the task blocks' smallest eigenvalues) on its first call only.
+
+    For a bound that may never be read (a certificate's ``distance_bound``): later
+    changes to the problem do not reach it, and it keeps only the task blocks alive.
+    """
+    values = _spectrum_values(problem)
     d, T = problem.n_features, problem.n_tasks
-    terms = sum(p.strong_convexity(d, T) for p in smooth_terms(problem)
-                if p.provides("strong_convexity"))
-    return max(low + coupling_low + terms, 0.0)
+    rest = values["coupling"][1] + sum(p.strong_convexity(d, T) for p in smooth_terms(problem)
+                                       if p.provides("strong_convexity"))
+    bottom = _block_bottom(problem, values)
+    return lambda: max(bottom() + rest, 0.0)

@@ -112,6 +112,29 @@ def test_quadratic_certificate_against_kronecker_reference(rng):
         assert c.gap >= prob.objective(W) - F_star - 1e-12
 
 
+def test_distance_bound_read_later_is_the_problem_as_certified(rng):
+    # per-task designs: μ = min_t λ_min(X_tᵀX_t) + λ_min(K) is computed when the bound is
+    # first read; it is checked against dense eigenvalues and the Kronecker optimum, and
+    # changing the problem after certify must not reach a bound read afterwards
+    import pickle
+
+    Xs = [rng.standard_normal((12, 4)) for _ in range(6)]
+    ys = [rng.standard_normal(12) for _ in range(6)]
+    ridge = mc.Ridge(0.3)
+    prob = mc.Problem(mc.MultiTaskData(Xs, ys), mc.SquaredLoss("sum"),
+                      [mc.GraphLaplacian(mc.relations.chain(6, sparse=True), 0.5), ridge])
+    K = 0.5 * mc.relations.laplacian(mc.relations.chain(6)) + 0.3 * np.eye(6)
+    W_star, _, F_star = quadratic_optimum(Xs, ys, np.ones(6), K)
+    mu = min(np.linalg.eigvalsh(X.T @ X)[0] for X in Xs) + np.linalg.eigvalsh(K)[0]
+    W = W_star + 1e-3 * rng.standard_normal(W_star.shape)
+    cert, same = mc.certify(prob, W), mc.certify(prob, W)
+    ridge.alpha = 0.0  # μ of the changed problem would be smaller
+    assert cert.gap >= prob.objective(W) + 0.15 * np.sum(W * W) - F_star - 1e-12
+    assert cert.distance_bound == pytest.approx(np.sqrt(2 * cert.gap / mu), rel=1e-9)
+    assert cert.distance_bound >= np.linalg.norm(W - W_star)
+    assert pickle.loads(pickle.dumps(same)) == cert  # pickling reads the bound first
+
+
 def test_rung3_and_rung7_valid_against_clarabel(rng):
     data = mc.datasets.make_related_tasks(5, 4, [12, 8, 20, 15, 10], random_state=3)
     cases = {
