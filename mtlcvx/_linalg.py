@@ -60,6 +60,8 @@ def spectral_norm_bound(V: np.ndarray) -> float:
 #: Fewer blocks than this go straight to ``eigvalsh`` in :func:`min_block_eigenvalue`
 #: (below it the n-step sweeps cost more than eigvalsh of every block).
 _FEW_BLOCKS = 512
+#: Entries per batched Cholesky of the proof (1 MB), so it needs no copy of all the blocks.
+_PROOF_ENTRIES = 2 ** 17
 
 
 def _cholesky_sweep(L: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -111,9 +113,13 @@ def min_block_eigenvalue(H: np.ndarray, c: np.ndarray) -> float:
         err = 2.0 * gam * float((c * np.einsum("kii->k", H)).max())
         if m - 3.0 * err <= 0.0:
             return 0.0
-        shifted = H.copy()
-        np.einsum("kii->ki", shifted)[...] -= ((m - 2.0 * err) / c)[:, None]
-        np.linalg.cholesky(shifted)
+        del L
+        shift = (m - 2.0 * err) / c
+        step = max(1, _PROOF_ENTRIES // (n * n))  # shifted copies and factors stay small
+        for start in range(0, k, step):
+            shifted = H[start:start + step].copy()
+            np.einsum("kii->ki", shifted)[...] -= shift[start:start + step, None]
+            np.linalg.cholesky(shifted)
         return m - 3.0 * err
     except np.linalg.LinAlgError:
         return float((c * lambda_min(np.linalg.eigvalsh(H))).min())

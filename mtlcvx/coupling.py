@@ -283,7 +283,7 @@ class TaskCoupling:
             UD = U / D[:, None]
             cap = np.eye(p) + U.T @ UD
             BD = Bs / D
-            return BD - scipy.linalg.solve(cap, (BD @ U).T, assume_a="pos").T @ UD.T
+            return BD - np.linalg.solve(cap, (BD @ U).T).T @ UD.T
 
         return _by_shift(B, shifts, solve)
 

@@ -390,10 +390,14 @@ def test_min_block_eigenvalue_is_a_tight_lower_bound(rng, kind):
     assert bound >= exact - 1e-13 * float((c * np.einsum("kii->k", H)).max())
 
 
-def test_min_block_eigenvalue_falls_back_when_the_iteration_misses_a_block(rng, monkeypatch):
+@pytest.mark.parametrize("missed", [3, 577])
+def test_min_block_eigenvalue_falls_back_when_the_iteration_misses_a_block(rng, monkeypatch,
+                                                                           missed):
     """A block the inverse iteration misses (sweeps disabled: its Rayleigh quotients stay
     near 1e3 while λ_min = 1e-3) fails the Cholesky proof: every block then goes to
-    eigvalsh, and the result is their exact minimum, not the other blocks' larger one."""
+    eigvalsh, and the result is their exact minimum, not the other blocks' larger one.
+    The proof runs in batches of 64 blocks here; the missed block is in the first or the
+    last one."""
     from mtlcvx import _linalg
     from mtlcvx._linalg import lambda_min, min_block_eigenvalue
 
@@ -402,9 +406,10 @@ def test_min_block_eigenvalue_falls_back_when_the_iteration_misses_a_block(rng, 
     H = np.matmul(X.transpose(0, 2, 1), X)
     v = np.array([1.0, -1.0, 0.0, 0.0, 0.0]) / np.sqrt(2.0)
     Q = np.linalg.qr(np.column_stack([v, rng.standard_normal((n, n - 1))]))[0]
-    H[3] = Q @ np.diag([1e-3, 1e3, 1e3, 1e3, 1e3]) @ Q.T  # Rayleigh quotients near 1e3
+    H[missed] = Q @ np.diag([1e-3, 1e3, 1e3, 1e3, 1e3]) @ Q.T  # Rayleigh quotients near 1e3
     c = np.ones(k)
     monkeypatch.setattr(_linalg, "_cholesky_sweep", lambda L, x: np.asarray(x, float).copy())
+    monkeypatch.setattr(_linalg, "_PROOF_ENTRIES", 64 * n * n)
     exact = float((c * lambda_min(np.linalg.eigvalsh(H))).min())
     assert min_block_eigenvalue(H, c) == exact
 

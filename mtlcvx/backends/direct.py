@@ -56,7 +56,11 @@ _MAX_BAND_ENTRIES = 50_000_000
 
 
 def _blocks(grams, c, Kf) -> tuple[np.ndarray, np.ndarray]:
-    """Diagonal blocks ``c_t X_tᵀX_t + K_f`` (T, d, d) and right side ``c_t X_tᵀy_t`` (d, T)."""
+    """Diagonal blocks ``c_t X_tᵀX_t + K_f`` (T, d, d) and right side ``c_t X_tᵀy_t`` (d, T)
+    (the cached, read-only ``X_tᵀX_t`` themselves when every ``c_t = 1`` and there is no
+    ``K_f``: a copy would be the route's largest temporary)."""
+    if Kf is None and np.all(c == 1.0):
+        return grams.H, grams.B * c
     Hs = grams.H * c[:, None, None]
     if Kf is not None:
         Hs += Kf
@@ -254,7 +258,7 @@ class DirectBackend(Backend):
         # capacitance I + (U ⊗ I)ᵀ P⁻¹ (U ⊗ I): entry ((a, i), (b, j)) = δ + Σ_t U_ta U_tb P⁻¹_t,ij
         cap = np.einsum("ta,tb,tij->aibj", U, U, Pinv, optimize=True).reshape(p * d, p * d)
         cap[np.diag_indices_from(cap)] += 1.0
-        y = scipy.linalg.solve(cap, (U.T @ x).ravel(), assume_a="pos").reshape(p, d)
+        y = np.linalg.solve(cap, (U.T @ x).ravel()).reshape(p, d)
         x -= np.matmul(Pinv, (U @ y)[:, :, None])[:, :, 0]
         return x.T.copy()
 
