@@ -17,7 +17,7 @@ import scipy
 
 __all__ = [
     "soft_threshold", "shrink_rows", "shrink_cols", "project_l1_rows", "prox_linf_rows",
-    "spectral_norm", "svt", "project_nuclear_ball", "tv_prox_rows", "tv_values", "linf_l1_infconv",
+    "svt", "project_nuclear_ball", "tv_prox_rows", "tv_values", "linf_l1_infconv",
     "l2_l1_infconv", "row_test_scale",
 ]
 
@@ -69,16 +69,6 @@ def project_l1_rows(V: np.ndarray, radius: float) -> np.ndarray:
 def prox_linf_rows(V: np.ndarray, t: float) -> np.ndarray:
     """Prox of ``t Σ_j ‖v^j‖_∞`` by Moreau: ``v − Π_{‖·‖₁ ≤ t}(v)`` per row."""
     return V - project_l1_rows(V, t)
-
-
-def spectral_norm(V: np.ndarray) -> float:
-    """``σ_max(V)`` from the largest eigenvalue of the smaller Gram matrix (a fraction of an
-    SVD's cost), rounded up by its error bound so a dual point scaled by it stays inside."""
-    if V.size == 0:
-        return 0.0
-    G = V @ V.T if V.shape[0] <= V.shape[1] else V.T @ V
-    top = float(np.linalg.eigvalsh(G)[-1])
-    return float(np.sqrt(max(top, 0.0))) * (1.0 + 8.0 * max(V.shape) * np.finfo(float).eps)
 
 
 def _spectral_shrink(V: np.ndarray, threshold: Callable[[np.ndarray], float]) -> np.ndarray:

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .._linalg import spectral_norm_bound
 from .._optional import cp
 from ..exceptions import PenaltyError
 from . import _prox
@@ -96,7 +97,7 @@ _NUCLEAR = _Norm(
     "‖L‖_*",
     lambda L: float(np.linalg.svd(L, compute_uv=False).sum()) if L.size else 0.0,
     _prox.svt,
-    _prox.spectral_norm,
+    spectral_norm_bound,
     lambda L: cp.normNuc(L),
     frozenset({"psd"}),
 )
