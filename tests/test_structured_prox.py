@@ -123,8 +123,7 @@ def test_norm_proxes_match_cvxpy(rng, name, expr):
                                                (0.1, 2.0)])
 def test_dirty_infimal_convolution_closed_forms(rng, rows, a_rows, a_entries):
     W = rng.standard_normal((4, 6)) * rng.uniform(0.1, 3.0, (4, 1))
-    fn = _prox.linf_l1_infconv if rows == "linf" else _prox.l2_l1_infconv
-    values, P = fn(W, a_rows, a_entries)
+    values, P = _prox.row_l1_infconv(W, a_rows, a_entries, rows)
     norm = (lambda x: cp.norm(x, "inf")) if rows == "linf" else (lambda x: cp.norm(x, 2))
     npnorm = (lambda x: np.abs(x).max()) if rows == "linf" else np.linalg.norm
     for i in range(4):
@@ -135,6 +134,18 @@ def test_dirty_infimal_convolution_closed_forms(rng, rows, a_rows, a_entries):
         # the returned split attains the value
         at_split = a_rows * npnorm(P[i]) + a_entries * np.abs(W[i] - P[i]).sum()
         assert at_split == pytest.approx(values[i], rel=1e-12, abs=1e-14)
+
+
+@pytest.mark.parametrize("rows", ["linf", "l2"])
+def test_infimal_convolution_with_a_zero_strength_costs_nothing(rng, rows):
+    # hand-solved: a free norm takes all of w (p = w), a free ‖q‖₁ takes all of it (p = 0)
+    W = rng.standard_normal((3, 5))
+    for a_rows, a_entries, P_expected in ((0.0, 0.3, W), (1.0, 0.0, np.zeros_like(W))):
+        values, P = _prox.row_l1_infconv(W, a_rows, a_entries, rows)
+        np.testing.assert_array_equal(values, np.zeros(3))
+        np.testing.assert_array_equal(P, P_expected)
+    values, P = _prox.row_l1_infconv(np.zeros((3, 0)), 1.0, 0.3, rows)
+    assert values.shape == (3,) and not values.any() and P.shape == (3, 0)
 
 
 def test_row_test_scale_is_the_edge_of_the_sparse_group_dual_ball(rng):

@@ -17,8 +17,8 @@ import scipy
 
 __all__ = [
     "soft_threshold", "shrink_rows", "shrink_cols", "project_l1_rows", "prox_linf_rows",
-    "svt", "project_nuclear_ball", "tv_prox_rows", "tv_values", "linf_l1_infconv",
-    "l2_l1_infconv", "row_test_scale",
+    "svt", "project_nuclear_ball", "tv_prox_rows", "tv_values", "row_l1_infconv",
+    "row_test_scale",
 ]
 
 _TINY = np.finfo(float).tiny
@@ -240,24 +240,30 @@ def _newton_free(G: np.ndarray, fixed: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- infimal convolutions
-def linf_l1_infconv(W: np.ndarray, a_rows: float, a_entries: float
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    r"""Per row, ``min_{p+q=w} a_rows‖p‖_∞ + a_entries‖q‖₁`` and its minimiser ``p``.
+def row_l1_infconv(W: np.ndarray, a_rows: float, a_entries: float, rows: str
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    r"""Per row, ``min_{p+q=w} a_rows‖p‖ + a_entries‖q‖₁`` and its minimiser ``p``, with
+    ``‖·‖`` the ∞-norm (``rows="linf"``) or the 2-norm (``rows="l2"``).
 
-    ``p = clip(w, −c, c)`` with ``c`` the ``(k+1)``-th largest ``|w_i|``,
-    ``k = ⌊a_rows/a_entries⌋`` (``c = 0`` when ``k ≥ T``); the cost is piecewise linear
-    in ``c`` with slope ``a_rows − a_entries·#{|w_i| > c}``.
+    A zero strength, or no columns, gives the value 0 with everything in the free part;
+    otherwise the closed forms of :func:`_linf_l1` and :func:`_l2_l1`.
 
     Returns
     -------
     values : ndarray (r,)
     P : ndarray (r, T)
     """
+    if a_entries == 0 or a_rows == 0 or W.shape[1] == 0:
+        return np.zeros(W.shape[0]), (W.copy() if a_rows == 0 else np.zeros_like(W))
+    return (_linf_l1 if rows == "linf" else _l2_l1)(W, a_rows, a_entries)
+
+
+def _linf_l1(W: np.ndarray, a_rows: float, a_entries: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""``rows="linf"``: ``p = clip(w, −c, c)`` with ``c`` the ``(k+1)``-th largest
+    ``|w_i|``, ``k = ⌊a_rows/a_entries⌋`` (``c = 0`` when ``k ≥ T``); the cost is
+    piecewise linear in ``c`` with slope ``a_rows − a_entries·#{|w_i| > c}``."""
     A = np.abs(W)
     r, T = W.shape
-    if a_entries == 0 or a_rows == 0 or T == 0:
-        P = W.copy() if a_rows == 0 else np.zeros_like(W)
-        return np.zeros(r), P
     k = int(np.floor(a_rows / a_entries))
     if k >= T:
         c = np.zeros(r)
@@ -267,24 +273,13 @@ def linf_l1_infconv(W: np.ndarray, a_rows: float, a_entries: float
     return values, np.clip(W, -c[:, None], c[:, None])
 
 
-def l2_l1_infconv(W: np.ndarray, a_rows: float, a_entries: float
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    r"""Per row, ``min_{p+q=w} a_rows‖p‖₂ + a_entries‖q‖₁`` and its minimiser ``p``.
-
-    By duality the value is ``max ⟨v, w⟩`` over ``‖v‖₂ ≤ a_rows``, ``‖v‖_∞ ≤ a_entries``:
-    ``v_i = sign(w_i) min(a_entries, t|w_i|)`` with ``t`` set by ``‖v‖₂ = a_rows`` (the
-    ``k`` largest entries capped, found by sorting), and ``p = v/t``.
-
-    Returns
-    -------
-    values : ndarray (r,)
-    P : ndarray (r, T)
-    """
+def _l2_l1(W: np.ndarray, a_rows: float, a_entries: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""``rows="l2"``: by duality the value is ``max ⟨v, w⟩`` over ``‖v‖₂ ≤ a_rows``,
+    ``‖v‖_∞ ≤ a_entries``: ``v_i = sign(w_i) min(a_entries, t|w_i|)`` with ``t`` set by
+    ``‖v‖₂ = a_rows`` (the ``k`` largest entries capped, found by sorting), and
+    ``p = v/t``."""
     A = np.abs(W)
     r, T = W.shape
-    if a_entries == 0 or a_rows == 0 or T == 0:
-        P = W.copy() if a_rows == 0 else np.zeros_like(W)
-        return np.zeros(r), P
     S = -np.sort(-A, axis=1)
     tail = np.cumsum((S * S)[:, ::-1], axis=1)[:, ::-1]  # tail[:, k] = Σ_{i ≥ k} S_i²
     k = np.arange(T)

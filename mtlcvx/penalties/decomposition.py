@@ -270,13 +270,12 @@ class Dirty(_InfConv):
 
     def split(self, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The optimal split, row by row in closed form."""
-        infconv = _prox.linf_l1_infconv if self.rows == "linf" else _prox.l2_l1_infconv
-        _, P = infconv(W, self.alpha_rows, self.alpha_entries)
+        _, P = _prox.row_l1_infconv(W, self.alpha_rows, self.alpha_entries, self.rows)
         return P, W - P
 
     def value(self, W: np.ndarray) -> float:
-        infconv = _prox.linf_l1_infconv if self.rows == "linf" else _prox.l2_l1_infconv
-        return float(infconv(W, self.alpha_rows, self.alpha_entries)[0].sum())
+        return float(_prox.row_l1_infconv(W, self.alpha_rows, self.alpha_entries,
+                                          self.rows)[0].sum())
 
 
 class RobustMTL(_InfConv):
