@@ -80,14 +80,23 @@ class RestrictedSolve:
 
     def __init__(self, problem: Problem):
         self.terms = [p for p in problem.nonsmooth_penalties() if p.active]
-        self.available = bool(self.terms) and not smooth_terms(problem) and all(
-            p.provides("support") for p in self.terms)
+        self.available = self.applies(problem)
         self.smooth = problem.smooth_oracle() if self.available else None
         self.prox = problem.prox_operator() if self.available else None
         self.Kt = coupling(problem)[0] if self.available else None
         self._previous: np.ndarray | None = None
+        #: True once the support has been the same at two consecutive calls
+        self.settled = False
         #: packed mask -> True once solved, else the budget of the last try
         self._solved: dict[bytes, bool | float] = {}
+
+    @staticmethod
+    def applies(problem: Problem) -> bool:
+        """True when every active non-smooth term answers ``support`` and the smooth part
+        is quadratic (the squared loss and quadratic terms)."""
+        terms = [p for p in problem.nonsmooth_penalties() if p.active]
+        return bool(terms) and not smooth_terms(problem) and all(
+            p.provides("support") for p in terms)
 
     # ------------------------------------------------------------------ the terms
     def model(self, W: np.ndarray) -> Support:
@@ -110,6 +119,7 @@ class RestrictedSolve:
         mask = np.asarray(self.model(W).mask)
         settled = self._previous is not None and np.array_equal(mask, self._previous)
         self._previous = mask
+        self.settled = self.settled or settled
         key = np.packbits(mask).tobytes()
         # a support is solved once; one where Newton stopped short (started too far
         # away) is tried again once the budget has doubled

@@ -23,7 +23,7 @@ from ._optional import require
 from ._restricted import RestrictedSolve
 from ._threads import blas_limited
 from .certificates import Certificate, certify
-from .exceptions import IncompatibleBackend
+from .exceptions import ArgumentError, IncompatibleBackend
 from .oracles import parts_term, prox_plan
 
 if TYPE_CHECKING:
@@ -60,7 +60,9 @@ class Trace:
         ``certify(..., dual_lower=..., tol=tol)`` (fista's certificates take the run's
         ``tol``; without it the bound may come out tighter); ``polished``: True when
         ``W`` is the solution of the problem restricted to the iterate's settled support,
-        returned because its own certificate met ``tol`` (see :func:`fista`).
+        returned because its own certificate met ``tol`` (see :func:`fista`);
+        ``abandoned``: why the run gave up before ``tol`` under ``give_up`` (None when
+        it did not).
     parts : dict of ndarray (d, T)
         The parts of a decomposition term at ``W`` (empty otherwise).
     """
@@ -187,6 +189,20 @@ _RESTRICTED = True
 _POLISH = True
 
 
+def _iterations_to(gaps: list[tuple[int, float]], tol: float) -> float | None:
+    """Iterations from the last check to a certified relative gap ``tol``, predicted by
+    the linear rate of the last two gaps ``(iteration, gap)``: None with fewer than two,
+    ``inf`` when they do not fall (or the last is already at ``tol``: 0)."""
+    if len(gaps) < 2:
+        return None
+    (k1, g1), (k2, g2) = gaps[-2:]
+    if g2 <= tol:
+        return 0.0
+    if not g2 < g1:
+        return np.inf
+    return float(np.log(tol / g2) / (np.log(g2 / g1) / (k2 - k1)))  # log-gap per iteration
+
+
 def _next_check(k: int, check_every: int, gaps: list[tuple[int, float]],
                 tol: float) -> tuple[int, bool]:
     """The iteration of the next certificate after one at ``k``, and whether it is
@@ -198,14 +214,39 @@ def _next_check(k: int, check_every: int, gaps: list[tuple[int, float]],
     a tenth of the run later. Depends on ``k`` and the gaps alone (reproducible).
     """
     later = k + max(check_every, k // _CHECK_FRACTION)
-    if len(gaps) < 2:
+    ahead = _iterations_to(gaps, tol)
+    if ahead is None or not 0 < ahead < np.inf:
         return later, False
-    (k1, g1), (k2, g2) = gaps[-2:]
-    if not (tol < g2 < g1):
-        return later, False
-    rate = np.log(g2 / g1) / (k2 - k1)  # log-gap per iteration, < 0
-    due = k + max(1, int(np.ceil(np.log(tol / g2) / rate)))
+    due = k + max(1, int(np.ceil(ahead)))
     return (due, True) if due <= later else (later, False)
+
+
+def _abandon(give_up: tuple[float, float] | None, elapsed: float, k: int,
+             gaps: list[tuple[int, float]], tol: float, settled: bool) -> str | None:
+    """Why a run given ``give_up = (after, finish_by)`` seconds stops at this check
+    (None: it goes on).
+
+    Never before ``after`` seconds, always once ``finish_by`` has passed. In between the
+    run has two ways to ``tol``: the gaps' linear rate (:func:`_iterations_to`, at the
+    run's mean seconds per iteration), and the restricted polish, which needs a support
+    that has ``settled`` (the same at two consecutive checks, at some check so far). It
+    stops when the rate predicts ``tol`` after ``finish_by`` and no support has settled.
+    """
+    if give_up is None or elapsed < give_up[0]:
+        return None
+    after, finish_by = give_up
+    if elapsed >= finish_by:
+        return f"not certified within {finish_by:.3g} s"
+    ahead = _iterations_to(gaps, tol)
+    if settled or ahead is None:
+        return None
+    predicted = elapsed + ahead * elapsed / k
+    if predicted <= finish_by:
+        return None
+    return (f"certified relative gap {gaps[-1][1]:.2e} after {k} iterations and no settled "
+            f"support; the gaps' linear rate predicts tol={tol:g} " +
+            ("never" if ahead == np.inf else f"at {predicted:.3g} s") +
+            f", after the {finish_by:.3g} s budget")
 
 
 def _stopped(cert: Certificate, tol: float, g0: float) -> bool:
@@ -222,7 +263,7 @@ def _stopped(cert: Certificate, tol: float, g0: float) -> bool:
 @blas_limited  # SVDs and small eigendecompositions: slowed 10–100× by thread contention
 def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: int, tol: float,
          W0: np.ndarray | None, record_every: int, check_every: int,
-         restart: bool) -> Trace:
+         restart: bool, give_up: tuple[float, float] | None = None) -> Trace:
     _check_problem(problem)
     tol = check_tol(tol)
     max_iter = check_count(max_iter, "max_iter", minimum=0)
@@ -277,6 +318,7 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
     gaps: list[tuple[int, float]] = []  # (iteration, certified relative gap) at the checks
     predicted = missed = False  # the next check is predicted to meet tol; one such missed
     cert_polished: Certificate | None = None  # a certified restricted solution, returned
+    abandoned: str | None = None  # why the run gave up (give_up)
     check = False
     while not converged and k < max_iter:
         k += 1
@@ -340,9 +382,14 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
                 gaps.append((k, cert.relative_gap))
             missed = missed or (predicted and not converged)
             next_check, predicted = _next_check(k, check_every, gaps, tol)
-        if k % record_every == 0 or converged or k == max_iter:
+            if not converged:
+                abandoned = _abandon(give_up, time.perf_counter() - start, k, gaps, tol,
+                                     restricted is not None and restricted.settled)
+        if k % record_every == 0 or converged or k == max_iter or abandoned:
             F = cert.objective if check else var.value(X)
             record(k, F, cert.gap if check and cert.gap is not None else np.nan)
+        if abandoned:
+            break
     if not check or k == 0:
         cert = var.certify(X, best_dual, tol)
     history = {key: np.asarray(val, dtype=float) for key, val in rec.items()}
@@ -352,13 +399,13 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
     return Trace(W, intercept, history, cert, k, converged,
                  info={"lipschitz_bound": L_bound, "final_step": 1.0 / L,
                        "time": time.perf_counter() - start, "dual_point": dual_point,
-                       "polished": cert_polished is not None},
+                       "polished": cert_polished is not None, "abandoned": abandoned},
                  parts=var.parts(X))
 
 
 def fista(problem: Problem, max_iter: int = 20_000, tol: float = 1e-8, *,
           W0: np.ndarray | None = None, record_every: int = 1, check_every: int = 10,
-          restart: bool = True) -> Trace:
+          restart: bool = True, give_up: tuple[float, float] | None = None) -> Trace:
     """Accelerated proximal gradient with adaptive restart.
 
     The step is ``1/L`` with ``L = problem.lipschitz()`` (a proven bound, so no line search
@@ -402,13 +449,25 @@ def fista(problem: Problem, max_iter: int = 20_000, tol: float = 1e-8, *,
         reproducible bit for bit.
     restart : bool
         Adaptive restart of the momentum when it points uphill.
+    give_up : (float, float), optional
+        ``(after, finish_by)`` in seconds: from ``after`` seconds on, the run stops at the
+        first check where ``finish_by`` has passed, or where the last two certified gaps'
+        linear rate, at the run's mean time per iteration, predicts ``tol`` later than
+        ``finish_by`` while no support has settled yet (so the restricted polish is not in
+        play) (``Trace.converged`` False, ``Trace.info["abandoned"]`` says why).
+        ``backend=None`` uses it to try fista before a conic solver whose time it can
+        estimate (docs/backends.md). Default None: never.
 
     Returns
     -------
     Trace
     """
+    if give_up is not None and not (len(give_up) == 2 and 0 <= give_up[0] <= give_up[1]):
+        raise ArgumentError(f"give_up must be (after, finish_by) seconds with "
+                            f"0 <= after <= finish_by, got {give_up!r}")
     return _run(problem, accelerated=True, step=None, max_iter=max_iter, tol=tol, W0=W0,
-                record_every=record_every, check_every=check_every, restart=restart)
+                record_every=record_every, check_every=check_every, restart=restart,
+                give_up=give_up)
 
 
 def gradient_descent(problem: Problem, step: float | None = None, max_iter: int = 20_000,

@@ -321,8 +321,10 @@ class Problem:
 
         The same as ``mtlcvx.backends.solve(problem, ...)``; see there for every
         parameter. ``backend=None`` picks "direct" for quadratic problems, "fista" when
-        every non-smooth term has an exact prox and the problem needs the PSD cone or has
-        ``T·d > 2000``, otherwise "clarabel"; ``tol`` (default 1e-8) is the target
+        every non-smooth term has an exact prox and the problem needs the PSD cone,
+        otherwise the cheaper of "fista" and "clarabel" by estimated cost (fista tried
+        first within a budget when its cost cannot be estimated; docs/backends.md);
+        ``sol.backend`` says what ran; ``tol`` (default 1e-8) is the target
         certified relative gap; ``refine=True`` polishes an "inaccurate" point with the
         certified first-order method.
 

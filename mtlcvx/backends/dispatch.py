@@ -10,7 +10,7 @@ from .._checks import check_count, check_tol
 from .._threads import blas_limited
 from ..exceptions import ConvergenceWarning
 from .fista import refine as _refine
-from .registry import resolve_backend, status_message
+from .registry import BACKENDS, default_route, resolve_backend, status_message
 
 if TYPE_CHECKING:
     from ..problem import Problem
@@ -29,9 +29,15 @@ def solve(problem: Problem, backend: str | None = None, tol: float = 1e-8,
     ----------
     problem : Problem
     backend : {"clarabel", "scs", "ecos", "osqp", "direct", "fista"} or None
-        ``None`` picks "direct" for quadratic problems; "fista" when every non-smooth
-        term has an exact prox and the problem needs the PSD cone or has
-        ``T·d > 2000``; otherwise "clarabel". ``sol.backend`` says what ran.
+        ``None`` follows :func:`~mtlcvx.backends.registry.default_route`
+        (docs/backends.md): "direct" for quadratic problems; "fista" when every
+        non-smooth term has an exact prox and the problem needs the PSD cone; otherwise
+        the cheaper by estimated cost of "fista" and "clarabel", where fista is tried
+        first within a share of Clarabel's estimated time when its own cost cannot be
+        estimated (no strong convexity) and falls back to Clarabel when its certified
+        gaps do not fall fast enough. ``sol.backend`` says what produced the point;
+        ``sol.info["abandoned"]`` what an abandoned attempt did (``iterations``,
+        ``seconds``, ``relative_gap``, ``reason``).
     tol : float, default 1e-8
         Target certified relative gap ``gap / |F(W)|``; conic backends translate it
         into their own settings. ``status`` is "optimal" only with a certified gap
@@ -64,9 +70,20 @@ def solve(problem: Problem, backend: str | None = None, tol: float = 1e-8,
     if max_iter is not None:
         max_iter = check_count(max_iter, "max_iter")
     problem.check_shapes()
-    impl = resolve_backend(problem, backend)
+    route = default_route(problem) if backend is None else None
+    impl = resolve_backend(problem, backend if route is None else route.backend)
     start = time.perf_counter()
-    sol = impl.solve(problem, tol=tol, max_iter=max_iter, verbose=verbose, **solver_opts)
+    tried = None
+    if route is not None and route.attempt is not None and not solver_opts:
+        # fista first where the cost model cannot predict it (docs/backends.md)
+        tried = BACKENDS["fista"].attempt(problem, tol=tol, max_iter=max_iter,
+                                          give_up=route.attempt)
+    if tried is None or isinstance(tried, dict):
+        sol = impl.solve(problem, tol=tol, max_iter=max_iter, verbose=verbose, **solver_opts)
+        if tried is not None:
+            sol.info["abandoned"] = tried
+    else:
+        sol = tried
     sol.feature_names, sol.tasks = problem.data.feature_names, problem.data.tasks
     if refine and sol.status == "inaccurate" and problem.proximable and problem.constraints is None:
         sol = _refine(problem, sol, tol)

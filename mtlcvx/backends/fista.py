@@ -15,6 +15,7 @@ from ..solution import Solution
 from .registry import Backend, certified_status, register
 
 if TYPE_CHECKING:
+    from ..first_order import Trace
     from ..problem import Problem
 
 __all__ = ["FistaBackend", "refine"]
@@ -53,6 +54,26 @@ class FistaBackend(Backend):
         opts = {"record_every": 10, **solver_opts}
         trace = fista(problem, max_iter=100_000 if max_iter is None else max_iter, tol=tol,
                       **opts)
+        return self.solution(trace, tol)
+
+    def attempt(self, problem: Problem, *, tol: float, max_iter: int | None,
+                give_up: tuple[float, float]) -> Solution | dict[str, Any]:
+        """fista within the budget ``give_up`` (see :func:`mtlcvx.first_order.fista`):
+        its Solution when the run stopped on its certificate, else what the abandoned
+        run did: ``{"backend", "iterations", "seconds", "relative_gap", "reason"}``."""
+        from ..first_order import fista
+
+        trace = fista(problem, max_iter=100_000 if max_iter is None else max_iter, tol=tol,
+                      record_every=10, give_up=give_up)
+        if trace.converged:
+            return self.solution(trace, tol)
+        return {"backend": self.name, "iterations": trace.iterations,
+                "seconds": trace.info["time"],
+                "relative_gap": trace.certificate.relative_gap,
+                "reason": trace.info["abandoned"] or "max_iter reached"}
+
+    def solution(self, trace: Trace, tol: float) -> Solution:
+        """The Solution of a fista run."""
         cert = trace.certificate
         return Solution(
             W=trace.W, intercept=trace.intercept, objective=cert.objective,

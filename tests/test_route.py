@@ -1,0 +1,102 @@
+"""``backend=None``: the route by estimated cost, and fista tried first where its cost is unknown.
+
+Solutions are checked against an independent CVXPY model written here; no timed asserts
+(the budgets are set through the module's share so every outcome is deterministic).
+"""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import numpy as np
+import pytest
+
+import mtlcvx as mc
+from mtlcvx import first_order
+from mtlcvx.backends import registry
+
+
+def _lasso(T=10, d=8, n=6, alpha=0.5):
+    """n < d samples per task: the smooth part is not strongly convex (μ = 0)."""
+    data = mc.datasets.make_related_tasks(n_tasks=T, n_features=d, n_samples=n,
+                                          random_state=0)
+    return mc.Problem(data, mc.SquaredLoss("sum"), [mc.L1(alpha)])
+
+
+def _cvxpy_optimum(prob: mc.Problem, alpha: float) -> float:
+    """min ½Σ_t‖X_t w_t − y_t‖² + α‖W‖₁, written from the raw arrays."""
+    Xs, ys = prob.data.X, prob.data.y
+    W = cp.Variable((Xs[0].shape[1], len(Xs)))
+    loss = sum(0.5 * cp.sum_squares(X @ W[:, t] - y)
+               for t, (X, y) in enumerate(zip(Xs, ys, strict=True)))
+    ref = cp.Problem(cp.Minimize(loss + alpha * cp.sum(cp.abs(W))))
+    ref.solve(solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12)
+    return ref.value
+
+
+def test_route_attempts_fista_only_where_its_cost_is_unknown():
+    prob = _lasso()
+    route = registry.default_route(prob)
+    # T·Σ min(n_t, d)·d + d·T = 10·6·8 + 80 = 560 compiled non-zeros: C = 0.15·(560/1.1e5)^1.5
+    C = 0.15 * (560 / 1.1e5) ** 1.5
+    assert route.backend == "clarabel" == mc.backends.default_backend(prob)
+    assert route.attempt == pytest.approx((0.3 * C, 1.3 * C))
+    # a ridge makes it strongly convex: the model predicts fista, no attempt
+    ridge = mc.Problem(prob.data, mc.SquaredLoss("sum"), [mc.L1(0.5), mc.Ridge(1e-3)])
+    assert registry.default_route(ridge).attempt is None
+    # no support oracle over a decomposition's parts: no restricted polish, no attempt
+    dirty = mc.Problem(prob.data, mc.SquaredLoss("sum"), [mc.Dirty(0.3, 0.08)])
+    assert registry.default_route(dirty) == ("clarabel", None)
+    assert registry.default_route(
+        mc.Problem(prob.data, penalties=[mc.Ridge(1.0)])) == ("direct", None)
+    assert registry.default_route(
+        mc.Problem(prob.data, penalties=[mc.TraceNorm(1.0)])) == ("fista", None)
+
+
+def test_abandoned_attempt_falls_back_and_says_so(monkeypatch):
+    prob = _lasso()
+    monkeypatch.setattr(registry, "_ATTEMPT_SHARE", 0.0)  # budget (0, C): over at check 1
+    sol = prob.solve()
+    assert sol.backend == "clarabel" and sol.status == "optimal"
+    tried = sol.info["abandoned"]
+    assert tried["backend"] == "fista" and tried["iterations"] == 10
+    assert tried["seconds"] > 0 and tried["relative_gap"] > 1e-8
+    assert "not certified within" in tried["reason"]
+    assert sol.objective == pytest.approx(_cvxpy_optimum(prob, 0.5), rel=1e-7)
+    # options for the solver skip the attempt (they are meant for the default backend)
+    assert "abandoned" not in prob.solve(max_iter=200, tol_feas=1e-9).info
+
+
+def test_attempt_that_certifies_is_returned(monkeypatch):
+    prob = _lasso()
+    monkeypatch.setattr(registry, "_ATTEMPT_SHARE", 1e9)  # all the time fista needs
+    sol = prob.solve()
+    assert sol.backend == "fista" and sol.status == "optimal"
+    assert "abandoned" not in sol.info
+    assert sol.certificate.relative_gap <= 1e-8
+    F_ref = _cvxpy_optimum(prob, 0.5)
+    assert sol.objective == pytest.approx(F_ref, rel=1e-7)
+    assert sol.certificate.gap >= sol.objective - F_ref - 1e-9  # the gap bounds the truth
+
+
+def test_fista_gives_up_only_outside_its_budget():
+    abandon = first_order._abandon
+    slow = [(0, 1.0), (10, 0.9)]  # log-gap −0.0105/iteration: 1,739 more to 1e-8
+    assert abandon((2.0, 10.0), 1.0, 10, slow, 1e-8, settled=False) is None  # before `after`
+    why = abandon((0.0, 10.0), 1.0, 10, slow, 1e-8, settled=False)
+    assert "predicts tol=1e-08 at 175 s" in why  # 1 s + 1,739 × 0.1 s
+    assert abandon((0.0, 10.0), 1.0, 10, slow, 1e-8, settled=True) is None  # polish in play
+    assert "within 10 s" in abandon((0.0, 10.0), 10.0, 10, slow, 1e-8, settled=True)
+    fast = [(0, 1.0), (10, 1e-4)]  # 10 more iterations: 1 s + 1 s ≤ 10 s
+    assert abandon((0.0, 10.0), 1.0, 10, fast, 1e-8, settled=False) is None
+    assert "never" in abandon((0.0, 10.0), 1.0, 10, [(0, 0.5), (10, 0.6)], 1e-8, False)
+
+
+def test_fista_give_up_is_reported_and_checked():
+    prob = _lasso()
+    trace = first_order.fista(prob, give_up=(0.0, 0.0))
+    assert not trace.converged and trace.iterations == 10
+    assert trace.info["abandoned"].startswith("not certified within")
+    assert first_order.fista(prob).info["abandoned"] is None
+    with pytest.raises(mc.ArgumentError, match="give_up"):
+        first_order.fista(prob, give_up=(1.0, 0.5))
+    assert np.isfinite(trace.certificate.relative_gap)
