@@ -51,7 +51,7 @@ class TaskCoupling:
         if alpha == 0:
             return
         if issparse(M):
-            M = scipy.sparse.csr_matrix(M)
+            M = M.tocsr()
             diag = M.diagonal()
             if M.nnz == np.count_nonzero(diag):
                 self.diag += alpha * diag
@@ -293,9 +293,9 @@ def _by_shift(B: np.ndarray, shifts: np.ndarray,
     """Rows of ``B`` with equal shifts (all of them without a feature side) go to ``solve``
     together: one factorisation and one multi-right-hand-side solve per distinct shift.
     None as soon as one solve is None."""
+    if np.all(shifts == shifts[0]):
+        return solve(float(shifts[0]), B)
     values, which, counts = np.unique(shifts, return_inverse=True, return_counts=True)
-    if values.size == 1:
-        return solve(float(values[0]), B)
     X = np.empty_like(B)
     groups = np.split(np.argsort(which, kind="stable"), np.cumsum(counts)[:-1])
     for s, rows in zip(values.tolist(), groups, strict=True):

@@ -78,17 +78,15 @@ def _laplacian_of_checked(
         A: np.ndarray | scipy.sparse.csr_matrix) -> np.ndarray | scipy.sparse.csr_matrix:
     """:func:`laplacian` of an adjacency :func:`check_adjacency` returned (not modified)."""
     if issparse(A):  # assembled in one go from the off-diagonal entries
-        coo = A.tocoo()
-        off = coo.row != coo.col
-        row, col, w = coo.row[off], coo.col[off], coo.data[off]
         n = A.shape[0]
-        idx = np.arange(n)
-        L = scipy.sparse.csr_matrix((np.concatenate([np.bincount(row, weights=w, minlength=n), -w]),
-                           (np.concatenate([idx, row]), np.concatenate([idx, col]))),
-                          shape=A.shape)
-        L.eliminate_zeros()  # isolated tasks
-        L.sort_indices()
-        return L
+        rows = _rows(A)
+        off = A.indices != rows
+        row, col, w = rows[off], A.indices[off], A.data[off]
+        deg = np.bincount(row, weights=w, minlength=n)
+        tasks = np.flatnonzero(deg)  # isolated tasks have no entry
+        row, col = np.concatenate([row, tasks]), np.concatenate([col, tasks])
+        order = np.lexsort((col, row))
+        return _csr_sorted(row[order], col[order], np.concatenate([-w, deg[tasks]])[order], n)
     A = A.copy()
     np.fill_diagonal(A, 0.0)
     return np.diag(A.sum(axis=1)) - A
@@ -101,9 +99,10 @@ def chain(T: int, sparse: bool = False) -> np.ndarray | scipy.sparse.csr_matrix:
     """
     if T < 1:
         raise PenaltyError(f"T must be a positive number of tasks, got {T}")
-    if sparse:
-        off = np.ones(T - 1)
-        return scipy.sparse.diags([off, off], [-1, 1], shape=(T, T), format="csr")
+    if sparse:  # row t holds t − 1 and t + 1
+        idx = np.arange(T)
+        return _csr_sorted(np.repeat(idx, 2)[1:-1], np.stack([idx - 1, idx + 1], 1).ravel()[1:-1],
+                           np.ones(2 * (T - 1)), T)
     A = np.zeros((T, T))
     idx = np.arange(T - 1)
     A[idx, idx + 1] = A[idx + 1, idx] = 1.0
@@ -283,6 +282,31 @@ def psd_factor(K: np.ndarray) -> np.ndarray | scipy.sparse.csc_matrix:
 _DENSE_CHECK_LIMIT = 500
 
 
+def _rows(M: scipy.sparse.csr_matrix) -> np.ndarray:
+    """The row index of every stored entry of a CSR matrix, in storage order."""
+    return np.repeat(np.arange(M.shape[0]), np.diff(M.indptr))
+
+
+def _csr_sorted(row: np.ndarray, col: np.ndarray, val: np.ndarray,
+                n: int) -> scipy.sparse.csr_matrix:
+    """The CSR matrix (n, n) of entries sorted by row, then column, without duplicates:
+    its index arrays are these (no conversion from COO, no sort)."""
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=n), out=indptr[1:])
+    M = scipy.sparse.csr_matrix((val, col, indptr), shape=(n, n))
+    M.has_canonical_format = True
+    return M
+
+
+def _exactly_symmetric(K: scipy.sparse.csr_matrix) -> bool:
+    """``K == Kᵀ`` entry by entry, for a CSR ``K`` in canonical format: ``Kᵀ``'s entries
+    put in row-major order must be ``K``'s own (no transpose is formed)."""
+    rows = _rows(K)
+    order = np.lexsort((rows, K.indices))
+    return bool(np.array_equal(K.indices[order], rows) and np.array_equal(rows[order], K.indices)
+                and np.array_equal(K.data[order], K.data))
+
+
 def _sparse_square(K: Any, name: str) -> scipy.sparse.csr_matrix:
     """A float64 CSR copy of a square, finite, symmetric sparse matrix (symmetrised)."""
     if K.ndim != 2 or K.shape[0] != K.shape[1]:
@@ -295,6 +319,8 @@ def _sparse_square(K: Any, name: str) -> scipy.sparse.csr_matrix:
     if not np.all(np.isfinite(K.data)):
         raise PenaltyError(f"{name} contains NaN or infinite values; drop or impute them first")
     K.eliminate_zeros()
+    if _exactly_symmetric(K):  # as a graph helper builds it: no arithmetic needed
+        return K
     scale = max(1.0, float(np.abs(K.data).max(initial=0.0)))
     asym = float(np.abs((K - K.T).data).max(initial=0.0))
     if asym > _SYM_TOL * scale:

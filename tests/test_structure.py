@@ -49,6 +49,27 @@ def test_sparse_graph_helpers_match_dense(rng):
     np.testing.assert_array_equal(knn.toarray(), relations.knn_graph(Z, 2))
 
 
+def test_sparse_symmetry_check_exact_and_within_round_off():
+    for T in (1, 2, 5):  # the chain's CSR index arrays are built directly
+        chain = relations.chain(T, sparse=True)
+        assert chain.has_canonical_format
+        np.testing.assert_array_equal(chain.toarray(), relations.chain(T))
+    A = np.array([[0, 1.0, 2.0], [1.0, 0, 0], [2.0, 0, 0]])
+    near = A.copy()
+    near[0, 1] += 1e-14  # round-off: accepted, symmetrised
+    checked = relations.check_adjacency(sp.csr_matrix(near))
+    np.testing.assert_array_equal(checked.toarray(), checked.toarray().T)
+    assert abs(checked[0, 1] - 1.0) <= 1e-14
+    far = A.copy()
+    far[1, 0] = 3.0  # same pattern, different values
+    with pytest.raises(mc.PenaltyError, match="A is not symmetric"):
+        relations.check_adjacency(sp.csr_matrix(far))
+    user = sp.csr_matrix(A)
+    pen = mc.GraphLaplacian(user)
+    user.data[:] = 7.0  # the penalty holds its own copy
+    np.testing.assert_array_equal(pen.matrix(1, 3).toarray(), np.diag(A.sum(axis=1)) - A)
+
+
 def test_sparse_factors_reproduce_K(rng):
     T = 40
     A = sp.csr_matrix(_graph(rng, T))

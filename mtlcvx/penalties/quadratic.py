@@ -117,9 +117,9 @@ class QuadraticPenalty(Penalty):
         ``get_params()[name] is`` the object passed in) still works.
         """
         if issparse(checked):
-            # sparse: an internal copy with read-only buffers; the parameter stays the
-            # user's object (scipy's deepcopy makes writable twins, which clone refuses)
-            checked = checked.copy()
+            # sparse: the validation's own copy (never the user's object) with read-only
+            # buffers; the parameter stays the user's object (scipy's deepcopy makes
+            # writable twins, which clone refuses)
             for buf in ("data", "indices", "indptr"):
                 if hasattr(checked, buf):
                     getattr(checked, buf).setflags(write=False)
@@ -153,6 +153,18 @@ class QuadraticPenalty(Penalty):
         if self.side != "task":
             return np.asarray(M @ W)
         return np.asarray(M @ np.ascontiguousarray(W.T)).T if issparse(M) else W @ M
+
+    def abs_product(self, absW: np.ndarray) -> np.ndarray:
+        """``|W||K|`` (task side) or ``|K||W|`` (feature side) from ``absW = |W|`` (d, T):
+        bounds the products that the value and the gradient sum (their rounding)."""
+        d, T = absW.shape
+        K = self.matrix(d, T)
+        if issparse(K):  # |K| shares K's index arrays; K symmetric: |W||K| = (|K||W|ᵀ)ᵀ
+            K = K.tocsr()
+            K = scipy.sparse.csr_matrix((np.abs(K.data), K.indices, K.indptr), shape=K.shape)
+            return (K @ absW.T).T if self.side == "task" else K @ absW
+        K = np.abs(K)
+        return absW @ K if self.side == "task" else K @ absW
 
     def value(self, W: np.ndarray) -> float:
         return 0.5 * self.alpha * float(np.sum(self._product(W) * W))
@@ -208,6 +220,9 @@ class Ridge(QuadraticPenalty):
 
     def gradient(self, W: np.ndarray) -> np.ndarray:
         return self.alpha * W
+
+    def abs_product(self, absW: np.ndarray) -> np.ndarray:
+        return absW
 
 
 class TaskRelation(QuadraticPenalty):
@@ -330,6 +345,12 @@ class FactoredTaskRelation(TaskRelation):
     def gradient(self, W: np.ndarray) -> np.ndarray:
         R = self._checked_R
         return self.alpha * (np.asarray((W @ R) @ R.T) + self.ridge * W)
+
+    def abs_product(self, absW: np.ndarray) -> np.ndarray:
+        """``|W|(|R||R|ᵀ + ridge·I) ≥ |W||K|``, through the factor."""
+        R = self._checked_R
+        R = abs(R) if issparse(R) else np.abs(R)
+        return np.asarray((R @ (R.T @ absW.T)).T) + self.ridge * absW
 
 
 class FeatureRelation(QuadraticPenalty):
