@@ -195,6 +195,11 @@ class CompressedTasks:
         return Apad, Zpad
 
 
+#: Flops of ``G W`` above which :meth:`MultiTaskData.gram_product` looks for zero rows
+#: of ``W`` to skip (below it the search costs about what it saves).
+_SPARSE_PRODUCT = 1e6
+
+
 @dataclass(frozen=True)
 class SharedGram:
     """Sufficient statistics of a shared design (n > d), see :meth:`MultiTaskData.gram`.
@@ -510,20 +515,24 @@ class MultiTaskData:
             self._compressed[key] = self._build_gram(center)
         return self._compressed[key]
 
-    def gram_product(self, W: np.ndarray, center: bool) -> np.ndarray:
+    def gram_product(self, W: np.ndarray, center: bool, keep: bool = True) -> np.ndarray:
         """``G W`` (d, T) with ``G`` of :meth:`gram` (a shared design), kept for the last
         ``W`` (compared exactly) as :meth:`shared_residuals` keeps ``X W``: a solver's last
-        check and the certificate at the same point share one product.
+        check and the certificate at the same point share one product. ``keep=False``
+        neither reads nor writes that cache (a point no certificate will see).
 
-        Only the non-zero rows of ``W`` enter (``G[:, S] W_S``): the same sums without
-        their zero terms, so the certificate's rounding bound for ``G W`` covers it.
+        A large product takes only the non-zero rows of ``W`` (``G[:, S] W_S``): the same
+        sums without their zero terms, so the certificate's rounding bound covers it.
         """
-        cache = self.__dict__.get("_gram_product")
+        cache = self.__dict__.get("_gram_product") if keep else None
         if (cache is None or cache[0] != center or cache[1].shape != W.shape
                 or not np.array_equal(cache[1], W)):
             G = self.gram(center).G
-            rows = np.flatnonzero(np.any(W != 0, axis=1))
-            GW = G[:, rows] @ W[rows] if 2 * rows.size < W.shape[0] else G @ W
+            rows = np.flatnonzero(W.any(axis=1)) if W.size * G.shape[0] > _SPARSE_PRODUCT \
+                else None
+            GW = G @ W if rows is None or 2 * rows.size > W.shape[0] else G[:, rows] @ W[rows]
+            if not keep:
+                return GW
             cache = (center, W.copy(), GW)
             self.__dict__["_gram_product"] = cache
         return cache[2]

@@ -266,12 +266,13 @@ class _GramRoute:
             return G @ W
         return np.matmul(G, W.T[:, :, None])[:, :, 0].T
 
-    def _product(self, W: np.ndarray, view: tuple[np.ndarray, Any, np.ndarray]) -> np.ndarray:
+    def _product(self, W: np.ndarray, view: tuple[np.ndarray, Any, np.ndarray],
+                 keep: bool = False) -> np.ndarray:
         """``[G_t w_t]_t`` (d, T) for ``W`` zero outside the active rows of ``view``; on a
-        shared design over the non-zero rows only, and kept for the certificate
-        (:meth:`MultiTaskData.gram_product`)."""
+        shared design by :meth:`MultiTaskData.gram_product`, which ``keep`` asks to keep
+        it for the certificate."""
         if self.shared:
-            return self.data.gram_product(W, self.center)
+            return self.data.gram_product(W, self.center, keep)
         return self._mul(view[1], W[view[0]])
 
     def _gap(self, W: np.ndarray, view: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -283,7 +284,7 @@ class _GramRoute:
         of per-task designs only): ``W`` is zero outside the active rows ``act``."""
         act, _, Ba = view
         Wa = W[act]
-        GW = self._product(W, view)
+        GW = self._product(W, view, keep=True)
         V = (self.B - GW) * self.c  # = X̃ᵀθ₀
         wb = np.einsum("jt,jt->t", Wa, Ba)
         wGw = np.einsum("jt,jt->t", Wa, GW[act])
@@ -361,10 +362,14 @@ class _GramRoute:
             out[S] = np.einsum("tjl,lt->jt", factor, rhs)
         return out
 
-    def solve(self, W: np.ndarray, alpha: float, tol: float,
-              max_iter: int = 100_000) -> tuple[np.ndarray, int, float]:
+    def solve(self, W: np.ndarray, alpha: float, tol: float, V: np.ndarray | None = None,
+              max_iter: int = 100_000) -> tuple[np.ndarray, np.ndarray | None, int, float]:
         """FISTA from ``W`` until the inner gap is ≤ ``tol·|F|/2`` (or its rounding floor);
-        returns ``(W, iterations, fraction of groups screened)``.
+        returns ``(W, V, iterations, fraction of groups screened)`` with ``V = −∇f(W)``
+        as computed for the last gap (None when screening emptied every row).
+
+        ``V``, when given, stands in for ``−∇f(W)`` at the first check (a prediction from
+        earlier points: :func:`_predict`), saving a product; it only steers the polish.
 
         A check comes before the first iteration and after ``max(check_every, k // 10)``
         more (``k`` run so far; ``check_every`` 3 for L21, 10 for L1). For L1 it is the
@@ -387,7 +392,8 @@ class _GramRoute:
         screened = 0.0
         view = (act.copy(), self.G, self.B)  # (act, G[:, act], B[act]) for _gap
         Ga = self.G  # G[act, act]
-        hint = None  # V = −∇f of the iterate after FISTA's iterations
+        hint = V  # V = −∇f of the iterate (predicted, or left by FISTA's iterations)
+        grad_P = None  # ∇f on the active rows at the restart point P, read off its gap
 
         def certified(result: tuple[float, float, float, np.ndarray, Any]) -> bool:
             return result[1] <= max(0.5 * tol * abs(result[0]), result[2])
@@ -409,6 +415,7 @@ class _GramRoute:
                     "jt,jt->t", Xa, view[2] + V[act] / self.c)))
                 if checked[0] < loss + pen.value(Xa):
                     X, Y, t = P, P.copy(), 1.0
+                    grad_P = -checked[3][act]
             else:
                 checked = self._gap(X, view, alpha)
                 if certified(checked) or k >= max_iter:
@@ -426,6 +433,7 @@ class _GramRoute:
                 drop = ~np.any(keep > 0, axis=1)
             drop &= act
             if drop.any():
+                grad_P = None
                 act &= ~drop
                 view = (act.copy(), None if self.shared else self._sub(slice(None), act),
                         self.B[act])
@@ -439,13 +447,14 @@ class _GramRoute:
                 Y *= keep
             screened = 1.0 - (act.mean() if self.rows else keep.mean())
             if not act.any():  # every group is zero at the optimum: W = 0
-                break
+                return X, None, k, screened
             Ba = view[2]
             Xa, Ya = X[act], Y[act]
             ka = keep[act] if keep is not None else None
             for _ in range(max(check_every, k // 10)):
                 k += 1
-                grad = (self._mul(Ga, Ya) - Ba) * c
+                grad = (self._mul(Ga, Ya) - Ba) * c if grad_P is None else grad_P
+                grad_P = None
                 Xn = pen.prox(Ya - grad / L, 1.0 / L)
                 if ka is not None:
                     Xn *= ka
@@ -459,7 +468,7 @@ class _GramRoute:
             X[act], Y[act] = Xa, Ya
             if self.rows:  # V of the iterate, for the rows that enter
                 hint = (self.B - self._product(X, view)) * c
-        return X, k, screened
+        return X, checked[3], k, screened
 
 
 # ----------------------------------------------------------------------------- path
@@ -542,18 +551,18 @@ def regularization_path(
         pen.alpha = float(grid[order[0]])
         route = _route(prob, pen, backend)
         gram = _GramRoute(prob, pen) if route == "fista-gram" else None
-        W = np.zeros((d, T))
-        last: list[tuple[float, np.ndarray]] = []  # the last (strength, solution) pairs
+        W, V = np.zeros((d, T)), None
+        last: list[tuple[float, np.ndarray, np.ndarray | None]] = []  # (strength, W, −∇f(W))
         floor = 0.0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             for i in order:
                 start = time.perf_counter()
                 pen.alpha = float(grid[i])
-                W0 = _predict(last, pen.alpha) if gram is not None and last else W
-                W, cert, iterations[i], screened[i] = _solve_point(prob, route, gram, W0, tol,
-                                                                   floor)
-                last = [*last[1 - _PREDICT_POINTS:], (pen.alpha, W)]
+                W0, V0 = _predict(last, pen.alpha) if gram is not None and last else (W, V)
+                W, V, cert, iterations[i], screened[i] = _solve_point(prob, route, gram, W0,
+                                                                      V0, tol, floor)
+                last = [*last[1 - _PREDICT_POINTS:], (pen.alpha, W, V)]
                 floor = _rounding_floor(cert)
                 times[i] = time.perf_counter() - start
                 Ws[i], certs[i], objective[i] = W, cert, cert.objective
@@ -579,21 +588,27 @@ def regularization_path(
                       info={"iterations": iterations, "screened": screened})
 
 
-def _predict(last: list[tuple[float, np.ndarray]], alpha: float) -> np.ndarray:
-    """Warm start at ``alpha`` from the last points ``(α_i, W_i)`` (up to
-    :data:`_PREDICT_POINTS`): the polynomial through them in ``log α`` (a solution is
-    smooth in α while its support stays), evaluated at ``alpha`` on the support of the
-    last one (zeros stay zero); the last point itself when a strength is 0 or repeats."""
-    W_last = last[-1][1]
-    strengths = [a for a, _ in last]
+def _predict(last: list[tuple[float, np.ndarray, np.ndarray | None]],
+             alpha: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """Warm start ``(W, V)`` at ``alpha`` from the last points ``(α_i, W_i, V_i)`` (up to
+    :data:`_PREDICT_POINTS`, ``V_i = −∇f(W_i)``): the polynomial through them in
+    ``log α`` (a solution is smooth in α while its support stays), evaluated at ``alpha``,
+    ``W`` on the support of the last one (zeros stay zero). ``V`` is affine in ``W`` and
+    the weights sum to one, so the same combination of the ``V_i`` is ``−∇f`` of the
+    combined ``W`` (up to the zeros kept; None when a ``V_i`` is unknown). The last point
+    itself when a strength is 0 or repeats."""
+    _, W_last, V_last = last[-1]
+    strengths = [a for a, _, _ in last]
     if min(strengths + [alpha]) <= 0 or len(set(strengths + [alpha])) <= len(strengths):
-        return W_last
+        return W_last, V_last
     x = [math.log(a) for a in strengths]
     at = math.log(alpha)
-    W = np.zeros_like(W_last)
-    for i, (_, Wi) in enumerate(last):  # Lagrange basis polynomial i at log alpha
-        W += math.prod((at - xj) / (x[i] - xj) for j, xj in enumerate(x) if j != i) * Wi
-    return np.where(W_last != 0, W, 0.0)
+    weights = [math.prod((at - xj) / (x[i] - xj) for j, xj in enumerate(x) if j != i)
+               for i in range(len(x))]  # Lagrange basis polynomials at log alpha
+    W = sum(w * Wi for w, (_, Wi, _) in zip(weights, last, strict=True))
+    V = None if any(Vi is None for _, _, Vi in last) else sum(
+        w * Vi for w, (_, _, Vi) in zip(weights, last, strict=True))
+    return np.where(W_last != 0, W, 0.0), V
 
 
 #: Points the warm start extrapolates from: a cubic in log α (on the 50-point path of the
@@ -616,8 +631,10 @@ def _route(prob: Problem, pen: Penalty, backend: str | None) -> str:
 
 
 def _solve_point(prob: Problem, route: str, gram: _GramRoute | None, W: np.ndarray,
-                 tol: float, floor: float) -> tuple[np.ndarray, Certificate, int, float]:
-    """One path point from the warm start ``W``: (W, certificate, iterations, screened).
+                 V: np.ndarray | None, tol: float,
+                 floor: float) -> tuple[np.ndarray, np.ndarray | None, Certificate, int, float]:
+    """One path point from the warm start ``W`` (and ``V``, its predicted ``−∇f``, for the
+    Gram route): (W, V = −∇f(W) or None, certificate, iterations, screened).
 
     ``floor`` is the previous point's relative rounding floor (:func:`_rounding_floor`):
     iterating for a smaller gap than that is futile.
@@ -626,18 +643,18 @@ def _solve_point(prob: Problem, route: str, gram: _GramRoute | None, W: np.ndarr
 
     its, screened = 0, 0.0
     if gram is not None:
-        W, its, screened = gram.solve(W, gram.pen.alpha, tol)
+        W, V, its, screened = gram.solve(W, gram.pen.alpha, tol, V)
         cert = certify(prob, W, gradient_mapping=False, tol=tol)  # the gap decides
         computed = np.inf if cert.gap is None else cert.gap - cert.rounding  # F − D, no floor
         if certified_status(cert, tol) == "optimal" or computed <= tol * abs(cert.objective):
-            return W, cert, its, screened
+            return W, V, cert, its, screened
         route = "fista"  # polish on the full data (rare: the inner gap is stricter)
         floor = max(floor, _rounding_floor(cert))
     if route == "fista":
         trace = fista(prob, tol=max(tol, 2.0 * floor), W0=W, record_every=_NO_RECORD)
-        return trace.W, trace.certificate, its + trace.iterations, screened
+        return trace.W, None, trace.certificate, its + trace.iterations, screened
     sol = prob.solve(backend=route, tol=tol)
-    return sol.W, sol.certificate or certify(prob, sol.W), sol.iterations or 0, 0.0
+    return sol.W, None, sol.certificate or certify(prob, sol.W), sol.iterations or 0, 0.0
 
 
 def _rounding_floor(cert: Certificate) -> float:
