@@ -6,6 +6,7 @@ Usage::
     python benchmarks/bench_school.py --quick      # smoke run (shorter budgets)
     python benchmarks/bench_school.py --out r.json --problems lasso,trace
     python benchmarks/bench_school.py --profile graph   # cProfile of fista, no benchmark
+    python benchmarks/bench_school.py --routes default,fista,clarabel   # backend=None
 
 Problems. School as shipped (``mc.datasets.load_school()``: 139 tasks in file order, the
 raw 28 columns including MALSAR's bias column, no intercept), with
@@ -22,7 +23,10 @@ raw 28 columns including MALSAR's bias column, no intercept), with
   (``load_school(standardize=True)``, ``fit_intercept=True``, ``scale="mean"``,
   ``Ridge(0.1) + SquaredTraceNorm(1.0)``).
 
-Routes. ``fista``: :func:`mtlcvx.first_order.fista` with ``tol = 1e-8`` (it stops on its
+Routes. ``default``: ``prob.solve(tol=1e-8)`` with ``backend=None``, the package's own
+choice (the backend that produced the point, and any abandoned fista attempt, are in
+its row; never counted as the "fastest route", it is compared with it).
+``fista``: :func:`mtlcvx.first_order.fista` with ``tol = 1e-8`` (it stops on its
 own certified relative gap). ``clarabel``, ``scs``, ``ecos``, ``osqp``:
 ``prob.solve(backend=b, tol=1e-8)`` for every installed backend whose cones cover the
 problem (ECOS has no PSD cone, OSQP neither SOC nor PSD); the others are listed as n/a.
@@ -53,7 +57,8 @@ fastest time and the largest peak RSS are reported. The machine may be shared an
 the load average is recorded in the JSON.
 
 Targets (PASS/FAIL on the fastest route that reaches the certified gap): time ≤ 5 s per
-problem, ≤ 3 s for ``trace`` and ``mtrl``; peak RSS ≤ 1 GB.
+problem, ≤ 3 s for ``trace`` and ``mtrl``; peak RSS ≤ 1 GB; ``default`` within 1.5× the
+time of the fastest certified route.
 """
 
 from __future__ import annotations
@@ -89,7 +94,10 @@ LABELS = {
     "mtrl": "MTRL Ridge(.1)+SqTrace(1)",
 }
 CONIC = ("clarabel", "scs", "ecos", "osqp")
-ROUTES = ("fista", *CONIC, "malsar-rule")
+ROUTES = ("default", "fista", *CONIC, "malsar-rule")
+#: not candidates for the fastest certified route (the default is compared with it)
+NOT_ROUTES = ("default", "malsar-rule")
+DEFAULT_RATIO_TARGET = 1.5
 TIME_TARGET = {"trace": 3.0, "mtrl": 3.0}  # seconds; others DEFAULT_TIME_TARGET
 DEFAULT_TIME_TARGET = 5.0
 RSS_TARGET_MB = 1024.0
@@ -190,11 +198,18 @@ def _call(route: str, prob, spec: dict[str, Any]) -> dict[str, Any]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sol = prob.solve(backend=route, tol=TOL)
-    return {"W": sol.W, "iterations": sol.iterations,
-            "solver_status": str(sol.info.get("solver_status", sol.status)),
-            "status": sol.status, "compile_time": sol.compile_time,
-            "solve_time": sol.solve_time}
+        sol = prob.solve(backend=None if route == "default" else route, tol=TOL)
+    out = {"W": sol.W, "iterations": sol.iterations,
+           "solver_status": str(sol.info.get("solver_status", sol.status)),
+           "status": sol.status, "compile_time": sol.compile_time,
+           "solve_time": sol.solve_time, "backend": sol.backend}
+    tried = sol.info.get("abandoned")
+    if route == "default":
+        out["solver_status"] = f"backend={sol.backend}" + (
+            "" if tried is None else f" after fista abandoned at {tried['iterations']} "
+            f"iterations, {tried['seconds']:.3f} s")
+        out["abandoned"] = tried
+    return out
 
 
 def _work(spec: dict[str, Any]) -> dict[str, Any]:
@@ -263,7 +278,7 @@ def _measure(problem: str, route: str, cfg: dict[str, Any], log) -> dict[str, An
     conic = route in CONIC
     spec: dict[str, Any] = {"problem": problem, "route": route,
                             "max_iter": cfg["fista_max_iter"],
-                            "limit_memory": conic}
+                            "limit_memory": conic or route == "default"}
     timeout = cfg["conic_timeout"] if conic else cfg["fista_timeout"]
     best = repeated(__file__, spec, timeout, cfg["repeats"])
     best.update(problem=problem, route=route)
@@ -302,13 +317,31 @@ def _add_suboptimality(problems: list[str], results: list[dict[str, Any]]) -> No
                 r["rel_subopt"] = (r["objective"] - F_ref) / max(1.0, abs(F_ref))
 
 
+def _pairs(problem: str, route: str, cfg: dict[str, Any], n: int) -> dict[str, Any]:
+    """``n`` alternating fresh runs of ``default`` and ``route`` on ``problem``: the median
+    of the per-pair time ratios default / route, and every run's time."""
+    import statistics
+
+    times: dict[str, list[float]] = {"default": [], route: []}
+    for _ in range(n):
+        for r in times:
+            spec = {"problem": problem, "route": r, "max_iter": cfg["fista_max_iter"],
+                    "limit_memory": r != "fista"}
+            run = run_child(__file__, spec, cfg["fista_timeout"])
+            times[r].append(run["time"] if run.get("outcome") == "ok" else float("nan"))
+    ratios = [a / b for a, b in zip(times["default"], times[route], strict=True)]
+    return {"route": route, "times": times, "ratios": ratios,
+            "median_ratio": statistics.median(ratios)}
+
+
 def _summary(problems: list[str], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for name in problems:
         rows = [r for r in results if r["problem"] == name]
-        reaching = [r for r in rows if r["reached"] and r["route"] != "malsar-rule"]
+        reaching = [r for r in rows if r["reached"] and r["route"] not in NOT_ROUTES]
         best = min(reaching, key=lambda r: r["time"]) if reaching else None
         malsar = next((r for r in rows if r["route"] == "malsar-rule"), None)
+        default = next((r for r in rows if r["route"] == "default"), None)
         target = TIME_TARGET.get(name, DEFAULT_TIME_TARGET)
         entry: dict[str, Any] = {
             "problem": name, "label": LABELS[name], "time_target_s": target,
@@ -321,6 +354,13 @@ def _summary(problems: list[str], results: list[dict[str, Any]]) -> list[dict[st
         entry["time_pass"] = best is not None and best["time"] <= target
         entry["rss_pass"] = (best is not None and best["peak_rss_mb"] is not None
                              and best["peak_rss_mb"] <= RSS_TARGET_MB)
+        if default is not None:
+            ratio = (default["time"] / best["time"] if best is not None and default["reached"]
+                     else None)
+            entry["default"] = {"backend": default.get("backend"), "time": default.get("time"),
+                                "reached": default["reached"], "ratio": ratio,
+                                "abandoned": default.get("abandoned"),
+                                "pass": ratio is not None and ratio <= DEFAULT_RATIO_TARGET}
         if malsar is not None:
             entry["malsar_rule"] = {k: malsar.get(k) for k in
                                     ("outcome", "time", "iterations", "relative_gap",
@@ -343,6 +383,25 @@ def _summary_table(summary: list[dict[str, Any]]) -> str:
             f"{'PASS' if s['rss_pass'] else 'FAIL':<5} | "
             f"{fmt(m.get('time'), '.3f'):>7} {fmt(m.get('iterations'), 'd'):>6} "
             f"{fmt(m.get('relative_gap'), '.2e'):>13} {fmt(m.get('rel_subopt'), '.2e'):>11}")
+    if any("default" in s for s in summary):
+        lines += ["", f"backend=None against the fastest certified route (target ≤ "
+                      f"{DEFAULT_RATIO_TARGET:g}×):",
+                  f"{'problem':<26} {'backend=None ran':<30} {'time[s]':>8} "
+                  f"{'fastest certified route':<24} {'time[s]':>8} {'ratio':>6}"
+                  f"  (paired: median ratio, pairs)"]
+        for s in summary:
+            d = s.get("default")
+            if d is None:
+                continue
+            tried = d["abandoned"]
+            ran = (f"{d['backend']}" if tried is None else
+                   f"{d['backend']} (fista gave up: {tried['iterations']} it)")
+            paired = d.get("paired")
+            lines.append(f"{s['label']:<26} {ran:<30} {fmt(d['time'], '.3f'):>8} "
+                         f"{s['fastest_route'] or '-':<24} {fmt(s['time'], '.3f'):>8} "
+                         f"{fmt(d['ratio'], '.2f'):>6}  {'PASS' if d['pass'] else 'FAIL'}"
+                         + ("" if paired is None else
+                            f"  ({paired['median_ratio']:.2f}, {len(paired['ratios'])})"))
     return "\n".join(lines)
 
 
@@ -379,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated subset of {','.join(PROBLEMS)}")
     parser.add_argument("--routes", default=",".join(ROUTES),
                         help=f"comma-separated subset of {','.join(ROUTES)}")
+    parser.add_argument("--pairs", type=int, default=0,
+                        help="with the default route: this many alternating fresh runs of "
+                             "it and the fastest certified route; the median ratio decides")
     parser.add_argument("--profile", metavar="PROBLEM", choices=PROBLEMS,
                         help="only profile fista on PROBLEM with cProfile and exit")
     parser.add_argument("--profile-iter", type=int, default=20_000,
@@ -422,6 +484,11 @@ def main(argv: list[str] | None = None) -> int:
             results.append(_measure(name, route, cfg, log))
     _add_suboptimality(problems, results)
     summary = _summary(problems, results)
+    for s in summary:
+        d = s.get("default")
+        if args.pairs > 0 and d is not None and s["fastest_route"] is not None:
+            d["paired"] = _pairs(s["problem"], s["fastest_route"], cfg, args.pairs)
+            d["pass"] = d["paired"]["median_ratio"] <= DEFAULT_RATIO_TARGET
     total = time.perf_counter() - t0
     print("\nAll routes (rel subopt = (F − F_ref)/max(1, |F_ref|), F_ref the best certified "
           "objective):")
