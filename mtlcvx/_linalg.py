@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import scipy
 
-__all__ = ["lambda_min", "min_block_eigenvalue", "block_pinv", "pinv_solve_psd",
+__all__ = ["psd_cutoff", "lambda_min", "min_block_eigenvalue", "block_pinv", "pinv_solve_psd",
            "spectral_norm_bound", "issparse"]
 
 
@@ -26,13 +26,31 @@ def issparse(x: Any) -> bool:
     return module is not None and module.issparse(x)
 
 
-def lambda_min(lam: np.ndarray) -> np.ndarray:
-    """Smallest of ascending eigenvalues ``lam`` (..., n) of PSD matrices, round-off set to 0.
+#: ``p(n)/n`` in the eigensolver's backward error ``p(n)·ε·‖A‖₂`` (see :func:`psd_cutoff`).
+_EIGEN_ERROR = 64.0
 
-    An eigenvalue counts as positive only above ``n·1e-14·max(1, λ_max)``.
+
+def psd_cutoff(top: Any, n: int) -> Any:
+    """``64·n·ε·|top|``: how far a computed eigenvalue of a symmetric matrix (n × n, largest
+    eigenvalue ``top``), or a computed singular value (largest ``top``, n the larger
+    dimension), may be from the exact one. The package's one round-off rule for spectra.
+
+    LAPACK's symmetric eigensolvers and SVDs are backward stable: they return the exact
+    spectrum of ``A + E`` with ``‖E‖₂ ≤ p(n)·ε·‖A‖₂``, ``p(n)`` a modest function of n, so
+    by Weyl's inequality every value is within that of its exact one. ``p(n) = 64n`` is a
+    generous choice (LAPACK's own error estimates take ``p(n) = 1``). Hence an eigenvalue
+    at or below the cutoff may be 0 (a null direction: pseudo-inverses drop it), and
+    ``λ̂_min − cutoff`` is a lower bound on ``λ_min`` (:func:`lambda_min`). The rounding
+    in forming ``A`` (a Gram ``XᵀX``, a sum of terms) is not included: certificates
+    bound that where they need it.
     """
-    low = lam[..., 0]
-    return np.where(low > lam.shape[-1] * 1e-14 * np.maximum(1.0, lam[..., -1]), low, 0.0)
+    return _EIGEN_ERROR * n * np.finfo(float).eps * np.abs(top)
+
+
+def lambda_min(lam: np.ndarray) -> np.ndarray:
+    """A lower bound on the smallest eigenvalue of PSD matrices from their computed
+    ascending eigenvalues ``lam`` (..., n): ``max(λ̂_min − psd_cutoff(λ̂_max, n), 0)``."""
+    return np.maximum(lam[..., 0] - psd_cutoff(lam[..., -1], lam.shape[-1]), 0.0)
 
 
 def spectral_norm_bound(V: np.ndarray) -> float:
@@ -126,8 +144,8 @@ def min_block_eigenvalue(H: np.ndarray, c: np.ndarray) -> float:
 
 
 def _inverse_eigenvalues(lam: np.ndarray, n: int) -> np.ndarray:
-    """``1/λ`` for eigenvalues above ``n·ε·max(1, λ_max)`` (per row of ``lam``), else 0."""
-    cutoff = np.maximum(lam.max(axis=-1, keepdims=True), 1.0) * n * np.finfo(float).eps
+    """``1/λ`` for eigenvalues above :func:`psd_cutoff` (per row of ``lam``), else 0."""
+    cutoff = psd_cutoff(lam.max(axis=-1, keepdims=True), n)
     return np.where(lam > cutoff, 1.0 / np.where(lam > cutoff, lam, 1.0), 0.0)
 
 

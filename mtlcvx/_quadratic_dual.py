@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._linalg import psd_cutoff
+
 if TYPE_CHECKING:
     from .problem import Problem
 
@@ -49,7 +51,8 @@ def _null_basis(K: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray, n
     """``(λ, U, null mask)`` of a PSD ``K`` (``None`` is the zero matrix).
 
     A diagonal ``K`` keeps its exact eigenpairs (``λ = diag K``, ``U = I``); otherwise
-    ``eigh``. Eigenvalues within round-off of zero count as null.
+    ``eigh``. Eigenvalues within round-off of zero (:func:`~mtlcvx._linalg.psd_cutoff`)
+    count as null.
     """
     if K is None:
         lam, U = np.zeros(n), np.eye(n)
@@ -57,8 +60,7 @@ def _null_basis(K: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray, n
         lam, U = np.diag(K).copy(), np.eye(n)
     else:
         lam, U = np.linalg.eigh(K)
-    cut = 64.0 * n * np.finfo(float).eps * float(np.abs(lam).max(initial=0.0))
-    return lam, U, lam <= cut
+    return lam, U, lam <= psd_cutoff(np.abs(lam).max(initial=0.0), n)
 
 
 def quadratic_dual(problem: Problem, W: np.ndarray, Kt: np.ndarray,

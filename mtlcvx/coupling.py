@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import scipy
 
-from ._linalg import issparse
+from ._linalg import issparse, psd_cutoff
 from .relations import _sparse_ldl
 
 __all__ = ["TaskCoupling"]
@@ -26,10 +26,6 @@ _MAX_LOW_RANK = 64
 _MAX_BANDWIDTH = 8
 #: Largest T for which a structure without a fast route falls back to a dense eigh.
 DENSE_LIMIT = 3000
-
-
-def _eps_cutoff(scale: float, n: int) -> float:
-    return n * 1e-13 * max(1.0, scale)
 
 
 class TaskCoupling:
@@ -229,7 +225,7 @@ class TaskCoupling:
         """
         T = self.n_tasks
         top, low = self.bounds()
-        floor = _eps_cutoff(abs(top) + np.abs(shifts).max(initial=0.0), T)
+        floor = psd_cutoff(abs(top) + np.abs(shifts).max(initial=0.0), T)
         kind = self.kind
         if kind == "diagonal":
             denom = self.diag[None, :] + shifts[:, None]

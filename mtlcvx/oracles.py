@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._linalg import issparse, lambda_min, min_block_eigenvalue
+from ._linalg import issparse, lambda_min, min_block_eigenvalue, psd_cutoff
 from .coupling import TaskCoupling
 from .penalties.base import Penalty
 
@@ -217,9 +217,8 @@ def _spectrum_values(problem: Problem) -> dict:
         Kt, Kf = coupling(problem)
         kt_top, kt_low = Kt.bounds()
         lf = np.zeros(1) if Kf is None else np.linalg.eigvalsh(Kf)
-        round_off = T * 1e-14 * max(1.0, kt_top)
         cache = (key, {"coupling": (max(kt_top, 0.0) + max(lf[-1], 0.0), float(
-            (kt_low if kt_low > round_off else 0.0) + lambda_min(lf)))},
+            max(kt_low - psd_cutoff(kt_top, T), 0.0) + lambda_min(lf)))},
                  held)  # kept so the ids in the key cannot be reused
         problem.__dict__["_spectra_cache"] = cache
     return cache[1]

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from ._io import Saved, record
-from ._linalg import block_pinv
+from ._linalg import block_pinv, psd_cutoff
 from ._optional import require
 from ._threads import blas_limited
 from .certificates import Certificate, certify
@@ -198,7 +198,7 @@ class _Relation:
             total = root.sum()
             if total == 0:  # W = 0: any Ω with trace 1; keep the centre of the set
                 root, total = np.ones(self.n), float(self.n)
-            keep = root > self.n * np.finfo(float).eps * root.max()
+            keep = root > psd_cutoff(root.max(), self.n)
             inv = np.where(keep, total / np.where(keep, root, 1.0), 0.0)
             return (E * (root / total)) @ E.T, (E * inv) @ E.T
         m = cluster_eigenvalues(s, self.k, self.eta, self.n)
@@ -218,7 +218,7 @@ class _Relation:
         if not self.covariance:
             return (E / (self.eta + np.clip(lam, 0.0, 1.0))) @ E.T
         lam = np.maximum(lam, 0.0)
-        keep = lam > self.n * np.finfo(float).eps * max(lam.max(), 1e-300)
+        keep = lam > psd_cutoff(lam.max(), self.n)
         return (E * np.where(keep, 1.0 / np.where(keep, lam, 1.0), 0.0)) @ E.T
 
     # -- values ----------------------------------------------------------------
@@ -233,8 +233,7 @@ class _Relation:
         lam, E = np.linalg.eigh(0.5 * (A + A.T))
         P = W @ E if self.side == "task" else E.T @ W
         weight = np.sum(P * P, axis=0 if self.side == "task" else 1)
-        cutoff = self.n * np.finfo(float).eps * max(lam.max(), 1e-300)
-        inside = lam > cutoff
+        inside = lam > psd_cutoff(lam.max(), self.n)
         outside = float(weight[~inside].sum())
         if outside > (self.n * np.finfo(float).eps) ** 2 * max(float(weight.sum()), 1e-300):
             return np.inf

@@ -411,6 +411,27 @@ def test_min_block_eigenvalue_is_a_tight_lower_bound(rng, kind):
     assert bound >= exact - 1e-13 * float((c * np.einsum("kii->k", H)).max())
 
 
+@pytest.mark.parametrize("scale", [2.0 ** -60, 1.0, 2.0 ** 60])
+def test_psd_round_off_rule_on_a_closed_form_spectrum(scale):
+    """The path graph's Laplacian times a power of 2 is exact in float64 and has the
+    eigenvalues ``scale·(2 − 2cos(kπ/n))``, k = 0..n−1: every computed one is within
+    ``psd_cutoff`` of its exact value, ``lambda_min`` is exactly 0 for it, and for
+    ``L + s·I`` (``s = 2⁻²⁰·scale``, exact too) a lower bound on ``s`` within two cutoffs
+    of it, at every scale (a cutoff with an absolute floor lost ``s`` at 2⁻⁶⁰)."""
+    from mtlcvx._linalg import lambda_min, psd_cutoff
+
+    n = 50
+    L = scale * (np.diag(relations.chain(n).sum(axis=1)) - relations.chain(n))
+    exact = scale * (2.0 - 2.0 * np.cos(np.arange(n) * np.pi / n))
+    lam = np.linalg.eigvalsh(L)
+    cutoff = psd_cutoff(exact[-1], n)
+    assert np.abs(lam - exact).max() <= cutoff
+    assert lambda_min(lam) == 0.0
+    s = 2.0 ** -20 * scale
+    mu = float(lambda_min(np.linalg.eigvalsh(L + s * np.eye(n))))
+    assert s - 2.0 * cutoff <= mu <= s
+
+
 @pytest.mark.parametrize("missed", [3, 577])
 def test_min_block_eigenvalue_falls_back_when_the_iteration_misses_a_block(rng, monkeypatch,
                                                                            missed):

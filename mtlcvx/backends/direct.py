@@ -37,7 +37,7 @@ import numpy as np
 import scipy
 
 from .. import oracles
-from .._linalg import block_pinv, pinv_solve_psd
+from .._linalg import block_pinv, pinv_solve_psd, psd_cutoff
 from ..certificates import certify
 from ..coupling import DENSE_LIMIT, TaskCoupling
 from ..exceptions import MTLError, SolverFailed
@@ -186,7 +186,7 @@ class DirectBackend(Backend):
                 return None
             lam, U = scipy.linalg.eigh(Q.to_dense())
             denom = shifts[:, None] + lam[None, :]
-            cutoff = max(np.abs(denom).max(), 1.0) * max(denom.shape) * np.finfo(float).eps
+            cutoff = psd_cutoff(np.abs(denom).max(), max(denom.shape))
             safe = np.where(denom > cutoff, denom, 1.0)
             What = np.where(denom > cutoff, (Bhat @ U) / safe, 0.0) @ U.T
         return V @ What if sc is None else (V @ What) / sc

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .._linalg import psd_cutoff
 from .._optional import cp
 from ..exceptions import PenaltyError
 from .base import Penalty, Term
@@ -54,8 +55,7 @@ def cluster_eigenvalues(sigma: np.ndarray, k: float, eta: float, n: int) -> np.n
     """
     sigma = np.asarray(sigma, dtype=float)
     m = np.zeros(n)
-    scale = sigma.max(initial=0.0)
-    pos = sigma > n * np.finfo(float).eps * scale if scale > 0 else np.zeros(sigma.size, bool)
+    pos = sigma > psd_cutoff(sigma.max(initial=0.0), n)
     n_pos = int(pos.sum())
     if k <= 0:
         return m
