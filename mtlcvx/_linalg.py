@@ -8,13 +8,14 @@ so ``import mtlcvx`` and the routes that need NumPy alone never load ``scipy.lin
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import scipy
 
 __all__ = ["psd_cutoff", "lambda_min", "min_block_eigenvalue", "block_pinv", "pinv_solve_psd",
-           "spectral_norm_bound", "issparse"]
+           "spectral_norm_bound", "issparse", "batches"]
 
 
 def issparse(x: Any) -> bool:
@@ -78,8 +79,16 @@ def spectral_norm_bound(V: np.ndarray) -> float:
 #: Fewer blocks than this go straight to ``eigvalsh`` in :func:`min_block_eigenvalue`
 #: (below it the n-step sweeps cost more than eigvalsh of every block).
 _FEW_BLOCKS = 512
-#: Entries per batched Cholesky of the proof (1 MB), so it needs no copy of all the blocks.
-_PROOF_ENTRIES = 2 ** 17
+#: Entries per batch of :func:`batches` (1 MB).
+_BATCH_ENTRIES = 2 ** 17
+
+
+def batches(k: int, n: int) -> Iterator[slice]:
+    """Slices of ``range(k)`` for batched LAPACK calls on k (n, n) blocks a few at a time:
+    their shifted copies and outputs stay near 1 MB instead of the size of all the blocks."""
+    step = max(1, _BATCH_ENTRIES // (n * n))
+    for start in range(0, k, step):
+        yield slice(start, start + step)
 
 
 def _cholesky_sweep(L: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -133,10 +142,9 @@ def min_block_eigenvalue(H: np.ndarray, c: np.ndarray) -> float:
             return 0.0
         del L
         shift = (m - 2.0 * err) / c
-        step = max(1, _PROOF_ENTRIES // (n * n))  # shifted copies and factors stay small
-        for start in range(0, k, step):
-            shifted = H[start:start + step].copy()
-            np.einsum("kii->ki", shifted)[...] -= shift[start:start + step, None]
+        for part in batches(k, n):
+            shifted = H[part].copy()
+            np.einsum("kii->ki", shifted)[...] -= shift[part, None]
             np.linalg.cholesky(shifted)
         return m - 3.0 * err
     except np.linalg.LinAlgError:

@@ -206,8 +206,9 @@ def _dense_couplings(pens, d, T):
     ("diagonal", "per-task blocks"), ("chain", "banded cholesky"), ("graph", "banded cholesky"),
     ("factor", "woodbury"), ("factor+feature", "woodbury"),
 ])
-def test_direct_structured_routes_match_dense_kron(rng, case, method):
+def test_direct_structured_routes_match_dense_kron(rng, monkeypatch, case, method):
     T = 24
+    monkeypatch.setattr(mc._linalg, "_BATCH_ENTRIES", 5 * 4 * 4)  # batched calls: 5 blocks each
     data, Xs, ys = _hetero(rng, T=T)
     pens, _ = _route_cases(rng, T)[case]
     prob = mc.Problem(data, loss=mc.SquaredLoss("sum"), penalties=pens)
@@ -451,7 +452,7 @@ def test_min_block_eigenvalue_falls_back_when_the_iteration_misses_a_block(rng, 
     H[missed] = Q @ np.diag([1e-3, 1e3, 1e3, 1e3, 1e3]) @ Q.T  # Rayleigh quotients near 1e3
     c = np.ones(k)
     monkeypatch.setattr(_linalg, "_cholesky_sweep", lambda L, x: np.asarray(x, float).copy())
-    monkeypatch.setattr(_linalg, "_PROOF_ENTRIES", 64 * n * n)
+    monkeypatch.setattr(_linalg, "_BATCH_ENTRIES", 64 * n * n)
     exact = float((c * lambda_min(np.linalg.eigvalsh(H))).min())
     assert min_block_eigenvalue(H, c) == exact
 

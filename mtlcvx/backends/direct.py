@@ -37,7 +37,7 @@ import numpy as np
 import scipy
 
 from .. import oracles
-from .._linalg import block_pinv, pinv_solve_psd, psd_cutoff
+from .._linalg import batches, block_pinv, pinv_solve_psd, psd_cutoff
 from ..certificates import certify
 from ..coupling import DENSE_LIMIT, TaskCoupling
 from ..exceptions import MTLError, SolverFailed
@@ -247,9 +247,10 @@ class DirectBackend(Backend):
         T, d, _ = Hs.shape
         U = Kt.low_rank()
         p = U.shape[1]
-        blocks = Hs + Kt.diag[:, None, None] * np.eye(d)
+        Pinv = np.empty_like(Hs)
         try:
-            Pinv = np.linalg.inv(blocks)
+            for part in batches(T, d):  # no shifted copy of all the blocks
+                Pinv[part] = np.linalg.inv(Hs[part] + Kt.diag[part, None, None] * np.eye(d))
         except np.linalg.LinAlgError:
             return None
         if not np.all(np.isfinite(Pinv)):
