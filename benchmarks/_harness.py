@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["MEM_LIMIT_BYTES", "REPEAT_BELOW", "TOL", "best_of", "fmt", "limit_memory",
-           "machine", "peak_rss_mb", "reached", "repeated", "run_child"]
+           "machine", "peak_rss_mb", "reached", "repeated", "run_child", "write_json"]
 
 #: The certified relative gap a route must reach.
 TOL = 1e-8
@@ -128,6 +128,15 @@ def machine() -> dict[str, Any]:
                                                         "OPENBLAS_NUM_THREADS",
                                                         "MKL_NUM_THREADS")},
             "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write a benchmark's ``payload`` to ``path`` as JSON (folders created, NumPy scalars
+    as floats) and say so."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2, default=float))
+    print(f"wrote {out}")
 
 
 def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -55,7 +55,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import TOL, fmt, limit_memory, machine, peak_rss_mb, repeated
+from _harness import TOL, fmt, limit_memory, machine, peak_rss_mb, repeated, write_json
 
 ROUTES = ("auto", "fista", "clarabel", "malsar-rule")
 TIME_TARGET = 20.0
@@ -281,13 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{sum(s['pass'] for s in summary)}/{len(summary)} configurations meet the targets "
           f"(≤ {TIME_TARGET:.0f} s, ≤ {RSS_TARGET_MB:.0f} MB, at or below MALSAR's rule); "
           f"total {total:.0f} s")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"mode": "quick" if args.quick else "full", "tol": TOL, "config": cfg,
             "total_runtime_s": total, **machine()}
-    out.write_text(json.dumps({"meta": meta, "results": results, "summary": summary},
-                              indent=2, default=float))
-    print(f"wrote {out}")
+    write_json(args.out, {"meta": meta, "results": results, "summary": summary})
     return 0
 
 

@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
-from _harness import TOL, fmt, limit_memory, peak_rss_mb, repeated
+from _harness import TOL, fmt, limit_memory, peak_rss_mb, repeated, write_json
 
 RHO1, RHO2, K = 10.0, 0.1, 3
 PROBLEMS = ("mtrl", "cmtl")
@@ -350,12 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - started
     load = os.getloadavg()[0]
     print(f"total runtime {total:.0f} s; load average {load:.2f}; {os.cpu_count()} CPUs")
-    out = Path(args.out) if args.out else (Path(__file__).parent / "results"
-                                           / "bench_relations.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"results": results, "summary": summary, "quick": args.quick,
-                               "total_s": total, "load": load}, indent=1, default=float))
-    print(f"results written to {out}")
+    write_json(args.out or Path(__file__).parent / "results" / "bench_relations.json",
+               {"results": results, "summary": summary, "quick": args.quick,
+                "total_s": total, "load": load})
     return 0
 
 

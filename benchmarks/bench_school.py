@@ -80,6 +80,7 @@ from _harness import (
     peak_rss_mb,
     repeated,
     run_child,
+    write_json,
 )
 
 MALSAR_TOL = 1e-4
@@ -499,15 +500,11 @@ def main(argv: list[str] | None = None) -> int:
     print(_summary_table(summary))
     n_pass = sum(s["time_pass"] and s["rss_pass"] for s in summary)
     print(f"\n{n_pass}/{len(summary)} problems meet both targets; total runtime {total:.0f} s")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "mode": "quick" if args.quick else "full", "tol": TOL, "config": cfg,
         "mem_limit_bytes": MEM_LIMIT_BYTES, "total_runtime_s": total, **machine(),
     }
-    out.write_text(json.dumps({"meta": meta, "results": results, "summary": summary},
-                              indent=2, default=float))
-    print(f"wrote {out}")
+    write_json(args.out, {"meta": meta, "results": results, "summary": summary})
     return 0
 
 

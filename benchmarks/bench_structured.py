@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import TOL, fmt, limit_memory, peak_rss_mb, repeated
+from _harness import TOL, fmt, limit_memory, peak_rss_mb, repeated, write_json
 
 PROBLEMS = ("dirty", "rmtl", "rmtfl", "splr", "cfg")
 LABELS = {"dirty": "Dirty(1000, 200)", "rmtl": "RobustMTL(2000, 500)",
@@ -214,11 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table)
     print(f"\nload average {load[0]:.2f} -> {os.getloadavg()[0]:.2f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"results": results, "summary": summary, "config": cfg,
-                               "load_average": [load[0], os.getloadavg()[0]]},
-                              indent=1, default=float))
+    write_json(args.out, {"results": results, "summary": summary, "config": cfg,
+                          "load_average": [load[0], os.getloadavg()[0]]})
     return 0
 
 
