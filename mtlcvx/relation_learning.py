@@ -54,7 +54,7 @@ from .penalties.learned import LearnedClusters, cluster_eigenvalues
 from .penalties.quadratic import FeatureRelation, QuadraticPenalty, TaskRelation
 from .penalties.spectral import SquaredTraceNorm
 from .problem import Problem
-from .solution import coefficients_frame
+from .solution import Reported, coefficients_frame
 
 __all__ = ["KINDS", "History", "RelationResult", "learn_relation"]
 
@@ -76,7 +76,7 @@ class History(dict):
 
 
 @dataclass
-class RelationResult(Saved):
+class RelationResult(Saved, Reported):
     """Result of :func:`learn_relation`.
 
     Attributes
@@ -126,28 +126,18 @@ class RelationResult(Saved):
 
     def summary(self) -> str:
         """A short human-readable report."""
-        d, T = self.W.shape
         n = self.matrix.shape[0]
         lam = np.linalg.eigvalsh(self.matrix)
         rank = int(np.sum(lam > 1e-8 * max(1.0, lam.max())))
         lines = [
-            f"mtlcvx learned relation ({self.kind}, method={self.method!r}): "
-            f"status {self.status}",
-            f"  W: {d} features x {T} tasks"
-            + ("" if self.intercept is None else ", with intercepts"),
-            f"  objective (NumPy, original data): {self.objective:.12g}",
             f"  certificate: {self.certificate}",
             f"  matrix: {n}x{n}, trace {np.trace(self.matrix):.6g}, rank {rank}",
         ]
         if self.labels is not None:
             sizes = np.bincount(self.labels)
             lines.append(f"  clusters: {sizes.size} of sizes {', '.join(map(str, sizes))}")
-        for key, value in self.info.items():
-            lines.append(f"  {key}: {value}")
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.summary()
+        return self._report(f"mtlcvx learned relation ({self.kind}, method={self.method!r}): "
+                            f"status {self.status}", [], lines)
 
     def to_frame(self, feature_names: list[Any] | None = None, tasks: list[Any] | None = None):
         """``W`` as a pandas DataFrame (features × tasks); needs the ``pandas`` extra."""

@@ -17,8 +17,35 @@ STATUS_RULE = ('"optimal" only with a certified gap <= tol * |F(W)|; "inaccurate
                'larger gap; "unverified" when no certificate gives a gap')
 
 
+class Reported:
+    """The report of a fitted result with ``W`` (d, T), ``intercept``, ``objective`` and
+    ``info`` (:class:`Solution`, :class:`~mtlcvx.RelationResult`): ``str()`` is the
+    subclass's ``summary()``, which :meth:`_report` lays out."""
+
+    W: np.ndarray
+    intercept: np.ndarray | None
+    objective: float
+    info: dict[str, Any]
+
+    def _report(self, title: str, labels: list[str], body: list[str]) -> str:
+        """``title``, the shape of ``W``, ``labels``, the objective, ``body``, then ``info``."""
+        d, T = self.W.shape
+        return "\n".join([
+            title,
+            f"  W: {d} features x {T} tasks"
+            + ("" if self.intercept is None else ", with intercepts"),
+            *labels,
+            f"  objective (NumPy, original data): {self.objective:.12g}",
+            *body,
+            *(f"  {key}: {value}" for key, value in self.info.items()),
+        ])
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
 @dataclass
-class Solution(Saved):
+class Solution(Saved, Reported):
     """Result of :meth:`mtlcvx.Problem.solve`.
 
     Attributes
@@ -82,17 +109,10 @@ class Solution(Saved):
     def summary(self) -> str:
         """A short human-readable report."""
         d, T = self.W.shape
-        lines = [
-            f"mtlcvx solution ({self.backend}): status {self.status}",
-            f"  W: {d} features x {T} tasks"
-            + ("" if self.intercept is None else ", with intercepts"),
-            f"  objective (NumPy, original data): {self.objective:.12g}",
-        ]
         named = [(what, labels) for what, labels, count in
                  (("tasks", self.tasks, T), ("features", self.feature_names, d))
                  if labels is not None and list(labels) != list(range(count))]
-        lines[2:2] = [f"  {what}: {', '.join(map(repr, labels[:6]))}"
-                      + (", …" if len(labels) > 6 else "") for what, labels in named]
+        lines = []
         if self.solver_objective is not None:
             rel = abs(self.solver_objective - self.objective) / max(1.0, abs(self.objective))
             lines.append(f"  solver's objective: {self.solver_objective:.12g} "
@@ -102,12 +122,10 @@ class Solution(Saved):
         if self.certificate is not None:
             lines.append(f"  certificate: {self.certificate}")
         lines.append(f"  status rule: {STATUS_RULE}")
-        for key, value in self.info.items():
-            lines.append(f"  {key}: {value}")
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.summary()
+        return self._report(
+            f"mtlcvx solution ({self.backend}): status {self.status}",
+            [f"  {what}: {', '.join(map(repr, labels[:6]))}" + (", …" if len(labels) > 6 else "")
+             for what, labels in named], lines)
 
     def to_frame(self, feature_names: list[Any] | None = None, tasks: list[Any] | None = None):
         """``W`` as a pandas DataFrame (features × tasks); needs the ``pandas`` extra.
