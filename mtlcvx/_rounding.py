@@ -127,7 +127,6 @@ class _DesignNorms:
     """Norms of each task's design, cached on the (read-only) data."""
 
     col: np.ndarray  # (d, T): ‖x_tj‖₂
-    mean: np.ndarray  # (d, T): |x̄_tj|
     abs_spectral: np.ndarray  # (T,): an upper bound on ‖|X_t|‖₂
     frobenius: np.ndarray  # (T,): ‖X_t‖_F
     y: np.ndarray  # (T,): ‖y_t‖₂
@@ -158,15 +157,13 @@ def _design_norms(data: MultiTaskData) -> _DesignNorms:
     if cache is not None:
         return cache
     d = data.n_features
-    X3 = data.X[0][None] if data.is_shared else data.equal_blocks()
+    blocks = None if data.is_shared else data.equal_blocks()
+    X3 = data.X[0][None] if data.is_shared else blocks and blocks[0]
     if X3 is not None:  # a shared design (once) or tasks of one size: batched, no copy
-        X3 = X3 if data.is_shared else X3[0]
         col = np.sqrt(np.einsum("knd,knd->kd", X3, X3))
-        mean = np.abs(np.einsum("knd->kd", X3)) / X3.shape[1]
         one_inf = np.sqrt(np.prod(_abs_sums(X3), axis=0))
     else:  # every task's rows at once: per-task sums over the stacked rows
         X, starts, rows = data.stacked()[0], data.task_starts(), data.task_sums
-        mean = np.abs(rows(X)) / data.n_samples[:, None]
         scratch = np.abs(X)  # one (N, d) buffer: |X|, then X∘X
         one_inf = np.sqrt(rows(scratch).max(axis=1)
                           * np.maximum.reduceat(np.einsum("nd->n", scratch), starts))
@@ -177,16 +174,35 @@ def _design_norms(data: MultiTaskData) -> _DesignNorms:
         Y = data.shared_targets()
         y = np.sqrt(np.einsum("nt,nt->t", Y, Y))
         T = data.n_tasks
-        col, mean = np.broadcast_to(col.T, (d, T)), np.broadcast_to(mean.T, (d, T))
+        col = np.broadcast_to(col.T, (d, T))
         spec, frob = np.broadcast_to(spec, T), np.broadcast_to(frob, T)
+    elif blocks is not None:
+        y, col = np.sqrt(np.einsum("tn,tn->t", blocks[1], blocks[1])), col.T
     else:
         yv = data.stacked()[1]
-        y, col, mean = np.sqrt(data.task_sums(yv * yv)), col.T, mean.T
+        y, col = np.sqrt(data.task_sums(yv * yv)), col.T
     largest = int(data.n_samples.max()) * d  # the longest sum in any of the norms above
-    norms = _DesignNorms(col, mean, spec * (1.0 + gamma(largest)), np.asarray(frob, float),
-                         y, data.n_samples.astype(float))
+    norms = _DesignNorms(col, spec * (1.0 + gamma(largest)), np.asarray(frob, float), y,
+                         data.n_samples.astype(float))
     data.__dict__["_rounding_norms"] = norms
     return norms
+
+
+def _design_means(data: MultiTaskData) -> np.ndarray:
+    """``|x̄_tj|`` (d, T), the column means' sizes (centred problems only), cached."""
+    cache = data.__dict__.get("_rounding_means")
+    if cache is None:
+        if data.is_shared:
+            X = data.X[0]
+            cache = np.broadcast_to((np.abs(np.einsum("nd->d", X)) / X.shape[0])[:, None],
+                                    (data.n_features, data.n_tasks))
+        else:
+            blocks = data.equal_blocks()
+            cache = (np.abs(np.einsum("knd->dk", blocks[0])) / blocks[0].shape[1]
+                     if blocks is not None
+                     else np.abs(data.task_sums(data.stacked()[0])).T / data.n_samples)
+        data.__dict__["_rounding_means"] = cache
+    return cache
 
 
 @dataclass(frozen=True)
@@ -391,8 +407,8 @@ class Rounding:
         tn = self.theta_norms(q_task)
         e = self.g_data * self.norms.col * tn
         if self.centred:
-            e = e + self.norms.mean * (np.sqrt(self.norms.n) * self.g_data
-                                       * (self.c * self.mu + tn))
+            means = _design_means(self.problem.data)
+            e = e + means * (np.sqrt(self.norms.n) * self.g_data * (self.c * self.mu + tn))
         if V is not None and self.quadratic:
             e = e + self.quadratic_gradient_error() + _EPS * np.abs(V)
         return e

@@ -34,7 +34,10 @@ class TaskCoupling:
     def __init__(self, n_tasks: int):
         self.n_tasks = n_tasks
         self.diag = np.zeros(n_tasks)
-        self.sparse: scipy.sparse.csr_matrix | None = None
+        #: (α, M) of every sparse term: a band is read off their index arrays, and their sum
+        #: is formed only when asked for (:attr:`sparse`)
+        self._sparse_parts: list[tuple[float, Any]] = []
+        self._sparse: scipy.sparse.csr_matrix | None = None
         self.dense: np.ndarray | None = None
         self.factors: list[np.ndarray] = []  # dense (T, p) blocks, K ∋ R Rᵀ
         self._dense_eig: tuple[np.ndarray, np.ndarray] | None = None
@@ -52,8 +55,8 @@ class TaskCoupling:
             if M.nnz == np.count_nonzero(diag):
                 self.diag += alpha * diag
             else:
-                S = alpha * M
-                self.sparse = S if self.sparse is None else (self.sparse + S).tocsr()
+                self._sparse_parts.append((alpha, M))
+                self._sparse = None
             return
         diag = np.diag(M)
         if np.count_nonzero(M) == np.count_nonzero(diag):
@@ -74,18 +77,27 @@ class TaskCoupling:
 
     # ------------------------------------------------------------------ structure
     @property
+    def sparse(self) -> scipy.sparse.csr_matrix | None:
+        """The sparse part (CSR, without the diagonal part ``diag``), or None."""
+        if self._sparse is None and self._sparse_parts:
+            S = sum((alpha * M for alpha, M in self._sparse_parts[1:]),
+                    self._sparse_parts[0][0] * self._sparse_parts[0][1])
+            self._sparse = S.tocsr()
+        return self._sparse
+
+    @property
     def is_zero(self) -> bool:
-        return (not self.diag.any() and self.sparse is None and self.dense is None
+        return (not self.diag.any() and not self._sparse_parts and self.dense is None
                 and not self.factors)
 
     @property
     def is_diagonal(self) -> bool:
-        return self.sparse is None and self.dense is None and not self.factors
+        return not self._sparse_parts and self.dense is None and not self.factors
 
     @property
     def kind(self) -> str:
         """"diagonal", "sparse", "low-rank" (+ diagonal), "dense" or "mixed"."""
-        parts = [name for name, on in (("sparse", self.sparse is not None),
+        parts = [name for name, on in (("sparse", bool(self._sparse_parts)),
                                        ("dense", self.dense is not None),
                                        ("low-rank", bool(self.factors))) if on]
         if not parts:
@@ -100,9 +112,9 @@ class TaskCoupling:
         """The coupling ``diag(v) K_t diag(v)``."""
         out = TaskCoupling(self.n_tasks)
         out.diag = self.diag * v * v
-        if self.sparse is not None:
+        if self._sparse_parts:
             Dv = scipy.sparse.diags(v)
-            out.sparse = (Dv @ self.sparse @ Dv).tocsr()
+            out._sparse_parts = [(1.0, (Dv @ self.sparse @ Dv).tocsr())]
         if self.dense is not None:
             out.dense = v[:, None] * self.dense * v[None, :]
         out.factors = [v[:, None] * R for R in self.factors]
@@ -115,22 +127,26 @@ class TaskCoupling:
     def band(self) -> np.ndarray | None:
         """Lower band storage (b + 1, T) of ``diag + sparse`` (row k holds ``K[t + k, t]``
         in column t), or None without a sparse part or when wider than 8."""
-        return self._banded()[1] if self.sparse is not None else None
+        return self._banded()[1] if self._sparse_parts else None
 
     def _banded(self) -> tuple[int, np.ndarray | None]:
         """``(bandwidth, lower band storage of diag + sparse or None if too wide)``, once."""
         if self._band is None:
-            if self.sparse is None:
+            if not self._sparse_parts:
                 self._band = (0, None)
-            else:
-                coo = self.sparse.tocoo()
-                b = int(np.abs(coo.row - coo.col).max(initial=0))
+            else:  # every part's entries from its CSR index arrays (no COO copy)
+                T = self.n_tasks
+                row = np.concatenate([np.repeat(np.arange(T), np.diff(M.indptr))
+                                      for _, M in self._sparse_parts])
+                col = np.concatenate([M.indices for _, M in self._sparse_parts])
+                b = int(np.abs(row - col).max(initial=0))
                 ab = None
                 if b <= _MAX_BANDWIDTH:
-                    ab = np.zeros((b + 1, self.n_tasks))
+                    ab = np.zeros((b + 1, T))
                     ab[0] = self.diag
-                    low = coo.row >= coo.col
-                    np.add.at(ab, (coo.row[low] - coo.col[low], coo.col[low]), coo.data[low])
+                    low = row >= col
+                    val = np.concatenate([alpha * M.data for alpha, M in self._sparse_parts])
+                    np.add.at(ab, (row[low] - col[low], col[low]), val[low])
                 self._band = (b, ab)
         return self._band
 

@@ -384,7 +384,7 @@ def test_design_norms_batched_over_tasks_match_each_task(layout, chunk, monkeypa
     time) against each task's own NumPy norms; the bound on ‖|X_t|‖₂ is at least the true
     value from an SVD."""
     from mtlcvx import _rounding
-    from mtlcvx._rounding import _design_norms
+    from mtlcvx._rounding import _design_means, _design_norms
 
     monkeypatch.setattr(_rounding, "_CHUNK", chunk)
 
@@ -397,11 +397,11 @@ def test_design_norms_batched_over_tasks_match_each_task(layout, chunk, monkeypa
         sizes = [7] * T if layout == "equal" else [7, 3, 7, 12, 3]
         data = mc.MultiTaskData([rng.standard_normal((n, d)) * 10.0 ** rng.integers(-3, 4)
                                  for n in sizes], [rng.standard_normal(n) for n in sizes])
-    norms = _design_norms(data)
+    norms, means = _design_norms(data), _design_means(data)
     for t in range(T):
         X, y = data.X[t], data.y[t]
         np.testing.assert_allclose(norms.col[:, t], np.linalg.norm(X, axis=0), rtol=1e-14)
-        np.testing.assert_allclose(norms.mean[:, t], np.abs(X.mean(axis=0)), rtol=1e-14)
+        np.testing.assert_allclose(means[:, t], np.abs(X.mean(axis=0)), rtol=1e-14)
         assert norms.frobenius[t] == pytest.approx(np.linalg.norm(X), rel=1e-14)
         assert norms.y[t] == pytest.approx(np.linalg.norm(y), rel=1e-14)
         assert norms.abs_spectral[t] >= np.linalg.norm(np.abs(X), 2)
