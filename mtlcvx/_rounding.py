@@ -94,7 +94,7 @@ relative error of its own evaluation. Rung 5 (gradient mapping) gaps get ``2E_F`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import scipy
@@ -105,7 +105,7 @@ if TYPE_CHECKING:
     from .data import MultiTaskData
     from .problem import Problem
 
-__all__ = ["GramRounding", "Rounding", "gamma", "least_squares"]
+__all__ = ["GramRounding", "GramShift", "Rounding", "gamma", "gram_shift", "least_squares"]
 
 _EPS = np.finfo(float).eps
 #: Headroom for the rounding of the bound's own evaluation.
@@ -255,6 +255,38 @@ def least_squares(data: MultiTaskData, center: bool,
     out = _LeastSquares(W, np.where(usable, sigma2, 0.0), np.where(usable, err, np.inf))
     data.__dict__[key] = out
     return out
+
+
+class GramShift(NamedTuple):
+    """A reference point ``R`` for the Gram route of a shared design (no intercepts) and
+    its residual ``Ê = fl(Y − XR)`` (see :meth:`mtlcvx.losses.SquaredLoss.gram_dual`)."""
+
+    R: np.ndarray  # (d, T)
+    B: np.ndarray  # (d, T): fl(XᵀÊ)
+    ee: np.ndarray  # (T,): fl(‖ê_t‖²)
+    ye: np.ndarray  # (T,): fl(y_tᵀê_t)
+    delta: np.ndarray  # (T,): ≥ ‖ê_t − (y_t − X r_t)‖, the rounding of Ê
+
+
+def gram_shift(data: MultiTaskData, ls: _LeastSquares) -> GramShift:
+    """The least-squares solution as the Gram route's reference point, cached on the data.
+
+    Near it (small strengths, where ``W`` is dense and ``Σ_j ‖x_j‖|w_jt|`` is many times
+    ``‖r_t‖``) the expansion around it cancels far less than the one around 0. ``Ê`` is
+    computed once (two ``n·d·T`` products); ``|Ê − (Y − XR)| ≤ γ_{d+1}(|X||R| + |Y|)``
+    entrywise, so ``‖δ_t‖ ≤ γ_{d+1}(Σ_j ‖x_j‖|R_jt| + ‖y_t‖)``.
+    """
+    cache = data.__dict__.get("_rounding_gram_shift")
+    if cache is not None:
+        return cache
+    X, Y = data.X[0], data.shared_targets()
+    E = Y - X @ ls.W
+    norms = _design_norms(data)
+    delta = gamma(X.shape[1] + 1) * (norms.col[:, 0] @ np.abs(ls.W) + norms.y)
+    shift = GramShift(ls.W, X.T @ E, np.einsum("nt,nt->t", E, E), np.einsum("nt,nt->t", Y, E),
+                      _SAFETY * delta)
+    data.__dict__["_rounding_gram_shift"] = shift
+    return shift
 
 
 class Rounding:
@@ -507,6 +539,14 @@ class GramRounding(Rounding):
 
     bounded with ``|ΔV_jt| ≤ γ c_t‖x_j‖m_t`` and ``‖XG^{-1}ΔV_t‖ ≤ ‖ΔV_t‖/σ_min``.
 
+    Expanded around a reference ``R`` (``shift``: :func:`gram_shift`), ``y`` and ``w``
+    read ``Ê`` and ``Δ̂ = fl(W − R)``, ``m_t = Σ_j ‖x_j‖|Δ̂_jt| + ‖ê_t‖``, and θ̂ is
+    ``c(Ê − XΔ̂)``. Its residual differs from the exact ``y − Xw`` by ``η = δ − X(Δ̂ −
+    Δ)``, ``‖η_t‖ ≤ ‖δ_t‖ + 1.01ε m_t``: the loss gains ``c_t(‖ρ_t‖‖η_t‖ + ‖η_t‖²/2)``
+    (first order in the residual ``ρ``), and ``w_t`` above becomes ``R_t + Δ̂_t −
+    G⁻¹Xᵀδ_t`` (``G⁻¹XᵀÊ = w^{ls} − R + G⁻¹Xᵀδ``), bounded by ``Σ_j ‖x_j‖|w_jt| +
+    1.01ε m_t`` and ``‖δ_t‖/σ_min`` times ``‖ΔV_t‖``.
+
     Parameters
     ----------
     problem, W
@@ -518,10 +558,12 @@ class GramRounding(Rounding):
     ls : _LeastSquares
         ``G⁻¹B`` as computed, a bound on its error and a lower bound on ``λ_min(XᵀX)``
         (> 0), from :func:`least_squares`.
+    shift : GramShift, optional
+        The reference the loss was expanded around (None: 0).
     """
 
     def __init__(self, problem: Problem, W: np.ndarray, losses: np.ndarray,
-                 magnitudes: np.ndarray, ls: _LeastSquares):
+                 magnitudes: np.ndarray, ls: _LeastSquares, shift: GramShift | None = None):
         super().__init__(problem, W, None)
         self.losses = losses
         n, d = problem.data.X[0].shape
@@ -533,14 +575,22 @@ class GramRounding(Rounding):
         self.at_ls = dV * (col @ np.abs(ls.W) + float(np.linalg.norm(col)) * ls.err)
         self.at_w = dV * (col @ np.abs(W)) + (
             dV * dV * float(col @ col) / ls.sigma2 / (2.0 * np.where(self.c > 0, self.c, 1.0)))
+        self.eta = np.zeros_like(self.m)  # ≥ ‖η_t‖: Ê's and Δ̂'s rounding (shift only)
+        if shift is not None:
+            self.eta = shift.delta + 1.01 * _EPS * self.m
+            self.at_w += dV * (1.01 * _EPS * self.m + float(np.linalg.norm(col)) * shift.delta
+                               / np.sqrt(ls.sigma2))
 
     def task_losses(self, q_task: np.ndarray | None) -> np.ndarray:
         return self.losses + self.loss_error(self.losses)
 
     def loss_error(self, losses: np.ndarray) -> np.ndarray:
+        gram = 0.5 * self.g_gram * self.c * self.m * self.m
+        # a shift's residual is off by η: c‖ρ‖‖η‖ + c‖η‖²/2, ‖ρ‖² ≤ 2(loss + gram)/c
+        gram += (np.sqrt(2.0 * self.c * (losses + gram)) * self.eta
+                 + 0.5 * self.c * self.eta * self.eta)
         # the residuals' bound too: rung 5 evaluates F(W⁺) on the residuals
-        return np.maximum(0.5 * self.g_gram * self.c * self.m * self.m,
-                          super().loss_error(losses))
+        return np.maximum(gram, super().loss_error(losses))
 
     def v_error(self, q_task: np.ndarray, V: np.ndarray | None = None) -> np.ndarray:
         e = np.zeros(self.W.shape)  # V̂ = Xᵀθ' exactly

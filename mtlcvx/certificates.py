@@ -45,7 +45,7 @@ import numpy as np
 
 from ._io import record
 from ._quadratic_dual import quadratic_dual
-from ._rounding import GramRounding, Rounding, gamma, least_squares
+from ._rounding import GramRounding, Rounding, gamma, gram_shift, least_squares
 from ._threads import blas_limited
 from .coupling import TaskCoupling
 from .losses import LossDual
@@ -112,7 +112,8 @@ class Certificate:
     rounding : float or None
         The part of ``gap`` that bounds the certificate's own floating-point error
         (absolute, see docs/certificates.md): no point of this problem can be certified
-        much below it.
+        much below it. With an earlier ``dual_lower`` taken, it is this point's own (the
+        earlier value already has its bound subtracted).
     """
 
     objective: float
@@ -299,24 +300,39 @@ _GRAM_SHARE = 0.25
 
 
 class _CoarseRoute(Exception):
-    """The Gram route's rounding bound is too large for this gap."""
+    """The Gram route's rounding bound is too large for this gap (its certificate is the
+    argument: kept when the residuals' gap is no smaller)."""
 
 
 def _gram_route(problem: Problem, W: np.ndarray) -> _GramRoute | None:
     """The loss's part of a certificate from ``XᵀX``, ``XᵀY`` (d²T operations instead of
     three n·d·T products), or None: only for a shared design with n ≥ d, no intercepts,
     ``X`` of full column rank (``λ̂_min(G)`` above its rounding) and a non-zero residual.
+
+    The expansion is around 0, or around the least-squares solution (:func:`gram_shift`)
+    where that makes the magnitudes ``m_t`` of the cancelling sums smaller: once
+    ``Σ_j ‖x_j‖|w_jt|`` exceeds ``‖y_t‖`` (dense ``W`` at small strengths), where the
+    bound around 0 grows with ``m_t²`` far beyond the rounding of the residuals.
     """
-    if problem.fit_intercept:
+    data = problem.data
+    if problem.fit_intercept or not data.is_shared or data.X[0].shape[0] < data.n_features:
         return None
-    got = problem.loss.gram_dual(problem.data, W, False)
+    ls = least_squares(data, False, gram_extremes(problem))
+    if not ls.sigma2[0] > 0:
+        return None
+    shift = None
+    gram = data.gram(False)
+    col, y = np.sqrt(np.maximum(gram.G.diagonal(), 0.0)), np.sqrt(gram.yy)
+    m0 = col @ np.abs(W) + y
+    if np.any(m0 > 2.0 * y):
+        shift = gram_shift(data, ls)
+        m1 = col @ np.abs(W - shift.R) + np.sqrt(shift.ee)
+        shift = shift if float(m1 @ m1) < float(m0 @ m0) else None
+    got = problem.loss.gram_dual(data, W, False, shift)
     if got is None or not got[1].quadratic.sum() > 0:
         return None
     value, dual, m = got
-    ls = least_squares(problem.data, False, gram_extremes(problem))
-    if not ls.sigma2[0] > 0:
-        return None
-    return _GramRoute(value, dual, GramRounding(problem, W, dual.quadratic, m, ls))
+    return _GramRoute(value, dual, GramRounding(problem, W, dual.quadratic, m, ls, shift))
 
 
 def _best_scale(a: float, b: float, s_max: float = np.inf) -> tuple[float, float]:
@@ -416,8 +432,11 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
         try:
             return _certify(problem, W, intercept, parts, dual_lower, gradient_mapping, route,
                             tol)
-        except _CoarseRoute:
-            pass
+        except _CoarseRoute as coarse:  # the residuals' gap, unless the Gram one is smaller
+            residual = _certify(problem, W, intercept, parts, dual_lower, gradient_mapping,
+                                None)
+            gram_cert = coarse.args[0]
+            return gram_cert if residual.gap is None or gram_cert.gap < residual.gap else residual
     return _certify(problem, W, intercept, parts, dual_lower, gradient_mapping, None)
 
 
@@ -473,7 +492,9 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
             if gap is None or earlier < gap:
                 method = "best dual value seen so far" if gap is None else (
                     method + " + best dual value seen so far")
-                gap, dual, reason, dual_error = earlier, dual_lower, None, 0.0
+                # the earlier dual's own error is inside dual_lower; the rounding reported
+                # stays this point's (what its own dual point could resolve)
+                gap, dual, reason = earlier, dual_lower, None
         rounding = None
         if gap is not None:
             losses = bound.task_losses(None if pieces is None else pieces.q_task)
@@ -481,14 +502,15 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
             rounding = floor + (dual_error if dual is not None else 0.0)
             gap = max(gap, 0.0) + excess + floor
             rel = _relative(gap, objective)
-            if route is not None and rounding > _GRAM_SHARE * gap and not (
-                    tol is not None and rel <= tol):
-                raise _CoarseRoute
             dist = _distance(gap, mu)
         else:
             rel = dist = None
-        return Certificate(objective, gap, rel, mapping and mapping[0], dist, method, reason,
+        cert = Certificate(objective, gap, rel, mapping and mapping[0], dist, method, reason,
                            dual, rounding)
+        if route is not None and gap is not None and rounding > _GRAM_SHARE * gap and not (
+                tol is not None and rel <= tol):
+            raise _CoarseRoute(cert)
+        return cert
 
     if problem.constraints is not None:
         return done(None, "none", "constrained problem")

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .data import MultiTaskData, SharedGram, as_float_array, frozen_copy
+from .data import MultiTaskData, as_float_array, frozen_copy
 from .exceptions import DataError
 
 __all__ = ["SquaredLoss", "LossDual"]
@@ -35,11 +35,11 @@ class LossDual(NamedTuple):
     V: np.ndarray
 
 
-def _gram_residuals(gram: SharedGram, W: np.ndarray,
-                    GW: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(‖r_t‖², w_tᵀb_t)`` of a shared design from its Gram statistics and ``GW = G W``."""
-    wb = np.einsum("dt,dt->t", W, gram.B)
-    return np.einsum("dt,dt->t", W, GW) - 2.0 * wb + gram.yy, wb
+def _gram_residuals(B: np.ndarray, yy: np.ndarray, W: np.ndarray,
+                    GW: np.ndarray) -> np.ndarray:
+    """``‖y_t − X w_t‖² = w_tᵀGw_t − 2w_tᵀb_t + ‖y_t‖²`` of a shared design from its Gram
+    statistics ``B = XᵀY``, ``yy = ‖y_t‖²`` and ``GW = G W``."""
+    return np.einsum("dt,dt->t", W, GW) - 2.0 * np.einsum("dt,dt->t", W, B) + yy
 
 
 class SquaredLoss:
@@ -129,7 +129,7 @@ class SquaredLoss:
             def shared_gram(W: np.ndarray, need_gradient: bool = True) -> tuple[
                     float, np.ndarray | None]:
                 GW = gram.G @ W
-                quad, _ = _gram_residuals(gram, W, GW)
+                quad = _gram_residuals(B, gram.yy, W, GW)
                 value = 0.5 * float(c @ quad)
                 return value, ((GW - B) * c if need_gradient else None)
 
@@ -158,8 +158,8 @@ class SquaredLoss:
 
         return oracle
 
-    def gram_dual(self, data: MultiTaskData, W: np.ndarray,
-                  center: bool) -> tuple[float, LossDual, np.ndarray] | None:
+    def gram_dual(self, data: MultiTaskData, W: np.ndarray, center: bool,
+                  shift: Any = None) -> tuple[float, LossDual, np.ndarray] | None:
         r"""Loss value and dual pieces of a shared design (n ≥ d) from ``G = X̃ᵀX̃``,
         ``B = X̃ᵀỸ`` and ``‖ỹ_t‖²``: ``d²T`` operations instead of ``2ndT``. None otherwise.
 
@@ -173,18 +173,27 @@ class SquaredLoss:
         (triangle and Cauchy–Schwarz inequalities on Higham's bound for each sum of
         products, the rounding of ``G`` and ``B`` included). The certificate turns them
         into its rounding bound, and uses the residuals directly where they are too large.
+
+        ``shift`` (fields ``R`` (d, T), ``B`` = ``X̃ᵀÊ``, ``ee`` = ``‖ê_t‖²``, ``ye`` =
+        ``ỹ_tᵀê_t``, for a computed residual ``Ê = Ỹ − X̃R`` of a reference point ``R``)
+        expands around ``R`` instead of 0: with ``Δ = W − R``, ``‖r_t‖² = ‖ê_t‖² −
+        2Δ_tᵀX̃ᵀê_t + Δ_tᵀGΔ_t``, ``θ_tᵀỹ_t = c_t(ỹ_tᵀê_t − Δ_tᵀb_t)``, ``V = c(X̃ᵀÊ −
+        GΔ)`` and ``m_t = Σ_i ‖x̃_i‖|Δ_it| + ‖ê_t‖``: small where ``W`` is near ``R``
+        (:class:`mtlcvx._rounding.GramRounding` bounds what ``Ê``'s own rounding adds).
         """
         gram = data.gram(center)
         if gram is None or data.X[0].shape[0] < data.n_features:
             return None
         c = self.weights(data)
-        GW = data.gram_product(W, center)
-        quad, wb = _gram_residuals(gram, W, GW)
-        linear = c * (gram.yy - wb)
-        quadratic = 0.5 * c * quad
-        magnitudes = np.sqrt(np.maximum(np.diag(gram.G), 0.0)) @ np.abs(W) + np.sqrt(gram.yy)
-        return (float(quadratic.sum()), LossDual(linear, quadratic, (gram.B - GW) * c),
-                magnitudes)
+        if shift is None:
+            D, B, ee, ye = W, gram.B, gram.yy, gram.yy
+        else:
+            D, B, ee, ye = W - shift.R, shift.B, shift.ee, shift.ye
+        GD = data.gram_product(D, center)
+        quadratic = 0.5 * c * _gram_residuals(B, ee, D, GD)
+        linear = c * (ye - np.einsum("dt,dt->t", D, gram.B))
+        magnitudes = np.sqrt(np.maximum(np.diag(gram.G), 0.0)) @ np.abs(D) + np.sqrt(ee)
+        return float(quadratic.sum()), LossDual(linear, quadratic, (B - GD) * c), magnitudes
 
     def dual(self, data: MultiTaskData, W: np.ndarray, center: bool) -> LossDual:
         """The loss's dual pieces at the scaled residual of ``W`` (see :class:`LossDual`).

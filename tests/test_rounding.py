@@ -252,6 +252,42 @@ def test_l21_gap_is_never_below_the_extended_precision_gap(rng, alpha, shared, c
         assert LD(cert.dual_objective) <= F_star + slack, (step, cert)
 
 
+def test_gram_route_around_the_least_squares_solution_at_a_small_strength():
+    # dense W at 1e-3·alpha_max: Σ_j ‖x_j‖|w_jt| is many times ‖r_t‖, so the expansion of
+    # the loss around 0 cancels down to γ·m_t², far above the residuals' rounding; around
+    # the least-squares solution the loss's bound is 10× smaller and more, and the gap
+    # still bounds the extended-precision gap near the optimum
+    from mtlcvx import certificates
+    from mtlcvx._rounding import GramRounding, least_squares
+
+    rng = np.random.default_rng(1)
+    n, d, T = 400, 40, 4
+    X = rng.normal(size=(n, d))
+    Y = X @ rng.normal(size=(d, T)) + 0.3 * rng.normal(size=(n, T))
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21()])
+    alpha = 1e-3 * np.linalg.norm(X.T @ Y / n, axis=1).max()
+    prob.penalties[0].alpha = alpha
+    W = mc.first_order.fista(prob, tol=1e-12, record_every=1 << 30).W
+    route = certificates._gram_route(prob, W)
+    assert route.bound.eta.any()  # expanded around the least-squares solution
+    _, around_zero, m0 = prob.loss.gram_dual(prob.data, W, False)
+    zero = GramRounding(prob, W, around_zero.quadratic, m0, least_squares(prob.data, False))
+    shifted = route.bound.loss_error(route.dual.quadratic).sum()
+    assert shifted <= zero.loss_error(around_zero.quadratic).sum() / 10
+    c = np.full(T, 1.0 / n)
+    ys = list(Y.T)
+    F_star = _l21_value([X] * T, ys, c, alpha, _l21_reference([X] * T, ys, c, alpha, False,
+                                                               iterations=3000), False)
+    for step in (0.0, 1e-9, 1e-6):
+        W_s = W + step * rng.standard_normal(W.shape)
+        cert = mc.certify(prob, W_s)
+        true = _l21_value([X] * T, ys, c, alpha, W_s, False) - F_star
+        slack = LD(1e-17) * abs(F_star)
+        assert LD(cert.gap) >= true - slack, (step, cert, float(true))
+        assert LD(cert.dual_objective) <= F_star + slack, (step, cert)
+    assert mc.certify(prob, W).rounding <= 1e-10 * abs(float(F_star))
+
+
 def test_tiny_strength_with_intercepts_is_certified_through_the_moved_dual_point():
     # at 1e-10·alpha_max the rows of V on the support (norm alpha) carry rounding errors
     # near alpha itself: shrinking the scale into the ball would cost most of D; moving
