@@ -74,14 +74,19 @@ def test_zero_objective_has_zero_relative_gap():
     assert cert.gap == 0.0 and cert.relative_gap == 0.0
 
 
+def _smooth_custom_problem(Xs, ys):
+    """The tasks with ``0.3‖W‖²_F`` written as a Custom with a gradient and nothing else
+    (no Lipschitz constant or modulus of its own): the same term as ``Ridge(0.6)``."""
+    smooth = mc.Custom(lambda W: cp.sum_squares(W), cones={"quadratic"}, alpha=0.3,
+                       gradient=lambda W: 2.0 * W)
+    return mc.Problem(mc.MultiTaskData(Xs, ys), penalties=[smooth])
+
+
 def test_fista_stops_on_a_smooth_custom_with_only_a_gradient(rng):
     # a smooth Custom with gradient= and no Lipschitz constant: fista used to run to
     # max_iter even at the optimum. n_t < d: no strong convexity, so no gap -> "unverified"
     Xs, ys = _tasks(rng, [2, 3], 5)
-    data = mc.MultiTaskData(Xs, ys)
-    smooth = mc.Custom(lambda W: cp.sum_squares(W), cones={"quadratic"}, alpha=0.3,
-                       gradient=lambda W: 2.0 * W)
-    prob = mc.Problem(data, penalties=[smooth])
+    prob = _smooth_custom_problem(Xs, ys)
     with pytest.warns(mc.ConvergenceWarning, match="no certificate can verify"):
         sol = prob.solve(backend="fista", tol=1e-6, max_iter=50_000)
     assert sol.iterations < 50_000 and sol.info["solver_status"] == "gradient mapping converged"
@@ -93,10 +98,7 @@ def test_fista_stops_on_a_smooth_custom_with_only_a_gradient(rng):
 
 def test_fista_smooth_custom_with_strong_convexity_gets_a_gap(rng):
     Xs, ys = _tasks(rng, [9, 8], 3)
-    data = mc.MultiTaskData(Xs, ys)
-    smooth = mc.Custom(lambda W: cp.sum_squares(W), cones={"quadratic"}, alpha=0.3,
-                       gradient=lambda W: 2.0 * W)
-    prob = mc.Problem(data, penalties=[smooth])
+    prob = _smooth_custom_problem(Xs, ys)
     sol = prob.solve(backend="fista", tol=1e-9)
     W_ref, _, F_star = quadratic_optimum(Xs, ys, 1.0 / np.array([9, 8]), 0.6 * np.eye(2))
     assert sol.status == "optimal"
