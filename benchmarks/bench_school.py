@@ -203,7 +203,8 @@ def _call(route: str, prob, spec: dict[str, Any]) -> dict[str, Any]:
     out = {"W": sol.W, "iterations": sol.iterations,
            "solver_status": str(sol.info.get("solver_status", sol.status)),
            "status": sol.status, "compile_time": sol.compile_time,
-           "solve_time": sol.solve_time, "backend": sol.backend}
+           "solve_time": sol.solve_time, "backend": sol.backend,
+           "dual_point": sol.info.get("dual_point")}  # fista's, as for the fista route
     tried = sol.info.get("abandoned")
     if route == "default":
         out["solver_status"] = f"backend={sol.backend}" + (
@@ -324,14 +325,17 @@ def _pairs(problem: str, route: str, cfg: dict[str, Any], n: int) -> dict[str, A
     import statistics
 
     times: dict[str, list[float]] = {"default": [], route: []}
+    ran = []  # the backend that produced the default's point, run by run
     for _ in range(n):
         for r in times:
             spec = {"problem": problem, "route": r, "max_iter": cfg["fista_max_iter"],
                     "limit_memory": r != "fista"}
             run = run_child(__file__, spec, cfg["fista_timeout"])
             times[r].append(run["time"] if run.get("outcome") == "ok" else float("nan"))
+            if r == "default":
+                ran.append(run.get("backend"))
     ratios = [a / b for a, b in zip(times["default"], times[route], strict=True)]
-    return {"route": route, "times": times, "ratios": ratios,
+    return {"route": route, "times": times, "ratios": ratios, "default_backends": ran,
             "median_ratio": statistics.median(ratios)}
 
 
