@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -18,7 +19,9 @@ from typing import Any, TypeVar
 __all__ = ["blas_threads", "blas_limited"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_controller: Any = None
+#: threadpoolctl's controllers of the loaded BLAS libraries, and whether SciPy's (which
+#: ships its own OpenBLAS, loaded with ``scipy.linalg``) was among them
+_blas: tuple[bool, list] | None = None
 _inside = threading.local()  # depth 1 inside a limited call of this thread
 
 
@@ -32,22 +35,32 @@ def blas_threads() -> int:
 
 def blas_limited(func: F) -> F:
     """Run ``func`` with the BLAS thread pool limited to :func:`blas_threads` (once: a
-    call made inside another limited call runs as it is, under the outer limit)."""
+    call made inside another limited call runs as it is, under the outer limit).
+
+    Only libraries not already at that count are set, and set back afterwards (a
+    ``threadpoolctl`` limit context costs about 15 µs, a millisecond solve's 1 %).
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        global _controller
+        global _blas
         if getattr(_inside, "depth", 0):
             return func(*args, **kwargs)
-        if _controller is None:
+        scipy_loaded = "scipy.linalg" in sys.modules
+        if _blas is None or _blas[0] != scipy_loaded:
             from threadpoolctl import ThreadpoolController
 
-            _controller = ThreadpoolController()
-        with _controller.limit(limits=blas_threads(), user_api="blas"):
-            _inside.depth = 1
-            try:
-                return func(*args, **kwargs)
-            finally:
-                _inside.depth = 0
+            _blas = (scipy_loaded, ThreadpoolController().select(user_api="blas").lib_controllers)
+        n = blas_threads()
+        changed = [(lib, lib.num_threads) for lib in _blas[1] if lib.num_threads != n]
+        for lib, _ in changed:
+            lib.set_num_threads(n)
+        _inside.depth = 1
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _inside.depth = 0
+            for lib, before in changed:
+                lib.set_num_threads(before)
 
     return wrapper  # type: ignore[return-value]

@@ -677,27 +677,28 @@ class MultiTaskData:
             if intercept is not None:
                 r += intercept
             return r.T.ravel()
-        blocks = self.equal_blocks()
-        if blocks is not None:  # equal task sizes: one batched product, no d×N gather
-            X3, Y2 = blocks
-            r = np.matmul(X3, W.T[:, :, None])[:, :, 0] - Y2
-            if intercept is not None:
-                r += intercept[:, None]
-            return r.ravel()
-        # unequal sizes: kept for the last W (compared exactly), as shared_residuals does,
-        # so the objective and the certificate at one point share one product
+        # kept for the last W (compared exactly), as shared_residuals does, so the
+        # objective and the certificate at one point share one product
         cache = self.__dict__.get("_stacked_product")
         if cache is None or cache[0].shape != W.shape or not np.array_equal(cache[0], W):
-            X, y, task = self.stacked()
-            X, W = X.view(np.ndarray), np.asarray(W, dtype=np.float64)
-            if self.n_tasks * _LOOP_COST < X.size:  # few tasks: one product each, no gather
-                Xw = np.empty(X.shape[0])
-                ends = np.cumsum(self.n_samples)
-                for t, (start, end) in enumerate(zip(self.task_starts(), ends, strict=True)):
-                    np.dot(X[start:end], W[:, t], out=Xw[start:end])
-            else:  # many small tasks: the coefficients gathered row by row
-                Xw = np.einsum("nd,nd->n", X, np.ascontiguousarray(W.T)[task])
-            cache = (W.copy(), Xw - y)
+            W = np.asarray(W, dtype=np.float64)
+            blocks = self.equal_blocks()
+            if blocks is not None:  # equal task sizes: one batched product, no d×N gather
+                X3, Y2 = blocks
+                r = (np.matmul(X3, W.T[:, :, None])[:, :, 0] - Y2).ravel()
+            else:
+                X, y, task = self.stacked()
+                X = X.view(np.ndarray)
+                if self.n_tasks * _LOOP_COST < X.size:  # few tasks: one product each
+                    Xw = np.empty(X.shape[0])
+                    ends = np.cumsum(self.n_samples)
+                    for t, (start, end) in enumerate(zip(self.task_starts(), ends,
+                                                         strict=True)):
+                        np.dot(X[start:end], W[:, t], out=Xw[start:end])
+                else:  # many small tasks: the coefficients gathered row by row
+                    Xw = np.einsum("nd,nd->n", X, np.ascontiguousarray(W.T)[task])
+                r = Xw - y
+            cache = (W.copy(), r)
             self.__dict__["_stacked_product"] = cache
         r = cache[1].copy()
         if intercept is not None:

@@ -215,7 +215,7 @@ class SquaredLoss:
         blocks = data.equal_blocks()
         if blocks is not None:  # equal task sizes: batched over tasks, nothing stacked
             X3, Y = blocks
-            R = np.matmul(X3, W.T[:, :, None])[:, :, 0] - Y  # (T, n)
+            R = data.stacked_residuals(W).reshape(Y.shape)  # (T, n), the objective's product
             if center:
                 R = R - R.mean(axis=1, keepdims=True)
                 Y = Y - Y.mean(axis=1, keepdims=True)

@@ -210,16 +210,14 @@ def _spectrum_values(problem: Problem) -> dict:
     blocks' ``"top"``, ``"low"`` (and ``"shared"``) once computed."""
     c = problem.loss_weights()
     T = problem.n_tasks
-    quad_key, held = _quadratic_key(problem)
-    key = (problem.data, problem.fit_intercept, c.tobytes(), quad_key)
+    Kt, Kf = coupling(problem)  # a new Kt for new quadratic terms: the key holds it
+    key = (problem.data, problem.fit_intercept, c.tobytes(), Kt)
     cache = problem.__dict__.get("_spectra_cache")
     if cache is None or cache[0] != key:
-        Kt, Kf = coupling(problem)
         kt_top, kt_low = Kt.bounds()
         lf = np.zeros(1) if Kf is None else np.linalg.eigvalsh(Kf)
         cache = (key, {"coupling": (max(kt_top, 0.0) + max(lf[-1], 0.0), float(
-            max(kt_low - psd_cutoff(kt_top, T), 0.0) + lambda_min(lf)))},
-                 held)  # kept so the ids in the key cannot be reused
+            max(kt_low - psd_cutoff(kt_top, T), 0.0) + lambda_min(lf)))})
         problem.__dict__["_spectra_cache"] = cache
     return cache[1]
 

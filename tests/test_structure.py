@@ -6,6 +6,8 @@ matrices built in the test, or a conic backend.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -334,6 +336,24 @@ def test_blas_threads_are_limited(monkeypatch):
     assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == before
     monkeypatch.setenv("MTLCVX_BLAS_THREADS", "2")
     assert blas_threads() == 2
+
+
+def test_blas_loaded_after_the_first_limited_call_is_limited_too():
+    # SciPy ships its own OpenBLAS, loaded with scipy.linalg, which import mtlcvx defers
+    import subprocess
+    import sys
+
+    code = (
+        "from threadpoolctl import threadpool_info\n"
+        "from mtlcvx._threads import blas_limited\n"
+        "count = blas_limited(lambda: {(i['filepath'], i['num_threads']) for i in "
+        "threadpool_info() if i['user_api'] == 'blas'})\n"
+        "first = count()\n"
+        "import scipy.linalg\n"
+        "later = count()\n"
+        "assert len(later) > len(first) and {n for _, n in later} == {1}, (first, later)\n")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 
 @pytest.mark.parametrize("center", [False, True])

@@ -213,8 +213,8 @@ class DirectBackend(Backend):
         u = max(d - 1, Kt.bandwidth() * d)  # lower bandwidth in task-major order
         if (u + 1) * d * T <= _MAX_BAND_ENTRIES:
             ab = np.zeros((u + 1, d * T))
-            for k in range(d):  # block entries: the k-th subdiagonal of every H_t
-                ab[k].reshape(T, d)[:, : d - k] = np.diagonal(Hs, -k, axis1=1, axis2=2)
+            i, j = np.tril_indices(d)  # block entries: H_t[i, j] at offset i − j, column t·d + j
+            ab[:d].reshape(d, T, d)[i - j, :, j] = Hs[:, i, j].T
             band = Kt.band()
             if band is not None:  # coupling entry K[t + k, t] sits at offset k·d
                 for k in range(band.shape[0]):
