@@ -17,7 +17,7 @@ import scipy
 
 __all__ = [
     "soft_threshold", "shrink_rows", "shrink_cols", "project_l1_rows", "prox_linf_rows",
-    "svt", "project_nuclear_ball", "tv_prox_rows", "tv_values", "row_l1_infconv",
+    "spectral_shrink", "svt", "project_nuclear_ball", "tv_prox_rows", "tv_values", "row_l1_infconv",
     "row_test_scale",
 ]
 
@@ -71,7 +71,7 @@ def prox_linf_rows(V: np.ndarray, t: float) -> np.ndarray:
     return V - project_l1_rows(V, t)
 
 
-def _spectral_shrink(V: np.ndarray, threshold: Callable[[np.ndarray], float]) -> np.ndarray:
+def spectral_shrink(V: np.ndarray, threshold: Callable[[np.ndarray], float]) -> np.ndarray:
     """``U diag(max(s − θ, 0)) Vᵀ`` with ``θ = threshold(s)`` for the SVD ``V = U diag(s) Vᵀ``.
 
     Through the eigendecomposition of the smaller Gram matrix (``V = U diag(s) Vᵀ`` gives
@@ -100,12 +100,12 @@ def _spectral_shrink(V: np.ndarray, threshold: Callable[[np.ndarray], float]) ->
 
 def svt(V: np.ndarray, t: float) -> np.ndarray:
     """Singular-value soft-thresholding, the prox of ``t‖·‖_*``."""
-    return _spectral_shrink(V, lambda s: t)
+    return spectral_shrink(V, lambda s: t)
 
 
 def project_nuclear_ball(V: np.ndarray, tau: float) -> np.ndarray:
     """Projection onto ``{‖Q‖_* ≤ τ}``: the singular values projected onto the L1 ball."""
-    return _spectral_shrink(
+    return spectral_shrink(
         V, lambda s: 0.0 if s.sum() <= tau else _l1_threshold(s[None, :], tau)[0])
 
 

@@ -6,8 +6,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._linalg import spectral_norm_bound
+from .._linalg import psd_cutoff, spectral_norm_bound
 from .._optional import cp
+from . import _prox
 from .base import Penalty, Term
 
 __all__ = ["TraceNorm", "SquaredTraceNorm", "squared_norm_shrink"]
@@ -17,20 +18,21 @@ def squared_norm_shrink(sigma: np.ndarray, c: float) -> np.ndarray:
     """Prox of ``(c/2)(Σ_i σ_i)²`` on non-negative magnitudes ``sigma``.
 
     ``s_i = max(σ_i − θ, 0)`` with ``θ = c Σ_{i≤k} σ_i / (1 + c k)``, k the largest
-    index (σ sorted descending) with ``σ_k > θ``. Also the prox of the
-    squared L21 norm when ``sigma`` are row norms.
+    index (σ sorted descending) with ``σ_k > θ`` (:func:`_squared_norm_threshold`). Also
+    the prox of the squared L21 norm when ``sigma`` are row norms.
     """
+    return np.maximum(sigma - _squared_norm_threshold(sigma, c), 0.0)
+
+
+def _squared_norm_threshold(sigma: np.ndarray, c: float) -> float:
+    """The ``θ`` of :func:`squared_norm_shrink` (0 when ``c ≤ 0``; ``max σ`` when every
+    magnitude goes to 0)."""
     if c <= 0 or sigma.size == 0:
-        return sigma.copy()
+        return 0.0
     order = np.sort(sigma)[::-1]
-    csum = np.cumsum(order)
-    k = np.arange(1, order.size + 1)
-    theta = c * csum / (1.0 + c * k)
+    theta = c * np.cumsum(order) / (1.0 + c * np.arange(1, order.size + 1))
     active = np.flatnonzero(order > theta)
-    if active.size == 0:
-        return np.zeros_like(sigma)
-    th = theta[active[-1]]
-    return np.maximum(sigma - th, 0.0)
+    return float(theta[active[-1]]) if active.size else float(order[0])
 
 
 class TraceNorm(Penalty):
@@ -53,9 +55,8 @@ class TraceNorm(Penalty):
         return self.alpha * float(np.linalg.svd(W, compute_uv=False).sum())
 
     def prox(self, V: np.ndarray, step: float) -> np.ndarray:
-        """Singular-value soft-thresholding at ``step·α``."""
-        U, s, Vt = np.linalg.svd(V, full_matrices=False)
-        return (U * np.maximum(s - step * self.alpha, 0.0)) @ Vt
+        """Singular-value soft-thresholding at ``step·α`` (:func:`~mtlcvx.penalties._prox.svt`)."""
+        return _prox.svt(V, step * self.alpha)
 
     def dual_norm(self, V: np.ndarray) -> float:
         """Spectral norm ``σ_max(V)``, rounded up (an upper bound tight to rounding)."""
@@ -83,16 +84,18 @@ class SquaredTraceNorm(Penalty):
         return 0.5 * self.alpha * float(np.linalg.svd(W, compute_uv=False).sum()) ** 2
 
     def prox(self, V: np.ndarray, step: float) -> np.ndarray:
-        """SVD, then the exact :func:`squared_norm_shrink` of the singular values."""
-        U, s, Vt = np.linalg.svd(V, full_matrices=False)
-        return (U * squared_norm_shrink(s, step * self.alpha)) @ Vt
+        """The exact :func:`squared_norm_shrink` of the singular values
+        (:func:`~mtlcvx.penalties._prox.spectral_shrink`)."""
+        c = step * self.alpha
+        return _prox.spectral_shrink(V, lambda s: _squared_norm_threshold(s, c))
 
     def dual_norm(self, V: np.ndarray) -> float:
         """Spectral norm ``σ_max(V)`` (the dual of the trace norm), rounded up."""
         return spectral_norm_bound(V)
 
     def gradient(self, W: np.ndarray) -> np.ndarray:
-        """A subgradient ``α ‖W‖_* U Vᵀ`` (thin SVD, singular values above round-off)."""
+        """A subgradient ``α ‖W‖_* U Vᵀ`` (thin SVD, singular values above round-off,
+        :func:`~mtlcvx._linalg.psd_cutoff`)."""
         U, s, Vt = np.linalg.svd(W, full_matrices=False)
-        keep = s > s.max(initial=0.0) * 1e-12
+        keep = s > psd_cutoff(s.max(initial=0.0), max(W.shape))
         return self.alpha * s.sum() * (U[:, keep] @ Vt[keep])
