@@ -591,30 +591,29 @@ def regularization_path(
 def _predict(last: list[tuple[float, np.ndarray, np.ndarray | None]],
              alpha: float) -> tuple[np.ndarray, np.ndarray | None]:
     """Warm start ``(W, V)`` at ``alpha`` from the last points ``(α_i, W_i, V_i)`` (up to
-    :data:`_PREDICT_POINTS`, ``V_i = −∇f(W_i)``): the polynomial through them in
-    ``log α`` (a solution is smooth in α while its support stays), evaluated at ``alpha``,
-    ``W`` on the support of the last one (zeros stay zero). ``V`` is affine in ``W`` and
-    the weights sum to one, so the same combination of the ``V_i`` is ``−∇f`` of the
-    combined ``W`` (up to the zeros kept; None when a ``V_i`` is unknown). The last point
-    itself when a strength is 0 or repeats."""
+    :data:`_PREDICT_POINTS`, ``V_i = −∇f(W_i)``): the polynomial through them in ``α``
+    (a solution is smooth in α while its support stays; a Lasso's is piecewise linear),
+    evaluated at ``alpha``, ``W`` on the support of the last one (zeros stay zero). ``V``
+    is affine in ``W`` and the weights sum to one, so the same combination of the ``V_i``
+    is ``−∇f`` of the combined ``W`` (up to the zeros kept; None when a ``V_i`` is
+    unknown). The last point itself when a strength repeats."""
     _, W_last, V_last = last[-1]
-    strengths = [a for a, _, _ in last]
-    if min(strengths + [alpha]) <= 0 or len(set(strengths + [alpha])) <= len(strengths):
+    x = [a for a, _, _ in last]
+    if len(set(x + [alpha])) <= len(x):
         return W_last, V_last
-    x = [math.log(a) for a in strengths]
-    at = math.log(alpha)
-    weights = [math.prod((at - xj) / (x[i] - xj) for j, xj in enumerate(x) if j != i)
-               for i in range(len(x))]  # Lagrange basis polynomials at log alpha
+    weights = [math.prod((alpha - xj) / (x[i] - xj) for j, xj in enumerate(x) if j != i)
+               for i in range(len(x))]  # Lagrange basis polynomials at alpha
     W = sum(w * Wi for w, (_, Wi, _) in zip(weights, last, strict=True))
     V = None if any(Vi is None for _, _, Vi in last) else sum(
         w * Vi for w, (_, _, Vi) in zip(weights, last, strict=True))
     return np.where(W_last != 0, W, 0.0), V
 
 
-#: Points the warm start extrapolates from: a cubic in log α (on the 50-point path of the
-#: 500×100×20 benchmark, 165 FISTA iterations in all and 14 points certified before any
-#: iteration; 186 and 7 from a line through the last two).
-_PREDICT_POINTS = 4
+#: Points the warm start extrapolates from: a parabola in α (on the 50-point paths of the
+#: 500×100×20 and 2000×500×50 benchmarks, 135 and 144 FISTA iterations in all, 22 and 24
+#: points certified before any iteration; a cubic in α 144 and 159, the cubic in log α
+#: used before 165 and 189 with 14 and 15, a line in α 168 and 192).
+_PREDICT_POINTS = 3
 
 
 def _route(prob: Problem, pen: Penalty, backend: str | None) -> str:

@@ -177,24 +177,24 @@ def test_polished_point_meets_stationarity_and_has_a_second_order_gap(rng, share
     assert mc.certify(prob, P).gap < 0.5 * mc.certify(prob, Wp).gap
 
 
-def test_warm_start_prediction_is_exact_for_a_cubic_in_log_alpha(rng):
-    C = rng.normal(size=(4, 5, 3))
+def test_warm_start_prediction_is_exact_for_a_parabola_in_alpha(rng):
+    C = rng.normal(size=(3, 5, 3))
     C[:, 1] = 0.0  # a row that is zero at the last point stays zero
-    D = rng.normal(size=(4, 5, 3))  # V: no zeros kept
+    D = rng.normal(size=(3, 5, 3))  # V: no zeros kept
 
-    def cubic(C, a):
-        x = np.log(a)
-        return C[0] + C[1] * x + C[2] * x ** 2 + C[3] * x ** 3
+    def parabola(C, a):
+        return C[0] + C[1] * a + C[2] * a ** 2
 
-    alphas = np.geomspace(2.0, 0.3, 5)
-    last = [(a, cubic(C, a), cubic(D, a)) for a in alphas[:4]]
-    W, V = mc.path._predict(last, alphas[4])
-    np.testing.assert_allclose(W, cubic(C, alphas[4]), rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(V, cubic(D, alphas[4]), rtol=1e-10, atol=1e-10)
-    assert mc.path._predict(last[:3] + [(alphas[3], last[3][1], None)], alphas[4])[1] is None
-    W, V = mc.path._predict(last[:1], alphas[4])
+    alphas = np.geomspace(2.0, 0.3, 4)
+    last = [(a, parabola(C, a), parabola(D, a)) for a in alphas[:3]]
+    W, V = mc.path._predict(last, alphas[3])
+    np.testing.assert_allclose(W, parabola(C, alphas[3]), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(V, parabola(D, alphas[3]), rtol=1e-10, atol=1e-10)
+    assert mc.path._predict(last[:2] + [(alphas[2], last[2][1], None)], alphas[3])[1] is None
+    W, V = mc.path._predict(last[:1], alphas[3])
     np.testing.assert_array_equal(W, last[0][1])
-    assert mc.path._predict(last + [(0.0, last[0][1], None)], 0.0)[0] is last[0][1]  # α = 0
+    assert mc.path._predict(last + [(alphas[0], last[0][1], None)], alphas[0])[0] is \
+        last[0][1]  # a strength that repeats
 
 
 def test_certify_with_tol_keeps_a_valid_gram_certificate(rng):
