@@ -33,6 +33,18 @@ def blas_threads() -> int:
         return 1
 
 
+def _libraries() -> list:
+    """threadpoolctl's controllers of the loaded BLAS libraries, found again (a 1–2 ms
+    scan) only when ``scipy.linalg`` has been loaded since."""
+    global _blas
+    scipy_loaded = "scipy.linalg" in sys.modules
+    if _blas is None or _blas[0] != scipy_loaded:
+        from threadpoolctl import ThreadpoolController
+
+        _blas = (scipy_loaded, ThreadpoolController().select(user_api="blas").lib_controllers)
+    return _blas[1]
+
+
 def blas_limited(func: F) -> F:
     """Run ``func`` with the BLAS thread pool limited to :func:`blas_threads` (once: a
     call made inside another limited call runs as it is, under the outer limit).
@@ -43,16 +55,10 @@ def blas_limited(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        global _blas
         if getattr(_inside, "depth", 0):
             return func(*args, **kwargs)
-        scipy_loaded = "scipy.linalg" in sys.modules
-        if _blas is None or _blas[0] != scipy_loaded:
-            from threadpoolctl import ThreadpoolController
-
-            _blas = (scipy_loaded, ThreadpoolController().select(user_api="blas").lib_controllers)
         n = blas_threads()
-        changed = [(lib, lib.num_threads) for lib in _blas[1] if lib.num_threads != n]
+        changed = [(lib, lib.num_threads) for lib in _libraries() if lib.num_threads != n]
         for lib, _ in changed:
             lib.set_num_threads(n)
         _inside.depth = 1
@@ -62,5 +68,6 @@ def blas_limited(func: F) -> F:
             _inside.depth = 0
             for lib, before in changed:
                 lib.set_num_threads(before)
+            _libraries()  # a call that loaded scipy.linalg scans now, not the next call
 
     return wrapper  # type: ignore[return-value]
