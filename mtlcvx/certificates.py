@@ -304,18 +304,23 @@ class _CoarseRoute(Exception):
     argument: kept when the residuals' gap is no smaller)."""
 
 
-def _gram_route(problem: Problem, W: np.ndarray) -> _GramRoute | None:
+def _gram_route(problem: Problem, W: np.ndarray,
+                tol: float | None = None) -> _GramRoute | None:
     """The loss's part of a certificate from ``XᵀX``, ``XᵀY`` (d²T operations instead of
     three n·d·T products), or None: only for a shared design with n ≥ d, no intercepts,
     ``X`` of full column rank (``λ̂_min(G)`` above its rounding) and a non-zero residual.
 
     The expansion is around 0, or around the least-squares solution (:func:`gram_shift`)
-    where that makes the magnitudes ``m_t`` of the cancelling sums smaller: once
-    ``Σ_j ‖x_j‖|w_jt|`` exceeds ``‖y_t‖`` (dense ``W`` at small strengths), where the
-    bound around 0 grows with ``m_t²`` far beyond the rounding of the residuals.
+    where the bound around 0 on the loss, ``γ Σ_t c_t m_t²/2``, is over a tenth of
+    ``tol`` (1e-8 without one) relative to the smallest loss, the least-squares one, and
+    the shift makes ``Σ_t m_t²`` four times smaller or more: dense ``W`` at small
+    strengths, where ``Σ_j ‖x_j‖|w_jt|`` is many times ``‖r_t‖``. ``W − R`` is dense, so
+    the shift costs a full ``d²T`` product (no zero rows to skip, none shared with a
+    solver's check).
     """
     data = problem.data
-    if problem.fit_intercept or not data.is_shared or data.X[0].shape[0] < data.n_features:
+    n, d = data.X[0].shape
+    if problem.fit_intercept or not data.is_shared or n < d:
         return None
     ls = least_squares(data, False, gram_extremes(problem))
     if not ls.sigma2[0] > 0:
@@ -326,8 +331,11 @@ def _gram_route(problem: Problem, W: np.ndarray) -> _GramRoute | None:
     m0 = col @ np.abs(W) + y
     if np.any(m0 > 2.0 * y):
         shift = gram_shift(data, ls)
+        c = problem.loss_weights()
         m1 = col @ np.abs(W - shift.R) + np.sqrt(shift.ee)
-        shift = shift if float(m1 @ m1) < float(m0 @ m0) else None
+        coarse = gamma(n + d + 2) * float(c @ (m0 * m0))
+        needed = 0.1 * (1e-8 if tol is None else tol) * float(c @ shift.ee)
+        shift = shift if coarse > needed and 4.0 * float(m1 @ m1) < float(m0 @ m0) else None
     got = problem.loss.gram_dual(data, W, False, shift)
     if got is None or not got[1].quadratic.sum() > 0:
         return None
@@ -427,7 +435,7 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
         ``gap`` is a guaranteed upper bound on ``F(W) − F*`` (or None with ``reason``).
     """
     W = problem.check_W(W)
-    route = _gram_route(problem, W) if gram and intercept is None and not parts else None
+    route = _gram_route(problem, W, tol) if gram and intercept is None and not parts else None
     if route is not None:
         try:
             return _certify(problem, W, intercept, parts, dual_lower, gradient_mapping, route,
