@@ -341,7 +341,7 @@ class Rounding:
         for pen, (a, prod) in zip(self.quadratic, self._abs_products(W), strict=True):
             low = pen.low_rank()
             if low is None:
-                err += gamma(2 * (d + T) + 8) * 0.5 * a * float(np.sum(prod * absW))
+                err += gamma(2 * (d + T) + 8) * 0.5 * a * float(np.vdot(prod, absW))
                 continue
             R, ridge = low
             g = gamma(T)
@@ -363,7 +363,7 @@ class Rounding:
         """``Σ (α/2) Σ|W||K|∘|W|`` over the quadratic terms."""
         if self._mh is None:
             absW = np.abs(self.W)
-            self._mh = sum(0.5 * a * float(np.sum(P * absW)) for a, P in self._abs_products())
+            self._mh = sum(0.5 * a * float(np.vdot(P, absW)) for a, P in self._abs_products())
         return self._mh
 
     def quadratic_gradient_error(self, W: np.ndarray | None = None) -> np.ndarray:
@@ -386,7 +386,7 @@ class Rounding:
         grad = sum(p.gradient(X) for p in self.quadratic)
         hx = sum(p.value(X) for p in self.quadratic)
         d, T = X.shape
-        vx = float(np.sum(V * X))
+        vx = float(np.vdot(V, X))
         r = float(np.linalg.norm(V - grad)) * (1.0 + gamma(d * T + 2)) + float(
             np.linalg.norm(self.quadratic_gradient_error(X) + _EPS * np.abs(V - grad)))
         err = (gamma(d * T + 2) * float(np.sum(np.abs(V * X))) + self.quadratic_value_error(X)

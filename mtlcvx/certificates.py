@@ -278,8 +278,8 @@ class _Pieces:
         self.b = float(b.sum())  # quadratic coefficient (loss part)
         self.V_loss = V  # −∇f(W)
         WK = Kt.apply(W)
-        h_task = 0.5 * np.sum(WK * W, axis=0) + (
-            0.0 if Kf is None else 0.5 * np.sum((Kf @ W) * W, axis=0))
+        h_task = 0.5 * np.einsum("dt,dt->t", WK, W) + (
+            0.0 if Kf is None else 0.5 * np.einsum("dt,dt->t", Kf @ W, W))
         self.b_task = b + h_task  # per-task quadratic coefficients, quadratic blocks included
         self.h_value = float(h_task.sum())
         self.grad_h = WK + (0.0 if Kf is None else Kf @ W)
@@ -544,7 +544,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
                 conj_h, solve_error, qv = bound.quadratic_conjugate(pieces.V_loss, X, bottom)
             else:  # the solve's backward error (first order): no λ_min bound, or h(X)'s
                 # own bound is no smaller (the magnitude bound of a non-factor K)
-                conj_h, qv = 0.5 * float(np.sum(pieces.V_loss * X)), float(np.linalg.norm(X))
+                conj_h, qv = 0.5 * float(np.vdot(pieces.V_loss, X)), float(np.linalg.norm(X))
                 solve_error = g_solve * top * qv * qv
             s, dual = _best_scale(pieces.a, pieces.b + conj_h)
             en = float(np.linalg.norm(bound.v_error(pieces.q_task)))

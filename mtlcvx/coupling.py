@@ -18,7 +18,7 @@ import scipy
 from ._linalg import issparse, psd_cutoff
 from .relations import _sparse_ldl
 
-__all__ = ["TaskCoupling"]
+__all__ = ["TaskCoupling", "band_product", "lower_band"]
 
 #: Sparse factors with more columns than this are added as the sparse matrix ``R Rᵀ``.
 _MAX_LOW_RANK = 64
@@ -26,6 +26,40 @@ _MAX_LOW_RANK = 64
 _MAX_BANDWIDTH = 8
 #: Largest T for which a structure without a fast route falls back to a dense eigh.
 DENSE_LIMIT = 3000
+
+
+def lower_band(parts: list[tuple[float, Any]],
+               diag: np.ndarray) -> tuple[int, np.ndarray | None]:
+    """``(b, ab)`` of ``diag(diag) + Σ α M`` over ``parts`` ``(α, M)`` (symmetric CSR
+    matrices, T×T): its bandwidth and lower band storage (b + 1, T), row k holding
+    ``K[t + k, t]`` in column t, or None when wider than 8; read off the parts' index
+    arrays (no COO copy)."""
+    T = diag.shape[0]
+    row = np.concatenate([np.repeat(np.arange(T), np.diff(M.indptr)) for _, M in parts])
+    col = np.concatenate([M.indices for _, M in parts])
+    b = int(np.abs(row - col).max(initial=0))
+    if b > _MAX_BANDWIDTH:
+        return b, None
+    ab = np.zeros((b + 1, T))
+    ab[0] = diag
+    low = row >= col
+    val = np.concatenate([alpha * M.data for alpha, M in parts])
+    np.add.at(ab, (row[low] - col[low], col[low]), val[low])
+    return b, ab
+
+
+def band_product(W: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """``W K`` (k, T) for the symmetric ``K`` of lower band storage ``ab`` (b + 1, T):
+    shifted products into one result and one scratch array (a fresh multi-megabyte
+    temporary per product costs its page faults; a sparse kernel's zeroed result too)."""
+    out = np.multiply(W, ab[0])
+    if ab.shape[0] > 1:
+        scratch = np.empty((W.shape[0], W.shape[1] - 1))
+        for k in range(1, ab.shape[0]):
+            tmp = scratch[:, : W.shape[1] - k]
+            out[:, k:] += np.multiply(W[:, :-k], ab[k, :-k], out=tmp)
+            out[:, :-k] += np.multiply(W[:, k:], ab[k, :-k], out=tmp)
+    return out
 
 
 class TaskCoupling:
@@ -134,19 +168,8 @@ class TaskCoupling:
         if self._band is None:
             if not self._sparse_parts:
                 self._band = (0, None)
-            else:  # every part's entries from its CSR index arrays (no COO copy)
-                T = self.n_tasks
-                row = np.concatenate([np.repeat(np.arange(T), np.diff(M.indptr))
-                                      for _, M in self._sparse_parts])
-                col = np.concatenate([M.indices for _, M in self._sparse_parts])
-                b = int(np.abs(row - col).max(initial=0))
-                ab = None
-                if b <= _MAX_BANDWIDTH:
-                    ab = np.zeros((b + 1, T))
-                    ab[0] = self.diag
-                    low = row >= col
-                    val = np.concatenate([alpha * M.data for alpha, M in self._sparse_parts])
-                    np.add.at(ab, (row[low] - col[low], col[low]), val[low])
+            else:
+                b, ab = lower_band(self._sparse_parts, self.diag)
                 self._band = (b, ab)
         return self._band
 
@@ -155,10 +178,7 @@ class TaskCoupling:
         """``W K_t`` for ``W`` (k, T), in ``O(k·(T + nnz + T·p))`` for the sparse parts."""
         ab = self._banded()[1]
         if ab is not None:  # diag + a narrow band: shifted products, no sparse kernel
-            out = W * ab[0]
-            for k in range(1, ab.shape[0]):
-                out[:, k:] += W[:, :-k] * ab[k, :-k]
-                out[:, :-k] += W[:, k:] * ab[k, :-k]
+            out = band_product(W, ab)
         else:
             out = W * self.diag
             if self.sparse is not None:  # symmetric: W S = (S Wᵀ)ᵀ, SciPy's fast direction

@@ -19,6 +19,7 @@ import scipy
 from .. import relations
 from .._linalg import issparse, lambda_min
 from .._optional import cp
+from ..coupling import band_product, lower_band
 from ..data import FrozenArray, as_float_array, frozen_copy
 from ..exceptions import PenaltyError
 from .base import Penalty, Term, check_strength
@@ -71,7 +72,7 @@ class QuadraticPenalty(Penalty):
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)  # validates first: a refused value keeps the cache
         if name in self._params and name != "alpha":
-            for slot in ("_factor_cache", "_matrix_cache", "_eigen_cache"):
+            for slot in ("_factor_cache", "_matrix_cache", "_eigen_cache", "_band_cache"):
                 self.__dict__.pop(slot, None)
 
     def matrix(self, n_features: int, n_tasks: int) -> np.ndarray | scipy.sparse.csr_matrix:
@@ -145,10 +146,25 @@ class QuadraticPenalty(Penalty):
         prod = W @ R if self.side == "task" else R.T @ W
         return Term(params["alpha"] / 2.0 * cp.sum_squares(prod))
 
+    def _band(self, n_features: int, n_tasks: int) -> np.ndarray | None:
+        """Lower band storage of a sparse task-side ``K`` of bandwidth ≤ 8 (a chain's
+        Laplacian), else None; cached like :meth:`matrix`."""
+        def compute() -> np.ndarray | None:
+            K = self.matrix(n_features, n_tasks)
+            if self.side != "task" or not issparse(K):
+                return None
+            return lower_band([(1.0, K.tocsr())], np.zeros(n_tasks))[1]
+
+        return self._per_size("_band_cache", n_features, n_tasks, compute)
+
     def _product(self, W: np.ndarray) -> np.ndarray:
-        """``W K`` (task side) or ``K W`` (feature side); a sparse ``K`` (symmetric)
-        multiplies from the left, ``W K = (K Wᵀ)ᵀ``, SciPy's fast direction."""
+        """``W K`` (task side) or ``K W`` (feature side); a narrow band by shifted
+        products, another sparse ``K`` (symmetric) from the left, ``W K = (K Wᵀ)ᵀ``,
+        SciPy's fast direction."""
         d, T = W.shape
+        band = self._band(d, T)
+        if band is not None:
+            return band_product(W, band)
         M = self.matrix(d, T)
         if self.side != "task":
             return np.asarray(M @ W)
@@ -158,6 +174,9 @@ class QuadraticPenalty(Penalty):
         """``|W||K|`` (task side) or ``|K||W|`` (feature side) from ``absW = |W|`` (d, T):
         bounds the products that the value and the gradient sum (their rounding)."""
         d, T = absW.shape
+        band = self._band(d, T)
+        if band is not None:
+            return band_product(absW, np.abs(band))
         K = self.matrix(d, T)
         if issparse(K):  # |K| shares K's index arrays; K symmetric: |W||K| = (|K||W|ᵀ)ᵀ
             K = K.tocsr()
@@ -167,7 +186,7 @@ class QuadraticPenalty(Penalty):
         return absW @ K if self.side == "task" else K @ absW
 
     def value(self, W: np.ndarray) -> float:
-        return 0.5 * self.alpha * float(np.sum(self._product(W) * W))
+        return 0.5 * self.alpha * float(np.vdot(self._product(W), W))
 
     def gradient(self, W: np.ndarray) -> np.ndarray:
         """``α W K`` (task side) or ``α K W`` (feature side)."""
@@ -216,7 +235,7 @@ class Ridge(QuadraticPenalty):
         return Term(params["alpha"] / 2.0 * cp.sum_squares(W))
 
     def value(self, W: np.ndarray) -> float:
-        return 0.5 * self.alpha * float(np.sum(W * W))
+        return 0.5 * self.alpha * float(np.vdot(W, W))
 
     def gradient(self, W: np.ndarray) -> np.ndarray:
         return self.alpha * W
