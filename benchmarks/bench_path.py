@@ -21,8 +21,8 @@ Cases.
     ours), so it is set to ``1e-8 · min_i F_i · n / ‖Y‖²_F`` and divided by 10 until
     :func:`mtlcvx.certify` certifies *every* point of its path to the largest certified
     relative gap of mtlcvx's path (1e-8, or above it where the certificate's bound on its
-    own rounding error is larger; at n = 2000 that bound is about 1.7e-10 of F at the
-    smallest strength); the tol used is reported.
+    own rounding error is larger; along the n = 2000 path that bound is at most about
+    5e-10 of F); the tol used is reported.
   - 50 cold default solves ``prob.solve()`` (one per strength, no warm start; the
     default backend, FISTA at both sizes, is reported). Unless ``--cold-all``, 5 evenly
     spaced strengths are timed and the total is scaled by 10 (the table says "×10 of 5").
