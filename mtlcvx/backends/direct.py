@@ -212,13 +212,14 @@ class DirectBackend(Backend):
         rhs = B.T.ravel()
         u = max(d - 1, Kt.bandwidth() * d)  # lower bandwidth in task-major order
         if (u + 1) * d * T <= _MAX_BAND_ENTRIES:
-            ab = np.zeros((u + 1, d * T))
+            # Fortran order: LAPACK factors it in place (a C-ordered band is copied first)
+            ab = np.zeros((u + 1, d * T), order="F")
             i, j = np.tril_indices(d)  # block entries: H_t[i, j] at offset i − j, column t·d + j
-            ab[:d].reshape(d, T, d)[i - j, :, j] = Hs[:, i, j].T
+            ab[(i - j)[:, None], j[:, None] + d * np.arange(T)] = Hs[:, i, j].T
             band = Kt.band()
             if band is not None:  # coupling entry K[t + k, t] sits at offset k·d
                 for k in range(band.shape[0]):
-                    ab[k * d].reshape(T, d)[:] += band[k][:, None]
+                    ab[k * d] += np.repeat(band[k], d)
             else:
                 K = (Kt.sparse + scipy.sparse.diags(Kt.diag)).tocoo()  # wider than band() keeps
                 ab[0] += np.repeat(K.diagonal(), d)
