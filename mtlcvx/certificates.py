@@ -49,7 +49,14 @@ from ._rounding import GramRounding, Rounding, gamma, gram_shift, least_squares
 from ._threads import blas_limited
 from .coupling import TaskCoupling
 from .losses import LossDual
-from .oracles import coupling, deferred_strong_convexity, gram_extremes, merge_terms, prox_chain
+from .oracles import (
+    coupling,
+    coupling_bounds,
+    deferred_strong_convexity,
+    gram_extremes,
+    merge_terms,
+    prox_chain,
+)
 
 if TYPE_CHECKING:
     from .penalties.base import Penalty
@@ -368,8 +375,7 @@ def _quadratic_conjugate(Kt: TaskCoupling, Kf: np.ndarray | None,
     X = Kt.solve_shifted(Vr, lf)
     if X is None:
         return None
-    top, bottom = Kt.bounds()
-    return (X if Kf is None else Uf @ X), top + float(lf.max()), bottom + float(lf.min())
+    return (X if Kf is None else Uf @ X), *coupling_bounds(Kt, lf)
 
 
 #: Largest T (and d) for which rung 4 eigendecomposes a singular coupling densely.

@@ -209,17 +209,23 @@ def _spectrum_values(problem: Problem) -> dict:
     dict holding ``"coupling"``, ``(λ_max, λ_min)`` bounds of ``K_t ⊕ K_f``, and the task
     blocks' ``"top"``, ``"low"`` (and ``"shared"``) once computed."""
     c = problem.loss_weights()
-    T = problem.n_tasks
     Kt, Kf = coupling(problem)  # a new Kt for new quadratic terms: the key holds it
     key = (problem.data, problem.fit_intercept, c.tobytes(), Kt)
     cache = problem.__dict__.get("_spectra_cache")
     if cache is None or cache[0] != key:
-        kt_top, kt_low = Kt.bounds()
         lf = np.zeros(1) if Kf is None else np.linalg.eigvalsh(Kf)
-        cache = (key, {"coupling": (max(kt_top, 0.0) + max(lf[-1], 0.0), float(
-            max(kt_low - psd_cutoff(kt_top, T), 0.0) + lambda_min(lf)))})
+        cache = (key, {"coupling": coupling_bounds(Kt, lf)})
         problem.__dict__["_spectra_cache"] = cache
     return cache[1]
+
+
+def coupling_bounds(Kt: TaskCoupling, lf: np.ndarray) -> tuple[float, float]:
+    """``(λ_max, λ_min)`` bounds of ``K_t ⊕ K_f`` from ``K_t``'s own bounds and the
+    computed ascending eigenvalues ``lf`` of ``K_f`` (``[0]`` without one); the lower bound
+    takes each part's round-off cutoff (:func:`~mtlcvx._linalg.psd_cutoff`) off."""
+    kt_top, kt_low = Kt.bounds()
+    return (max(kt_top, 0.0) + max(float(lf[-1]), 0.0),
+            max(kt_low - psd_cutoff(kt_top, Kt.n_tasks), 0.0) + float(lambda_min(lf)))
 
 
 def _block_eigenvalues(values: dict, H: np.ndarray, c: np.ndarray, shared: bool) -> None:
