@@ -369,7 +369,8 @@ class _GramRoute:
         as computed for the last gap (None when screening emptied every row).
 
         ``V``, when given, stands in for ``−∇f(W)`` at the first check (a prediction from
-        earlier points: :func:`_predict`), saving a product; it only steers the polish.
+        earlier points: :func:`_predict`), saving a product; it only steers the polish
+        (which rows enter) and the choice of restart point, never a gap.
 
         A check comes before the first iteration and after ``max(check_every, k // 10)``
         more (``k`` run so far; ``check_every`` 3 for L21, 10 for L1). For L1 it is the

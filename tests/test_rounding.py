@@ -288,6 +288,35 @@ def test_gram_route_around_the_least_squares_solution_at_a_small_strength():
     assert mc.certify(prob, W).rounding <= 1e-10 * abs(float(F_star))
 
 
+@pytest.mark.parametrize("weights", [None, (1.0, 2.0, 0.5)])
+def test_gram_route_around_the_least_squares_solution_l1_task_weights(weights):
+    # L1 (one scale per task) with unequal loss weights, the expansion forced by a tiny
+    # tol: the gap still bounds the suboptimality against scikit-learn's Lasso per task
+    from sklearn.linear_model import Lasso
+
+    from mtlcvx import certificates
+
+    rng = np.random.default_rng(3)
+    n, d, T = 300, 30, 3
+    X = rng.normal(size=(n, d))
+    Y = X @ rng.normal(size=(d, T)) + 0.5 * rng.normal(size=(n, T))
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), loss=mc.SquaredLoss(task_weights=weights),
+                      penalties=[mc.L1()])
+    c = prob.loss_weights()
+    alpha = 1e-3 * float(np.abs(X.T @ Y * c).max())
+    prob.penalties[0].alpha = alpha
+    W_star = np.stack([Lasso(alpha=alpha / (c[t] * n), fit_intercept=False, tol=1e-13,
+                             max_iter=100_000).fit(X, Y[:, t]).coef_ for t in range(T)],
+                      axis=1)  # (1/2n)‖y − Xw‖² + a|w| per task, a = α/(c_t n)
+    W = mc.first_order.fista(prob, tol=1e-11, record_every=1 << 30).W
+    f_star = min(prob.objective(W_star), prob.objective(W))
+    for step in (0.0, 1e-8, 1e-5):
+        W_s = W + step * rng.standard_normal(W.shape)
+        assert certificates._gram_route(prob, W_s, 1e-14).bound.eta.any()
+        cert = mc.certify(prob, W_s, tol=1e-14)
+        assert cert.gap >= prob.objective(W_s) - f_star - 1e-14 * abs(f_star), (step, cert)
+
+
 def test_tiny_strength_with_intercepts_is_certified_through_the_moved_dual_point():
     # at 1e-10·alpha_max the rows of V on the support (norm alpha) carry rounding errors
     # near alpha itself: shrinking the scale into the ball would cost most of D; moving
