@@ -68,8 +68,9 @@ class Solution(Saved, Reported):
         ``info["solver_status"]``). The last two come with a
         :class:`~mtlcvx.ConvergenceWarning`.
     backend : str
-        The backend that ran (``backend=None`` resolves to one; see the documentation's
-        :doc:`/backends` page).
+        The backend that produced ``W`` (``backend=None`` resolves to one; see the
+        documentation's :doc:`/backends` page). Where ``backend=None`` tried fista first
+        and gave it up, ``info["abandoned"]`` records that attempt.
     compile_time, solve_time : float
         Seconds spent building/compiling (CVXPY canonicalisation, or assembling the
         reduced system for "direct") and in the solver itself.
@@ -83,7 +84,9 @@ class Solution(Saved, Reported):
     history : dict
         Per-iteration arrays for iterative backends (empty otherwise).
     info : dict
-        Backend-specific details (method used, tolerances sent to the solver).
+        Backend-specific details (method used, tolerances sent to the solver), and
+        ``abandoned``: ``{"backend", "iterations", "seconds", "relative_gap", "reason"}``
+        of a fista attempt that ``backend=None`` gave up before ``backend`` ran.
     feature_names : list or None
         The data's feature names (``data.feature_names``), the index of :meth:`to_frame`.
     tasks : list or None
