@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import scipy
 
-from ._linalg import issparse
+from ._linalg import issparse, psd_cutoff
 from .data import as_float_array
 from .exceptions import PenaltyError
 
@@ -255,8 +255,8 @@ def psd_factor(K: np.ndarray) -> np.ndarray | scipy.sparse.csc_matrix:
     Laplacian plus a non-negative diagonal; a sparse Cholesky factor when ``K`` is
     positive definite and its factor is sparse (always tried for a ``scipy.sparse``
     ``K``, as ``Pᵀ L D^½`` from a symmetric sparse ``LDLᵀ``); otherwise the eigen-factor
-    ``V_+ diag(√λ_+)`` (n, rank), which handles PSD-singular ``K`` (eigenvalues inside
-    the tolerance band are clipped to zero).
+    ``V_+ diag(√λ_+)`` (n, rank), which handles PSD-singular ``K`` (eigenvalues within
+    round-off of zero, :func:`~mtlcvx._linalg.psd_cutoff`, are dropped).
     """
     if issparse(K):
         return _sparse_factor(K)
@@ -273,7 +273,7 @@ def psd_factor(K: np.ndarray) -> np.ndarray | scipy.sparse.csc_matrix:
         if L is not None and np.count_nonzero(np.abs(L) > 0) < 0.25 * L.size:
             return scipy.sparse.csc_matrix(L)
     lam, V = scipy.linalg.eigh(K)
-    keep = lam > _psd_band(lam)
+    keep = lam > psd_cutoff(lam[-1], n)
     return V[:, keep] * np.sqrt(lam[keep])
 
 

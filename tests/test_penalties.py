@@ -369,6 +369,16 @@ def test_psd_factor_dense_pd_and_rank_deficient(rng):
     np.testing.assert_allclose(R @ R.T, K, atol=1e-12)
 
 
+def test_psd_factor_keeps_small_eigenvalues_above_round_off(rng):
+    # K = Q diag(λ) Qᵀ with λ = (0, 1e-11, 0.5, 1, 2, 3): 1e-11 is far above round-off
+    # (64·6·ε·3 ≈ 2.6e-13), so the factor keeps rank 5 and reproduces K to round-off
+    Q = np.linalg.qr(rng.standard_normal((6, 6)))[0]
+    K = (Q * np.array([0.0, 1e-11, 0.5, 1.0, 2.0, 3.0])) @ Q.T
+    R = _dense(relations.psd_factor(relations.check_psd((K + K.T) / 2)))
+    assert R.shape == (6, 5)
+    np.testing.assert_allclose(R @ R.T, K, rtol=0, atol=1e-14)
+
+
 def test_nearest_psd(rng):
     B = rng.standard_normal((5, 5))
     P = relations.nearest_psd(B)
