@@ -159,8 +159,8 @@ def default_route(problem: Problem) -> Route:
     gaps' linear rate does not predict ``tol`` by ``(1 + _ATTEMPT_SHARE)·C`` (when
     Clarabel started at ``_ATTEMPT_SHARE·C`` would be done) unless its support has
     settled (then the polish is in play and it keeps until ``(1 + _ATTEMPT_SHARE)·C``).
-    A fallback costs about ``1 + _ATTEMPT_SHARE`` times Clarabel alone, or
-    ``1 + 2·_ATTEMPT_SHARE`` after a settled support whose polish did not certify.
+    A fallback costs about ``_ATTEMPT_SHARE·C`` more than Clarabel alone, up to
+    ``(1 + _ATTEMPT_SHARE)·C`` more after a settled support whose polish did not certify.
     """
     if problem.is_quadratic:
         return Route("direct")
