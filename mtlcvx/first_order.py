@@ -187,6 +187,11 @@ _RESTRICTED = True
 #: Return the restricted solution when it is certified (tests of the dual points switch
 #: it off to follow the iterates to the end).
 _POLISH = True
+#: ``give_up`` judges the rate from this many certified gaps on: a support can settle
+#: (be the same at two consecutive checks) from the second check on, so the third is
+#: the first that can see it settle before the rate is judged (on a loaded machine the
+#: second check can come after ``after`` seconds; School L21 settles at the third).
+_JUDGE_FROM = 3
 
 
 def _iterations_to(gaps: list[tuple[int, float]], tol: float) -> float | None:
@@ -230,16 +235,17 @@ def _abandon(give_up: tuple[float, float] | None, elapsed: float, k: int,
     run has two ways to ``tol``: the gaps' linear rate (:func:`_iterations_to`, at the
     run's mean seconds per iteration), and the restricted polish, which needs a support
     that has ``settled`` (the same at two consecutive checks, at some check so far). It
-    stops when the rate predicts ``tol`` after ``finish_by`` and no support has settled.
+    stops when the rate predicts ``tol`` after ``finish_by`` and no support has settled,
+    judged from the ``_JUDGE_FROM``-th gap on.
     """
     if give_up is None or elapsed < give_up[0]:
         return None
     after, finish_by = give_up
     if elapsed >= finish_by:
         return f"not certified within {finish_by:.3g} s"
-    ahead = _iterations_to(gaps, tol)
-    if settled or ahead is None:
+    if settled or len(gaps) < _JUDGE_FROM:
         return None
+    ahead = _iterations_to(gaps, tol)
     predicted = elapsed + ahead * elapsed / k
     if predicted <= finish_by:
         return None

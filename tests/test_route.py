@@ -80,15 +80,17 @@ def test_attempt_that_certifies_is_returned(monkeypatch):
 
 def test_fista_gives_up_only_outside_its_budget():
     abandon = first_order._abandon
-    slow = [(0, 1.0), (10, 0.9)]  # log-gap −0.0105/iteration: 1,739 more to 1e-8
-    assert abandon((2.0, 10.0), 1.0, 10, slow, 1e-8, settled=False) is None  # before `after`
-    why = abandon((0.0, 10.0), 1.0, 10, slow, 1e-8, settled=False)
-    assert "predicts tol=1e-08 at 175 s" in why  # 1 s + 1,739 × 0.1 s
-    assert abandon((0.0, 10.0), 1.0, 10, slow, 1e-8, settled=True) is None  # polish in play
-    assert "within 10 s" in abandon((0.0, 10.0), 10.0, 10, slow, 1e-8, settled=True)
-    fast = [(0, 1.0), (10, 1e-4)]  # 10 more iterations: 1 s + 1 s ≤ 10 s
-    assert abandon((0.0, 10.0), 1.0, 10, fast, 1e-8, settled=False) is None
-    assert "never" in abandon((0.0, 10.0), 1.0, 10, [(0, 0.5), (10, 0.6)], 1e-8, False)
+    slow = [(10, 2.0), (20, 1.0), (30, 0.9)]  # log-gap −0.0105/iteration: 1,738 more to 1e-8
+    assert abandon((2.0, 10.0), 1.0, 30, slow, 1e-8, settled=False) is None  # before `after`
+    why = abandon((0.0, 10.0), 1.0, 30, slow, 1e-8, settled=False)
+    assert "predicts tol=1e-08 at 58.9 s" in why  # 1 s + 1,738 × (1/30) s
+    assert abandon((0.0, 10.0), 1.0, 30, slow, 1e-8, settled=True) is None  # polish in play
+    assert abandon((0.0, 10.0), 1.0, 20, slow[:2], 1e-8, settled=False) is None  # 2 gaps
+    assert "within 10 s" in abandon((0.0, 10.0), 10.0, 30, slow, 1e-8, settled=True)
+    fast = [(10, 1.0), (20, 1.0), (30, 1e-4)]  # 10 more iterations: 1 s + 1/3 s ≤ 10 s
+    assert abandon((0.0, 10.0), 1.0, 30, fast, 1e-8, settled=False) is None
+    rising = [(10, 0.4), (20, 0.5), (30, 0.6)]
+    assert "never" in abandon((0.0, 10.0), 1.0, 30, rising, 1e-8, settled=False)
 
 
 def test_fista_give_up_is_reported_and_checked():

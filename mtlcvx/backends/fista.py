@@ -69,7 +69,8 @@ class FistaBackend(Backend):
             return self.solution(trace, tol)
         return {"backend": self.name, "iterations": trace.iterations,
                 "seconds": trace.info["time"],
-                "relative_gap": trace.certificate.relative_gap,
+                "relative_gap": (None if trace.certificate.relative_gap is None
+                                 else float(trace.certificate.relative_gap)),
                 "reason": trace.info["abandoned"] or "max_iter reached"}
 
     def solution(self, trace: Trace, tol: float) -> Solution:
