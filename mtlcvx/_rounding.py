@@ -29,7 +29,8 @@ first order in the residual ``ρ`` (not ``‖m‖²``: near an optimum ``‖ρ�
 ``‖ρ̂_t‖`` comes from the dual's own ``‖θ̂_t‖²/(2c_t)`` (the same residual, up to
 ``3γμ_t`` when the intercept is profiled), so no pass over the data is needed.
 
-**Quadratic terms** computed as ``(α/2)Σ(WK)∘W`` keep the honest bound: the value is
+**Quadratic terms** computed as ``(α/2)Σ(WK)∘W`` (a narrow band's lag by lag, the same
+products in another order) keep the honest bound: the value is
 within ``γ_{2(d+T)+8} · (α/2)Σ|W||K|∘|W|`` and its gradient ``αWK`` within
 ``γ_{d+T+3}·α|W||K|`` elementwise (an inexact, rank-deficient ``K`` at ``α = 1e10`` makes
 this large: the float value is only known to ``ε·α·|W||K||W|``, far above its true size
@@ -338,10 +339,10 @@ class Rounding:
         d, T = W.shape
         absW = np.abs(W)
         err = 0.0
-        for pen, (a, prod) in zip(self.quadratic, self._abs_products(W), strict=True):
-            low = pen.low_rank()
+        for pen in self.quadratic:
+            a, low = pen.alpha, pen.low_rank()
             if low is None:
-                err += gamma(2 * (d + T) + 8) * 0.5 * a * float(np.vdot(prod, absW))
+                err += gamma(2 * (d + T) + 8) * 0.5 * a * pen.abs_quadratic(absW)
                 continue
             R, ridge = low
             g = gamma(T)
@@ -363,7 +364,7 @@ class Rounding:
         """``Σ (α/2) Σ|W||K|∘|W|`` over the quadratic terms."""
         if self._mh is None:
             absW = np.abs(self.W)
-            self._mh = sum(0.5 * a * float(np.vdot(P, absW)) for a, P in self._abs_products())
+            self._mh = sum(0.5 * p.alpha * p.abs_quadratic(absW) for p in self.quadratic)
         return self._mh
 
     def quadratic_gradient_error(self, W: np.ndarray | None = None) -> np.ndarray:

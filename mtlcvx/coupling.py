@@ -18,7 +18,7 @@ import scipy
 from ._linalg import issparse, psd_cutoff
 from .relations import _sparse_ldl
 
-__all__ = ["TaskCoupling", "band_product", "lower_band"]
+__all__ = ["TaskCoupling", "band_product", "band_quadratic", "lower_band"]
 
 #: Sparse factors with more columns than this are added as the sparse matrix ``R Rᵀ``.
 _MAX_LOW_RANK = 64
@@ -60,6 +60,17 @@ def band_product(W: np.ndarray, ab: np.ndarray) -> np.ndarray:
             out[:, k:] += np.multiply(W[:, :-k], ab[k, :-k], out=tmp)
             out[:, :-k] += np.multiply(W[:, k:], ab[k, :-k], out=tmp)
     return out
+
+
+def band_quadratic(W: np.ndarray, ab: np.ndarray) -> float:
+    """``Σ (W K)∘W = tr(W K Wᵀ)`` for the symmetric ``K`` of lower band storage ``ab``,
+    from the columns' inner products at each lag (no d × T product formed):
+    ``Σ_t K_tt‖w_t‖² + 2 Σ_k Σ_t K_{t+k,t}⟨w_t, w_{t+k}⟩``, the same products summed in
+    another order."""
+    total = float(ab[0] @ np.einsum("dt,dt->t", W, W))
+    for k in range(1, ab.shape[0]):
+        total += 2.0 * float(ab[k, :-k] @ np.einsum("dt,dt->t", W[:, :-k], W[:, k:]))
+    return total
 
 
 class TaskCoupling:

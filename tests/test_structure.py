@@ -72,6 +72,26 @@ def test_sparse_symmetry_check_exact_and_within_round_off():
     np.testing.assert_array_equal(pen.matrix(1, 3).toarray(), np.diag(A.sum(axis=1)) - A)
 
 
+def test_narrow_band_terms_match_dense_formulas(rng):
+    # a chain Laplacian (bandwidth 1) and a pentadiagonal K (bandwidth 2) go through the
+    # shifted-product and lag-by-lag paths; the references are dense products
+    T, d = 9, 3
+    W = rng.standard_normal((d, T))
+    off1, off2 = rng.uniform(0.1, 1.0, T - 1), rng.uniform(0.1, 0.5, T - 2)
+    K = np.diag(np.full(T, 4.0)) + np.diag(off1, 1) + np.diag(off1, -1) \
+        + np.diag(off2, 2) + np.diag(off2, -2)
+    assert np.linalg.eigvalsh(K)[0] > 0
+    L = np.diag(relations.chain(T).sum(axis=1)) - relations.chain(T)
+    for pen, dense in ((mc.GraphLaplacian(relations.chain(T, sparse=True), 0.7), 0.7 * L),
+                       (mc.TaskRelation(sp.csr_matrix(K), 1.3), 1.3 * K)):
+        assert pen.value(W) == pytest.approx(0.5 * np.trace(W @ dense @ W.T), rel=1e-13)
+        np.testing.assert_allclose(pen.gradient(W), W @ dense, rtol=1e-13, atol=1e-14)
+        absK = np.abs(dense) / pen.alpha
+        assert pen.abs_quadratic(np.abs(W)) == pytest.approx(
+            np.sum((np.abs(W) @ absK) * np.abs(W)), rel=1e-13)
+        np.testing.assert_allclose(pen.abs_product(np.abs(W)), np.abs(W) @ absK, rtol=1e-13)
+
+
 def test_sparse_factors_reproduce_K(rng):
     T = 40
     A = sp.csr_matrix(_graph(rng, T))

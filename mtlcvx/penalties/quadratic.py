@@ -19,7 +19,7 @@ import scipy
 from .. import relations
 from .._linalg import issparse, lambda_min
 from .._optional import cp
-from ..coupling import band_product, lower_band
+from ..coupling import band_product, band_quadratic, lower_band
 from ..data import FrozenArray, as_float_array, frozen_copy
 from ..exceptions import PenaltyError
 from .base import Penalty, Term, check_strength
@@ -185,7 +185,20 @@ class QuadraticPenalty(Penalty):
         K = np.abs(K)
         return absW @ K if self.side == "task" else K @ absW
 
+    def abs_quadratic(self, absW: np.ndarray) -> float:
+        """``Σ (|W||K|)∘|W|`` (task side; ``Σ (|K||W|)∘|W|`` feature side) from
+        ``absW = |W|``: the size of the products the value sums."""
+        d, T = absW.shape
+        band = self._band(d, T)
+        if band is not None:
+            return band_quadratic(absW, np.abs(band))
+        return float(np.vdot(self.abs_product(absW), absW))
+
     def value(self, W: np.ndarray) -> float:
+        d, T = W.shape
+        band = self._band(d, T)
+        if band is not None:  # tr(W K Wᵀ) lag by lag: no d × T product
+            return 0.5 * self.alpha * band_quadratic(W, band)
         return 0.5 * self.alpha * float(np.vdot(self._product(W), W))
 
     def gradient(self, W: np.ndarray) -> np.ndarray:
@@ -242,6 +255,9 @@ class Ridge(QuadraticPenalty):
 
     def abs_product(self, absW: np.ndarray) -> np.ndarray:
         return absW
+
+    def abs_quadratic(self, absW: np.ndarray) -> float:
+        return float(np.vdot(absW, absW))
 
 
 class TaskRelation(QuadraticPenalty):
