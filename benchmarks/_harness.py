@@ -47,8 +47,10 @@ _OOM_SIGNS = ("memory allocation", "memoryerror", "cannot allocate", "out of mem
               "bad_alloc")
 
 
-def run_child(script: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run ``script --worker SPEC --result FILE`` in a fresh process under a wall-clock limit.
+def run_child(script: str, spec: dict[str, Any], timeout: float,
+              env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``script --worker SPEC --result FILE`` in a fresh process under a wall-clock limit
+    (with environment ``env``, default this process's).
 
     The worker writes its result as JSON to FILE. Returns that result (with ``child_wall``
     and, when the worker did not report one, the child's ``peak_rss_mb`` from the kernel),
@@ -63,7 +65,7 @@ def run_child(script: str, spec: dict[str, Any], timeout: float) -> dict[str, An
         start = time.perf_counter()
         timed_out = False
         with open(err_path, "w") as err_fh:
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_fh,
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_fh, env=env,
                                     start_new_session=True)
             while True:
                 pid, status, usage = os.wait4(proc.pid, os.WNOHANG)

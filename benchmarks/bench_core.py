@@ -50,13 +50,13 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _harness import run_child
 
 ALPHA = 1.0  # strength of every penalty
 N_DESCRIPTORS = 5  # columns of the task descriptors Z
@@ -363,24 +363,12 @@ def _jsonable(x: Any) -> Any:
 
 # ====================================================================== parent side
 def _run(spec: dict[str, Any], timeout: float, env: dict[str, str]) -> dict[str, Any]:
-    """Run one worker subprocess under ``timeout`` seconds; never raises."""
-    with tempfile.TemporaryDirectory() as tmp:
-        result = Path(tmp) / "result.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec),
-               "--result", str(result)]
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, timeout=timeout, capture_output=True, text=True, env=env)
-        except subprocess.TimeoutExpired:
-            return {"ok": False, "timeout": True, "error": f"timeout: > {timeout:.0f} s budget",
-                    "process_wall": time.perf_counter() - t0}
-        wall = time.perf_counter() - t0
-        if not result.exists():
-            tail = (proc.stderr or "").strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
-            return {"ok": False, "error": f"worker crashed: {tail[0][:200]}",
-                    "process_wall": wall}
-        out = json.loads(result.read_text())
-    out["process_wall"] = wall
+    """One worker subprocess under ``timeout`` seconds (:func:`_harness.run_child`); never
+    raises. A worker that wrote nothing (killed at the limit, out of memory, crashed) gives
+    ``ok`` False, its ``error``, and ``timeout`` True when it was killed at the limit."""
+    out = run_child(__file__, spec, timeout, env)
+    if "ok" not in out:
+        out.update(ok=False, timeout=out["outcome"] == "timeout")
     return out
 
 
