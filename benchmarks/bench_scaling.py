@@ -53,13 +53,13 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _harness import run_child
 
 TOL = 1e-8
 HERE = Path(__file__).resolve().parent
@@ -319,9 +319,9 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def worker(spec: str, quick: bool, out: str) -> None:
-    case, impl, T = spec.split(":")
-    D = make_data(case, int(T), quick)
+def worker(spec: dict[str, Any], out: str) -> None:
+    case, impl, T, quick = spec["case"], spec["impl"], spec["T"], spec["quick"]
+    D = make_data(case, T, quick)
     small = make_data(case, 20, True)
     if impl == "mtlcvx":
         mtlcvx_solve(case, small, mtlcvx_data(small))  # warm-up (imports, first calls)
@@ -352,7 +352,7 @@ def worker(spec: str, quick: bool, out: str) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     certified = gap if impl == "mtlcvx" else certify_hand(case, D, W)
     Path(out).write_text(json.dumps({
-        "case": case, "impl": impl, "T": int(T), "time": elapsed, "data_time": data_time,
+        "case": case, "impl": impl, "T": T, "time": elapsed, "data_time": data_time,
         "peak_rss_mb": peak,
         "delta_rss_mb": peak - rss0, "gap": gap, "certified_gap": certified,
         "method": method, "default_backend": default,
@@ -392,20 +392,16 @@ def build_times(T: int = 5000, repeats: int = 5) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------ driver
-def run_one(spec: str, quick: bool, threads: str) -> dict[str, Any]:
-    out = HERE / "results" / f".worker-{os.getpid()}.json"
+def run_one(case: str, impl: str, T: int, quick: bool, threads: str) -> dict[str, Any]:
+    """One worker run (:func:`_harness.run_child`, 30 min limit); raises when it fails."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads,
            "MKL_NUM_THREADS": threads,
            "PYTHONPATH": str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, __file__, "--worker", spec, "--result", str(out)]
-    if quick:
-        cmd.append("--quick")
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{spec} failed:\n{proc.stderr[-2000:]}")
-    result = json.loads(out.read_text())
-    out.unlink()
-    return result
+    spec = {"case": case, "impl": impl, "T": T, "quick": quick}
+    out = run_child(__file__, spec, 1800.0, env)
+    if "outcome" in out:  # the worker wrote no result
+        raise RuntimeError(f"{case}:{impl}:{T} {out['outcome']}: {out['error']}")
+    return out
 
 
 def _median(values: list[float]) -> float:
@@ -474,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.quick, args.result)
+        worker(json.loads(args.worker), args.result)
         return 0
     repeats = args.repeats or (1 if args.quick else 5)
     (HERE / "results").mkdir(exist_ok=True)
@@ -485,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = []
             for _ in range(repeats):
                 for impl in ("mtlcvx", "baseline"):
-                    r = run_one(f"{case}:{impl}:{T}", args.quick, args.threads)
+                    r = run_one(case, impl, T, args.quick, args.threads)
                     runs.append(r)
             row = summarise(case, T, runs)
             case_rows.append(row)
