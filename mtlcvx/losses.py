@@ -103,8 +103,15 @@ class SquaredLoss:
     def value(self, data: MultiTaskData, W: np.ndarray,
               intercept: np.ndarray | None = None) -> float:
         """Loss at ``(W, b)`` on the original data, in float64."""
-        r = data.stacked_residuals(W, intercept)
-        return 0.5 * float(self.weights(data) @ data.task_sums(r * r))
+        if data.is_shared:  # the (n, T) residual as it is: no stacked copy, no squares array
+            R = data.shared_residuals(W)
+            if intercept is not None:
+                R += intercept
+            per_task = np.einsum("nt,nt->t", R, R)
+        else:
+            r = data.stacked_residuals(W, intercept)
+            per_task = data.task_sums(r * r)
+        return 0.5 * float(self.weights(data) @ per_task)
 
     def offset(self, data: MultiTaskData, center: bool) -> float:
         """Constant ``Σ_t (c_t/2) offset_t`` the compressed data drop (see ``data.compressed``)."""
