@@ -310,7 +310,7 @@ class Rounding:
         self.n_max = int(norms.n.max())
         self.g_data = gamma(norms.n + 3)  # (T,): sums over each task's rows
         self.g_max = gamma(self.n_max + 3)
-        absW = np.abs(W)
+        self.abs_w = absW = np.abs(W)
         mu = np.minimum(norms.abs_spectral * np.linalg.norm(W, axis=0),
                         np.einsum("dt,dt->t", norms.col, absW)) + norms.y
         if self.centred:
@@ -327,7 +327,7 @@ class Rounding:
     def _abs_products(self, W: np.ndarray | None = None) -> list[tuple[float, np.ndarray]]:
         """``(α, |W||K| or |K||W|)`` per quadratic term (``|K| ≤ |R||R|ᵀ + ridge·I``), at
         ``W`` (default: the certified point)."""
-        absW = np.abs(self.W if W is None else W)
+        absW = self.abs_w if W is None else np.abs(W)
         return [(pen.alpha, pen.abs_product(absW)) for pen in self.quadratic]
 
     def quadratic_value_error(self, W: np.ndarray | None = None) -> float:
@@ -335,9 +335,9 @@ class Rounding:
         them at ``W`` (default: the certified point): ``γ_{2(d+T)+8}·(α/2)Σ|W||K|∘|W|`` for
         ``Σ(WK)∘W``, first order in ``WR`` for a factor-given ``K = RRᵀ + ridge·I`` (see
         the module docstring)."""
+        absW = self.abs_w if W is None else np.abs(W)
         W = self.W if W is None else W
         d, T = W.shape
-        absW = np.abs(W)
         err = 0.0
         for pen in self.quadratic:
             a, low = pen.alpha, pen.low_rank()
@@ -363,7 +363,7 @@ class Rounding:
     def quadratic_magnitude(self) -> float:
         """``Σ (α/2) Σ|W||K|∘|W|`` over the quadratic terms."""
         if self._mh is None:
-            absW = np.abs(self.W)
+            absW = self.abs_w
             self._mh = sum(0.5 * p.alpha * p.abs_quadratic(absW) for p in self.quadratic)
         return self._mh
 

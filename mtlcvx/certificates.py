@@ -289,7 +289,7 @@ class _Pieces:
             0.0 if Kf is None else 0.5 * np.einsum("dt,dt->t", Kf @ W, W))
         self.b_task = b + h_task  # per-task quadratic coefficients, quadratic blocks included
         self.h_value = float(h_task.sum())
-        self.grad_h = WK + (0.0 if Kf is None else Kf @ W)
+        self.grad_h = WK if Kf is None else WK + Kf @ W
 
 
 class _GramRoute(NamedTuple):

@@ -213,9 +213,9 @@ class SquaredLoss:
             R = data.shared_residuals(W)
             Y = data.shared_targets()
             if center:
-                R = R - R.mean(axis=0)
+                R -= R.mean(axis=0)  # R is this call's own array
                 Y = Y - Y.mean(axis=0)
-            Theta = -c * R
+            Theta = np.multiply(R, -c, out=R)
             quadratic = np.where(c > 0, np.einsum("nt,nt->t", Theta, Theta)
                                  / (2.0 * np.where(c > 0, c, 1.0)), 0.0)
             return LossDual(np.einsum("nt,nt->t", Theta, Y), quadratic, data.X[0].T @ Theta)
