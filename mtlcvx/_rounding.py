@@ -311,7 +311,7 @@ class Rounding:
         self.g_data = gamma(norms.n + 3)  # (T,): sums over each task's rows
         self.g_max = gamma(self.n_max + 3)
         self.abs_w = absW = np.abs(W)
-        mu = np.minimum(norms.abs_spectral * np.linalg.norm(W, axis=0),
+        mu = np.minimum(norms.abs_spectral * np.sqrt(np.einsum("dt,dt->t", W, W)),
                         np.einsum("dt,dt->t", norms.col, absW)) + norms.y
         if self.centred:
             mu = 2.0 * mu if intercept is None else mu + np.sqrt(norms.n) * np.abs(intercept)
@@ -438,7 +438,7 @@ class Rounding:
         """Entrywise bound (d, T) on ``|V̂ − XᵀPθ̂|``; with ``V`` (rung 3: ``V̂ = fl(Xᵀθ̂ −
         ∇h)``) the quadratic terms' gradient error and the subtraction are added."""
         tn = self.theta_norms(q_task)
-        e = self.g_data * self.norms.col * tn
+        e = self.norms.col * (self.g_data * tn)  # one (d, T) product
         if self.centred:
             means = _design_means(self.problem.data)
             e = e + means * (np.sqrt(self.norms.n) * self.g_data * (self.c * self.mu + tn))
