@@ -6,6 +6,8 @@ Solutions are checked against an independent CVXPY model written here; no timed 
 
 from __future__ import annotations
 
+import sys
+
 import cvxpy as cp
 import numpy as np
 import pytest
@@ -37,7 +39,8 @@ def test_route_attempts_fista_only_where_its_cost_is_unknown():
     prob = _lasso()
     route = registry.default_route(prob)
     # T·Σ min(n_t, d)·d + d·T = 10·6·8 + 80 = 560 compiled non-zeros: C = 0.15·(560/1.1e5)^1.5
-    C = 0.15 * (560 / 1.1e5) ** 1.5
+    # plus 7 ms to compile the problem (not compiled yet)
+    C = 0.15 * (560 / 1.1e5) ** 1.5 + 0.007
     assert route.backend == "clarabel" == mc.backends.default_backend(prob)
     assert route.attempt == pytest.approx((0.3 * C, 1.3 * C))
     # a ridge makes it strongly convex: the model predicts fista, no attempt
@@ -52,9 +55,36 @@ def test_route_attempts_fista_only_where_its_cost_is_unknown():
         mc.Problem(prob.data, penalties=[mc.TraceNorm(1.0)])) == ("fista", None)
 
 
+def _tiny_ridge_l1():
+    """T = 5 tasks, d = 10, n = 12: strongly convex through the ridge, L/μ in the hundreds."""
+    data = mc.datasets.make_related_tasks(n_tasks=5, n_features=10, n_samples=12,
+                                          random_state=1)
+    return mc.Problem(data, mc.SquaredLoss("sum"), [mc.L1(0.1), mc.Ridge(0.1)])
+
+
+def test_route_counts_cvxpy_fixed_costs(monkeypatch):
+    prob = _tiny_ridge_l1()
+    # fista's model: 2√(L/μ)·ln(1e8) iterations of 2·T·d² = 1,000 flops at 2e9 flop/s
+    Xs = prob.data.X
+    eig = np.array([np.linalg.eigvalsh(X.T @ X) for X in Xs])
+    L, mu = eig[:, -1].max() + 0.1, eig[:, 0].min() + 0.1
+    fista = 2 * np.sqrt(L / mu) * np.log(1e8) * 1e3 / 2e9
+    solve = 0.15 * ((5 * 10 * 10 + 50) / 1.1e5) ** 1.5
+    assert solve < fista < solve + 0.007  # the compile decides
+    assert registry.default_route(prob) == ("fista", None)
+    sol = prob.solve("clarabel")  # compiled now: a re-solve costs Clarabel's solve alone
+    assert registry.default_route(prob) == ("clarabel", None)
+    assert prob.solve().backend == "clarabel"
+    assert prob.solve("fista").objective == pytest.approx(sol.objective, rel=1e-8)
+    # a process that has not imported CVXPY pays for the import too: fista, which never needs it
+    monkeypatch.delitem(sys.modules, "cvxpy")
+    assert registry.default_route(prob) == ("fista", None)
+
+
 def test_abandoned_attempt_falls_back_and_says_so(monkeypatch):
     prob = _lasso()
     monkeypatch.setattr(registry, "_ATTEMPT_SHARE", 0.0)  # budget (0, C): over at check 1
+    monkeypatch.setattr(registry, "_COMPILE_SECONDS", 0.0)  # C = 54 µs
     sol = prob.solve()
     assert sol.backend == "clarabel" and sol.status == "optimal"
     tried = sol.info["abandoned"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -15,9 +16,8 @@ if TYPE_CHECKING:
     from ..solution import Solution
 
 __all__ = ["Backend", "BackendInfo", "BACKENDS", "register", "available_backends",
-           "default_backend", "default_route", "Route", "conic_nnz", "fista_iterations",
-           "certified_status",
-           "resolve_backend", "status_message"]
+           "default_backend", "default_route", "Route", "conic_nnz", "conic_seconds",
+           "fista_iterations", "certified_status", "resolve_backend", "status_message"]
 
 
 class BackendInfo(NamedTuple):
@@ -104,6 +104,10 @@ def _capable(problem: Problem) -> str:
 #: (docs/backends.md): Clarabel takes about 0.15 s for School's ~1.1e5 loss non-zeros and
 #: grows like nnz^1.5; FISTA runs ~2e9 flop/s on its d×d Gram products.
 _CONIC_SECONDS, _CONIC_NNZ, _CONIC_POWER = 0.15, 1.1e5, 1.5
+#: Fixed costs of a conic solve through CVXPY: canonicalising a Problem not compiled yet
+#: (about 7 ms even at T·d = 50, where the solve itself takes microseconds), and importing
+#: CVXPY the first time a process needs it (about 0.6 s).
+_COMPILE_SECONDS, _IMPORT_SECONDS = 0.007, 0.6
 _FLOPS_PER_SECOND = 2e9
 _FISTA_MAX_ITER = 20_000
 #: Share of Clarabel's estimated time that fista gets first (:func:`default_route`).
@@ -114,6 +118,14 @@ def conic_nnz(problem: Problem) -> float:
     """Non-zeros of the compiled loss: ``Σ_t min(n_t, d)·d`` (``T·min(n, d)·d`` shared)."""
     d = problem.n_features
     return float(np.minimum(problem.data.n_samples, d).sum() * d + d * problem.n_tasks)
+
+
+def conic_seconds(problem: Problem) -> float:
+    """Estimated seconds of a Clarabel solve: ``0.15 · (conic_nnz / 1.1e5)^1.5``, plus
+    ``_COMPILE_SECONDS`` when ``problem`` has not been compiled yet (re-solves reuse the
+    compiled problem)."""
+    seconds = _CONIC_SECONDS * (conic_nnz(problem) / _CONIC_NNZ) ** _CONIC_POWER
+    return seconds + (_COMPILE_SECONDS if problem._compiled is None else 0.0)
 
 
 def fista_iterations(problem: Problem, tol: float = 1e-8) -> float:
@@ -147,7 +159,8 @@ def default_route(problem: Problem) -> Route:
        PSD solvers run out of memory at School's size);
     3. otherwise, when every non-smooth term has an exact prox, the cheaper of "fista"
        (``fista_iterations · 2·T·d²`` flops at ``_FLOPS_PER_SECOND``) and "clarabel"
-       (``C = _CONIC_SECONDS · (conic_nnz / _CONIC_NNZ)^1.5`` seconds);
+       (``C =`` :func:`conic_seconds`, plus ``_IMPORT_SECONDS`` while CVXPY is not
+       imported: a fista solve never imports it);
     4. "clarabel" for everything else (constraints, no exact prox, LP/SOCP decompositions).
 
     In rule 3, when "clarabel" wins only because fista's rate is unknown (``μ = 0``: the
@@ -173,8 +186,8 @@ def default_route(problem: Problem) -> Route:
     d, T = problem.n_features, problem.n_tasks
     mu = problem.strong_convexity()
     fista = _iterations(problem.lipschitz(), mu) * 2.0 * T * d * d / _FLOPS_PER_SECOND
-    conic = _CONIC_SECONDS * (conic_nnz(problem) / _CONIC_NNZ) ** _CONIC_POWER
-    if fista < conic:
+    conic = conic_seconds(problem)
+    if fista < conic + (0.0 if "cvxpy" in sys.modules else _IMPORT_SECONDS):
         return Route("fista")
     if mu > 0 or not RestrictedSolve.applies(problem):
         return Route("clarabel")
