@@ -487,8 +487,10 @@ def test_core_backend_unavailable_hint(data, monkeypatch):
     prob = mc.Problem(data, penalties=[mc.L1(0.1)])
     _raises(mc.BackendUnavailable, lambda: prob.solve(backend="clarabel"),
             "'clarabel'", "pip install mtlcvx")
-    _raises(mc.BackendUnavailable, lambda: prob.solve(), "'clarabel'")  # the default choice
     _check_not_compiled(prob)
+    dirty = mc.Problem(data, penalties=[mc.Dirty(0.3, 0.08)])  # no prox: Clarabel's by default
+    _raises(mc.BackendUnavailable, lambda: dirty.solve(), "'clarabel'")
+    _check_not_compiled(dirty)
 
 
 # --------------------------------------------------------------------------- SolverFailed
