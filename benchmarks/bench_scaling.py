@@ -127,67 +127,70 @@ def _quadratic_gap(F: float, a: float, b: float, conj: float) -> float:
 
 
 def hand_shared_chain(D: dict[str, Any]) -> tuple[np.ndarray, float]:
-    from scipy.linalg import eigh, solveh_banded
+    from scipy.linalg import eigh
+    from scipy.linalg.lapack import dptsv  # tridiagonal SPD solve, no band copy
 
     X, Y, T = D["X"], D["Y"], D["Y"].shape[1]
     band = _chain_band(T, D["alpha"], D["ridge"])
+    off = band[1, :-1]
     s, V = eigh(X.T @ X)
     Bh = V.T @ (X.T @ Y)
     Wh = np.empty_like(Bh)
     for i in range(len(s)):
-        bi = band.copy()
-        bi[0] += s[i]
-        Wh[i] = solveh_banded(bi, Bh[i], lower=True)
+        Wh[i] = dptsv(band[0] + s[i], off, Bh[i])[2]
     W = V @ Wh
     R = X @ W - Y  # gap: θ = −R, V = Xᵀθ, K⁻¹ by the same tridiagonal solves
     WK = W * band[0]
-    WK[:, :-1] += W[:, 1:] * band[1, :-1]
-    WK[:, 1:] += W[:, :-1] * band[1, :-1]
+    WK[:, :-1] += W[:, 1:] * off
+    WK[:, 1:] += W[:, :-1] * off
     F = 0.5 * float(np.sum(R * R)) + 0.5 * float(np.sum(WK * W))
     Vd = -X.T @ R
-    conj = 0.5 * float(np.sum(Vd * solveh_banded(band, Vd.T, lower=True).T))
+    conj = 0.5 * float(np.sum(Vd * dptsv(band[0], off, Vd.T)[2].T))
     return W, _quadratic_gap(F, float(np.sum(-R * Y)), 0.5 * float(np.sum(R * R)), conj) / F
 
 
 def _task_gap(D: dict[str, Any], W: np.ndarray, WK: np.ndarray, Kinv) -> float:
     Xs, ys = D["Xs"], D["ys"]
-    R = np.einsum("tnd,dt->tn", Xs, W) - ys
+    R = (Xs @ W.T[:, :, None])[:, :, 0] - ys  # batched matmul: einsum is ~7x slower here
     F = 0.5 * float(np.sum(R * R)) + 0.5 * float(np.sum(WK * W))
-    Vd = -np.einsum("tnd,tn->dt", Xs, R)
+    Vd = -(R[:, None, :] @ Xs)[:, 0, :].T
     conj = 0.5 * float(np.sum(Vd * Kinv(Vd)))
     return _quadratic_gap(F, float(np.sum(-R * ys)), 0.5 * float(np.sum(R * R)), conj) / F
 
 
 def hand_tasks_chain(D: dict[str, Any]) -> tuple[np.ndarray, float]:
     from scipy.linalg import solveh_banded
+    from scipy.linalg.lapack import dptsv
 
     Xs, ys = D["Xs"], D["ys"]
     T, _, d = Xs.shape
     band = _chain_band(T, D["alpha"], D["ridge"])
-    H = np.einsum("tni,tnj->tij", Xs, Xs)
+    Xt = Xs.transpose(0, 2, 1)
+    H = Xt @ Xs
     ab = np.zeros((d + 1, d * T))  # lower band of blkdiag(H_t) + K ⊗ I_d, task-major
     for k in range(d):
         ab[k].reshape(T, d)[:, : d - k] = np.diagonal(H, -k, axis1=1, axis2=2)
     ab[0] += np.repeat(band[0], d)
     ab[d, : d * (T - 1)] = np.repeat(band[1, :-1], d)
-    rhs = np.einsum("tnd,tn->td", Xs, ys).ravel()
-    W = solveh_banded(ab, rhs, lower=True).reshape(T, d).T
+    rhs = (Xt @ ys[:, :, None]).ravel()
+    W = solveh_banded(ab, rhs, lower=True, overwrite_ab=True).reshape(T, d).T
     WK = W * band[0]
     WK[:, :-1] += W[:, 1:] * band[1, :-1]
     WK[:, 1:] += W[:, :-1] * band[1, :-1]
-    return W, _task_gap(D, W, WK, lambda V: solveh_banded(band, V.T, lower=True).T)
+    return W, _task_gap(D, W, WK, lambda V: dptsv(band[0], band[1, :-1], V.T)[2].T)
 
 
 def hand_tasks_lowrank(D: dict[str, Any]) -> tuple[np.ndarray, float]:
     Xs, ys, Z, c = D["Xs"], D["ys"], D["Z"], D["ridge"]
     T, _, d = Xs.shape
     p = Z.shape[1]
-    Pinv = np.linalg.inv(np.einsum("tni,tnj->tij", Xs, Xs) + c * np.eye(d))
-    x = np.einsum("tij,tn,tnj->ti", Pinv, ys, Xs)
+    Xt = Xs.transpose(0, 2, 1)
+    Pinv = np.linalg.inv(Xt @ Xs + c * np.eye(d))
+    x = (Pinv @ (Xt @ ys[:, :, None]))[:, :, 0]
     cap = np.einsum("ta,tb,tij->aibj", Z, Z, Pinv, optimize=True).reshape(p * d, p * d)
     cap += np.eye(p * d)
     y = np.linalg.solve(cap, (Z.T @ x).ravel()).reshape(p, d)
-    W = (x - np.einsum("tij,tj->ti", Pinv, Z @ y)).T
+    W = (x - (Pinv @ (Z @ y)[:, :, None])[:, :, 0]).T
     WK = (W @ Z) @ Z.T + c * W
 
     def Kinv(V: np.ndarray) -> np.ndarray:  # Woodbury on the T×T matrix Z Zᵀ + cI
