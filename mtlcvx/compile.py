@@ -19,7 +19,7 @@ from .penalties.base import Term
 if TYPE_CHECKING:
     from .problem import Problem
 
-__all__ = ["refresh"]
+__all__ = ["refresh", "is_compiled"]
 
 
 def _parameter_values(problem: Problem) -> list[dict[str, Any]]:
@@ -79,6 +79,19 @@ def _build(problem: Problem, values: list[dict[str, Any]]) -> dict[str, Any]:
     return {"problem": compiled, "W": W, "params": params, "parts": parts}
 
 
+def _baked_key(problem: Problem) -> tuple:
+    """What the loss expression bakes in: the data, the centring and the weights (exactly)."""
+    return problem.data, problem.fit_intercept, problem.loss_weights().tobytes()
+
+
+def is_compiled(problem: Problem) -> bool:
+    """True when ``problem`` holds a CVXPY problem compiled for its current data, centring
+    and loss weights, which :func:`refresh` reuses (unless a penalty's Parameter changes
+    shape or a constant factor was replaced): a conic solve then skips canonicalisation."""
+    compiled = problem._compiled
+    return compiled is not None and compiled["key"] == _baked_key(problem)
+
+
 def refresh(problem: Problem) -> dict[str, Any]:
     """The compiled problem of ``problem`` with the penalties' current values in its Parameters.
 
@@ -90,8 +103,7 @@ def refresh(problem: Problem) -> dict[str, Any]:
     """
     values = _parameter_values(problem)
     factors = _constant_factors(problem, values)
-    # what the loss expression bakes in: the data, the centring and the weights (exactly)
-    key = (problem.data, problem.fit_intercept, problem.loss_weights().tobytes())
+    key = _baked_key(problem)
     compiled = problem._compiled
     if compiled is not None and compiled["key"] == key:
         same_shapes = all(

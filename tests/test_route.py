@@ -81,6 +81,21 @@ def test_route_counts_cvxpy_fixed_costs(monkeypatch):
     assert registry.default_route(prob) == ("fista", None)
 
 
+def test_compile_cost_counted_until_built_for_the_current_data():
+    prob = _tiny_ridge_l1()
+    solve = 0.15 * ((5 * 10 * 10 + 50) / 1.1e5) ** 1.5  # as above, without the compile
+    assert registry.conic_seconds(prob) == pytest.approx(solve + 0.007)
+    prob.solve("clarabel")
+    assert registry.conic_seconds(prob) == pytest.approx(solve)
+    # task weights are baked into the compiled loss: the next conic solve builds again
+    prob.loss.task_weights = np.full(5, 2.0)
+    assert registry.conic_seconds(prob) == pytest.approx(solve + 0.007)
+    builds = prob.n_builds
+    prob.solve("clarabel")
+    assert prob.n_builds == builds + 1
+    assert registry.conic_seconds(prob) == pytest.approx(solve)
+
+
 def test_abandoned_attempt_falls_back_and_says_so(monkeypatch):
     prob = _lasso()
     monkeypatch.setattr(registry, "_ATTEMPT_SHARE", 0.0)  # budget (0, C): over at check 1

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from .._restricted import RestrictedSolve
+from ..compile import is_compiled
 from ..exceptions import BackendUnavailable, IncompatibleBackend
 
 if TYPE_CHECKING:
@@ -122,10 +123,10 @@ def conic_nnz(problem: Problem) -> float:
 
 def conic_seconds(problem: Problem) -> float:
     """Estimated seconds of a Clarabel solve: ``0.15 · (conic_nnz / 1.1e5)^1.5``, plus
-    ``_COMPILE_SECONDS`` when ``problem`` has not been compiled yet (re-solves reuse the
-    compiled problem)."""
+    ``_COMPILE_SECONDS`` unless ``problem`` holds a compiled problem for its current data
+    (:func:`mtlcvx.compile.is_compiled`; re-solves reuse it)."""
     seconds = _CONIC_SECONDS * (conic_nnz(problem) / _CONIC_NNZ) ** _CONIC_POWER
-    return seconds + (_COMPILE_SECONDS if problem._compiled is None else 0.0)
+    return seconds + (0.0 if is_compiled(problem) else _COMPILE_SECONDS)
 
 
 def fista_iterations(problem: Problem, tol: float = 1e-8) -> float:
