@@ -7,7 +7,7 @@ holds in exact arithmetic and ``gap ≥ F(W) − F*``. ``θ̂`` is the dual poin
 weak duality holds for every θ, so only the evaluation of ``D`` at it needs a bound, never
 the distance of θ̂ from the exact residual.
 
-**Tools** (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1). A sum of ``n``
+**Tools** (Higham, *Accuracy and Stability of Numerical Algorithms*, section 3.1). A sum of ``n``
 products in any order is within ``γ_n Σ|a_i b_i|`` of the exact one, ``γ_n =
 nε/(1 − nε)`` (here with a factor 2 of headroom); a sum of non-negative terms therefore
 has relative error ``γ_n``. Column ``j`` of task ``t`` has norm ``‖x_tj‖`` and mean

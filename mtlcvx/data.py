@@ -291,7 +291,7 @@ class MultiTaskData:
     >>> rng = np.random.default_rng(0)
     >>> data = mc.MultiTaskData([rng.normal(size=(5, 3)), rng.normal(size=(7, 3))],
     ...                         [rng.normal(size=5), rng.normal(size=7)])
-    >>> data.n_tasks, data.n_features, list(data.n_samples)
+    >>> data.n_tasks, data.n_features, data.n_samples.tolist()
     (2, 3, [5, 7])
     """
 
@@ -452,7 +452,7 @@ class MultiTaskData:
         >>> df = pd.DataFrame({"school": ["b", "a", "b", "a"], "hours": [1., 2., 3., 4.],
         ...                    "score": [10., 20., 25., 41.]})
         >>> data = mc.MultiTaskData.from_frame(df, task="school", target="score")
-        >>> data.tasks, data.feature_names, list(data.n_samples)
+        >>> data.tasks, data.feature_names, data.n_samples.tolist()
         (['a', 'b'], ['hours'], [2, 2])
         """
         columns = list(getattr(df, "columns", ()))

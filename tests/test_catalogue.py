@@ -1,4 +1,4 @@
-"""Catalogue of known answers (MATH §10, §2.7, §5), closed forms, scikit-learn and the seeds.
+"""Catalogue of known answers (tiny hand-solved problems, the MTRL reduction, the MALSAR objectives), closed forms, scikit-learn and the seeds.
 
 Every expected number here is computed independently of mtlcvx: by hand (the values are
 derived in the comments), from a textbook closed form evaluated in NumPy, from
@@ -56,7 +56,7 @@ def _cones(penalties) -> frozenset[str]:
 
 def _capable(penalties, among=None) -> list[str]:
     """Installed backends whose declared cones cover the problem's (direct: {"quadratic"};
-    fista: every non-smooth term has a prox, MATH §6(b))."""
+    fista: every non-smooth term has a prox)."""
     info = mc.available_backends()
     need = _cones(penalties)
     proximable = all(p.is_smooth or p.provides("prox") for p in penalties)
@@ -89,23 +89,23 @@ def _identity_data(Y) -> mc.MultiTaskData:
 
 
 # ---------------------------------------------------------------------------------------
-# 1. MATH §10 tiny problems, X_t = I, loss ½‖W − Y‖²_F (scale="sum").
+# 1. Tiny hand-solved problems, X_t = I, loss ½‖W − Y‖²_F (scale="sum").
 #
 # T-Lap: d = 1, T = 2, y = (1, −1); (1/2) tr(W L Wᵀ) = ½(w₁ − w₂)². Stationarity with
 #   w₂ = −w₁: (w₁ − 1) + 2w₁ = 0 → w₁ = 1/3; F = ½·(4/9)·2 + ½·(2/3)² = 2/3.
 # T-EP: E&P with λ₁ = λ₂ = 2, T = 2 gives ρ₁ = ρ₂ = λ₁λ₂/(T(λ₁+λ₂)) = λ₁²/(T(λ₁+λ₂)) = ½
-#   (MATH §1.1) on the un-halved loss; halving everything: ½Σ(w−y)² + ¼Σw² + ¼Σ(w−w̄)²
+#   (docs/conventions.md) on the un-halved loss; halving everything: ½Σ(w−y)² + ¼Σw² + ¼Σ(w−w̄)²
 #   = Ridge(0.5) + MeanRegularized(0.5). Stationarity: (w_t − y_t) + ½w_t + ½(w_t − w̄) = 0,
 #   i.e. 2w_t − ½w̄ = y_t; summing, 3w̄ = 4 → w̄ = 4/3, w_t = (y_t + 2/3)/2 = (5/6, 11/6).
 #   F = ½(1/36 + 49/36) + ¼(25/36 + 121/36) + ¼(¼ + ¼) = (25 + 36.5 + 4.5)/36 = 11/6.
 # T-L21: row norms of Y are 5 and 0.5; group shrink at 1: row 0 → (1 − 1/5)(3, 4) =
 #   (2.4, 3.2), row 1 → 0. F = ½(0.36 + 0.64 + 0.09 + 0.16) + 1·4 = 4.625.
 # T-Nuc: σ(Y) = (3, 1), soft-threshold at 1.5 → (1.5, 0); F = ½(2.25 + 1) + 1.5·1.5 = 3.875.
-# T-MTRL-full: MTRL reduced (MATH §2.4) is ½‖W−Y‖² + (λ₁/2)‖W‖²_F + (λ₂/2)‖W‖²_*, and
+# T-MTRL-full: MTRL reduced (docs/relations.md) is ½‖W−Y‖² + (λ₁/2)‖W‖²_F + (λ₂/2)‖W‖²_*, and
 #   SquaredTraceNorm(α) = (α/2)‖W‖²_*, so λ₁ = 1 → Ridge(1) and λ₂ = 0.5 → alpha = 0.5
 #   (NOT 1). Derivation: with W = U diag(s) Vᵀ sharing Y's singular vectors, the
 #   stationarity on s_i > 0 is (s_i − σ_i) + λ₁ s_i + λ₂ S = 0, S = Σ s_i, so
-#   s_i = max(σ_i − λ₂S, 0)/(1 + λ₁) (MATH §2.7). σ = (4, 2), both active:
+#   s_i = max(σ_i − λ₂S, 0)/(1 + λ₁). σ = (4, 2), both active:
 #   S = 6/(1 + λ₁ + 2λ₂) = 6/3 = 2, s = ((4−1)/2, (2−1)/2) = (1.5, 0.5) ✓.
 #   F = ½(2.5² + 1.5²) + ½(1.5² + 0.5²) + ¼·2² = 4.25 + 1.25 + 1 = 6.5.
 #   (alpha = 1 would give S = 6/4, s = (1.25, 0.25): a different answer.)
@@ -145,7 +145,7 @@ def test_math_catalogue_tiny(name, backend):
 def test_tiny_catalogue_covers_every_backend():
     covered = {b for _, b in TINY_CASES}
     assert covered == set(INSTALLED)
-    # MATH §0.1: OSQP has no SOC/PSD, ECOS no PSD, direct only quadratic penalties.
+    # OSQP has no SOC/PSD, ECOS no PSD, direct only quadratic penalties.
     expected = {"T-L21": {"osqp", "direct"}, "T-Nuc": {"osqp", "ecos", "direct"}}
     for name, refused in expected.items():
         assert {b for n, b in TINY_REFUSED if n == name} == refused & set(INSTALLED)

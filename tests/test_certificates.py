@@ -1,4 +1,4 @@
-"""Certificates (MATH §6.2) and the certified first-order backend.
+"""Certificates (the ladder of docs/certificates.md) and the certified first-order backend.
 
 Optimal values come from closed forms computed here (denoising designs ``X_t = I``:
 soft-thresholding, singular-value thresholding, the squared-norm rule), from the dense

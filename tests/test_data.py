@@ -1,4 +1,4 @@
-"""MultiTaskData behaviour (DESIGN §4 compression, §7.11 data) and the shipped datasets."""
+"""MultiTaskData behaviour (compression of shared designs, validation) and the shipped datasets."""
 
 from __future__ import annotations
 

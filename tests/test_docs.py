@@ -1,11 +1,15 @@
-"""The code in docs/regularizer.md ("Writing your own regularizer") runs as written."""
+"""The code in docs/regularizer.md ("Writing your own regularizer"), the README's ten lines and
+the public docstrings' examples run as written."""
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import pathlib
 import re
 
 import numpy as np
+import pytest
 
 import mtlcvx as mc
 
@@ -36,3 +40,16 @@ def test_readme_ten_lines_run(tmp_path, monkeypatch, capsys):
     exec(compile(block, str(readme), "exec"), namespace)  # noqa: S102
     assert "status optimal" in capsys.readouterr().out
     assert np.array_equal(mc.load(tmp_path / "run.npz").W, namespace["sol"].W)
+
+
+PACKAGE = DOC.parents[1] / "mtlcvx"
+WITH_EXAMPLES = sorted(".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+                       for path in PACKAGE.rglob("*.py")
+                       if ">>>" in path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("module", WITH_EXAMPLES)
+def test_docstring_examples_run(module, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples that save files write here
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

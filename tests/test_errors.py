@@ -1,7 +1,7 @@
 """Every bad input raises an ``mc.MTLError`` subclass whose message names the argument and the fix.
 
-DESIGN §5 and §7.3: errors are mtlcvx's own (never a raw NumPy/CVXPY traceback), derive
-from the built-in a caller expects, and are raised before CVXPY is called when they can be.
+Errors are mtlcvx's own (never a raw NumPy/CVXPY traceback), derive from the built-in a
+caller expects, and are raised before CVXPY is called when they can be.
 """
 
 from __future__ import annotations
@@ -285,7 +285,7 @@ def test_K_not_psd():
 
 
 def test_K_psd_tolerance_band():
-    # DESIGN §7.3: λ_min ≥ −1e-10·max(1, λ_max) passes, below it fails
+    # λ_min ≥ −1e-10·max(1, λ_max) passes, below it fails
     V = np.linalg.qr(np.random.default_rng(0).standard_normal((T, T)))[0]
     ok = V @ np.diag([-1e-12, 1.0, 2.0]) @ V.T
     mc.TaskRelation((ok + ok.T) / 2)
