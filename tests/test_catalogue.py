@@ -1,4 +1,5 @@
-"""Catalogue of known answers (tiny hand-solved problems, the MTRL reduction, the MALSAR objectives), closed forms, scikit-learn and the seeds.
+"""Catalogue of known answers (tiny hand-solved problems, the MTRL reduction, the MALSAR
+objectives), closed forms, scikit-learn and the seeds.
 
 Every expected number here is computed independently of mtlcvx: by hand (the values are
 derived in the comments), from a textbook closed form evaluated in NumPy, from
