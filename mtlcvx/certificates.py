@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from ._checks import check_tol
 from ._io import record
 from ._quadratic_dual import quadratic_dual
 from ._rounding import GramRounding, Rounding, gamma, gram_shift, least_squares
@@ -441,6 +442,8 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
         ``gap`` is a guaranteed upper bound on ``F(W) − F*`` (or None with ``reason``).
     """
     W = problem.check_W(W)
+    if tol is not None:
+        tol = check_tol(tol)
     route = _gram_route(problem, W, tol) if gram and intercept is None and not parts else None
     if route is not None:
         try:

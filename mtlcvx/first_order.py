@@ -226,6 +226,18 @@ def _next_check(k: int, check_every: int, gaps: list[tuple[int, float]],
     return (due, True) if due <= later else (later, False)
 
 
+def _check_give_up(give_up: Any) -> tuple[float, float]:
+    """``give_up`` as ``(after, finish_by)`` floats with ``0 ≤ after ≤ finish_by``."""
+    try:
+        after, finish_by = (float(x) for x in give_up)
+    except (TypeError, ValueError):  # not a pair of numbers
+        after = finish_by = np.nan
+    if not 0 <= after <= finish_by:  # NaN fails too
+        raise ArgumentError(f"give_up must be a pair (after, finish_by) of seconds with "
+                            f"0 <= after <= finish_by, got {give_up!r}")
+    return after, finish_by
+
+
 def _abandon(give_up: tuple[float, float] | None, elapsed: float, k: int,
              gaps: list[tuple[int, float]], tol: float, settled: bool) -> str | None:
     """Why a run given ``give_up = (after, finish_by)`` seconds stops at this check
@@ -468,9 +480,8 @@ def fista(problem: Problem, max_iter: int = 20_000, tol: float = 1e-8, *,
     -------
     Trace
     """
-    if give_up is not None and not (len(give_up) == 2 and 0 <= give_up[0] <= give_up[1]):
-        raise ArgumentError(f"give_up must be (after, finish_by) seconds with "
-                            f"0 <= after <= finish_by, got {give_up!r}")
+    if give_up is not None:
+        give_up = _check_give_up(give_up)
     return _run(problem, accelerated=True, step=None, max_iter=max_iter, tol=tol, W0=W0,
                 record_every=record_every, check_every=check_every, restart=restart,
                 give_up=give_up)

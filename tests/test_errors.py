@@ -524,6 +524,13 @@ def test_invalid_tol(data, tol):
     _check_not_compiled(prob)
 
 
+@pytest.mark.parametrize("tol", [0, -1e-6, "1e-6", np.nan])
+def test_invalid_certify_tol(data, tol):
+    prob = mc.Problem(data, penalties=[mc.L1(0.1)])
+    W = np.zeros((prob.n_features, prob.n_tasks))
+    _raises(mc.MTLError, lambda: mc.certify(prob, W, tol=tol), "tol", "positive")
+
+
 @pytest.mark.parametrize("max_iter", [0, -3, 2.5, "100"])
 def test_invalid_max_iter(data, max_iter):
     prob = mc.Problem(data, penalties=[mc.L1(0.1)])

@@ -144,6 +144,7 @@ def test_fista_give_up_is_reported_and_checked():
     assert not trace.converged and trace.iterations == 10
     assert trace.info["abandoned"].startswith("not certified within")
     assert first_order.fista(prob).info["abandoned"] is None
-    with pytest.raises(mc.ArgumentError, match="give_up"):
-        first_order.fista(prob, give_up=(1.0, 0.5))
+    for bad in ((1.0, 0.5), 5.0, ("a", 1.0), (0.0, 1.0, 2.0), (np.nan, 1.0)):
+        with pytest.raises(mc.ArgumentError, match="give_up must be a pair"):
+            first_order.fista(prob, give_up=bad)
     assert np.isfinite(trace.certificate.relative_gap)
