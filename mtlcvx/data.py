@@ -68,30 +68,38 @@ def _is_frozen_vector(y: Any) -> bool:
             and y.dtype == np.float64)
 
 
-def as_float_array(value: Any, name: str, ndim: int | tuple[int, ...]) -> np.ndarray:
+#: dtype kinds converted to float64: bool, signed/unsigned integers, floats, timedeltas
+_REAL_KINDS = frozenset("biufm")
+
+
+def as_float_array(value: Any, name: str, ndim: int | tuple[int, ...],
+                   finite: bool = True) -> np.ndarray:
     """Convert ``value`` to a finite float64 array with the given number of dimensions.
 
     Integer and uint8 inputs are converted before any product is formed (School ships
-    as uint8, whose ``XᵀX`` would overflow).
+    as uint8, whose ``XᵀX`` would overflow). ``finite=False`` leaves the NaN/inf check to
+    the caller (:class:`MultiTaskData` checks all tasks at once).
 
     Raises
     ------
     DataError
         If the value is not numeric, has the wrong number of dimensions, or holds NaN/inf.
     """
-    try:
-        arr = np.asarray(value)
-    except Exception as err:  # ragged nested lists and the like
-        raise DataError(f"{name} could not be converted to a numeric array: {err}") from err
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        try:
+            arr = np.asarray(value)
+        except Exception as err:  # ragged nested lists and the like
+            raise DataError(f"{name} could not be converted to a numeric array: {err}") from err
+    kind = arr.dtype.kind
+    if kind not in _REAL_KINDS:
+        if kind == "c":
+            raise DataError(f"{name} must be real, got a complex array")
         raise DataError(
             f"{name} must be numeric, got dtype {arr.dtype}; convert it with "
             f"np.asarray({name}, dtype=float) or encode categorical columns first"
         )
-    if np.iscomplexobj(arr):
-        raise DataError(f"{name} must be real, got a complex array")
     allowed = (ndim,) if isinstance(ndim, int) else ndim
     if arr.ndim not in allowed:
         raise DataError(
@@ -99,12 +107,18 @@ def as_float_array(value: Any, name: str, ndim: int | tuple[int, ...]) -> np.nda
             f"got shape {arr.shape}"
         )
     arr = arr.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(arr)):
+    if finite and kind == "f":  # converted integers and booleans are finite
+        _check_finite(arr, name)
+    return arr
+
+
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    """Raise a DataError naming ``name`` when ``arr`` holds NaN or inf."""
+    if not np.isfinite(arr).all():
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise DataError(
             f"{name} contains {bad} NaN or infinite value(s); drop or impute them first"
         )
-    return arr
 
 
 def check_labels(values: Any, name: str, count: int, unit: str) -> list[Any]:
@@ -140,8 +154,22 @@ def check_labels(values: Any, name: str, count: int, unit: str) -> list[Any]:
     return labels
 
 
-def _target_vector(y: Any, name: str) -> np.ndarray:
-    arr = as_float_array(y, name, (1, 2))
+def _check_tasks_finite(blocks: tuple[np.ndarray, np.ndarray] | None,
+                        Xs: list[np.ndarray], ys: list[np.ndarray]) -> None:
+    """Raise a DataError naming the first task whose X or y holds NaN/inf: one pass over
+    ``blocks`` (every task's X and y stacked) when given, else one per distinct array."""
+    if blocks is not None and np.isfinite(blocks[0]).all() and np.isfinite(blocks[1]).all():
+        return
+    seen: set[int] = set()
+    for t, (Xt, yt) in enumerate(zip(Xs, ys, strict=True)):
+        if id(Xt) not in seen:
+            seen.add(id(Xt))
+            _check_finite(Xt, f"X[{t}]")
+        _check_finite(yt, f"y[{t}]")
+
+
+def _target_vector(y: Any, name: str, finite: bool = True) -> np.ndarray:
+    arr = as_float_array(y, name, (1, 2), finite)
     if arr.ndim == 2:
         if arr.shape[1] != 1:
             raise DataError(
@@ -313,9 +341,9 @@ class MultiTaskData:
         # checked (one per distinct input array: a shared design stays shared) ...
         checked: dict[int, np.ndarray] = {}
         Xs = [checked.get(id(Xt)) if id(Xt) in checked else
-              checked.setdefault(id(Xt), as_float_array(Xt, f"X[{t}]", 2))
+              checked.setdefault(id(Xt), as_float_array(Xt, f"X[{t}]", 2, finite=False))
               for t, Xt in enumerate(X)]
-        ys = [yt if _is_frozen_vector(yt) else _target_vector(yt, f"y[{t}]")
+        ys = [yt if _is_frozen_vector(yt) else _target_vector(yt, f"y[{t}]", finite=False)
               for t, yt in enumerate(y)]
         d = Xs[0].shape[1]
         for t, (Xt, yt) in enumerate(zip(Xs, ys, strict=True)):
@@ -338,8 +366,10 @@ class MultiTaskData:
         # rows use as it is)
         frozen_in = any(isinstance(Xt, FrozenArray) and not Xt.flags.writeable for Xt in Xs)
         if len(checked) == len(Xs) > 1 and len({Xt.shape for Xt in Xs}) == 1 and not frozen_in:
-            blocks = (_freeze(np.stack(Xs).astype(np.float64, copy=False)),
-                      _freeze(np.stack(ys).astype(np.float64, copy=False)))
+            blocks = (np.stack(Xs).astype(np.float64, copy=False),
+                      np.stack(ys).astype(np.float64, copy=False))
+            _check_tasks_finite(blocks, Xs, ys)
+            blocks = (_freeze(blocks[0]), _freeze(blocks[1]))
             self.__dict__["_equal_blocks_cache"] = blocks
             Xs, ys = list(blocks[0]), list(blocks[1])
         elif len(checked) == len(Xs) > 1 and not frozen_in:
@@ -347,10 +377,12 @@ class MultiTaskData:
             rows = (np.empty((int(ends[-1]), d)), np.empty(int(ends[-1])))
             np.concatenate(Xs, out=rows[0])  # C order, whatever order the inputs have
             np.concatenate(ys, out=rows[1])
+            _check_tasks_finite(rows, Xs, ys)
             rows = (_freeze(rows[0]), _freeze(rows[1]))
             self.__dict__["_stacked_block"] = rows
             Xs, ys = np.split(rows[0], ends[:-1]), np.split(rows[1], ends[:-1])
         else:
+            _check_tasks_finite(None, Xs, ys)
             frozen: dict[int, np.ndarray] = {}
             for Xt in Xs:  # once per distinct array: a shared design is copied once
                 if id(Xt) not in frozen:

@@ -86,14 +86,23 @@ def test_differing_feature_counts(rng):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("where", ["X", "y"])
-def test_non_finite_values(rng, bad, where):
+@pytest.mark.parametrize("layout", ["equal", "unequal", "one X object"])
+def test_non_finite_values(rng, bad, where, layout):
+    # the three ways tasks are stored (one (T, n, d) block, stacked rows, per-array
+    # copies) are checked in bulk: the error still names the first task at fault
     Xs, ys = _arrays(rng)
+    if layout == "unequal":
+        Xs[0], ys[0] = Xs[0][:-1], ys[0][:-1]
+    elif layout == "one X object":
+        Xs = [Xs[0]] * len(Xs)
+    bad_task = 0 if layout == "one X object" and where == "X" else 1
     if where == "X":
-        Xs[1][2, 3] = bad
+        Xs[bad_task][2, 3] = bad
     else:
         ys[1][4] = bad
+        ys[2][0] = bad
     _raises(mc.DataError, lambda: mc.MultiTaskData(Xs, ys),
-            f"{where}[1]", "NaN or infinite", "impute", builtin=ValueError)
+            f"{where}[{bad_task}] contains 1 NaN", "impute", builtin=ValueError)
 
 
 def test_empty_task(rng):
