@@ -345,6 +345,7 @@ def test_blas_threads_are_limited(monkeypatch):
     def threads():
         return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
 
+    monkeypatch.delenv("MTLCVX_BLAS_THREADS", raising=False)  # the default: 1
     assert blas_threads() == 1 and threads() <= {1}
 
     @blas_limited
@@ -372,8 +373,9 @@ def test_blas_loaded_after_the_first_limited_call_is_limited_too():
         "import scipy.linalg\n"
         "later = count()\n"
         "assert len(later) > len(first) and {n for _, n in later} == {1}, (first, later)\n")
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
-    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    env = {k: v for k, v in os.environ.items()
+           if not k.endswith("_NUM_THREADS") and k != "MTLCVX_BLAS_THREADS"}  # default: 1
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
 
 
 @pytest.mark.parametrize("center", [False, True])
