@@ -42,8 +42,9 @@ def psd_cutoff(top: Any, n: int) -> Any:
     generous choice (LAPACK's own error estimates take ``p(n) = 1``). Hence an eigenvalue
     at or below the cutoff may be 0 (a null direction: pseudo-inverses drop it), and
     ``λ̂_min − cutoff`` is a lower bound on ``λ_min`` (:func:`lambda_min`). The rounding
-    in forming ``A`` (a Gram ``XᵀX``, a sum of terms) is not included: certificates
-    bound that where they need it.
+    in forming ``A`` (a Gram ``XᵀX``, a sum of terms) is not included: the loss's rounding
+    bounds cover it, a strong-convexity modulus from a computed Gram does not (a
+    first-order part, docs/certificates.md).
     """
     return _EIGEN_ERROR * n * np.finfo(float).eps * np.abs(top)
 
