@@ -62,10 +62,14 @@ def _freeze(arr: np.ndarray) -> FrozenArray:
     return out
 
 
+def _is_frozen(a: Any) -> bool:
+    """True for a read-only :class:`FrozenArray` (built by this module: already checked)."""
+    return isinstance(a, FrozenArray) and not a.flags.writeable
+
+
 def _is_frozen_vector(y: Any) -> bool:
     """True for a 1-D float64 read-only :class:`FrozenArray` (already checked, kept as is)."""
-    return (isinstance(y, FrozenArray) and not y.flags.writeable and y.ndim == 1
-            and y.dtype == np.float64)
+    return _is_frozen(y) and y.ndim == 1 and y.dtype == np.float64
 
 
 #: dtype kinds converted to float64: bool, signed/unsigned integers, floats, timedeltas
@@ -155,17 +159,23 @@ def check_labels(values: Any, name: str, count: int, unit: str) -> list[Any]:
 
 
 def _check_tasks_finite(blocks: tuple[np.ndarray, np.ndarray] | None,
-                        Xs: list[np.ndarray], ys: list[np.ndarray]) -> None:
-    """Raise a DataError naming the first task whose X or y holds NaN/inf: one pass over
-    ``blocks`` (every task's X and y stacked) when given, else one per distinct array."""
+                        Xs: list[np.ndarray], ys: list[np.ndarray],
+                        fresh: tuple[list[int], list[int]]) -> None:
+    """Raise a DataError naming the first task whose X or y holds NaN/inf.
+
+    ``fresh = (x_tasks, y_tasks)``: the tasks whose X (first of each distinct array) and
+    y were not checked before (read-only :class:`FrozenArray` inputs were). One pass over
+    ``blocks`` (every task's X and y stacked) when given, then per array only to name
+    the culprit; else one pass per fresh array.
+    """
     if blocks is not None and np.isfinite(blocks[0]).all() and np.isfinite(blocks[1]).all():
         return
-    seen: set[int] = set()
-    for t, (Xt, yt) in enumerate(zip(Xs, ys, strict=True)):
-        if id(Xt) not in seen:
-            seen.add(id(Xt))
-            _check_finite(Xt, f"X[{t}]")
-        _check_finite(yt, f"y[{t}]")
+    x_tasks, y_tasks = set(fresh[0]), set(fresh[1])
+    for t in sorted(x_tasks | y_tasks):
+        if t in x_tasks:
+            _check_finite(Xs[t], f"X[{t}]")
+        if t in y_tasks:
+            _check_finite(ys[t], f"y[{t}]")
 
 
 def _target_vector(y: Any, name: str, finite: bool = True) -> np.ndarray:
@@ -340,11 +350,18 @@ class MultiTaskData:
                   else check_labels(tasks, "tasks", len(X), "tasks"))
         # checked (one per distinct input array: a shared design stays shared) ...
         checked: dict[int, np.ndarray] = {}
-        Xs = [checked.get(id(Xt)) if id(Xt) in checked else
-              checked.setdefault(id(Xt), as_float_array(Xt, f"X[{t}]", 2, finite=False))
-              for t, Xt in enumerate(X)]
-        ys = [yt if _is_frozen_vector(yt) else _target_vector(yt, f"y[{t}]", finite=False)
-              for t, yt in enumerate(y)]
+        fresh: tuple[list[int], list[int]] = ([], [])  # tasks whose X / y need a NaN check
+        Xs = []
+        for t, Xt in enumerate(X):
+            if id(Xt) not in checked:
+                checked[id(Xt)] = as_float_array(Xt, f"X[{t}]", 2, finite=False)
+                if not _is_frozen(Xt):
+                    fresh[0].append(t)
+            Xs.append(checked[id(Xt)])
+        fresh[1].extend(t for t, yt in enumerate(y) if not _is_frozen_vector(yt))
+        ys = list(y)
+        for t in fresh[1]:
+            ys[t] = _target_vector(y[t], f"y[{t}]", finite=False)
         d = Xs[0].shape[1]
         for t, (Xt, yt) in enumerate(zip(Xs, ys, strict=True)):
             if Xt.shape[0] == 0:
@@ -364,11 +381,11 @@ class MultiTaskData:
         # size in one (T, n, d) block, which batched products over tasks use as it is
         # (other sizes: all rows in one (N, d) block, which per-task sums over the stacked
         # rows use as it is)
-        frozen_in = any(isinstance(Xt, FrozenArray) and not Xt.flags.writeable for Xt in Xs)
+        frozen_in = any(_is_frozen(Xt) for Xt in Xs)
         if len(checked) == len(Xs) > 1 and len({Xt.shape for Xt in Xs}) == 1 and not frozen_in:
             blocks = (np.stack(Xs).astype(np.float64, copy=False),
                       np.stack(ys).astype(np.float64, copy=False))
-            _check_tasks_finite(blocks, Xs, ys)
+            _check_tasks_finite(blocks, Xs, ys, fresh)
             blocks = (_freeze(blocks[0]), _freeze(blocks[1]))
             self.__dict__["_equal_blocks_cache"] = blocks
             Xs, ys = list(blocks[0]), list(blocks[1])
@@ -377,12 +394,12 @@ class MultiTaskData:
             rows = (np.empty((int(ends[-1]), d)), np.empty(int(ends[-1])))
             np.concatenate(Xs, out=rows[0])  # C order, whatever order the inputs have
             np.concatenate(ys, out=rows[1])
-            _check_tasks_finite(rows, Xs, ys)
+            _check_tasks_finite(rows, Xs, ys, fresh)
             rows = (_freeze(rows[0]), _freeze(rows[1]))
             self.__dict__["_stacked_block"] = rows
             Xs, ys = np.split(rows[0], ends[:-1]), np.split(rows[1], ends[:-1])
         else:
-            _check_tasks_finite(None, Xs, ys)
+            _check_tasks_finite(None, Xs, ys, fresh)
             frozen: dict[int, np.ndarray] = {}
             for Xt in Xs:  # once per distinct array: a shared design is copied once
                 if id(Xt) not in frozen:
