@@ -10,9 +10,10 @@ Cases (every one solved to a certified relative gap ≤ 1e-8 by both sides):
 
 * ``shared_chain``  one design X (n = d = 50) for all tasks, ``½Σ_t‖X w_t − y_t‖²`` +
   ``GraphLaplacian(chain(T), 1) + Ridge(0.1)``. Hand: eigenbasis of ``XᵀX`` and d
-  tridiagonal ``solveh_banded`` solves.
+  tridiagonal LAPACK ``dptsv`` solves.
 * ``tasks_chain``   per-task designs (n_t = 20, d = 10), same chain penalty. Hand: banded
-  Cholesky (``solveh_banded``, bandwidth d) of the dT×dT system.
+  Cholesky (``solveh_banded``, bandwidth d) of the dT×dT system, task Grams by batched
+  ``matmul``.
 * ``tasks_lowrank`` per-task designs, ``K = Z Zᵀ + 0.1·I`` given by its factor Z (T×5).
   Hand: Woodbury on the factor (T block inverses, one (5d)×(5d) capacitance system).
 * ``l21``           shared design n = 2000, d = 500, T = 50, ``(1/2n)‖XW − Y‖² + α‖W‖₂,₁``
