@@ -1,5 +1,6 @@
-"""The code in docs/regularizer.md ("Writing your own regularizer"), the README's ten lines and
-the public docstrings' examples run as written."""
+"""The code in docs/regularizer.md ("Writing your own regularizer"), docs/relations.md,
+docs/structured.md, the README's ten lines and the public docstrings' examples run as
+written."""
 
 from __future__ import annotations
 
@@ -16,13 +17,19 @@ import mtlcvx as mc
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "regularizer.md"
 
 
-def test_your_own_regularizer_examples_run(capsys):
-    text = DOC.read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) == 4
+def _run_page(doc: pathlib.Path, n_blocks: int, run: int | None = None) -> dict:
+    """Run a page's first ``run`` Python blocks (all by default) in turn in one namespace,
+    as a reader pasting them would."""
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), flags=re.S)
+    assert len(blocks) == n_blocks
     namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, str(DOC), "exec"), namespace)  # noqa: S102
+    for block in blocks[:run]:
+        exec(compile(block, str(doc), "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def test_your_own_regularizer_examples_run(capsys):
+    _run_page(DOC, 4)
     out = capsys.readouterr().out
     assert "fista optimal dual-norm scaling per task (rung 1)" in out
     assert "the dual_norm oracle disagrees with the expression" in out
@@ -40,6 +47,23 @@ def test_readme_ten_lines_run(tmp_path, monkeypatch, capsys):
     exec(compile(block, str(readme), "exec"), namespace)  # noqa: S102
     assert "status optimal" in capsys.readouterr().out
     assert np.array_equal(mc.load(tmp_path / "run.npz").W, namespace["sol"].W)
+
+
+def test_relations_examples_run():
+    pytest.importorskip("matplotlib")
+    # not the third block: its k_step="sdp" matrix steps are ~9 s of CVXPY SDP solves
+    ns = _run_page(DOC.parent / "relations.md", 3, run=2)
+    assert ns["res"].status == "optimal"
+    cert = mc.certify(ns["reduced"], ns["W_mine"])
+    assert cert.relative_gap <= 1e-8  # the clustered-MTL W, scored as the reduced problem
+
+
+def test_structured_examples_run():
+    ns = _run_page(DOC.parent / "structured.md", 2)
+    sol = ns["sol"]
+    assert sol.backend == "fista" and sol.status == "optimal"  # as the comment says
+    np.testing.assert_allclose(sol.parts["L"] + sol.parts["S"], sol.W, rtol=0, atol=1e-12)
+    assert ns["prob"].penalties[1].alpha == ns["rho2"]  # the CFGLasso block built its problem
 
 
 PACKAGE = DOC.parents[1] / "mtlcvx"
