@@ -1,6 +1,6 @@
 """The code in docs/regularizer.md ("Writing your own regularizer"), docs/relations.md,
-docs/structured.md, the README's ten lines and the public docstrings' examples run as
-written."""
+docs/structured.md, docs/validation.md, the README's ten lines and the public docstrings'
+examples run as written."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 import pytest
+from reference import quadratic_optimum
 
 import mtlcvx as mc
 
@@ -64,6 +65,18 @@ def test_structured_examples_run():
     assert sol.backend == "fista" and sol.status == "optimal"  # as the comment says
     np.testing.assert_allclose(sol.parts["L"] + sol.parts["S"], sol.W, rtol=0, atol=1e-12)
     assert ns["prob"].penalties[1].alpha == ns["rho2"]  # the CFGLasso block built its problem
+
+
+def test_validation_examples_run():
+    pytest.importorskip("matplotlib")
+    ns = _run_page(DOC.parent / "validation.md", 2)
+    data, prob = ns["data"], ns["prob"]
+    A = np.diag(np.ones(4), 1) + np.diag(np.ones(4), -1)  # the chain 0-1-2-3-4, by hand
+    _, _, F_star = quadratic_optimum(data.X, data.y, prob.loss_weights(),
+                                     0.1 * (np.diag(A.sum(axis=1)) - A))
+    cert = ns["cert"]
+    assert cert.objective - F_star <= cert.gap <= 1e-8 * cert.objective  # a bound, and tight
+    assert abs(ns["report"].certificate.objective - F_star) <= 1e-8 * F_star  # fista's final W
 
 
 PACKAGE = DOC.parents[1] / "mtlcvx"
