@@ -571,7 +571,8 @@ class MultiTaskData:
         neither reads nor writes that cache (a point no certificate will see).
 
         A large product takes only the non-zero rows of ``W`` (``G[:, S] W_S``): the same
-        sums without their zero terms, so the certificate's rounding bound covers it.
+        sums without their zero terms, so the certificate's rounding bound covers it. A
+        kept product is returned read-only.
         """
         cache = self.__dict__.get("_gram_product") if keep else None
         if (cache is None or cache[0] != center or cache[1].shape != W.shape
@@ -582,6 +583,7 @@ class MultiTaskData:
             GW = G @ W if rows is None or 2 * rows.size > W.shape[0] else G[:, rows] @ W[rows]
             if not keep:
                 return GW
+            GW.flags.writeable = False  # shared with later callers: never edited in place
             cache = (center, W.copy(), GW)
             self.__dict__["_gram_product"] = cache
         return cache[2]

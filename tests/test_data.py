@@ -274,6 +274,8 @@ def test_gram_product_matches_extended_precision_and_follows_w(rng):
         Xc = (X - X.mean(axis=0) if center else X).astype(np.longdouble)
         for _ in range(2):
             exact = Xc.T @ (Xc @ W.astype(np.longdouble))
-            np.testing.assert_allclose(data.gram_product(W, center), exact.astype(float),
+            GW = data.gram_product(W, center)
+            np.testing.assert_allclose(GW, exact.astype(float),
                                        rtol=1e-12, atol=1e-12 * float(np.abs(exact).max()))
+            assert not GW.flags.writeable  # the kept product cannot be edited by a caller
             W[:] = rng.standard_normal((6, 3))  # dense now, same object
