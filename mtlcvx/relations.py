@@ -11,6 +11,7 @@ return a ``scipy.sparse`` CSR matrix instead; a sparse input stays sparse throug
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -97,8 +98,8 @@ def chain(T: int, sparse: bool = False) -> np.ndarray | scipy.sparse.csr_matrix:
 
     ``sparse=True`` returns it as a ``scipy.sparse`` CSR matrix (2·(T − 1) non-zeros).
     """
-    if T < 1:
-        raise PenaltyError(f"T must be a positive number of tasks, got {T}")
+    if isinstance(T, (bool, np.bool_)) or not isinstance(T, numbers.Integral) or T < 1:
+        raise PenaltyError(f"T must be a positive integer (the number of tasks), got {T!r}")
     if sparse:  # row t holds t − 1 and t + 1
         idx = np.arange(T)
         return _csr_sorted(np.repeat(idx, 2)[1:-1], np.stack([idx - 1, idx + 1], 1).ravel()[1:-1],
@@ -120,8 +121,8 @@ def knn_graph(Z: Any, k: int, sparse: bool = False) -> np.ndarray | scipy.sparse
 
     Z = as_float_array(Z, "Z", 2)
     T = Z.shape[0]
-    if not 1 <= k < T:
-        raise PenaltyError(f"k must be between 1 and T - 1 = {T - 1}, got {k}")
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral) or not 1 <= k < T:
+        raise PenaltyError(f"k must be an integer between 1 and T - 1 = {T - 1}, got {k!r}")
     _, idx = cKDTree(Z).query(Z, k=k + 1)
     rows = np.repeat(np.arange(T), k)
     cols = idx[:, 1:].ravel()

@@ -259,8 +259,10 @@ def test_chain():
     expected = np.array([[0, 1, 0, 0], [1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 0]], float)
     np.testing.assert_array_equal(A, expected)
     np.testing.assert_array_equal(relations.chain(1), np.zeros((1, 1)))
-    with pytest.raises(mc.PenaltyError):
-        relations.chain(0)
+    for T, sparse in ((0, False), (-1, True), (2.5, True), ("3", False), (True, False)):
+        with pytest.raises(mc.PenaltyError, match="T must be a positive integer"):
+            relations.chain(T, sparse=sparse)
+    np.testing.assert_array_equal(relations.chain(np.int64(4), sparse=True).toarray(), expected)
 
 
 def test_knn_graph(rng):
@@ -279,8 +281,9 @@ def test_knn_graph(rng):
     expected = np.maximum(expected, expected.T)
     np.testing.assert_array_equal(A, expected)
     assert np.all(A.sum(axis=1) >= k)
-    with pytest.raises(mc.PenaltyError, match="k must be"):
-        relations.knn_graph(Z, 9)
+    for bad in (9, 0, 1.5, "2"):
+        with pytest.raises(mc.PenaltyError, match="k must be an integer"):
+            relations.knn_graph(Z, bad)
 
 
 def test_mean_regularizer_identity(rng):
