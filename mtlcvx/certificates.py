@@ -37,6 +37,7 @@ their classes. The rungs, first that applies:
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, NamedTuple
@@ -49,6 +50,7 @@ from ._quadratic_dual import quadratic_dual
 from ._rounding import GramRounding, Rounding, gamma, gram_shift, least_squares
 from ._threads import blas_limited
 from .coupling import TaskCoupling
+from .exceptions import ArgumentError
 from .losses import LossDual
 from .oracles import (
     coupling,
@@ -444,6 +446,11 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
     W = problem.check_W(W)
     if tol is not None:
         tol = check_tol(tol)
+    if dual_lower is not None and (isinstance(dual_lower, (bool, np.bool_))
+                                   or not isinstance(dual_lower, numbers.Real)):
+        raise ArgumentError(f"dual_lower must be a real number (a certified lower bound on "
+                            f"F*, such as an earlier certificate's dual_objective) or None, "
+                            f"got {dual_lower!r}")
     route = _gram_route(problem, W, tol) if gram and intercept is None and not parts else None
     if route is not None:
         try:

@@ -538,6 +538,8 @@ def test_invalid_certify_tol(data, tol):
     prob = mc.Problem(data, penalties=[mc.L1(0.1)])
     W = np.zeros((prob.n_features, prob.n_tasks))
     _raises(mc.MTLError, lambda: mc.certify(prob, W, tol=tol), "tol", "positive")
+    _raises(mc.ArgumentError, lambda: mc.certify(prob, W, dual_lower=str(tol)), "dual_lower",
+            "real number")
 
 
 @pytest.mark.parametrize("max_iter", [0, -3, 2.5, "100"])
