@@ -22,7 +22,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: threadpoolctl's controllers of the loaded BLAS libraries, and whether SciPy's (which
 #: ships its own OpenBLAS, loaded with ``scipy.linalg``) was among them
 _blas: tuple[bool, list] | None = None
-_inside = threading.local()  # depth 1 inside a limited call of this thread
+#: per thread: ``depth`` 1 inside a limited call, and ``changed``, the libraries that
+#: call set (with their counts before)
+_inside = threading.local()
 
 
 def blas_threads() -> int:
@@ -45,23 +47,36 @@ def _libraries() -> list:
     return _blas[1]
 
 
+def _limit(changed: list) -> None:
+    """Set every loaded BLAS library not already at :func:`blas_threads` to it, recording
+    ``(library, count before)`` in ``changed`` for the outermost call to set back."""
+    n = blas_threads()
+    for lib in _libraries():
+        if lib.num_threads != n:
+            changed.append((lib, lib.num_threads))
+            lib.set_num_threads(n)
+
+
 def blas_limited(func: F) -> F:
     """Run ``func`` with the BLAS thread pool limited to :func:`blas_threads` (once: a
-    call made inside another limited call runs as it is, under the outer limit).
+    call made inside another limited call runs under the outer limit).
 
     Only libraries not already at that count are set, and set back afterwards (a
-    ``threadpoolctl`` limit context costs about 15 µs, a millisecond solve's 1 %).
+    ``threadpoolctl`` limit context costs about 15 µs, a millisecond solve's 1 %). SciPy's
+    own OpenBLAS loads with ``scipy.linalg``, often inside a limited call: the next
+    limited call made inside it limits that library too (the outermost call sets it
+    back), and one made after it finds it at once.
     """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if getattr(_inside, "depth", 0):
+            if _blas is not None and _blas[0] != ("scipy.linalg" in sys.modules):
+                _limit(_inside.changed)  # loaded since the outer call began
             return func(*args, **kwargs)
-        n = blas_threads()
-        changed = [(lib, lib.num_threads) for lib in _libraries() if lib.num_threads != n]
-        for lib, _ in changed:
-            lib.set_num_threads(n)
-        _inside.depth = 1
+        changed: list = []
+        _limit(changed)
+        _inside.depth, _inside.changed = 1, changed
         try:
             return func(*args, **kwargs)
         finally:

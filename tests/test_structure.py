@@ -6,6 +6,7 @@ matrices built in the test, or a conic backend.
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -376,6 +377,28 @@ def test_blas_loaded_after_the_first_limited_call_is_limited_too():
     env = {k: v for k, v in os.environ.items()
            if not k.endswith("_NUM_THREADS") and k != "MTLCVX_BLAS_THREADS"}  # default: 1
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+    # loaded inside a limited call: a limited call nested in it limits that library too,
+    # and the outer call sets every library back to its own default (read in a process
+    # that loads SciPy outside any limit)
+    blas = ("import json\n"
+            "from threadpoolctl import threadpool_info\n"
+            "def blas():\n"
+            "    return {i['filepath']: i['num_threads'] for i in threadpool_info() "
+            "if i['user_api'] == 'blas'}\n")
+    nested = blas + (
+        "from mtlcvx._threads import blas_limited\n"
+        "before = blas()\n"
+        "@blas_limited\n"
+        "def outer():\n"
+        "    import scipy.linalg\n"
+        "    return blas_limited(blas)()\n"
+        "print(json.dumps([before, outer(), blas()]))\n")
+    run = [subprocess.run([sys.executable, "-c", c], check=True, env=env, timeout=120,
+                          capture_output=True, text=True).stdout
+           for c in (nested, blas + "import scipy.linalg\nprint(json.dumps(blas()))\n")]
+    before, inside, after = json.loads(run[0])
+    assert len(inside) > len(before) and set(inside.values()) == {1}, inside
+    assert after == json.loads(run[1]), (after, run[1])
 
 
 @pytest.mark.parametrize("center", [False, True])
