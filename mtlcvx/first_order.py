@@ -469,10 +469,11 @@ def fista(problem: Problem, max_iter: int = 20_000, tol: float = 1e-8, *,
         Adaptive restart of the momentum when it points uphill.
     give_up : (float, float), optional
         ``(after, finish_by)`` in seconds: from ``after`` seconds on, the run stops at the
-        first check where ``finish_by`` has passed, or where the last two certified gaps'
-        linear rate, at the run's mean time per iteration, predicts ``tol`` later than
-        ``finish_by`` while no support has settled yet (so the restricted polish is not in
-        play) (``Trace.converged`` False, ``Trace.info["abandoned"]`` says why).
+        first check where ``finish_by`` has passed, or (from the third certified gap on)
+        where the last two certified gaps' linear rate, at the run's mean time per
+        iteration, predicts ``tol`` later than ``finish_by`` while no support has settled
+        yet (so the restricted polish is not in play) (``Trace.converged`` False,
+        ``Trace.info["abandoned"]`` says why).
         ``backend=None`` uses it to try fista before a conic solver whose time it can
         estimate (docs/backends.md). Default None: never.
 
