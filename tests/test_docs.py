@@ -1,6 +1,6 @@
-"""The code in docs/regularizer.md ("Writing your own regularizer"), docs/relations.md,
-docs/structured.md, docs/validation.md, the README's ten lines and the public docstrings'
-examples run as written."""
+"""The code in docs/getting_started.md, docs/regularizer.md ("Writing your own regularizer"),
+docs/relations.md, docs/structured.md, docs/validation.md, the README's ten lines and the
+public docstrings' examples run as written."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import doctest
 import importlib
 import pathlib
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -48,6 +49,18 @@ def test_readme_ten_lines_run(tmp_path, monkeypatch, capsys):
     exec(compile(block, str(readme), "exec"), namespace)  # noqa: S102
     assert "status optimal" in capsys.readouterr().out
     assert np.array_equal(mc.load(tmp_path / "run.npz").W, namespace["sol"].W)
+
+
+def test_getting_started_runs(capsys):
+    pytest.importorskip("ecos")
+    with warnings.catch_warnings():  # the page says ECOS usually warns
+        warnings.simplefilter("ignore", mc.ConvergenceWarning)
+        ns = _run_page(DOC.parent / "getting_started.md", 2)
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[-3:]}
+    assert rows["fista"][0] == rows["scs"][0] == "optimal" == ns["sol"].status
+    assert rows["ecos"][0] in ("optimal", "inaccurate")
+    for name in ("fista", "scs", "ecos"):  # every backend on Clarabel's objective, as it says
+        assert float(rows[name][1]) <= 1e-8
 
 
 def test_relations_examples_run():
