@@ -220,10 +220,20 @@ def _work(spec: dict[str, Any]) -> dict[str, Any]:
     from mtlcvx.certificates import certify
 
     name, route = spec["problem"], spec["route"]
-    try:
-        _call(route, _tiny(name), {**spec, "max_iter": 50})  # warm-up, untimed
-    except Exception:  # noqa: BLE001 - the timed call reports the real failure
-        pass
+    # untimed warm-up of every backend the timed call may run (imports, first calls): for
+    # backend=None those of the School problem's route (a fista attempt, then its backend),
+    # which the tiny problem's own route need not be
+    warm_up = (route,)
+    if route == "default":
+        from mtlcvx.backends.registry import default_route
+
+        plan = default_route(_problem(name))
+        warm_up = ("fista",) * (plan.attempt is not None) + (plan.backend,)
+    for warm in warm_up:
+        try:
+            _call(warm, _tiny(name), {**spec, "max_iter": 50})
+        except Exception:  # noqa: BLE001 - the timed call reports the real failure
+            pass
     prob = _problem(name)
     start = time.perf_counter()
     try:
