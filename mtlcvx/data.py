@@ -89,7 +89,7 @@ def as_float_array(value: Any, name: str, ndim: int | tuple[int, ...],
     DataError
         If the value is not numeric, has the wrong number of dimensions, or holds NaN/inf.
     """
-    if isinstance(value, np.ndarray):
+    if type(value) is np.ndarray:  # subclasses (np.matrix) become plain arrays below
         arr = value
     else:
         try:

@@ -105,6 +105,17 @@ def test_non_finite_values(rng, bad, where, layout):
             f"{where}[{bad_task}] contains 1 NaN", "impute", builtin=ValueError)
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix's own
+def test_matrix_inputs_are_plain_arrays(rng):
+    # np.matrix stays 2-D under indexing and stacking: it is converted like any array-like
+    Xs, ys = _arrays(rng)
+    data = mc.MultiTaskData([np.asmatrix(X) for X in Xs],
+                            [np.asmatrix(y).T for y in ys])
+    for X, Xm, y, ym in zip(Xs, data.X, ys, data.y, strict=True):
+        assert not isinstance(Xm, np.matrix) and np.array_equal(Xm, X)
+        assert ym.shape == y.shape and np.array_equal(ym, y)
+
+
 def test_empty_task(rng):
     Xs, ys = _arrays(rng)
     Xs[1], ys[1] = np.zeros((0, D)), np.zeros(0)
