@@ -221,7 +221,8 @@ class _GramRoute:
         self.reach = col * np.sqrt(c)[None, :]
         self.L_full = self._lipschitz(self.G)
         self._lipschitz_seen: list[tuple[np.ndarray, float, int]] = []  # (rows, L, |rows|)
-        self._factors: dict[bytes, Any] = {}  # support -> factor of G_SS (or None) for _polish
+        # support S -> (factor of G_SS or None, rows off S, G[S̄, S] or None) for _polish
+        self._factors: dict[bytes, tuple[Any, np.ndarray, np.ndarray | None]] = {}
 
     @staticmethod
     def applies(prob: Problem, pen: Penalty) -> bool:
@@ -276,15 +277,18 @@ class _GramRoute:
         return self._mul(view[1], W[view[0]])
 
     def _gap(self, W: np.ndarray, view: tuple[np.ndarray, np.ndarray, np.ndarray],
-             alpha: float) -> tuple[float, float, float, np.ndarray, Any]:
+             alpha: float, GW: np.ndarray | None = None) -> tuple[float, float, float,
+                                                                 np.ndarray, Any]:
         """``(F(W), gap, rounding floor of the gap, V₀, s)``: ``V₀ = [X̃_tᵀθ₀_t]`` (d × T)
         for the dual point ``θ₀_t = c_t (ỹ_t − X̃_t w_t)`` of ``W``, and the scale ``s``
         (a float for L21; one per task, (T,), for L1) of the feasible dual point
         ``θ = s·θ₀`` the gap is taken at. ``view = (act, G[:, act], B[act])`` (``G[:, act]``
-        of per-task designs only): ``W`` is zero outside the active rows ``act``."""
+        of per-task designs only): ``W`` is zero outside the active rows ``act``. ``GW``:
+        ``[G_t w_t]_t`` when known (a polished point's, :meth:`_polish`)."""
         act, _, Ba = view
         Wa = W[act]
-        GW = self._product(W, view, keep=True)
+        if GW is None:
+            GW = self._product(W, view, keep=True)
         V = (self.B - GW) * self.c  # = X̃ᵀθ₀
         wb = np.einsum("jt,jt->t", Wa, Ba)
         wGw = np.einsum("jt,jt->t", Wa, GW[act])
@@ -312,7 +316,7 @@ class _GramRoute:
         return F, F - float(np.sum(a_t * s_t - loss_t * s_t * s_t)), floor, V, s_t
 
     def _polish(self, X: np.ndarray, V: np.ndarray, act: np.ndarray,
-                alpha: float) -> np.ndarray | None:
+                alpha: float) -> tuple[np.ndarray, np.ndarray | None] | None:
         r"""L21: the point with the support ``S`` and row directions ``u_j`` of ``X`` that
         meets the optimality conditions on ``S`` exactly,
 
@@ -326,7 +330,12 @@ class _GramRoute:
         ``S`` is the non-zero rows of ``X`` (``u_j = x_j/‖x_j‖``) and the active zero rows
         that violate their dual constraint, ``‖V_j‖₂ > α`` with ``V = [X̃_tᵀθ₀_t]`` of
         ``X``: those enter with ``u_j = V_j/‖V_j‖`` (at the optimum ``V_j = α u_j``).
-        None when ``S`` is empty or ``G_SS`` is singular.
+
+        Returns ``(W̃, G W̃)`` with ``G W̃`` None unless ``S`` holds half the rows or more;
+        then its rows on ``S`` are the right-hand side solved for, ``b_t,S − (α/c_t)u_t``,
+        and only the rows off ``S`` take a product (``G_{S̄S} w̃_S``: the full product for
+        the gap of a dense point would cost ``d/|S̄|`` times more). None when ``S`` is
+        empty or ``G_SS`` is singular.
         """
         norms = np.sqrt(np.einsum("jt,jt->j", X, X))
         v_norms = np.sqrt(np.einsum("jt,jt->j", V, V))
@@ -346,10 +355,12 @@ class _GramRoute:
                     factor = np.matmul(Linv.transpose(0, 2, 1), Linv)
                 except np.linalg.LinAlgError:
                     factor = None
+            rest = np.flatnonzero(~np.isin(np.arange(X.shape[0]), S, assume_unique=True))
+            off = self._sub(rest, S) if 2 * S.size >= X.shape[0] else None  # G[S̄, S]
             if len(self._factors) >= 8:  # the supports of the last few checks
                 del self._factors[next(iter(self._factors))]
-            self._factors[key] = factor
-        factor = self._factors[key]
+            self._factors[key] = factor, rest, off
+        factor, rest, off = self._factors[key]
         if factor is None:
             return None
         U = np.where(enter[:, None], V / np.where(enter, v_norms, 1.0)[:, None],
@@ -360,7 +371,12 @@ class _GramRoute:
             out[S] = scipy.linalg.lapack.dpotrs(factor, rhs, lower=False)[0]
         else:
             out[S] = np.einsum("tjl,lt->jt", factor, rhs)
-        return out
+        if off is None:
+            return out, None
+        GW = np.empty_like(X)
+        GW[S] = rhs
+        GW[rest] = self._mul(off, out[S])
+        return out, GW
 
     def solve(self, W: np.ndarray, alpha: float, tol: float, V: np.ndarray | None = None,
               max_iter: int = 100_000) -> tuple[np.ndarray, np.ndarray | None, int, float]:
@@ -400,12 +416,14 @@ class _GramRoute:
             return result[1] <= max(0.5 * tol * abs(result[0]), result[2])
 
         while True:
-            P = None
+            P = GP = None
             if self.rows:  # V of the iterate: after iterations, the product they left
                 V = hint if hint is not None else (self.B - self._product(X, view)) * c
-                P = self._polish(X, V, act, alpha)
+                polished = self._polish(X, V, act, alpha)
+                if polished is not None:
+                    P, GP = polished
             if P is not None:
-                checked = self._gap(P, view, alpha)  # its dual point serves the screening
+                checked = self._gap(P, view, alpha, GP)  # its dual point serves the screening
                 if certified(checked) or k >= max_iter:
                     X = P
                     break

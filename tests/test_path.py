@@ -153,7 +153,7 @@ def test_polished_point_meets_stationarity_and_has_a_second_order_gap(rng, share
     gaps = []
     for eps in (1e-2, 1e-3):
         Wp = Wstar * (1 + eps * rng.normal(size=Wstar.shape))  # same support, turned rows
-        P = route._polish(Wp, np.zeros_like(Wp), np.ones(d, dtype=bool), alpha)
+        P = route._polish(Wp, np.zeros_like(Wp), np.ones(d, dtype=bool), alpha)[0]
         assert np.array_equal(np.flatnonzero(np.any(P != 0, axis=1)), S)
         U = Wp[S] / np.linalg.norm(Wp[S], axis=1, keepdims=True)
         for t, (Xt, y) in enumerate(zip(data.X, data.y, strict=True)):
@@ -172,9 +172,18 @@ def test_polished_point_meets_stationarity_and_has_a_second_order_gap(rng, share
     view = (np.ones(d, dtype=bool), route.G, route.B)
     V = route._gap(Wp, view, alpha)[3]
     assert np.linalg.norm(V[small]) > alpha  # it violates its dual constraint
-    P = route._polish(Wp, V, view[0], alpha)
+    P = route._polish(Wp, V, view[0], alpha)[0]
     assert np.array_equal(np.flatnonzero(np.any(P != 0, axis=1)), S)
     assert mc.certify(prob, P).gap < 0.5 * mc.certify(prob, Wp).gap
+    # over half the rows on the support: G P comes with the point, from the equations
+    # solved on S and a product off S; against the centred raw data's X̃ᵀX̃ P
+    Wh = rng.normal(size=(d, 3))
+    Wh[: d // 3] = 0.0
+    P, GP = route._polish(Wh, np.zeros_like(Wh), np.ones(d, dtype=bool), alpha)
+    for t, Xt in enumerate(data.X):
+        Xc = Xt - Xt.mean(0)
+        np.testing.assert_allclose(GP[:, t], Xc.T @ (Xc @ P[:, t]), rtol=1e-9,
+                                   atol=1e-9 * np.abs(Xc.T @ Xc).sum())
 
 
 def test_warm_start_prediction_is_exact_for_a_parabola_in_alpha(rng):
