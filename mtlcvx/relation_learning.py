@@ -108,7 +108,11 @@ class RelationResult(Saved, Reported):
         "unverified" (no gap: user constraints on the matrix, or a term without a dual).
     kind, method : str
     info : dict
-        Iteration counts and timings per stage.
+        Iteration counts and timings per stage, and ``dual_point``: the (d, T) point
+        whose residual gave the certificate's lower bound on ``F*`` (``W`` itself unless
+        the FISTA polish kept a better dual point of its run), so
+        ``mc.certify(reduced, dual_point).dual_objective`` re-derives that bound (pass it
+        to ``mc.certify`` as ``dual_lower``).
     """
 
     W: np.ndarray
@@ -424,75 +428,18 @@ class _BackendStep:
         return sol.W
 
 
-class _LossProxFista:
-    r"""Accelerated proximal gradient with the roles swapped, for the cluster kinds.
-
-    The learned term ``φ`` is the smooth part (``L = α/η``, strongly convex with
-    ``μ = α/(1 + η)``); the loss and the quadratic terms are the proximal part, whose prox
-    is one small linear solve per task when the task-side coupling is diagonal:
-    ``(τ(c_t A_tᵀA_t + K_f + (K_t)_tt I) + I) w_t = v_t + τ c_t A_tᵀ z_t``. The rate then
-    depends on ``L/μ = (1 + η)/η`` alone, not on the conditioning of the data (raw School:
-    ``λ_max(XᵀX)`` in the millions), so the constant momentum
-    ``(1 − √q)/(1 + √q)``, ``q = μ/L``, converges linearly; an adaptive restart guards it.
-    Stops when :func:`mtlcvx.certify` on the reduced problem meets ``tol``.
-    """
-
-    def __init__(self, reduced: Problem, rest: _QuadraticRest, relation: _Relation):
-        self.reduced, self.term = reduced, relation.term
-        d, T = reduced.n_features, reduced.n_tasks
-        L = self.term.lipschitz(d, T)
-        self.tau = 1.0 / L
-        q = self.term.strong_convexity(d, T) / L
-        self.beta = (1.0 - np.sqrt(q)) / (1.0 + np.sqrt(q))
-        blocks = rest.Hs + rest.Kf + np.diag(rest.Kt)[:, None, None] * np.eye(d)
-        self.Pinv = np.linalg.inv(self.tau * blocks + np.eye(d))
-        self.shift = self.tau * rest.B
-
-    @staticmethod
-    def applies(base: Problem) -> bool:
-        """True when the task-side quadratic coupling is diagonal (the prox is per task)."""
-        Kt = base.quadratic_coupling()[0]
-        return not np.any(Kt - np.diag(np.diag(Kt)))
-
-    def run(self, W: np.ndarray, tol: float, max_iter: int,
-            on_check: Callable[..., None]
-            ) -> tuple[np.ndarray, Certificate, int]:
-        X, Y = W.copy(), W.copy()
-        k, next_check = 0, 10
-        cert = certify(self.reduced, X)
-        while k < max_iter and not (cert.relative_gap is not None
-                                    and cert.relative_gap <= tol):
-            V = Y - self.tau * self.term.gradient(Y) + self.shift
-            Xn = np.matmul(self.Pinv, V.T[:, :, None])[:, :, 0].T
-            if float(np.sum((Y - Xn) * (Xn - X))) > 0:  # momentum points uphill: restart
-                Y = Xn.copy()
-            else:
-                Y = Xn + self.beta * (Xn - X)
-            X = Xn
-            k += 1
-            if k >= next_check or k == max_iter:
-                next_check = k + max(10, k // 10)
-                cert = certify(self.reduced, X)
-                on_check(k, X, cert)
-        return X, cert, k
-
-
-def _polish(reduced: Problem, base: Problem, relation: _Relation, W: np.ndarray, tol: float,
-            backend: str | None, on_check: Callable[..., None]
-            ) -> tuple[np.ndarray, Certificate, int, str]:
+def _polish(reduced: Problem, W: np.ndarray, tol: float, on_check: Callable[..., None]
+            ) -> tuple[np.ndarray, Certificate, int, str, np.ndarray | None]:
     """FISTA on the reduced problem from ``W`` until the certificate meets ``tol``.
 
-    The cluster kinds with a quadratic rest (diagonal on the task side) swap the roles
-    (:class:`_LossProxFista`); everything else runs :func:`mtlcvx.first_order.fista`.
-    ``on_check(k, W, certificate or (objective, gap), when)`` records every certificate
-    check (``when`` a ``time.perf_counter()`` reading, or None for now). Returns
-    ``(W, certificate, iterations, method)``.
+    FISTA picks its splitting (:func:`mtlcvx.first_order.splitting`): for the cluster
+    kinds with a quadratic rest (diagonal on the task side) the learned term takes the
+    gradient steps and the loss and quadratic terms the prox, so the rate depends on
+    ``(1 + η)/η`` alone, not on the conditioning of the data (raw School:
+    ``λ_max(XᵀX)`` in the millions). ``on_check(k, W, (objective, gap), when)`` records
+    every certificate check (``when`` a ``time.perf_counter()`` reading). Returns
+    ``(W, certificate, iterations, method, dual_point)`` (see ``RelationResult.info``).
     """
-    if (not relation.covariance and relation.alpha > 0 and backend is None
-            and base.is_quadratic and _LossProxFista.applies(base)):
-        engine = _LossProxFista(reduced, _QuadraticRest(base), relation)
-        W, cert, done = engine.run(W, tol, 20_000, on_check)
-        return W, cert, done, "FISTA, loss and quadratic terms in the prox"
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -502,7 +449,9 @@ def _polish(reduced: Problem, base: Problem, relation: _Relation, W: np.ndarray,
                                  hist["time"], strict=True):
         if k > 0 and np.isfinite(gap):
             on_check(int(k), None, (float(obj), float(gap)), start + when)
-    return trace.W, trace.certificate, trace.iterations, "FISTA"
+    method = ("FISTA, loss and quadratic terms in the prox"
+              if trace.info["splitting"] == "loss_prox" else "FISTA")
+    return trace.W, trace.certificate, trace.iterations, method, trace.info["dual_point"]
 
 
 # ---------------------------------------------------------------------- driver
@@ -762,8 +711,9 @@ def _learn(prob, kind, alpha, k, eta, method, backend, k_step, k_constraints, ma
         cert = certificate(W) if cert is None else cert
         if method == "joint":
             record(it, stage, W, np.nan, 0.0, cert, np.nan)
-        W, cert, info["polish_iterations"], info["polish_method"] = _polish(
-            reduced, base, relation, W, tol, backend,
+        (W, cert, info["polish_iterations"], info["polish_method"],
+         info["dual_point"]) = _polish(
+            reduced, W, tol,
             lambda k, X, c, when=None: record(it + k, stage, X, np.nan, 0.0, c, np.nan, when))
         info["polish_time"] = time.perf_counter() - polish_start
     if bar is not None:
@@ -790,6 +740,8 @@ def _learn(prob, kind, alpha, k, eta, method, backend, k_step, k_constraints, ma
         warnings.warn(f"learn_relation({kind!r}) returned a point that is not certified "
                       f"optimal ({found}). Hint: {hint}", ConvergenceWarning, stacklevel=4)
     history = History({key: np.asarray(val) for key, val in rows.items()})
+    if info.get("dual_point") is None:
+        info["dual_point"] = W
     info["time"] = time.perf_counter() - start
     return RelationResult(
         W=W, intercept=prob.optimal_intercept(W) if prob.fit_intercept else None,

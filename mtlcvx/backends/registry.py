@@ -11,6 +11,7 @@ import numpy as np
 from .._restricted import RestrictedSolve
 from ..compile import is_compiled
 from ..exceptions import BackendUnavailable, IncompatibleBackend
+from ..first_order import splitting
 
 if TYPE_CHECKING:
     from ..problem import Problem
@@ -130,11 +131,14 @@ def conic_seconds(problem: Problem) -> float:
 
 
 def fista_iterations(problem: Problem, tol: float = 1e-8) -> float:
-    """Accelerated-gradient iterations to a relative gap ``tol``: ``2√(L/μ)·ln(1/tol)``.
+    """Accelerated-gradient iterations to a relative gap ``tol``: ``2√(L/μ)·ln(1/tol)``,
+    with ``L`` and ``μ`` of the gradient part of the split fista iterates on
+    (:func:`mtlcvx.first_order.splitting`).
 
-    ``_FISTA_MAX_ITER`` when the smooth part is not known to be strongly convex.
+    ``_FISTA_MAX_ITER`` when that part is not known to be strongly convex.
     """
-    return _iterations(problem.lipschitz(), problem.strong_convexity(), tol)
+    split = splitting(problem)
+    return _iterations(split.lipschitz, split.strong_convexity, tol)
 
 
 def _iterations(L: float | None, mu: float, tol: float = 1e-8) -> float:
@@ -186,7 +190,7 @@ def default_route(problem: Problem) -> Route:
         return Route("clarabel")
     d, T = problem.n_features, problem.n_tasks
     mu = problem.strong_convexity()
-    fista = _iterations(problem.lipschitz(), mu) * 2.0 * T * d * d / _FLOPS_PER_SECOND
+    fista = fista_iterations(problem) * 2.0 * T * d * d / _FLOPS_PER_SECOND
     conic = conic_seconds(problem)
     if fista < conic + (0.0 if "cvxpy" in sys.modules else _IMPORT_SECONDS):
         return Route("fista")
