@@ -83,7 +83,22 @@ A conjugate of a squared norm changes by ``s²Ω°(e)(2Ω°(V̂) + Ω°(e))/(2α
 solve ``X̂`` with ``r = V̂ − 𝒬X̂``: ``½⟨V̂, 𝒬⁻¹V̂⟩ = ⟨V̂, X̂⟩ − h(X̂) + ½⟨r, 𝒬⁻¹r⟩``
 exactly (:meth:`Rounding.quadratic_conjugate`, used with a factor-given term, whose
 ``h(X̂)`` has a first-order bound; otherwise the solve's backward error
-``γ‖𝒬‖‖𝒬⁻¹V‖²``, first order);
+``γ‖𝒬‖‖𝒬⁻¹V‖²``, first order). Where a term's value has only the magnitude bound
+``E_h = γ·(α/2)Σ|W||K|∘|W|`` the identity is also taken at ``X̂ = W`` itself, with
+``r = V − ∇h(W) = −∇F(W)`` (tiny at an exact solve) and ``h̃``, the computed ``h(W)`` that
+``fl(F(W))`` holds: with ``ℓ`` the loss,
+
+.. math::
+
+    F(W) - D(s\theta) \le \underbrace{\ell + \tilde h - a s + B s^2
+    + s^2(\langle V, W\rangle - \tilde h + \lVert r\rVert^2/(2\lambda_{\min}))}_{
+    \text{computed}} + (1 - s^2)(h - \tilde h) + \dots
+
+(``F = ℓ + h``, ``h*(V) = ⟨V, W⟩ − h + ½⟨r, 𝒬⁻¹r⟩``), so ``h̃``'s error cancels but for
+``|1 − s²|·E_h`` (``s → 1`` at the optimum) when the primal floor and the dual error are
+accounted together: the gap takes ``|1 − s²|E_h`` in place of ``E_h + s²E_h``, while the
+reported lower bound on ``F*`` keeps ``s²E_h``. That candidate is kept when its gap is at
+most the other's primal floor (which has ``E_h`` whole), else the smaller gap of the two;
 other conjugates, to first order, by ``s‖W‖‖e‖`` (their gradient at the optimum is
 ``W``). Combining ``a·s − B·s² − conj`` adds ``γ_{T+8}(s|a| + Bs² + |conj|)``.
 
@@ -321,7 +336,10 @@ class Rounding:
         self.others = any(p.active and p.structure != "quadratic" for p in problem.penalties)
         #: a quadratic term given by its factor: its value's bound is first order
         self.factor_given = any(p.low_rank() is not None for p in self.quadratic)
+        #: a quadratic term computed as Σ(WK)∘W: its value's bound is a magnitude bound
+        self.magnitude_bound = any(p.low_rank() is None for p in self.quadratic)
         self._mh: float | None = None
+        self._value_error: float | None = None
 
     # ------------------------------------------------------------------ quadratic terms
     def _abs_products(self, W: np.ndarray | None = None) -> list[tuple[float, np.ndarray]]:
@@ -332,11 +350,16 @@ class Rounding:
 
     def quadratic_value_error(self, W: np.ndarray | None = None) -> float:
         """A bound on the error of the quadratic terms' values as their ``value`` computes
-        them at ``W`` (default: the certified point): ``γ_{2(d+T)+8}·(α/2)Σ|W||K|∘|W|`` for
-        ``Σ(WK)∘W``, first order in ``WR`` for a factor-given ``K = RRᵀ + ridge·I`` (see
-        the module docstring)."""
-        absW = self.abs_w if W is None else np.abs(W)
-        W = self.W if W is None else W
+        them at ``W`` (default: the certified point, computed once): ``γ_{2(d+T)+8}·(α/2)
+        Σ|W||K|∘|W|`` for ``Σ(WK)∘W``, first order in ``WR`` for a factor-given ``K = RRᵀ +
+        ridge·I`` (see the module docstring)."""
+        if W is None:
+            if self._value_error is None:
+                self._value_error = self._value_error_at(self.W, self.abs_w)
+            return self._value_error
+        return self._value_error_at(W, np.abs(W))
+
+    def _value_error_at(self, W: np.ndarray, absW: np.ndarray) -> float:
         d, T = W.shape
         err = 0.0
         for pen in self.quadratic:
@@ -374,26 +397,37 @@ class Rounding:
         return gamma(d + T + 3) * sum((a * P for a, P in self._abs_products(W)),
                                       np.zeros((d, T)))
 
-    def quadratic_conjugate(self, V: np.ndarray, X: np.ndarray,
-                            bottom: float) -> tuple[float, float, float]:
-        """``(c, err, q)``: ``h*(V) = ½⟨V, 𝒬⁻¹V⟩ ≤ c + err`` and ``‖𝒬⁻¹V‖ ≤ q`` from any
-        ``X`` (a computed solution of ``𝒬X = V``), ``bottom ≤ λ_min(𝒬)``.
+    def quadratic_conjugate(self, V: np.ndarray, X: np.ndarray, bottom: float,
+                            grad: np.ndarray | None = None,
+                            value: float | None = None) -> tuple[float, float, float, float]:
+        """``(c, err, q, value_err)``: ``h*(V) = ½⟨V, 𝒬⁻¹V⟩ ≤ c + err + value_err`` and
+        ``‖𝒬⁻¹V‖ ≤ q`` from any ``X`` (a computed solution of ``𝒬X = V``, or the certified
+        point itself), ``bottom ≤ λ_min(𝒬)``.
 
         With ``r = V − 𝒬X``: ``h*(V) = ⟨V, X⟩ − h(X) + ½⟨r, 𝒬⁻¹r⟩`` exactly, so ``c``
-        is ``⟨V, X⟩ − h(X)`` as computed (``h`` the terms' own values) and ``err`` their
-        rounding plus ``‖r‖²/(2·bottom)``, ``‖r‖`` from ``fl(V − ∇h(X))`` and its bound:
-        a-posteriori, second order in the solve's residual.
+        is ``⟨V, X⟩ − h(X)`` as computed plus ``‖r‖²/(2·bottom)``, ``‖r‖`` from
+        ``fl(V − ∇h(X))`` and its bound (a-posteriori, second order in ``r``: the distance
+        of ``X`` from ``𝒬⁻¹V``, not rounding), ``err`` the rounding of ``⟨V, X⟩`` and of
+        the difference, and ``value_err`` the bound on ``h(X)``'s own rounding
+        (:meth:`quadratic_value_error`), apart: a caller whose ``F(W)`` holds the same
+        computed ``h(W)`` (``X = W``) pairs it with the primal's. ``grad`` and ``value``
+        are ``∇h(X)`` and ``h(X)`` as the caller computed them (by default the terms' own
+        ``gradient`` and ``value``).
         """
-        grad = sum(p.gradient(X) for p in self.quadratic)
-        hx = sum(p.value(X) for p in self.quadratic)
+        at_point = X is self.W
+        grad = sum(p.gradient(X) for p in self.quadratic) if grad is None else grad
+        hx = sum(p.value(X) for p in self.quadratic) if value is None else value
         d, T = X.shape
         vx = float(np.vdot(V, X))
-        r = float(np.linalg.norm(V - grad)) * (1.0 + gamma(d * T + 2)) + float(
-            np.linalg.norm(self.quadratic_gradient_error(X) + _EPS * np.abs(V - grad)))
-        err = (gamma(d * T + 2) * float(np.sum(np.abs(V * X))) + self.quadratic_value_error(X)
-               + gamma(4) * (abs(vx) + abs(hx)) + r * r / (2.0 * bottom))
-        return vx - hx, _SAFETY * err, float(np.linalg.norm(X)) * (1.0 + gamma(d * T)) \
-            + r / bottom
+        r = V - grad
+        r_norm = float(np.linalg.norm(r)) * (1.0 + gamma(d * T + 2)) + float(np.linalg.norm(
+            self.quadratic_gradient_error(None if at_point else X) + _EPS * np.abs(r)))
+        rr = _SAFETY * r_norm * r_norm / (2.0 * bottom)  # ≥ ½⟨r, 𝒬⁻¹r⟩
+        err = gamma(d * T + 2) * float(np.sum(np.abs(V * X))) + gamma(4) * (
+            abs(vx) + abs(hx) + rr)
+        value_err = self.quadratic_value_error(None if at_point else X)
+        q = float(np.linalg.norm(X)) * (1.0 + gamma(d * T)) + r_norm / bottom
+        return vx - hx + rr, _SAFETY * err, q, _SAFETY * value_err
 
     # ------------------------------------------------------------------ primal
     def task_losses(self, q_task: np.ndarray | None) -> np.ndarray:
@@ -417,13 +451,16 @@ class Rounding:
         c, mu = self.c, self.mu
         return g1 * np.sqrt(2.0 * c * losses) * mu + 0.5 * g1 * g1 * c * mu * mu
 
-    def primal(self, objective: float, losses: np.ndarray) -> float:
-        """``E_F``: a bound on ``|fl(F(W)) − F(W)|`` given :meth:`task_losses`."""
+    def primal(self, objective: float, losses: np.ndarray, quadratic: bool = True) -> float:
+        """``E_F``: a bound on ``|fl(F(W)) − F(W)|`` given :meth:`task_losses`; without the
+        quadratic terms' value error when ``quadratic`` is False (a dual that holds the
+        same computed value accounts for it, see :meth:`quadratic_conjugate`)."""
         d, T = self.W.shape
         loss_total = float(losses.sum())
         err = float(np.sum(self.loss_error(losses)))
         err += gamma(self.n_max + T + 4) * loss_total
-        err += self.quadratic_value_error()
+        if quadratic:
+            err += self.quadratic_value_error()
         if self.others:
             err += gamma(d * T + d + T + 8) * (abs(objective) + loss_total
                                                + self.quadratic_magnitude())

@@ -362,23 +362,18 @@ def _best_scale(a: float, b: float, s_max: float = np.inf) -> tuple[float, float
     return s, a * s - b * s * s
 
 
-def _quadratic_conjugate(Kt: TaskCoupling, Kf: np.ndarray | None,
-                         V: np.ndarray) -> tuple[np.ndarray, float, float] | None:
-    """``(Q⁻¹V, λ_max bound, λ_min bound)``, ``Q⁻¹V`` as computed, for ``Q(W) = W K_t +
-    K_f W`` when Q is positive definite, else None.
+def _quadratic_conjugate(Kt: TaskCoupling, Uf: np.ndarray | None, lf: np.ndarray,
+                         V: np.ndarray) -> np.ndarray | None:
+    """``Q⁻¹V`` as computed for ``Q(W) = W K_t + K_f W`` (``K_f = U_f diag(l_f) U_fᵀ``,
+    ``Uf`` None without one) when Q is positive definite, else None.
 
     In the eigenbasis of ``K_f`` (d×d) this is d shifted solves with ``K_t`` in its
     structure (sparse, factor-given or dense).
     """
-    if Kf is None:
-        Vr, lf = V, np.zeros(V.shape[0])
-    else:
-        lf, Uf = np.linalg.eigh(Kf)
-        Vr = Uf.T @ V
-    X = Kt.solve_shifted(Vr, lf)
-    if X is None:
-        return None
-    return (X if Kf is None else Uf @ X), *coupling_bounds(Kt, lf)
+    if Uf is None:
+        return Kt.solve_shifted(V, np.zeros(V.shape[0]))
+    X = Kt.solve_shifted(Uf.T @ V, lf)
+    return None if X is None else Uf @ X
 
 
 #: Largest T (and d) for which rung 4 eigendecomposes a singular coupling densely.
@@ -471,13 +466,22 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
     """:func:`certify` with the loss's part from ``route`` (raises :class:`_CoarseRoute`
     when its rounding bound exceeds ``_GRAM_SHARE`` of the gap and the relative gap is
     above ``tol``) or, without one, from the residuals on the original data."""
-    if route is not None:
-        objective = route.value + sum(p.value(W) for p in problem.penalties)
-    else:
-        objective = problem.objective(W, intercept, parts=parts)
     # F(W, parts) ≥ F(W): the gap is taken from F at the parts (a decomposition's value
     # at W alone may have no closed form); only a given intercept's excess is split off
-    profiled = problem.objective(W, parts=parts) if intercept is not None else objective
+    values = None  # the terms' values, summed into the very floats F(W) holds
+    if parts:
+        objective = problem.objective(W, intercept, parts=parts)
+        profiled = problem.objective(W, parts=parts) if intercept is not None else objective
+    else:
+        problem.check_shapes()
+        values = [p.value(W) for p in problem.penalties]
+        penalties = sum(values)
+
+        def loss(b: np.ndarray | None) -> float:
+            return problem.loss.value(problem.data, W, problem._intercept_for(W, b))
+
+        objective = (route.value if route is not None else loss(intercept)) + penalties
+        profiled = loss(None) + penalties if intercept is not None else objective
     excess = objective - profiled
     mu = deferred_strong_convexity(problem)  # costly for per-task designs: when needed
     # bounds on the certificate's own rounding error (see mtlcvx._rounding)
@@ -501,34 +505,46 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
 
     def done(gap: float | None, method: str, reason: str | None = None,
              dual: float | None = None, dual_error: float = 0.0,
-             evaluations: int = 1) -> Certificate:
+             evaluations: int = 1, paired: float | None = None) -> Certificate:
         """``dual`` as computed and ``dual_error`` its rounding bound; a gap without a
-        dual point (rung 5) from ``evaluations`` objective values."""
+        dual point (rung 5) from ``evaluations`` objective values. ``paired``: the bound
+        on ``fl(F(W)) − fl(D) − (F(W) − D)`` less the primal's other errors, for a dual
+        that holds the same computed quadratic value as ``F(W)`` (rung 4 at ``X = W``):
+        its rounding then cancels but for a weight ``|1 − s²|``, and the primal floor
+        leaves it out."""
+        own_error = dual_error if paired is None else paired
         if dual is not None:
+            gap = profiled - dual + own_error
             dual -= dual_error  # a lower bound on F* in exact arithmetic
-            gap = profiled - dual
         if gap is not None and not np.isfinite(gap):
             gap, reason = None, f"{method}: the dual bound is not finite at this point"
             method, dual = "none", None
+        losses = None
+
+        def floor(quadratic: bool) -> float:
+            nonlocal losses
+            if losses is None:
+                losses = bound.task_losses(None if pieces is None else pieces.q_task)
+            return evaluations * bound.primal(objective, losses, quadratic)
+
+        own = None if gap is None else max(gap, 0.0) + floor(paired is None)
         if dual_lower is not None and np.isfinite(dual_lower) and (
                 gap is None or dual is None or dual_lower > dual):
-            earlier = profiled - dual_lower
-            if gap is None or earlier < gap:
+            earlier = max(profiled - dual_lower, 0.0) + floor(True)
+            if own is None or earlier < own:
                 method = "best dual value seen so far" if gap is None else (
                     method + " + best dual value seen so far")
                 # the earlier dual's own error is inside dual_lower; the rounding reported
                 # stays this point's (what its own dual point could resolve)
-                gap, dual, reason = earlier, dual_lower, None
+                own, dual, reason = earlier, dual_lower, None
         rounding = None
-        if gap is not None:
-            losses = bound.task_losses(None if pieces is None else pieces.q_task)
-            floor = evaluations * bound.primal(objective, losses)
-            rounding = floor + (dual_error if dual is not None else 0.0)
-            gap = max(gap, 0.0) + excess + floor
+        if own is not None:
+            rounding = floor(paired is None) + (own_error if dual is not None else 0.0)
+            gap = own + excess
             rel = _relative(gap, objective)
             dist = _distance(gap, mu)
         else:
-            rel = dist = None
+            gap = rel = dist = None
         cert = Certificate(objective, gap, rel, mapping and mapping[0], dist, method, reason,
                            dual, rounding)
         if route is not None and gap is not None and rounding > _GRAM_SHARE * gap and not (
@@ -553,22 +569,59 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
     d, T = W.shape
     g_solve = gamma(d + T + 8)  # dual norms, solves and eigendecompositions
     if not norms and not conj:  # rung 4: quadratic problem
-        solved = _quadratic_conjugate(pieces.Kt, pieces.Kf, pieces.V_loss)
-        if solved is not None:
-            X, top, bottom = solved
-            if bottom > 0 and bound.factor_given:  # a-posteriori, from the solve's residual
-                conj_h, solve_error, qv = bound.quadratic_conjugate(pieces.V_loss, X, bottom)
-            else:  # the solve's backward error (first order): no λ_min bound, or h(X)'s
-                # own bound is no smaller (the magnitude bound of a non-factor K)
-                conj_h, qv = 0.5 * float(np.vdot(pieces.V_loss, X)), float(np.linalg.norm(X))
-                solve_error = g_solve * top * qv * qv
+        Uf, lf = None, np.zeros(1)
+        if pieces.Kf is not None:
+            lf, Uf = np.linalg.eigh(pieces.Kf)
+        top, bottom = coupling_bounds(pieces.Kt, lf)
+        en = float(np.linalg.norm(bound.v_error(pieces.q_task)))
+
+        def conjugate_dual(conj_h: float, qv: float,
+                           solve_error: float) -> tuple[float, float, float]:
+            """``(s, D(s), E_D)`` for ``h*(V) ≤ conj_h + solve_error``, ``‖𝒬⁻¹V‖ ≤ qv``."""
             s, dual = _best_scale(pieces.a, pieces.b + conj_h)
-            en = float(np.linalg.norm(bound.v_error(pieces.q_task)))
             conj_error = s * s * (qv * en + (en * en / (2.0 * bottom) if bottom > 0 else 0.0)
                                   + solve_error)
-            return done(None, "quadratic conjugate (rung 4)", dual=dual,
-                        dual_error=bound.dual(s, pieces.a_task, pieces.q_task, pieces.b,
-                                              conj=s * s * conj_h, conj_error=conj_error))
+            return s, dual, bound.dual(s, pieces.a_task, pieces.q_task, pieces.b,
+                                       conj=s * s * conj_h, conj_error=conj_error)
+
+        at_point = None
+        if bottom > 0 and bound.magnitude_bound and values is not None:
+            # the conjugate at X = W (r = V − ∇h(W) = −∇F(W)): the computed h(W) enters
+            # F and D as one float, its magnitude bound with weight |1 − s²| only
+            conj_h, conj_error, qv, value_error = bound.quadratic_conjugate(
+                pieces.V_loss, W, bottom, pieces.grad_h, penalties)
+            value_error += gamma(len(values)) * sum(abs(v) for v in values)
+            s, dual, error = conjugate_dual(conj_h, qv, conj_error)
+            at_point = dict(dual=dual, dual_error=error + s * s * value_error,
+                            paired=error + abs(1.0 - s * s) * value_error)
+            # any other dual's gap is at least the primal floor with that bound whole
+            losses = bound.task_losses(pieces.q_task)
+            if (max(profiled - dual + at_point["paired"], 0.0)
+                    + bound.primal(objective, losses, quadratic=False)
+                    <= bound.primal(objective, losses)):
+                return done(None, "quadratic conjugate at W (rung 4)", **at_point)
+        solved = _quadratic_conjugate(pieces.Kt, Uf, lf, pieces.V_loss)
+        if solved is not None:
+            if bottom > 0 and bound.factor_given:  # a-posteriori, from the solve's residual
+                conj_h, solve_error, qv, value_error = bound.quadratic_conjugate(
+                    pieces.V_loss, solved, bottom)
+                solve_error += value_error
+            else:  # the solve's backward error (first order): no λ_min bound, or h(X)'s
+                # own bound is no smaller (the magnitude bound of a non-factor K)
+                conj_h, qv = 0.5 * float(np.vdot(pieces.V_loss, solved)), float(
+                    np.linalg.norm(solved))
+                solve_error = g_solve * top * qv * qv
+            _, dual, error = conjugate_dual(conj_h, qv, solve_error)
+            solved = dict(dual=dual, dual_error=error)
+        if at_point is not None:  # the smaller gap of the two
+            losses = bound.task_losses(pieces.q_task)
+            paired_gap = profiled - at_point["dual"] + at_point["paired"] + bound.primal(
+                objective, losses, quadratic=False)
+            if solved is None or paired_gap < profiled - solved["dual"] + solved[
+                    "dual_error"] + bound.primal(objective, losses):
+                return done(None, "quadratic conjugate at W (rung 4)", **at_point)
+        if solved is not None:
+            return done(None, "quadratic conjugate (rung 4)", **solved)
         large = problem.n_tasks > _DENSE_TASKS or problem.n_features > _DENSE_TASKS
         if large and mu() > 0:
             # singular 𝒬 too large for the corrected dual below, F μ-strongly convex (the

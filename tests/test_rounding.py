@@ -552,7 +552,8 @@ def test_quadratic_conjugate_bound_holds_for_any_computed_solve(rng, kind, alpha
     bound = mc._rounding.Rounding(prob, X0, None)
     for spoil in (0.0, 1e-12, 1e-6, 1e-3):
         X = X0 * (1.0 + spoil * rng.standard_normal(X0.shape))
-        c, err, q = bound.quadratic_conjugate(V, X, bottom)
+        c, err, q, value_err = bound.quadratic_conjugate(V, X, bottom)
+        err += value_err
         assert Fraction(c) + Fraction(err) >= exact, (spoil, c, err, float(exact))
         if spoil == 0.0:  # a good solve: the bound is near the rounding level
             assert err <= 1e-10 * abs(c), (c, err)
@@ -600,3 +601,86 @@ def test_positive_definite_sparse_k_without_a_lambda_min_bound_keeps_rung_4(rng)
         cert = mc.certify(prob, W)
         assert cert.method == "quadratic conjugate (rung 4)", cert
         assert Fraction(cert.gap) >= _objective(Xs, ys, np.ones(3), Kq, W, Fraction) - F_star
+
+
+AT_W = "quadratic conjugate at W (rung 4)"
+
+
+def _centred(Xs, ys):
+    """Each task's columns and targets less their means, in rationals (object arrays)."""
+    out = []
+    for X, y in zip(Xs, ys, strict=True):
+        Xf = [[Fraction(v) for v in row] for row in X.tolist()]
+        yf = [Fraction(v) for v in y.tolist()]
+        n = len(yf)
+        mx = [sum(row[j] for row in Xf) / n for j in range(X.shape[1])]
+        my = sum(yf) / n
+        out.append((np.array([[v - m for v, m in zip(row, mx, strict=True)] for row in Xf],
+                             dtype=object), np.array([v - my for v in yf], dtype=object)))
+    return [X for X, _ in out], [y for _, y in out]
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+@pytest.mark.parametrize("alpha", [1e-10, 1.0, 1e10])
+@pytest.mark.parametrize("intercept", [False, True])
+def test_conjugate_at_w_is_never_below_the_exact_gap(rng, kind, alpha, intercept):
+    # The conjugate at X = W puts the computed h(W) into F and D as one float, so its
+    # magnitude bound (far above h near the optimum: mixed-sign K, WZ ≈ 0) enters with
+    # weight |1 − s²| only. Exact gaps in rationals at the optimum, near it, at scaled
+    # optima (s far from 1, either side), at the float solve and with given intercepts.
+    T, d = 8, 3
+    pen, K = _quadratic_terms(rng, kind, alpha, T, d)
+    K = [[v + (Fraction(0.5 * alpha) if s == t else 0) for t, v in enumerate(row)]
+         for s, row in enumerate(K)]
+    Xs = [rng.standard_normal((n, d)) for n in (5, 2, 6, 4, 3, 7, 5, 4)]
+    ys = [rng.standard_normal(len(X)) * 3.0 + 1.0 for X in Xs]
+    prob = mc.Problem(mc.MultiTaskData(Xs, ys), mc.SquaredLoss("sum"),
+                      [pen, mc.Ridge(0.5 * alpha)], fit_intercept=intercept)
+    Xe, ye = _centred(Xs, ys) if intercept else (Xs, ys)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mc.ConvergenceWarning)
+        sol = prob.solve(backend="direct")
+    _, F_star, W_star = _exact_gap(Xe, ye, np.ones(T), K, sol.W)
+    spread = np.abs(W_star).max()
+    points = [W_star, sol.W, 0.5 * W_star, 1.5 * W_star] + [
+        W_star + scale * spread * rng.standard_normal(W_star.shape)
+        for scale in (1e-12, 1e-10, 1e-7, 1e-4)]
+    methods = set()
+    for W in points:
+        true = _objective(Xe, ye, np.ones(T), K, W, Fraction) - F_star
+        cert = mc.certify(prob, W)
+        methods.add(cert.method)
+        assert Fraction(cert.gap) >= true, (cert, float(true))
+        assert Fraction(cert.dual_objective) <= F_star, cert
+        if intercept:  # a given intercept: its excess joins the gap
+            b = rng.standard_normal(T) * 1e-6 + [float(np.mean(y - X @ w)) for X, y, w in
+                                                  zip(Xs, ys, W.T, strict=True)]
+            given = _objective(Xs, [np.array([Fraction(v) - Fraction(bt) for v in y.tolist()],
+                                             dtype=object) for y, bt in zip(ys, b, strict=True)],
+                               np.ones(T), K, W, Fraction)
+            cert = mc.certify(prob, W, intercept=b)
+            assert Fraction(cert.gap) >= given - F_star, cert
+    if alpha >= 1.0:
+        assert AT_W in methods, methods
+
+
+def test_dense_k_exact_solve_is_certified_far_below_the_magnitude_bound():
+    # bench_core's dense K = ZZᵀ + 0.1I (T × 5 descriptors), smaller: its exact solve was
+    # certified only to γ·(α/2)Σ|W||K|∘|W| (2.0e-8 of F at T = 1000, d = n = 50); at X = W
+    # that bound cancels, and the gap is over 100× below it
+    T, d, n = 300, 10, 10
+    data = mc.datasets.make_related_tasks(n_tasks=T, n_features=d, n_samples=n, random_state=0)
+    K = mc.relations.outer(np.random.default_rng(1).standard_normal((T, 5))) + 0.1 * np.eye(T)
+    prob = mc.Problem(data, mc.SquaredLoss("sum"), [mc.TaskRelation(K)])
+    sol = prob.solve("direct", tol=1e-8)
+    cert = sol.certificate
+    assert sol.status == "optimal" and cert.method == AT_W, cert
+    absW = np.abs(sol.W)
+    magnitude = 0.5 * float(np.sum((absW @ np.abs(K)) * absW))
+    assert 4 * (d + T) * np.finfo(float).eps * magnitude > 100 * cert.gap, (magnitude, cert)
+    # the same gap from a second, independent evaluation: F in extended precision
+    Wl = sol.W.astype(np.longdouble)
+    F = sum(0.5 * float(np.sum((X.astype(np.longdouble) @ w - y) ** 2))
+            for X, y, w in zip(data.X, data.y, Wl.T, strict=True))
+    F += 0.5 * float(np.sum((Wl @ K.astype(np.longdouble)) * Wl))
+    assert abs(F - cert.objective) <= cert.rounding, (F, cert)
