@@ -219,6 +219,7 @@ class _GramRoute:
             col = np.sqrt(np.diagonal(self.G, axis1=1, axis2=2)).T
         # √c_t ‖x̃_tj‖ (d, T): how far V_jt can move inside the Gap Safe sphere per unit radius
         self.reach = col * np.sqrt(c)[None, :]
+        self.reach_rows = self.reach.max(axis=1)  # the same for a row's norm (L21)
         self.L_full = self._lipschitz(self.G)
         self._lipschitz_seen: list[tuple[np.ndarray, float, int]] = []  # (rows, L, |rows|)
         # support S -> (factor of G_SS or None, rows off S, G[S̄, S] or None) for _polish
@@ -278,11 +279,12 @@ class _GramRoute:
 
     def _gap(self, W: np.ndarray, view: tuple[np.ndarray, np.ndarray, np.ndarray],
              alpha: float, GW: np.ndarray | None = None) -> tuple[float, float, float,
-                                                                 np.ndarray, Any]:
-        """``(F(W), gap, rounding floor of the gap, V₀, s)``: ``V₀ = [X̃_tᵀθ₀_t]`` (d × T)
-        for the dual point ``θ₀_t = c_t (ỹ_t − X̃_t w_t)`` of ``W``, and the scale ``s``
+                                                                 np.ndarray, Any, Any]:
+        """``(F(W), gap, rounding floor of the gap, V₀, s, ‖V₀_j‖₂)``: ``V₀ = [X̃_tᵀθ₀_t]``
+        (d × T) for the dual point ``θ₀_t = c_t (ỹ_t − X̃_t w_t)`` of ``W``, the scale ``s``
         (a float for L21; one per task, (T,), for L1) of the feasible dual point
-        ``θ = s·θ₀`` the gap is taken at. ``view = (act, G[:, act], B[act])`` (``G[:, act]``
+        ``θ = s·θ₀`` the gap is taken at, and the row norms of ``V₀`` (d,) for L21 (None
+        for L1). ``view = (act, G[:, act], B[act])`` (``G[:, act]``
         of per-task designs only): ``W`` is zero outside the active rows ``act``. ``GW``:
         ``[G_t w_t]_t`` when known (a polished point's, :meth:`_polish`)."""
         act, _, Ba = view
@@ -299,21 +301,22 @@ class _GramRoute:
         # inner gap can resolve (the certificate recomputes the residual directly)
         floor = 1e-14 * float(self.c @ (self.yy + 2.0 * np.abs(wb) + np.abs(wGw)))
         if self.rows:  # one scale s ≤ α / max_j ‖V_j‖₂ maximising a·s − b·s²
-            dn = math.sqrt(float(np.einsum("jt,jt->j", V, V).max(initial=0.0)))
+            vn = np.sqrt(np.einsum("jt,jt->j", V, V))
+            dn = float(vn.max(initial=0.0))
             a, b = float(a_t.sum()), float(loss_t.sum())
             s_max = alpha / dn if dn > 0 else math.inf
             if b > 0:
                 s = min(max(a, 0.0) / (2.0 * b), s_max)
             else:
                 s = s_max if math.isfinite(s_max) else 0.0
-            return F, F - (a * s - b * s * s), floor, V, s
+            return F, F - (a * s - b * s * s), floor, V, s, vn
         # separable across tasks too: s_t ≤ α / max_j |V_jt|
         dn_t = np.abs(V).max(axis=0)
         s_max_t = np.where(dn_t > 0, alpha / np.where(dn_t > 0, dn_t, 1.0), np.inf)
         s_free = np.maximum(a_t, 0.0) / (2.0 * np.where(loss_t > 0, loss_t, 1.0))
         s_t = np.where(loss_t > 0, np.minimum(s_free, s_max_t),
                        np.where(np.isfinite(s_max_t), s_max_t, 0.0))
-        return F, F - float(np.sum(a_t * s_t - loss_t * s_t * s_t)), floor, V, s_t
+        return F, F - float(np.sum(a_t * s_t - loss_t * s_t * s_t)), floor, V, s_t, None
 
     def _polish(self, X: np.ndarray, V: np.ndarray, act: np.ndarray,
                 alpha: float) -> tuple[np.ndarray, np.ndarray | None] | None:
@@ -338,9 +341,15 @@ class _GramRoute:
         empty or ``G_SS`` is singular.
         """
         norms = np.sqrt(np.einsum("jt,jt->j", X, X))
-        v_norms = np.sqrt(np.einsum("jt,jt->j", V, V))
-        enter = (norms == 0) & act & (v_norms > alpha)
-        S = np.flatnonzero((norms > 0) | enter)
+        zero = np.flatnonzero((norms == 0) & act)  # rows that may enter
+        Vz = V[zero]
+        vz_norms = np.sqrt(np.einsum("jt,jt->j", Vz, Vz))
+        inside = vz_norms > alpha
+        U = X / np.where(norms > 0, norms, 1.0)[:, None]
+        if inside.any():
+            U[zero[inside]] = Vz[inside] / vz_norms[inside, None]
+            norms[zero[inside]] = 1.0
+        S = np.flatnonzero(norms)
         if S.size == 0:
             return None
         key = S.tobytes()
@@ -363,9 +372,7 @@ class _GramRoute:
         factor, rest, off = self._factors[key]
         if factor is None:
             return None
-        U = np.where(enter[:, None], V / np.where(enter, v_norms, 1.0)[:, None],
-                     X / np.where(norms > 0, norms, 1.0)[:, None])[S]
-        rhs = self.B[S] - (alpha / self.c) * U
+        rhs = self.B[S] - (alpha / self.c) * U[S]
         out = np.zeros_like(X)
         if factor.ndim == 2:
             out[S] = scipy.linalg.lapack.dpotrs(factor, rhs, lower=False)[0]
@@ -412,7 +419,7 @@ class _GramRoute:
         hint = V  # V = −∇f of the iterate (predicted, or left by FISTA's iterations)
         grad_P = None  # ∇f on the active rows at the restart point P, read off its gap
 
-        def certified(result: tuple[float, float, float, np.ndarray, Any]) -> bool:
+        def certified(result: tuple[float, float, float, np.ndarray, Any, Any]) -> bool:
             return result[1] <= max(0.5 * tol * abs(result[0]), result[2])
 
         while True:
@@ -439,15 +446,14 @@ class _GramRoute:
                 checked = self._gap(X, view, alpha)
                 if certified(checked) or k >= max_iter:
                     break
-            _, gap, _, V, s = checked
-            Vs = V * s  # the dual point the gap is taken at
+            _, gap, _, V, s, vn = checked  # the dual point of the gap is s·V
             # Gap Safe sphere: ‖θ* − θ‖_c ≤ √(2 gap), ‖θ‖²_c = Σ_t ‖θ_t‖²/c_t
             # (see docs/paths.md)
             r = math.sqrt(2.0 * max(gap, 0.0))
             if self.rows:
-                drop = np.linalg.norm(Vs, axis=1) + r * self.reach.max(axis=1) < alpha
+                drop = s * vn + r * self.reach_rows < alpha
             else:
-                zero = np.abs(Vs) + r * self.reach < alpha
+                zero = np.abs(V * s) + r * self.reach < alpha
                 keep[zero] = 0.0
                 drop = ~np.any(keep > 0, axis=1)
             drop &= act
