@@ -22,6 +22,9 @@ raw 28 columns including MALSAR's bias column, no intercept), with
 * ``mtrl``   the MTRL reduced problem on standardized School
   (``load_school(standardize=True)``, ``fit_intercept=True``, ``scale="mean"``,
   ``Ridge(0.1) + SquaredTraceNorm(1.0)``).
+* ``cmtl``   clustered MTL with the cluster matrix minimised out,
+  ``mc.malsar.problem("Least_CMTL", school, rho1=10, rho2=0.1, k=3)``
+  (``LearnedClusters(alpha=2ρ₁η(1+η), k=3, eta=ρ₂/ρ₁)``).
 
 Routes. ``default``: ``prob.solve(tol=1e-8)`` with ``backend=None``, the package's own
 choice (the backend that produced the point, and any abandoned fista attempt, are in
@@ -30,9 +33,12 @@ its row; never counted as the "fastest route", it is compared with it).
 own certified relative gap). ``clarabel``, ``scs``, ``ecos``, ``osqp``:
 ``prob.solve(backend=b, tol=1e-8)`` for every installed backend whose cones cover the
 problem (ECOS has no PSD cone, OSQP neither SOC nor PSD); the others are listed as n/a.
+``learn`` (``cmtl`` only): ``mc.malsar.learn("Least_CMTL", ...)``, the alternation
+with closed-form matrix steps and its certified polish, scored as the reduced problem.
 ``malsar-rule``, for context only (never the "fastest route"): plain FISTA in MALSAR's
 form (backtracking from L = 1 doubling, no restart, start at zero) stopped by MALSAR's
-default rule, relative objective change ≤ 1e-4 or 1000 iterations.
+default rule, relative objective change ≤ 1e-4 or 1000 iterations (not run for
+``cmtl``: MALSAR's ``Least_CMTL`` iterates on ``(W, M)``, see ``bench_malsar.py``).
 
 Every returned ``W`` is certified with :func:`mtlcvx.certificates.certify`
 on the original data, outside the timed region (for fista with the dual value re-derived
@@ -85,7 +91,7 @@ from _harness import (
 
 MALSAR_TOL = 1e-4
 MALSAR_MAX_ITER = 1000
-PROBLEMS = ("lasso", "l21", "trace", "srmtl", "graph", "mtrl")
+PROBLEMS = ("lasso", "l21", "trace", "srmtl", "graph", "mtrl", "cmtl")
 LABELS = {
     "lasso": "Lasso L1(50)",
     "l21": "L21(500)",
@@ -93,9 +99,16 @@ LABELS = {
     "srmtl": "MeanReg(20)+L1(20)",
     "graph": "Graph(chain,20)+L1(20)",
     "mtrl": "MTRL Ridge(.1)+SqTrace(1)",
+    "cmtl": "CMTL(10, 0.1, k=3)",
 }
+#: MALSAR's School parameters of Least_CMTL (``mc.malsar`` lists them)
+CMTL = {"rho1": 10.0, "rho2": 0.1, "k": 3.0}
 CONIC = ("clarabel", "scs", "ecos", "osqp")
-ROUTES = ("default", "fista", *CONIC, "malsar-rule")
+ROUTES = ("default", "fista", "learn", *CONIC, "malsar-rule")
+#: (problem, route) pairs not run, and why
+NOT_RUN = {**{(name, "learn"): "learn is for the learned-relation problem"
+              for name in PROBLEMS if name != "cmtl"},
+           ("cmtl", "malsar-rule"): "MALSAR's Least_CMTL iterates on (W, M): bench_malsar.py"}
 #: not candidates for the fastest certified route (the default is compared with it)
 NOT_ROUTES = ("default", "malsar-rule")
 DEFAULT_RATIO_TARGET = 1.5
@@ -118,6 +131,8 @@ def _problem(name: str, data=None):
         return mc.Problem(data, mc.SquaredLoss(scale="mean"),
                           [mc.Ridge(0.1), mc.SquaredTraceNorm(1.0)], fit_intercept=True)
     data = mc.datasets.load_school() if data is None else data
+    if name == "cmtl":
+        return mc.malsar.problem("Least_CMTL", data, **CMTL)
     T = data.n_tasks
     penalties = {
         "lasso": lambda: [mc.L1(50.0)],
@@ -191,6 +206,12 @@ def _call(route: str, prob, spec: dict[str, Any]) -> dict[str, Any]:
                    record_every=max(spec["max_iter"], 1))
         return {"W": tr.W, "iterations": tr.iterations, "dual_point": tr.info["dual_point"],
                 "solver_status": "converged" if tr.converged else "max_iter reached"}
+    if route == "learn":
+        import mtlcvx as mc
+
+        res = mc.malsar.learn("Least_CMTL", prob.data, **CMTL)
+        return {"W": res.W, "iterations": len(res.history["iteration"]),
+                "dual_point": res.info["dual_point"], "solver_status": res.status}
     if route == "malsar-rule":
         W, its, by_rule = malsar_fista(prob)
         return {"W": W, "iterations": its,
@@ -488,6 +509,12 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     for name in problems:
         for route in routes:
+            if (name, route) in NOT_RUN:
+                r = {"problem": name, "route": route, "outcome": "n/a",
+                     "solver_status": NOT_RUN[name, route], "reached": False}
+                log(_row(r))
+                results.append(r)
+                continue
             if route in CONIC:
                 why = plan.get(name, {}).get(route, "plan failed")
                 if why is not None:

@@ -490,8 +490,9 @@ def problem(name: str, data: Any, **params: Any) -> Problem:
     * ``Least_CASO``: the same with ``tr(Wᵀ (ηI + M)⁻¹ W)``, M d × d →
       ``LearnedClusters(..., side="feature")``
 
-    Solve these two with :func:`learn` (the alternation plus a certified polish; on
-    School seconds where ``prob.solve()`` takes minutes), which also returns ``M``.
+    :func:`learn` solves these two and also returns ``M`` (the alternation plus a
+    certified polish); ``prob.solve()`` certifies ``W`` as fast on School (fista with
+    the learned term in the gradient steps and the loss in the prox).
 
     ``R`` for ``Least_SRMTL`` is MALSAR's T × m matrix (dense or sparse), or ``"chain"``
     (``R_chain``, the chain graph's Laplacian) or ``"mean"`` (``I − 11ᵀ/T``,
