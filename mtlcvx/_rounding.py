@@ -97,8 +97,13 @@ exactly (:meth:`Rounding.quadratic_conjugate`, used with a factor-given term, wh
 (``F = ℓ + h``, ``h*(V) = ⟨V, W⟩ − h + ½⟨r, 𝒬⁻¹r⟩``), so ``h̃``'s error cancels but for
 ``|1 − s²|·E_h`` (``s → 1`` at the optimum) when the primal floor and the dual error are
 accounted together: the gap takes ``|1 − s²|E_h`` in place of ``E_h + s²E_h``, while the
-reported lower bound on ``F*`` keeps ``s²E_h``. That candidate is kept when its gap is at
-most the other's primal floor (which has ``E_h`` whole), else the smaller gap of the two;
+reported lower bound on ``F*`` keeps ``s²E_h``. That candidate is tried where ``E_h`` and
+the solve's backward-error bound exceed the loss's floor, and kept without a solve when
+its gap is at most the solve's primal floor (``E_h`` whole) or its own extra terms
+(``s²(‖r‖²/(2λ_min) + ⟨V, W⟩``'s rounding) ``+ 2(s² − 1)⁺E_h``) are below the solve's
+backward-error bound; else the smaller gap of the two. ``⟨V, X̂⟩`` is summed task by
+task (``γ_{d+T+2}Σ|V∘X̂|``) and ``‖r‖`` takes the gradient's error normwise,
+``γ_{d+T+3}‖X̂‖Σα‖|K|‖₂`` (``‖|K|‖₂`` ≤ the largest row sum of ``|K|``);
 other conjugates, to first order, by ``s‖W‖‖e‖`` (their gradient at the optimum is
 ``W``). Combining ``a·s − B·s² − conj`` adds ``γ_{T+8}(s|a| + Bs² + |conj|)``.
 
@@ -121,7 +126,8 @@ if TYPE_CHECKING:
     from .data import MultiTaskData
     from .problem import Problem
 
-__all__ = ["GramRounding", "GramShift", "Rounding", "gamma", "gram_shift", "least_squares"]
+__all__ = ["GramRounding", "GramShift", "QuadraticConjugate", "Rounding", "gamma", "gram_shift",
+           "least_squares"]
 
 _EPS = np.finfo(float).eps
 #: Headroom for the rounding of the bound's own evaluation.
@@ -305,6 +311,18 @@ def gram_shift(data: MultiTaskData, ls: _LeastSquares) -> GramShift:
     return shift
 
 
+class QuadraticConjugate(NamedTuple):
+    """An upper bound ``c + err + value_err`` on ``h*(V)`` from a point ``X`` (see
+    :meth:`Rounding.quadratic_conjugate`)."""
+
+    c: float  # ⟨V, X⟩ − h(X) as computed, plus rr
+    err: float  # the rounding of ⟨V, X⟩ and of the sums
+    q: float  # ≥ ‖𝒬⁻¹V‖
+    value_err: float  # ≥ |h(X) as computed − h(X)|
+    r: float  # ≥ ‖V − 𝒬X‖
+    rr: float  # ≥ ½⟨r, 𝒬⁻¹r⟩, inside c
+
+
 class Rounding:
     """The rounding bounds of one certificate at ``W`` (see the module docstring).
 
@@ -340,6 +358,7 @@ class Rounding:
         self.magnitude_bound = any(p.low_rank() is None for p in self.quadratic)
         self._mh: float | None = None
         self._value_error: float | None = None
+        self._abs_k: float | None = None
 
     # ------------------------------------------------------------------ quadratic terms
     def _abs_products(self, W: np.ndarray | None = None) -> list[tuple[float, np.ndarray]]:
@@ -399,13 +418,14 @@ class Rounding:
 
     def quadratic_conjugate(self, V: np.ndarray, X: np.ndarray, bottom: float,
                             grad: np.ndarray | None = None,
-                            value: float | None = None) -> tuple[float, float, float, float]:
-        """``(c, err, q, value_err)``: ``h*(V) = ½⟨V, 𝒬⁻¹V⟩ ≤ c + err + value_err`` and
-        ``‖𝒬⁻¹V‖ ≤ q`` from any ``X`` (a computed solution of ``𝒬X = V``, or the certified
-        point itself), ``bottom ≤ λ_min(𝒬)``.
+                            value: float | None = None) -> QuadraticConjugate:
+        """``h*(V) = ½⟨V, 𝒬⁻¹V⟩ ≤ c + err + value_err`` and ``‖𝒬⁻¹V‖ ≤ q`` (see
+        :class:`QuadraticConjugate`) from any ``X`` (a computed solution of ``𝒬X = V``, or
+        the certified point itself), ``bottom ≤ λ_min(𝒬)``.
 
         With ``r = V − 𝒬X``: ``h*(V) = ⟨V, X⟩ − h(X) + ½⟨r, 𝒬⁻¹r⟩`` exactly, so ``c``
-        is ``⟨V, X⟩ − h(X)`` as computed plus ``‖r‖²/(2·bottom)``, ``‖r‖`` from
+        is ``⟨V, X⟩ − h(X)`` as computed (``⟨V, X⟩`` task by task: ``γ_{d+T+2}Σ|V∘X|``)
+        plus ``‖r‖²/(2·bottom)``, ``‖r‖`` from
         ``fl(V − ∇h(X))`` and its bound (a-posteriori, second order in ``r``: the distance
         of ``X`` from ``𝒬⁻¹V``, not rounding), ``err`` the rounding of ``⟨V, X⟩`` and of
         the difference, and ``value_err`` the bound on ``h(X)``'s own rounding
@@ -414,20 +434,31 @@ class Rounding:
         are ``∇h(X)`` and ``h(X)`` as the caller computed them (by default the terms' own
         ``gradient`` and ``value``).
         """
-        at_point = X is self.W
         grad = sum(p.gradient(X) for p in self.quadratic) if grad is None else grad
         hx = sum(p.value(X) for p in self.quadratic) if value is None else value
         d, T = X.shape
-        vx = float(np.vdot(V, X))
-        r = V - grad
-        r_norm = float(np.linalg.norm(r)) * (1.0 + gamma(d * T + 2)) + float(np.linalg.norm(
-            self.quadratic_gradient_error(None if at_point else X) + _EPS * np.abs(r)))
+        VX = V * X
+        vx = float(np.sum(np.einsum("dt->t", VX)))  # ≤ d + T roundings per product
+        x_norm = float(np.linalg.norm(X)) * (1.0 + gamma(d * T))
+        # ‖fl(V − ∇h) − (V − 𝒬X)‖ ≤ ε‖r̂‖ + γ_{d+T+3}‖Σα|X||K|‖, and ‖|X||K|‖ ≤ ‖X‖‖|K|‖₂
+        r_norm = float(np.linalg.norm(V - grad)) * (1.0 + gamma(d * T + 2)) \
+            + gamma(d + T + 3) * self._abs_norm() * x_norm
         rr = _SAFETY * r_norm * r_norm / (2.0 * bottom)  # ≥ ½⟨r, 𝒬⁻¹r⟩
-        err = gamma(d * T + 2) * float(np.sum(np.abs(V * X))) + gamma(4) * (
+        err = gamma(d + T + 2) * float(np.sum(np.abs(VX, out=VX))) + gamma(4) * (
             abs(vx) + abs(hx) + rr)
-        value_err = self.quadratic_value_error(None if at_point else X)
-        q = float(np.linalg.norm(X)) * (1.0 + gamma(d * T)) + r_norm / bottom
-        return vx - hx + rr, _SAFETY * err, q, _SAFETY * value_err
+        value_err = self.quadratic_value_error(None if X is self.W else X)
+        return QuadraticConjugate(vx - hx + rr, _SAFETY * err, x_norm + r_norm / bottom,
+                                  _SAFETY * value_err, r_norm, rr)
+
+    def _abs_norm(self) -> float:
+        """``Σ α‖|K|‖₂`` over the quadratic terms (either side), each ``‖|K|‖₂`` bounded by
+        the largest row sum of ``|K|`` (symmetric), read off ``abs_product`` of ones."""
+        if self._abs_k is None:
+            d, T = self.W.shape
+            self._abs_k = sum(p.alpha * float(np.max(p.abs_product(
+                np.ones((1, T)) if p.side == "task" else np.ones((d, 1))))) * (1.0 + gamma(T))
+                for p in self.quadratic)
+        return self._abs_k
 
     # ------------------------------------------------------------------ primal
     def task_losses(self, q_task: np.ndarray | None) -> np.ndarray:
@@ -451,20 +482,24 @@ class Rounding:
         c, mu = self.c, self.mu
         return g1 * np.sqrt(2.0 * c * losses) * mu + 0.5 * g1 * g1 * c * mu * mu
 
-    def primal(self, objective: float, losses: np.ndarray, quadratic: bool = True) -> float:
-        """``E_F``: a bound on ``|fl(F(W)) − F(W)|`` given :meth:`task_losses`; without the
-        quadratic terms' value error when ``quadratic`` is False (a dual that holds the
-        same computed value accounts for it, see :meth:`quadratic_conjugate`)."""
+    def primal(self, objective: float, losses: np.ndarray) -> float:
+        """``E_F`` less the quadratic terms' value error (:meth:`primal_value_error`): with
+        it, a bound on ``|fl(F(W)) − F(W)|`` given :meth:`task_losses` (apart, so a dual
+        that holds the same computed value can account for it, see
+        :meth:`quadratic_conjugate`)."""
         d, T = self.W.shape
         loss_total = float(losses.sum())
         err = float(np.sum(self.loss_error(losses)))
         err += gamma(self.n_max + T + 4) * loss_total
-        if quadratic:
-            err += self.quadratic_value_error()
         if self.others:
             err += gamma(d * T + d + T + 8) * (abs(objective) + loss_total
                                                + self.quadratic_magnitude())
         return _SAFETY * (err + gamma(4) * abs(objective))
+
+    def primal_value_error(self) -> float:
+        """The quadratic terms' value error, :meth:`quadratic_value_error`, as ``E_F``
+        counts it (with the headroom for its own evaluation)."""
+        return _SAFETY * self.quadratic_value_error()
 
     # ------------------------------------------------------------------ dual
     def theta_norms(self, q_task: np.ndarray) -> np.ndarray:

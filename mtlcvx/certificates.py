@@ -503,6 +503,16 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
         mapping = mapping or _gradient_mapping(problem, W)
         return _rung5(problem, *mapping, profiled, mu(), done, missing)
 
+    floors: list[float] = []
+
+    def primal_floor(quadratic: bool = True) -> float:
+        """``E_F`` (computed once), without the quadratic terms' value error unless
+        ``quadratic``."""
+        if not floors:
+            floors.append(bound.primal(objective, bound.task_losses(
+                None if pieces is None else pieces.q_task)))
+        return floors[0] + (bound.primal_value_error() if quadratic else 0.0)
+
     def done(gap: float | None, method: str, reason: str | None = None,
              dual: float | None = None, dual_error: float = 0.0,
              evaluations: int = 1, paired: float | None = None) -> Certificate:
@@ -519,13 +529,8 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
         if gap is not None and not np.isfinite(gap):
             gap, reason = None, f"{method}: the dual bound is not finite at this point"
             method, dual = "none", None
-        losses = None
-
         def floor(quadratic: bool) -> float:
-            nonlocal losses
-            if losses is None:
-                losses = bound.task_losses(None if pieces is None else pieces.q_task)
-            return evaluations * bound.primal(objective, losses, quadratic)
+            return evaluations * primal_floor(quadratic)
 
         own = None if gap is None else max(gap, 0.0) + floor(paired is None)
         if dual_lower is not None and np.isfinite(dual_lower) and (
@@ -586,26 +591,35 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
 
         at_point = None
         if bottom > 0 and bound.magnitude_bound and values is not None:
+            floor = primal_floor(quadratic=False)
+            w_norm = float(np.linalg.norm(W))
+            # worth it where the magnitude bounds of the value and of a solve's backward
+            # error are above the loss's own floor
+            if bound.quadratic_value_error() + g_solve * top * w_norm * w_norm > floor:
+                at_point = {}
+        if at_point is not None:
             # the conjugate at X = W (r = V − ∇h(W) = −∇F(W)): the computed h(W) enters
             # F and D as one float, its magnitude bound with weight |1 − s²| only
-            conj_h, conj_error, qv, value_error = bound.quadratic_conjugate(
-                pieces.V_loss, W, bottom, pieces.grad_h, penalties)
-            value_error += gamma(len(values)) * sum(abs(v) for v in values)
-            s, dual, error = conjugate_dual(conj_h, qv, conj_error)
+            conj = bound.quadratic_conjugate(pieces.V_loss, W, bottom, pieces.grad_h, penalties)
+            value_error = conj.value_err + gamma(len(values)) * sum(abs(v) for v in values)
+            s, dual, error = conjugate_dual(conj.c, conj.q, conj.err)
             at_point = dict(dual=dual, dual_error=error + s * s * value_error,
                             paired=error + abs(1.0 - s * s) * value_error)
-            # any other dual's gap is at least the primal floor with that bound whole
-            losses = bound.task_losses(pieces.q_task)
-            if (max(profiled - dual + at_point["paired"], 0.0)
-                    + bound.primal(objective, losses, quadratic=False)
-                    <= bound.primal(objective, losses)):
+            at_gap = max(profiled - dual + at_point["paired"], 0.0) + floor
+            # the solve's gap is at least its primal floor, which holds the value's bound
+            # whole; and it is below this one by at most what this one has and the solve's
+            # has not (½‖r‖²/λ_min, ⟨V, W⟩'s rounding, the weight 2(s² − 1) past s = 1)
+            # less the solve's backward error (a non-factor K; ‖𝒬⁻¹V‖ ≥ ‖W‖ − r/λ_min)
+            q_low = max(w_norm - conj.r / bottom, 0.0)
+            extra = s * s * (conj.rr + conj.err) + 2.0 * max(s * s - 1.0, 0.0) * value_error
+            if at_gap <= floor + value_error or (
+                    not bound.factor_given and extra <= s * s * g_solve * top * q_low * q_low):
                 return done(None, "quadratic conjugate at W (rung 4)", **at_point)
         solved = _quadratic_conjugate(pieces.Kt, Uf, lf, pieces.V_loss)
         if solved is not None:
             if bottom > 0 and bound.factor_given:  # a-posteriori, from the solve's residual
-                conj_h, solve_error, qv, value_error = bound.quadratic_conjugate(
-                    pieces.V_loss, solved, bottom)
-                solve_error += value_error
+                conj = bound.quadratic_conjugate(pieces.V_loss, solved, bottom)
+                conj_h, qv, solve_error = conj.c, conj.q, conj.err + conj.value_err
             else:  # the solve's backward error (first order): no λ_min bound, or h(X)'s
                 # own bound is no smaller (the magnitude bound of a non-factor K)
                 conj_h, qv = 0.5 * float(np.vdot(pieces.V_loss, solved)), float(
@@ -613,13 +627,11 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
                 solve_error = g_solve * top * qv * qv
             _, dual, error = conjugate_dual(conj_h, qv, solve_error)
             solved = dict(dual=dual, dual_error=error)
-        if at_point is not None:  # the smaller gap of the two
-            losses = bound.task_losses(pieces.q_task)
-            paired_gap = profiled - at_point["dual"] + at_point["paired"] + bound.primal(
-                objective, losses, quadratic=False)
-            if solved is None or paired_gap < profiled - solved["dual"] + solved[
-                    "dual_error"] + bound.primal(objective, losses):
+            if at_point is not None and at_gap < max(profiled - dual + error, 0.0) + floor \
+                    + value_error:  # the smaller gap of the two
                 return done(None, "quadratic conjugate at W (rung 4)", **at_point)
+        elif at_point is not None:
+            return done(None, "quadratic conjugate at W (rung 4)", **at_point)
         if solved is not None:
             return done(None, "quadratic conjugate (rung 4)", **solved)
         large = problem.n_tasks > _DENSE_TASKS or problem.n_features > _DENSE_TASKS
