@@ -36,6 +36,10 @@ Cases.
 * ``school``: ``examples/school_cross_validation.py``'s protocol for L21 (10 random 75/25
   splits within each school, 12 strengths), wall time with ``n_jobs=1`` and ``n_jobs=2``.
 
+Each row also times the path's own certificates alone (``mc.certify`` at its 50 points,
+as the path calls it, in turn with the others): their share of the path, and the speed-up
+over the cold solves the path would have without them.
+
 Every path point (mtlcvx's and scikit-learn's) is certified with :func:`mtlcvx.certify`
 on the original data; the path times include mtlcvx's own certificates. Ratios are
 taken within one run (the machine is shared and noisy). Results go to
