@@ -395,10 +395,11 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
     record_every = check_count(record_every, "record_every", maximum=None)
     check_every = check_count(check_every, "check_every", maximum=None)
     start = time.perf_counter()
-    loss_prox = (_loss_prox_constants(problem) is not None
+    # a given step is for the standard split (gradient_descent's documented meaning)
+    loss_prox = (step is None and _loss_prox_constants(problem) is not None
                  and splitting(problem).kind == "loss_prox")
     var = (_LossProx if loss_prox else _Variable)(problem)
-    momentum = var.momentum() if step is None else None
+    momentum = var.momentum()
     X = var.start(W0)
     L_bound = var.lipschitz()
     # With a proven Lipschitz bound the sufficient-decrease test always holds: no backtracking.
@@ -615,7 +616,8 @@ def gradient_descent(problem: Problem, step: float | None = None, max_iter: int 
     ----------
     problem : Problem
     step : float, optional
-        Fixed step ``τ``; default ``1/L`` with ``L`` the problem's Lipschitz bound
+        Fixed step ``τ`` on the standard split (loss and smooth terms by gradient);
+        default ``1/L`` on the split :func:`splitting` picks, ``L`` its Lipschitz bound
         (backtracking when no bound is known).
     max_iter, tol, W0, record_every, check_every
         As in :func:`fista`.

@@ -34,10 +34,11 @@ def solve(problem: Problem, backend: str | None = None, tol: float = 1e-8,
         non-smooth term has an exact prox and the problem needs the PSD cone; otherwise
         the cheaper by estimated cost of "fista" and "clarabel", where fista is tried
         first within a share of Clarabel's estimated time when its own cost cannot be
-        estimated (no strong convexity) and falls back to Clarabel when its certified
-        gaps do not fall fast enough. ``sol.backend`` says what produced the point;
-        ``sol.info["abandoned"]`` what an abandoned attempt did (``iterations``,
-        ``seconds``, ``relative_gap``, ``reason``).
+        estimated (its restricted polish may certify long before its rate predicts) and
+        falls back to Clarabel when its certified gaps do not fall fast enough.
+        ``sol.backend`` says what produced the point; ``sol.info["abandoned"]`` what an
+        abandoned attempt did (``iterations``, ``seconds``, ``relative_gap``,
+        ``reason``).
     tol : float, default 1e-8
         Target certified relative gap ``gap / |F(W)|``; conic backends translate it
         into their own settings. ``status`` is "optimal" only with a certified gap
