@@ -593,9 +593,9 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
         if bottom > 0 and bound.magnitude_bound and values is not None:
             floor = primal_floor(quadratic=False)
             w_norm = float(np.linalg.norm(W))
-            # worth it where the magnitude bounds of the value and of a solve's backward
-            # error are above the loss's own floor
-            if bound.quadratic_value_error() + g_solve * top * w_norm * w_norm > floor:
+            # worth its cost where the magnitude bounds of the value and of a solve's
+            # backward error dominate the loss's own floor
+            if bound.quadratic_value_error() + g_solve * top * w_norm * w_norm > 4.0 * floor:
                 at_point = {}
         if at_point is not None:
             # the conjugate at X = W (r = V − ∇h(W) = −∇F(W)): the computed h(W) enters

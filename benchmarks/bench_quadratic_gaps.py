@@ -1,0 +1,111 @@
+"""Rung 4's certified gaps on quadratic problems: at the exact direct solution and near it.
+
+Usage::
+
+    python benchmarks/bench_quadratic_gaps.py            # ~1 min
+    python benchmarks/bench_quadratic_gaps.py --quick    # without the T = 1000 dense K
+
+Problems (``SquaredLoss("sum")``, ``mc.datasets.make_related_tasks``): a dense
+``K = ZZᵀ + 0.1·I`` (``Z`` T × 5, mixed signs) at T = 100 and at bench_core's
+1000 × 50 × 50; the same ``K`` given by its factor; a sparse chain ``GraphLaplacian(5)
++ Ridge(0.01)``, also with intercepts; ``Ridge(1)``; ``MeanRegularized(2) + Ridge(0.1)``;
+a feature-side ``FeatureRelation(D)`` with a dense ``K``; and ``TaskRelation(outer(z),
+α = 1e10) + Ridge(1)``, where the magnitude ``Σ|W||K|∘|W|`` is far above ``tr(WKWᵀ)``.
+
+Each is solved by ``backend="direct"`` and certified with ``mc.certify`` at its solution
+``W*`` and at ``W* + σ·max|W*|·N(0, 1)`` for σ in 1e-8 … 1e-2 (one seed). Reported: the
+certified relative gap, its rounding part ``certificate.rounding / |F|``, the rung's
+method, and the median time of 20 certificates at ``W*`` (one BLAS thread). The gap is an
+upper bound on ``F(W) − F*``; smaller is tighter. To compare two versions run the script
+from each checkout (the gaps are deterministic). Writes JSON to
+``benchmarks/results/bench_quadratic_gaps.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+from _harness import machine, write_json
+from threadpoolctl import threadpool_limits
+
+import mtlcvx as mc
+from mtlcvx import relations
+
+SCALES = (0.0, 1e-8, 1e-6, 1e-4, 1e-2)
+
+
+def _data(T: int, d: int, n: int) -> mc.MultiTaskData:
+    return mc.datasets.make_related_tasks(n_tasks=T, n_features=d, n_samples=n, random_state=0)
+
+
+def cases(quick: bool) -> Iterator[tuple[str, mc.Problem]]:
+    """``(name, problem)`` of every row."""
+    rng = np.random.default_rng(1)
+    loss = mc.SquaredLoss("sum")
+    for T, d in ((100, 20),) if quick else ((100, 20), (1000, 50)):
+        Z = np.random.default_rng(1).standard_normal((T, 5))
+        yield (f"dense ZZt + 0.1I, T = {T}",
+               mc.Problem(_data(T, d, 50), loss, [mc.TaskRelation(relations.outer(Z)
+                                                                  + 0.1 * np.eye(T))]))
+    T = 300
+    Z = rng.standard_normal((T, 5))
+    yield ("factor ZZt + 0.1I, T = 300",
+           mc.Problem(_data(T, 10, 20), loss, [mc.TaskRelation.from_factor(Z, ridge=0.1)]))
+    chain = [mc.GraphLaplacian(relations.chain(T, sparse=True), 5.0), mc.Ridge(0.01)]
+    yield "chain + ridge, T = 300", mc.Problem(_data(T, 10, 20), loss, chain)
+    yield ("chain + ridge, intercepts", mc.Problem(_data(T, 10, 20), loss, chain,
+                                                   fit_intercept=True))
+    yield "ridge, T = 300", mc.Problem(_data(T, 10, 20), loss, [mc.Ridge(1.0)])
+    yield ("mean + ridge, T = 300",
+           mc.Problem(_data(T, 10, 20), loss, [mc.MeanRegularized(2.0), mc.Ridge(0.1)]))
+    D = rng.standard_normal((10, 10))
+    K = relations.outer(rng.standard_normal((100, 3))) + 0.05 * np.eye(100)
+    yield ("feature D + dense K, T = 100",
+           mc.Problem(_data(100, 10, 20), loss, [mc.FeatureRelation(D @ D.T / 10),
+                                                 mc.TaskRelation(K)]))
+    z = rng.standard_normal((50, 1)) * np.pi
+    yield ("outer(z) 1e10 + ridge, T = 50",
+           mc.Problem(_data(50, 5, 10), loss, [mc.TaskRelation(relations.outer(z), 1e10),
+                                               mc.Ridge(1.0)]))
+
+
+def measure(prob: mc.Problem) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mc.ConvergenceWarning)
+        W_star = prob.solve("direct", tol=1e-8).W
+    noise = np.random.default_rng(5).standard_normal(W_star.shape) * np.abs(W_star).max()
+    points = {}
+    for scale in SCALES:
+        cert = mc.certify(prob, W_star + scale * noise)
+        points[f"{scale:g}"] = {"relative_gap": cert.relative_gap,
+                                "rounding": cert.rounding / abs(cert.objective),
+                                "method": cert.method}
+    times = []
+    for _ in range(20):
+        start = time.perf_counter()
+        mc.certify(prob, W_star, gram=False)
+        times.append(time.perf_counter() - start)
+    return {"points": points, "certify_ms": 1e3 * float(np.median(times))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="without the T = 1000 dense K")
+    parser.add_argument("--out", default="benchmarks/results/bench_quadratic_gaps.json")
+    args = parser.parse_args()
+    threadpool_limits(1)
+    rows = {name: measure(prob) for name, prob in cases(args.quick)}
+    print(f"{'problem':<31}" + "".join(f"{'σ = ' + format(s, 'g'):>11}" for s in SCALES)
+          + f"{'certify ms':>12}  method at W*")
+    for name, row in rows.items():
+        gaps = "".join(f"{p['relative_gap']:>11.2e}" for p in row["points"].values())
+        print(f"{name:<31}{gaps}{row['certify_ms']:>12.2f}  {row['points']['0']['method']}")
+    write_json(args.out, {"meta": machine(), "scales": SCALES, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
