@@ -137,8 +137,8 @@ _SAFETY = 1.0 + 2.0 ** -10
 def gamma(n: int | np.ndarray) -> float | np.ndarray:
     """``γ_n = nε/(1 − nε)``, with a factor 2 of headroom for the chains counted loosely
     (elementwise for an array of lengths)."""
-    if np.ndim(n) == 0:  # a certificate asks for a dozen of these: no array round trip
-        m = 2.0 * max(float(n), 1.0)
+    if isinstance(n, (int, float, np.integer, np.floating)):  # a certificate asks for a
+        m = 2.0 * max(float(n), 1.0)  # few dozen of these: no array round trip
         return m * _EPS / max(1.0 - m * _EPS, 0.5)
     n = 2.0 * np.maximum(np.asarray(n, dtype=float), 1.0)
     return n * _EPS / np.maximum(1.0 - n * _EPS, 0.5)

@@ -30,6 +30,7 @@ the structure of ``K_t``):
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +94,15 @@ def _block_solve(blocks: np.ndarray, B: np.ndarray,
         return None
     y = np.linalg.solve(L, B.T[:, :, None])
     return np.linalg.solve(L.transpose(0, 2, 1), y)[:, :, 0].T
+
+
+@functools.lru_cache(maxsize=16)
+def _tril(d: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.tril_indices(d)`` (read-only, kept: it costs as much as a small solve)."""
+    i, j = np.tril_indices(d)
+    i.setflags(write=False)
+    j.setflags(write=False)
+    return i, j
 
 
 class DirectBackend(Backend):
@@ -214,7 +224,7 @@ class DirectBackend(Backend):
         if (u + 1) * d * T <= _MAX_BAND_ENTRIES:
             # Fortran order: LAPACK factors it in place (a C-ordered band is copied first)
             ab = np.zeros((u + 1, d * T), order="F")
-            i, j = np.tril_indices(d)  # block entries: H_t[i, j] at offset i − j, column t·d + j
+            i, j = _tril(d)  # block entries: H_t[i, j] at offset i − j, column t·d + j
             ab[(i - j)[:, None], j[:, None] + d * np.arange(T)] = Hs[:, i, j].T
             band = Kt.band()
             if band is not None:  # coupling entry K[t + k, t] sits at offset k·d
@@ -258,7 +268,9 @@ class DirectBackend(Backend):
             return None
         x = np.matmul(Pinv, B.T[:, :, None])[:, :, 0]  # (T, d)
         # capacitance I + (U ⊗ I)ᵀ P⁻¹ (U ⊗ I): entry ((a, i), (b, j)) = δ + Σ_t U_ta U_tb P⁻¹_t,ij
-        cap = np.einsum("ta,tb,tij->aibj", U, U, Pinv, optimize=True).reshape(p * d, p * d)
+        # (one BLAS product over t: einsum's path search alone costs more at T = 100)
+        cap = np.tensordot(U[:, :, None] * U[:, None, :], Pinv, axes=(0, 0)).transpose(
+            0, 2, 1, 3).reshape(p * d, p * d)
         cap[np.diag_indices_from(cap)] += 1.0
         y = np.linalg.solve(cap, (U.T @ x).ravel()).reshape(p, d)
         x -= np.matmul(Pinv, (U @ y)[:, :, None])[:, :, 0]
