@@ -25,7 +25,9 @@ their classes. The rungs, first that applies:
 2. ``g`` one squared norm ``(α/2)Ω²``: ``g*(V) = Ω°(V)²/(2α)``.
 3. ``h ≠ 0`` with ``g`` of rung 1, 2 or 6: the quadratic terms join the dual as extra
    data blocks, ``V = −∇(f + h)(W)``.
-4. ``g = 0``: ``h*(V) = ½⟨V, Q⁻¹V⟩`` when ``Q = K_t ⊕ K_f ≻ 0``, else the
+4. ``g = 0``: ``h*(V) = ½⟨V, Q⁻¹V⟩`` when ``Q = K_t ⊕ K_f ≻ 0`` (from a solve, or at
+   ``X = W`` where the quadratic value's magnitude bound dominates: the computed ``h(W)``
+   then enters ``F`` and ``D`` as one float, see docs/certificates.md), else the
    strong-convexity bound ``‖∇F‖²/(2μ)``, else no gap.
 5. Anything else with an exact prox: the gradient mapping ``G_τ``; with ``μ > 0``
    ``F(W) − F* ≤ F(W) − F(W⁺) + 2‖G_τ‖²/μ``, else only ``‖G_τ‖``.
@@ -589,15 +591,14 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
             return s, dual, bound.dual(s, pieces.a_task, pieces.q_task, pieces.b,
                                        conj=s * s * conj_h, conj_error=conj_error)
 
-        at_point = None
-        if bottom > 0 and bound.magnitude_bound and values is not None:
+        at_point = None  # done's arguments for the conjugate at X = W
+        worth = bottom > 0 and bound.magnitude_bound and values is not None
+        if worth:  # where the magnitude bounds of the value and of a solve's backward
+            # error dominate the loss's own floor (else it costs more than it gains)
             floor = primal_floor(quadratic=False)
             w_norm = float(np.linalg.norm(W))
-            # worth its cost where the magnitude bounds of the value and of a solve's
-            # backward error dominate the loss's own floor
-            if bound.quadratic_value_error() + g_solve * top * w_norm * w_norm > 4.0 * floor:
-                at_point = {}
-        if at_point is not None:
+            worth = bound.quadratic_value_error() + g_solve * top * w_norm * w_norm > 4 * floor
+        if worth:
             # the conjugate at X = W (r = V − ∇h(W) = −∇F(W)): the computed h(W) enters
             # F and D as one float, its magnitude bound with weight |1 − s²| only
             conj = bound.quadratic_conjugate(pieces.V_loss, W, bottom, pieces.grad_h, penalties)
