@@ -681,7 +681,8 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
                               blocks=has_h)
 
         err = total(e)
-        if err <= 2.0 * total(np.zeros_like(e)):  # the shrink is not what dominates
+        # the shrink is not what dominates (nothing to shrink: V is exact on the Gram route)
+        if not e.any() or err <= 2.0 * total(np.zeros_like(e)):
             return err
         cost, moved = bound.shift(pieces.q_task, s)  # (a least-squares solve, once per data)
         if moved.any():

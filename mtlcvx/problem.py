@@ -80,7 +80,10 @@ class Problem:
             )
         loss = SquaredLoss() if loss is None else loss
         if not isinstance(loss, SquaredLoss):
-            raise MTLError(f"loss must be a SquaredLoss, got {type(loss).__name__}")
+            given = loss[0] if isinstance(loss, (list, tuple)) and loss else loss
+            hint = ("; penalties go by keyword: mc.Problem(data, penalties=[...])"
+                    if isinstance(given, Penalty) else "")
+            raise MTLError(f"loss must be a SquaredLoss, got {type(loss).__name__}{hint}")
         if isinstance(penalties, Penalty):
             penalties = [penalties]
         penalties = list(penalties)

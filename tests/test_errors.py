@@ -194,6 +194,13 @@ def test_problem_needs_multitaskdata(rng):
     _raises(mc.DataError, lambda: mc.Problem((Xs, ys)), "MultiTaskData", builtin=ValueError)
 
 
+@pytest.mark.parametrize("given", ["list", "penalty"])
+def test_penalties_passed_as_the_loss(data, given):
+    pen = mc.L21(0.1)
+    _raises(mc.MTLError, lambda: mc.Problem(data, [pen] if given == "list" else pen),
+            "loss must be a SquaredLoss", "penalties=[...]")
+
+
 def test_loss_settings(data):
     _raises(mc.DataError, lambda: mc.SquaredLoss(scale="median"), "scale", "'mean' or 'sum'")
     _raises(mc.DataError, lambda: mc.SquaredLoss(task_weights=[1.0, -1.0, 1.0]),
