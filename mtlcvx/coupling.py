@@ -18,7 +18,7 @@ import scipy
 from ._linalg import issparse, psd_cutoff
 from .relations import _sparse_ldl
 
-__all__ = ["TaskCoupling", "band_product", "band_quadratic", "lower_band"]
+__all__ = ["TaskCoupling", "band_of_entries", "band_product", "band_quadratic", "lower_band"]
 
 #: Sparse factors with more columns than this are added as the sparse matrix ``R Rᵀ``.
 _MAX_LOW_RANK = 64
@@ -37,13 +37,20 @@ def lower_band(parts: list[tuple[float, Any]],
     T = diag.shape[0]
     row = np.concatenate([np.repeat(np.arange(T), np.diff(M.indptr)) for _, M in parts])
     col = np.concatenate([M.indices for _, M in parts])
+    val = np.concatenate([alpha * M.data for alpha, M in parts])
+    return band_of_entries(row, col, val, diag)
+
+
+def band_of_entries(row: np.ndarray, col: np.ndarray, val: np.ndarray,
+                    diag: np.ndarray) -> tuple[int, np.ndarray | None]:
+    """:func:`lower_band` of ``diag(diag)`` plus the symmetric matrix of entries
+    ``(row, col, val)`` (both triangles given; repeated entries add up)."""
     b = int(np.abs(row - col).max(initial=0))
     if b > _MAX_BANDWIDTH:
         return b, None
-    ab = np.zeros((b + 1, T))
+    ab = np.zeros((b + 1, diag.shape[0]))
     ab[0] = diag
     low = row >= col
-    val = np.concatenate([alpha * M.data for alpha, M in parts])
     np.add.at(ab, (row[low] - col[low], col[low]), val[low])
     return b, ab
 
@@ -80,8 +87,11 @@ class TaskCoupling:
         self.n_tasks = n_tasks
         self.diag = np.zeros(n_tasks)
         #: (α, M) of every sparse term: a band is read off their index arrays, and their sum
-        #: is formed only when asked for (:attr:`sparse`)
+        #: is formed only when asked for (:attr:`sparse`); M may be a function of no
+        #: arguments returning it, when the term gave its band (:meth:`add_band`)
         self._sparse_parts: list[tuple[float, Any]] = []
+        #: (α, lower band storage) of the sparse terms that gave their band
+        self._band_parts: list[tuple[float, np.ndarray]] = []
         self._sparse: scipy.sparse.csr_matrix | None = None
         self.dense: np.ndarray | None = None
         self.factors: list[np.ndarray] = []  # dense (T, p) blocks, K ∋ R Rᵀ
@@ -109,6 +119,19 @@ class TaskCoupling:
         else:
             self.dense = alpha * M if self.dense is None else self.dense + alpha * M
 
+    def add_band(self, band: np.ndarray, alpha: float, matrix: Callable[[], Any]) -> None:
+        """Add ``alpha·M`` for a symmetric PSD ``M`` given by its lower band storage ``band``
+        (b + 1, T); ``matrix()`` returns ``M`` itself (sparse), called only if a route
+        asks for the sparse part (a band wider than the other parts' never is)."""
+        if alpha == 0:
+            return
+        if band.shape[0] == 1:
+            self.diag += alpha * band[0]
+            return
+        self._sparse_parts.append((alpha, matrix))
+        self._band_parts.append((alpha, band))
+        self._sparse = None
+
     def add_factor(self, R: Any, ridge: float, alpha: float) -> None:
         """Add ``alpha·(R Rᵀ + ridge·I)``."""
         if alpha == 0:
@@ -125,10 +148,14 @@ class TaskCoupling:
     def sparse(self) -> scipy.sparse.csr_matrix | None:
         """The sparse part (CSR, without the diagonal part ``diag``), or None."""
         if self._sparse is None and self._sparse_parts:
-            S = sum((alpha * M for alpha, M in self._sparse_parts[1:]),
-                    self._sparse_parts[0][0] * self._sparse_parts[0][1])
+            parts = self._csr_parts()
+            S = sum((alpha * M for alpha, M in parts[1:]), parts[0][0] * parts[0][1])
             self._sparse = S.tocsr()
         return self._sparse
+
+    def _csr_parts(self) -> list[tuple[float, Any]]:
+        """``(α, M)`` of the sparse part, every ``M`` a CSR matrix (given ones built now)."""
+        return [(alpha, M() if callable(M) else M) for alpha, M in self._sparse_parts]
 
     @property
     def is_zero(self) -> bool:
@@ -179,9 +206,15 @@ class TaskCoupling:
         if self._band is None:
             if not self._sparse_parts:
                 self._band = (0, None)
-            else:
-                b, ab = lower_band(self._sparse_parts, self.diag)
+            elif len(self._band_parts) == len(self._sparse_parts):  # every part gave its band
+                b = max(band.shape[0] for _, band in self._band_parts) - 1
+                ab = np.zeros((b + 1, self.n_tasks))
+                ab[0] = self.diag
+                for alpha, band in self._band_parts:
+                    ab[: band.shape[0]] += alpha * band
                 self._band = (b, ab)
+            else:
+                self._band = lower_band(self._csr_parts(), self.diag)
         return self._band
 
     # ------------------------------------------------------------------ numerics

@@ -47,7 +47,7 @@ def coupling(problem: Problem) -> tuple[TaskCoupling, np.ndarray | None]:
 def _quadratic_key(problem: Problem) -> tuple[tuple, list]:
     """Identity of the quadratic terms' current values, and the objects it names.
 
-    A penalty's matrix (or factor) is a read-only object replaced, never edited, when one
+    A penalty's matrix (or its band, or factor) is an object replaced, never edited, when one
     of its parameters changes, so its identity tracks its value as long as the object
     is alive: a cache keyed on it must hold the returned objects.
     """
@@ -58,7 +58,9 @@ def _quadratic_key(problem: Problem) -> tuple[tuple, list]:
         if p.structure != "quadratic":
             continue
         low_rank = p.low_rank()
-        M = low_rank[0] if low_rank is not None else p.matrix(d, T)
+        M = low_rank[0] if low_rank is not None else p.band(d, T)
+        if M is None:
+            M = p.matrix(d, T)
         key.append((id(p), id(M), p.side, p.alpha, None if low_rank is None else low_rank[1]))
         held += [p, M]
     return tuple(key), held
@@ -73,8 +75,11 @@ def _build_coupling(problem: Problem) -> tuple[TaskCoupling, np.ndarray | None]:
             continue
         if p.side == "task":
             low_rank = p.low_rank()
+            band = None if low_rank is not None else p.band(d, T)
             if low_rank is not None:
                 Kt.add_factor(*low_rank, p.alpha)
+            elif band is not None:  # the sparse matrix built only if a route asks for it
+                Kt.add_band(band, p.alpha, lambda p=p: p.matrix(d, T))
             else:
                 Kt.add_matrix(p.matrix(d, T), p.alpha)
         else:

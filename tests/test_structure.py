@@ -93,6 +93,33 @@ def test_narrow_band_terms_match_dense_formulas(rng):
         np.testing.assert_allclose(pen.abs_product(np.abs(W)), np.abs(W) @ absK, rtol=1e-13)
 
 
+def test_laplacian_band_from_the_adjacency_matches_dense(rng):
+    # a weighted graph of bandwidth 3 with self-loops (ignored by the Laplacian): the band
+    # is read off the adjacency without the sparse Laplacian; the coupling summed from the
+    # terms' bands, and its sparse part built only when asked, match the dense matrices
+    from mtlcvx import oracles
+
+    T, d = 11, 2
+    A = np.triu(rng.uniform(0.5, 2.0, (T, T)) * (rng.random((T, T)) < 0.7), 1)
+    A -= np.triu(A, 4)
+    A = A + A.T + np.diag(rng.uniform(0.0, 1.0, T))
+    off = A - np.diag(np.diag(A))
+    L = np.diag(off.sum(axis=1)) - off
+    pen = mc.GraphLaplacian(sp.csr_matrix(A), 0.7)
+    band = pen.band(d, T)
+    dense_band = np.zeros_like(band)
+    for k in range(band.shape[0]):
+        dense_band[k, : T - k] = np.diagonal(L, -k)
+    np.testing.assert_allclose(band, dense_band, rtol=1e-15, atol=0)
+    data = mc.MultiTaskData([rng.standard_normal((4, d)) for _ in range(T)],
+                            [rng.standard_normal(4) for _ in range(T)])
+    prob = mc.Problem(data, penalties=[pen, mc.Ridge(0.3)])
+    Kt, _ = oracles.coupling(prob)
+    assert Kt.kind == "sparse" and Kt.bandwidth() == band.shape[0] - 1
+    np.testing.assert_allclose(Kt.to_dense(), 0.7 * L + 0.3 * np.eye(T), rtol=1e-15,
+                               atol=1e-15)
+
+
 def test_sparse_factors_reproduce_K(rng):
     T = 40
     A = sp.csr_matrix(_graph(rng, T))

@@ -19,7 +19,7 @@ import scipy
 from .. import relations
 from .._linalg import issparse, lambda_min
 from .._optional import cp
-from ..coupling import band_product, band_quadratic, lower_band
+from ..coupling import band_of_entries, band_product, band_quadratic, lower_band
 from ..data import FrozenArray, as_float_array, frozen_copy
 from ..exceptions import PenaltyError
 from .base import Penalty, Term, check_strength
@@ -146,23 +146,26 @@ class QuadraticPenalty(Penalty):
         prod = W @ R if self.side == "task" else R.T @ W
         return Term(params["alpha"] / 2.0 * cp.sum_squares(prod))
 
-    def _band(self, n_features: int, n_tasks: int) -> np.ndarray | None:
-        """Lower band storage of a sparse task-side ``K`` of bandwidth ≤ 8 (a chain's
-        Laplacian), else None; cached like :meth:`matrix`."""
-        def compute() -> np.ndarray | None:
-            K = self.matrix(n_features, n_tasks)
-            if self.side != "task" or not issparse(K):
-                return None
-            return lower_band([(1.0, K.tocsr())], np.zeros(n_tasks))[1]
+    def band(self, n_features: int, n_tasks: int) -> np.ndarray | None:
+        """Lower band storage (b + 1, T) of a task-side ``K`` of bandwidth b ≤ 8, without α
+        (row k holds ``K[t + k, t]`` in column t; a chain's Laplacian, the identity), else
+        None; cached like :meth:`matrix`. Values, gradients and solves use it in place of
+        the sparse matrix."""
+        return self._per_size("_band_cache", n_features, n_tasks,
+                              lambda: self._compute_band(n_features, n_tasks))
 
-        return self._per_size("_band_cache", n_features, n_tasks, compute)
+    def _compute_band(self, n_features: int, n_tasks: int) -> np.ndarray | None:
+        K = self.matrix(n_features, n_tasks)
+        if self.side != "task" or not issparse(K):
+            return None
+        return lower_band([(1.0, K.tocsr())], np.zeros(n_tasks))[1]
 
     def _product(self, W: np.ndarray) -> np.ndarray:
         """``W K`` (task side) or ``K W`` (feature side); a narrow band by shifted
         products, another sparse ``K`` (symmetric) from the left, ``W K = (K Wᵀ)ᵀ``,
         SciPy's fast direction."""
         d, T = W.shape
-        band = self._band(d, T)
+        band = self.band(d, T)
         if band is not None:
             return band_product(W, band)
         M = self.matrix(d, T)
@@ -174,7 +177,7 @@ class QuadraticPenalty(Penalty):
         """``|W||K|`` (task side) or ``|K||W|`` (feature side) from ``absW = |W|`` (d, T):
         bounds the products that the value and the gradient sum (their rounding)."""
         d, T = absW.shape
-        band = self._band(d, T)
+        band = self.band(d, T)
         if band is not None:
             return band_product(absW, np.abs(band))
         K = self.matrix(d, T)
@@ -189,14 +192,14 @@ class QuadraticPenalty(Penalty):
         """``Σ (|W||K|)∘|W|`` (task side; ``Σ (|K||W|)∘|W|`` feature side) from
         ``absW = |W|``: the size of the products the value sums."""
         d, T = absW.shape
-        band = self._band(d, T)
+        band = self.band(d, T)
         if band is not None:
             return band_quadratic(absW, np.abs(band))
         return float(np.vdot(self.abs_product(absW), absW))
 
     def value(self, W: np.ndarray) -> float:
         d, T = W.shape
-        band = self._band(d, T)
+        band = self.band(d, T)
         if band is not None:  # tr(W K Wᵀ) lag by lag: no d × T product
             return 0.5 * self.alpha * band_quadratic(W, band)
         return 0.5 * self.alpha * float(np.vdot(self._product(W), W))
@@ -240,6 +243,9 @@ class Ridge(QuadraticPenalty):
 
     def _compute_matrix(self, n_features: int, n_tasks: int) -> scipy.sparse.csr_matrix:
         return scipy.sparse.identity(self._size(n_features, n_tasks), format="csr")
+
+    def _compute_band(self, n_features: int, n_tasks: int) -> np.ndarray | None:
+        return np.ones((1, n_tasks)) if self.side == "task" else None
 
     def cvxpy_parameters(self, n_features: int, n_tasks: int) -> dict[str, Any]:
         return {"alpha": self.alpha}
@@ -361,6 +367,9 @@ class FactoredTaskRelation(TaskRelation):
             return scipy.sparse.csr_matrix(R @ R.T + self.ridge * scipy.sparse.eye(R.shape[0]))
         return R @ R.T + self.ridge * np.eye(R.shape[0])
 
+    def _compute_band(self, n_features: int, n_tasks: int) -> None:
+        return None  # never formed: the factor serves every product
+
     def factor(self, n_features: int, n_tasks: int) -> np.ndarray | scipy.sparse.csc_matrix:
         """``R``, or the sparse ``[R, √ridge·I]`` when ``ridge > 0``."""
         def compute() -> np.ndarray | scipy.sparse.csc_matrix:
@@ -446,6 +455,17 @@ class GraphLaplacian(QuadraticPenalty):
     def _compute_matrix(self, n_features: int,
                         n_tasks: int) -> np.ndarray | scipy.sparse.csr_matrix:
         return relations._laplacian_of_checked(self._checked_A)
+
+    def _compute_band(self, n_features: int, n_tasks: int) -> np.ndarray | None:
+        """Read off the adjacency's entries (degrees on the diagonal, ``−A`` off it): the
+        sparse Laplacian itself is built only if a route asks for it."""
+        A = self._checked_A
+        if not issparse(A):
+            return None
+        row = np.repeat(np.arange(n_tasks), np.diff(A.indptr))
+        off = A.indices != row  # self-loops are ignored
+        row, col, w = row[off], A.indices[off], A.data[off]
+        return band_of_entries(row, col, -w, np.bincount(row, weights=w, minlength=n_tasks))[1]
 
 
 class MeanRegularized(QuadraticPenalty):
