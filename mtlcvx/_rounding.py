@@ -452,12 +452,17 @@ class Rounding:
 
     def _abs_norm(self) -> float:
         """``Σ α‖|K|‖₂`` over the quadratic terms (either side), each ``‖|K|‖₂`` bounded by
-        the largest row sum of ``|K|`` (symmetric), read off ``abs_product`` of ones."""
+        the largest row sum of ``|K|`` (symmetric), read off ``abs_product`` of ones (sums
+        of non-negative terms: ``n`` of them, ``n + p`` through a factor of ``p`` columns)."""
         if self._abs_k is None:
             d, T = self.W.shape
-            self._abs_k = sum(p.alpha * float(np.max(p.abs_product(
-                np.ones((1, T)) if p.side == "task" else np.ones((d, 1))))) * (1.0 + gamma(T))
-                for p in self.quadratic)
+            total = 0.0
+            for p in self.quadratic:
+                n, low = (T if p.side == "task" else d), p.low_rank()
+                ones = np.ones((1, T)) if p.side == "task" else np.ones((d, 1))
+                terms = n + (0 if low is None else low[0].shape[1]) + 1
+                total += p.alpha * float(np.max(p.abs_product(ones))) * (1.0 + gamma(terms))
+            self._abs_k = total
         return self._abs_k
 
     # ------------------------------------------------------------------ primal
