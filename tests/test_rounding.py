@@ -625,20 +625,27 @@ def _centred(Xs, ys):
 
 @pytest.mark.parametrize("kind", ["dense", "sparse"])
 @pytest.mark.parametrize("alpha", [1e-10, 1.0, 1e10])
-@pytest.mark.parametrize("intercept", [False, True])
-def test_conjugate_at_w_is_never_below_the_exact_gap(rng, kind, alpha, intercept):
+@pytest.mark.parametrize("design", ["tasks", "intercepts", "shared"])
+def test_conjugate_at_w_is_never_below_the_exact_gap(rng, kind, alpha, design):
     # The conjugate at X = W puts the computed h(W) into F and D as one float, so its
     # magnitude bound (far above h near the optimum: mixed-sign K, WZ ≈ 0) enters with
     # weight |1 − s²| only. Exact gaps in rationals at the optimum, near it, at scaled
-    # optima (s far from 1, either side), at the float solve and with given intercepts.
+    # optima (s far from 1, either side), at the float solve, with given intercepts and
+    # on a shared design (by XᵀX and by the residuals).
     T, d = 8, 3
     pen, K = _quadratic_terms(rng, kind, alpha, T, d)
     K = [[v + (Fraction(0.5 * alpha) if s == t else 0) for t, v in enumerate(row)]
          for s, row in enumerate(K)]
-    Xs = [rng.standard_normal((n, d)) for n in (5, 2, 6, 4, 3, 7, 5, 4)]
-    ys = [rng.standard_normal(len(X)) * 3.0 + 1.0 for X in Xs]
-    prob = mc.Problem(mc.MultiTaskData(Xs, ys), mc.SquaredLoss("sum"),
-                      [pen, mc.Ridge(0.5 * alpha)], fit_intercept=intercept)
+    if design == "shared":
+        X, Y = rng.standard_normal((6, d)), rng.standard_normal((6, T)) * 3.0 + 1.0
+        Xs, ys, data = [X] * T, list(Y.T), mc.MultiTaskData.shared(X, Y)
+    else:
+        Xs = [rng.standard_normal((n, d)) for n in (5, 2, 6, 4, 3, 7, 5, 4)]
+        ys = [rng.standard_normal(len(X)) * 3.0 + 1.0 for X in Xs]
+        data = mc.MultiTaskData(Xs, ys)
+    intercept = design == "intercepts"
+    prob = mc.Problem(data, mc.SquaredLoss("sum"), [pen, mc.Ridge(0.5 * alpha)],
+                      fit_intercept=intercept)
     Xe, ye = _centred(Xs, ys) if intercept else (Xs, ys)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", mc.ConvergenceWarning)
@@ -651,10 +658,11 @@ def test_conjugate_at_w_is_never_below_the_exact_gap(rng, kind, alpha, intercept
     methods = set()
     for W in points:
         true = _objective(Xe, ye, np.ones(T), K, W, Fraction) - F_star
-        cert = mc.certify(prob, W)
-        methods.add(cert.method)
-        assert Fraction(cert.gap) >= true, (cert, float(true))
-        assert Fraction(cert.dual_objective) <= F_star, cert
+        for gram in (True, False) if design == "shared" else (True,):
+            cert = mc.certify(prob, W, gram=gram)
+            methods.add(cert.method)
+            assert Fraction(cert.gap) >= true, (cert, float(true))
+            assert Fraction(cert.dual_objective) <= F_star, cert
         if intercept:  # a given intercept: its excess joins the gap
             b = rng.standard_normal(T) * 1e-6 + [float(np.mean(y - X @ w)) for X, y, w in
                                                   zip(Xs, ys, W.T, strict=True)]
