@@ -98,7 +98,7 @@ exactly (:meth:`Rounding.quadratic_conjugate`, used with a factor-given term, wh
 ``|1 − s²|·E_h`` (``s → 1`` at the optimum) when the primal floor and the dual error are
 accounted together: the gap takes ``|1 − s²|E_h`` in place of ``E_h + s²E_h``, while the
 reported lower bound on ``F*`` keeps ``s²E_h``. That candidate is tried where ``E_h`` and
-the solve's backward-error bound exceed the loss's floor, and kept without a solve when
+the solve's backward-error bound exceed 4× the loss's floor, and kept without a solve when
 its gap is at most the solve's primal floor (``E_h`` whole) or its own extra terms
 (``s²(‖r‖²/(2λ_min) + ⟨V, W⟩``'s rounding) ``+ 2(s² − 1)⁺E_h``) are below the solve's
 backward-error bound; else the smaller gap of the two. ``⟨V, X̂⟩`` is summed task by
@@ -425,10 +425,10 @@ class Rounding:
 
         With ``r = V − 𝒬X``: ``h*(V) = ⟨V, X⟩ − h(X) + ½⟨r, 𝒬⁻¹r⟩`` exactly, so ``c``
         is ``⟨V, X⟩ − h(X)`` as computed (``⟨V, X⟩`` task by task: ``γ_{d+T+2}Σ|V∘X|``)
-        plus ``‖r‖²/(2·bottom)``, ``‖r‖`` from
-        ``fl(V − ∇h(X))`` and its bound (a-posteriori, second order in ``r``: the distance
-        of ``X`` from ``𝒬⁻¹V``, not rounding), ``err`` the rounding of ``⟨V, X⟩`` and of
-        the difference, and ``value_err`` the bound on ``h(X)``'s own rounding
+        plus ``‖r‖²/(2·bottom)``, ``‖r‖`` from ``fl(V − ∇h(X))`` and its bound
+        (a-posteriori, second order in ``r``: the distance of ``X`` from ``𝒬⁻¹V``, not
+        rounding), ``err`` the rounding of ``⟨V, X⟩`` and of the difference, and
+        ``value_err`` the bound on ``h(X)``'s own rounding
         (:meth:`quadratic_value_error`), apart: a caller whose ``F(W)`` holds the same
         computed ``h(W)`` (``X = W``) pairs it with the primal's. ``grad`` and ``value``
         are ``∇h(X)`` and ``h(X)`` as the caller computed them (by default the terms' own
