@@ -559,23 +559,28 @@ class Rounding:
         ``conj_error`` the conjugate's own bound.
         """
         T = self.W.shape[1]
-        s_t = np.broadcast_to(np.asarray(s, dtype=float), (T,))
+        if np.ndim(s) == 0 and np.ndim(B) == 0:  # one scale, one coefficient: floats
+            s_t, sq = float(s), float(s) ** 2
+            lin, quad = s_t * float(np.sum(a_task)), B * sq
+        else:
+            s_t = np.broadcast_to(np.asarray(s, dtype=float), (T,))
+            sq = float(np.sum(s_t * s_t)) if np.ndim(B) else float(np.max(s_t)) ** 2
+            if np.ndim(B):  # one scale per task
+                lin, quad = s_t * a_task, np.asarray(B) * s_t * s_t
+            else:
+                lin, quad = np.array(float(np.sum(s_t * a_task))), np.array(B * sq)
         err = self.loss_dual_error(s_t, q_task)
-        sq = float(np.sum(s_t * s_t)) if np.ndim(B) else float(np.max(s_t)) ** 2
         if blocks:
             err += gamma(2 * (self.W.shape[0] + T) + 8) * self.quadratic_magnitude() * sq
-        if np.ndim(B):  # one scale per task
-            lin, quad = s_t * a_task, np.asarray(B) * s_t * s_t
-        else:
-            lin, quad = np.array(float(np.sum(s_t * a_task))), np.array(B * sq)
         # shrinking s to s/(1 + δ) costs ∫ D'(σ)dσ ≤ δ·(s·D'(s) + 2Bs²δ), D'(s)s = as − 2Bs²
-        slope = np.abs(lin - 2.0 * quad) + gamma(4) * (np.abs(lin) + 2.0 * quad)
+        slope = abs(lin - 2.0 * quad) + gamma(4) * (abs(lin) + 2.0 * quad)
         err += float(np.sum(delta * (slope + 2.0 * quad * delta)))
-        err += gamma(T + 8) * (float(np.sum(np.abs(lin))) + float(np.sum(quad)) + abs(conj))
+        err += gamma(T + 8) * (float(np.sum(abs(lin))) + float(np.sum(quad)) + abs(conj))
         return _SAFETY * (err + conj_error)
 
-    def loss_dual_error(self, s_t: np.ndarray, q_task: np.ndarray) -> float:
-        """A bound on the error of ``Σ_t s_t a_t − s_t² q_t`` as computed, at scales ``s_t``."""
+    def loss_dual_error(self, s_t: np.ndarray | float, q_task: np.ndarray) -> float:
+        """A bound on the error of ``Σ_t s_t a_t − s_t² q_t`` as computed, at scales ``s_t``
+        (one for all tasks, or (T,))."""
         y_err = (3.0 if self.centred else 1.0) * self.g_data * self.theta_norms(q_task) \
             * self.norms.y
         return float(np.sum(s_t * y_err + s_t * s_t * self.g_data * q_task))
@@ -676,7 +681,7 @@ class GramRounding(Rounding):
             e = e + self.quadratic_gradient_error() + _EPS * np.abs(V)
         return e
 
-    def loss_dual_error(self, s_t: np.ndarray, q_task: np.ndarray) -> float:
+    def loss_dual_error(self, s_t: np.ndarray | float, q_task: np.ndarray) -> float:
         err = self.g_gram * self.c * self.m * (s_t * self.norms.y + 0.5 * s_t * s_t * self.m)
         point = s_t * np.abs(1.0 - s_t) * self.at_ls + s_t * s_t * self.at_w  # θ' for θ̂
         return float(np.sum(err + point))

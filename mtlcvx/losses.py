@@ -89,7 +89,20 @@ class SquaredLoss:
         return self
 
     def weights(self, data: MultiTaskData) -> np.ndarray:
-        """Per-task factors ``c_t`` (T,) for ``data``."""
+        """Per-task factors ``c_t`` (T,) for ``data`` (read-only).
+
+        Kept on the (read-only) data for the last scale and ``task_weights`` object asked
+        for (a new value is a new object): a solve and its certificate ask a dozen times.
+        """
+        cache = data.__dict__.get("_loss_weights")
+        if cache is not None and cache[0] == self.scale and cache[1] is self.task_weights:
+            return cache[2]
+        c = self._weights(data)
+        c.flags.writeable = False
+        data.__dict__["_loss_weights"] = (self.scale, self.task_weights, c)
+        return c
+
+    def _weights(self, data: MultiTaskData) -> np.ndarray:
         c = 1.0 / data.n_samples if self.scale == "mean" else np.ones(data.n_tasks)
         if self.task_weights is not None:
             if self.task_weights.shape != (data.n_tasks,):

@@ -291,10 +291,12 @@ def _rows(M: scipy.sparse.csr_matrix) -> np.ndarray:
 def _csr_sorted(row: np.ndarray, col: np.ndarray, val: np.ndarray,
                 n: int) -> scipy.sparse.csr_matrix:
     """The CSR matrix (n, n) of entries sorted by row, then column, without duplicates:
-    its index arrays are these (no conversion from COO, no sort)."""
-    indptr = np.zeros(n + 1, dtype=np.int64)
+    its index arrays are these (no conversion from COO, no sort), 32-bit where they fit
+    (SciPy checks the contents of 64-bit ones, and converts them)."""
+    index = np.int32 if max(n, len(col)) < np.iinfo(np.int32).max else np.int64
+    indptr = np.zeros(n + 1, dtype=index)
     np.cumsum(np.bincount(row, minlength=n), out=indptr[1:])
-    M = scipy.sparse.csr_matrix((val, col, indptr), shape=(n, n))
+    M = scipy.sparse.csr_matrix((val, col.astype(index, copy=False), indptr), shape=(n, n))
     M.has_canonical_format = True
     return M
 

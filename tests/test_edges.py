@@ -190,6 +190,28 @@ def test_tiny_task_weights_are_not_rounded_together(rng):
         np.testing.assert_allclose(sol.W, W_ref, rtol=1e-4, atol=1e-6)
 
 
+def test_loss_weights_follow_every_change_of_scale_and_task_weights(rng):
+    # c_t = ω_t/n_t ("mean") or ω_t ("sum"), by hand, after each change; kept read-only
+    data = mc.MultiTaskData([rng.standard_normal((k, 2)) for k in (3, 5)],
+                            [rng.standard_normal(k) for k in (3, 5)])
+    loss = mc.SquaredLoss()
+    np.testing.assert_array_equal(loss.weights(data), [1 / 3, 1 / 5])
+    loss.task_weights = [2.0, 4.0]
+    np.testing.assert_array_equal(loss.weights(data), [2 / 3, 4 / 5])
+    loss.set_params(scale="sum")
+    np.testing.assert_array_equal(loss.weights(data), [2.0, 4.0])
+    loss.task_weights = None
+    c = loss.weights(data)
+    np.testing.assert_array_equal(c, [1.0, 1.0])
+    with pytest.raises(ValueError):
+        c[0] = 3.0
+    prob = mc.Problem(data, loss=loss, penalties=[mc.Ridge(0.5)])
+    loss.task_weights = [1.0, 0.0]  # a solve reads the weights as they are now
+    X, y = data.X[0], data.y[0]
+    w0 = np.linalg.solve(X.T @ X + 0.5 * np.eye(2), X.T @ y)
+    np.testing.assert_allclose(prob.solve("direct").W[:, 0], w0, rtol=1e-10)
+
+
 # ----------------------------------------------------------------------------- one matrix
 def test_psd_band_matrix_is_clipped_once_and_used_everywhere(rng):
     # K = diag(1, -0.99e-10) is accepted inside the band; everything must use diag(1, 0)
