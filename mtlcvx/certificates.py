@@ -740,11 +740,17 @@ def _conjugate_dual(phi: Penalty, a: float, b: float, V: np.ndarray) -> tuple[fl
     """``max_{s ≥ 0} a·s − b·s² − φ*(sV)``: the dual point scaled by ``s``; returns
     ``(s, D(s))``.
 
-    ``D(s)`` is concave and every ``s`` gives a valid bound. ``φ* ≥ 0`` (φ ≥ 0 with
+    ``D(s)`` is concave and every ``s`` gives a valid bound. A conjugate of degree 2
+    (``phi.conjugate_degree == 2``: ``φ*(sV) = s²φ*(V)``) gives the closed form
+    ``D(s) = a·s − (b + φ*(V))·s²``, one evaluation. Otherwise ``φ* ≥ 0`` (φ ≥ 0 with
     ``φ(0) = 0``) bounds the maximiser by ``a/b``; the domain of ``φ*`` along ``V`` (an
     interval from 0, e.g. ``max|sV| ≤ γ`` for SparsePlusLowRank) is found by bisection,
     then ``D`` is maximised by golden section. The best value seen is returned.
     """
+    if phi.conjugate_degree == 2:
+        c = phi.conjugate(V)
+        if np.isfinite(c) and b + c > 0:
+            return _best_scale(a, b + c)
     seen: list[tuple[float, float]] = []
 
     def D(s: float) -> float:

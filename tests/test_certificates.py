@@ -231,3 +231,31 @@ def test_fista_refuses_sum_without_exact_prox():
     prob = mc.Problem(_denoising(Y0), penalties=[mc.L1(0.1), mc.TraceNorm(0.1)])
     with pytest.raises(mc.IncompatibleBackend, match="no exact"):
         prob.solve(backend="fista")
+
+
+def test_learned_clusters_dual_in_closed_form_of_degree_two():
+    # denoising (X_t = I, "sum"): the dual point at W is V = Y − W scaled by s, and with
+    # φ*(sV) = s²φ*(V) the best scale gives D* = ⟨Y, V⟩² / (4(½‖V‖² + φ*(V))), φ* the
+    # Ky Fan conjugate (η‖V‖² + Σ_{i≤k} λ_i(VᵀV))/(2α), computed here from eigvalsh
+    rng = np.random.default_rng(4)
+    Y = rng.standard_normal((4, 7))
+    phi = mc.LearnedClusters(alpha=0.8, k=2.5, eta=0.2)
+    prob = mc.Problem(_denoising(Y), mc.SquaredLoss("sum"), [phi])
+    W = 0.5 * Y + 0.1 * rng.standard_normal(Y.shape)
+    V = Y - W
+
+    def ky_fan_conjugate(V):
+        lam = np.sort(np.linalg.eigvalsh(V.T @ V))[::-1]
+        top = lam[0] + lam[1] + 0.5 * lam[2]  # k = 2.5
+        return (0.2 * np.sum(V * V) + top) / (2 * 0.8)
+
+    assert phi.conjugate_degree == 2
+    for s in (0.3, 2.5):
+        assert phi.conjugate(s * V) == pytest.approx(s * s * ky_fan_conjugate(V), rel=1e-12)
+    best = np.sum(Y * V) ** 2 / (4 * (0.5 * np.sum(V * V) + ky_fan_conjugate(V)))
+    calls = []
+    conjugate = phi.conjugate
+    phi.conjugate = lambda U: calls.append(1) or conjugate(U)
+    cert = mc.certify(prob, W)
+    assert cert.dual_objective == pytest.approx(best, rel=1e-12)
+    assert len(calls) == 1  # one SVD, where the search over s took 35 (on School, half the solve)

@@ -139,6 +139,10 @@ class Penalty:
     #: ``Ω°(V) = max_t Ω°(v_t)``, so its certificate scales the dual point per task;
     #: screening rules discard entries or rows.
     separable: ClassVar[str | None] = None
+    #: ``p`` when the conjugate is positively homogeneous of degree p,
+    #: ``P*(sV) = s^p·P*(V)`` for ``s ≥ 0`` (2 for LearnedClusters), else None: the
+    #: certificate then scales its dual point in closed form instead of by a search.
+    conjugate_degree: ClassVar[int | None] = None
     #: Names of the auxiliary (d, T) variables the term puts in ``Term.parts``.
     part_names: ClassVar[tuple[str, ...]] = ()
     #: Constructor parameter names, in order (get_params / set_params / repr).

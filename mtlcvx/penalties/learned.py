@@ -136,6 +136,7 @@ class LearnedClusters(Penalty):
 
     structure: ClassVar[str] = "smooth"
     cones: ClassVar[frozenset[str]] = frozenset({"psd"})
+    conjugate_degree: ClassVar[int] = 2
     _params = ("alpha", "k", "eta", "side")
 
     def __init__(self, alpha: float = 1.0, k: float = 1.0, eta: float = 1.0,
