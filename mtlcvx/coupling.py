@@ -97,6 +97,7 @@ class TaskCoupling:
         self.factors: list[np.ndarray] = []  # dense (T, p) blocks, K ∋ R Rᵀ
         self._dense_eig: tuple[np.ndarray, np.ndarray] | None = None
         self._bounds: tuple[float, float] | None = None
+        self._low_scale = 0.0  # set with _bounds
         self._band: tuple[int, np.ndarray | None] | None = None
 
     # ------------------------------------------------------------------ building
@@ -271,9 +272,19 @@ class TaskCoupling:
             self._bounds = self._compute_bounds()
         return self._bounds
 
+    def lower_bound(self) -> float:
+        """A proven lower bound ``≥ 0`` on ``λ_min(K_t)``: :meth:`bounds`'s, less the
+        round-off cutoff (:func:`~mtlcvx._linalg.psd_cutoff`) of the parts it was computed
+        from. A factor-given part ``R Rᵀ`` is never formed and is PSD exactly: it adds to
+        ``λ_min`` at least 0 and nothing to the cutoff (so ``ridge·I + α R Rᵀ`` keeps
+        ``λ_min ≥ ridge`` however large ``α‖R‖²`` is)."""
+        low = self.bounds()[1]
+        return max(low - psd_cutoff(self._low_scale, self.n_tasks), 0.0)
+
     def _compute_bounds(self) -> tuple[float, float]:
-        if self.dense is not None:
+        if self.dense is not None:  # one eigendecomposition of the whole K_t
             lam = self._dense_eigh()[0]
+            self._low_scale = max(abs(float(lam[-1])), abs(float(lam[0])))
             return float(lam[-1]), float(lam[0])
         ab = self._banded()[1]
         if ab is not None:  # Gershgorin from the band: row t holds ab[k, t] and ab[k, t − k]
@@ -289,6 +300,7 @@ class TaskCoupling:
             top, low = float((centre + radius).max()), float((centre - radius).min())
         else:
             top, low = float(self.diag.max()), float(self.diag.min())
+        self._low_scale = max(abs(top), abs(low))  # the magnitude low was computed at
         if self.factors:
             U = self.low_rank()
             G = U.T @ U if U.shape[1] <= U.shape[0] else U @ U.T
@@ -313,7 +325,7 @@ class TaskCoupling:
         if kind == "sparse":
             return self._solve_sparse(B, shifts, floor)
         if kind == "low-rank":
-            return self._solve_woodbury(B, shifts, floor)
+            return self._solve_woodbury(B, shifts)
         if kind == "dense" or T <= DENSE_LIMIT:
             lam, U = self._dense_eigh()
             denom = lam[None, :] + shifts[:, None]
@@ -351,14 +363,16 @@ class TaskCoupling:
 
         return _by_shift(B, shifts, solve)
 
-    def _solve_woodbury(self, B: np.ndarray, shifts: np.ndarray,
-                        floor: float) -> np.ndarray | None:
+    def _solve_woodbury(self, B: np.ndarray, shifts: np.ndarray) -> np.ndarray | None:
+        """Woodbury on ``D + U Uᵀ`` (``D = diag + shift``): safe whenever ``D`` is, however
+        large ``‖U‖²`` (the capacitance ``I + UᵀD⁻¹U`` is then positive definite), so the
+        round-off floor is ``D``'s own, not the whole matrix's."""
         U = self.low_rank()
         p = U.shape[1]
 
         def solve(s: float, Bs: np.ndarray) -> np.ndarray | None:
             D = self.diag + s
-            if D.min() <= floor:
+            if D.min() <= psd_cutoff(np.abs(D).max(), self.n_tasks):
                 return None
             UD = U / D[:, None]
             cap = np.eye(p) + U.T @ UD

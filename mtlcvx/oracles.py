@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._linalg import issparse, lambda_min, min_block_eigenvalue, psd_cutoff
+from ._linalg import issparse, lambda_min, min_block_eigenvalue
 from .coupling import TaskCoupling
 from .penalties.base import Penalty
 
@@ -228,9 +228,8 @@ def coupling_bounds(Kt: TaskCoupling, lf: np.ndarray) -> tuple[float, float]:
     """``(λ_max, λ_min)`` bounds of ``K_t ⊕ K_f`` from ``K_t``'s own bounds and the
     computed ascending eigenvalues ``lf`` of ``K_f`` (``[0]`` without one); the lower bound
     takes each part's round-off cutoff (:func:`~mtlcvx._linalg.psd_cutoff`) off."""
-    kt_top, kt_low = Kt.bounds()
-    return (max(kt_top, 0.0) + max(float(lf[-1]), 0.0),
-            max(kt_low - psd_cutoff(kt_top, Kt.n_tasks), 0.0) + float(lambda_min(lf)))
+    return (max(Kt.bounds()[0], 0.0) + max(float(lf[-1]), 0.0),
+            Kt.lower_bound() + float(lambda_min(lf)))
 
 
 def _block_eigenvalues(values: dict, H: np.ndarray, c: np.ndarray, shared: bool) -> None:

@@ -632,3 +632,54 @@ def test_ridge_on_short_tasks_matches_sklearn_per_task(rng):
         np.testing.assert_allclose(sol.W[:, t], ref, rtol=1e-10, atol=1e-12)
     blocks = np.linalg.eigvalsh(np.stack([X.T @ X for X in Xs]))[:, 0]
     assert prob.strong_convexity() == pytest.approx(max(blocks.min(), 0.0) + 0.7, abs=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e4, 1e8])
+def test_factor_given_relation_keeps_its_ridge_as_lambda_min(rng, scale):
+    """``ridge·I + α R Rᵀ`` (R of rank p < T) has ``λ_min = ridge`` exactly, however large
+    ``α‖R‖²``: the proven lower bound is within round-off of it, and the Woodbury solve
+    stays available (it matches a dense solve) where the whole matrix's round-off floor,
+    ``64·T·ε·λ_max``, is above the ridge."""
+    from mtlcvx.coupling import TaskCoupling
+
+    T, ridge = 400, 0.01
+    R = rng.standard_normal((T, 2))
+    coupling = TaskCoupling(T)
+    coupling.add_factor(R, ridge, scale)
+    low = coupling.lower_bound()
+    assert low <= ridge * scale  # the closed-form λ_min of α(R Rᵀ + ridge·I)
+    assert low >= ridge * scale * (1.0 - 1e-10)
+    B = rng.standard_normal((2, T))
+    X = coupling.solve_shifted(B, np.zeros(2))
+    assert X is not None
+    K = scale * (R @ R.T + ridge * np.eye(T))
+    # the residual of the Woodbury solve, relative to the data: backward stable
+    assert np.linalg.norm(X @ K - B) <= 1e-9 * np.linalg.norm(K, 2) * np.linalg.norm(X)
+
+
+def test_strong_factor_given_relation_gets_a_gap_that_bounds_the_true_one(rng):
+    """An exact solve with ``K = 1e8·R Rᵀ + 0.01·I`` (λ_max/λ_min ≈ 1e13): the certificate
+    gives a gap (it used to report a null space and no gap, with a hint to add the ridge
+    the problem already has), and that gap is at least the true one, from the normal
+    equations solved densely and refined with residuals in extended precision."""
+    T, d, n, ridge = 500, 5, 20, 0.01
+    Xs = [rng.standard_normal((n, d)) for _ in range(T)]
+    ys = [rng.standard_normal(n) for _ in range(T)]
+    R = rng.standard_normal((T, 2)) * 1e4
+    prob = mc.Problem(mc.MultiTaskData(Xs, ys),
+                      penalties=[mc.TaskRelation.from_factor(R, ridge=ridge)])
+    sol = prob.solve(backend="direct", tol=1.0)
+    cert = sol.certificate
+    assert cert.gap is not None and np.isfinite(cert.gap)
+    c = prob.loss_weights()
+    H = np.kron(R @ R.T + ridge * np.eye(T), np.eye(d))
+    b = np.zeros(d * T)
+    for t in range(T):
+        H[t * d:(t + 1) * d, t * d:(t + 1) * d] += c[t] * Xs[t].T @ Xs[t]
+        b[t * d:(t + 1) * d] = c[t] * Xs[t].T @ ys[t]
+    w = np.linalg.solve(H, b)
+    for _ in range(3):
+        r = b.astype(np.longdouble) - H.astype(np.longdouble) @ w.astype(np.longdouble)
+        w = w + np.linalg.solve(H, r.astype(float))
+    reference = prob.objective(w.reshape(T, d).T)
+    assert cert.gap >= prob.objective(sol.W) - reference
