@@ -22,6 +22,10 @@ from .exceptions import DataError
 #: costs less than gathering every row's coefficients (an (N, d) temporary).
 _LOOP_COST = 400
 
+#: Entries of the reused buffer a shared design is centred into, a block of rows at a time
+#: (cache-sized).
+_BLOCK_ENTRIES = 1 << 15
+
 __all__ = ["MultiTaskData", "CompressedTasks", "SharedGram", "TaskGrams", "FrozenArray",
            "frozen_copy"]
 
@@ -48,15 +52,33 @@ class FrozenArray(np.ndarray):
         return out[()] if return_scalar else out
 
 
-def frozen_copy(arr: np.ndarray) -> FrozenArray:
-    """A read-only :class:`FrozenArray` copy of ``arr`` (``arr`` itself if already frozen)."""
+def frozen_copy(arr: np.ndarray, copy: bool = True) -> FrozenArray:
+    """A read-only :class:`FrozenArray` copy of ``arr``: ``arr`` itself if already frozen,
+    a read-only view of it if it is a float64 C array that nothing can write to (every
+    array in its chain of bases read-only, the last one owning its memory) or when
+    ``copy=False`` (the caller keeps it unchanged while the copy is in use)."""
     if isinstance(arr, FrozenArray) and not arr.flags.writeable:
         return arr
+    if arr.dtype == np.float64 and arr.flags.c_contiguous and (not copy or _immutable(arr)):
+        return _freeze(arr)
     return _freeze(np.array(arr, dtype=np.float64, copy=True, order="C"))
 
 
+def _immutable(arr: np.ndarray) -> bool:
+    """True when no array can write to ``arr``'s memory: it and each of its bases are
+    read-only and the last base owns the memory (not a buffer another object may edit)."""
+    while isinstance(arr, np.ndarray):
+        if arr.flags.writeable:
+            return False
+        if arr.base is None:
+            return True
+        arr = arr.base
+    return False
+
+
 def _freeze(arr: np.ndarray) -> FrozenArray:
-    """``arr`` (a fresh float64 array nobody else holds) as a read-only :class:`FrozenArray`."""
+    """A read-only :class:`FrozenArray` view of ``arr`` (a float64 array; ``arr`` itself keeps
+    its flags)."""
     out = arr.view(FrozenArray)
     out.setflags(write=False)
     return out
@@ -354,8 +376,10 @@ class MultiTaskData:
         Xs = []
         for t, Xt in enumerate(X):
             if id(Xt) not in checked:
-                checked[id(Xt)] = as_float_array(Xt, f"X[{t}]", 2, finite=False)
-                if not _is_frozen(Xt):
+                if _is_frozen(Xt) and Xt.ndim == 2:  # checked already: kept, not copied
+                    checked[id(Xt)] = Xt
+                else:
+                    checked[id(Xt)] = as_float_array(Xt, f"X[{t}]", 2, finite=False)
                     fresh[0].append(t)
             Xs.append(checked[id(Xt)])
         fresh[1].extend(t for t, yt in enumerate(y) if not _is_frozen_vector(yt))
@@ -522,16 +546,25 @@ class MultiTaskData:
 
     @classmethod
     def shared(cls, X: Any, Y: Any, tasks: Sequence[Any] | None = None,
-               feature_names: Sequence[Any] | None = None) -> MultiTaskData:
+               feature_names: Sequence[Any] | None = None, *,
+               copy: bool = True) -> MultiTaskData:
         """Build a shared-design problem: every task uses ``X`` (n, d); ``Y`` is (n, T).
 
         ``tasks`` (T labels) and ``feature_names`` (d names) are kept on the data.
+
+        ``X`` and ``Y`` are checked once (NaN/inf, shapes) and held read-only: as copies,
+        except float64 C arrays that are read-only all the way down (views of them are
+        held) and, with ``copy=False``, any float64 C array (scikit-learn's ``copy_X``:
+        no time or memory spent copying, but the caller must not edit ``X`` or ``Y`` in
+        place while the data, a problem built on it or a certificate not yet read is in
+        use, since the read-only views share their memory).
         """
         X = as_float_array(X, "X", 2)
         Y = as_float_array(Y, "Y", 2)
         if Y.shape[0] != X.shape[0]:
             raise DataError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}; they must match")
-        X, Y = frozen_copy(X), frozen_copy(Y)  # checked once, columns passed as frozen views
+        # columns passed as frozen views: checked here only
+        X, Y = frozen_copy(X, copy), frozen_copy(Y, copy)
         data = cls([X] * Y.shape[1], [Y[:, t] for t in range(Y.shape[1])], tasks=tasks,
                    feature_names=feature_names)
         data.__dict__["_shared_targets"] = Y
@@ -624,10 +657,25 @@ class MultiTaskData:
 
     @blas_limited
     def _build_gram(self, center: bool) -> SharedGram:
-        X, Y = self.X[0], self.shared_targets()
-        if center:
-            X, Y = X - X.mean(axis=0), Y - Y.mean(axis=0)
-        return SharedGram(X.T @ X, X.T @ Y, np.einsum("nt,nt->t", Y, Y))
+        X, Y = self.X[0].view(np.ndarray), self.shared_targets().view(np.ndarray)
+        if not center:
+            return SharedGram(X.T @ X, X.T @ Y, np.einsum("nt,nt->t", Y, Y))
+        # centred a block of rows at a time into one reused buffer: the same entries as
+        # centring whole, without an (n, d) temporary (a fresh one costs a page fault
+        # per 4 KB, as much as the products at n = 4000, d = 60)
+        (n, d), T = X.shape, Y.shape[1]
+        x_mean, y_mean = X.mean(axis=0), Y.mean(axis=0)
+        rows = max(1, _BLOCK_ENTRIES // (d + T))
+        xbuf, ybuf = np.empty((min(rows, n), d)), np.empty((min(rows, n), T))
+        G, B, yy = np.zeros((d, d)), np.zeros((d, T)), np.zeros(T)
+        for start in range(0, n, rows):
+            m = min(rows, n - start)
+            Xc = np.subtract(X[start:start + m], x_mean, out=xbuf[:m])
+            Yc = np.subtract(Y[start:start + m], y_mean, out=ybuf[:m])
+            G += Xc.T @ Xc
+            B += Xc.T @ Yc
+            yy += np.einsum("nt,nt->t", Yc, Yc)
+        return SharedGram(G, B, yy)
 
     @blas_limited
     def _build_compressed(self, center: bool) -> CompressedTasks:

@@ -249,8 +249,11 @@ class MultiTaskRegressor(RegressorMixin, BaseEstimator):
             tasks = list(y.columns) if hasattr(y, "columns") else None
             X, Y = validate_data(self, X, y, multi_output=True, y_numeric=True)
             single = Y.ndim == 1
+            # not copied: the data lives only for this fit (the solution and certificate
+            # keep none of it), and nothing edits X or Y meanwhile
             data = MultiTaskData.shared(X, Y[:, None] if single else Y, tasks=tasks,
-                                        feature_names=getattr(self, "feature_names_in_", None))
+                                        feature_names=getattr(self, "feature_names_in_", None),
+                                        copy=False)
         else:
             features, task = self._split(X)
             features, y = validate_data(self, features, y, y_numeric=True)
