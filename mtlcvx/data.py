@@ -556,8 +556,8 @@ class MultiTaskData:
         except float64 C arrays that are read-only all the way down (views of them are
         held) and, with ``copy=False``, any float64 C array (scikit-learn's ``copy_X``:
         no time or memory spent copying, but the caller must not edit ``X`` or ``Y`` in
-        place while the data, a problem built on it or a certificate not yet read is in
-        use, since the read-only views share their memory).
+        place while the data or a problem built on it is in use: the read-only views
+        share their memory). The caller's own arrays keep their flags.
         """
         X = as_float_array(X, "X", 2)
         Y = as_float_array(Y, "Y", 2)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import mtlcvx as mc
+from mtlcvx import data as data_module
 
 
 # --------------------------------------------------------------------------- construction
@@ -279,3 +280,47 @@ def test_gram_product_matches_extended_precision_and_follows_w(rng):
                                        rtol=1e-12, atol=1e-12 * float(np.abs(exact).max()))
             assert not GW.flags.writeable  # the kept product cannot be edited by a caller
             W[:] = rng.standard_normal((6, 3))  # dense now, same object
+
+
+def test_shared_copies_unless_told_or_immutable(rng):
+    # held read-only either way; memory shared only with copy=False or an input nothing can
+    # write to (read-only down to the array owning the memory); the caller's flags untouched
+    X, Y = rng.standard_normal((30, 4)), rng.standard_normal((30, 2))
+    W = rng.standard_normal((4, 2))
+    before = 0.5 * float(np.sum((X @ W - Y) ** 2)) / 30
+    copied = mc.MultiTaskData.shared(X, Y)
+    borrowed = mc.MultiTaskData.shared(X, Y, copy=False)
+    assert not np.shares_memory(copied.X[0], X) and not np.shares_memory(copied.y[0], Y)
+    assert np.shares_memory(borrowed.X[0], X) and np.shares_memory(borrowed.y[1], Y)
+    for data in (copied, borrowed):
+        assert not data.X[0].flags.writeable and not data.y[0].flags.writeable
+    assert X.flags.writeable and Y.flags.writeable
+    X *= 2.0  # the copy does not see it, the borrowed views do
+    prob = mc.Problem(copied, penalties=[], fit_intercept=False)
+    assert prob.objective(W) == pytest.approx(before, rel=1e-13)
+    np.testing.assert_array_equal(borrowed.X[0], X)
+
+    frozen = X.copy()
+    frozen.setflags(write=False)
+    assert np.shares_memory(mc.MultiTaskData.shared(frozen, Y).X[0], frozen)
+    view = X[:, :]  # read-only view of a writable array: its base can still change it
+    view.setflags(write=False)
+    assert not np.shares_memory(mc.MultiTaskData.shared(view, Y).X[0], X)
+    fortran = np.asfortranarray(X)  # not C order: copied, whatever copy says
+    assert not np.shares_memory(mc.MultiTaskData.shared(fortran, Y, copy=False).X[0], fortran)
+
+
+def test_centred_gram_in_row_blocks_matches_extended_precision(rng):
+    # n spans several blocks of the centring buffer and a partial last one; far-off means
+    n, d, T = 2500, 30, 4
+    X = rng.standard_normal((n, d)) + 50.0
+    Y = rng.standard_normal((n, T)) - 20.0
+    assert n > data_module._BLOCK_ENTRIES // (d + T) and n % (data_module._BLOCK_ENTRIES
+                                                            // (d + T))
+    gram = mc.MultiTaskData.shared(X, Y).gram(True)
+    Xl, Yl = X.astype(np.longdouble), Y.astype(np.longdouble)
+    Xc, Yc = Xl - Xl.mean(axis=0), Yl - Yl.mean(axis=0)
+    for got, exact in ((gram.G, Xc.T @ Xc), (gram.B, Xc.T @ Yc),
+                       (gram.yy, np.einsum("nt,nt->t", Yc, Yc))):
+        np.testing.assert_allclose(got, exact.astype(float), rtol=0,
+                                   atol=1e-12 * float(np.abs(exact).max()))

@@ -261,3 +261,20 @@ def test_the_sklearn_page_runs_as_written(monkeypatch):
     assert list(grid.best_estimator_.tasks_) == ["Ashford", "Bramley", "Crofton", "Dunmore"]
     assert namespace["est"].coef_.shape == (4, 6)
     assert list(namespace["sol"].to_frame().index) == ["hours", "prior", "absences", "intercept"]
+
+
+def test_fit_borrows_the_design_and_keeps_nothing_of_it(rng):
+    # the shared design is not copied for the fit; editing it afterwards changes neither
+    # the coefficients nor the certificate's distance bound √(2·gap/μ), μ = λ_min(X̃ᵀX̃)/n + α
+    X, Y = _shared(rng, n=80)
+    alpha = 0.2
+    ref = Ridge(alpha=80 * alpha).fit(X, Y)
+    Xc = X - X.mean(axis=0)
+    mu = np.linalg.eigvalsh(Xc.T @ Xc)[0] / 80 + alpha
+    est = MultiTaskRegressor(penalties=[mc.Ridge(alpha=alpha)]).fit(X, Y)
+    assert X.flags.writeable and Y.flags.writeable
+    X *= 10.0
+    Y[:] = 0.0
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-9, atol=1e-12)
+    cert = est.certificate_
+    assert cert.distance_bound == pytest.approx(np.sqrt(2 * cert.gap / mu), rel=1e-9)
