@@ -6,8 +6,9 @@ Usage::
     python benchmarks/bench_estimator.py --quick    # smoke run
 
 Shared design X (n, d), Y (n, T) with a row-sparse truth (a third of the features
-matter). Three comparisons, each timed best-of-``--repeats`` in this process after one
-untimed warm-up fit:
+matter). Three comparisons, each pair timed alternately in this process after one
+untimed warm-up of each side, medians reported (``--repeats`` pairs; 5× as many for the
+millisecond Ridge fits, a third as many for the grid searches):
 
 1. ``Ridge(alpha=a)`` (mtlcvx, exact "direct" solve) against scikit-learn's ``Ridge(alpha=n·a)``
    (the same problem: mtlcvx scales the loss by 1/(2n));
@@ -40,14 +41,17 @@ import mtlcvx as mc
 from mtlcvx.estimators import MultiTaskRegressor
 
 
-def _best(fn, repeats: int) -> tuple[float, object]:
-    fn()  # warm-up: imports, first-call caches
-    best, out = np.inf, None
+def _paired(ours, other, repeats: int) -> tuple[float, object, float, object]:
+    """Median times and last results of ``ours`` and ``other``, timed alternately (a
+    loaded machine slows both alike) after one untimed warm-up each."""
+    out = [ours(), other()]  # warm-up: imports, first-call caches
+    times: list[list[float]] = [[], []]
     for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
+        for k, fn in enumerate((ours, other)):
+            start = time.perf_counter()
+            out[k] = fn()
+            times[k].append(time.perf_counter() - start)
+    return float(np.median(times[0])), out[0], float(np.median(times[1])), out[1]
 
 
 def _l21_objective(X, Y, coef, intercept, alpha):
@@ -58,7 +62,7 @@ def _l21_objective(X, Y, coef, intercept, alpha):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"
                                              / "bench_estimator.json"))
     args = parser.parse_args()
@@ -71,18 +75,18 @@ def main() -> None:
     a_ridge, a_l21 = 0.05, 0.05
     rows = []
 
-    t_ours, ours = _best(lambda: MultiTaskRegressor([mc.Ridge(alpha=a_ridge)]).fit(X, Y),
-                         args.repeats)
-    t_sk, sk = _best(lambda: Ridge(alpha=n * a_ridge).fit(X, Y), args.repeats)
+    t_ours, ours, t_sk, sk = _paired(
+        lambda: MultiTaskRegressor([mc.Ridge(alpha=a_ridge)]).fit(X, Y),
+        lambda: Ridge(alpha=n * a_ridge).fit(X, Y), 5 * args.repeats)
     rows.append({"case": f"Ridge, n={n} d={d} T={T}", "mtlcvx_s": t_ours, "sklearn_s": t_sk,
                  "ratio": t_ours / t_sk,
                  "max_coef_diff": float(np.abs(ours.coef_ - sk.coef_).max()),
                  "backend": ours.solution_.backend, "status": ours.solution_.status})
 
-    t_ours, ours = _best(lambda: MultiTaskRegressor([mc.L21(alpha=a_l21)]).fit(X, Y),
-                         args.repeats)
-    t_sk, sk = _best(lambda: MultiTaskLasso(alpha=a_l21, tol=1e-10, max_iter=100_000).fit(X, Y),
-                     args.repeats)
+    t_ours, ours, t_sk, sk = _paired(
+        lambda: MultiTaskRegressor([mc.L21(alpha=a_l21)]).fit(X, Y),
+        lambda: MultiTaskLasso(alpha=a_l21, tol=1e-10, max_iter=100_000).fit(X, Y),
+        args.repeats)
     f_ours = _l21_objective(X, Y, ours.coef_, ours.intercept_, a_l21)
     f_sk = _l21_objective(X, Y, sk.coef_, sk.intercept_, a_l21)
     rows.append({"case": f"L21, n={n} d={d} T={T}", "mtlcvx_s": t_ours, "sklearn_s": t_sk,
@@ -94,20 +98,20 @@ def main() -> None:
                  "backend": ours.solution_.backend, "status": ours.solution_.status})
 
     route = ours.solution_.backend  # fresh data each time: its Gram cache is part of a fit
-    t_direct, _ = _best(lambda: mc.Problem(mc.MultiTaskData.shared(X, Y),
-                                           penalties=[mc.L21(alpha=a_l21)],
-                                           fit_intercept=True).solve(backend=route),
-                        args.repeats)
-    rows.append({"case": "wrapper: L21 fit vs Problem.solve", "mtlcvx_s": t_ours,
-                 "problem_s": t_direct, "ratio": t_ours / t_direct})
+    t_fit, _, t_direct, _ = _paired(
+        lambda: MultiTaskRegressor([mc.L21(alpha=a_l21)], backend=route).fit(X, Y),
+        lambda: mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21(alpha=a_l21)],
+                           fit_intercept=True).solve(backend=route), args.repeats)
+    rows.append({"case": "wrapper: L21 fit vs Problem.solve", "mtlcvx_s": t_fit,
+                 "problem_s": t_direct, "ratio": t_fit / t_direct})
 
     alphas = list(np.geomspace(0.5, 0.005, 5))
     cv = KFold(5, shuffle=True, random_state=0)
-    t_ours, g_ours = _best(lambda: GridSearchCV(MultiTaskRegressor([mc.L21(alpha=1.0)]),
-                                                {"penalties__0__alpha": alphas}, cv=cv).fit(X, Y),
-                           1)
-    t_sk, g_sk = _best(lambda: GridSearchCV(MultiTaskLasso(tol=1e-10, max_iter=100_000),
-                                            {"alpha": alphas}, cv=cv).fit(X, Y), 1)
+    t_ours, g_ours, t_sk, g_sk = _paired(
+        lambda: GridSearchCV(MultiTaskRegressor([mc.L21(alpha=1.0)]),
+                             {"penalties__0__alpha": alphas}, cv=cv).fit(X, Y),
+        lambda: GridSearchCV(MultiTaskLasso(tol=1e-10, max_iter=100_000),
+                             {"alpha": alphas}, cv=cv).fit(X, Y), max(1, args.repeats // 3))
     diff = np.abs(g_ours.cv_results_["mean_test_score"] - g_sk.cv_results_["mean_test_score"])
     rows.append({"case": "GridSearchCV L21, 5 alphas x 5 folds", "mtlcvx_s": t_ours,
                  "sklearn_s": t_sk, "ratio": t_ours / t_sk, "max_score_diff": float(diff.max())})

@@ -120,3 +120,21 @@ def test_direct_semidefinite_system_gives_an_optimum(rng):
     sol = prob.solve(backend="direct")
     ref = prob.solve(backend="clarabel")
     assert sol.objective == pytest.approx(ref.objective, rel=1e-7, abs=1e-9)
+
+
+@pytest.mark.parametrize("alpha", [0.3, 0.0])
+def test_shared_ridge_one_cholesky_or_the_eigenbasis_when_too_weak(alpha, rng):
+    # K_t = αI on a shared design: one Cholesky of cXᵀX + αI; α = 0 with a rank-deficient
+    # XᵀX (a repeated column) leaves it to the eigenbasis, whose minimum-norm solution is
+    # least squares' (np.linalg.lstsq)
+    n, d, T = 30, 5, 4
+    X = rng.standard_normal((n, d))
+    X[:, 4] = X[:, 1]
+    Y = rng.standard_normal((n, T))
+    sol = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.Ridge(alpha)],
+                     fit_intercept=False).solve(backend="direct")
+    c = 1.0 / n
+    ref = (np.linalg.solve(c * X.T @ X + alpha * np.eye(d), c * X.T @ Y) if alpha > 0
+           else np.linalg.lstsq(X, Y, rcond=None)[0])
+    np.testing.assert_allclose(sol.W, ref, rtol=1e-9, atol=1e-11)
+    assert sol.status == "optimal"

@@ -177,12 +177,24 @@ class DirectBackend(Backend):
     def _sylvester(H, B, c, Kt: TaskCoupling, Kf, uniform) -> np.ndarray | None:
         """``c H W + K_f W + W K_t = c B`` in the eigenbasis of ``H = XᵀX``.
 
+        A scaled identity ``K_t`` with equal weights: one Cholesky of ``cH + kI``.
         Equal weights ``c``: row i of ``Ŵ = VᵀW`` solves ``ŵ_i (K_t + c s_i I) = c b̂_i``
         with ``K_t`` as it is (its factorisations and band cached); otherwise with
         ``Q = diag(c)^{-½} K_t diag(c)^{-½}`` for ``Ŵ diag(c)^{½}``.
         """
         if uniform and Kf is not None:
             H = H + Kf / c[0]
+        k = Kt.diag[0]
+        if uniform and Kt.kind == "diagonal" and np.all(Kt.diag == k) and k > psd_cutoff(
+                c[0] * np.trace(H) + k, H.shape[0]):
+            # K_t = k·I (Ridge): every task solves (cH + kI) w_t = c b_t, one Cholesky
+            # (10x cheaper than the eigenbasis) while k keeps cH + kI safely definite
+            # (the eigenbasis's test, with the trace for λ_max); else the eigenbasis
+            A = c[0] * H
+            A.flat[:: A.shape[0] + 1] += k
+            _, W, info = scipy.linalg.lapack.dposv(A, c[0] * B, overwrite_a=1, overwrite_b=1)
+            if info == 0:
+                return W
         s, V = scipy.linalg.eigh(H)
         sc = None
         if uniform:
