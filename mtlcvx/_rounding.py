@@ -672,8 +672,10 @@ class GramRounding(Rounding):
         # a shift's residual is off by η: c‖ρ‖‖η‖ + c‖η‖²/2, ‖ρ‖² ≤ 2(loss + gram)/c
         gram += (np.sqrt(2.0 * self.c * (losses + gram)) * self.eta
                  + 0.5 * self.c * self.eta * self.eta)
-        # the residuals' bound too: rung 5 evaluates F(W⁺) on the residuals
-        return np.maximum(gram, super().loss_error(losses))
+        # the residuals' bound too: rung 5 evaluates F(W⁺) on the residuals. A Gram loss
+        # computed below 0 (its cancellation, at an exact fit) would make that bound NaN,
+        # and np.maximum would carry the NaN into every gap: the loss is ≥ 0, so clip it
+        return np.maximum(gram, super().loss_error(np.maximum(losses, 0.0)))
 
     def v_error(self, q_task: np.ndarray, V: np.ndarray | None = None) -> np.ndarray:
         e = np.zeros(self.W.shape)  # V̂ = Xᵀθ' exactly

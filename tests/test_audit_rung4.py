@@ -1,0 +1,211 @@
+"""Adversarial audit of rung 4 (quadratic problems): the certified gap is never below the
+exact gap ``F(W) − F*`` and the reported dual value never above ``F*``.
+
+``F`` and ``F*`` are computed here in exact rational arithmetic (``fractions``): the float64
+inputs are exact rationals, every quadratic term's matrix is rebuilt from what the term
+defines (``R Rᵀ + ridge·I`` from the factor, the Laplacian from the adjacency), the
+intercepts are profiled by centring exactly and the normal equations are solved by
+Gauss-Jordan elimination. Nothing here calls the package's solvers or certificate code
+to build the reference. The cases aim at the conjugate taken at ``X = W`` (the computed
+``h(W)`` entering ``F`` and ``D`` as one float): mixed-sign dense and sparse ``K`` with
+large cancellation (``Σ|W||K||W| ≫ tr(WKWᵀ)``), a feature side beside a task side, data
+scaled by ``1e±50``, points ``sW*`` with ``s`` far from 1 (the weight ``|1 − s²|`` of the
+value's bound), huge components along ``K``'s small eigenvectors, intercepts, task weights.
+"""
+
+from __future__ import annotations
+
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from reference import solve_exact
+
+import mtlcvx as mc
+
+AT_W = "quadratic conjugate at W (rung 4)"
+
+
+def _exact_matrix(pen, d, T):
+    """``α·K`` in rationals, as the term defines it."""
+    n = T if pen.side == "task" else d
+    low = pen.low_rank()
+    if low is not None:
+        R = low[0].toarray() if sp.issparse(low[0]) else np.asarray(low[0])
+        Rf = [[Fraction(v) for v in row] for row in R.tolist()]
+        K = [[sum(a * b for a, b in zip(Rf[i], Rf[j], strict=True))
+              + (Fraction(low[1]) if i == j else 0) for j in range(n)] for i in range(n)]
+    else:
+        M = pen.matrix(d, T)
+        M = M.toarray() if sp.issparse(M) else np.asarray(M)
+        K = [[Fraction(v) for v in row] for row in M.tolist()]
+    return [[Fraction(pen.alpha) * v for v in row] for row in K]
+
+
+class _Exact:
+    """``F`` and ``F*`` of a quadratic problem in rationals (small sizes only)."""
+
+    def __init__(self, prob):
+        data, d, T = prob.data, prob.n_features, prob.n_tasks
+        self.d, self.T = d, T
+        self.c = [Fraction(v) for v in prob.loss_weights().tolist()]
+        Y = data.shared_targets().T if data.is_shared else data.y
+        self.Xs, self.ys = [], []
+        for t in range(T):
+            X = [[Fraction(v) for v in row] for row in np.asarray(data.X[0 if data.is_shared
+                                                                          else t]).tolist()]
+            y = [Fraction(v) for v in np.asarray(Y[t]).tolist()]
+            if prob.fit_intercept:  # profiled intercepts: centre exactly
+                mx = [sum(r[j] for r in X) / len(y) for j in range(d)]
+                my = sum(y) / len(y)
+                X = [[v - m for v, m in zip(r, mx, strict=True)] for r in X]
+                y = [v - my for v in y]
+            self.Xs.append(X)
+            self.ys.append(y)
+        self.Kt = [[Fraction(0)] * T for _ in range(T)]
+        self.Kf = [[Fraction(0)] * d for _ in range(d)]
+        for pen in prob.penalties:
+            target = self.Kt if pen.side == "task" else self.Kf
+            for i, row in enumerate(_exact_matrix(pen, d, T)):
+                for j, v in enumerate(row):
+                    target[i][j] += v
+        n = d * T
+        H = [[Fraction(0)] * n for _ in range(n)]
+        g = [Fraction(0)] * n
+        c0 = Fraction(0)
+        for t in range(T):
+            X, y, ct = self.Xs[t], self.ys[t], self.c[t]
+            c0 += ct * sum(v * v for v in y) / 2
+            for i in range(d):
+                g[t * d + i] = ct * sum(r[i] * v for r, v in zip(X, y, strict=True))
+                for j in range(d):
+                    H[t * d + i][t * d + j] = ct * sum(r[i] * r[j] for r in X)
+                    H[t * d + i][t * d + j] += self.Kf[i][j]
+            for s in range(T):
+                for i in range(d):
+                    H[s * d + i][t * d + i] += self.Kt[s][t]
+        w = solve_exact(H, g)
+        self.F_star = c0 - sum(a * b for a, b in zip(g, w, strict=True)) / 2
+        self.W_star = np.array([[float(w[t * d + i]) for t in range(T)] for i in range(d)])
+
+    def objective(self, W):
+        d, T = self.d, self.T
+        Wf = [[Fraction(v) for v in row] for row in W.tolist()]
+        val = Fraction(0)
+        for t in range(T):
+            for row, y in zip(self.Xs[t], self.ys[t], strict=True):
+                r = sum(a * Wf[i][t] for i, a in enumerate(row)) - y
+                val += self.c[t] * r * r / 2
+        val += sum(self.Kt[s][t] * sum(Wf[i][s] * Wf[i][t] for i in range(d))
+                   for s in range(T) for t in range(T)) / 2
+        val += sum(self.Kf[i][j] * sum(Wf[i][t] * Wf[j][t] for t in range(T))
+                   for i in range(d) for j in range(d)) / 2
+        return val
+
+
+def _assert_valid(prob, points, exact):
+    """Every certificate at ``points``: gap ≥ the exact gap, dual value ≤ F*."""
+    methods = set()
+    for W in points:
+        true = exact.objective(W) - exact.F_star
+        for gram in (True, False) if prob.data.is_shared else (True,):
+            cert = mc.certify(prob, W, gram=gram)
+            methods.add(cert.method)
+            assert cert.gap is not None and np.isfinite(cert.gap), cert
+            assert Fraction(cert.gap) >= true, (cert, float(true))
+            assert Fraction(cert.dual_objective) <= exact.F_star, (cert, float(exact.F_star))
+    return methods
+
+
+# ----------------------------------------------------------------------------- the cases
+def _coupling(rng, kind, d, T, alpha):
+    """Quadratic terms whose exact sum is positive definite (a ridge far above ε‖K‖)."""
+    z = rng.standard_normal((T, 2)) * np.pi  # inexact entries: mixed signs, WZ cancels
+    cancel = mc.TaskRelation(mc.relations.outer(z), alpha)
+    A = rng.standard_normal((T, T)) * np.e
+    mixed = A @ A.T  # dense, mixed signs, full rank
+    terms = {
+        "cancel": [cancel],
+        "mixed": [mc.TaskRelation(mixed, alpha)],
+        "sparse": [mc.TaskRelation(sp.csr_matrix(mixed), alpha)],
+        "two": [cancel, mc.TaskRelation(sp.csr_matrix(mixed), 0.3 * alpha)],
+        "feature": [cancel, mc.FeatureRelation(np.full((d, d), -0.4) + 1.7 * np.eye(d), alpha)],
+        "factor": [cancel, mc.TaskRelation.from_factor(z, ridge=0.1, alpha=alpha)],
+    }[kind]
+    return terms + [mc.Ridge(1e-6 * alpha)]
+
+
+def _problem(rng, kind, scale, intercept, weights, shared=False):
+    T, d = 4, 3
+    xs, ys = scale
+    if shared:
+        X, Y = rng.standard_normal((6, d)) * xs, (rng.standard_normal((6, T)) + 2.0) * ys
+        data = mc.MultiTaskData.shared(X, Y)
+    else:
+        ns = (5, 2, 4, 3)
+        data = mc.MultiTaskData([rng.standard_normal((n, d)) * xs for n in ns],
+                                [(rng.standard_normal(n) + 2.0) * ys for n in ns])
+    loss = mc.SquaredLoss("mean", task_weights=[0.3, 2.0, 1.0, 0.7]) if weights else \
+        mc.SquaredLoss("sum")
+    return mc.Problem(data, loss, _coupling(rng, kind, d, T, xs * xs),
+                      fit_intercept=intercept)
+
+
+def _points(rng, prob, exact):
+    """The exact optimum rounded, the direct solve, ``sW*`` for s from 0.1 to 10, a huge
+    component along the smallest eigenvectors of the task side, and small noise."""
+    Ws = exact.W_star
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mc.ConvergenceWarning)
+        solved = prob.solve(backend="direct").W
+    K = sum(p.alpha * (p.matrix(*Ws.shape).toarray() if sp.issparse(p.matrix(*Ws.shape))
+                       else p.matrix(*Ws.shape)) for p in prob.penalties if p.side == "task")
+    low = np.linalg.eigh(K)[1][:, :2]  # where tr(WKWᵀ) ≪ Σ|W||K||W|
+    big = np.abs(Ws).max()
+    return [Ws, solved, 0.1 * Ws, 0.5 * Ws, 1.5 * Ws, 10.0 * Ws,
+            Ws + 1e3 * big * rng.standard_normal((Ws.shape[0], 2)) @ low.T,
+            Ws + 1e-9 * big * rng.standard_normal(Ws.shape)]
+
+
+@pytest.mark.parametrize("kind", ["cancel", "mixed", "sparse", "two", "feature", "factor"])
+@pytest.mark.parametrize("scale", [(1.0, 1.0), (1e-50 * np.pi, 1e40 * np.e),
+                                   (1e50 / 3.0, 1e-30)])
+@pytest.mark.parametrize("intercept,weights", [(False, False), (True, True)])
+def test_rung4_gap_is_never_below_the_exact_gap(rng, kind, scale, intercept, weights):
+    prob = _problem(rng, kind, scale, intercept, weights)
+    exact = _Exact(prob)
+    methods = _assert_valid(prob, _points(rng, prob, exact), exact)
+    if kind in ("cancel", "two"):  # the mixed-sign terms' magnitude bound dominates
+        assert AT_W in methods, methods
+
+
+@pytest.mark.parametrize("kind", ["cancel", "sparse"])
+def test_rung4_on_a_shared_design_by_the_gram_route_and_the_residuals(rng, kind):
+    prob = _problem(rng, kind, (1.0, 1.0), False, False, shared=True)
+    exact = _Exact(prob)
+    _assert_valid(prob, _points(rng, prob, exact), exact)
+
+
+def test_gram_loss_computed_below_zero_gives_a_finite_gap():
+    # An exact fit on a shared design at extreme scales: XᵀX and XᵀY give one task's loss
+    # as −3e-213 (cancellation). The residuals' loss bound took its square root: NaN,
+    # carried by np.maximum into the floor and reported as the gap.
+    h = float.fromhex
+    X = np.array([[h("-0x1.1b1dc2a3386b6p+179")]])
+    Y = np.array([[h("0x1.4e56a6b8cde16p-326"), h("-0x1.a1d1e347ce376p-327"),
+                   h("0x1.140d8060146dep-326")]])
+    K = np.array([[h("0x1.e7d9486cda284p+1"), h("-0x1.7e57a902496c2p+1"),
+                   h("-0x1.971ac732a1dd9p-2")],
+                  [h("-0x1.7e57a902496c2p+1"), h("0x1.54b6e325fc98ap+2"),
+                   h("-0x1.ee37ddcef8e32p-1")],
+                  [h("-0x1.971ac732a1dd9p-2"), h("-0x1.ee37ddcef8e32p-1"),
+                   h("0x1.6194ae5e29544p+1")]])
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), mc.SquaredLoss("sum"),
+                      [mc.TaskRelation(K, h("0x1.4893fd8adc842p+322")),
+                       mc.Ridge(h("0x1.21053526ade6ep+279"))])
+    W = np.array([[h("-0x1.2e50f7956e37bp-505"), h("0x1.79cd504dd0b23p-506"),
+                   h("-0x1.f339dd4aa55a1p-506")]])
+    exact = _Exact(prob)
+    _assert_valid(prob, [W, exact.W_star], exact)
