@@ -7,10 +7,12 @@ Usage::
 
 Problems (``SquaredLoss("sum")``, ``mc.datasets.make_related_tasks``): a dense
 ``K = ZZᵀ + 0.1·I`` (``Z`` T × 5, mixed signs) at T = 100 and at bench_core's
-1000 × 50 × 50; the same ``K`` given by its factor; a sparse chain ``GraphLaplacian(5)
-+ Ridge(0.01)``, also with intercepts; ``Ridge(1)``; ``MeanRegularized(2) + Ridge(0.1)``;
-a feature-side ``FeatureRelation(D)`` with a dense ``K``; and ``TaskRelation(outer(z),
-α = 1e10) + Ridge(1)``, where the magnitude ``Σ|W||K|∘|W|`` is far above ``tr(WKWᵀ)``.
+1000 × 50 × 50; the same ``K`` given by its factor; ``1e8·zzᵀ + 0.01·I`` given by its
+factor (``z`` 500 × 2: strong coupling, ``Wz`` cancels at the optimum); a sparse chain
+``GraphLaplacian(5) + Ridge(0.01)``, also with intercepts; ``Ridge(1)``;
+``MeanRegularized(2) + Ridge(0.1)``; a feature-side ``FeatureRelation(D)`` with a dense
+``K``; and ``TaskRelation(outer(z), α = 1e10) + Ridge(1)``, where the magnitude
+``Σ|W||K|∘|W|`` is far above ``tr(WKWᵀ)``.
 
 Each is solved by ``backend="direct"`` and certified with ``mc.certify`` at its solution
 ``W*`` and at ``W* + σ·max|W*|·N(0, 1)`` for σ in 1e-8 … 1e-2 (one seed). Reported: the
@@ -55,6 +57,10 @@ def cases(quick: bool) -> Iterator[tuple[str, mc.Problem]]:
     Z = rng.standard_normal((T, 5))
     yield ("factor ZZt + 0.1I, T = 300",
            mc.Problem(_data(T, 10, 20), loss, [mc.TaskRelation.from_factor(Z, ridge=0.1)]))
+    # strongly coupled: λ_max/λ_min ≈ 5e12, WZ cancels at the optimum
+    z = np.random.default_rng(3).standard_normal((500, 2)) * 1e4
+    yield ("factor 1e8 zzt + 0.01I, T = 500",
+           mc.Problem(_data(500, 5, 20), loss, [mc.TaskRelation.from_factor(z, ridge=0.01)]))
     chain = [mc.GraphLaplacian(relations.chain(T, sparse=True), 5.0), mc.Ridge(0.01)]
     yield "chain + ridge, T = 300", mc.Problem(_data(T, 10, 20), loss, chain)
     yield ("chain + ridge, intercepts", mc.Problem(_data(T, 10, 20), loss, chain,

@@ -83,10 +83,13 @@ A conjugate of a squared norm changes by ``s²Ω°(e)(2Ω°(V̂) + Ω°(e))/(2α
 solve ``X̂`` with ``r = V̂ − 𝒬X̂``: ``½⟨V̂, 𝒬⁻¹V̂⟩ = ⟨V̂, X̂⟩ − h(X̂) + ½⟨r, 𝒬⁻¹r⟩``
 exactly (:meth:`Rounding.quadratic_conjugate`, used with a factor-given term, whose
 ``h(X̂)`` has a first-order bound; otherwise the solve's backward error
-``γ‖𝒬‖‖𝒬⁻¹V‖²``, first order). Where a term's value has only the magnitude bound
-``E_h = γ·(α/2)Σ|W||K|∘|W|`` the identity is also taken at ``X̂ = W`` itself, with
-``r = V − ∇h(W) = −∇F(W)`` (tiny at an exact solve) and ``h̃``, the computed ``h(W)`` that
-``fl(F(W))`` holds: with ``ℓ`` the loss,
+``γ‖𝒬‖‖𝒬⁻¹V‖²``, first order). Where every quadratic term is a task-side factor, the
+split ``V = Σα_iU_iR_iᵀ + V₂`` (:meth:`Rounding.factor_conjugate`) bounds ``h*(V)`` without
+forming ``X̂RRᵀ``, whose rounding ``γ_T|X̂||R||R|ᵀ`` is not first order where ``X̂R``
+cancels (strong coupling); the smaller of the two is kept. Where a term's value has only
+the magnitude bound ``E_h = γ·(α/2)Σ|W||K|∘|W|`` the identity is also taken at ``X̂ = W``
+itself, with ``r = V − ∇h(W) = −∇F(W)`` (tiny at an exact solve) and ``h̃``, the computed
+``h(W)`` that ``fl(F(W))`` holds: with ``ℓ`` the loss,
 
 .. math::
 
@@ -449,6 +452,60 @@ class Rounding:
         value_err = self.quadratic_value_error(None if X is self.W else X)
         return QuadraticConjugate(vx - hx + rr, _SAFETY * err, x_norm + r_norm / bottom,
                                   _SAFETY * value_err, r_norm, rr)
+
+    def factor_conjugate(self, V: np.ndarray, bottom: float) -> tuple[float, float, float] | None:
+        r"""``h*(V) ≤ c + err`` and ``‖𝒬⁻¹V‖ ≤ q``, as ``(c, q, err)``, when every quadratic
+        term is task side and factor-given, ``h(X) = Σ_i (α_i/2)(‖XR_i‖² + ρ_i‖X‖²)`` with
+        ``ρ = Σ_i α_iρ_i > 0``; else None. ``bottom ≤ λ_min(𝒬)``.
+
+        For any ``U_i`` (d, p_i), completing squares in ``⟨V, X⟩ − h(X)`` with ``V =
+        Σ_i α_iU_iR_iᵀ + V₂`` gives, for every ``X``,
+
+        .. math::
+
+            h^*(V) \le \textstyle\sum_i \frac{\alpha_i}{2}\lVert U_i\rVert^2
+            + \frac{1}{2\rho}\big\lVert V - \sum_i \alpha_i U_iR_i^\top\big\rVert^2,
+
+        with equality at ``U_i = X^*R_i`` (``X* = 𝒬⁻¹V``). ``U = VS(ρI + SᵀS)⁻¹``, ``S``
+        the factors ``√α_iR_i`` side by side, is that point as computed; whatever its
+        error, the bound holds at the computed ``U`` (its excess is second order in it).
+        Unlike ``⟨V, X̂⟩ − h(X̂) + ½⟨r, 𝒬⁻¹r⟩`` it never forms ``X̂RRᵀ``, whose rounding
+        ``γ_T|X̂||R||R|ᵀ`` is not first order where ``X̂R`` cancels (strong coupling,
+        ``α‖R‖² ≫ ρ``): the products here are ``|U||R|ᵀ``, ``U ≈ X*R`` small there. So
+        ``V₂ = fl(V − Σα_iU_iR_iᵀ)`` is within ``e = γ_{p+2k+3}(|V| + Σα_i|U_i||R_i|ᵀ)`` (``p``
+        columns in all, ``k`` terms), and the value within ``(2‖V̂₂‖‖e‖ + ‖e‖² +
+        γ_{dT}‖V̂₂‖²)/(2ρ)``, ``γ_{2k+2}`` of the second part (``ρ``'s own sum) and
+        ``γ_{dp+k+2}`` of the first. ``q = (2(c + err)/bottom)^{1/2}``, since
+        ``h*(V) = ½⟨𝒬X*, X*⟩ ≥ ½λ_min‖X*‖²``.
+        """
+        lows = [(p.alpha, p.low_rank()) for p in self.quadratic if p.side == "task"]
+        if not lows or len(lows) != len(self.quadratic) or any(low is None for _, low in lows):
+            return None
+        rho = sum(a * low[1] for a, low in lows)
+        if not rho > 0:
+            return None
+        factors = [R.toarray() if issparse(R) else np.asarray(R) for _, (R, _) in lows]
+        d, T = V.shape
+        S = np.hstack([np.sqrt(a) * R for (a, _), R in zip(lows, factors, strict=True)])
+        p, k = S.shape[1], len(lows)
+        U = np.linalg.solve(rho * np.eye(p) + S.T @ S, (V @ S).T).T
+        V2, M = V.copy(), np.abs(V)
+        first, start = 0.0, 0
+        for (a, _), R in zip(lows, factors, strict=True):
+            Ui = U[:, start:start + R.shape[1]] / np.sqrt(a)
+            start += R.shape[1]
+            first += 0.5 * a * float(np.sum(Ui * Ui))
+            V2 -= a * (Ui @ R.T)
+            M += a * (np.abs(Ui) @ np.abs(R).T) * (1.0 + gamma(R.shape[1] + 1))
+        e = float(np.linalg.norm(gamma(p + 2 * k + 3) * M)) * (1.0 + gamma(d * T))
+        v2 = float(np.linalg.norm(V2))
+        second = v2 * v2 / (2.0 * rho)
+        err = ((2.0 * v2 * e + e * e + gamma(d * T) * v2 * v2) / (2.0 * rho)
+               + gamma(2 * k + 2) * second + gamma(d * p + k + 2) * first
+               + gamma(2) * (first + second))
+        c = first + second
+        err *= _SAFETY
+        return c, float(np.sqrt(2.0 * (c + err) / bottom)) * (1.0 + gamma(4)), err
 
     def _abs_norm(self) -> float:
         """``Σ α‖|K|‖₂`` over the quadratic terms (either side), each ``‖|K|‖₂`` bounded by

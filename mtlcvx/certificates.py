@@ -621,6 +621,14 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
             if bottom > 0 and bound.factor_given:  # a-posteriori, from the solve's residual
                 conj = bound.quadratic_conjugate(pieces.V_loss, solved, bottom)
                 conj_h, qv, solve_error = conj.c, conj.q, conj.err + conj.value_err
+                # or split V along the factors (no X̂RRᵀ, whose rounding is not first
+                # order where X̂R cancels): the smaller bound, and the smaller ‖𝒬⁻¹V‖
+                split = (bound.factor_conjugate(pieces.V_loss, bottom)
+                         if Uf is None and pieces.Kt.kind == "low-rank" else None)
+                if split is not None:
+                    if split[0] + split[2] < conj_h + solve_error:
+                        conj_h, solve_error = split[0], split[2]
+                    qv = min(qv, split[1])
             else:  # the solve's backward error (first order): no λ_min bound, or h(X)'s
                 # own bound is no smaller (the magnitude bound of a non-factor K)
                 conj_h, qv = 0.5 * float(np.vdot(pieces.V_loss, solved)), float(

@@ -695,3 +695,52 @@ def test_dense_k_exact_solve_is_certified_far_below_the_magnitude_bound():
             for X, y, w in zip(data.X, data.y, Wl.T, strict=True))
     F += 0.5 * float(np.sum((Wl @ K.astype(np.longdouble)) * Wl))
     assert abs(F - cert.objective) <= cert.rounding, (F, cert)
+
+
+def _exact_factor_conjugate(V, terms):
+    """``(½⟨V, 𝒬⁻¹V⟩, ‖𝒬⁻¹V‖²)`` in rationals for ``𝒬 = Σ α_i(R_iR_iᵀ + ρ_i I)`` (R_i
+    dense floats), by Woodbury: ``𝒬⁻¹ = (I − R(ρ·diag(1/α) + RᵀR)⁻¹Rᵀ)/ρ``, ``R = [R_i]``
+    with ``α`` per column and ``ρ = Σ α_iρ_i``."""
+    rho = sum(Fraction(a) * Fraction(r) for a, _, r in terms)
+    cols = [(Fraction(a), [Fraction(v) for v in R[:, j].tolist()])
+            for a, R, _ in terms for j in range(R.shape[1])]
+    p = len(cols)
+    A = [[sum(x * y for x, y in zip(cols[i][1], cols[j][1], strict=True))
+          + (rho / cols[i][0] if i == j else 0) for j in range(p)] for i in range(p)]
+    value = norm2 = Fraction(0)
+    for row in V.tolist():
+        v = [Fraction(x) for x in row]
+        u = solve_exact(A, [sum(x * y for x, y in zip(v, col, strict=True)) for _, col in cols])
+        x = [(vt - sum(ui * col[t] for ui, (_, col) in zip(u, cols, strict=True))) / rho
+             for t, vt in enumerate(v)]
+        value += sum(a * b for a, b in zip(v, x, strict=True)) / 2
+        norm2 += sum(xt * xt for xt in x)
+    return value, norm2
+
+
+@pytest.mark.parametrize("case", ["one", "sparse", "two"])
+@pytest.mark.parametrize("scale", [1.0, 1e4, 1e8])
+def test_factor_split_conjugate_bound_holds_and_is_tight(rng, case, scale):
+    # h*(V) for K = α(RRᵀ + ρI), V = X₀·𝒬 with X₀R ≈ 0 (strong coupling: the a-posteriori
+    # bound's γ_T|X||R||R|ᵀ is far above h* there), in rationals: the split along the
+    # factors bounds it from above, within 1e-12 of it, and its ‖𝒬⁻¹V‖ bound holds
+    import scipy.sparse as sp
+
+    T, d, p = 300, 4, 2
+    Z = rng.standard_normal((T, p)) * np.pi * np.sqrt(scale)
+    terms = [(2.0, Z, 0.01)] + ([(0.7, rng.standard_normal((T, 1)) * 30.0, 0.3)]
+                                if case == "two" else [])
+    pens = [mc.TaskRelation.from_factor(sp.csc_matrix(R) if case == "sparse" else R,
+                                        ridge=r, alpha=a) for a, R, r in terms]
+    Xs = [rng.standard_normal((3, d)) for _ in range(T)]
+    prob = mc.Problem(mc.MultiTaskData(Xs, [rng.standard_normal(3) for _ in range(T)]),
+                      mc.SquaredLoss("sum"), pens)
+    X0 = rng.standard_normal((d, T))
+    X0 -= (X0 @ Z) @ np.linalg.pinv(Z)  # X₀Z ≈ 0 (to rounding)
+    V = sum(a * ((X0 @ R) @ R.T + r * X0) for a, R, r in terms)
+    exact, x_norm2 = _exact_factor_conjugate(V, terms)
+    bottom = sum(a * r for a, _, r in terms) * (1.0 - 1e-12)
+    c, q, err = mc._rounding.Rounding(prob, X0, None).factor_conjugate(V, bottom)
+    assert Fraction(c) + Fraction(err) >= exact, (c, err, float(exact))
+    assert Fraction(c) + Fraction(err) - exact <= Fraction(1e-12) * exact, (c, err, float(exact))
+    assert Fraction(q) ** 2 >= x_norm2
