@@ -247,7 +247,9 @@ class MultiTaskRegressor(RegressorMixin, BaseEstimator):
         single = False
         if self.task_col is None:
             tasks = list(y.columns) if hasattr(y, "columns") else None
-            X, Y = validate_data(self, X, y, multi_output=True, y_numeric=True)
+            # NaN/inf checked once, by MultiTaskData (a DataError, also a ValueError)
+            X, Y = validate_data(self, X, y, multi_output=True, y_numeric=True,
+                                 ensure_all_finite=False)
             single = Y.ndim == 1
             # not copied: the data lives only for this fit (the solution and certificate
             # keep none of it), and nothing edits X or Y meanwhile
@@ -256,7 +258,8 @@ class MultiTaskRegressor(RegressorMixin, BaseEstimator):
                                         copy=False)
         else:
             features, task = self._split(X)
-            features, y = validate_data(self, features, y, y_numeric=True)
+            features, y = validate_data(self, features, y, y_numeric=True,
+                                        ensure_all_finite=False)
             data = MultiTaskData.from_stacked(
                 features, y, task, feature_names=getattr(self, "feature_names_in_", None))
         sol = Problem(data, loss, penalties, fit_intercept=bool(self.fit_intercept)).solve(
