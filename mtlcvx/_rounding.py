@@ -218,8 +218,7 @@ def _design_means(data: MultiTaskData) -> np.ndarray:
     cache = data.__dict__.get("_rounding_means")
     if cache is None:
         if data.is_shared:
-            X = data.X[0]
-            cache = np.broadcast_to((np.abs(np.einsum("nd->d", X)) / X.shape[0])[:, None],
+            cache = np.broadcast_to(np.abs(data.shared_means()[0])[:, None],
                                     (data.n_features, data.n_tasks))
         else:
             blocks = data.equal_blocks()

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .data import MultiTaskData, as_float_array, frozen_copy
+from .data import MultiTaskData, as_float_array, column_means, frozen_copy
 from .exceptions import DataError
 
 __all__ = ["SquaredLoss", "LossDual"]
@@ -226,8 +226,8 @@ class SquaredLoss:
             R = data.shared_residuals(W)
             Y = data.shared_targets()
             if center:
-                R -= R.mean(axis=0)  # R is this call's own array
-                Y = Y - Y.mean(axis=0)
+                R -= column_means(R)  # R is this call's own array
+                Y = Y - data.shared_means()[1]
             Theta = np.multiply(R, -c, out=R)
             quadratic = np.where(c > 0, np.einsum("nt,nt->t", Theta, Theta)
                                  / (2.0 * np.where(c > 0, c, 1.0)), 0.0)

@@ -165,7 +165,7 @@ class Problem:
     # ------------------------------------------------------------------ numpy side
     def optimal_intercept(self, W: np.ndarray) -> np.ndarray:
         """Intercepts minimising the loss for fixed ``W``: ``b_t = mean(y_t − X_t w_t)``."""
-        return -self.data.task_sums(self.data.stacked_residuals(W)) / self.data.n_samples
+        return -self.data.residual_means(W)
 
     def check_W(self, W: Any, name: str = "W") -> np.ndarray:
         """Validate a coefficient matrix of shape (d, T) and return it as float64."""
