@@ -83,13 +83,13 @@ A conjugate of a squared norm changes by ``s²Ω°(e)(2Ω°(V̂) + Ω°(e))/(2α
 solve ``X̂`` with ``r = V̂ − 𝒬X̂``: ``½⟨V̂, 𝒬⁻¹V̂⟩ = ⟨V̂, X̂⟩ − h(X̂) + ½⟨r, 𝒬⁻¹r⟩``
 exactly (:meth:`Rounding.quadratic_conjugate`, used with a factor-given term, whose
 ``h(X̂)`` has a first-order bound; otherwise the solve's backward error
-``γ‖𝒬‖‖𝒬⁻¹V‖²``, first order). Where every quadratic term is a task-side factor, the
-split ``V = Σα_iU_iR_iᵀ + V₂`` (:meth:`Rounding.factor_conjugate`) bounds ``h*(V)`` without
-forming ``X̂RRᵀ``, whose rounding ``γ_T|X̂||R||R|ᵀ`` is not first order where ``X̂R``
-cancels (strong coupling); the smaller of the two is kept. Where a term's value has only
-the magnitude bound ``E_h = γ·(α/2)Σ|W||K|∘|W|`` the identity is also taken at ``X̂ = W``
-itself, with ``r = V − ∇h(W) = −∇F(W)`` (tiny at an exact solve) and ``h̃``, the computed
-``h(W)`` that ``fl(F(W))`` holds: with ``ℓ`` the loss,
+``γ‖𝒬‖‖𝒬⁻¹V‖²``, first order). Where the quadratic terms are task-side factors (and
+diagonal terms), the split ``V = Σα_iU_iR_iᵀ + V₂`` (:meth:`Rounding.factor_conjugate`)
+bounds ``h*(V)`` without forming ``X̂RRᵀ``, whose rounding ``γ_T|X̂||R||R|ᵀ`` is not first
+order where ``X̂R`` cancels (strong coupling); the smaller of the two is kept. Where a
+term's value has only the magnitude bound ``E_h = γ·(α/2)Σ|W||K|∘|W|`` the identity is also
+taken at ``X̂ = W`` itself, with ``r = V − ∇h(W) = −∇F(W)`` (tiny at an exact solve) and
+``h̃``, the computed ``h(W)`` that ``fl(F(W))`` holds: with ``ℓ`` the loss,
 
 .. math::
 
@@ -454,8 +454,10 @@ class Rounding:
 
     def factor_conjugate(self, V: np.ndarray, bottom: float) -> tuple[float, float, float] | None:
         r"""``h*(V) ≤ c + err`` and ``‖𝒬⁻¹V‖ ≤ q``, as ``(c, q, err)``, when every quadratic
-        term is task side and factor-given, ``h(X) = Σ_i (α_i/2)(‖XR_i‖² + ρ_i‖X‖²)`` with
-        ``ρ = Σ_i α_iρ_i > 0``; else None. ``bottom ≤ λ_min(𝒬)``.
+        term is task side and either factor-given or diagonal (a ``Ridge``), ``h(X) =
+        Σ_i (α_i/2)‖XR_i‖² + ½Σ_t D_t‖x_t‖²`` with every ``D_t > 0`` (``D`` the factors'
+        ``α_iρ_i`` plus the diagonal terms' ``α_j K_j[t, t]``), at least one factor; else
+        None. ``bottom ≤ λ_min(𝒬)``.
 
         For any ``U_i`` (d, p_i), completing squares in ``⟨V, X⟩ − h(X)`` with ``V =
         Σ_i α_iU_iR_iᵀ + V₂`` gives, for every ``X``,
@@ -463,45 +465,55 @@ class Rounding:
         .. math::
 
             h^*(V) \le \textstyle\sum_i \frac{\alpha_i}{2}\lVert U_i\rVert^2
-            + \frac{1}{2\rho}\big\lVert V - \sum_i \alpha_i U_iR_i^\top\big\rVert^2,
+            + \sum_t \frac{1}{2D_t}\big\lVert \big(V - \sum_i \alpha_i U_iR_i^\top\big)_t
+            \big\rVert^2,
 
-        with equality at ``U_i = X^*R_i`` (``X* = 𝒬⁻¹V``). ``U = VS(ρI + SᵀS)⁻¹``, ``S``
-        the factors ``√α_iR_i`` side by side, is that point as computed; whatever its
-        error, the bound holds at the computed ``U`` (its excess is second order in it).
-        Unlike ``⟨V, X̂⟩ − h(X̂) + ½⟨r, 𝒬⁻¹r⟩`` it never forms ``X̂RRᵀ``, whose rounding
-        ``γ_T|X̂||R||R|ᵀ`` is not first order where ``X̂R`` cancels (strong coupling,
-        ``α‖R‖² ≫ ρ``): the products here are ``|U||R|ᵀ``, ``U ≈ X*R`` small there. So
-        ``V₂ = fl(V − Σα_iU_iR_iᵀ)`` is within ``e = γ_{p+2k+3}(|V| + Σα_i|U_i||R_i|ᵀ)`` (``p``
-        columns in all, ``k`` terms), and the value within ``(2‖V̂₂‖‖e‖ + ‖e‖² +
-        γ_{dT}‖V̂₂‖²)/(2ρ)``, ``γ_{2k+2}`` of the second part (``ρ``'s own sum) and
-        ``γ_{dp+k+2}`` of the first. ``q = (2(c + err)/bottom)^{1/2}``, since
-        ``h*(V) = ½⟨𝒬X*, X*⟩ ≥ ½λ_min‖X*‖²``.
+        with equality at ``U_i = X^*R_i`` (``X* = 𝒬⁻¹V``). ``U = VD⁻¹S(I + SᵀD⁻¹S)⁻¹``,
+        ``S`` the factors ``√α_iR_i`` side by side (Woodbury's capacitance), is that point as
+        computed; whatever its error, the bound holds at the computed ``U`` (its excess is
+        second order in it). Unlike ``⟨V, X̂⟩ − h(X̂) + ½⟨r, 𝒬⁻¹r⟩`` it never forms
+        ``X̂RRᵀ``, whose rounding ``γ_T|X̂||R||R|ᵀ`` is not first order where ``X̂R``
+        cancels (strong coupling, ``α‖R‖² ≫ D``): the products here are ``|U||R|ᵀ``,
+        ``U ≈ X*R`` small there. So ``V₂ = fl(V − Σα_iU_iR_iᵀ)`` is within ``e =
+        γ_{p+2k+3}(|V| + Σα_i|U_i||R_i|ᵀ)`` (``p`` columns in all, ``k`` terms), and the
+        second sum within ``Σ_t(2‖V̂₂,t‖‖e_t‖ + ‖e_t‖²)/(2D_t)`` plus ``γ_{d+T+2}`` of it
+        (its own evaluation) and ``γ_{2k+2}`` (``D``'s sums), the first within
+        ``γ_{dp+k+2}``. ``q = (2(c + err)/bottom)^{1/2}``, since ``h*(V) = ½⟨𝒬X*, X*⟩ ≥
+        ½λ_min‖X*‖²``.
         """
-        lows = [(p.alpha, p.low_rank()) for p in self.quadratic if p.side == "task"]
-        if not lows or len(lows) != len(self.quadratic) or any(low is None for _, low in lows):
-            return None
-        rho = sum(a * low[1] for a, low in lows)
-        if not rho > 0:
-            return None
-        factors = [R.toarray() if issparse(R) else np.asarray(R) for _, (R, _) in lows]
         d, T = V.shape
-        S = np.hstack([np.sqrt(a) * R for (a, _), R in zip(lows, factors, strict=True)])
-        p, k = S.shape[1], len(lows)
-        U = np.linalg.solve(rho * np.eye(p) + S.T @ S, (V @ S).T).T
+        lows, D = [], np.zeros(T)
+        for pen in self.quadratic:
+            low = pen.low_rank() if pen.side == "task" else None
+            band = pen.band(d, T) if low is None and pen.side == "task" else None
+            if low is not None:
+                lows.append((pen.alpha, low[0].toarray() if issparse(low[0])
+                             else np.asarray(low[0])))
+                D += pen.alpha * low[1]
+            elif band is not None and band.shape[0] == 1:
+                D += pen.alpha * band[0]
+            else:
+                return None
+        if not lows or not D.min() > 0:
+            return None
+        S = np.hstack([np.sqrt(a) * R for a, R in lows])
+        p, k = S.shape[1], len(self.quadratic)
+        SD = S / D[:, None]
+        U = np.linalg.solve(np.eye(p) + S.T @ SD, (V @ SD).T).T
         V2, M = V.copy(), np.abs(V)
         first, start = 0.0, 0
-        for (a, _), R in zip(lows, factors, strict=True):
+        for a, R in lows:
             Ui = U[:, start:start + R.shape[1]] / np.sqrt(a)
             start += R.shape[1]
             first += 0.5 * a * float(np.sum(Ui * Ui))
             V2 -= a * (Ui @ R.T)
             M += a * (np.abs(Ui) @ np.abs(R).T) * (1.0 + gamma(R.shape[1] + 1))
-        e = float(np.linalg.norm(gamma(p + 2 * k + 3) * M)) * (1.0 + gamma(d * T))
-        v2 = float(np.linalg.norm(V2))
-        second = v2 * v2 / (2.0 * rho)
-        err = ((2.0 * v2 * e + e * e + gamma(d * T) * v2 * v2) / (2.0 * rho)
-               + gamma(2 * k + 2) * second + gamma(d * p + k + 2) * first
-               + gamma(2) * (first + second))
+        e = np.sqrt(np.einsum("dt,dt->t", M, M)) * (gamma(p + 2 * k + 3) * (1.0 + gamma(d)))
+        v2 = np.einsum("dt,dt->t", V2, V2)
+        second = 0.5 * float(np.sum(v2 / D))
+        err = (0.5 * float(np.sum((2.0 * np.sqrt(v2) * e + e * e) / D))
+               + gamma(d + T + 2) * second + gamma(2 * k + 2) * second
+               + gamma(d * p + k + 2) * first + gamma(2) * (first + second))
         c = first + second
         err *= _SAFETY
         return c, float(np.sqrt(2.0 * (c + err) / bottom)) * (1.0 + gamma(4)), err

@@ -534,6 +534,22 @@ def test_factor_given_gap_is_never_below_the_exact_gap(rng, alpha):
     _assert_gaps_above_exact_near_optimum(rng, prob, Xs, ys, np.ones(T), K)
 
 
+@pytest.mark.parametrize("alpha", [1e-10, 1.0, 1e10])
+def test_factor_with_its_ridge_apart_gap_is_never_below_the_exact_gap(rng, alpha):
+    # K = ZZᵀ from its factor (ridge 0) plus a separate Ridge: rung 4 splits V along the
+    # factor with the Ridge as the diagonal; exact gaps in rationals at and near W*
+    T, d = 8, 3
+    Z = rng.standard_normal((T, 2)) * np.pi + 1.0
+    pens = [mc.TaskRelation.from_factor(Z, ridge=0.0, alpha=alpha), mc.Ridge(0.1)]
+    Zf = [[Fraction(v) for v in row] for row in Z.tolist()]
+    K = [[Fraction(alpha) * sum(a * b for a, b in zip(Zf[s], Zf[t], strict=True))
+          + (Fraction(0.1) if s == t else 0) for t in range(T)] for s in range(T)]
+    Xs = [rng.standard_normal((n, d)) for n in (5, 2, 6, 4, 3, 7, 5, 4)]
+    ys = [rng.standard_normal(len(X)) for X in Xs]
+    prob = mc.Problem(mc.MultiTaskData(Xs, ys), mc.SquaredLoss("sum"), pens)
+    _assert_gaps_above_exact_near_optimum(rng, prob, Xs, ys, np.ones(T), K)
+
+
 @pytest.mark.parametrize("kind", ["factor", "factor_sparse", "dense"])
 @pytest.mark.parametrize("alpha", [1e-10, 1.0, 1e10])
 def test_quadratic_conjugate_bound_holds_for_any_computed_solve(rng, kind, alpha):
@@ -697,49 +713,60 @@ def test_dense_k_exact_solve_is_certified_far_below_the_magnitude_bound():
     assert abs(F - cert.objective) <= cert.rounding, (F, cert)
 
 
-def _exact_factor_conjugate(V, terms):
-    """``(½⟨V, 𝒬⁻¹V⟩, ‖𝒬⁻¹V‖²)`` in rationals for ``𝒬 = Σ α_i(R_iR_iᵀ + ρ_i I)`` (R_i
-    dense floats), by Woodbury: ``𝒬⁻¹ = (I − R(ρ·diag(1/α) + RᵀR)⁻¹Rᵀ)/ρ``, ``R = [R_i]``
-    with ``α`` per column and ``ρ = Σ α_iρ_i``."""
-    rho = sum(Fraction(a) * Fraction(r) for a, _, r in terms)
+def _exact_factor_conjugate(V, factors, D):
+    """``(½⟨V, 𝒬⁻¹V⟩, ‖𝒬⁻¹V‖²)`` in rationals for ``𝒬 = Σ α_iR_iR_iᵀ + diag(D)``
+    (``factors`` the pairs ``(α_i, R_i)``, floats), by Woodbury: ``x = D⁻¹v −
+    D⁻¹R(diag(1/α) + RᵀD⁻¹R)⁻¹RᵀD⁻¹v`` per row, ``R = [R_i]`` with ``α`` per column."""
     cols = [(Fraction(a), [Fraction(v) for v in R[:, j].tolist()])
-            for a, R, _ in terms for j in range(R.shape[1])]
+            for a, R in factors for j in range(R.shape[1])]
     p = len(cols)
-    A = [[sum(x * y for x, y in zip(cols[i][1], cols[j][1], strict=True))
-          + (rho / cols[i][0] if i == j else 0) for j in range(p)] for i in range(p)]
+    A = [[sum(x * y / Dt for x, y, Dt in zip(cols[i][1], cols[j][1], D, strict=True))
+          + (1 / cols[i][0] if i == j else 0) for j in range(p)] for i in range(p)]
     value = norm2 = Fraction(0)
     for row in V.tolist():
-        v = [Fraction(x) for x in row]
+        v = [Fraction(x) / Dt for x, Dt in zip(row, D, strict=True)]  # D⁻¹v
         u = solve_exact(A, [sum(x * y for x, y in zip(v, col, strict=True)) for _, col in cols])
-        x = [(vt - sum(ui * col[t] for ui, (_, col) in zip(u, cols, strict=True))) / rho
+        x = [(vt - sum(ui * col[t] for ui, (_, col) in zip(u, cols, strict=True)) / D[t])
              for t, vt in enumerate(v)]
-        value += sum(a * b for a, b in zip(v, x, strict=True)) / 2
+        value += sum(Fraction(a) * b for a, b in zip(row, x, strict=True)) / 2
         norm2 += sum(xt * xt for xt in x)
     return value, norm2
 
 
-@pytest.mark.parametrize("case", ["one", "sparse", "two"])
+@pytest.mark.parametrize("case", ["one", "sparse", "two", "ridge", "diagonal"])
 @pytest.mark.parametrize("scale", [1.0, 1e4, 1e8])
 def test_factor_split_conjugate_bound_holds_and_is_tight(rng, case, scale):
-    # h*(V) for K = α(RRᵀ + ρI), V = X₀·𝒬 with X₀R ≈ 0 (strong coupling: the a-posteriori
-    # bound's γ_T|X||R||R|ᵀ is far above h* there), in rationals: the split along the
-    # factors bounds it from above, within 1e-12 of it, and its ‖𝒬⁻¹V‖ bound holds
+    # h*(V) for 𝒬 = Σα_i(R_iR_iᵀ + ρ_iI) (+ a Ridge, or a diagonal K per task), V = X₀·𝒬
+    # with X₀R ≈ 0 (strong coupling: the a-posteriori bound's γ_T|X||R||R|ᵀ is far above
+    # h* there), in rationals: the split along the factors bounds it from above, within
+    # 1e-12 of it, and its ‖𝒬⁻¹V‖ bound holds
     import scipy.sparse as sp
 
     T, d, p = 300, 4, 2
     Z = rng.standard_normal((T, p)) * np.pi * np.sqrt(scale)
-    terms = [(2.0, Z, 0.01)] + ([(0.7, rng.standard_normal((T, 1)) * 30.0, 0.3)]
-                                if case == "two" else [])
+    terms = [(2.0, Z, 0.0 if case in ("ridge", "diagonal") else 0.01)] + (
+        [(0.7, rng.standard_normal((T, 1)) * 30.0, 0.3)] if case == "two" else [])
     pens = [mc.TaskRelation.from_factor(sp.csc_matrix(R) if case == "sparse" else R,
                                         ridge=r, alpha=a) for a, R, r in terms]
+    diag = np.zeros(T)
+    if case == "ridge":
+        pens.append(mc.Ridge(0.02))
+        diag += 0.02
+    elif case == "diagonal":
+        w = rng.integers(1, 64, T) / 64.0  # short rationals: the reference stays fast
+        pens.append(mc.TaskRelation(sp.diags(w), 0.3))
+        diag += 0.3 * w
     Xs = [rng.standard_normal((3, d)) for _ in range(T)]
     prob = mc.Problem(mc.MultiTaskData(Xs, [rng.standard_normal(3) for _ in range(T)]),
                       mc.SquaredLoss("sum"), pens)
     X0 = rng.standard_normal((d, T))
     X0 -= (X0 @ Z) @ np.linalg.pinv(Z)  # X₀Z ≈ 0 (to rounding)
-    V = sum(a * ((X0 @ R) @ R.T + r * X0) for a, R, r in terms)
-    exact, x_norm2 = _exact_factor_conjugate(V, terms)
-    bottom = sum(a * r for a, _, r in terms) * (1.0 - 1e-12)
+    V = sum(a * ((X0 @ R) @ R.T + r * X0) for a, R, r in terms) + diag * X0
+    D = [sum(Fraction(a) * Fraction(r) for a, _, r in terms)
+         + (Fraction(0.02) if case == "ridge" else 0)
+         + (Fraction(0.3) * Fraction(w[t]) if case == "diagonal" else 0) for t in range(T)]
+    exact, x_norm2 = _exact_factor_conjugate(V, [(a, R) for a, R, _ in terms], D)
+    bottom = float(min(D)) * (1.0 - 1e-12)
     c, q, err = mc._rounding.Rounding(prob, X0, None).factor_conjugate(V, bottom)
     assert Fraction(c) + Fraction(err) >= exact, (c, err, float(exact))
     assert Fraction(c) + Fraction(err) - exact <= Fraction(1e-12) * exact, (c, err, float(exact))
