@@ -133,6 +133,8 @@ __all__ = ["GramRounding", "GramShift", "QuadraticConjugate", "Rounding", "gamma
            "least_squares"]
 
 _EPS = np.finfo(float).eps
+#: The smallest subnormal float64: a product that underflows is off by at most half of it.
+_ETA = 2.0 ** -1074
 #: Headroom for the rounding of the bound's own evaluation.
 _SAFETY = 1.0 + 2.0 ** -10
 
@@ -361,6 +363,7 @@ class Rounding:
         self._mh: float | None = None
         self._value_error: float | None = None
         self._abs_k: float | None = None
+        self._amplified: list[tuple[float, int]] | None = None
 
     # ------------------------------------------------------------------ quadratic terms
     def _abs_products(self, W: np.ndarray | None = None) -> list[tuple[float, np.ndarray]]:
@@ -380,9 +383,44 @@ class Rounding:
             return self._value_error
         return self._value_error_at(W, np.abs(W))
 
+    def _underflow(self, absW: np.ndarray) -> tuple[float, float]:
+        """``(value, entry)``: bounds on what gradual underflow adds to the quadratic
+        terms' values and to each entry of their gradient at ``|W|``, beyond the relative
+        ``γ`` bounds (which assume none).
+
+        A product that lands below the normal range is off by up to ``2⁻¹⁰⁷⁵`` absolute
+        (``η = 2⁻¹⁰⁷⁴`` counted), while additions stay relatively exact. A term's products
+        (``WK`` or ``WR`` with at most ``n + p`` products per entry, then ``∘W``, squares
+        or lags) are each off by ``η``, and that error is multiplied afterwards by at most
+        ``|W|`` or ``|K|``, ``|R|`` entries: per term ``α·η·(n + p + 2)(1 + ‖|K|‖_∞)(1 +
+        ‖|R|‖_∞)(N(1 + p) + 2Σ|W|)``, ``N`` the non-zeros of ``W`` (every product has a
+        factor from ``W``), ``‖·‖_∞`` the largest row sum (negligible unless
+        ``W`` or the values are within a few hundred orders of ``2⁻¹⁰²²``, scaled by ``α``).
+        """
+        d, T = absW.shape
+        if self._amplified is None:  # (α(n + p + 2)(1 + ‖|K|‖_∞)(1 + ‖|R|‖_∞), p) per term
+            self._amplified = []
+            for p in self.quadratic:
+                n, low = (T if p.side == "task" else d), p.low_rank()
+                ones = np.ones((1, T)) if p.side == "task" else np.ones((d, 1))
+                rows = float(np.max(p.abs_product(ones)))
+                cols, rsum = 0, 0.0
+                if low is not None:
+                    R = abs(low[0]) if issparse(low[0]) else np.abs(low[0])
+                    cols, rsum = R.shape[1], float(np.max(np.asarray(R.sum(axis=1))))
+                self._amplified.append(
+                    (p.alpha * (n + cols + 2) * (1.0 + rows) * (1.0 + rsum), cols))
+        # every product has a factor from W: zero entries give exact zeros
+        nz, w1 = int(np.count_nonzero(absW)), float(absW.sum())
+        if not nz:
+            return 0.0, 0.0
+        value = sum(a * (nz * (1 + cols) + 2.0 * w1) for a, cols in self._amplified)
+        entry = sum(a for a, _ in self._amplified)
+        return 2.0 * _ETA * value, 2.0 * _ETA * entry
+
     def _value_error_at(self, W: np.ndarray, absW: np.ndarray) -> float:
         d, T = W.shape
-        err = 0.0
+        err = self._underflow(absW)[0]
         for pen in self.quadratic:
             a, low = pen.alpha, pen.low_rank()
             if low is None:
@@ -416,7 +454,8 @@ class Rounding:
         (default: the certified point)."""
         d, T = self.W.shape
         return gamma(d + T + 3) * sum((a * P for a, P in self._abs_products(W)),
-                                      np.zeros((d, T)))
+                                      np.zeros((d, T))) + self._underflow(
+            self.abs_w if W is None else np.abs(W))[1]
 
     def quadratic_conjugate(self, V: np.ndarray, X: np.ndarray, bottom: float,
                             grad: np.ndarray | None = None,
@@ -444,7 +483,8 @@ class Rounding:
         x_norm = float(np.linalg.norm(X)) * (1.0 + gamma(d * T))
         # ‖fl(V − ∇h) − (V − 𝒬X)‖ ≤ ε‖r̂‖ + γ_{d+T+3}‖Σα|X||K|‖, and ‖|X||K|‖ ≤ ‖X‖‖|K|‖₂
         r_norm = float(np.linalg.norm(V - grad)) * (1.0 + gamma(d * T + 2)) \
-            + gamma(d + T + 3) * self._abs_norm() * x_norm
+            + gamma(d + T + 3) * self._abs_norm() * x_norm \
+            + np.sqrt(d * T) * self._underflow(np.abs(X))[1]
         rr = _SAFETY * r_norm * r_norm / (2.0 * bottom)  # ≥ ½⟨r, 𝒬⁻¹r⟩
         err = gamma(d + T + 2) * float(np.sum(np.abs(VX, out=VX))) + gamma(4) * (
             abs(vx) + abs(hx) + rr)

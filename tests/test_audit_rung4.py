@@ -9,8 +9,9 @@ Gauss-Jordan elimination. Nothing here calls the package's solvers or certificat
 to build the reference. The cases aim at the conjugate taken at ``X = W`` (the computed
 ``h(W)`` entering ``F`` and ``D`` as one float): mixed-sign dense and sparse ``K`` with
 large cancellation (``Σ|W||K||W| ≫ tr(WKWᵀ)``), a feature side beside a task side, data
-scaled by ``1e±50``, points ``sW*`` with ``s`` far from 1 (the weight ``|1 − s²|`` of the
-value's bound), huge components along ``K``'s small eigenvectors, intercepts, task weights.
+scaled by ``1e±50`` and down to ``W ~ 1e-156`` (``W∘W`` subnormal, times ``α ~ 1e116``),
+points ``sW*`` with ``s`` far from 1 (the weight ``|1 − s²|`` of the value's bound), huge
+components along ``K``'s small eigenvectors, intercepts, task weights.
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ def _points(rng, prob, exact):
 
 @pytest.mark.parametrize("kind", ["cancel", "mixed", "sparse", "two", "feature", "factor"])
 @pytest.mark.parametrize("scale", [(1.0, 1.0), (1e-50 * np.pi, 1e40 * np.e),
-                                   (1e50 / 3.0, 1e-30)])
+                                   (1e50 / 3.0, 1e-30), (1e58 / 3.0, 1e-98)])
 @pytest.mark.parametrize("intercept,weights", [(False, False), (True, True)])
 def test_rung4_gap_is_never_below_the_exact_gap(rng, kind, scale, intercept, weights):
     prob = _problem(rng, kind, scale, intercept, weights)
