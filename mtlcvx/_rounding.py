@@ -86,7 +86,7 @@ exactly (:meth:`Rounding.quadratic_conjugate`, used with a factor-given term, wh
 ``γ‖𝒬‖‖𝒬⁻¹V‖²``, first order). Where the quadratic terms are task-side factors (and
 diagonal terms), the split ``V = Σα_iU_iR_iᵀ + V₂`` (:meth:`Rounding.factor_conjugate`)
 bounds ``h*(V)`` without forming ``X̂RRᵀ``, whose rounding ``γ_T|X̂||R||R|ᵀ`` is not first
-order where ``X̂R`` cancels (strong coupling); the smaller of the two is kept. Where a
+order where ``X̂R`` cancels (strong coupling), and needs no solve: used in its place. Where a
 term's value has only the magnitude bound ``E_h = γ·(α/2)Σ|W||K|∘|W|`` the identity is also
 taken at ``X̂ = W`` itself, with ``r = V − ∇h(W) = −∇F(W)`` (tiny at an exact solve) and
 ``h̃``, the computed ``h(W)`` that ``fl(F(W))`` holds: with ``ℓ`` the loss,

@@ -616,24 +616,25 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
             if at_gap <= floor + value_error or (
                     not bound.factor_given and extra <= s * s * g_solve * top * q_low * q_low):
                 return done(None, "quadratic conjugate at W (rung 4)", **at_point)
-        solved = _quadratic_conjugate(pieces.Kt, Uf, lf, pieces.V_loss)
-        if solved is not None:
-            if bottom > 0 and bound.factor_given:  # a-posteriori, from the solve's residual
-                conj = bound.quadratic_conjugate(pieces.V_loss, solved, bottom)
-                conj_h, qv, solve_error = conj.c, conj.q, conj.err + conj.value_err
-                # or split V along the factors (no X̂RRᵀ, whose rounding is not first
-                # order where X̂R cancels): the smaller bound, and the smaller ‖𝒬⁻¹V‖
-                split = (bound.factor_conjugate(pieces.V_loss, bottom)
-                         if Uf is None and pieces.Kt.kind == "low-rank" else None)
-                if split is not None:
-                    if split[0] + split[2] < conj_h + solve_error:
-                        conj_h, solve_error = split[0], split[2]
-                    qv = min(qv, split[1])
-            else:  # the solve's backward error (first order): no λ_min bound, or h(X)'s
-                # own bound is no smaller (the magnitude bound of a non-factor K)
-                conj_h, qv = 0.5 * float(np.vdot(pieces.V_loss, solved)), float(
-                    np.linalg.norm(solved))
-                solve_error = g_solve * top * qv * qv
+        # every quadratic term a task-side factor or diagonal: split V along the factors,
+        # no solve (whose a-posteriori bound holds fl(X̂RRᵀ)'s rounding, not first order
+        # where X̂R cancels)
+        split = (bound.factor_conjugate(pieces.V_loss, bottom)
+                 if bottom > 0 and Uf is None and pieces.Kt.kind == "low-rank" else None)
+        solved = None if split is not None else _quadratic_conjugate(
+            pieces.Kt, Uf, lf, pieces.V_loss)
+        if split is not None:
+            conj_h, qv, solve_error = split
+        elif solved is not None and bottom > 0 and bound.factor_given:
+            # a-posteriori, from the solve's residual
+            conj = bound.quadratic_conjugate(pieces.V_loss, solved, bottom)
+            conj_h, qv, solve_error = conj.c, conj.q, conj.err + conj.value_err
+        elif solved is not None:  # the solve's backward error (first order): no λ_min
+            # bound, or h(X)'s own bound is no smaller (the magnitude bound of a non-factor K)
+            conj_h, qv = 0.5 * float(np.vdot(pieces.V_loss, solved)), float(
+                np.linalg.norm(solved))
+            solve_error = g_solve * top * qv * qv
+        if split is not None or solved is not None:
             _, dual, error = conjugate_dual(conj_h, qv, solve_error)
             solved = dict(dual=dual, dual_error=error)
             if at_point is not None and at_gap < max(profiled - dual + error, 0.0) + floor \
