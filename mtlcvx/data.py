@@ -605,7 +605,7 @@ class MultiTaskData:
 
     def gram_product(self, W: np.ndarray, center: bool, keep: bool = True) -> np.ndarray:
         """``G W`` (d, T) with ``G`` of :meth:`gram` (a shared design), kept for the last
-        ``W`` (compared exactly) as :meth:`shared_residuals` keeps ``X W``: a solver's last
+        ``W`` (compared exactly) as :meth:`shared_residuals` keeps ``X W − Y``: a solver's last
         check and the certificate at the same point share one product. ``keep=False``
         neither reads nor writes that cache (a point no certificate will see).
 
@@ -774,14 +774,18 @@ class MultiTaskData:
     def shared_residuals(self, W: np.ndarray) -> np.ndarray:
         """``X W − Y`` (n, T) of a shared design: the design is used once, not stacked.
 
-        ``X W`` is kept for the last ``W`` (compared exactly), so the objective and the
-        certificate at one point share one product.
+        Kept for the last ``W`` (compared exactly) and returned read-only, so the
+        intercepts, the objective and the certificate at one point share one product
+        and one subtraction.
         """
-        cache = self.__dict__.get("_shared_product")
+        cache = self.__dict__.get("_shared_residual")
         if cache is None or cache[0].shape != W.shape or not np.array_equal(cache[0], W):
-            cache = (W.copy(), self.X[0] @ W)
-            self.__dict__["_shared_product"] = cache
-        return cache[1] - self.shared_targets()
+            R = self.X[0] @ W
+            R -= self.shared_targets()
+            R.flags.writeable = False
+            cache = (W.copy(), R)
+            self.__dict__["_shared_residual"] = cache
+        return cache[1]
 
     def residual_means(self, W: np.ndarray) -> np.ndarray:
         """Per-task means of the residuals ``X_t w_t − y_t`` (T,) for ``W`` (d, T)."""
@@ -795,7 +799,7 @@ class MultiTaskData:
         if self.is_shared:
             r = self.shared_residuals(W)
             if intercept is not None:
-                r += intercept
+                r = r + intercept
             return r.T.ravel()
         # kept for the last W (compared exactly), as shared_residuals does, so the
         # objective and the certificate at one point share one product

@@ -119,7 +119,7 @@ class SquaredLoss:
         if data.is_shared:  # the (n, T) residual as it is: no stacked copy, no squares array
             R = data.shared_residuals(W)
             if intercept is not None:
-                R += intercept
+                R = R + intercept
             per_task = np.einsum("nt,nt->t", R, R)
         else:
             r = data.stacked_residuals(W, intercept)
@@ -223,12 +223,14 @@ class SquaredLoss:
         """
         c = self.weights(data)
         if data.is_shared:  # residual computed directly on X (n, d), never stacked T times
-            R = data.shared_residuals(W)
+            R = data.shared_residuals(W)  # read-only: θ is a new array
             Y = data.shared_targets()
             if center:
-                R -= column_means(R)  # R is this call's own array
+                Theta = R - column_means(R)
                 Y = Y - data.shared_means()[1]
-            Theta = np.multiply(R, -c, out=R)
+            else:
+                Theta = R.copy()
+            np.multiply(Theta, -c, out=Theta)
             quadratic = np.where(c > 0, np.einsum("nt,nt->t", Theta, Theta)
                                  / (2.0 * np.where(c > 0, c, 1.0)), 0.0)
             return LossDual(np.einsum("nt,nt->t", Theta, Y), quadratic, data.X[0].T @ Theta)
