@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_estimator.py            # full sizes (about a minute)
+    python benchmarks/bench_estimator.py            # full sizes (about 15 s)
     python benchmarks/bench_estimator.py --quick    # smoke run
 
 Shared design X (n, d), Y (n, T) with a row-sparse truth (a third of the features
