@@ -518,7 +518,9 @@ class Rounding:
         γ_{p+2k+3}(|V| + Σα_i|U_i||R_i|ᵀ)`` (``p`` columns in all, ``k`` terms), and the
         second sum within ``Σ_t(2‖V̂₂,t‖‖e_t‖ + ‖e_t‖²)/(2D_t)`` plus ``γ_{d+T+2}`` of it
         (its own evaluation) and ``γ_{2k+2}`` (``D``'s sums), the first within
-        ``γ_{dp+k+2}``. ``q = (2(c + err)/bottom)^{1/2}``, since ``h*(V) = ½⟨𝒬X*, X*⟩ ≥
+        ``γ_{dp+k+2}``; gradual underflow adds ``η = 2⁻¹⁰⁷⁴`` per product that can land
+        below ``2⁻¹⁰²²`` (times the ``α_i`` and ``1/D_t`` that multiply it afterwards).
+        ``q = (2(c + err)/bottom + η)^{1/2}``, since ``h*(V) = ½⟨𝒬X*, X*⟩ ≥
         ½λ_min‖X*‖²``.
         """
         d, T = V.shape
@@ -548,15 +550,21 @@ class Rounding:
             first += 0.5 * a * float(np.sum(Ui * Ui))
             V2 -= a * (Ui @ R.T)
             M += a * (np.abs(Ui) @ np.abs(R).T) * (1.0 + gamma(R.shape[1] + 1))
-        e = np.sqrt(np.einsum("dt,dt->t", M, M)) * (gamma(p + 2 * k + 3) * (1.0 + gamma(d)))
+        # gradual underflow: a product below 2⁻¹⁰²² is off by up to η/2 absolute (sums of
+        # such stay exact), then multiplied by α_i: per entry of V₂, and in the two sums
+        under = _ETA * (sum(a * (R.shape[1] + 1) for a, R in lows) + k + 1)
+        e = (np.sqrt(np.einsum("dt,dt->t", M, M)) * gamma(p + 2 * k + 3) + np.sqrt(d) * under) \
+            * (1.0 + gamma(d))
         v2 = np.einsum("dt,dt->t", V2, V2)
         second = 0.5 * float(np.sum(v2 / D))
         err = (0.5 * float(np.sum((2.0 * np.sqrt(v2) * e + e * e) / D))
                + gamma(d + T + 2) * second + gamma(2 * k + 2) * second
-               + gamma(d * p + k + 2) * first + gamma(2) * (first + second))
+               + gamma(d * p + k + 2) * first + gamma(2) * (first + second)
+               + _ETA * (sum(a * d * R.shape[1] for a, R in lows) + d * float(np.sum(1.0 / D))
+                         + T + 16))
         c = first + second
         err *= _SAFETY
-        return c, float(np.sqrt(2.0 * (c + err) / bottom)) * (1.0 + gamma(4)), err
+        return c, float(np.sqrt(2.0 * (c + err) / bottom + _ETA)) * (1.0 + gamma(4)), err
 
     def _abs_norm(self) -> float:
         """``Σ α‖|K|‖₂`` over the quadratic terms (either side), each ``‖|K|‖₂`` bounded by
