@@ -268,11 +268,11 @@ def least_squares(data: MultiTaskData, center: bool,
     kappa = lam[:, -1] / np.where(sigma2 > 0, sigma2, 1.0)
     usable = (sigma2 > 0) & (kappa * gamma(3 * d) < 0.5)
     W = np.zeros((d, T))
-    if usable.any():
-        solve = (scipy.linalg.cho_solve(scipy.linalg.cho_factor(H[0]), B)
-                 if data.is_shared  # one Cholesky, T columns
-                 else np.linalg.solve(H, B.T[:, :, None])[:, :, 0].T)
-        W = np.where(usable, solve, 0.0)
+    if data.is_shared and usable[0]:  # one Cholesky, T columns
+        W = scipy.linalg.cho_solve(scipy.linalg.cho_factor(H[0]), B)
+    elif usable.any():  # the usable tasks only: another's G may be exactly singular
+        # (a task with fewer rows than features), and LAPACK would raise for the batch
+        W[:, usable] = np.linalg.solve(H[usable], B.T[usable, :, None])[:, :, 0].T
     w = np.linalg.norm(W, axis=0)
     safe = np.where(usable, sigma2, 1.0)
     # Cholesky/LU backward error and the rounding of G and B, over λ_min (first order)
