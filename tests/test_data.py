@@ -324,3 +324,29 @@ def test_centred_gram_in_row_blocks_matches_extended_precision(rng):
                        (gram.yy, np.einsum("nt,nt->t", Yc, Yc))):
         np.testing.assert_allclose(got, exact.astype(float), rtol=0,
                                    atol=1e-12 * float(np.abs(exact).max()))
+
+
+def test_means_and_kept_residual_match_extended_precision(rng):
+    # column means by a matrix-vector product, the residual's per-task means (shared and
+    # per-task designs) and the kept X W − Y, against long double; an in-place change of
+    # W is not served from the kept residual, which a caller cannot edit
+    X, Y = rng.standard_normal((300, 5)) + 3.0, rng.standard_normal((300, 4)) - 7.0
+    W = rng.standard_normal((5, 4))
+    shared = mc.MultiTaskData.shared(X, Y)
+    Xl, Yl = X.astype(np.longdouble), Y.astype(np.longdouble)
+    x_mean, y_mean = shared.shared_means()
+    np.testing.assert_allclose(x_mean, Xl.mean(axis=0).astype(float), rtol=1e-14)
+    np.testing.assert_allclose(y_mean, Yl.mean(axis=0).astype(float), rtol=1e-14)
+    per_task = mc.MultiTaskData([X[:100], X[100:], X[:50]], [Y[:100, 0], Y[100:, 1], Y[:50, 2]])
+    for _ in range(2):
+        R = Xl @ W.astype(np.longdouble) - Yl
+        np.testing.assert_allclose(shared.shared_residuals(W), R.astype(float),
+                                   rtol=0, atol=1e-13 * float(np.abs(R).max()))
+        assert not shared.shared_residuals(W).flags.writeable
+        np.testing.assert_allclose(shared.residual_means(W), R.mean(axis=0).astype(float),
+                                   rtol=1e-13)
+        expected = [np.mean(Xl[rows] @ W[:, t].astype(np.longdouble) - Yl[rows, t])
+                    for t, rows in enumerate((slice(0, 100), slice(100, 300), slice(0, 50)))]
+        np.testing.assert_allclose(per_task.residual_means(W[:, :3]),
+                                   np.array(expected, dtype=float), rtol=1e-13)
+        W[:] = rng.standard_normal((5, 4))  # same object, new values
