@@ -130,7 +130,7 @@ if TYPE_CHECKING:
     from .problem import Problem
 
 __all__ = ["GramRounding", "GramShift", "QuadraticConjugate", "Rounding", "gamma", "gram_shift",
-           "least_squares"]
+           "least_squares", "norm_up"]
 
 _EPS = np.finfo(float).eps
 #: The smallest subnormal float64: a product that underflows is off by at most half of it.
@@ -147,6 +147,16 @@ def gamma(n: int | np.ndarray) -> float | np.ndarray:
         return m * _EPS / max(1.0 - m * _EPS, 0.5)
     n = 2.0 * np.maximum(np.asarray(n, dtype=float), 1.0)
     return n * _EPS / np.maximum(1.0 - n * _EPS, 0.5)
+
+
+def norm_up(x: np.ndarray, axis: int | None = None) -> float | np.ndarray:
+    """An upper bound on ``‖x‖₂`` (along ``axis``): the computed norm rounded up by ``γ_n``
+    plus ``(nη)^{1/2}``, ``η = 2⁻¹⁰⁷⁴``, for squares that underflow (each off by up to
+    ``η/2`` absolute: NumPy's norm does not rescale, so a vector of entries below
+    ``1e-154`` has a computed norm far below its own)."""
+    n = x.size if axis is None else x.shape[axis]
+    out = np.linalg.norm(x, axis=axis) * (1.0 + gamma(n)) + np.sqrt(n * _ETA)
+    return float(out) if axis is None else out
 
 
 @dataclass(frozen=True)
@@ -480,9 +490,9 @@ class Rounding:
         d, T = X.shape
         VX = V * X
         vx = float(np.sum(np.einsum("dt->t", VX)))  # ≤ d + T roundings per product
-        x_norm = float(np.linalg.norm(X)) * (1.0 + gamma(d * T))
+        x_norm = norm_up(X)
         # ‖fl(V − ∇h) − (V − 𝒬X)‖ ≤ ε‖r̂‖ + γ_{d+T+3}‖Σα|X||K|‖, and ‖|X||K|‖ ≤ ‖X‖‖|K|‖₂
-        r_norm = float(np.linalg.norm(V - grad)) * (1.0 + gamma(d * T + 2)) \
+        r_norm = norm_up(V - grad) * (1.0 + gamma(2)) \
             + gamma(d + T + 3) * self._abs_norm() * x_norm \
             + np.sqrt(d * T) * self._underflow(np.abs(X))[1]
         rr = _SAFETY * r_norm * r_norm / (2.0 * bottom)  # ≥ ½⟨r, 𝒬⁻¹r⟩
@@ -625,7 +635,8 @@ class Rounding:
     # ------------------------------------------------------------------ dual
     def theta_norms(self, q_task: np.ndarray) -> np.ndarray:
         """``‖θ̂_t‖ = (2c_t q_t)^{1/2}`` (T,), rounded up."""
-        return np.sqrt(2.0 * self.c * q_task) * (1.0 + self.g_data)
+        # (plus n_t·η: squares of θ that underflow are each off by up to η/2)
+        return np.sqrt(2.0 * self.c * q_task + self.norms.n * _ETA) * (1.0 + self.g_data)
 
     def v_error(self, q_task: np.ndarray, V: np.ndarray | None = None) -> np.ndarray:
         """Entrywise bound (d, T) on ``|V̂ − XᵀPθ̂|``; with ``V`` (rung 3: ``V̂ = fl(Xᵀθ̂ −
@@ -653,7 +664,7 @@ class Rounding:
         T = self.W.shape[1]
         s_t = np.broadcast_to(np.asarray(s, dtype=float), (T,))
         e = self.v_error(q_task)
-        en = np.linalg.norm(e, axis=0)
+        en = norm_up(e, axis=0)
         sigma = np.sqrt(np.where(ok, ls.sigma2, 1.0))
         delta = 3.0 * gamma(self.norms.n + self.W.shape[0] + 3) * self.mu  # ≥ ‖δ_t‖
         safe_c = np.where(self.c > 0, self.c, 1.0)

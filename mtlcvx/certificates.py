@@ -49,7 +49,7 @@ import numpy as np
 from ._checks import check_tol
 from ._io import record
 from ._quadratic_dual import quadratic_dual
-from ._rounding import GramRounding, Rounding, gamma, gram_shift, least_squares
+from ._rounding import GramRounding, Rounding, gamma, gram_shift, least_squares, norm_up
 from ._threads import blas_limited
 from .coupling import TaskCoupling
 from .exceptions import ArgumentError
@@ -580,7 +580,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
         if pieces.Kf is not None:
             lf, Uf = np.linalg.eigh(pieces.Kf)
         top, bottom = coupling_bounds(pieces.Kt, lf)
-        en = float(np.linalg.norm(bound.v_error(pieces.q_task)))
+        en = norm_up(bound.v_error(pieces.q_task))
 
         def conjugate_dual(conj_h: float, qv: float,
                            solve_error: float) -> tuple[float, float, float]:
@@ -631,8 +631,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
             conj_h, qv, solve_error = conj.c, conj.q, conj.err + conj.value_err
         elif solved is not None:  # the solve's backward error (first order): no λ_min
             # bound, or h(X)'s own bound is no smaller (the magnitude bound of a non-factor K)
-            conj_h, qv = 0.5 * float(np.vdot(pieces.V_loss, solved)), float(
-                np.linalg.norm(solved))
+            conj_h, qv = 0.5 * float(np.vdot(pieces.V_loss, solved)), norm_up(solved)
             solve_error = g_solve * top * qv * qv
         if split is not None or solved is not None:
             _, dual, error = conjugate_dual(conj_h, qv, solve_error)
@@ -650,7 +649,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
             # loss pins every task down): F(W) − F* ≤ ‖∇F(W)‖²/(2μ), with the computed
             # gradient's rounding bound added to its norm
             V = pieces.V_loss - pieces.grad_h  # −∇F(W)
-            g = float(np.linalg.norm(V)) + float(np.linalg.norm(bound.v_error(pieces.q_task, V)))
+            g = norm_up(V) + norm_up(bound.v_error(pieces.q_task, V))
             return done(g * g / (2.0 * mu()), "gradient norm + strong convexity (rung 5)")
         # singular 𝒬: the loss's curvature corrects the dual point into range(𝒬)
         corrected = (quadratic_dual(problem, W, pieces.Kt.to_dense(), pieces.Kf)
@@ -664,7 +663,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
         # rounding leaves null components in V too: bounded like the solve's (first order)
         en = bound.frobenius_v_error(quad)
         conj_error = (s * s * (qv * en + g_solve * sensitivity)
-                      + 2.0 * max(s, 1.0) * (null_residue + en) * float(np.linalg.norm(W)))
+                      + 2.0 * max(s, 1.0) * (null_residue + en) * norm_up(W))
         return done(None, "curvature-corrected quadratic conjugate (rung 4)", dual=dual,
                     dual_error=bound.dual_corrected(s, linear, quad, quad + conj_h,
                                                     conj_error))
@@ -672,7 +671,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
     V = pieces.V_loss - pieces.grad_h  # = −∇(f + h)(W)
     b = pieces.b + pieces.h_value  # the augmented blocks enter with weight 1
     aug = " + quadratic blocks (rung 3)" if has_h else ""
-    w_norm = float(np.linalg.norm(W))
+    w_norm = norm_up(W)
     e = bound.v_error(pieces.q_task, V)  # entrywise bound on V's rounding error
 
     def dual_error(s: float, conj: float = 0.0, conj_error: float = 0.0,
@@ -732,14 +731,14 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
         s, dual = _conjugate_dual(phi, pieces.a, b, V)
         conj_h = pieces.a * s - b * s * s - dual
         # first order: the conjugate's gradient at the optimum is W
-        conj_error = s * w_norm * float(np.linalg.norm(e)) + gamma(d * T + 8) * abs(conj_h)
+        conj_error = s * w_norm * norm_up(e) + gamma(d * T + 8) * abs(conj_h)
         return done(None, "Fenchel conjugate (rung 6)" + aug, dual=dual,
                     dual_error=dual_error(s, conj_h, conj_error))
     # rung 7: a norm part and/or several conjugate terms; every split gives a bound
     conj_sum = _split_conjugate(norm_part, conj, V, W)
     dual = pieces.a - b - conj_sum
     # first order, as rung 6, plus a projection onto the ball off by γ‖V‖
-    conj_error = (w_norm * (float(np.linalg.norm(e)) + g_solve * float(np.linalg.norm(V)))
+    conj_error = (w_norm * (norm_up(e) + g_solve * norm_up(V))
                   + gamma(d * T + 8) * abs(conj_sum))
     return done(None, "conjugate split (rung 7)" + aug, dual=dual,
                 dual_error=dual_error(1.0, conj_sum, conj_error))

@@ -210,3 +210,23 @@ def test_gram_loss_computed_below_zero_gives_a_finite_gap():
                    h("-0x1.f339dd4aa55a1p-506")]])
     exact = _Exact(prob)
     _assert_valid(prob, [W, exact.W_star], exact)
+
+
+def test_norms_of_rounding_bounds_below_1e_minus_154_are_not_lost_to_underflow():
+    # Intercepts, X ~ 1e-57, y ~ 1e-92, α ~ 1e-126: the bound e on V's rounding has
+    # entries ~1e-165, whose squares underflow, so NumPy's norm (no rescaling) gave
+    # ‖e‖ ≈ 0 and the certified gap 4.3e-210 was below the exact 1.0e-208
+    h = float.fromhex
+    X = np.array([[h("0x1.2a54521345ce3p-190"), h("0x1.1237f4dbdcdc4p-190")],
+                  [h("0x1.e7285e07eb946p-190"), h("0x1.25b4c95688819p-189")]])
+    Y = np.array([[h("0x1.86d15424daf57p-306"), h("0x1.c24033d9bcf3cp-306")],
+                  [h("-0x1.ddb0bfd728e74p-308"), h("0x1.e0f355d586c5bp-306")]])
+    K = np.array([[h("0x1.bd5fc0d0eea2bp-2"), h("0x1.fba581c1b9ea9p-2")],
+                  [h("0x1.fba581c1b9ea9p-2"), h("0x1.21501fa01fb48p-1")]])
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), mc.SquaredLoss("sum"),
+                      [mc.TaskRelation(K, h("0x1.5a956e225d672p-419")),
+                       mc.Ridge(h("0x1.62e6d72d6dfb0p-429"))], fit_intercept=True)
+    W = np.array([[h("-0x1.70d5416f2f8e9p-117"), h("0x1.630f5aad103d5p-121")],
+                  [h("-0x1.31e03eb6b8a55p-116"), h("0x1.2676135b241a3p-120")]])
+    exact = _Exact(prob)
+    _assert_valid(prob, [W, exact.W_star], exact)
