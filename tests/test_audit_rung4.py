@@ -230,3 +230,27 @@ def test_norms_of_rounding_bounds_below_1e_minus_154_are_not_lost_to_underflow()
                   [h("-0x1.31e03eb6b8a55p-116"), h("0x1.2676135b241a3p-120")]])
     exact = _Exact(prob)
     _assert_valid(prob, [W, exact.W_star], exact)
+
+
+@pytest.mark.parametrize("term", [mc.GraphLaplacian(np.array([[0.0, 1.0], [1.0, 0.0]]), 10.0),
+                                  mc.MeanRegularized(0.01)])
+def test_singular_coupling_far_from_an_interpolating_optimum(term):
+    # Intercepts and tasks of 1 and 2 rows in d = 2: F* = 0 (exactly), 𝒬 singular, F not
+    # strongly convex. At W = 0 the curvature-corrected θ is rounding noise (~1e-19) and
+    # its best scale (~1e15) made a dual value of 5e-4 > F*, which fista then kept as its
+    # best dual: "optimal" with a certified 3e-16 at a true gap of 2e-4.
+    rng = np.random.default_rng(1)
+    Xs = [rng.standard_normal((1, 2)), rng.standard_normal((2, 2))]
+    ys = [rng.standard_normal(1) + 3.0, rng.standard_normal(2) + 3.0]
+    prob = mc.Problem(mc.MultiTaskData(Xs, ys), mc.SquaredLoss("mean"), [term],
+                      fit_intercept=True)
+    exact = _Exact(prob)
+    assert exact.F_star == 0
+    for W in (np.zeros((2, 2)), 0.01 * exact.W_star, exact.W_star, 3.0 * exact.W_star):
+        cert = mc.certify(prob, W)
+        assert Fraction(cert.gap) >= exact.objective(W) - exact.F_star, cert
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mc.ConvergenceWarning)
+        sol = prob.solve(backend="fista", tol=1e-8)
+    assert Fraction(sol.certificate.gap) >= exact.objective(sol.W) - exact.F_star, (
+        sol.certificate, float(exact.objective(sol.W)))
