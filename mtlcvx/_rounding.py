@@ -374,6 +374,7 @@ class Rounding:
         self._value_error: float | None = None
         self._abs_k: float | None = None
         self._amplified: list[tuple[float, int]] | None = None
+        self._w_sizes: tuple[int, float] | None = None
 
     # ------------------------------------------------------------------ quadratic terms
     def _abs_products(self, W: np.ndarray | None = None) -> list[tuple[float, np.ndarray]]:
@@ -421,7 +422,12 @@ class Rounding:
                 self._amplified.append(
                     (p.alpha * (n + cols + 2) * (1.0 + rows) * (1.0 + rsum), cols))
         # every product has a factor from W: zero entries give exact zeros
-        nz, w1 = int(np.count_nonzero(absW)), float(absW.sum())
+        if absW is self.abs_w:  # the certified point's, asked for up to three times
+            if self._w_sizes is None:
+                self._w_sizes = int(np.count_nonzero(absW)), float(absW.sum())
+            nz, w1 = self._w_sizes
+        else:
+            nz, w1 = int(np.count_nonzero(absW)), float(absW.sum())
         if not nz:
             return 0.0, 0.0
         value = sum(a * (nz * (1 + cols) + 2.0 * w1) for a, cols in self._amplified)
@@ -494,7 +500,7 @@ class Rounding:
         # ‖fl(V − ∇h) − (V − 𝒬X)‖ ≤ ε‖r̂‖ + γ_{d+T+3}‖Σα|X||K|‖, and ‖|X||K|‖ ≤ ‖X‖‖|K|‖₂
         r_norm = norm_up(V - grad) * (1.0 + gamma(2)) \
             + gamma(d + T + 3) * self._abs_norm() * x_norm \
-            + np.sqrt(d * T) * self._underflow(np.abs(X))[1]
+            + np.sqrt(d * T) * self._underflow(self.abs_w if X is self.W else np.abs(X))[1]
         rr = _SAFETY * r_norm * r_norm / (2.0 * bottom)  # ≥ ½⟨r, 𝒬⁻¹r⟩
         err = gamma(d + T + 2) * float(np.sum(np.abs(VX, out=VX))) + gamma(4) * (
             abs(vx) + abs(hx) + rr)
