@@ -375,6 +375,7 @@ class Rounding:
         self._abs_k: float | None = None
         self._amplified: list[tuple[float, int]] | None = None
         self._w_sizes: tuple[int, float] | None = None
+        self._rows: list[float] | None = None
 
     # ------------------------------------------------------------------ quadratic terms
     def _abs_products(self, W: np.ndarray | None = None) -> list[tuple[float, np.ndarray]]:
@@ -411,10 +412,8 @@ class Rounding:
         d, T = absW.shape
         if self._amplified is None:  # (α(n + p + 2)(1 + ‖|K|‖_∞)(1 + ‖|R|‖_∞), p) per term
             self._amplified = []
-            for p in self.quadratic:
+            for p, rows in zip(self.quadratic, self._row_sums(), strict=True):
                 n, low = (T if p.side == "task" else d), p.low_rank()
-                ones = np.ones((1, T)) if p.side == "task" else np.ones((d, 1))
-                rows = float(np.max(p.abs_product(ones)))
                 cols, rsum = 0, 0.0
                 if low is not None:
                     R = abs(low[0]) if issparse(low[0]) else np.abs(low[0])
@@ -589,13 +588,22 @@ class Rounding:
         if self._abs_k is None:
             d, T = self.W.shape
             total = 0.0
-            for p in self.quadratic:
+            for p, rows in zip(self.quadratic, self._row_sums(), strict=True):
                 n, low = (T if p.side == "task" else d), p.low_rank()
-                ones = np.ones((1, T)) if p.side == "task" else np.ones((d, 1))
                 terms = n + (0 if low is None else low[0].shape[1]) + 1
-                total += p.alpha * float(np.max(p.abs_product(ones))) * (1.0 + gamma(terms))
+                total += p.alpha * rows * (1.0 + gamma(terms))
             self._abs_k = total
         return self._abs_k
+
+    def _row_sums(self) -> list[float]:
+        """The largest row sum of each quadratic term's ``|K|`` as computed (``abs_product``
+        of ones), computed once."""
+        if self._rows is None:
+            d, T = self.W.shape
+            self._rows = [float(np.max(p.abs_product(
+                np.ones((1, T)) if p.side == "task" else np.ones((d, 1)))))
+                for p in self.quadratic]
+        return self._rows
 
     # ------------------------------------------------------------------ primal
     def task_losses(self, q_task: np.ndarray | None) -> np.ndarray:
