@@ -29,8 +29,10 @@ first order in the residual ``ρ`` (not ``‖m‖²``: near an optimum ``‖ρ�
 ``‖ρ̂_t‖`` comes from the dual's own ``‖θ̂_t‖²/(2c_t)`` (the same residual, up to
 ``3γμ_t`` when the intercept is profiled), so no pass over the data is needed.
 
-**Quadratic terms** computed as ``(α/2)Σ(WK)∘W`` (a narrow band's lag by lag, the same
-products in another order) keep the honest bound: the value is
+**Quadratic terms** computed as ``(α/2)Σ(WK)∘W`` (summed down each column, then across
+the columns, so that no reduction adds more than ``max(d, T)`` terms whatever order BLAS
+takes; a narrow band's lag by lag, the same products in another order) keep the honest
+bound: the value is
 within ``γ_{2(d+T)+8} · (α/2)Σ|W||K|∘|W|`` and its gradient ``αWK`` within
 ``γ_{d+T+3}·α|W||K|`` elementwise (an inexact, rank-deficient ``K`` at ``α = 1e10`` makes
 this large: the float value is only known to ``ε·α·|W||K||W|``, far above its true size

@@ -17,7 +17,7 @@ import numpy as np
 import scipy
 
 from .. import relations
-from .._linalg import issparse, lambda_min
+from .._linalg import column_dot, issparse, lambda_min
 from .._optional import cp
 from ..coupling import band_of_entries, band_product, band_quadratic, lower_band
 from ..data import FrozenArray, as_float_array, frozen_copy
@@ -195,14 +195,14 @@ class QuadraticPenalty(Penalty):
         band = self.band(d, T)
         if band is not None:
             return band_quadratic(absW, np.abs(band))
-        return float(np.vdot(self.abs_product(absW), absW))
+        return column_dot(self.abs_product(absW), absW)
 
     def value(self, W: np.ndarray) -> float:
         d, T = W.shape
         band = self.band(d, T)
         if band is not None:  # tr(W K Wᵀ) lag by lag: no d × T product
             return 0.5 * self.alpha * band_quadratic(W, band)
-        return 0.5 * self.alpha * float(np.vdot(self._product(W), W))
+        return 0.5 * self.alpha * column_dot(self._product(W), W)
 
     def gradient(self, W: np.ndarray) -> np.ndarray:
         """``α W K`` (task side) or ``α K W`` (feature side)."""
@@ -254,7 +254,7 @@ class Ridge(QuadraticPenalty):
         return Term(params["alpha"] / 2.0 * cp.sum_squares(W))
 
     def value(self, W: np.ndarray) -> float:
-        return 0.5 * self.alpha * float(np.vdot(W, W))
+        return 0.5 * self.alpha * column_dot(W, W)
 
     def gradient(self, W: np.ndarray) -> np.ndarray:
         return self.alpha * W
@@ -263,7 +263,7 @@ class Ridge(QuadraticPenalty):
         return absW
 
     def abs_quadratic(self, absW: np.ndarray) -> float:
-        return float(np.vdot(absW, absW))
+        return column_dot(absW, absW)
 
 
 class TaskRelation(QuadraticPenalty):
@@ -495,7 +495,7 @@ class MeanRegularized(QuadraticPenalty):
 
     def value(self, W: np.ndarray) -> float:
         dev = W - W.mean(axis=1, keepdims=True)
-        return 0.5 * self.alpha * float(np.sum(dev * dev))
+        return 0.5 * self.alpha * column_dot(dev, dev)
 
     def gradient(self, W: np.ndarray) -> np.ndarray:
         return self.alpha * (W - W.mean(axis=1, keepdims=True))
