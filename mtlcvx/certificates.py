@@ -48,6 +48,7 @@ import numpy as np
 
 from ._checks import check_tol
 from ._io import record
+from ._linalg import column_dot
 from ._quadratic_dual import quadratic_dual
 from ._rounding import GramRounding, Rounding, gamma, gram_shift, least_squares, norm_up
 from ._threads import blas_limited
@@ -631,7 +632,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
             conj_h, qv, solve_error = conj.c, conj.q, conj.err + conj.value_err
         elif solved is not None:  # the solve's backward error (first order): no λ_min
             # bound, or h(X)'s own bound is no smaller (the magnitude bound of a non-factor K)
-            conj_h, qv = 0.5 * float(np.vdot(pieces.V_loss, solved)), norm_up(solved)
+            conj_h, qv = 0.5 * column_dot(pieces.V_loss, solved), norm_up(solved)
             solve_error = g_solve * top * qv * qv
         if split is not None or solved is not None:
             _, dual, error = conjugate_dual(conj_h, qv, solve_error)
