@@ -128,9 +128,11 @@ def as_float_array(value: Any, name: str, ndim: int | tuple[int, ...],
         )
     allowed = (ndim,) if isinstance(ndim, int) else ndim
     if arr.ndim not in allowed:
+        hint = (f"; a single column is {name}.reshape(-1, 1)"
+                if arr.ndim == 1 and 2 in allowed else "")
         raise DataError(
             f"{name} must have {' or '.join(map(str, allowed))} dimension(s), "
-            f"got shape {arr.shape}"
+            f"got shape {arr.shape}{hint}"
         )
     arr = arr.astype(np.float64, copy=False)
     if finite and kind == "f":  # converted integers and booleans are finite

@@ -77,6 +77,15 @@ def test_X_not_2d(rng, shape):
             str(shape), builtin=ValueError)
 
 
+def test_one_dimensional_descriptors_get_the_reshape(rng):
+    z = rng.standard_normal(T)
+    _raises(mc.DataError, lambda: mc.relations.outer(z), "Z must have 2 dimension",
+            "Z.reshape(-1, 1)")
+    _raises(mc.DataError, lambda: mc.TaskRelation.from_factor(z), "R.reshape(-1, 1)")
+    # the reshaped descriptor gives the outer product itself
+    np.testing.assert_array_equal(mc.relations.outer(z.reshape(-1, 1)), np.outer(z, z))
+
+
 def test_differing_feature_counts(rng):
     Xs, ys = _arrays(rng)
     Xs[1] = rng.standard_normal((N, D - 1))
