@@ -96,8 +96,8 @@ class TaskCoupling:
         self.dense: np.ndarray | None = None
         self.factors: list[np.ndarray] = []  # dense (T, p) blocks, K ∋ R Rᵀ
         self._dense_eig: tuple[np.ndarray, np.ndarray] | None = None
-        self._bounds: tuple[float, float] | None = None
-        self._low_scale = 0.0  # set with _bounds
+        #: (λ_max bound, λ_min bound, the magnitude the λ_min bound was computed at)
+        self._bounds: tuple[float, float, float] | None = None
         self._band: tuple[int, np.ndarray | None] | None = None
 
     # ------------------------------------------------------------------ building
@@ -268,6 +268,10 @@ class TaskCoupling:
         (exact at the bottom for a Laplacian plus a constant diagonal); ``‖U‖₂²`` on top
         and 0 at the bottom for the low-rank part.
         """
+        top, low, _ = self._spectrum()
+        return top, low
+
+    def _spectrum(self) -> tuple[float, float, float]:
         if self._bounds is None:
             self._bounds = self._compute_bounds()
         return self._bounds
@@ -278,14 +282,13 @@ class TaskCoupling:
         from. A factor-given part ``R Rᵀ`` is never formed and is PSD exactly: it adds to
         ``λ_min`` at least 0 and nothing to the cutoff (so ``ridge·I + α R Rᵀ`` keeps
         ``λ_min ≥ ridge`` however large ``α‖R‖²`` is)."""
-        low = self.bounds()[1]
-        return max(low - psd_cutoff(self._low_scale, self.n_tasks), 0.0)
+        _, low, scale = self._spectrum()
+        return max(low - psd_cutoff(scale, self.n_tasks), 0.0)
 
-    def _compute_bounds(self) -> tuple[float, float]:
+    def _compute_bounds(self) -> tuple[float, float, float]:
         if self.dense is not None:  # one eigendecomposition of the whole K_t
-            lam = self._dense_eigh()[0]
-            self._low_scale = max(abs(float(lam[-1])), abs(float(lam[0])))
-            return float(lam[-1]), float(lam[0])
+            top, low = (float(x) for x in self._dense_eigh()[0][[-1, 0]])
+            return top, low, max(abs(top), abs(low))
         ab = self._banded()[1]
         if ab is not None:  # Gershgorin from the band: row t holds ab[k, t] and ab[k, t − k]
             radius = np.zeros(self.n_tasks)
@@ -300,12 +303,12 @@ class TaskCoupling:
             top, low = float((centre + radius).max()), float((centre - radius).min())
         else:
             top, low = float(self.diag.max()), float(self.diag.min())
-        self._low_scale = max(abs(top), abs(low))  # the magnitude low was computed at
+        scale = max(abs(top), abs(low))  # the factors below raise top only
         if self.factors:
             U = self.low_rank()
             G = U.T @ U if U.shape[1] <= U.shape[0] else U @ U.T
             top += float(np.linalg.eigvalsh(G)[-1])
-        return top, low
+        return top, low, scale
 
     def solve_shifted(self, B: np.ndarray, shifts: np.ndarray) -> np.ndarray | None:
         """``X`` (k, T) with ``X[i] (K_t + shifts[i]·I) = B[i]``, or None.
