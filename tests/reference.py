@@ -89,6 +89,13 @@ def exact_quadratic_optimum(Xs, ys, c, K_task, D_feat=None, fit_intercept=False)
     Gauss-Jordan elimination on ``fractions.Fraction`` (free variables of a singular,
     consistent system set to 0). Returns ``F*`` as a Fraction. Small problems only.
     """
+    return exact_quadratic_solution(Xs, ys, c, K_task, D_feat, fit_intercept)[0]
+
+
+def exact_quadratic_solution(Xs, ys, c, K_task, D_feat=None, fit_intercept=False):
+    """``(F*, W*)``: :func:`exact_quadratic_optimum` and the minimiser it solved for,
+    rounded to a float (d, T) array. ``K_task`` and ``D_feat`` may hold Fractions (a
+    matrix built exactly, such as ``R Rᵀ`` from its factor)."""
     from fractions import Fraction
 
     T = len(Xs)
@@ -121,7 +128,8 @@ def exact_quadratic_optimum(Xs, ys, c, K_task, D_feat=None, fit_intercept=False)
                 for j in range(d):
                     H[t * p + i][t * p + j] += Dm[i][j]
     x = solve_exact(H, g)
-    return c0 - sum(gi * xi for gi, xi in zip(g, x, strict=True)) / 2
+    W = np.array([[float(x[t * p + i]) for t in range(T)] for i in range(d)])
+    return c0 - sum(gi * xi for gi, xi in zip(g, x, strict=True)) / 2, W
 
 
 def exact_objective(Xs, ys, c, W, b, K_task, D_feat=None):

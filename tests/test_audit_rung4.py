@@ -4,14 +4,15 @@ exact gap ``F(W) − F*`` and the reported dual value never above ``F*``.
 ``F`` and ``F*`` are computed here in exact rational arithmetic (``fractions``): the float64
 inputs are exact rationals, every quadratic term's matrix is rebuilt from what the term
 defines (``R Rᵀ + ridge·I`` from the factor, the Laplacian from the adjacency), the
-intercepts are profiled by centring exactly and the normal equations are solved by
-Gauss-Jordan elimination. Nothing here calls the package's solvers or certificate code
-to build the reference. The cases aim at the conjugate taken at ``X = W`` (the computed
-``h(W)`` entering ``F`` and ``D`` as one float): mixed-sign dense and sparse ``K`` with
-large cancellation (``Σ|W||K||W| ≫ tr(WKWᵀ)``), a feature side beside a task side, data
-scaled by ``1e±50`` and down to ``W ~ 1e-156`` (``W∘W`` subnormal, times ``α ~ 1e116``),
-points ``sW*`` with ``s`` far from 1 (the weight ``|1 − s²|`` of the value's bound), huge
-components along ``K``'s small eigenvectors, intercepts, task weights.
+intercepts are profiled (``F(W)`` from data centred exactly, ``F*`` and ``W*`` from
+``reference.exact_quadratic_solution``, the intercepts as unpenalised columns of normal
+equations solved by Gauss-Jordan elimination). Nothing here calls the package's solvers or
+certificate code to build the reference. The cases aim at the conjugate taken at ``X = W``
+(the computed ``h(W)`` entering ``F`` and ``D`` as one float): mixed-sign dense and sparse
+``K`` with large cancellation (``Σ|W||K||W| ≫ tr(WKWᵀ)``), a feature side beside a task
+side, data scaled by ``1e±50`` and down to ``W ~ 1e-156`` (``W∘W`` subnormal, times ``α ~
+1e116``), points ``sW*`` with ``s`` far from 1 (the weight ``|1 − s²|`` of the value's
+bound), huge components along ``K``'s small eigenvectors, intercepts, task weights.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from reference import solve_exact
+from reference import exact_quadratic_solution
 
 import mtlcvx as mc
 
@@ -72,24 +73,10 @@ class _Exact:
             for i, row in enumerate(_exact_matrix(pen, d, T)):
                 for j, v in enumerate(row):
                     target[i][j] += v
-        n = d * T
-        H = [[Fraction(0)] * n for _ in range(n)]
-        g = [Fraction(0)] * n
-        c0 = Fraction(0)
-        for t in range(T):
-            X, y, ct = self.Xs[t], self.ys[t], self.c[t]
-            c0 += ct * sum(v * v for v in y) / 2
-            for i in range(d):
-                g[t * d + i] = ct * sum(r[i] * v for r, v in zip(X, y, strict=True))
-                for j in range(d):
-                    H[t * d + i][t * d + j] = ct * sum(r[i] * r[j] for r in X)
-                    H[t * d + i][t * d + j] += self.Kf[i][j]
-            for s in range(T):
-                for i in range(d):
-                    H[s * d + i][t * d + i] += self.Kt[s][t]
-        w = solve_exact(H, g)
-        self.F_star = c0 - sum(a * b for a, b in zip(g, w, strict=True)) / 2
-        self.W_star = np.array([[float(w[t * d + i]) for t in range(T)] for i in range(d)])
+        raw = [np.asarray(data.X[0 if data.is_shared else t]) for t in range(T)]
+        self.F_star, self.W_star = exact_quadratic_solution(
+            raw, [np.asarray(Y[t]) for t in range(T)], self.c, self.Kt, self.Kf,
+            prob.fit_intercept)
 
     def objective(self, W):
         d, T = self.d, self.T
