@@ -92,66 +92,80 @@ def exact_quadratic_optimum(Xs, ys, c, K_task, D_feat=None, fit_intercept=False)
     return exact_quadratic_solution(Xs, ys, c, K_task, D_feat, fit_intercept)[0]
 
 
-def exact_quadratic_solution(Xs, ys, c, K_task, D_feat=None, fit_intercept=False):
-    """``(F*, W*)``: :func:`exact_quadratic_optimum` and the minimiser it solved for,
-    rounded to a float (d, T) array. ``K_task`` and ``D_feat`` may hold Fractions (a
-    matrix built exactly, such as ``R Rᵀ`` from its factor)."""
+def normal_equations(Xs, ys, c, K_task, D_feat=None, fit_intercept=False, dtype=None):
+    """``(H, g, c0)`` of ``F(θ) = c0 − gᵀθ + ½θᵀHθ`` for the problem of
+    :func:`quadratic_optimum`, as nested lists of ``dtype`` (``fractions.Fraction`` when
+    None: exact; ``np.longdouble`` for extended precision). ``θ`` stacks each task's
+    ``(w_t, b_t)``. ``K_task`` and ``D_feat`` may hold Fractions."""
     from fractions import Fraction
 
+    dtype = Fraction if dtype is None else dtype
     T = len(Xs)
     d = Xs[0].shape[1]
     p = d + (1 if fit_intercept else 0)
     n = p * T
-    H = [[Fraction(0)] * n for _ in range(n)]
-    g = [Fraction(0)] * n
-    c0 = Fraction(0)
+    H = [[dtype(0)] * n for _ in range(n)]
+    g = [dtype(0)] * n
+    c0 = dtype(0)
     for t in range(T):
-        rows = [[Fraction(v) for v in r] + ([Fraction(1)] if fit_intercept else [])
+        rows = [[dtype(v) for v in r] + ([dtype(1)] if fit_intercept else [])
                 for r in Xs[t].tolist()]
-        y = [Fraction(v) for v in ys[t].tolist()]
-        ct = Fraction(c[t])
+        y = [dtype(v) for v in ys[t].tolist()]
+        ct = dtype(c[t])
         c0 += ct * sum(v * v for v in y) / 2
         for i in range(p):
             g[t * p + i] = ct * sum(r[i] * yv for r, yv in zip(rows, y, strict=True))
             for j in range(p):
                 H[t * p + i][t * p + j] = ct * sum(r[i] * r[j] for r in rows)
-    K = [[Fraction(v) for v in row] for row in np.asarray(K_task).tolist()]
+    K = [[dtype(v) for v in row] for row in np.asarray(K_task).tolist()]
     for s in range(T):
         for t in range(T):
             if K[s][t]:
                 for i in range(d):
                     H[s * p + i][t * p + i] += K[s][t]
     if D_feat is not None:
-        Dm = [[Fraction(v) for v in row] for row in np.asarray(D_feat).tolist()]
+        Dm = [[dtype(v) for v in row] for row in np.asarray(D_feat).tolist()]
         for t in range(T):
             for i in range(d):
                 for j in range(d):
                     H[t * p + i][t * p + j] += Dm[i][j]
+    return H, g, c0
+
+
+def exact_quadratic_solution(Xs, ys, c, K_task, D_feat=None, fit_intercept=False):
+    """``(F*, W*)``: :func:`exact_quadratic_optimum` and the minimiser it solved for,
+    rounded to a float (d, T) array. ``K_task`` and ``D_feat`` may hold Fractions (a
+    matrix built exactly, such as ``R Rᵀ`` from its factor)."""
+    T, d = len(Xs), Xs[0].shape[1]
+    p = d + (1 if fit_intercept else 0)
+    H, g, c0 = normal_equations(Xs, ys, c, K_task, D_feat, fit_intercept)
     x = solve_exact(H, g)
     W = np.array([[float(x[t * p + i]) for t in range(T)] for i in range(d)])
     return c0 - sum(gi * xi for gi, xi in zip(g, x, strict=True)) / 2, W
 
 
-def exact_objective(Xs, ys, c, W, b, K_task, D_feat=None):
-    """:func:`objective` in exact rational arithmetic (a Fraction)."""
+def exact_objective(Xs, ys, c, W, b, K_task, D_feat=None, dtype=None):
+    """:func:`objective` in exact rational arithmetic (a Fraction), or in ``dtype``
+    (``np.longdouble`` for extended precision)."""
     from fractions import Fraction
 
+    dtype = Fraction if dtype is None else dtype
     T, d = len(Xs), Xs[0].shape[1]
-    Wf = [[Fraction(v) for v in row] for row in np.asarray(W).tolist()]
-    F = Fraction(0)
+    Wf = [[dtype(v) for v in row] for row in np.asarray(W).tolist()]
+    F = dtype(0)
     for t in range(T):
-        bt = Fraction(0) if b is None else Fraction(float(b[t]))
+        bt = dtype(0) if b is None else dtype(float(b[t]))
         for row, yv in zip(Xs[t].tolist(), ys[t].tolist(), strict=True):
-            r = sum(Fraction(a) * Wf[i][t] for i, a in enumerate(row)) + bt - Fraction(yv)
-            F += Fraction(c[t]) * r * r / 2
+            r = sum(dtype(a) * Wf[i][t] for i, a in enumerate(row)) + bt - dtype(yv)
+            F += dtype(c[t]) * r * r / 2
     K = np.asarray(K_task).tolist()
     for s in range(T):
         for t in range(T):
             if K[s][t]:
-                F += Fraction(K[s][t]) * sum(Wf[i][s] * Wf[i][t] for i in range(d)) / 2
+                F += dtype(K[s][t]) * sum(Wf[i][s] * Wf[i][t] for i in range(d)) / 2
     if D_feat is not None:
         Dm = np.asarray(D_feat).tolist()
         for t in range(T):
-            F += sum(Fraction(Dm[i][j]) * Wf[i][t] * Wf[j][t]
+            F += sum(dtype(Dm[i][j]) * Wf[i][t] * Wf[j][t]
                      for i in range(d) for j in range(d) if Dm[i][j]) / 2
     return F

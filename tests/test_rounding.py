@@ -14,63 +14,11 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from reference import solve_exact
+from reference import exact_objective, exact_quadratic_solution, normal_equations, solve_exact
 
 import mtlcvx as mc
 
-
 # ----------------------------------------------------------------------------- references
-def _normal_equations(Xs, ys, c, K, dtype):
-    """``H w = g`` for ``Σ_t c_t/2‖X_t w_t − y_t‖² + ½ tr(W K Wᵀ)``, ``w = vec(W)`` by task."""
-    T, d = len(Xs), Xs[0].shape[1]
-    n = d * T
-    H = [[dtype(0)] * n for _ in range(n)]
-    g = [dtype(0)] * n
-    for t in range(T):
-        X = [[dtype(v) for v in row] for row in Xs[t].tolist()]
-        y = [dtype(v) for v in ys[t].tolist()]
-        ct = dtype(c[t])
-        for i in range(d):
-            g[t * d + i] = ct * sum(X[k][i] * y[k] for k in range(len(y)))
-            for j in range(d):
-                H[t * d + i][t * d + j] = ct * sum(X[k][i] * X[k][j] for k in range(len(y)))
-    for s in range(T):
-        for t in range(T):
-            kst = dtype(K[s][t])
-            if kst:
-                for i in range(d):
-                    H[s * d + i][t * d + i] += kst
-    return H, g
-
-
-def _objective(Xs, ys, c, K, W, dtype):
-    T, d = len(Xs), Xs[0].shape[1]
-    Wd = [[dtype(v) for v in row] for row in W.tolist()]
-    F = dtype(0)
-    for t in range(T):
-        for row, yv in zip(Xs[t].tolist(), ys[t].tolist(), strict=True):
-            r = sum(dtype(a) * Wd[i][t] for i, a in enumerate(row)) - dtype(yv)
-            F += dtype(c[t]) * r * r / 2
-    for s in range(T):
-        for t in range(T):
-            kst = dtype(K[s][t])
-            if kst:
-                F += kst * sum(Wd[i][s] * Wd[i][t] for i in range(d)) / 2
-    return F
-
-
-def _exact_gap(Xs, ys, c, K, W):
-    H, g = _normal_equations(Xs, ys, c, K, Fraction)
-    w = solve_exact(H, g)
-    d, T = Xs[0].shape[1], len(Xs)
-    W_star = np.array([[float(w[t * d + i]) for t in range(T)] for i in range(d)])
-    # F* exactly: F(w*) = c0 − ½ gᵀw* for the normal equations, c0 = Σ c_t/2 ‖y_t‖²
-    c0 = sum(Fraction(c[t]) * sum(Fraction(v) ** 2 for v in ys[t].tolist()) / 2
-             for t in range(T))
-    F_star = c0 - sum(gi * wi for gi, wi in zip(g, w, strict=True)) / 2
-    return _objective(Xs, ys, c, K, W, Fraction) - F_star, F_star, W_star
-
-
 # ----------------------------------------------------------------------------- the cases
 AT_W = "quadratic conjugate at W (rung 4)"
 
@@ -97,15 +45,15 @@ def test_issue_case_outer_z_alpha_1e10_plus_ridge(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", mc.ConvergenceWarning)
         sol = prob.solve(backend="direct")
-    _, F_star, W_star = _exact_gap(Xs, ys, c, K, sol.W)
+    F_star, W_star = exact_quadratic_solution(Xs, ys, c, K)
     for scale in (0.0, 1e-12, 1e-9, 1e-8, 3e-8, 1e-7, 1e-6):
         W = W_star + scale * rng.standard_normal(W_star.shape)
-        true = _objective(Xs, ys, c, K, W, Fraction) - F_star
+        true = exact_objective(Xs, ys, c, W, None, K) - F_star
         cert = mc.certify(prob, W)
         assert cert.gap is not None and Fraction(cert.gap) >= true, (scale, cert, float(true))
         assert cert.method == AT_W or scale > 0, cert
     # "optimal" only where the exact relative gap really is within tol
-    true = _objective(Xs, ys, c, K, sol.W, Fraction) - F_star
+    true = exact_objective(Xs, ys, c, sol.W, None, K) - F_star
     if sol.status == "optimal":
         assert true <= Fraction(1e-8) * abs(F_star)
 
@@ -120,13 +68,10 @@ def test_gap_is_never_below_the_exact_gap(rng, alpha, ridge):
 def _assert_gaps_above_exact_near_optimum(rng, prob, Xs, ys, c, K):
     """At the exact optimum (in rationals) perturbed by 0 to 1e-4 of its scale, the
     certified gap is at least the exact gap, and a certified 1e-8 is true."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", mc.ConvergenceWarning)
-        sol = prob.solve(backend="direct")
-    _, F_star, W_star = _exact_gap(Xs, ys, c, K, sol.W)
+    F_star, W_star = exact_quadratic_solution(Xs, ys, c, K)
     for scale in (0.0, 1e-10, 1e-7, 1e-4):
         W = W_star + scale * np.abs(W_star).max() * rng.standard_normal(W_star.shape)
-        true = _objective(Xs, ys, c, K, W, Fraction) - F_star
+        true = exact_objective(Xs, ys, c, W, None, K) - F_star
         cert = mc.certify(prob, W)
         assert cert.gap is not None and Fraction(cert.gap) >= true, (scale, cert, float(true))
         if cert.relative_gap <= 1e-8:
@@ -160,7 +105,7 @@ def test_raw_school_tasks_in_extended_precision(rng):
     prob = mc.Problem(mc.MultiTaskData(Xs, ys), loss=mc.SquaredLoss("sum"),
                       penalties=[mc.GraphLaplacian(mc.relations.chain(T), 0.5),
                                  mc.Ridge(1e-2)])
-    H, g = _normal_equations(Xs, ys, c, K.tolist(), np.longdouble)
+    H, g, _ = normal_equations(Xs, ys, c, K.tolist(), dtype=np.longdouble)
     Hl, gl = np.array(H, dtype=np.longdouble), np.array(g, dtype=np.longdouble)
     w = _gauss_longdouble(Hl, gl)
     for _ in range(2):  # iterative refinement in extended precision
@@ -171,11 +116,11 @@ def test_raw_school_tasks_in_extended_precision(rng):
     sol = prob.solve(backend="direct")
     for W in (sol.W, W_star + 1e-9 * rng.standard_normal(W_star.shape),
               W_star + 1e-6 * rng.standard_normal(W_star.shape)):
-        true = _objective(Xs, ys, c, K.tolist(), W, np.longdouble) - F_star
+        true = exact_objective(Xs, ys, c, W, None, K.tolist(), dtype=np.longdouble) - F_star
         cert = mc.certify(prob, W)
         # extended precision carries ~1e-19 relative error of its own
         assert np.longdouble(cert.gap) >= true - np.longdouble(1e-17) * abs(F_star)
-    true = _objective(Xs, ys, c, K.tolist(), sol.W, np.longdouble) - F_star
+    true = exact_objective(Xs, ys, c, sol.W, None, K.tolist(), dtype=np.longdouble) - F_star
     assert sol.status != "optimal" or true <= 1e-8 * abs(F_star)
 
 
@@ -614,15 +559,12 @@ def test_positive_definite_sparse_k_without_a_lambda_min_bound_keeps_rung_4(rng)
     prob = mc.Problem(mc.MultiTaskData(Xs, ys), mc.SquaredLoss("sum"),
                       [mc.TaskRelation(K, 1.0)])
     Kq = [[Fraction(v) for v in row] for row in K.toarray().tolist()]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", mc.ConvergenceWarning)
-        sol = prob.solve(backend="direct")
-    _, F_star, W_star = _exact_gap(Xs, ys, np.ones(3), Kq, sol.W)
+    F_star, W_star = exact_quadratic_solution(Xs, ys, np.ones(3), Kq)
     for scale in (0.0, 1e-8, 1e-4):
         W = W_star + scale * rng.standard_normal(W_star.shape)
         cert = mc.certify(prob, W)
         assert cert.method == "quadratic conjugate (rung 4)", cert
-        assert Fraction(cert.gap) >= _objective(Xs, ys, np.ones(3), Kq, W, Fraction) - F_star
+        assert Fraction(cert.gap) >= exact_objective(Xs, ys, np.ones(3), W, None, Kq) - F_star
 
 
 def _centred(Xs, ys):
@@ -666,14 +608,14 @@ def test_conjugate_at_w_is_never_below_the_exact_gap(rng, kind, alpha, design):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", mc.ConvergenceWarning)
         sol = prob.solve(backend="direct")
-    _, F_star, W_star = _exact_gap(Xe, ye, np.ones(T), K, sol.W)
+    F_star, W_star = exact_quadratic_solution(Xe, ye, np.ones(T), K)
     spread = np.abs(W_star).max()
     points = [W_star, sol.W, 0.5 * W_star, 1.5 * W_star] + [
         W_star + scale * spread * rng.standard_normal(W_star.shape)
         for scale in (1e-12, 1e-10, 1e-7, 1e-4)]
     methods = set()
     for W in points:
-        true = _objective(Xe, ye, np.ones(T), K, W, Fraction) - F_star
+        true = exact_objective(Xe, ye, np.ones(T), W, None, K) - F_star
         for gram in (True, False) if design == "shared" else (True,):
             cert = mc.certify(prob, W, gram=gram)
             methods.add(cert.method)
@@ -682,9 +624,7 @@ def test_conjugate_at_w_is_never_below_the_exact_gap(rng, kind, alpha, design):
         if intercept:  # a given intercept: its excess joins the gap
             b = rng.standard_normal(T) * 1e-6 + [float(np.mean(y - X @ w)) for X, y, w in
                                                   zip(Xs, ys, W.T, strict=True)]
-            given = _objective(Xs, [np.array([Fraction(v) - Fraction(bt) for v in y.tolist()],
-                                             dtype=object) for y, bt in zip(ys, b, strict=True)],
-                               np.ones(T), K, W, Fraction)
+            given = exact_objective(Xs, ys, np.ones(T), W, b, K)
             cert = mc.certify(prob, W, intercept=b)
             assert Fraction(cert.gap) >= given - F_star, cert
     if kind == "dense" and alpha == 1.0:  # mixed signs: Σ|W||K|∘|W| ≫ h(W)
