@@ -236,8 +236,12 @@ def splitting(problem: Problem) -> Splitting:
     ``μ_φ > 0``, and the task-side quadratic coupling ``K_t`` is diagonal; it is chosen
     when ``L_φ/μ_φ < L/μ``.
     """
+    return _choose_splitting(problem, _loss_prox_constants(problem))
+
+
+def _choose_splitting(problem: Problem, phi: tuple[float, float] | None) -> Splitting:
+    """:func:`splitting` given ``phi``, the "loss_prox" constants (None: not applicable)."""
     L, mu = problem.lipschitz(), problem.strong_convexity()
-    phi = _loss_prox_constants(problem)
     if phi is None or (L is not None and mu > 0 and L / mu <= phi[0] / phi[1]):
         return Splitting("standard", L, mu)
     return Splitting("loss_prox", *phi)
@@ -396,8 +400,9 @@ def _run(problem: Problem, *, accelerated: bool, step: float | None, max_iter: i
     check_every = check_count(check_every, "check_every", maximum=None)
     start = time.perf_counter()
     # a given step is for the standard split (gradient_descent's documented meaning)
-    loss_prox = (step is None and _loss_prox_constants(problem) is not None
-                 and splitting(problem).kind == "loss_prox")
+    # (the spectra that compare the two splits are read only where "loss_prox" applies)
+    phi = _loss_prox_constants(problem) if step is None else None
+    loss_prox = phi is not None and _choose_splitting(problem, phi).kind == "loss_prox"
     var = (_LossProx if loss_prox else _Variable)(problem)
     momentum = var.momentum()
     X = var.start(W0)
