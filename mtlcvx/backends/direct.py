@@ -30,7 +30,6 @@ the structure of ``K_t``):
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -94,15 +93,6 @@ def _block_solve(blocks: np.ndarray, B: np.ndarray,
         return None
     y = np.linalg.solve(L, B.T[:, :, None])
     return np.linalg.solve(L.transpose(0, 2, 1), y)[:, :, 0].T
-
-
-@functools.lru_cache(maxsize=16)
-def _tril(d: int) -> tuple[np.ndarray, np.ndarray]:
-    """``np.tril_indices(d)`` (read-only, kept: it costs as much as a small solve)."""
-    i, j = np.tril_indices(d)
-    i.setflags(write=False)
-    j.setflags(write=False)
-    return i, j
 
 
 class DirectBackend(Backend):
@@ -236,8 +226,13 @@ class DirectBackend(Backend):
         if (u + 1) * d * T <= _MAX_BAND_ENTRIES:
             # Fortran order: LAPACK factors it in place (a C-ordered band is copied first)
             ab = np.zeros((u + 1, d * T), order="F")
-            i, j = _tril(d)  # block entries: H_t[i, j] at offset i − j, column t·d + j
-            ab[(i - j)[:, None], j[:, None] + d * np.arange(T)] = Hs[:, i, j].T
+            # block entries: H_t[i, j] at offset i − j, column t·d + j; in memory ab is
+            # (T, d, u + 1) with A[t, j, k] = ab[k, t·d + j], so column j of every block
+            # from the diagonal down is one strided copy (d of them: a fancy-indexed
+            # assignment of the d(d + 1)/2 entries costs 8x as much on a first call)
+            A = ab.T.reshape(T, d, u + 1)
+            for j in range(d):
+                A[:, j, : d - j] = Hs[:, j:, j]
             band = Kt.band()
             if band is not None:  # coupling entry K[t + k, t] sits at offset k·d
                 for k in range(band.shape[0]):
