@@ -161,6 +161,18 @@ def norm_up(x: np.ndarray, axis: int | None = None) -> float | np.ndarray:
     return float(out) if axis is None else out
 
 
+def _per_task(s: np.ndarray | float, like: np.ndarray) -> np.ndarray | float:
+    """``s`` broadcast against per-task values ``like`` (..., T): one scale per point
+    (one fewer axis than ``like``) gains the task axis; per-task scales stay."""
+    return np.asarray(s, dtype=float)[..., None] if np.ndim(s) < np.ndim(like) else s
+
+
+def _total(x: np.ndarray) -> np.ndarray | float:
+    """Sum over the task axis (the last): a float for one point, (P,) for a batch."""
+    t = np.sum(x, axis=-1)
+    return float(t) if np.ndim(t) == 0 else t
+
+
 @dataclass(frozen=True)
 class _DesignNorms:
     """Norms of each task's design, cached on the (read-only) data."""
@@ -345,7 +357,11 @@ class Rounding:
     Parameters
     ----------
     problem : Problem
-    W : ndarray (d, T)
+    W : ndarray (d, T), or (P, d, T)
+        The certified point; or a batch of points of one problem without quadratic terms
+        (:func:`mtlcvx.certificates.certify_path`), for which the bounds a norm's
+        certificate asks for (the loss's, :meth:`primal`, :meth:`v_error`,
+        :meth:`shift`, :meth:`dual` with one scale per point) come per point, (P, T) or (P,).
     intercept : ndarray (T,) or None
         The intercept the objective was evaluated at (None: profiled or not fitted).
     """
@@ -355,13 +371,13 @@ class Rounding:
         self.norms = norms = _design_norms(problem.data)
         self.c = problem.loss_weights()
         self.centred = problem.fit_intercept
-        d, T = W.shape
+        d = W.shape[-2]
         self.n_max = int(norms.n.max())
         self.g_data = gamma(norms.n + 3)  # (T,): sums over each task's rows
         self.g_max = gamma(self.n_max + 3)
         self.abs_w = absW = np.abs(W)
-        mu = np.minimum(norms.abs_spectral * np.sqrt(np.einsum("dt,dt->t", W, W)),
-                        np.einsum("dt,dt->t", norms.col, absW)) + norms.y
+        mu = np.minimum(norms.abs_spectral * np.sqrt(np.einsum("...dt,...dt->...t", W, W)),
+                        np.einsum("dt,...dt->...t", norms.col, absW)) + norms.y
         if self.centred:
             mu = 2.0 * mu if intercept is None else mu + np.sqrt(norms.n) * np.abs(intercept)
         self.mu = mu * (1.0 + gamma(d + 3))  # ≥ ‖m_t‖
@@ -411,7 +427,7 @@ class Rounding:
         factor from ``W``), ``‖·‖_∞`` the largest row sum (negligible unless
         ``W`` or the values are within a few hundred orders of ``2⁻¹⁰²²``, scaled by ``α``).
         """
-        d, T = absW.shape
+        d, T = absW.shape[-2:]
         if self._amplified is None:  # (α(n + p + 2)(1 + ‖|K|‖_∞)(1 + ‖|R|‖_∞), p) per term
             self._amplified = []
             for p, rows in zip(self.quadratic, self._row_sums(), strict=True):
@@ -436,7 +452,7 @@ class Rounding:
         return 2.0 * _ETA * value, 2.0 * _ETA * entry
 
     def _value_error_at(self, W: np.ndarray, absW: np.ndarray) -> float:
-        d, T = W.shape
+        d, T = W.shape[-2:]
         err = self._underflow(absW)[0]
         for pen in self.quadratic:
             a, low = pen.alpha, pen.low_rank()
@@ -588,7 +604,7 @@ class Rounding:
         the largest row sum of ``|K|`` (symmetric), read off ``abs_product`` of ones (sums
         of non-negative terms: ``n`` of them, ``n + p`` through a factor of ``p`` columns)."""
         if self._abs_k is None:
-            d, T = self.W.shape
+            d, T = self.W.shape[-2:]
             total = 0.0
             for p, rows in zip(self.quadratic, self._row_sums(), strict=True):
                 n, low = (T if p.side == "task" else d), p.low_rank()
@@ -601,7 +617,7 @@ class Rounding:
         """The largest row sum of each quadratic term's ``|K|`` as computed (``abs_product``
         of ones), computed once."""
         if self._rows is None:
-            d, T = self.W.shape
+            d, T = self.W.shape[-2:]
             self._rows = [float(np.max(p.abs_product(
                 np.ones((1, T)) if p.side == "task" else np.ones((d, 1)))))
                 for p in self.quadratic]
@@ -620,12 +636,12 @@ class Rounding:
                  self.intercept is None else self.intercept)
             r = data.stacked_residuals(self.W, b)
             return 0.5 * self.c * data.task_sums(r * r) * (1.0 + self.g_data)
-        slack = 3.0 * gamma(self.norms.n + self.W.shape[0] + 3) * self.mu if self.centred else 0.0
+        slack = 3.0 * gamma(self.norms.n + self.W.shape[-2] + 3) * self.mu if self.centred else 0.0
         return (np.sqrt(q_task * (1.0 + self.g_data)) + np.sqrt(0.5 * self.c) * slack) ** 2
 
     def loss_error(self, losses: np.ndarray) -> np.ndarray:
         """Per task, a bound on the error of the computed residuals' part of the loss."""
-        g1 = gamma(self.W.shape[0] + 3)
+        g1 = gamma(self.W.shape[-2] + 3)
         c, mu = self.c, self.mu
         return g1 * np.sqrt(2.0 * c * losses) * mu + 0.5 * g1 * g1 * c * mu * mu
 
@@ -634,9 +650,9 @@ class Rounding:
         it, a bound on ``|fl(F(W)) − F(W)|`` given :meth:`task_losses` (apart, so a dual
         that holds the same computed value can account for it, see
         :meth:`quadratic_conjugate`)."""
-        d, T = self.W.shape
-        loss_total = float(losses.sum())
-        err = float(np.sum(self.loss_error(losses)))
+        d, T = self.W.shape[-2:]
+        loss_total = _total(losses)
+        err = _total(self.loss_error(losses))
         err += gamma(self.n_max + T + 4) * loss_total
         if self.others:
             err += gamma(d * T + d + T + 8) * (abs(objective) + loss_total
@@ -658,10 +674,11 @@ class Rounding:
         """Entrywise bound (d, T) on ``|V̂ − XᵀPθ̂|``; with ``V`` (rung 3: ``V̂ = fl(Xᵀθ̂ −
         ∇h)``) the quadratic terms' gradient error and the subtraction are added."""
         tn = self.theta_norms(q_task)
-        e = self.norms.col * (self.g_data * tn)  # one (d, T) product
+        e = self.norms.col * (self.g_data * tn)[..., None, :]  # one (d, T) product
         if self.centred:
             means = _design_means(self.problem.data)
-            e = e + means * (np.sqrt(self.norms.n) * self.g_data * (self.c * self.mu + tn))
+            e = e + means * (np.sqrt(self.norms.n) * self.g_data
+                             * (self.c * self.mu + tn))[..., None, :]
         if V is not None and self.quadratic:
             e = e + self.quadratic_gradient_error() + _EPS * np.abs(V)
         return e
@@ -677,17 +694,16 @@ class Rounding:
         """
         ls = least_squares(self.problem.data, self.centred)
         ok = ls.sigma2 > 0
-        T = self.W.shape[1]
-        s_t = np.broadcast_to(np.asarray(s, dtype=float), (T,))
+        s_t = _per_task(s, q_task)
         e = self.v_error(q_task)
-        en = norm_up(e, axis=0)
+        en = norm_up(e, axis=-2)
         sigma = np.sqrt(np.where(ok, ls.sigma2, 1.0))
-        delta = 3.0 * gamma(self.norms.n + self.W.shape[0] + 3) * self.mu  # ≥ ‖δ_t‖
+        delta = 3.0 * gamma(self.norms.n + self.W.shape[-2] + 3) * self.mu  # ≥ ‖δ_t‖
         safe_c = np.where(self.c > 0, self.c, 1.0)
         err_ls = np.where(ok, ls.err, 0.0) * en
-        first = np.einsum("dt,dt->t", np.abs(ls.W), e) + err_ls
-        second = (np.einsum("dt,dt->t", np.abs(ls.W - self.W), e) + err_ls + delta * en / sigma
-                  + en * en / (2.0 * safe_c * sigma * sigma))
+        first = np.einsum("dt,...dt->...t", np.abs(ls.W), e) + err_ls
+        second = (np.einsum("...dt,...dt->...t", np.abs(ls.W - self.W), e) + err_ls
+                  + delta * en / sigma + en * en / (2.0 * safe_c * sigma * sigma))
         cost = np.where(ok & (self.c > 0), s_t * first + s_t * s_t * second, 0.0)
         return _SAFETY * cost, ok & (self.c > 0)
 
@@ -700,11 +716,20 @@ class Rounding:
         coefficient); ``blocks`` when the quadratic terms' values are in ``B`` (rung 3);
         ``delta`` the relative shrink of the scale that keeps the dual point feasible;
         ``conj_error`` the conjugate's own bound.
+
+        A batch of points (``a_task``, ``q_task`` (P, T) and :class:`Rounding` built on
+        ``W`` (P, d, T)) takes one scale and one coefficient per point, ``s`` and ``B``
+        (P,) (and ``delta`` (P,) or one), and returns ``E_D`` per point (P,).
         """
-        T = self.W.shape[1]
-        if np.ndim(s) == 0 and np.ndim(B) == 0:  # one scale, one coefficient: floats
-            s_t, sq = float(s), float(s) ** 2
-            lin, quad = s_t * float(np.sum(a_task)), B * sq
+        d, T = self.W.shape[-2:]
+        lead = np.ndim(a_task) - 1  # 1 for a batch of points
+        if np.ndim(s) == lead and np.ndim(B) == lead:  # one scale, one coefficient (a point)
+            s_t = float(s) if lead == 0 else np.asarray(s, dtype=float)
+            sq = s_t ** 2
+            lin, quad = s_t * _total(a_task), B * sq
+
+            def over_tasks(x: np.ndarray | float) -> np.ndarray | float:
+                return x  # already one per point
         else:
             s_t = np.broadcast_to(np.asarray(s, dtype=float), (T,))
             sq = float(np.sum(s_t * s_t)) if np.ndim(B) else float(np.max(s_t)) ** 2
@@ -712,13 +737,16 @@ class Rounding:
                 lin, quad = s_t * a_task, np.asarray(B) * s_t * s_t
             else:
                 lin, quad = np.array(float(np.sum(s_t * a_task))), np.array(B * sq)
+
+            def over_tasks(x: np.ndarray | float) -> np.ndarray | float:
+                return float(np.sum(x))
         err = self.loss_dual_error(s_t, q_task)
         if blocks:
-            err += gamma(2 * (self.W.shape[0] + T) + 8) * self.quadratic_magnitude() * sq
+            err += gamma(2 * (d + T) + 8) * self.quadratic_magnitude() * sq
         # shrinking s to s/(1 + δ) costs ∫ D'(σ)dσ ≤ δ·(s·D'(s) + 2Bs²δ), D'(s)s = as − 2Bs²
         slope = abs(lin - 2.0 * quad) + gamma(4) * (abs(lin) + 2.0 * quad)
-        err += float(np.sum(delta * (slope + 2.0 * quad * delta)))
-        err += gamma(T + 8) * (float(np.sum(abs(lin))) + float(np.sum(quad)) + abs(conj))
+        err += over_tasks(delta * (slope + 2.0 * quad * delta))
+        err += gamma(T + 8) * (over_tasks(abs(lin)) + over_tasks(quad) + abs(conj))
         return _SAFETY * (err + conj_error)
 
     def loss_dual_error(self, s_t: np.ndarray | float, q_task: np.ndarray) -> float:
@@ -726,7 +754,8 @@ class Rounding:
         (one for all tasks, or (T,))."""
         y_err = (3.0 if self.centred else 1.0) * self.g_data * self.theta_norms(q_task) \
             * self.norms.y
-        return float(np.sum(s_t * y_err + s_t * s_t * self.g_data * q_task))
+        s_t = _per_task(s_t, q_task)
+        return _total(s_t * y_err + s_t * s_t * self.g_data * q_task)
 
     def frobenius_v_error(self, quad_total: float) -> float:
         """``‖e‖_F`` for a dual point known only through ``Σ‖θ_t‖²/(2c_t)`` (rung 4's
@@ -827,6 +856,7 @@ class GramRounding(Rounding):
         return e
 
     def loss_dual_error(self, s_t: np.ndarray | float, q_task: np.ndarray) -> float:
+        s_t = _per_task(s_t, q_task)
         err = self.g_gram * self.c * self.m * (s_t * self.norms.y + 0.5 * s_t * s_t * self.m)
         point = s_t * np.abs(1.0 - s_t) * self.at_ls + s_t * s_t * self.at_w  # θ' for θ̂
-        return float(np.sum(err + point))
+        return _total(err + point)

@@ -615,9 +615,8 @@ class MultiTaskData:
         sums without their zero terms, so the certificate's rounding bound covers it. A
         kept product is returned read-only.
         """
-        cache = self.__dict__.get("_gram_product") if keep else None
-        if (cache is None or cache[0] != center or cache[1].shape != W.shape
-                or not np.array_equal(cache[1], W)):
+        kept = self.kept_gram_product(W, center) if keep else None
+        if kept is None:
             G = self.gram(center).G
             rows = np.flatnonzero(W.any(axis=1)) if W.size * G.shape[0] > _SPARSE_PRODUCT \
                 else None
@@ -625,8 +624,17 @@ class MultiTaskData:
             if not keep:
                 return GW
             GW.flags.writeable = False  # shared with later callers: never edited in place
-            cache = (center, W.copy(), GW)
-            self.__dict__["_gram_product"] = cache
+            self.__dict__["_gram_product"] = (center, W.copy(), GW)
+            return GW
+        return kept
+
+    def kept_gram_product(self, W: np.ndarray, center: bool) -> np.ndarray | None:
+        """The product :meth:`gram_product` kept, when it was for this ``W`` (compared
+        exactly) and ``center``; else None (nothing is computed)."""
+        cache = self.__dict__.get("_gram_product")
+        if (cache is None or cache[0] != center or cache[1].shape != W.shape
+                or not np.array_equal(cache[1], W)):
+            return None
         return cache[2]
 
     def task_grams(self, center: bool) -> TaskGrams:

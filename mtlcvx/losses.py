@@ -39,7 +39,8 @@ def _gram_residuals(B: np.ndarray, yy: np.ndarray, W: np.ndarray,
                     GW: np.ndarray) -> np.ndarray:
     """``‖y_t − X w_t‖² = w_tᵀGw_t − 2w_tᵀb_t + ‖y_t‖²`` of a shared design from its Gram
     statistics ``B = XᵀY``, ``yy = ‖y_t‖²`` and ``GW = G W``."""
-    return np.einsum("dt,dt->t", W, GW) - 2.0 * np.einsum("dt,dt->t", W, B) + yy
+    return (np.einsum("...dt,...dt->...t", W, GW) - 2.0 * np.einsum("...dt,...dt->...t", W, B)
+            + yy)
 
 
 class SquaredLoss:
@@ -179,7 +180,8 @@ class SquaredLoss:
         return oracle
 
     def gram_dual(self, data: MultiTaskData, W: np.ndarray, center: bool,
-                  shift: Any = None) -> tuple[float, LossDual, np.ndarray] | None:
+                  shift: Any = None, product: np.ndarray | None = None
+                  ) -> tuple[float, LossDual, np.ndarray] | None:
         r"""Loss value and dual pieces of a shared design (n ≥ d) from ``G = X̃ᵀX̃``,
         ``B = X̃ᵀỸ`` and ``‖ỹ_t‖²``: ``d²T`` operations instead of ``2ndT``. None otherwise.
 
@@ -200,6 +202,10 @@ class SquaredLoss:
         2Δ_tᵀX̃ᵀê_t + Δ_tᵀGΔ_t``, ``θ_tᵀỹ_t = c_t(ỹ_tᵀê_t − Δ_tᵀb_t)``, ``V = c(X̃ᵀÊ −
         GΔ)`` and ``m_t = Σ_i ‖x̃_i‖|Δ_it| + ‖ê_t‖``: small where ``W`` is near ``R``
         (:class:`mtlcvx._rounding.GramRounding` bounds what ``Ê``'s own rounding adds).
+
+        ``W`` may be a batch (P, d, T) of points: then every piece comes per point (the
+        value (P,), the others with a leading P axis), from one product ``G [W_1 … W_P]``.
+        ``product``: ``G W`` when already known (not with ``shift``).
         """
         gram = data.gram(center)
         if gram is None or data.X[0].shape[0] < data.n_features:
@@ -209,11 +215,16 @@ class SquaredLoss:
             D, B, ee, ye = W, gram.B, gram.yy, gram.yy
         else:
             D, B, ee, ye = W - shift.R, shift.B, shift.ee, shift.ye
-        GD = data.gram_product(D, center)
+        if product is not None:
+            GD = product
+        else:
+            GD = data.gram_product(D, center) if D.ndim == 2 else gram.G @ D
         quadratic = 0.5 * c * _gram_residuals(B, ee, D, GD)
-        linear = c * (ye - np.einsum("dt,dt->t", D, gram.B))
+        linear = c * (ye - np.einsum("...dt,dt->...t", D, gram.B))
         magnitudes = np.sqrt(np.maximum(np.diag(gram.G), 0.0)) @ np.abs(D) + np.sqrt(ee)
-        return float(quadratic.sum()), LossDual(linear, quadratic, (B - GD) * c), magnitudes
+        value = quadratic.sum(axis=-1)
+        return (float(value) if D.ndim == 2 else value, LossDual(linear, quadratic, (B - GD) * c),
+                magnitudes)
 
     def dual(self, data: MultiTaskData, W: np.ndarray, center: bool) -> LossDual:
         """The loss's dual pieces at the scaled residual of ``W`` (see :class:`LossDual`).

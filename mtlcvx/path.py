@@ -35,7 +35,7 @@ from ._io import Saved
 from ._optional import require
 from ._threads import blas_limited
 from .backends.registry import certified_status
-from .certificates import Certificate, certify
+from .certificates import Certificate, certify, certify_path
 from .data import MultiTaskData, as_float_array
 from .exceptions import ArgumentError, ConvergenceWarning, DataError, MTLError
 from .penalties.base import Penalty
@@ -138,7 +138,8 @@ class PathResult(Saved):
     status : list of str
         "optimal" (certified relative gap ≤ tol), "inaccurate" or "unverified".
     times : ndarray (n_alphas,)
-        Seconds spent on every point (solve and certificate).
+        Seconds spent on every point (solve and certificate; on the "fista-gram" route
+        the points are certified in one batched pass whose time is shared equally).
     backend : str
         What ran: "fista-gram" (Gram route with screening), "fista", or a backend name.
     penalty : int
@@ -579,23 +580,35 @@ def regularization_path(
         W, V = np.zeros((d, T)), None
         last: list[tuple[float, np.ndarray, np.ndarray | None]] = []  # (strength, W, −∇f(W))
         floor = 0.0
+        products: list[np.ndarray | None] = [None] * n  # G W kept by the last check
+        shared = gram is not None and gram.shared and not prob.fit_intercept
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             for i in order:
                 start = time.perf_counter()
                 pen.alpha = float(grid[i])
-                W0, V0 = _predict(last, pen.alpha) if gram is not None and last else (W, V)
-                W, V, cert, iterations[i], screened[i] = _solve_point(prob, route, gram, W0,
-                                                                      V0, tol, floor)
-                last = [*last[1 - _PREDICT_POINTS:], (pen.alpha, W, V)]
-                floor = _rounding_floor(cert)
+                if gram is not None:  # certified after the loop, all points at once
+                    W0, V0 = _predict(last, pen.alpha) if last else (W, V)
+                    W, V, iterations[i], screened[i] = gram.solve(W0, pen.alpha, tol, V0)
+                    last = [*last[1 - _PREDICT_POINTS:], (pen.alpha, W, V)]
+                    if shared:
+                        products[i] = prob.data.kept_gram_product(W, False)
+                else:
+                    W, cert, iterations[i] = _solve_point(prob, route, W, tol, floor)
+                    floor = _rounding_floor(cert)
+                    certs[i] = cert
+                Ws[i] = W
                 times[i] = time.perf_counter() - start
-                Ws[i], certs[i], objective[i] = W, cert, cert.objective
-                status[i] = certified_status(cert, tol)
-                if intercepts is not None:
-                    intercepts[i] = prob.optimal_intercept(W)
-                if bar is not None:
+                if bar is not None and gram is None:
                     bar.update(1)
+            if gram is not None:
+                _certify_points(prob, pen, grid, order, Ws, certs, times, iterations, tol,
+                                products, bar)
+        for i in range(n):
+            objective[i] = certs[i].objective
+            status[i] = certified_status(certs[i], tol)
+            if intercepts is not None:
+                intercepts[i] = prob.optimal_intercept(Ws[i])
     finally:
         pen.alpha = saved
         if bar is not None:
@@ -654,31 +667,54 @@ def _route(prob: Problem, pen: Penalty, backend: str | None) -> str:
     return resolve_backend(prob, None).name
 
 
-def _solve_point(prob: Problem, route: str, gram: _GramRoute | None, W: np.ndarray,
-                 V: np.ndarray | None, tol: float,
-                 floor: float) -> tuple[np.ndarray, np.ndarray | None, Certificate, int, float]:
-    """One path point from the warm start ``W`` (and ``V``, its predicted ``−∇f``, for the
-    Gram route): (W, V = −∇f(W) or None, certificate, iterations, screened).
+def _certify_points(prob: Problem, pen: Penalty, grid: np.ndarray, order: np.ndarray,
+                    Ws: np.ndarray, certs: list[Certificate | None], times: np.ndarray,
+                    iterations: np.ndarray, tol: float, products: list[np.ndarray | None],
+                    bar: Any) -> None:
+    """The Gram route's points, certified in one batched pass
+    (:func:`mtlcvx.certificates.certify_path`, its time shared equally among them); a
+    point it leaves out is certified alone, and one whose certificate misses ``tol``
+    is polished by FISTA on the full data (:func:`_refine`). Fills ``certs``, updates
+    ``Ws``, ``times`` and ``iterations`` in place."""
+    start = time.perf_counter()
+    batch = certify_path(prob, pen, grid, Ws, tol, products)
+    times += (time.perf_counter() - start) / grid.size
+    floor = 0.0  # the rounding floor of the point before, as the solve order meets them
+    for i in order:
+        start = time.perf_counter()
+        pen.alpha = float(grid[i])
+        cert = batch[i] or certify(prob, Ws[i], gradient_mapping=False, tol=tol)
+        computed = np.inf if cert.gap is None else cert.gap - cert.rounding  # F − D, no floor
+        if certified_status(cert, tol) != "optimal" and computed > tol * abs(cert.objective):
+            # rare: the inner gap is stricter than the certificate
+            Ws[i], cert, its = _refine(prob, Ws[i], tol, max(floor, _rounding_floor(cert)))
+            iterations[i] += its
+        certs[i] = cert
+        floor = _rounding_floor(cert)
+        times[i] += time.perf_counter() - start
+        if bar is not None:
+            bar.update(1)
 
-    ``floor`` is the previous point's relative rounding floor (:func:`_rounding_floor`):
-    iterating for a smaller gap than that is futile.
-    """
+
+def _refine(prob: Problem, W: np.ndarray, tol: float,
+            floor: float) -> tuple[np.ndarray, Certificate, int]:
+    """FISTA on the full problem from ``W`` until its certified gap is ≤ ``tol`` (or twice
+    the relative rounding floor ``floor``, below which iterating is futile)."""
     from .first_order import fista
 
-    its, screened = 0, 0.0
-    if gram is not None:
-        W, V, its, screened = gram.solve(W, gram.pen.alpha, tol, V)
-        cert = certify(prob, W, gradient_mapping=False, tol=tol)  # the gap decides
-        computed = np.inf if cert.gap is None else cert.gap - cert.rounding  # F − D, no floor
-        if certified_status(cert, tol) == "optimal" or computed <= tol * abs(cert.objective):
-            return W, V, cert, its, screened
-        route = "fista"  # polish on the full data (rare: the inner gap is stricter)
-        floor = max(floor, _rounding_floor(cert))
+    trace = fista(prob, tol=max(tol, 2.0 * floor), W0=W, record_every=_NO_RECORD)
+    return trace.W, trace.certificate, trace.iterations
+
+
+def _solve_point(prob: Problem, route: str, W: np.ndarray, tol: float,
+                 floor: float) -> tuple[np.ndarray, Certificate, int]:
+    """One point from the warm start ``W`` on a route other than the Gram route:
+    (W, certificate, iterations). ``floor`` is the previous point's relative rounding
+    floor (:func:`_rounding_floor`)."""
     if route == "fista":
-        trace = fista(prob, tol=max(tol, 2.0 * floor), W0=W, record_every=_NO_RECORD)
-        return trace.W, None, trace.certificate, its + trace.iterations, screened
+        return _refine(prob, W, tol, floor)
     sol = prob.solve(backend=route, tol=tol)
-    return sol.W, None, sol.certificate or certify(prob, sol.W), sol.iterations or 0, 0.0
+    return sol.W, sol.certificate or certify(prob, sol.W), sol.iterations or 0
 
 
 def _rounding_floor(cert: Certificate) -> float:

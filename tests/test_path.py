@@ -10,6 +10,7 @@ from sklearn.metrics import explained_variance_score, mean_squared_error, r2_sco
 from sklearn.model_selection import KFold
 
 import mtlcvx as mc
+from mtlcvx.certificates import _use_shift, certify_path
 
 
 def _shared(rng, n=60, d=8, T=4):
@@ -220,6 +221,103 @@ def test_certify_with_tol_keeps_a_valid_gram_certificate(rng):
             assert cert.objective - f_star <= cert.gap + 1e-13 * f_star
         if plain.relative_gap <= 1e-8:
             assert kept.relative_gap <= 1e-8
+
+
+def _batch_and_single(prob, alphas, Ws, tol=1e-8):
+    """certify_path's certificates and certify's at every point (strength restored)."""
+    pen = prob.penalties[0]
+    batch = certify_path(prob, pen, alphas, Ws, tol)
+    saved, single = pen.alpha, []
+    for a, W in zip(alphas, Ws, strict=True):
+        pen.alpha = a
+        single.append(mc.certify(prob, W, gradient_mapping=False, tol=tol))
+    pen.alpha = saved
+    return batch, single
+
+
+def _same_certificate(b, c):
+    assert b.method == c.method and b.grad_mapping is None
+    scale = abs(c.objective)
+    for field in ("objective", "gap", "dual_objective", "rounding"):
+        assert abs(getattr(b, field) - getattr(c, field)) <= 1e-13 * scale, field
+    assert b.relative_gap == pytest.approx(c.relative_gap, rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize("design", ["shared", "per-task intercepts", "shared intercepts"])
+def test_certify_path_equals_certify_point_by_point(rng, design):
+    """The batched certificates are certify's, to rounding: on a shared design from XᵀX
+    (expanded around 0 at large strengths and around the least-squares solution at small
+    ones, both met here), and from the residuals (per-task designs, centred tasks)."""
+    if design == "shared":  # a near fit: the expansion around 0 cancels at small strengths
+        X = rng.normal(size=(120, 15))
+        Y = X @ rng.normal(size=(15, 4)) + 1e-3 * rng.normal(size=(120, 4))
+        data, center = mc.MultiTaskData.shared(X, Y), False
+    elif design == "shared intercepts":
+        X, Y = _shared(rng, n=40, d=6, T=3)
+        data, center = mc.MultiTaskData.shared(X, Y), True
+    else:
+        data, center = _unequal(rng, T=4, d=6), True
+    prob = mc.Problem(data, penalties=[mc.L21(alpha=0.3)], fit_intercept=center)
+    path = mc.regularization_path(prob, n_alphas=15, eps=1e-4)
+    # path points (certified) and perturbed ones (gaps far above tol)
+    Ws = np.concatenate([path.W, path.W * (1 + 1e-3 * rng.normal(size=path.W.shape))])
+    alphas = np.concatenate([path.alphas, path.alphas])
+    if design == "shared":
+        shifted = _use_shift(prob, Ws, 1e-8)
+        assert shifted.any() and not shifted.all()  # both expansions
+    batch, single = _batch_and_single(prob, alphas, Ws)
+    assert sum(b is not None for b in batch) >= len(alphas) - 2
+    for b, c in zip(batch, single, strict=True):
+        if b is not None:
+            _same_certificate(b, c)
+
+
+def test_certify_path_bounds_the_true_gap(rng):
+    """Every batched gap is at least F(W) − F* with F* from independent solves:
+    scikit-learn's MultiTaskLasso at tol 1e-14 (shared design) and an independent CVXPY
+    model solved by Clarabel (per-task designs)."""
+    X, Y = _shared(rng, n=150, d=12, T=3)
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21()])
+    alphas = np.array([0.5, 0.1, 0.01, 0.001])
+    Ws, f_star = [], []
+    for a in alphas:
+        sk = MultiTaskLasso(alpha=a, fit_intercept=False, tol=1e-14, max_iter=100_000)
+        W = sk.fit(X, Y).coef_.T
+        prob.penalties[0].alpha = a
+        f_star.append(prob.objective(W))
+        Ws.append(W * (1 + 1e-4 * rng.normal(size=W.shape)))
+    certs = certify_path(prob, prob.penalties[0], alphas, np.array(Ws), 1e-8)
+    for cert, f in zip(certs, f_star, strict=True):
+        assert cert is not None and cert.objective - f <= cert.gap + 1e-13 * f
+
+    data = _unequal(rng, T=3, d=5)
+    prob = mc.Problem(data, penalties=[mc.L21()], fit_intercept=True)
+    Wv, b = cp.Variable((5, 3)), cp.Variable(3)
+    a_par = cp.Parameter(nonneg=True)
+    loss = sum(cp.sum_squares(X @ Wv[:, t] + b[t] - y) / (2 * len(y))
+               for t, (X, y) in enumerate(zip(data.X, data.y, strict=True)))
+    model = cp.Problem(cp.Minimize(loss + a_par * cp.sum(cp.norm(Wv, 2, axis=1))))
+    Ws, f_star = [], []
+    for a in (0.3, 0.03, 0.003):
+        a_par.value = a
+        model.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+        f_star.append(model.value)
+        Ws.append(Wv.value + 1e-4 * rng.normal(size=(5, 3)))
+    certs = certify_path(prob, prob.penalties[0], [0.3, 0.03, 0.003], np.array(Ws), 1e-8)
+    for cert, f in zip(certs, f_star, strict=True):
+        # F* ≤ Clarabel's value (+ its own small error): the bound holds above it
+        assert cert is not None and cert.objective - f <= cert.gap + 1e-9 * f
+
+
+def test_certify_path_leaves_other_rungs_to_certify(rng):
+    X, Y = _shared(rng, n=50, d=6, T=3)
+    data = mc.MultiTaskData.shared(X, Y)
+    Ws = np.zeros((2, 6, 3)) + 0.1
+    for pens in ([mc.L1()], [mc.L21(), mc.Ridge(alpha=0.1)]):  # per-task scales; rung 3
+        prob = mc.Problem(data, penalties=pens)
+        assert certify_path(prob, pens[0], [0.1, 0.01], Ws) == [None, None]
+    prob = mc.Problem(data, penalties=[mc.L21()])
+    assert certify_path(prob, prob.penalties[0], [0.0, 0.1], Ws)[0] is None  # no norm at 0
 
 
 def test_path_errors(rng):
