@@ -558,12 +558,16 @@ def certify_path(problem: Problem, penalty: Penalty, alphas: np.ndarray, Ws: np.
         todo = np.array([i for i in todo if out[i] is None], dtype=int)
         if not todo.size:
             return out
-    duals = [problem.loss.dual(problem.data, Ws[i], problem.fit_intercept) for i in todo]
-    dual = LossDual(*(np.stack(x) for x in zip(*duals, strict=True)))
+    data, loss_fn = problem.data, problem.loss
+    if not data.is_shared and data.equal_blocks() is not None and not problem.fit_intercept:
+        dual = loss_fn.dual(data, Ws[todo], False)  # one batched product for all points
+        loss = loss_fn.value(data, Ws[todo])
+    else:  # the loss as certify computes it, point by point
+        duals = [loss_fn.dual(data, Ws[i], problem.fit_intercept) for i in todo]
+        dual = LossDual(*(np.stack(x) for x in zip(*duals, strict=True)))
+        loss = np.array([loss_fn.value(data, Ws[i], problem._intercept_for(Ws[i], None))
+                         for i in todo])
     bound = Rounding(problem, Ws[todo], None)
-    # the loss as certify computes it: one more pass over the residuals per point
-    loss = np.array([problem.loss.value(problem.data, Ws[i], problem._intercept_for(Ws[i], None))
-                     for i in todo])
     _norm_batch(out, todo, penalty, alphas, loss + values[todo], dual, bound, mu, tol,
                 gram=False)
     return out

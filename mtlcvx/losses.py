@@ -35,6 +35,15 @@ class LossDual(NamedTuple):
     V: np.ndarray
 
 
+def _block_residuals(data: MultiTaskData, W: np.ndarray) -> np.ndarray:
+    """``X_t w_t − y_t`` of tasks of equal size (T, n), or (P, T, n) for a batch ``W``
+    (P, d, T) (one batched product)."""
+    X3, Y = data.equal_blocks()
+    if W.ndim == 2:  # the objective's product, kept for this W
+        return data.stacked_residuals(W).reshape(Y.shape)
+    return np.matmul(X3, np.swapaxes(W, -1, -2)[..., None])[..., 0] - Y
+
+
 def _gram_residuals(B: np.ndarray, yy: np.ndarray, W: np.ndarray,
                     GW: np.ndarray) -> np.ndarray:
     """``‖y_t − X w_t‖² = w_tᵀGw_t − 2w_tᵀb_t + ‖y_t‖²`` of a shared design from its Gram
@@ -115,8 +124,12 @@ class SquaredLoss:
         return c
 
     def value(self, data: MultiTaskData, W: np.ndarray,
-              intercept: np.ndarray | None = None) -> float:
-        """Loss at ``(W, b)`` on the original data, in float64."""
+              intercept: np.ndarray | None = None) -> float | np.ndarray:
+        """Loss at ``(W, b)`` on the original data, in float64; per point (P,) for a batch
+        ``W`` (P, d, T) of per-task designs with tasks of equal size, without ``b``."""
+        if W.ndim == 3:
+            R = _block_residuals(data, W)
+            return 0.5 * np.einsum("...tn,...tn->...t", R, R) @ self.weights(data)
         if data.is_shared:  # the (n, T) residual as it is: no stacked copy, no squares array
             R = data.shared_residuals(W)
             if intercept is not None:
@@ -230,7 +243,8 @@ class SquaredLoss:
         """The loss's dual pieces at the scaled residual of ``W`` (see :class:`LossDual`).
 
         Computed on the original data; with ``center`` each task's residual and target
-        lose their means (the intercepts profiled out).
+        lose their means (the intercepts profiled out). Per-task designs with tasks of
+        equal size also take a batch ``W`` (P, d, T): the pieces then have a leading P axis.
         """
         c = self.weights(data)
         if data.is_shared:  # residual computed directly on X (n, d), never stacked T times
@@ -248,15 +262,15 @@ class SquaredLoss:
         blocks = data.equal_blocks()
         if blocks is not None:  # equal task sizes: batched over tasks, nothing stacked
             X3, Y = blocks
-            R = data.stacked_residuals(W).reshape(Y.shape)  # (T, n), the objective's product
+            R = _block_residuals(data, W)  # (T, n), or (P, T, n) for a batch of points
             if center:
-                R = R - R.mean(axis=1, keepdims=True)
+                R = R - R.mean(axis=-1, keepdims=True)
                 Y = Y - Y.mean(axis=1, keepdims=True)
             Theta = -c[:, None] * R
-            quadratic = np.where(c > 0, np.einsum("tn,tn->t", Theta, Theta)
+            quadratic = np.where(c > 0, np.einsum("...tn,...tn->...t", Theta, Theta)
                                  / (2.0 * np.where(c > 0, c, 1.0)), 0.0)
-            V = np.matmul(X3.transpose(0, 2, 1), Theta[:, :, None])[:, :, 0].T
-            return LossDual(np.einsum("tn,tn->t", Theta, Y), quadratic, V)
+            V = np.swapaxes(np.matmul(X3.transpose(0, 2, 1), Theta[..., None])[..., 0], -1, -2)
+            return LossDual(np.einsum("...tn,tn->...t", Theta, Y), quadratic, V)
         _, y, task = data.stacked()
         r = data.stacked_residuals(W)
         if center:

@@ -243,11 +243,13 @@ def _same_certificate(b, c):
     assert b.relative_gap == pytest.approx(c.relative_gap, rel=1e-9, abs=1e-15)
 
 
-@pytest.mark.parametrize("design", ["shared", "per-task intercepts", "shared intercepts"])
+@pytest.mark.parametrize("design", ["shared", "per-task intercepts", "shared intercepts",
+                                    "per-task equal sizes"])
 def test_certify_path_equals_certify_point_by_point(rng, design):
     """The batched certificates are certify's, to rounding: on a shared design from XᵀX
     (expanded around 0 at large strengths and around the least-squares solution at small
-    ones, both met here), and from the residuals (per-task designs, centred tasks)."""
+    ones, both met here), and from the residuals (per-task designs, centred tasks; tasks
+    of equal size in one batched product)."""
     if design == "shared":  # a near fit: the expansion around 0 cancels at small strengths
         X = rng.normal(size=(120, 15))
         Y = X @ rng.normal(size=(15, 4)) + 1e-3 * rng.normal(size=(120, 4))
@@ -255,6 +257,10 @@ def test_certify_path_equals_certify_point_by_point(rng, design):
     elif design == "shared intercepts":
         X, Y = _shared(rng, n=40, d=6, T=3)
         data, center = mc.MultiTaskData.shared(X, Y), True
+    elif design == "per-task equal sizes":  # one batched product for all points
+        Xs = [rng.normal(size=(25, 6)) for _ in range(4)]
+        data = mc.MultiTaskData(Xs, [X @ rng.normal(size=6) + rng.normal(size=25) for X in Xs])
+        center = False
     else:
         data, center = _unequal(rng, T=4, d=6), True
     prob = mc.Problem(data, penalties=[mc.L21(alpha=0.3)], fit_intercept=center)
