@@ -46,8 +46,10 @@ evaluations of ``WR`` within ``E = γ_T M`` of the exact one),
     + \gamma_{dp+1}\sum(|P| + 2E)^2,
 
 first order in ``WR`` (far below ``γΣM²`` where ``WR`` cancels), plus
-``γ_{dT+1}·ridge‖W‖²`` and ``γ_8`` of the term. Other terms (norms, decompositions) enter through
-``γ_{dT+d+T+8}·|value|`` with ``|value| ≤ |F| + ℓ + h``.
+``γ_{dT+1}·ridge‖W‖²`` and ``γ_8`` of the term. Other terms (norms, decompositions) enter
+through ``γ_{dT+d+T+8}·|value|`` with ``|value| ≤ |F| + ℓ + h``, ``h`` bounded by
+``(α/2)(‖P‖² + ridge‖W‖²)`` plus the error above for a factor-given term (not by
+``(α/2)ΣM²``, far above it where ``WR`` cancels).
 
 **Dual, loss part.** ``θ̂_t = −c_t(R̂_t − mean)``; with intercepts profiled the dual of
 the centred problem ``D(θ) = θᵀPy − ‖θ‖²/(2c) − (h+g)*(XᵀPθ)`` (``P`` the centring) is
@@ -61,7 +63,10 @@ valid for every θ. ``a_t = fl(θ̂_tᵀŷ_t)`` is within ``3γ_{n+3}‖θ̂_t�
     + |\bar x_{tj}|\,\sqrt{n_t}\,\gamma_{n+3}(c_t\mu_t + \lVert\hat\theta_t\rVert),
 
 the second term because the centred θ̂ sums to ``1ᵀθ̂_t ≠ 0`` in floating point
-(``|1ᵀθ̂_t| ≤ c_t γ_{n+2}Σ|R̂_i| + 2εΣ|θ̂_i|/c_t``); rung 3 adds ``γ·α|W||K| + ε|V̂|``.
+(``|1ᵀθ̂_t| ≤ c_t γ_{n+2}Σ|R̂_i| + 2εΣ|θ̂_i|/c_t``); rung 3 adds its blocks' part
+(:meth:`Rounding.quadratic_blocks`: ``γ·α(|P||R|ᵀ + ridge|W|)`` for a factor-given term,
+whose block is the computed ``P = fl(WR)`` itself, ``γ·α|W||K|`` for the others) and
+``ε|V̂|``.
 
 **Dual, scale and conjugate.** ``D(s) = a·s − B·s² − (h+g)*(sV)``. A norm's dual ball
 test ``s·Ω°(V̂) ≤ α`` holds for ``V̂``, not for the exact ``V``: shrinking the scale to
@@ -131,8 +136,8 @@ if TYPE_CHECKING:
     from .data import MultiTaskData
     from .problem import Problem
 
-__all__ = ["GramRounding", "GramShift", "QuadraticConjugate", "Rounding", "gamma", "gram_shift",
-           "least_squares", "norm_up"]
+__all__ = ["GramRounding", "GramShift", "QuadraticBlocks", "QuadraticConjugate", "Rounding",
+           "gamma", "gram_shift", "least_squares", "norm_up"]
 
 _EPS = np.finfo(float).eps
 #: The smallest subnormal float64: a product that underflows is off by at most half of it.
@@ -339,6 +344,16 @@ def gram_shift(data: MultiTaskData, ls: _LeastSquares) -> GramShift:
     return shift
 
 
+class QuadraticBlocks(NamedTuple):
+    """The quadratic terms as blocks of rung 3's dual point (see
+    :meth:`Rounding.quadratic_blocks`)."""
+
+    value: float  # the blocks' Σ ½‖U‖², as computed
+    gradient: np.ndarray  # (d, T): their part Σ √α·USᵀ of −V, as computed
+    value_error: float  # ≥ |value − its exact value at the same U|
+    gradient_error: np.ndarray  # (d, T): entrywise ≥ |gradient − its exact value|
+
+
 class QuadraticConjugate(NamedTuple):
     """An upper bound ``c + err + value_err`` on ``h*(V)`` from a point ``X`` (see
     :meth:`Rounding.quadratic_conjugate`)."""
@@ -388,8 +403,9 @@ class Rounding:
         self.factor_given = any(p.low_rank() is not None for p in self.quadratic)
         #: a quadratic term computed as Σ(WK)∘W: its value's bound is a magnitude bound
         self.magnitude_bound = any(p.low_rank() is None for p in self.quadratic)
-        self._mh: float | None = None
-        self._value_error: float | None = None
+        self._products: list[np.ndarray | None] | None = None
+        self._magnitudes: list[float] | None = None
+        self._value_bounds: tuple[float, float] | None = None
         self._abs_k: float | None = None
         self._amplified: list[tuple[float, int]] | None = None
         self._w_sizes: tuple[int, float] | None = None
@@ -408,15 +424,52 @@ class Rounding:
         Σ|W||K|∘|W|`` for ``Σ(WK)∘W``, first order in ``WR`` for a factor-given ``K = RRᵀ +
         ridge·I`` (see the module docstring)."""
         if W is None:
-            if self._value_error is None:
-                self._value_error = self._value_error_at(self.W, self.abs_w)
-            return self._value_error
-        return self._value_error_at(W, np.abs(W))
+            return self._certified_value_bounds()[0]
+        return self._value_bounds_at(W, np.abs(W), self._products_at(W),
+                                     self._magnitudes_at(np.abs(W)))[0]
 
-    def _underflow(self, absW: np.ndarray) -> tuple[float, float]:
+    def quadratic_upper(self) -> float:
+        """An upper bound on the quadratic terms' exact value at the certified point: the
+        value read off the computed ``fl(WR)`` plus its error for a factor-given term (not
+        ``(α/2)Σ(|W||R|)²``, far above it where ``WR`` cancels), ``(α/2)Σ|W||K|∘|W|`` for
+        the others."""
+        return self._certified_value_bounds()[1]
+
+    def _certified_value_bounds(self) -> tuple[float, float]:
+        if self._value_bounds is None:
+            self._value_bounds = self._value_bounds_at(
+                self.W, self.abs_w, self.factor_products(), self.magnitudes())
+        return self._value_bounds
+
+    def _products_at(self, W: np.ndarray) -> list[np.ndarray | None]:
+        return [None if (low := p.low_rank()) is None else np.asarray(W @ low[0])
+                for p in self.quadratic]
+
+    def factor_products(self) -> list[np.ndarray | None]:
+        """``fl(WR)`` (d, p) of each quadratic term given by its factor at the certified
+        point (None for the other terms), computed once: the value's bound and rung 3's
+        blocks (:meth:`quadratic_blocks`) read the same array."""
+        if self._products is None:
+            self._products = self._products_at(self.W)
+        return self._products
+
+    def _magnitudes_at(self, absW: np.ndarray) -> list[float]:
+        return [0.5 * p.alpha * p.abs_quadratic(absW) if p.low_rank() is None else 0.0
+                for p in self.quadratic]
+
+    def magnitudes(self) -> list[float]:
+        """``(α/2)Σ|W||K|∘|W|`` of each quadratic term computed as ``Σ(WK)∘W`` at the
+        certified point (0 for a factor-given one, whose bounds read ``fl(WR)``), computed
+        once."""
+        if self._magnitudes is None:
+            self._magnitudes = self._magnitudes_at(self.abs_w)
+        return self._magnitudes
+
+    def _underflow(self, absW: np.ndarray, factors: bool = True) -> tuple[float, float]:
         """``(value, entry)``: bounds on what gradual underflow adds to the quadratic
         terms' values and to each entry of their gradient at ``|W|``, beyond the relative
-        ``γ`` bounds (which assume none).
+        ``γ`` bounds (which assume none); without the factor-given terms unless
+        ``factors``.
 
         A product that lands below the normal range is off by up to ``2⁻¹⁰⁷⁵`` absolute
         (``η = 2⁻¹⁰⁷⁴`` counted), while additions stay relatively exact. A term's products
@@ -447,24 +500,35 @@ class Rounding:
             nz, w1 = int(np.count_nonzero(absW)), float(absW.sum())
         if not nz:
             return 0.0, 0.0
-        value = sum(a * (nz * (1 + cols) + 2.0 * w1) for a, cols in self._amplified)
-        entry = sum(a for a, _ in self._amplified)
+        terms = [(a, cols) for p, (a, cols) in zip(self.quadratic, self._amplified, strict=True)
+                 if factors or p.low_rank() is None]
+        value = sum(a * (nz * (1 + cols) + 2.0 * w1) for a, cols in terms)
+        entry = sum(a for a, _ in terms)
         return 2.0 * _ETA * value, 2.0 * _ETA * entry
 
-    def _value_error_at(self, W: np.ndarray, absW: np.ndarray) -> float:
+    def _value_bounds_at(self, W: np.ndarray, absW: np.ndarray,
+                         products: list[np.ndarray | None],
+                         magnitudes: list[float]) -> tuple[float, float]:
+        """``(error, upper)``: a bound on the error of the terms' computed values at ``W``
+        and an upper bound on their exact value, from ``fl(WR)`` of the factor-given terms
+        (``products``) and the others' ``(α/2)Σ|W||K|∘|W|`` (``magnitudes``)."""
+        if not self.quadratic:
+            return 0.0, 0.0
         d, T = W.shape[-2:]
-        err = self._underflow(absW)[0]
-        for pen in self.quadratic:
-            a, low = pen.alpha, pen.low_rank()
-            if low is None:
-                err += gamma(2 * (d + T) + 8) * 0.5 * a * pen.abs_quadratic(absW)
+        err, upper = self._underflow(absW, factors=False)[0], 0.0
+        for pen, WR, mag in zip(self.quadratic, products, magnitudes, strict=True):
+            if WR is None:
+                err += gamma(2 * (d + T) + 8) * mag
+                upper += mag
                 continue
-            R, ridge = low
+            a, (R, ridge) = pen.alpha, pen.low_rank()
             g = gamma(T)
             # |W||R| (non-negative sums: within γ_T of the exact one, rounded up)
             M = np.asarray(absW @ (abs(R) if issparse(R) else np.abs(R))) * (1.0 + g)
-            P = np.abs(np.asarray(W @ R))  # WR as computed here, within E = γ_T M of WR
-            E = g * M
+            # WR as computed here, within E = γ_T M + Tη of WR (each of T products off by
+            # up to η/2 if it underflows, counted twice)
+            P = np.abs(WR)
+            E = g * M + T * _ETA
             cross, e2 = float(np.sum(P * E)), float(np.sum(E * E))
             p2, w2 = float(np.sum(P * P)), float(np.sum(absW * absW))
             # value's fl(WR) is within 2E of P: |Σ fl(WR)² − Σ(WR)²| ≤ Σ E(2P + 3E), and
@@ -473,14 +537,12 @@ class Rounding:
             sq += gamma(M.size + 1) * (p2 + 4.0 * cross + 4.0 * e2)
             err += 0.5 * a * (sq + ridge * gamma(d * T + 1) * w2)
             err += gamma(8) * 0.5 * a * (p2 + sq + ridge * w2)  # combining the two sums
-        return err
-
-    def quadratic_magnitude(self) -> float:
-        """``Σ (α/2) Σ|W||K|∘|W|`` over the quadratic terms."""
-        if self._mh is None:
-            absW = self.abs_w
-            self._mh = sum(0.5 * p.alpha * p.abs_quadratic(absW) for p in self.quadratic)
-        return self._mh
+            # underflow in the squares (dp of fl(WR), dT of W), in the products by ridge, α
+            # and ½: η/2 each, counted twice
+            err += _ETA * (0.5 * a * (M.size + ridge * d * T + 1) + 1.0)
+            # ‖WR‖² ≤ Σ(P + E)² ≤ p2 + sq and ‖W‖² ≤ w2, each exact sum within γ of its float
+            upper += 0.5 * a * (p2 + sq + ridge * w2) * (1.0 + gamma(M.size + d * T + 4))
+        return err, upper
 
     def quadratic_gradient_error(self, W: np.ndarray | None = None) -> np.ndarray:
         """Entrywise bound on the error of the computed ``Σ α(WK + DW)`` (d, T) at ``W``
@@ -489,6 +551,59 @@ class Rounding:
         return gamma(d + T + 3) * sum((a * P for a, P in self._abs_products(W)),
                                       np.zeros((d, T))) + self._underflow(
             self.abs_w if W is None else np.abs(W))[1]
+
+    def quadratic_blocks(self) -> QuadraticBlocks:
+        r"""The quadratic terms as blocks of rung 3's dual point at the certified point.
+
+        A term is ``(α/2)‖WS‖² = max_U ⟨U, WS⟩ − ½‖U‖²`` for any ``S`` with ``SSᵀ = K``
+        (on its side), so with the blocks ``U`` beside θ the dual ``D(θ, U) = Σ_t(θ_tᵀy_t −
+        ‖θ_t‖²/(2c_t)) − Σ ½‖U‖² − g*(Xᵀθ − Σ√α·USᵀ)`` is below ``F*`` for *every* ``U``
+        (weak duality; ``g`` the other terms). The usual point ``U = √α·WS`` gives the
+        blocks' value ``h(W)`` and their part ``∇h(W) = αWK`` of ``V``. For a factor-given
+        ``K = RRᵀ + ridge·I`` (``S = [R, √ridge·I]``) the point is ``U = √α[P, √ridge·W]``
+        with ``P = fl(WR)`` the array as computed: the dual then holds ``(α/2)(‖P‖² +
+        ridge‖W‖²)`` and ``V`` the part ``α(PRᵀ + ridge·W)`` *exactly*, so only their own
+        evaluation is rounded: ``γ_{p+k+3}·α(|P||R|ᵀ + ridge|W|)`` entrywise (``p`` products,
+        three more operations, ``k`` terms summed), first order in ``P``, where
+        ``∇h(W)``'s bound ``γα|W||R||R|ᵀ`` grows with ``α‖R‖²`` wherever ``WR`` cancels (a
+        strong coupling near its optimum); the value is a sum of squares, relative error
+        ``γ_{d(p+T)+k+5}``. Other terms keep their computed value and gradient, within
+        ``γ_{2(d+T)+k+8}(α/2)Σ|W||K|∘|W|`` and ``γ_{d+T+k+3}α|W||K|`` (``γ_a + γ_b + γ_aγ_b
+        ≤ γ_{a+b}`` for the sum of ``k`` terms), and :meth:`_underflow`'s bounds. Gradual
+        underflow, beyond ``γ``: a product landing below ``2⁻¹⁰²²`` is off by up to
+        ``η/2`` (``η = 2⁻¹⁰⁷⁴``), sums are not; ``P`` is the point itself, so for a factor
+        only what comes after it counts: per entry of the gradient ``p`` products of
+        ``PRᵀ`` and ``ridge·W`` (times ``α``) and the product by ``α``, ``(α(p + 1) +
+        1)η/2``; in the value ``dp`` squares of ``P`` and ``dT`` of ``W`` (times
+        ``ridge``), the products by ``ridge``, ``α`` and ½, ``(α/2)(dp + ridge·dT + 1)η/2 +
+        η``. Each is counted twice here.
+        """
+        W, absW = self.W, self.abs_w
+        d, T = W.shape
+        k = len(self.quadratic)
+        value, value_err = 0.0, 0.0
+        grad, grad_err = np.zeros((d, T)), np.zeros((d, T))
+        for pen, P, mag in zip(self.quadratic, self.factor_products(), self.magnitudes(),
+                               strict=True):
+            a = pen.alpha
+            if P is None:
+                value += pen.value(W)
+                grad += pen.gradient(W)
+                value_err += gamma(2 * (d + T) + k + 8) * mag
+                grad_err += gamma(d + T + k + 3) * a * pen.abs_product(absW)
+                continue
+            R, ridge = pen.low_rank()
+            absR, p = (abs(R) if issparse(R) else np.abs(R)), R.shape[1]
+            v = 0.5 * a * (float(np.sum(P * P)) + ridge * float(np.sum(W * W)))
+            value += v
+            value_err += gamma(d * (p + T) + k + 5) * v + _ETA * (
+                a * (d * p + ridge * d * T + 1) + 2.0)
+            grad += a * (np.asarray(P @ R.T) + ridge * W)
+            grad_err += gamma(p + k + 3) * a * (np.asarray(np.abs(P) @ absR.T) + ridge * absW) \
+                + _ETA * (a * (p + 1) + 1.0)
+        under_value, under_entry = self._underflow(absW, factors=False)
+        return QuadraticBlocks(value, grad, _SAFETY * (value_err + under_value),
+                               _SAFETY * (grad_err + under_entry))
 
     def quadratic_conjugate(self, V: np.ndarray, X: np.ndarray, bottom: float,
                             grad: np.ndarray | None = None,
@@ -656,7 +771,7 @@ class Rounding:
         err += gamma(self.n_max + T + 4) * loss_total
         if self.others:
             err += gamma(d * T + d + T + 8) * (abs(objective) + loss_total
-                                               + self.quadratic_magnitude())
+                                               + self.quadratic_upper())
         return _SAFETY * (err + gamma(4) * abs(objective))
 
     def primal_value_error(self) -> float:
@@ -670,18 +785,24 @@ class Rounding:
         # (plus n_t·η: squares of θ that underflow are each off by up to η/2)
         return np.sqrt(2.0 * self.c * q_task + self.norms.n * _ETA) * (1.0 + self.g_data)
 
-    def v_error(self, q_task: np.ndarray, V: np.ndarray | None = None) -> np.ndarray:
-        """Entrywise bound (d, T) on ``|V̂ − XᵀPθ̂|``; with ``V`` (rung 3: ``V̂ = fl(Xᵀθ̂ −
-        ∇h)``) the quadratic terms' gradient error and the subtraction are added."""
+    def v_error(self, q_task: np.ndarray) -> np.ndarray:
+        """Entrywise bound (d, T) on ``|V̂ − XᵀPθ̂|``."""
         tn = self.theta_norms(q_task)
         e = self.norms.col * (self.g_data * tn)[..., None, :]  # one (d, T) product
         if self.centred:
             means = _design_means(self.problem.data)
             e = e + means * (np.sqrt(self.norms.n) * self.g_data
                              * (self.c * self.mu + tn))[..., None, :]
-        if V is not None and self.quadratic:
-            e = e + self.quadratic_gradient_error() + _EPS * np.abs(V)
         return e
+
+    def augmented_v_error(self, q_task: np.ndarray, V: np.ndarray,
+                          gradient_error: np.ndarray) -> np.ndarray:
+        """Entrywise bound (d, T) on the rounding of ``V̂ = fl(Xᵀθ̂ − G)``, ``G`` the
+        quadratic terms' part computed within ``gradient_error`` (their gradient, or rung
+        3's blocks): :meth:`v_error` plus that and the subtraction's ``ε|V̂|`` (none without
+        quadratic terms, where ``G = 0``)."""
+        e = self.v_error(q_task)
+        return e + gradient_error + _EPS * np.abs(V) if self.quadratic else e
 
     def shift(self, q_task: np.ndarray, s: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
         """The alternative to shrinking the scale for tasks of full column rank.
@@ -709,11 +830,12 @@ class Rounding:
 
     def dual(self, s: np.ndarray | float, a_task: np.ndarray, q_task: np.ndarray,
              B: np.ndarray | float, conj: float = 0.0, delta: np.ndarray | float = 0.0,
-             conj_error: float = 0.0, blocks: bool = False) -> float:
+             conj_error: float = 0.0, blocks: float = 0.0) -> float:
         """``E_D`` for ``D = Σ_t (s_t a_t − B_t s_t²) − conj``.
 
         ``s`` and ``B`` per task or one for all (``B`` then the total quadratic
-        coefficient); ``blocks`` when the quadratic terms' values are in ``B`` (rung 3);
+        coefficient); ``blocks`` a bound on the error of the quadratic terms' values when
+        they are in ``B`` (rung 3, :meth:`quadratic_blocks`);
         ``delta`` the relative shrink of the scale that keeps the dual point feasible;
         ``conj_error`` the conjugate's own bound.
 
@@ -741,8 +863,7 @@ class Rounding:
             def over_tasks(x: np.ndarray | float) -> np.ndarray | float:
                 return float(np.sum(x))
         err = self.loss_dual_error(s_t, q_task)
-        if blocks:
-            err += gamma(2 * (d + T) + 8) * self.quadratic_magnitude() * sq
+        err += blocks * sq
         # shrinking s to s/(1 + δ) costs ∫ D'(σ)dσ ≤ δ·(s·D'(s) + 2Bs²δ), D'(s)s = as − 2Bs²
         slope = abs(lin - 2.0 * quad) + gamma(4) * (abs(lin) + 2.0 * quad)
         err += over_tasks(delta * (slope + 2.0 * quad * delta))
@@ -849,11 +970,8 @@ class GramRounding(Rounding):
         # and np.maximum would carry the NaN into every gap: the loss is ≥ 0, so clip it
         return np.maximum(gram, super().loss_error(np.maximum(losses, 0.0)))
 
-    def v_error(self, q_task: np.ndarray, V: np.ndarray | None = None) -> np.ndarray:
-        e = np.zeros(self.W.shape)  # V̂ = Xᵀθ' exactly
-        if V is not None and self.quadratic:
-            e = e + self.quadratic_gradient_error() + _EPS * np.abs(V)
-        return e
+    def v_error(self, q_task: np.ndarray) -> np.ndarray:
+        return np.zeros(self.W.shape)  # V̂ = Xᵀθ' exactly
 
     def loss_dual_error(self, s_t: np.ndarray | float, q_task: np.ndarray) -> float:
         s_t = _per_task(s_t, q_task)

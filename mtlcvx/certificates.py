@@ -42,6 +42,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -290,12 +291,19 @@ class _Pieces:
         self.a = float(a.sum())
         self.b = float(b.sum())  # quadratic coefficient (loss part)
         self.V_loss = V  # −∇f(W)
-        WK = Kt.apply(W)
-        h_task = 0.5 * np.einsum("dt,dt->t", WK, W) + (
-            0.0 if Kf is None else 0.5 * np.einsum("dt,dt->t", Kf @ W, W))
-        self.b_task = b + h_task  # per-task quadratic coefficients, quadratic blocks included
-        self.h_value = float(h_task.sum())
-        self.grad_h = WK if Kf is None else WK + Kf @ W
+        self.W = W
+
+    @cached_property
+    def grad_h(self) -> np.ndarray:
+        """``∇h(W) = WK_t + K_fW`` (rung 4 and the gradient mapping; rung 3 has its blocks)."""
+        WK = self.Kt.apply(self.W)
+        return WK if self.Kf is None else WK + self.Kf @ self.W
+
+    @cached_property
+    def b_task(self) -> np.ndarray:
+        """Per-task quadratic coefficients, the quadratic terms' values included (rung 1
+        per task: a diagonal ``K_t``, whose blocks are per task)."""
+        return self.q_task + 0.5 * np.einsum("dt,dt->t", self.grad_h, self.W)
 
 
 class _GramRoute(NamedTuple):
@@ -587,7 +595,7 @@ def _norm_batch(out: list[Certificate | None], index: np.ndarray, penalty: Penal
     s_max = np.where(dn == 0, np.inf, alpha / np.where(dn == 0, 1.0, dn))
     s, lower = np.array([_best_scale(*args) for args in zip(a, b, s_max, strict=True)]).T
     g_solve = gamma(d + T + 8)
-    e = bound.v_error(q_task, V)
+    e = bound.v_error(q_task)  # no quadratic terms: V is the loss's
 
     def total(E: np.ndarray | None) -> np.ndarray:
         """``E_D`` of ``ball_error`` in :func:`certify` (rung 1), per point (``E`` None:
@@ -808,7 +816,8 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
             # loss pins every task down): F(W) − F* ≤ ‖∇F(W)‖²/(2μ), with the computed
             # gradient's rounding bound added to its norm
             V = pieces.V_loss - pieces.grad_h  # −∇F(W)
-            g = norm_up(V) + norm_up(bound.v_error(pieces.q_task, V))
+            g = norm_up(V) + norm_up(bound.augmented_v_error(pieces.q_task, V,
+                                                             bound.quadratic_gradient_error()))
             return done(g * g / (2.0 * mu()), "gradient norm + strong convexity (rung 5)")
         # singular 𝒬: the loss's curvature corrects the dual point into range(𝒬)
         corrected = (quadratic_dual(problem, W, pieces.Kt.to_dense(), pieces.Kf)
@@ -841,16 +850,21 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
                     dual_error=bound.dual_corrected(s, linear, quad, quad + conj_h,
                                                     conj_error + null_term))
 
-    V = pieces.V_loss - pieces.grad_h  # = −∇(f + h)(W)
-    b = pieces.b + pieces.h_value  # the augmented blocks enter with weight 1
+    # the quadratic terms join θ as blocks U of the dual point: V = Xᵀθ − Σ√α·USᵀ (−∇(f +
+    # h)(W) at U = √α·WS), their ½‖U‖² enter with weight 1; a factor-given term's U is the
+    # computed fl(WR) itself, so V's rounding is first order in it (see quadratic_blocks)
+    blocks = bound.quadratic_blocks()
+    V = pieces.V_loss - blocks.gradient
+    b = pieces.b + blocks.value
     aug = " + quadratic blocks (rung 3)" if has_h else ""
     w_norm = norm_up(W)
-    e = bound.v_error(pieces.q_task, V)  # entrywise bound on V's rounding error
+    # entrywise bound on V's rounding error
+    e = bound.augmented_v_error(pieces.q_task, V, blocks.gradient_error)
 
     def dual_error(s: float, conj: float = 0.0, conj_error: float = 0.0,
                    delta: float = 0.0) -> float:
         return bound.dual(s, pieces.a_task, pieces.q_task, b, conj=conj, delta=delta,
-                          conj_error=conj_error, blocks=has_h)
+                          conj_error=conj_error, blocks=blocks.value_error)
 
     def ball_error(s: np.ndarray | float, B: np.ndarray | float,
                    shrink: Callable[[np.ndarray], np.ndarray | float]) -> float:
@@ -859,7 +873,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
         ball, the point moved so the computed V is exact for tasks of full column rank."""
         def total(E: np.ndarray) -> float:
             return bound.dual(s, pieces.a_task, pieces.q_task, B, delta=shrink(E) + g_solve,
-                              blocks=has_h)
+                              blocks=blocks.value_error)
 
         err = total(e)
         # the shrink is not what dominates (nothing to shrink: V is exact on the Gram route)
