@@ -196,15 +196,19 @@ _CHUNK = 1 << 15
 
 def _abs_sums(X3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(‖X_t‖₁, ‖X_t‖_∞)`` (largest column and row sums of ``|X_t|``) of ``X3`` (k, n, d),
-    a few tasks at a time."""
+    a few tasks at a time; the sums as products with ones (BLAS: 2-3x faster than a
+    reduction over an inner axis of d or n entries; sums of non-negative terms are
+    within ``γ`` of the exact ones in any order)."""
     k, n, d = X3.shape
     step = max(1, _CHUNK // (n * d))
     col, row = np.empty(k), np.empty(k)
     buf = np.empty((min(step, k), n, d))
+    ones_n, ones_d = np.ones(n), np.ones(d)
     for t0 in range(0, k, step):
-        A = np.abs(X3[t0:t0 + step], out=buf[: min(step, k - t0)])
-        col[t0:t0 + step] = np.einsum("knd->kd", A).max(axis=1)
-        row[t0:t0 + step] = np.einsum("knd->kn", A).max(axis=1)
+        m = min(step, k - t0)
+        A = np.abs(X3[t0:t0 + m], out=buf[:m])
+        col[t0:t0 + m] = np.matmul(ones_n, A).max(axis=1)
+        row[t0:t0 + m] = (A.reshape(m * n, d) @ ones_d).reshape(m, n).max(axis=1)
     return col, row
 
 
@@ -215,28 +219,37 @@ def _design_norms(data: MultiTaskData) -> _DesignNorms:
     d = data.n_features
     blocks = None if data.is_shared else data.equal_blocks()
     X3 = data.X[0][None] if data.is_shared else blocks and blocks[0]
+    # ‖x_tj‖², ‖y_t‖² as a solver's Gram statistics summed them, when they exist: the same
+    # sums of squares as the einsums below, in another order (within the same γ_n)
+    known = data.gram_diagonals()
     if X3 is not None:  # a shared design (once) or tasks of one size: batched, no copy
-        col = np.sqrt(np.einsum("knd,knd->kd", X3, X3))
+        col = np.sqrt(np.einsum("knd,knd->kd", X3, X3) if known is None else known[0])
         one_inf = np.sqrt(np.prod(_abs_sums(X3), axis=0))
     else:  # every task's rows at once: per-task sums over the stacked rows
         X, starts, rows = data.stacked()[0], data.task_starts(), data.task_sums
         scratch = np.abs(X)  # one (N, d) buffer: |X|, then X∘X
         one_inf = np.sqrt(rows(scratch).max(axis=1)
                           * np.maximum.reduceat(np.einsum("nd->n", scratch), starts))
-        col = np.sqrt(rows(np.multiply(X, X, out=scratch)))  # (k, d)
+        col = np.sqrt(rows(np.multiply(X, X, out=scratch)) if known is None
+                      else known[0])  # (k, d)
     frob = np.sqrt(np.einsum("kd,kd->k", col, col))
     spec = np.minimum(frob, one_inf)
-    if data.is_shared:
+    if known is not None:
+        y = np.sqrt(known[1])
+    elif data.is_shared:
         Y = data.shared_targets()
         y = np.sqrt(np.einsum("nt,nt->t", Y, Y))
+    elif blocks is not None:
+        y = np.sqrt(np.einsum("tn,tn->t", blocks[1], blocks[1]))
+    else:
+        yv = data.stacked()[1]
+        y = np.sqrt(data.task_sums(yv * yv))
+    if data.is_shared:
         T = data.n_tasks
         col = np.broadcast_to(col.T, (d, T))
         spec, frob = np.broadcast_to(spec, T), np.broadcast_to(frob, T)
-    elif blocks is not None:
-        y, col = np.sqrt(np.einsum("tn,tn->t", blocks[1], blocks[1])), col.T
     else:
-        yv = data.stacked()[1]
-        y, col = np.sqrt(data.task_sums(yv * yv)), col.T
+        col = col.T
     largest = int(data.n_samples.max()) * d  # the longest sum in any of the norms above
     norms = _DesignNorms(col, spec * (1.0 + gamma(largest)), np.asarray(frob, float), y,
                          data.n_samples.astype(float))

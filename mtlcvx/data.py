@@ -649,6 +649,17 @@ class MultiTaskData:
             self._compressed[key] = self._build_task_grams(center)
         return self._compressed[key]
 
+    def gram_diagonals(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(‖x_tj‖², ‖y_t‖²)`` read off the uncentred statistics of :meth:`gram` (a shared
+        design: (1, d)) or :meth:`task_grams` ((T, d)), and (T,), when they have been
+        computed already; None otherwise (never computes them)."""
+        stats = self._compressed.get(("gram", False) if self.is_shared else ("task_grams", False))
+        if stats is None:
+            return None
+        if self.is_shared:
+            return stats.G.diagonal()[None], stats.yy
+        return np.diagonal(stats.H, axis1=1, axis2=2), stats.yy
+
     @blas_limited
     def _build_task_grams(self, center: bool) -> TaskGrams:
         blocks = self.equal_blocks()
