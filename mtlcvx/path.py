@@ -297,14 +297,15 @@ class _GramRoute:
         wGw = np.einsum("jt,jt->t", Wa, GW[act])
         loss_t = 0.5 * self.c * (self.yy - 2.0 * wb + wGw)  # = ‖θ₀_t‖²/(2c_t)
         a_t = self.c * (self.yy - wb)  # = θ₀_tᵀ ỹ_t
-        F = float(loss_t.sum()) + self.pen.value(Wa)
+        b = float(loss_t.sum())
+        F = b + self.pen.value(Wa)
         # ‖ỹ‖² − 2wᵀb + wᵀGw cancels near a good fit: its rounding error bounds what the
         # inner gap can resolve (the certificate recomputes the residual directly)
         floor = 1e-14 * float(self.c @ (self.yy + 2.0 * np.abs(wb) + np.abs(wGw)))
         if self.rows:  # one scale s ≤ α / max_j ‖V_j‖₂ maximising a·s − b·s²
             vn = np.sqrt(np.einsum("jt,jt->j", V, V))
             dn = float(vn.max(initial=0.0))
-            a, b = float(a_t.sum()), float(loss_t.sum())
+            a = float(a_t.sum())
             s_max = alpha / dn if dn > 0 else math.inf
             if b > 0:
                 s = min(max(a, 0.0) / (2.0 * b), s_max)
@@ -342,17 +343,20 @@ class _GramRoute:
         empty or ``G_SS`` is singular.
         """
         norms = np.sqrt(np.einsum("jt,jt->j", X, X))
-        zero = np.flatnonzero((norms == 0) & act)  # rows that may enter
+        on = norms > 0
+        zero = np.flatnonzero(~on & act)  # rows that may enter
         Vz = V[zero]
         vz_norms = np.sqrt(np.einsum("jt,jt->j", Vz, Vz))
         inside = vz_norms > alpha
-        U = X / np.where(norms > 0, norms, 1.0)[:, None]
+        rows = X  # the rows whose directions u_j are taken, and their norms
         if inside.any():
-            U[zero[inside]] = Vz[inside] / vz_norms[inside, None]
-            norms[zero[inside]] = 1.0
-        S = np.flatnonzero(norms)
+            enter = zero[inside]
+            rows, on = X.copy(), on.copy()
+            rows[enter], norms[enter], on[enter] = Vz[inside], vz_norms[inside], True
+        S = np.flatnonzero(on)
         if S.size == 0:
             return None
+        U_S = rows[S] / norms[S, None]
         key = S.tobytes()
         if key not in self._factors:
             sub = self._sub(S, S)
@@ -373,12 +377,12 @@ class _GramRoute:
         factor, rest, off = self._factors[key]
         if factor is None:
             return None
-        rhs = self.B[S] - (alpha / self.c) * U[S]
+        rhs = self.B[S] - (alpha / self.c) * U_S
         out = np.zeros_like(X)
         if factor.ndim == 2:
             out[S] = scipy.linalg.lapack.dpotrs(factor, rhs, lower=False)[0]
         else:
-            out[S] = np.einsum("tjl,lt->jt", factor, rhs)
+            out[S] = self._mul(factor, rhs)
         if off is None:
             return out, None
         GW = np.empty_like(X)
@@ -414,7 +418,6 @@ class _GramRoute:
         Y = X.copy()
         t = 1.0
         k = 0
-        screened = 0.0
         view = (act.copy(), self.G, self.B)  # (act, G[:, act], B[act]) for _gap
         Ga = self.G  # G[act, act]
         hint = V  # V = −∇f of the iterate (predicted, or left by FISTA's iterations)
@@ -471,9 +474,8 @@ class _GramRoute:
             if keep is not None:
                 X *= keep
                 Y *= keep
-            screened = 1.0 - (act.mean() if self.rows else keep.mean())
             if not act.any():  # every group is zero at the optimum: W = 0
-                return X, None, k, screened
+                return X, None, k, 1.0
             Ba = view[2]
             Xa, Ya = X[act], Y[act]
             ka = keep[act] if keep is not None else None
@@ -484,7 +486,7 @@ class _GramRoute:
                 Xn = pen.prox(Ya - grad / L, 1.0 / L)
                 if ka is not None:
                     Xn *= ka
-                if float(np.sum((Ya - Xn) * (Xn - Xa))) > 0:  # adaptive restart
+                if np.vdot(Ya - Xn, Xn - Xa) > 0:  # adaptive restart
                     t, Ya = 1.0, Xn.copy()
                 else:
                     tn = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
@@ -494,6 +496,8 @@ class _GramRoute:
             X[act], Y[act] = Xa, Ya
             if self.rows:  # V of the iterate, for the rows that enter
                 hint = (self.B - self._product(X, view)) * c
+        screened = 1.0 - (np.count_nonzero(act) if self.rows else np.count_nonzero(keep)) / (
+            act.size if self.rows else keep.size)
         return X, checked[3], k, screened
 
 
