@@ -209,13 +209,19 @@ def prox_operator(problem: Problem) -> Callable[[np.ndarray, float], np.ndarray]
     return prox
 
 
-def _spectrum_values(problem: Problem) -> dict:
-    """The spectra cache of the problem's current data, weights and quadratic terms: a
-    dict holding ``"coupling"``, ``(λ_max, λ_min)`` bounds of ``K_t ⊕ K_f``, and the task
-    blocks' ``"top"``, ``"low"`` (and ``"shared"``) once computed."""
-    c = problem.loss_weights()
-    Kt, Kf = coupling(problem)  # a new Kt for new quadratic terms: the key holds it
-    key = (problem.data, problem.fit_intercept, c.tobytes(), Kt)
+def _state(problem: Problem) -> tuple:
+    """What the spectra depend on, as it is now: ``(data, fit_intercept, c, K_t, K_f)``
+    (each replaced, never edited, when it changes: a new ``K_t`` for new quadratic terms)."""
+    return (problem.data, problem.fit_intercept, problem.loss_weights(), *coupling(problem))
+
+
+def _spectrum_values(problem: Problem, state: tuple | None = None) -> dict:
+    """The spectra cache of the problem's current data, weights and quadratic terms (or
+    of ``state``, an earlier :func:`_state`): a dict holding ``"coupling"``, ``(λ_max,
+    λ_min)`` bounds of ``K_t ⊕ K_f``, and the task blocks' ``"top"``, ``"low"`` (and
+    ``"shared"``) once computed."""
+    data, center, c, Kt, Kf = state or _state(problem)
+    key = (data, center, c.tobytes(), Kt)
     cache = problem.__dict__.get("_spectra_cache")
     if cache is None or cache[0] != key:
         lf = np.zeros(1) if Kf is None else np.linalg.eigvalsh(Kf)
@@ -255,38 +261,24 @@ def _spectra(problem: Problem) -> tuple[float, float, float]:
     return (values["top"], *values["coupling"])
 
 
-def _block_bottom(problem: Problem, values: dict) -> Callable[[], float]:
-    """``min_t c_t λ_min(X̃_tᵀX̃_t)`` of the problem's data now, as a function that
-    computes it on its first call (stored in ``values``, the spectra cache).
+def _block_bottom(state: tuple, values: dict) -> float:
+    """``min_t c_t λ_min(X̃_tᵀX̃_t)`` of ``state``'s data (:func:`_state`), stored in
+    ``values`` (the spectra cache) when first computed.
 
     Per-task blocks need no eigenvalues for their bottom alone: a task with fewer
     (centred) rows than features has a singular block (the minimum is exactly 0, c ≥ 0),
     else :func:`~mtlcvx._linalg.min_block_eigenvalue`.
     """
-    if "low" in values:
-        return lambda: values["low"]
-    data, center, c = problem.data, problem.fit_intercept, problem.loss_weights()
-    gram = data.gram(center)
-    if gram is not None:
-        G = gram.G[None]
-
-        def fill() -> None:
-            _block_eigenvalues(values, G, c, True)
-    elif np.any(data.n_samples - int(center) < problem.n_features):
-        values["low"] = 0.0
-        return lambda: 0.0
-    else:
-        H = data.task_grams(center).H
-
-        def fill() -> None:
-            values["low"] = min_block_eigenvalue(H, c)
-
-    def bottom() -> float:
-        if "low" not in values:  # (a Lipschitz bound may have filled it meanwhile)
-            fill()
-        return values["low"]
-
-    return bottom
+    if "low" not in values:  # (a Lipschitz bound may have filled it)
+        data, center, c = state[:3]
+        gram = data.gram(center)
+        if gram is not None:
+            _block_eigenvalues(values, gram.G[None], c, True)
+        elif np.any(data.n_samples - int(center) < data.n_features):
+            values["low"] = 0.0
+        else:
+            values["low"] = min_block_eigenvalue(data.task_grams(center).H, c)
+    return values["low"]
 
 
 def gram_extremes(problem: Problem) -> tuple[float, float] | None:
@@ -325,14 +317,23 @@ def strong_convexity(problem: Problem) -> float:
 
 def deferred_strong_convexity(problem: Problem) -> Callable[[], float]:
     """:func:`strong_convexity` of the problem as it is now, as a function that computes
-    the costly part (the task blocks' smallest eigenvalues) on its first call only.
+    it on its first call only (the coupling's bounds and the task blocks' smallest
+    eigenvalues: none of it unless asked).
 
     For a bound that may never be read (a certificate's ``distance_bound``): later
-    changes to the problem do not reach it, and it keeps only the task blocks alive.
+    changes to the problem do not reach it (it holds the data, weights and coupling of
+    now, and the other smooth terms' moduli of now).
     """
-    values = _spectrum_values(problem)
+    state = _state(problem)
     d, T = problem.n_features, problem.n_tasks
-    rest = values["coupling"][1] + sum(p.strong_convexity(d, T) for p in smooth_terms(problem)
-                                       if p.provides("strong_convexity"))
-    bottom = _block_bottom(problem, values)
-    return lambda: max(bottom() + rest, 0.0)
+    rest = sum(p.strong_convexity(d, T) for p in smooth_terms(problem)
+               if p.provides("strong_convexity"))
+    known: list[float] = []
+
+    def mu() -> float:
+        if not known:
+            values = _spectrum_values(problem, state)
+            known.append(max(_block_bottom(state, values) + values["coupling"][1] + rest, 0.0))
+        return known[0]
+
+    return mu

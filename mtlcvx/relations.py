@@ -285,7 +285,7 @@ _DENSE_CHECK_LIMIT = 500
 
 def _rows(M: scipy.sparse.csr_matrix) -> np.ndarray:
     """The row index of every stored entry of a CSR matrix, in storage order."""
-    return np.repeat(np.arange(M.shape[0]), np.diff(M.indptr))
+    return np.repeat(np.arange(M.shape[0]), M.indptr[1:] - M.indptr[:-1])
 
 
 def _csr_sorted(row: np.ndarray, col: np.ndarray, val: np.ndarray,
@@ -301,10 +301,10 @@ def _csr_sorted(row: np.ndarray, col: np.ndarray, val: np.ndarray,
     return M
 
 
-def _exactly_symmetric(K: scipy.sparse.csr_matrix) -> bool:
-    """``K == Kᵀ`` entry by entry, for a CSR ``K`` in canonical format: ``Kᵀ``'s entries
-    put in row-major order must be ``K``'s own (no transpose is formed)."""
-    rows = _rows(K)
+def _exactly_symmetric(K: scipy.sparse.csr_matrix, rows: np.ndarray) -> bool:
+    """``K == Kᵀ`` entry by entry, for a CSR ``K`` in canonical format with ``rows`` its
+    entries' rows (:func:`_rows`): ``Kᵀ``'s entries put in row-major order must be ``K``'s
+    own (no transpose is formed)."""
     order = np.lexsort((rows, K.indices))
     return bool(np.array_equal(K.indices[order], rows) and np.array_equal(rows[order], K.indices)
                 and np.array_equal(K.data[order], K.data))
@@ -314,15 +314,25 @@ def _sparse_square(K: Any, name: str) -> scipy.sparse.csr_matrix:
     """A float64 CSR copy of a square, finite, symmetric sparse matrix (symmetrised)."""
     if K.ndim != 2 or K.shape[0] != K.shape[1]:
         raise PenaltyError(f"{name} must be square, got shape {K.shape}")
-    try:
-        K = scipy.sparse.csr_matrix(K, dtype=np.float64, copy=True)
-    except (TypeError, ValueError) as err:
-        raise PenaltyError(f"{name} must be a real numeric sparse matrix: {err}") from err
-    K.sum_duplicates()
+    if K.format == "csr" and K.dtype == np.float64 and K.has_canonical_format:
+        # the usual input (a graph helper's matrix): its entries copied through the one
+        # mask that drops explicit zeros; nothing to convert and no duplicates to sum
+        rows = _rows(K)
+        keep = K.data != 0
+        if not keep.all():
+            rows = rows[keep]
+        K = _csr_sorted(rows, K.indices[keep], K.data[keep], K.shape[0])
+    else:
+        try:
+            K = scipy.sparse.csr_matrix(K, dtype=np.float64, copy=True)
+        except (TypeError, ValueError) as err:
+            raise PenaltyError(f"{name} must be a real numeric sparse matrix: {err}") from err
+        K.sum_duplicates()
+        K.eliminate_zeros()
+        rows = _rows(K)
     if not np.all(np.isfinite(K.data)):
         raise PenaltyError(f"{name} contains NaN or infinite values; drop or impute them first")
-    K.eliminate_zeros()
-    if _exactly_symmetric(K):  # as a graph helper builds it: no arithmetic needed
+    if _exactly_symmetric(K, rows):  # as a graph helper builds it: no arithmetic needed
         return K
     scale = max(1.0, float(np.abs(K.data).max(initial=0.0)))
     asym = float(np.abs((K - K.T).data).max(initial=0.0))
