@@ -245,7 +245,7 @@ def _same_certificate(b, c):
 
 @pytest.mark.parametrize("design", ["shared", "per-task intercepts", "shared intercepts",
                                     "per-task equal sizes"])
-def test_certify_path_equals_certify_point_by_point(rng, design):
+def test_certify_path_equals_certify_point_by_point(rng, design, monkeypatch):
     """The batched certificates are certify's, to rounding: on a shared design from XᵀX
     (expanded around 0 at large strengths and around the least-squares solution at small
     ones, both met here), and from the residuals (per-task designs, centred tasks; tasks
@@ -271,6 +271,8 @@ def test_certify_path_equals_certify_point_by_point(rng, design):
     if design == "shared":
         shifted = _use_shift(prob, Ws, 1e-8)
         assert shifted.any() and not shifted.all()  # both expansions
+    # chunks of 7 points (the last one shorter), as a large problem's batch goes through
+    monkeypatch.setattr(mc.certificates, "_BATCH_ENTRIES", 7 * Ws[0].size)
     batch, single = _batch_and_single(prob, alphas, Ws)
     assert sum(b is not None for b in batch) >= len(alphas) - 2
     for b, c in zip(batch, single, strict=True):
