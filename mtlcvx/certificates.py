@@ -280,11 +280,13 @@ def _classify(terms: list[Penalty]) -> tuple[list[Penalty], list[Penalty], list[
 # ---------------------------------------------------------------------- shared pieces
 class _Pieces:
     """Primal/dual quantities at ``W`` (the loss's part from ``loss_dual`` when given,
-    else on the original data)."""
+    else on the original data; ``coupled`` the problem's :func:`~mtlcvx.oracles.coupling`
+    when the caller has it)."""
 
-    def __init__(self, problem: Problem, W: np.ndarray, loss_dual: LossDual | None = None):
+    def __init__(self, problem: Problem, W: np.ndarray, loss_dual: LossDual | None = None,
+                 coupled: tuple[TaskCoupling, np.ndarray | None] | None = None):
         a, b, V = loss_dual or problem.loss.dual(problem.data, W, problem.fit_intercept)
-        Kt, Kf = coupling(problem)
+        Kt, Kf = coupled or coupling(problem)
         self.Kt, self.Kf = Kt, Kf
         self.a_task = a  # per-task linear coefficients of D(s)
         self.q_task = b  # per-task ‖θ_t‖²/(2c_t), the loss part of the quadratic coefficient
@@ -671,7 +673,8 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
         objective = (route.value if route is not None else loss(intercept)) + penalties
         profiled = loss(None) + penalties if intercept is not None else objective
     excess = objective - profiled
-    mu = deferred_strong_convexity(problem)  # costly for per-task designs: when needed
+    coupled = coupling(problem)  # (its cache key costs a pass over the terms: once)
+    mu = deferred_strong_convexity(problem, coupled)  # costly for per-task designs: when read
     # bounds on the certificate's own rounding error (see mtlcvx._rounding)
     bound = route.bound if route is not None else Rounding(
         problem, W, intercept if problem.fit_intercept else None)
@@ -680,7 +683,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
     if problem.is_quadratic:
         # g = 0: the gradient mapping is ∇F = ∇h − (−∇f) for every step, read off the
         # dual pieces on the original data (no Lipschitz bound, no second product)
-        pieces = _Pieces(problem, W, loss_dual)
+        pieces = _Pieces(problem, W, loss_dual, coupled)
         mapping = ((float(np.linalg.norm(pieces.grad_h - pieces.V_loss)), None, True)
                    if gradient_mapping else None)
     else:
@@ -757,7 +760,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
     if missing:
         return rung5("; ".join(missing))
 
-    pieces = pieces or _Pieces(problem, W, loss_dual)
+    pieces = pieces or _Pieces(problem, W, loss_dual, coupled)
     has_h = not pieces.Kt.is_zero or pieces.Kf is not None
     d, T = W.shape
     g_solve = gamma(d + T + 8)  # dual norms, solves and eigendecompositions

@@ -209,10 +209,13 @@ def prox_operator(problem: Problem) -> Callable[[np.ndarray, float], np.ndarray]
     return prox
 
 
-def _state(problem: Problem) -> tuple:
+def _state(problem: Problem, coupled: tuple[TaskCoupling, np.ndarray | None] | None = None
+           ) -> tuple:
     """What the spectra depend on, as it is now: ``(data, fit_intercept, c, K_t, K_f)``
-    (each replaced, never edited, when it changes: a new ``K_t`` for new quadratic terms)."""
-    return (problem.data, problem.fit_intercept, problem.loss_weights(), *coupling(problem))
+    (each replaced, never edited, when it changes: a new ``K_t`` for new quadratic terms);
+    ``coupled``: :func:`coupling` of the problem now, when the caller has it."""
+    return (problem.data, problem.fit_intercept, problem.loss_weights(),
+            *(coupled or coupling(problem)))
 
 
 def _spectrum_values(problem: Problem, state: tuple | None = None) -> dict:
@@ -315,16 +318,19 @@ def strong_convexity(problem: Problem) -> float:
     return deferred_strong_convexity(problem)()
 
 
-def deferred_strong_convexity(problem: Problem) -> Callable[[], float]:
+def deferred_strong_convexity(problem: Problem,
+                              coupled: tuple[TaskCoupling, np.ndarray | None] | None = None
+                              ) -> Callable[[], float]:
     """:func:`strong_convexity` of the problem as it is now, as a function that computes
     it on its first call only (the coupling's bounds and the task blocks' smallest
     eigenvalues: none of it unless asked).
 
     For a bound that may never be read (a certificate's ``distance_bound``): later
     changes to the problem do not reach it (it holds the data, weights and coupling of
-    now, and the other smooth terms' moduli of now).
+    now, and the other smooth terms' moduli of now). ``coupled``: :func:`coupling` of the
+    problem now, when the caller has it.
     """
-    state = _state(problem)
+    state = _state(problem, coupled)
     d, T = problem.n_features, problem.n_tasks
     rest = sum(p.strong_convexity(d, T) for p in smooth_terms(problem)
                if p.provides("strong_convexity"))

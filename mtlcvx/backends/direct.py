@@ -185,7 +185,7 @@ class DirectBackend(Backend):
             _, W, info = scipy.linalg.lapack.dposv(A, c[0] * B, overwrite_a=1, overwrite_b=1)
             if info == 0:
                 return W
-        s, V = scipy.linalg.eigh(H)
+        s, V = np.linalg.eigh(H)  # LAPACK's syevd without SciPy's wrapper (36 µs at d = 50)
         sc = None
         if uniform:
             Q, shifts, Bhat = Kt, c[0] * s, V.T @ (c[0] * B)
