@@ -565,8 +565,11 @@ class Rounding:
                                       np.zeros((d, T))) + self._underflow(
             self.abs_w if W is None else np.abs(W))[1]
 
-    def quadratic_blocks(self) -> QuadraticBlocks:
-        r"""The quadratic terms as blocks of rung 3's dual point at the certified point.
+    def quadratic_blocks(self, products: list[np.ndarray | None] | None = None
+                         ) -> QuadraticBlocks:
+        r"""The quadratic terms as blocks of rung 3's dual point at the certified point;
+        ``products``: the factor-given terms' ``P`` (default :meth:`factor_products`, the
+        computed ``WR``; any array serves, the bounds below hold for the one given).
 
         A term is ``(α/2)‖WS‖² = max_U ⟨U, WS⟩ − ½‖U‖²`` for any ``S`` with ``SSᵀ = K``
         (on its side), so with the blocks ``U`` beside θ the dual ``D(θ, U) = Σ_t(θ_tᵀy_t −
@@ -596,8 +599,8 @@ class Rounding:
         k = len(self.quadratic)
         value, value_err = 0.0, 0.0
         grad, grad_err = np.zeros((d, T)), np.zeros((d, T))
-        for pen, P, mag in zip(self.quadratic, self.factor_products(), self.magnitudes(),
-                               strict=True):
+        products = self.factor_products() if products is None else products
+        for pen, P, mag in zip(self.quadratic, products, self.magnitudes(), strict=True):
             a = pen.alpha
             if P is None:
                 value += pen.value(W)
