@@ -100,10 +100,16 @@ def chain(T: int, sparse: bool = False) -> np.ndarray | scipy.sparse.csr_matrix:
     """
     if isinstance(T, (bool, np.bool_)) or not isinstance(T, numbers.Integral) or T < 1:
         raise PenaltyError(f"T must be a positive integer (the number of tasks), got {T!r}")
-    if sparse:  # row t holds t − 1 and t + 1
-        idx = np.arange(T)
-        return _csr_sorted(np.repeat(idx, 2)[1:-1], np.stack([idx - 1, idx + 1], 1).ravel()[1:-1],
-                           np.ones(2 * (T - 1)), T)
+    if sparse:  # row t holds t − 1 and t + 1: entry k (1-based, k < 2T − 1) sits in row
+        # ⌊k/2⌋, column ⌊k/2⌋ − 1 for even k, ⌊k/2⌋ + 1 for odd k; rows start at 0, 1, 3, 5, …
+        index = _index_dtype(2 * T)
+        k = np.arange(1, 2 * T - 1, dtype=index)
+        indptr = np.arange(-1, 2 * T, 2, dtype=index)
+        indptr[0], indptr[-1] = 0, 2 * (T - 1)
+        A = scipy.sparse.csr_matrix((np.ones(k.size), (k >> 1) + ((k & 1) << 1) - 1, indptr),
+                                    shape=(T, T))
+        A.has_canonical_format = True
+        return A
     A = np.zeros((T, T))
     idx = np.arange(T - 1)
     A[idx, idx + 1] = A[idx + 1, idx] = 1.0
@@ -288,12 +294,21 @@ def _rows(M: scipy.sparse.csr_matrix) -> np.ndarray:
     return np.repeat(np.arange(M.shape[0]), M.indptr[1:] - M.indptr[:-1])
 
 
+_INT32_MAX = int(np.iinfo(np.int32).max)
+
+
+def _index_dtype(largest: int) -> type:
+    """32-bit CSR index arrays where ``largest`` (the order or the number of entries) fits:
+    SciPy scans the contents of 64-bit ones, and converts them."""
+    return np.int32 if largest < _INT32_MAX else np.int64
+
+
 def _csr_sorted(row: np.ndarray, col: np.ndarray, val: np.ndarray,
                 n: int) -> scipy.sparse.csr_matrix:
     """The CSR matrix (n, n) of entries sorted by row, then column, without duplicates:
     its index arrays are these (no conversion from COO, no sort), 32-bit where they fit
     (SciPy checks the contents of 64-bit ones, and converts them)."""
-    index = np.int32 if max(n, len(col)) < np.iinfo(np.int32).max else np.int64
+    index = _index_dtype(max(n, len(col)))
     indptr = np.zeros(n + 1, dtype=index)
     np.cumsum(np.bincount(row, minlength=n), out=indptr[1:])
     M = scipy.sparse.csr_matrix((val, col.astype(index, copy=False), indptr), shape=(n, n))
