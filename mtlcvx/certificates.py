@@ -947,7 +947,8 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
                          "ball (a seminorm that vanishes on some W, such as FusedL1 alone, "
                          "needs L1 beside it for a gap)")
         dual, error = scaled(s_max, b, e, blocks)
-        aligned = _aligned_blocks(bound, V, norm_part)
+        # (not where the gap is at its rounding level already: nothing left to gain)
+        aligned = _aligned_blocks(bound, V, norm_part) if profiled - dual > error else None
         if aligned is not None:  # every dual point is a lower bound: keep the better one
             V2, b2, e2 = augmented(aligned)
             s2 = scale(V2, b2)

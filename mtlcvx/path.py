@@ -391,7 +391,8 @@ class _GramRoute:
         return out, GW
 
     def solve(self, W: np.ndarray, alpha: float, tol: float, V: np.ndarray | None = None,
-              max_iter: int = 100_000, first: int = 0) -> tuple[np.ndarray, np.ndarray | None, int, float]:
+              max_iter: int = 100_000,
+              first: int = 0) -> tuple[np.ndarray, np.ndarray | None, int, float]:
         """FISTA from ``W`` until the inner gap is ≤ ``tol·|F|/2`` (or its rounding floor);
         returns ``(W, V, iterations, fraction of groups screened)`` with ``V = −∇f(W)``
         as computed for the last gap (None when screening emptied every row).
