@@ -298,23 +298,40 @@ class DirectBackend(Backend):
                 M4[t, :, t, :] += Hs[t]
             return M
 
+        def residual(w: np.ndarray) -> np.ndarray:
+            return _apply(Hs, Kt, w.reshape(T, d).T).T.ravel() - rhs
+
         M = assemble()
+        w = None
         try:
             # M is symmetric: its transpose is a Fortran-ordered view LAPACK factors in place.
             factor = scipy.linalg.cho_factor(M.T, lower=True, overwrite_a=True,
                                              check_finite=False)
             w = scipy.linalg.cho_solve(factor, rhs, check_finite=False)
             # A PSD-singular M can still factor with tiny pivots; check the residual.
-            resid = _apply(Hs, Kt, w.reshape(T, d).T).T.ravel() - rhs
+            resid = residual(w)
             if not np.all(np.isfinite(w)) or (
                 np.linalg.norm(resid) > 1e-9 * max(np.linalg.norm(rhs), 1e-300)
             ):
                 raise np.linalg.LinAlgError
-            method = "cholesky"
+            return w.reshape(T, d).T.copy(), "cholesky"
         except np.linalg.LinAlgError:
-            method = "eigh (semidefinite system)"
-            w = pinv_solve_psd(assemble(), rhs)
-        return w.reshape(T, d).T.copy(), method
+            M = assemble()
+            pinv = pinv_solve_psd(M, rhs)
+        # The minimum-norm solution drops the eigenvalues within round-off of λ_max, which
+        # can be genuine (a ridge beside αK with α‖K‖ ≈ 1e13): Cholesky's solution of a
+        # definite but ill-conditioned M is kept when its objective ½wᵀMw − bᵀw =
+        # ½(wᵀr − bᵀw), r = Mw − b, is lower by more than its rounding, γ_n(|w|ᵀ|M||w| +
+        # 2|b|ᵀ|w|) (a singular M's tiny pivots give a w that this does not single out)
+        if w is not None and np.all(np.isfinite(w)):
+            def objective(w: np.ndarray) -> float:
+                return 0.5 * float(w @ residual(w) - rhs @ w)
+
+            noise = 4.0 * M.shape[0] * np.finfo(float).eps * float(
+                np.abs(w) @ (np.abs(M) @ np.abs(w)) + 2.0 * np.abs(rhs) @ np.abs(w))
+            if objective(w) + noise < objective(pinv):
+                return w.reshape(T, d).T.copy(), "cholesky (ill-conditioned)"
+        return pinv.reshape(T, d).T.copy(), "eigh (semidefinite system)"
 
     @staticmethod
     def _pcg(Hs, B, Kt: TaskCoupling, tol, max_iter) -> tuple[np.ndarray, int]:
