@@ -24,7 +24,9 @@ their classes. The rungs, first that applies:
    ``prox_g(V) = 0``).
 2. ``g`` one squared norm ``(α/2)Ω²``: ``g*(V) = Ω°(V)²/(2α)``.
 3. ``h ≠ 0`` with ``g`` of rung 1, 2 or 6: the quadratic terms join the dual as extra
-   data blocks, ``V = −∇(f + h)(W)``.
+   data blocks, ``V = −∇(f + h)(W)``; a factor-given term's block is the computed ``WR``
+   itself (also tried aligned to the norm's gradient on its support), so ``V``'s rounding
+   is first order in it (see docs/certificates.md).
 4. ``g = 0``: ``h*(V) = ½⟨V, Q⁻¹V⟩`` when ``Q = K_t ⊕ K_f ≻ 0`` (from a solve, or at
    ``X = W`` where the quadratic value's magnitude bound dominates: the computed ``h(W)``
    then enters ``F`` and ``D`` as one float, see docs/certificates.md), else the
