@@ -178,8 +178,9 @@ class TaskCoupling:
         return parts[0] if len(parts) == 1 else "mixed"
 
     def low_rank(self) -> np.ndarray:
-        """All factors side by side (T, p): their part of ``K_t`` is ``U Uᵀ``."""
-        return np.hstack(self.factors)
+        """All factors side by side (T, p): their part of ``K_t`` is ``U Uᵀ`` (the factor
+        itself when there is one: read only)."""
+        return self.factors[0] if len(self.factors) == 1 else np.hstack(self.factors)
 
     def scaled(self, v: np.ndarray) -> TaskCoupling:
         """The coupling ``diag(v) K_t diag(v)``."""

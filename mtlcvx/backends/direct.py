@@ -278,7 +278,7 @@ class DirectBackend(Backend):
         # (one BLAS product over t: einsum's path search alone costs more at T = 100)
         cap = np.tensordot(U[:, :, None] * U[:, None, :], Pinv, axes=(0, 0)).transpose(
             0, 2, 1, 3).reshape(p * d, p * d)
-        cap[np.diag_indices_from(cap)] += 1.0
+        cap.flat[:: p * d + 1] += 1.0  # the identity (a strided view: no index arrays)
         y = np.linalg.solve(cap, (U.T @ x).ravel()).reshape(p, d)
         x -= np.matmul(Pinv, (U @ y)[:, :, None])[:, :, 0]
         return x.T.copy()

@@ -342,7 +342,7 @@ class FactoredTaskRelation(TaskRelation):
                 if not np.all(np.isfinite(R.data)):
                     raise PenaltyError("R contains NaN or infinite values")
             else:
-                R = as_float_array(value, "R", 2).copy()
+                R = as_float_array(value, "R", 2)  # _store_checked copies it (once)
             return self._store_checked(name, value, R)
         if name == "ridge":
             return check_strength(value, "ridge")
