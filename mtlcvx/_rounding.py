@@ -208,7 +208,7 @@ def _chunk_buffer(shape: tuple[int, ...]) -> np.ndarray:
     if size > _CHUNK:
         return np.empty(shape)
     buf = getattr(_scratch, "buffer", None)
-    if buf is None:
+    if buf is None or buf.size < size:
         buf = _scratch.buffer = np.empty(_CHUNK)
         buf.fill(0.0)  # every page touched now, not on a later call's first use
     return buf[:size].reshape(shape)

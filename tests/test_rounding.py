@@ -393,12 +393,14 @@ def test_fista_stops_at_the_floor_with_an_honest_status(rng):
     assert sol.status == "inaccurate" and sol.iterations < 20_000
 
 
+@pytest.mark.parametrize("grams", [False, True])
 @pytest.mark.parametrize("chunk", [50, 1 << 15])
 @pytest.mark.parametrize("layout", ["shared", "equal", "unequal"])
-def test_design_norms_batched_over_tasks_match_each_task(layout, chunk, monkeypatch):
+def test_design_norms_batched_over_tasks_match_each_task(layout, chunk, grams, monkeypatch):
     """The cached design norms (batched over tasks of one row count, |X| a few tasks at a
-    time) against each task's own NumPy norms; the bound on ‖|X_t|‖₂ is at least the true
-    value from an SVD."""
+    time in a kept scratch buffer, ‖x_tj‖² and ‖y_t‖² read off the Gram statistics when a
+    solver computed them first) against each task's own NumPy norms; the bound on ‖|X_t|‖₂
+    is at least the true value from an SVD."""
     from mtlcvx import _rounding
     from mtlcvx._rounding import _design_means, _design_norms
 
@@ -413,6 +415,14 @@ def test_design_norms_batched_over_tasks_match_each_task(layout, chunk, monkeypa
         sizes = [7] * T if layout == "equal" else [7, 3, 7, 12, 3]
         data = mc.MultiTaskData([rng.standard_normal((n, d)) * 10.0 ** rng.integers(-3, 4)
                                  for n in sizes], [rng.standard_normal(n) for n in sizes])
+    assert data.gram_diagonals() is None  # nothing computed yet
+    if grams:
+        data.gram(False) if layout == "shared" else data.task_grams(False)
+        squares, yy = data.gram_diagonals()
+        for t in range(T):
+            np.testing.assert_allclose(squares[0 if layout == "shared" else t],
+                                       np.sum(data.X[t] ** 2, axis=0), rtol=1e-14)
+            assert yy[t] == pytest.approx(np.sum(data.y[t] ** 2), rel=1e-14)
     norms, means = _design_norms(data), _design_means(data)
     for t in range(T):
         X, y = data.X[t], data.y[t]

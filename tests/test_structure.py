@@ -53,10 +53,14 @@ def test_sparse_graph_helpers_match_dense(rng):
 
 
 def test_sparse_symmetry_check_exact_and_within_round_off():
-    for T in (1, 2, 5):  # the chain's CSR index arrays are built directly
+    for T in (1, 2, 3, 5, 100):  # the chain's CSR index arrays are written in closed form
         chain = relations.chain(T, sparse=True)
         assert chain.has_canonical_format
         np.testing.assert_array_equal(chain.toarray(), relations.chain(T))
+        scipys = sp.csr_matrix(relations.chain(T))  # SciPy's own CSR of the dense chain
+        scipys.sort_indices()
+        for name in ("indptr", "indices", "data"):
+            np.testing.assert_array_equal(getattr(chain, name), getattr(scipys, name))
     A = np.array([[0, 1.0, 2.0], [1.0, 0, 0], [2.0, 0, 0]])
     near = A.copy()
     near[0, 1] += 1e-14  # round-off: accepted, symmetrised
@@ -67,6 +71,11 @@ def test_sparse_symmetry_check_exact_and_within_round_off():
     far[1, 0] = 3.0  # same pattern, different values
     with pytest.raises(mc.PenaltyError, match="A is not symmetric"):
         relations.check_adjacency(sp.csr_matrix(far))
+    stored = sp.csr_matrix(A)
+    stored.data[stored.data == 2.0] = 0.0  # explicit zeros in a canonical CSR: dropped
+    checked = relations.check_adjacency(stored)
+    assert stored.nnz == 4 and checked.nnz == 2 and checked.has_canonical_format
+    np.testing.assert_array_equal(checked.toarray(), np.where(A == 2.0, 0.0, A))
     user = sp.csr_matrix(A)
     pen = mc.GraphLaplacian(user)
     user.data[:] = 7.0  # the penalty holds its own copy
