@@ -38,6 +38,7 @@ from .backends.registry import certified_status
 from .certificates import Certificate, certify, certify_path
 from .data import MultiTaskData, as_float_array
 from .exceptions import ArgumentError, ConvergenceWarning, DataError, MTLError
+from .oracles import lipschitz
 from .penalties.base import Penalty
 from .problem import Problem
 
@@ -221,7 +222,10 @@ class _GramRoute:
         # √c_t ‖x̃_tj‖ (d, T): how far V_jt can move inside the Gap Safe sphere per unit radius
         self.reach = col * np.sqrt(c)[None, :]
         self.reach_rows = self.reach.max(axis=1)  # the same for a row's norm (L21)
-        self.L_full = self._lipschitz(self.G)
+        # the problem's own Lipschitz bound (cached with the spectra the certificates and
+        # cold solves also read); the swept term is the only active one, so it is the loss's
+        known = lipschitz(prob)
+        self.L_full = self._lipschitz(self.G) if known is None else known
         self._lipschitz_seen: list[tuple[np.ndarray, float, int]] = []  # (rows, L, |rows|)
         # support S -> (factor of G_SS or None, rows off S, G[S̄, S] or None) for _polish
         self._factors: dict[bytes, tuple[Any, np.ndarray, np.ndarray | None]] = {}
