@@ -405,8 +405,9 @@ class _GramRoute:
         earlier points: :func:`_predict`), saving a product; it only steers the polish
         (which rows enter) and the choice of restart point, never a gap.
 
-        A check comes before the first iteration, then after ``max(check_every, first)``
-        iterations (``first``: the previous point's count less two), then after every
+        A check comes before the first iteration (for L21 only when ``first`` is below
+        :data:`_SKIP_FIRST_CHECK`), then after ``max(check_every, first)`` iterations
+        (``first``: the previous point's count less two), then after every
         ``max(check_every, k // 10)`` more (``k`` run so far; ``check_every`` 3 for L21,
         10 for L1). For L1 it is the
         gap of the iterate. For L21 it is the gap of the polished point
@@ -433,56 +434,61 @@ class _GramRoute:
         def certified(result: tuple[float, float, float, np.ndarray, Any, Any]) -> bool:
             return result[1] <= max(0.5 * tol * abs(result[0]), result[2])
 
+        # after a point that needed many iterations the warm start's polish rarely
+        # certifies: the first check waits for the first run of iterations
+        check = not (self.rows and first >= _SKIP_FIRST_CHECK)
         while True:
-            P = GP = None
-            if self.rows:  # V of the iterate: after iterations, the product they left
-                V = hint if hint is not None else (self.B - self._product(X, view)) * c
-                polished = self._polish(X, V, act, alpha)
-                if polished is not None:
-                    P, GP = polished
-            if P is not None:
-                checked = self._gap(P, view, alpha, GP)  # its dual point serves the screening
-                if certified(checked) or k >= max_iter:
-                    X = P
-                    break
-                # F(X) from V = c∘(B − GX), ‖ỹ‖² − 2xᵀb + xᵀGx = ‖ỹ‖² − xᵀ(b + V/c):
-                # restart from P if it is lower
-                Xa = X[act]
-                loss = 0.5 * float(self.c @ (self.yy - np.einsum(
-                    "jt,jt->t", Xa, view[2] + V[act] / self.c)))
-                if checked[0] < loss + pen.value(Xa):
-                    X, Y, t = P, P.copy(), 1.0
-                    grad_P = -checked[3][act]
-            else:
-                checked = self._gap(X, view, alpha)
-                if certified(checked) or k >= max_iter:
-                    break
-            _, gap, _, V, s, vn = checked  # the dual point of the gap is s·V
-            # Gap Safe sphere: ‖θ* − θ‖_c ≤ √(2 gap), ‖θ‖²_c = Σ_t ‖θ_t‖²/c_t
-            # (see docs/paths.md)
-            r = math.sqrt(2.0 * max(gap, 0.0))
-            if self.rows:
-                drop = s * vn + r * self.reach_rows < alpha
-            else:
-                zero = np.abs(V * s) + r * self.reach < alpha
-                keep[zero] = 0.0
-                drop = ~np.any(keep > 0, axis=1)
-            drop &= act
-            if drop.any():
-                grad_P = None
-                act &= ~drop
-                view = (act.copy(), None if self.shared else self._sub(slice(None), act),
-                        self.B[act])
-                Ga = self._sub(act, act)
-                X[drop] = 0.0
-                Y[drop] = 0.0
-                if act.any() and act.sum() < 0.5 * sized:  # a smaller L: longer steps
-                    L, sized = self._lipschitz_on(act)
-            if keep is not None:
-                X *= keep
-                Y *= keep
-            if not act.any():  # every group is zero at the optimum: W = 0
-                return X, None, k, 1.0
+            if check:
+                P = GP = None
+                if self.rows:  # V of the iterate: after iterations, the product they left
+                    V = hint if hint is not None else (self.B - self._product(X, view)) * c
+                    polished = self._polish(X, V, act, alpha)
+                    if polished is not None:
+                        P, GP = polished
+                if P is not None:
+                    checked = self._gap(P, view, alpha, GP)  # its dual point serves the screening
+                    if certified(checked) or k >= max_iter:
+                        X = P
+                        break
+                    # F(X) from V = c∘(B − GX), ‖ỹ‖² − 2xᵀb + xᵀGx = ‖ỹ‖² − xᵀ(b + V/c):
+                    # restart from P if it is lower
+                    Xa = X[act]
+                    loss = 0.5 * float(self.c @ (self.yy - np.einsum(
+                        "jt,jt->t", Xa, view[2] + V[act] / self.c)))
+                    if checked[0] < loss + pen.value(Xa):
+                        X, Y, t = P, P.copy(), 1.0
+                        grad_P = -checked[3][act]
+                else:
+                    checked = self._gap(X, view, alpha)
+                    if certified(checked) or k >= max_iter:
+                        break
+                _, gap, _, V, s, vn = checked  # the dual point of the gap is s·V
+                # Gap Safe sphere: ‖θ* − θ‖_c ≤ √(2 gap), ‖θ‖²_c = Σ_t ‖θ_t‖²/c_t
+                # (see docs/paths.md)
+                r = math.sqrt(2.0 * max(gap, 0.0))
+                if self.rows:
+                    drop = s * vn + r * self.reach_rows < alpha
+                else:
+                    zero = np.abs(V * s) + r * self.reach < alpha
+                    keep[zero] = 0.0
+                    drop = ~np.any(keep > 0, axis=1)
+                drop &= act
+                if drop.any():
+                    grad_P = None
+                    act &= ~drop
+                    view = (act.copy(), None if self.shared else self._sub(slice(None), act),
+                            self.B[act])
+                    Ga = self._sub(act, act)
+                    X[drop] = 0.0
+                    Y[drop] = 0.0
+                    if act.any() and act.sum() < 0.5 * sized:  # a smaller L: longer steps
+                        L, sized = self._lipschitz_on(act)
+                if keep is not None:
+                    X *= keep
+                    Y *= keep
+                if not act.any():  # every group is zero at the optimum: W = 0
+                    return X, None, k, 1.0
+            check = True
             Ba = view[2]
             Xa, Ya = X[act], Y[act]
             ka = keep[act] if keep is not None else None
@@ -668,6 +674,12 @@ def _predict(last: list[tuple[float, np.ndarray, np.ndarray | None]],
 #: iterations: per-task 25.6 → 22.1 ms, 2000×500×50 275 → 245 ms, 500×100×20 28.7 →
 #: 27.5 ms; less 1: 22 / 245 / 27 ms with more iterations, less 3: 22.6 / 260 / 27.6 ms).
 _FIRST_LESS = 2
+
+#: The first check of a point waits for its first run of iterations when that run is at
+#: least this long (CPU, fastest of 5, medians of four alternating runs: 500×100×20
+#: 24.9 → 23.7 ms, 2000×500×50 239 → 224 ms, per-task 21.0 → 19.5 ms; from 4: more
+#: iterations on the large path and 245 → 245 ms there).
+_SKIP_FIRST_CHECK = 6
 
 #: Points the warm start extrapolates from: a parabola in α (on the 50-point paths of the
 #: 500×100×20 and 2000×500×50 benchmarks, 135 and 144 FISTA iterations in all, 22 and 24
