@@ -241,7 +241,7 @@ def _design_norms(data: MultiTaskData) -> _DesignNorms:
     X3 = data.X[0][None] if data.is_shared else blocks and blocks[0]
     # ‖x_tj‖², ‖y_t‖² as a solver's Gram statistics summed them, when they exist: the same
     # sums of squares as the einsums below, in another order (within the same γ_n)
-    known = data.gram_diagonals()
+    known = data._gram_diagonals()
     if X3 is not None:  # a shared design (once) or tasks of one size: batched, no copy
         col = np.sqrt(np.einsum("knd,knd->kd", X3, X3) if known is None else known[0])
         one_inf = np.sqrt(np.prod(_abs_sums(X3), axis=0))

@@ -649,7 +649,7 @@ class MultiTaskData:
             self._compressed[key] = self._build_task_grams(center)
         return self._compressed[key]
 
-    def gram_diagonals(self) -> tuple[np.ndarray, np.ndarray] | None:
+    def _gram_diagonals(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(‖x_tj‖², ‖y_t‖²)`` read off the uncentred statistics of :meth:`gram` (a shared
         design: (1, d)) or :meth:`task_grams` ((T, d)), and (T,), when they have been
         computed already; None otherwise (never computes them)."""

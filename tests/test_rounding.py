@@ -415,10 +415,10 @@ def test_design_norms_batched_over_tasks_match_each_task(layout, chunk, grams, m
         sizes = [7] * T if layout == "equal" else [7, 3, 7, 12, 3]
         data = mc.MultiTaskData([rng.standard_normal((n, d)) * 10.0 ** rng.integers(-3, 4)
                                  for n in sizes], [rng.standard_normal(n) for n in sizes])
-    assert data.gram_diagonals() is None  # nothing computed yet
+    assert data._gram_diagonals() is None  # nothing computed yet
     if grams:
         data.gram(False) if layout == "shared" else data.task_grams(False)
-        squares, yy = data.gram_diagonals()
+        squares, yy = data._gram_diagonals()
         for t in range(T):
             np.testing.assert_allclose(squares[0 if layout == "shared" else t],
                                        np.sum(data.X[t] ** 2, axis=0), rtol=1e-14)
