@@ -373,7 +373,9 @@ class _GramRoute:
                     factor = np.matmul(Linv.transpose(0, 2, 1), Linv)
                 except np.linalg.LinAlgError:
                     factor = None
-            rest = np.flatnonzero(~np.isin(np.arange(X.shape[0]), S, assume_unique=True))
+            off_S = np.ones(X.shape[0], dtype=bool)
+            off_S[S] = False
+            rest = np.flatnonzero(off_S)
             off = self._sub(rest, S) if 2 * S.size >= X.shape[0] else None  # G[S̄, S]
             if len(self._factors) >= 8:  # the supports of the last few checks
                 del self._factors[next(iter(self._factors))]
