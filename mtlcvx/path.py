@@ -135,7 +135,9 @@ class PathResult(Saved):
         ``F(W)`` recomputed in NumPy by :func:`mtlcvx.certify`.
     certificates : list of Certificate
         :func:`mtlcvx.certify` at every point (on the "fista-gram" route with ``tol``
-        and without the gradient mapping: ``grad_mapping`` is None, the gap decides).
+        and without the gradient mapping: ``grad_mapping`` is None, the gap decides;
+        there computed for all points in one pass by
+        :func:`mtlcvx.certificates.certify_path`, equal to rounding).
     status : list of str
         "optimal" (certified relative gap ≤ tol), "inaccurate" or "unverified".
     times : ndarray (n_alphas,)
