@@ -635,8 +635,11 @@ def _norm_batch(out: list[Certificate | None], index: np.ndarray, penalty: Penal
         return bound.dual(s, a_task, q_task, b, delta=shrink + g_solve)
 
     moving = e.any(axis=(1, 2))  # all False on the Gram route: V̂ is Xᵀθ' exactly
-    error = total(e) if moving.any() else total(None)
-    moving &= error > 2.0 * total(None)
+    if moving.any():
+        error = total(e)
+        moving &= error > 2.0 * total(None)
+    else:
+        error = total(None)
     if moving.any():  # the point moved for tasks of full column rank, where cheaper
         cost, moved = bound.shift(q_task, s)
         moved = np.broadcast_to(moved, cost.shape)  # per task: the same for every point
