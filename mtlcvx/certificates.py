@@ -64,7 +64,8 @@ from ._rounding import (
 )
 from ._threads import blas_limited
 from .coupling import TaskCoupling
-from .exceptions import ArgumentError
+from .data import as_float_array
+from .exceptions import ArgumentError, DataError
 from .losses import LossDual
 from .oracles import (
     coupling,
@@ -534,9 +535,19 @@ def certify_path(problem: Problem, penalty: Penalty, alphas: np.ndarray, Ws: np.
     -------
     list of (Certificate or None), one per point
     """
-    alphas = np.asarray(alphas, dtype=float)
-    Ws = np.asarray(Ws, dtype=float)
+    alphas = as_float_array(alphas, "alphas", 1)
+    Ws = as_float_array(Ws, "Ws", 3)
     P = alphas.size
+    expected = (P, problem.n_features, problem.n_tasks)
+    if Ws.shape != expected:
+        raise DataError(f"Ws has shape {Ws.shape}, expected (len(alphas), n_features, "
+                        f"n_tasks) = {expected}: one (d, T) coefficient matrix per strength")
+    if not any(p is penalty for p in problem.penalties):
+        raise ArgumentError(f"penalty {penalty!r} is not one of the problem's penalties; "
+                            "pass the object from problem.penalties")
+    if products is not None and len(products) != P:
+        raise ArgumentError(f"products has {len(products)} entries for {P} strengths; "
+                            "give one (G W_i or None) per point, or leave it None")
     out: list[Certificate | None] = [None] * P
     if (problem.constraints is not None or penalty.structure != "norm"
             or not penalty.provides("dual_norm") or penalty.separable in ("entries", "columns")

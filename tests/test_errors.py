@@ -582,3 +582,28 @@ def test_bad_solver_options(data):
     _raises(mc.MTLError, lambda: prob.solve(backend="direct", foo=1), "direct", "foo")
     _raises(mc.MTLError, lambda: prob.solve(backend="clarabel", bogus_setting=1),
             "clarabel", "bogus_setting")
+
+
+def test_bad_certify_path_arguments(data):
+    from mtlcvx.certificates import certify_path
+
+    pen = mc.L21(0.1)
+    prob = mc.Problem(data, penalties=[pen])
+    alphas, Ws = np.array([0.2, 0.1]), np.zeros((2, D, T))
+    _raises(mc.DataError, lambda: certify_path(prob, pen, alphas, Ws[:, :, :2]),
+            "Ws", "(len(alphas), n_features, n_tasks) = (2, 4, 3)")
+    _raises(mc.DataError, lambda: certify_path(prob, pen, alphas[:1], Ws),
+            "Ws", "expected", "(1, 4, 3)")
+    _raises(mc.DataError, lambda: certify_path(prob, pen, alphas[None], Ws), "alphas",
+            "1 dimension")
+    _raises(mc.DataError, lambda: certify_path(prob, pen, alphas, Ws[0]), "Ws",
+            "3 dimension")
+    _raises(mc.DataError, lambda: certify_path(prob, pen, alphas, np.full((2, D, T), np.nan)),
+            "Ws", "NaN")
+    _raises(mc.ArgumentError, lambda: certify_path(prob, mc.L21(0.1), alphas, Ws),
+            "penalty", "problem.penalties")
+    _raises(mc.ArgumentError, lambda: certify_path(prob, pen, alphas, Ws, products=[None]),
+            "products", "one (G W_i or None) per point")
+    _raises(mc.PenaltyError, lambda: certify_path(prob, pen, np.array([0.1, -1.0]), Ws),
+            "alpha", "≥ 0")
+    assert pen.alpha == 0.1  # restored after the refused strength
