@@ -39,6 +39,7 @@ from .certificates import Certificate, certify, certify_path
 from .data import MultiTaskData, as_float_array
 from .exceptions import ArgumentError, ConvergenceWarning, DataError, MTLError
 from .oracles import lipschitz
+from .penalties._prox import row_norms
 from .penalties.base import Penalty
 from .problem import Problem
 
@@ -224,6 +225,7 @@ class _GramRoute:
         # √c_t ‖x̃_tj‖ (d, T): how far V_jt can move inside the Gap Safe sphere per unit radius
         self.reach = col * np.sqrt(c)[None, :]
         self.reach_rows = self.reach.max(axis=1)  # the same for a row's norm (L21)
+        self.Bc, self.cyy = self.B * c, float(c @ self.yy)  # [c_t b_t], Σ_t c_t ‖ỹ_t‖²
         # the problem's own Lipschitz bound (cached with the spectra the certificates and
         # cold solves also read); the swept term is the only active one, so it is the loss's
         known = lipschitz(prob)
@@ -294,37 +296,47 @@ class _GramRoute:
         for L1). ``view = (act, G[:, act], B[act])`` (``G[:, act]``
         of per-task designs only): ``W`` is zero outside the active rows ``act``. ``GW``:
         ``[G_t w_t]_t`` when known (a polished point's, :meth:`_polish`)."""
-        act, _, Ba = view
-        Wa = W[act]
         if GW is None:
             GW = self._product(W, view, keep=True)
-        V = (self.B - GW) * self.c  # = X̃ᵀθ₀
-        wb = np.einsum("jt,jt->t", Wa, Ba)
-        wGw = np.einsum("jt,jt->t", Wa, GW[act])
-        loss_t = 0.5 * self.c * (self.yy - 2.0 * wb + wGw)  # = ‖θ₀_t‖²/(2c_t)
-        a_t = self.c * (self.yy - wb)  # = θ₀_tᵀ ỹ_t
-        b = float(loss_t.sum())
-        F = b + self.pen.value(Wa)
-        # ‖ỹ‖² − 2wᵀb + wᵀGw cancels near a good fit: its rounding error bounds what the
-        # inner gap can resolve (the certificate recomputes the residual directly)
-        floor = 1e-14 * float(self.c @ (self.yy + 2.0 * np.abs(wb) + np.abs(wGw)))
+        V = self.B - GW
+        V *= self.c  # = X̃ᵀθ₀
+        # W is zero off the active rows: sums over all rows are sums over the active ones
+        F = self.pen.value(W)
         if self.rows:  # one scale s ≤ α / max_j ‖V_j‖₂ maximising a·s − b·s²
-            vn = np.sqrt(np.einsum("jt,jt->j", V, V))
+            # Σ_t c_t w_tᵀb_t, and Σ_t c_t w_tᵀG_t w_t = Σ_t c_t w_tᵀb_t − ⟨W, V⟩
+            wb = float(np.vdot(W, self.Bc))
+            wGw = wb - float(np.vdot(W, V))
+            b = 0.5 * (self.cyy - 2.0 * wb + wGw)  # = ‖θ₀‖²_c / 2, the loss
+            a = self.cyy - wb  # = Σ_t θ₀_tᵀ ỹ_t
+            F += b
+            vn = row_norms(V)
             dn = float(vn.max(initial=0.0))
-            a = float(a_t.sum())
             s_max = alpha / dn if dn > 0 else math.inf
             if b > 0:
                 s = min(max(a, 0.0) / (2.0 * b), s_max)
             else:
                 s = s_max if math.isfinite(s_max) else 0.0
-            return F, F - (a * s - b * s * s), floor, V, s, vn
+            return F, F - (a * s - b * s * s), self._floor(wb, wGw), V, s, vn
         # separable across tasks too: s_t ≤ α / max_j |V_jt|
+        wb_t = np.einsum("jt,jt->t", W, self.B)
+        wGw_t = np.einsum("jt,jt->t", W, GW)
+        loss_t = 0.5 * self.c * (self.yy - 2.0 * wb_t + wGw_t)  # = ‖θ₀_t‖²/(2c_t)
+        a_t = self.c * (self.yy - wb_t)  # = θ₀_tᵀ ỹ_t
+        F += float(loss_t.sum())
         dn_t = np.abs(V).max(axis=0)
         s_max_t = np.where(dn_t > 0, alpha / np.where(dn_t > 0, dn_t, 1.0), np.inf)
         s_free = np.maximum(a_t, 0.0) / (2.0 * np.where(loss_t > 0, loss_t, 1.0))
         s_t = np.where(loss_t > 0, np.minimum(s_free, s_max_t),
                        np.where(np.isfinite(s_max_t), s_max_t, 0.0))
+        floor = self._floor(float(self.c @ np.abs(wb_t)), float(self.c @ np.abs(wGw_t)))
         return F, F - float(np.sum(a_t * s_t - loss_t * s_t * s_t)), floor, V, s_t, None
+
+    def _floor(self, wb: float, wGw: float) -> float:
+        """The rounding floor of the Gram-form gap from ``wb = Σ_t c_t w_tᵀb_t`` and
+        ``wGw = Σ_t c_t w_tᵀG_tw_t`` (or the sums of their absolute values):
+        ``‖ỹ‖² − 2wᵀb + wᵀGw`` cancels near a good fit, and its rounding error bounds what
+        the inner gap can resolve (the certificate recomputes the residual directly)."""
+        return 1e-14 * (self.cyy + 2.0 * abs(wb) + abs(wGw))
 
     def _polish(self, X: np.ndarray, V: np.ndarray, act: np.ndarray,
                 alpha: float) -> tuple[np.ndarray, np.ndarray | None] | None:
@@ -454,12 +466,10 @@ class _GramRoute:
                     if certified(checked) or k >= max_iter:
                         X = P
                         break
-                    # F(X) from V = c∘(B − GX), ‖ỹ‖² − 2xᵀb + xᵀGx = ‖ỹ‖² − xᵀ(b + V/c):
-                    # restart from P if it is lower
-                    Xa = X[act]
-                    loss = 0.5 * float(self.c @ (self.yy - np.einsum(
-                        "jt,jt->t", Xa, view[2] + V[act] / self.c)))
-                    if checked[0] < loss + pen.value(Xa):
+                    # F(X) from V = c∘(B − GX), Σ_t c_t(‖ỹ_t‖² − 2x_tᵀb_t + x_tᵀG_tx_t)
+                    # = Σ_t c_t ‖ỹ_t‖² − ⟨X, c∘B⟩ − ⟨X, V⟩: restart from P if it is lower
+                    loss = 0.5 * (self.cyy - float(np.vdot(X, self.Bc)) - float(np.vdot(X, V)))
+                    if checked[0] < loss + pen.value(X):
                         X, Y, t = P, P.copy(), 1.0
                         grad_P = -checked[3][act]
                 else:
@@ -493,27 +503,38 @@ class _GramRoute:
                 if not act.any():  # every group is zero at the optimum: W = 0
                     return X, None, k, 1.0
             check = True
-            Ba = view[2]
-            Xa, Ya = X[act], Y[act]
+            every = bool(act.all())  # nothing screened: the rows need no gathering
+            Xa, Ya = (X, Y) if every else (X[act], Y[act])
             ka = keep[act] if keep is not None else None
+            cL = c / L  # ∇f/L = (G_t y_t − b_t)·c_t/L per task
+            BcL = view[2] * cL
             # the first run of iterations as long as the last point's, less two: points
             # in a row need about as many, and each check skipped saves a polish and a gap
             block = max(check_every, k // 10, first if k == 0 else 0)
             for _ in range(block):
                 k += 1
-                grad = (self._mul(Ga, Ya) - Ba) * c if grad_P is None else grad_P
-                grad_P = None
-                Xn = pen.prox(Ya - grad / L, 1.0 / L)
+                if grad_P is None:
+                    Z = self._mul(Ga, Ya)
+                    Z *= cL
+                    Z -= BcL
+                else:
+                    Z, grad_P = grad_P / L, None
+                Xn = pen.prox(np.subtract(Ya, Z, out=Z), 1.0 / L)
                 if ka is not None:
                     Xn *= ka
-                if np.vdot(Ya - Xn, Xn - Xa) > 0:  # adaptive restart
-                    t, Ya = 1.0, Xn.copy()
+                D = Xn - Xa
+                if np.vdot(Ya - Xn, D) > 0:  # adaptive restart
+                    t, Ya = 1.0, Xn  # never edited in place: Xn, Xa and Ya may be one array
                 else:
                     tn = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
-                    Ya = Xn + ((t - 1.0) / tn) * (Xn - Xa)
+                    D *= (t - 1.0) / tn
+                    Ya = np.add(Xn, D, out=D)
                     t = tn
                 Xa = Xn
-            X[act], Y[act] = Xa, Ya
+            if every:
+                X, Y = Xa, Ya
+            else:
+                X[act], Y[act] = Xa, Ya
             if self.rows:  # V of the iterate, for the rows that enter
                 hint = (self.B - self._product(X, view)) * c
         screened = 1.0 - (np.count_nonzero(act) if self.rows else np.count_nonzero(keep)) / (

@@ -118,6 +118,20 @@ def test_norm_proxes_match_cvxpy(rng, name, expr):
     np.testing.assert_allclose(ours, ref, atol=1e-6)
 
 
+@pytest.mark.parametrize("name, axis", [("shrink_rows", 1), ("shrink_cols", 0)])
+def test_group_shrink_edge_cases_closed_form(name, axis):
+    """Rows (columns) of norms 0, exactly t = 1 and 5 (a 3-4-5 triangle): shrunk to 0, 0
+    and (1 − 1/5)·v; t = 0 returns V itself."""
+    rows = np.array([[0.0, 0.0], [0.0, -1.0], [3.0, 4.0]])
+    V = rows if axis == 1 else rows.T
+    shrink = getattr(_prox, name)
+    expected = np.array([[0.0, 0.0], [0.0, 0.0], [2.4, 3.2]])
+    np.testing.assert_allclose(shrink(V, 1.0), expected if axis == 1 else expected.T,
+                               rtol=1e-15, atol=0)
+    np.testing.assert_array_equal(shrink(V, 0.0), V)
+    np.testing.assert_array_equal(_prox.row_norms(rows), [0.0, 1.0, 5.0])
+
+
 @pytest.mark.parametrize("rows", ["linf", "l2"])
 @pytest.mark.parametrize("a_rows, a_entries", [(1.0, 0.3), (0.5, 0.6), (3.0, 0.2),
                                                (0.1, 2.0)])

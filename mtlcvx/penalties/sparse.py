@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._optional import cp
-from ._prox import shrink_rows, soft_threshold
+from ._prox import row_norms, shrink_rows, soft_threshold
 from .base import Penalty, Support, Term
 from .spectral import squared_norm_shrink
 
@@ -74,7 +74,7 @@ class L21(Penalty):
         return Term(params["alpha"] * cp.mixed_norm(W, 2, 1))
 
     def value(self, W: np.ndarray) -> float:
-        return self.alpha * float(np.linalg.norm(W, axis=1).sum())
+        return self.alpha * float(row_norms(W).sum())
 
     def prox(self, V: np.ndarray, step: float) -> np.ndarray:
         """Row-wise group shrinkage ``w^j ← max(0, 1 − step·α/‖v^j‖) v^j``."""
@@ -82,7 +82,7 @@ class L21(Penalty):
 
     def dual_norm(self, V: np.ndarray) -> float:
         """``max_j ‖V_{j,:}‖₂``."""
-        return float(np.linalg.norm(V, axis=1).max(initial=0.0))
+        return float(row_norms(V).max(initial=0.0))
 
     def support(self, W: np.ndarray) -> Support:
         r"""The nonzero rows, where ``α‖w_j‖`` has gradient ``α u_j`` (``u_j = w_j/‖w_j‖``)
