@@ -277,27 +277,22 @@ class _GramRoute:
             return G @ W
         return np.matmul(G, W.T[:, :, None])[:, :, 0].T
 
-    def _product(self, W: np.ndarray, view: tuple[np.ndarray, Any, np.ndarray],
-                 keep: bool = False) -> np.ndarray:
+    def _product(self, W: np.ndarray, view: tuple[np.ndarray, Any, np.ndarray]) -> np.ndarray:
         """``[G_t w_t]_t`` (d, T) for ``W`` zero outside the active rows of ``view``; on a
-        shared design by :meth:`MultiTaskData.gram_product`, which ``keep`` asks to keep
-        it for the certificate."""
+        shared design by :meth:`MultiTaskData.gram_product` (the product the certificate
+        takes)."""
         if self.shared:
-            return self.data.gram_product(W, self.center, keep)
+            return self.data.gram_product(W, self.center, keep=False)
         return self._mul(view[1], W[view[0]])
 
-    def _gap(self, W: np.ndarray, view: tuple[np.ndarray, np.ndarray, np.ndarray],
-             alpha: float, GW: np.ndarray | None = None) -> tuple[float, float, float,
-                                                                 np.ndarray, Any, Any]:
+    def _gap(self, W: np.ndarray, GW: np.ndarray,
+             alpha: float) -> tuple[float, float, float, np.ndarray, Any, Any]:
         """``(F(W), gap, rounding floor of the gap, V₀, s, ‖V₀_j‖₂)``: ``V₀ = [X̃_tᵀθ₀_t]``
         (d × T) for the dual point ``θ₀_t = c_t (ỹ_t − X̃_t w_t)`` of ``W``, the scale ``s``
         (a float for L21; one per task, (T,), for L1) of the feasible dual point
         ``θ = s·θ₀`` the gap is taken at, and the row norms of ``V₀`` (d,) for L21 (None
-        for L1). ``view = (act, G[:, act], B[act])`` (``G[:, act]``
-        of per-task designs only): ``W`` is zero outside the active rows ``act``. ``GW``:
-        ``[G_t w_t]_t`` when known (a polished point's, :meth:`_polish`)."""
-        if GW is None:
-            GW = self._product(W, view, keep=True)
+        for L1). ``GW = [G_t w_t]_t`` (:meth:`_product`, or a polished point's from
+        :meth:`_polish`); ``W`` is zero outside the active rows."""
         V = self.B - GW
         V *= self.c  # = X̃ᵀθ₀
         # W is zero off the active rows: sums over all rows are sums over the active ones
@@ -412,13 +407,16 @@ class _GramRoute:
 
     def solve(self, W: np.ndarray, alpha: float, tol: float, V: np.ndarray | None = None,
               max_iter: int = 100_000,
-              first: int = 0) -> tuple[np.ndarray, np.ndarray | None, int, float]:
+              first: int = 0) -> tuple[np.ndarray, np.ndarray | None, int, float,
+                                       np.ndarray | None]:
         """FISTA from ``W`` until the inner gap is ≤ ``tol·|F|/2`` (or its rounding floor);
-        returns ``(W, V, iterations, fraction of groups screened)`` with ``V = −∇f(W)``
-        as computed for the last gap (None when screening emptied every row).
+        returns ``(W, V, iterations, fraction of groups screened, G W)`` with ``V = −∇f(W)``
+        as computed for the last gap (None when screening emptied every row) and ``G W``
+        the product :meth:`_product` took for that gap (None when it came from the polish,
+        whose ``G W̃`` is not a computed product, or when every row was screened).
 
         ``V``, when given, stands in for ``−∇f(W)`` at the first check (a prediction from
-        earlier points: :func:`_predict`), saving a product; it only steers the polish
+        earlier points: :class:`_WarmStart`), saving a product; it only steers the polish
         (which rows enter) and the choice of restart point, never a gap.
 
         A check comes before the first iteration (for L21 only when ``first`` is below
@@ -462,7 +460,9 @@ class _GramRoute:
                     if polished is not None:
                         P, GP = polished
                 if P is not None:
-                    checked = self._gap(P, view, alpha, GP)  # its dual point serves the screening
+                    GX = self._product(P, view) if GP is None else None
+                    # its dual point serves the screening
+                    checked = self._gap(P, GP if GX is None else GX, alpha)
                     if certified(checked) or k >= max_iter:
                         X = P
                         break
@@ -473,7 +473,8 @@ class _GramRoute:
                         X, Y, t = P, P.copy(), 1.0
                         grad_P = -checked[3][act]
                 else:
-                    checked = self._gap(X, view, alpha)
+                    GX = self._product(X, view)
+                    checked = self._gap(X, GX, alpha)
                     if certified(checked) or k >= max_iter:
                         break
                 _, gap, _, V, s, vn = checked  # the dual point of the gap is s·V
@@ -501,7 +502,7 @@ class _GramRoute:
                     X *= keep
                     Y *= keep
                 if not act.any():  # every group is zero at the optimum: W = 0
-                    return X, None, k, 1.0
+                    return X, None, k, 1.0, None
             check = True
             every = bool(act.all())  # nothing screened: the rows need no gathering
             Xa, Ya = (X, Y) if every else (X[act], Y[act])
@@ -539,7 +540,7 @@ class _GramRoute:
                 hint = (self.B - self._product(X, view)) * c
         screened = 1.0 - (np.count_nonzero(act) if self.rows else np.count_nonzero(keep)) / (
             act.size if self.rows else keep.size)
-        return X, checked[3], k, screened
+        return X, checked[3], k, screened, GX
 
 
 # ----------------------------------------------------------------------------- path
@@ -623,9 +624,9 @@ def regularization_path(
         route = _route(prob, pen, backend)
         gram = _GramRoute(prob, pen) if route == "fista-gram" else None
         W, V = np.zeros((d, T)), None
-        last: list[tuple[float, np.ndarray, np.ndarray | None]] = []  # (strength, W, −∇f(W))
+        predict = _WarmStart(d, T)
         floor, its = 0.0, 0
-        products: list[np.ndarray | None] = [None] * n  # G W kept by the last check
+        products: list[np.ndarray | None] = [None] * n  # G W of the last check
         shared = gram is not None and gram.shared and not prob.fit_intercept
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -633,13 +634,13 @@ def regularization_path(
                 start = time.perf_counter()
                 pen.alpha = float(grid[i])
                 if gram is not None:  # certified after the loop, all points at once
-                    W0, V0 = _predict(last, pen.alpha) if last else (W, V)
-                    W, V, its, screened[i] = gram.solve(W0, pen.alpha, tol, V0,
-                                                        first=its - _FIRST_LESS)
+                    W0, V0 = predict(pen.alpha) if predict.alphas else (W, V)
+                    W, V, its, screened[i], GW = gram.solve(W0, pen.alpha, tol, V0,
+                                                            first=its - _FIRST_LESS)
                     iterations[i] = its
-                    last = [*last[1 - _PREDICT_POINTS:], (pen.alpha, W, V)]
+                    predict.add(pen.alpha, W, V)
                     if shared:
-                        products[i] = prob.data.kept_gram_product(W, False)
+                        products[i] = GW
                 else:
                     W, cert, iterations[i] = _solve_point(prob, route, W, tol, floor)
                     floor = _rounding_floor(cert)
@@ -673,25 +674,49 @@ def regularization_path(
                       info={"iterations": iterations, "screened": screened})
 
 
-def _predict(last: list[tuple[float, np.ndarray, np.ndarray | None]],
-             alpha: float) -> tuple[np.ndarray, np.ndarray | None]:
-    """Warm start ``(W, V)`` at ``alpha`` from the last points ``(α_i, W_i, V_i)`` (up to
+class _WarmStart:
+    """Warm starts ``(W, V)`` from the last points ``(α_i, W_i, V_i)`` (up to
     :data:`_PREDICT_POINTS`, ``V_i = −∇f(W_i)``): the polynomial through them in ``α``
     (a solution is smooth in α while its support stays; a Lasso's is piecewise linear),
-    evaluated at ``alpha``, ``W`` on the support of the last one (zeros stay zero). ``V``
-    is affine in ``W`` and the weights sum to one, so the same combination of the ``V_i``
-    is ``−∇f`` of the combined ``W`` (up to the zeros kept; None when a ``V_i`` is
-    unknown). The last point itself when a strength repeats."""
-    _, W_last, V_last = last[-1]
-    x = [a for a, _, _ in last]
-    if len(set(x + [alpha])) <= len(x):
-        return W_last, V_last
-    weights = [math.prod((alpha - xj) / (x[i] - xj) for j, xj in enumerate(x) if j != i)
-               for i in range(len(x))]  # Lagrange basis polynomials at alpha
-    W = sum(w * Wi for w, (_, Wi, _) in zip(weights, last, strict=True))
-    V = None if any(Vi is None for _, _, Vi in last) else sum(
-        w * Vi for w, (_, _, Vi) in zip(weights, last, strict=True))
-    return np.where(W_last != 0, W, 0.0), V
+    evaluated at the next strength, ``W`` on the support of the last one (zeros stay zero).
+    ``V`` is affine in ``W`` and the weights sum to one, so the same combination of the
+    ``V_i`` is ``−∇f`` of the combined ``W`` (up to the zeros kept; None when a ``V_i``
+    is unknown). The last point itself when a strength repeats. The points are kept in
+    one array (slots reused in turn), so a combination is one product with the weights."""
+
+    def __init__(self, d: int, T: int):
+        self.W = np.zeros((_PREDICT_POINTS, d, T))
+        self.V = np.zeros((_PREDICT_POINTS, d, T))
+        self.alphas: list[float] = []  # per slot in use
+        self.known: list[bool] = []  # V_i given, per slot in use
+        self.last = -1  # the slot of the last point
+
+    def add(self, alpha: float, W: np.ndarray, V: np.ndarray | None) -> None:
+        """Keep the point ``(alpha, W, V)`` in place of the oldest."""
+        slot = (self.last + 1) % _PREDICT_POINTS
+        if slot == len(self.alphas):
+            self.alphas.append(alpha)
+            self.known.append(V is not None)
+        else:
+            self.alphas[slot], self.known[slot] = alpha, V is not None
+        self.W[slot] = W
+        if V is not None:
+            self.V[slot] = V
+        self.last = slot
+
+    def __call__(self, alpha: float) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(W, V)`` at ``alpha`` (arrays owned by the caller except for a repeated
+        strength, which returns the last point's, to be read only)."""
+        x, m = self.alphas, len(self.alphas)
+        W_last = self.W[self.last]
+        if len(set(x) | {alpha}) <= m:
+            return W_last, self.V[self.last] if self.known[self.last] else None
+        weights = np.array([math.prod((alpha - xj) / (x[i] - xj) for j, xj in enumerate(x)
+                                      if j != i) for i in range(m)])  # Lagrange basis at alpha
+        W = (weights @ self.W[:m].reshape(m, -1)).reshape(W_last.shape)
+        V = (weights @ self.V[:m].reshape(m, -1)).reshape(W_last.shape) if all(
+            self.known) else None
+        return np.where(W_last != 0, W, 0.0), V
 
 
 #: The first run of FISTA iterations of a point is the previous point's count less this
@@ -741,13 +766,15 @@ def _certify_points(prob: Problem, pen: Penalty, grid: np.ndarray, order: np.nda
     floor = 0.0  # the rounding floor of the point before, as the solve order meets them
     for i in order:
         start = time.perf_counter()
-        pen.alpha = float(grid[i])
-        cert = batch[i] or certify(prob, Ws[i], gradient_mapping=False, tol=tol)
-        computed = np.inf if cert.gap is None else cert.gap - cert.rounding  # F − D, no floor
-        if certified_status(cert, tol) != "optimal" and computed > tol * abs(cert.objective):
-            # rare: the inner gap is stricter than the certificate
-            Ws[i], cert, its = _refine(prob, Ws[i], tol, max(floor, _rounding_floor(cert)))
-            iterations[i] += its
+        cert = batch[i]
+        if cert is None or certified_status(cert, tol) != "optimal":  # alone, at its strength
+            pen.alpha = float(grid[i])
+            cert = cert or certify(prob, Ws[i], gradient_mapping=False, tol=tol)
+            computed = np.inf if cert.gap is None else cert.gap - cert.rounding  # F − D
+            if certified_status(cert, tol) != "optimal" and computed > tol * abs(cert.objective):
+                # rare: the inner gap is stricter than the certificate
+                Ws[i], cert, its = _refine(prob, Ws[i], tol, max(floor, _rounding_floor(cert)))
+                iterations[i] += its
         certs[i] = cert
         floor = _rounding_floor(cert)
         times[i] += time.perf_counter() - start

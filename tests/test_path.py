@@ -171,7 +171,7 @@ def test_polished_point_meets_stationarity_and_has_a_second_order_gap(rng, share
     small = S[np.argmin(np.linalg.norm(Wstar[S], axis=1))]
     Wp[small] = 0.0
     view = (np.ones(d, dtype=bool), route.G, route.B)
-    V = route._gap(Wp, view, alpha)[3]
+    V = route._gap(Wp, route._product(Wp, view), alpha)[3]
     assert np.linalg.norm(V[small]) > alpha  # it violates its dual constraint
     P = route._polish(Wp, V, view[0], alpha)[0]
     assert np.array_equal(np.flatnonzero(np.any(P != 0, axis=1)), S)
@@ -195,16 +195,25 @@ def test_warm_start_prediction_is_exact_for_a_parabola_in_alpha(rng):
     def parabola(C, a):
         return C[0] + C[1] * a + C[2] * a ** 2
 
-    alphas = np.geomspace(2.0, 0.3, 4)
-    last = [(a, parabola(C, a), parabola(D, a)) for a in alphas[:3]]
-    W, V = mc.path._predict(last, alphas[3])
-    np.testing.assert_allclose(W, parabola(C, alphas[3]), rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(V, parabola(D, alphas[3]), rtol=1e-10, atol=1e-10)
-    assert mc.path._predict(last[:2] + [(alphas[2], last[2][1], None)], alphas[3])[1] is None
-    W, V = mc.path._predict(last[:1], alphas[3])
-    np.testing.assert_array_equal(W, last[0][1])
-    assert mc.path._predict(last + [(alphas[0], last[0][1], None)], alphas[0])[0] is \
-        last[0][1]  # a strength that repeats
+    alphas = np.geomspace(2.0, 0.3, 5)
+
+    def warm_start(points):
+        predict = mc.path._WarmStart(5, 3)
+        for a, W, V in points:
+            predict.add(a, W, V)
+        return predict
+
+    points = [(a, parabola(C, a), parabola(D, a)) for a in alphas]
+    for used in (points[1:4], points[:4]):  # three points; four (the first slot reused)
+        W, V = warm_start(used)(alphas[4])
+        np.testing.assert_allclose(W, parabola(C, alphas[4]), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(V, parabola(D, alphas[4]), rtol=1e-10, atol=1e-10)
+    assert warm_start(points[:2] + [(alphas[2], points[2][1], None)])(alphas[3])[1] is None
+    W, V = warm_start(points[:1])(alphas[3])
+    np.testing.assert_array_equal(W, points[0][1])
+    W, V = warm_start(points[:3])(alphas[1])  # a strength that repeats: the last point
+    np.testing.assert_array_equal(W, points[2][1])
+    np.testing.assert_array_equal(V, points[2][2])
 
 
 def test_certify_with_tol_keeps_a_valid_gram_certificate(rng):
