@@ -148,12 +148,24 @@ _ETA = 2.0 ** -1074
 _SAFETY = 1.0 + 2.0 ** -10
 
 
+#: ``γ_n`` of the scalar lengths asked for so far (a certificate asks for a dozen, the
+#: same ones at every size): a dictionary read instead of the arithmetic
+_GAMMAS: dict[int | float, float] = {}
+
+
 def gamma(n: int | np.ndarray) -> float | np.ndarray:
     """``γ_n = nε/(1 − nε)``, with a factor 2 of headroom for the chains counted loosely
     (elementwise for an array of lengths)."""
-    if isinstance(n, (int, float, np.integer, np.floating)):  # a certificate asks for a
-        m = 2.0 * max(float(n), 1.0)  # few dozen of these: no array round trip
-        return m * _EPS / max(1.0 - m * _EPS, 0.5)
+    try:
+        return _GAMMAS[n]
+    except (KeyError, TypeError):  # a new length, or an array (unhashable)
+        pass
+    if isinstance(n, (int, float, np.integer, np.floating)):  # no array round trip
+        m = 2.0 * max(float(n), 1.0)
+        value = m * _EPS / max(1.0 - m * _EPS, 0.5)
+        if len(_GAMMAS) < 4096:
+            _GAMMAS[n] = value
+        return value
     n = 2.0 * np.maximum(np.asarray(n, dtype=float), 1.0)
     return n * _EPS / np.maximum(1.0 - n * _EPS, 0.5)
 
@@ -189,6 +201,9 @@ class _DesignNorms:
     frobenius: np.ndarray  # (T,): ‖X_t‖_F
     y: np.ndarray  # (T,): ‖y_t‖₂
     n: np.ndarray  # (T,) float: n_t
+    n_max: int  # max_t n_t
+    g_data: np.ndarray  # (T,): γ_{n_t+3}, the sums over each task's rows
+    g_max: float  # γ_{n_max+3}
 
 
 #: Entries of the scratch buffer for ``|X|`` of equal-size tasks: cache-sized and reused
@@ -270,9 +285,11 @@ def _design_norms(data: MultiTaskData) -> _DesignNorms:
         spec, frob = np.broadcast_to(spec, T), np.broadcast_to(frob, T)
     else:
         col = col.T
-    largest = int(data.n_samples.max()) * d  # the longest sum in any of the norms above
-    norms = _DesignNorms(col, spec * (1.0 + gamma(largest)), np.asarray(frob, float), y,
-                         data.n_samples.astype(float))
+    n_max = int(data.n_samples.max())
+    n = data.n_samples.astype(float)
+    # (n_max·d: the longest sum in any of the norms above)
+    norms = _DesignNorms(col, spec * (1.0 + gamma(n_max * d)), np.asarray(frob, float), y, n,
+                         n_max, gamma(n + 3), gamma(n_max + 3))
     data.__dict__["_rounding_norms"] = norms
     return norms
 
@@ -420,22 +437,26 @@ class Rounding:
         self.c = problem.loss_weights()
         self.centred = problem.fit_intercept
         d = W.shape[-2]
-        self.n_max = int(norms.n.max())
-        self.g_data = gamma(norms.n + 3)  # (T,): sums over each task's rows
-        self.g_max = gamma(self.n_max + 3)
+        self.n_max, self.g_data, self.g_max = norms.n_max, norms.g_data, norms.g_max
         self.abs_w = absW = np.abs(W)
         mu = np.minimum(norms.abs_spectral * np.sqrt(np.einsum("...dt,...dt->...t", W, W)),
                         np.einsum("dt,...dt->...t", norms.col, absW)) + norms.y
         if self.centred:
             mu = 2.0 * mu if intercept is None else mu + np.sqrt(norms.n) * np.abs(intercept)
         self.mu = mu * (1.0 + gamma(d + 3))  # ≥ ‖m_t‖
-        self.quadratic = [p for p in problem.penalties
-                          if p.active and p.structure == "quadratic"]
-        self.others = any(p.active and p.structure != "quadratic" for p in problem.penalties)
+        self.quadratic, self.others = [], False
+        for p in problem.penalties:  # (each term's strengths read once)
+            if p.active:
+                if p.structure == "quadratic":
+                    self.quadratic.append(p)
+                else:
+                    self.others = True
+        #: each quadratic term's (R, ridge) when given by its factor, else None
+        self.lows = [p.low_rank() for p in self.quadratic]
         #: a quadratic term given by its factor: its value's bound is first order
-        self.factor_given = any(p.low_rank() is not None for p in self.quadratic)
+        self.factor_given = any(low is not None for low in self.lows)
         #: a quadratic term computed as Σ(WK)∘W: its value's bound is a magnitude bound
-        self.magnitude_bound = any(p.low_rank() is None for p in self.quadratic)
+        self.magnitude_bound = any(low is None for low in self.lows)
         self._products: list[np.ndarray | None] | None = None
         self._magnitudes: list[float] | None = None
         self._value_bounds: tuple[float, float] | None = None
@@ -443,6 +464,7 @@ class Rounding:
         self._amplified: list[tuple[float, int]] | None = None
         self._w_sizes: tuple[int, float] | None = None
         self._rows: list[float] | None = None
+        self._theta: tuple[np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ quadratic terms
     def _abs_products(self, W: np.ndarray | None = None) -> list[tuple[float, np.ndarray]]:
@@ -475,8 +497,7 @@ class Rounding:
         return self._value_bounds
 
     def _products_at(self, W: np.ndarray) -> list[np.ndarray | None]:
-        return [None if (low := p.low_rank()) is None else np.asarray(W @ low[0])
-                for p in self.quadratic]
+        return [None if low is None else np.asarray(W @ low[0]) for low in self.lows]
 
     def factor_products(self) -> list[np.ndarray | None]:
         """``fl(WR)`` (d, p) of each quadratic term given by its factor at the certified
@@ -487,8 +508,8 @@ class Rounding:
         return self._products
 
     def _magnitudes_at(self, absW: np.ndarray) -> list[float]:
-        return [0.5 * p.alpha * p.abs_quadratic(absW) if p.low_rank() is None else 0.0
-                for p in self.quadratic]
+        return [0.5 * p.alpha * p.abs_quadratic(absW) if low is None else 0.0
+                for p, low in zip(self.quadratic, self.lows, strict=True)]
 
     def magnitudes(self) -> list[float]:
         """``(α/2)Σ|W||K|∘|W|`` of each quadratic term computed as ``Σ(WK)∘W`` at the
@@ -516,8 +537,8 @@ class Rounding:
         d, T = absW.shape[-2:]
         if self._amplified is None:  # (α(n + p + 2)(1 + ‖|K|‖_∞)(1 + ‖|R|‖_∞), p) per term
             self._amplified = []
-            for p, rows in zip(self.quadratic, self._row_sums(), strict=True):
-                n, low = (T if p.side == "task" else d), p.low_rank()
+            for p, low, rows in zip(self.quadratic, self.lows, self._row_sums(), strict=True):
+                n = T if p.side == "task" else d
                 cols, rsum = 0, 0.0
                 if low is not None:
                     R = abs(low[0]) if issparse(low[0]) else np.abs(low[0])
@@ -533,8 +554,8 @@ class Rounding:
             nz, w1 = int(np.count_nonzero(absW)), float(absW.sum())
         if not nz:
             return 0.0, 0.0
-        terms = [(a, cols) for p, (a, cols) in zip(self.quadratic, self._amplified, strict=True)
-                 if factors or p.low_rank() is None]
+        terms = [(a, cols) for low, (a, cols) in zip(self.lows, self._amplified, strict=True)
+                 if factors or low is None]
         value = sum(a * (nz * (1 + cols) + 2.0 * w1) for a, cols in terms)
         entry = sum(a for a, _ in terms)
         return 2.0 * _ETA * value, 2.0 * _ETA * entry
@@ -549,12 +570,13 @@ class Rounding:
             return 0.0, 0.0
         d, T = W.shape[-2:]
         err, upper = self._underflow(absW, factors=False)[0], 0.0
-        for pen, WR, mag in zip(self.quadratic, products, magnitudes, strict=True):
+        for pen, low, WR, mag in zip(self.quadratic, self.lows, products, magnitudes,
+                                     strict=True):
             if WR is None:
                 err += gamma(2 * (d + T) + 8) * mag
                 upper += mag
                 continue
-            a, (R, ridge) = pen.alpha, pen.low_rank()
+            a, (R, ridge) = pen.alpha, low
             g = gamma(T)
             # |W||R| (non-negative sums: within γ_T of the exact one, rounded up)
             M = np.asarray(absW @ (abs(R) if issparse(R) else np.abs(R))) * (1.0 + g)
@@ -620,7 +642,8 @@ class Rounding:
         value, value_err = 0.0, 0.0
         grad, grad_err = np.zeros((d, T)), np.zeros((d, T))
         products = self.factor_products() if products is None else products
-        for pen, P, mag in zip(self.quadratic, products, self.magnitudes(), strict=True):
+        for pen, low, P, mag in zip(self.quadratic, self.lows, products, self.magnitudes(),
+                                    strict=True):
             a = pen.alpha
             if P is None:
                 value += pen.value(W)
@@ -628,7 +651,7 @@ class Rounding:
                 value_err += gamma(2 * (d + T) + k + 8) * mag
                 grad_err += gamma(d + T + k + 3) * a * pen.abs_product(absW)
                 continue
-            R, ridge = pen.low_rank()
+            R, ridge = low
             absR, p = (abs(R) if issparse(R) else np.abs(R)), R.shape[1]
             v = 0.5 * a * (float(np.sum(P * P)) + ridge * float(np.sum(W * W)))
             value += v
@@ -757,8 +780,8 @@ class Rounding:
         if self._abs_k is None:
             d, T = self.W.shape[-2:]
             total = 0.0
-            for p, rows in zip(self.quadratic, self._row_sums(), strict=True):
-                n, low = (T if p.side == "task" else d), p.low_rank()
+            for p, low, rows in zip(self.quadratic, self.lows, self._row_sums(), strict=True):
+                n = T if p.side == "task" else d
                 terms = n + (0 if low is None else low[0].shape[1]) + 1
                 total += p.alpha * rows * (1.0 + gamma(terms))
             self._abs_k = total
@@ -817,9 +840,13 @@ class Rounding:
 
     # ------------------------------------------------------------------ dual
     def theta_norms(self, q_task: np.ndarray) -> np.ndarray:
-        """``‖θ̂_t‖ = (2c_t q_t)^{1/2}`` (T,), rounded up."""
-        # (plus n_t·η: squares of θ that underflow are each off by up to η/2)
-        return np.sqrt(2.0 * self.c * q_task + self.norms.n * _ETA) * (1.0 + self.g_data)
+        """``‖θ̂_t‖ = (2c_t q_t)^{1/2}`` (T,), rounded up (kept for the last ``q_task``
+        object: the scale's shrink, the dual's error and ``V``'s ask for the same)."""
+        if self._theta is None or self._theta[0] is not q_task:
+            # (plus n_t·η: squares of θ that underflow are each off by up to η/2)
+            self._theta = q_task, np.sqrt(2.0 * self.c * q_task + self.norms.n * _ETA) * (
+                1.0 + self.g_data)
+        return self._theta[1]
 
     def v_error(self, q_task: np.ndarray) -> np.ndarray:
         """Entrywise bound (d, T) on ``|V̂ − XᵀPθ̂|``."""

@@ -41,6 +41,7 @@ their classes. The rungs, first that applies:
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -411,7 +412,7 @@ def _quadratic_conjugate(Kt: TaskCoupling, Uf: np.ndarray | None, lf: np.ndarray
     structure (sparse, factor-given or dense).
     """
     if Uf is None:
-        return Kt.solve_shifted(V, np.zeros(V.shape[0]))
+        return Kt.solve_shifted(V)
     X = Kt.solve_shifted(Uf.T @ V, lf)
     return None if X is None else Uf @ X
 
@@ -704,7 +705,8 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
         problem, W, intercept if problem.fit_intercept else None)
     loss_dual = route and route.dual
     pieces: _Pieces | None = None  # the loss's dual pieces, once computed
-    if problem.is_quadratic:
+    quadratic = problem.is_quadratic
+    if quadratic:
         # g = 0: the gradient mapping is ∇F = ∇h − (−∇f) for every step, read off the
         # dual pieces on the original data (no Lipschitz bound, no second product)
         pieces = _Pieces(problem, W, loss_dual, coupled)
@@ -774,9 +776,10 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
 
     if problem.constraints is not None:
         return done(None, "none", "constrained problem")
-    if not np.isfinite(objective):
+    if not math.isfinite(objective):
         return done(None, "none", f"the objective is {objective} at this point")
-    terms = [p for p in problem.penalties if p.active and p.structure != "quadratic"]
+    terms = [] if quadratic else [p for p in problem.penalties
+                                  if p.active and p.structure != "quadratic"]
     norms, conj, missing = _classify(terms)
     norm_part = _NormPart(norms) if norms else None
     if norm_part is not None and norm_part.reason is not None:
@@ -785,11 +788,10 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
         return rung5("; ".join(missing))
 
     pieces = pieces or _Pieces(problem, W, loss_dual, coupled)
-    has_h = not pieces.Kt.is_zero or pieces.Kf is not None
     d, T = W.shape
     g_solve = gamma(d + T + 8)  # dual norms, solves and eigendecompositions
     if not norms and not conj:  # rung 4: quadratic problem
-        Uf, lf = None, np.zeros(1)
+        Uf, lf = None, None
         if pieces.Kf is not None:
             lf, Uf = np.linalg.eigh(pieces.Kf)
         top, bottom = coupling_bounds(pieces.Kt, lf)
@@ -908,7 +910,8 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
 
     blocks = bound.quadratic_blocks()
     V, b, e = augmented(blocks)
-    aug = " + quadratic blocks (rung 3)" if has_h else ""
+    aug = (" + quadratic blocks (rung 3)" if not pieces.Kt.is_zero or pieces.Kf is not None
+           else "")
     w_norm = norm_up(W)
 
     def dual_error(s: float, conj: float = 0.0, conj_error: float = 0.0,

@@ -311,8 +311,10 @@ class TaskCoupling:
             top += float(np.linalg.eigvalsh(G)[-1])
         return top, low, scale
 
-    def solve_shifted(self, B: np.ndarray, shifts: np.ndarray) -> np.ndarray | None:
-        """``X`` (k, T) with ``X[i] (K_t + shifts[i]·I) = B[i]``, or None.
+    def solve_shifted(self, B: np.ndarray,
+                      shifts: np.ndarray | None = None) -> np.ndarray | None:
+        """``X`` (k, T) with ``X[i] (K_t + shifts[i]·I) = B[i]`` (``shifts`` None: all 0), or
+        None.
 
         None when a shifted matrix is not safely positive definite or the structure has
         no fast route at this size (the caller then falls back to a general method).
@@ -321,10 +323,12 @@ class TaskCoupling:
         """
         T = self.n_tasks
         top, low = self.bounds()
-        floor = psd_cutoff(abs(top) + np.abs(shifts).max(initial=0.0), T)
+        floor = psd_cutoff(abs(top) if shifts is None
+                           else abs(top) + np.abs(shifts).max(initial=0.0), T)
         kind = self.kind
         if kind == "diagonal":
-            denom = self.diag[None, :] + shifts[:, None]
+            denom = self.diag[None, :] if shifts is None else (self.diag[None, :]
+                                                               + shifts[:, None])
             return B / denom if denom.min() > floor else None
         if kind == "sparse":
             return self._solve_sparse(B, shifts, floor)
@@ -332,16 +336,18 @@ class TaskCoupling:
             return self._solve_woodbury(B, shifts)
         if kind == "dense" or T <= DENSE_LIMIT:
             lam, U = self._dense_eigh()
-            denom = lam[None, :] + shifts[:, None]
+            denom = lam[None, :] if shifts is None else lam[None, :] + shifts[:, None]
             if denom.min() <= floor:
                 return None
             return ((B @ U) / denom) @ U.T
         return None
 
-    def _solve_sparse(self, B: np.ndarray, shifts: np.ndarray, floor: float) -> np.ndarray | None:
+    def _solve_sparse(self, B: np.ndarray, shifts: np.ndarray | None,
+                      floor: float) -> np.ndarray | None:
         low = self.bounds()[1]
         ab = self._banded()[1]
-        if ab is not None and not np.all(shifts == shifts[0]) and low + shifts.min() > floor:
+        if (ab is not None and shifts is not None and not np.all(shifts == shifts[0])
+                and low + shifts.min() > floor):
             X = _stacked_band_solve(ab, B, shifts)  # every shift PD by Gershgorin
             if X is not None:
                 return X
@@ -367,7 +373,7 @@ class TaskCoupling:
 
         return _by_shift(B, shifts, solve)
 
-    def _solve_woodbury(self, B: np.ndarray, shifts: np.ndarray) -> np.ndarray | None:
+    def _solve_woodbury(self, B: np.ndarray, shifts: np.ndarray | None) -> np.ndarray | None:
         """Woodbury on ``D + U Uᵀ`` (``D = diag + shift``): safe whenever ``D`` is, however
         large ``‖U‖²`` (the capacitance ``I + UᵀD⁻¹U`` is then positive definite), so the
         round-off floor is ``D``'s own, not the whole matrix's."""
@@ -411,11 +417,13 @@ def _stacked_band_solve(ab: np.ndarray, B: np.ndarray, shifts: np.ndarray) -> np
     return x.reshape(k, T) if info == 0 else None
 
 
-def _by_shift(B: np.ndarray, shifts: np.ndarray,
+def _by_shift(B: np.ndarray, shifts: np.ndarray | None,
               solve: Callable[[float, np.ndarray], np.ndarray | None]) -> np.ndarray | None:
-    """Rows of ``B`` with equal shifts (all of them without a feature side) go to ``solve``
-    together: one factorisation and one multi-right-hand-side solve per distinct shift.
-    None as soon as one solve is None."""
+    """Rows of ``B`` with equal shifts (all of them without a feature side; None: all 0)
+    go to ``solve`` together: one factorisation and one multi-right-hand-side solve per
+    distinct shift. None as soon as one solve is None."""
+    if shifts is None:
+        return solve(0.0, B)
     if np.all(shifts == shifts[0]):
         return solve(float(shifts[0]), B)
     values, which, counts = np.unique(shifts, return_inverse=True, return_counts=True)

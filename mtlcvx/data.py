@@ -822,10 +822,17 @@ class MultiTaskData:
             if intercept is not None:
                 r = r + intercept
             return r.T.ravel()
-        # kept for the last W (compared exactly), as shared_residuals does, so the
-        # objective and the certificate at one point share one product
+        r = self._residual_product(W).copy()
+        if intercept is not None:
+            r += intercept[self._task_index()]
+        return r
+
+    def _residual_product(self, W: np.ndarray) -> np.ndarray:
+        """:meth:`stacked_residuals` of per-task designs without intercepts, read-only:
+        kept for the last W (compared exactly), as shared_residuals does, so the
+        objective and the certificate at one point share one product."""
         cache = self.__dict__.get("_stacked_product")
-        if cache is None or cache[0].shape != W.shape or not np.array_equal(cache[0], W):
+        if cache is None or cache[0].shape != W.shape or not (cache[0] == W).all():
             W = np.asarray(W, dtype=np.float64)
             blocks = self.equal_blocks()
             if blocks is not None:  # equal task sizes: one batched product, no d×N gather
@@ -843,12 +850,10 @@ class MultiTaskData:
                 else:  # many small tasks: the coefficients gathered row by row
                     Xw = np.einsum("nd,nd->n", X, np.ascontiguousarray(W.T)[task])
                 r = Xw - y
+            r.flags.writeable = False
             cache = (W.copy(), r)
             self.__dict__["_stacked_product"] = cache
-        r = cache[1].copy()
-        if intercept is not None:
-            r += intercept[self._task_index()]
-        return r
+        return cache[1]
 
     def task_sums(self, values: np.ndarray) -> np.ndarray:
         """Per-task sums of a per-row array: (N,) -> (T,), or (N, k) -> (T, k)."""

@@ -40,8 +40,16 @@ def _block_residuals(data: MultiTaskData, W: np.ndarray) -> np.ndarray:
     (P, d, T) (one batched product)."""
     X3, Y = data.equal_blocks()
     if W.ndim == 2:  # the objective's product, kept for this W
-        return data.stacked_residuals(W).reshape(Y.shape)
+        return data._residual_product(W).reshape(Y.shape)
     return np.matmul(X3, np.swapaxes(W, -1, -2)[..., None])[..., 0] - Y
+
+
+def _half_scaled(squares: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``‖θ_t‖²/(2c_t)`` from the per-task ``squares`` (..., T), 0 where ``c_t = 0`` (its
+    ``θ_t`` is 0)."""
+    if c.min(initial=1.0) > 0:  # (the usual case: no mask)
+        return squares / (2.0 * c)
+    return np.where(c > 0, squares / (2.0 * np.where(c > 0, c, 1.0)), 0.0)
 
 
 def _gram_residuals(B: np.ndarray, yy: np.ndarray, W: np.ndarray,
@@ -136,7 +144,8 @@ class SquaredLoss:
                 R = R + intercept
             per_task = np.einsum("nt,nt->t", R, R)
         else:
-            r = data.stacked_residuals(W, intercept)
+            r = (data._residual_product(W) if intercept is None
+                 else data.stacked_residuals(W, intercept))
             per_task = data.task_sums(r * r)
         return 0.5 * float(self.weights(data) @ per_task)
 
@@ -256,9 +265,9 @@ class SquaredLoss:
             else:
                 Theta = R.copy()
             np.multiply(Theta, -c, out=Theta)
-            quadratic = np.where(c > 0, np.einsum("nt,nt->t", Theta, Theta)
-                                 / (2.0 * np.where(c > 0, c, 1.0)), 0.0)
-            return LossDual(np.einsum("nt,nt->t", Theta, Y), quadratic, data.X[0].T @ Theta)
+            return LossDual(np.einsum("nt,nt->t", Theta, Y),
+                            _half_scaled(np.einsum("nt,nt->t", Theta, Theta), c),
+                            data.X[0].T @ Theta)
         blocks = data.equal_blocks()
         if blocks is not None:  # equal task sizes: batched over tasks, nothing stacked
             X3, Y = blocks
@@ -267,8 +276,7 @@ class SquaredLoss:
                 R = R - R.mean(axis=-1, keepdims=True)
                 Y = Y - Y.mean(axis=1, keepdims=True)
             Theta = -c[:, None] * R
-            quadratic = np.where(c > 0, np.einsum("...tn,...tn->...t", Theta, Theta)
-                                 / (2.0 * np.where(c > 0, c, 1.0)), 0.0)
+            quadratic = _half_scaled(np.einsum("...tn,...tn->...t", Theta, Theta), c)
             V = np.swapaxes(np.matmul(X3.transpose(0, 2, 1), Theta[..., None])[..., 0], -1, -2)
             return LossDual(np.einsum("...tn,tn->...t", Theta, Y), quadratic, V)
         _, y, task = data.stacked()
@@ -278,8 +286,7 @@ class SquaredLoss:
             y = y - (data.task_sums(y) / data.n_samples)[task]
         theta = -c[task] * r
         linear = data.task_sums(theta * y)
-        quadratic = np.where(c > 0, data.task_sums(theta * theta)
-                             / (2.0 * np.where(c > 0, c, 1.0)), 0.0)
+        quadratic = _half_scaled(data.task_sums(theta * theta), c)
         # V[:, t] = X̃_tᵀθ_t; the centring drops out because θ_t sums to zero per task
         return LossDual(linear, quadratic, data.task_products(theta))
 

@@ -227,16 +227,18 @@ def _spectrum_values(problem: Problem, state: tuple | None = None) -> dict:
     key = (data, center, c.tobytes(), Kt)
     cache = problem.__dict__.get("_spectra_cache")
     if cache is None or cache[0] != key:
-        lf = np.zeros(1) if Kf is None else np.linalg.eigvalsh(Kf)
+        lf = None if Kf is None else np.linalg.eigvalsh(Kf)
         cache = (key, {"coupling": coupling_bounds(Kt, lf)})
         problem.__dict__["_spectra_cache"] = cache
     return cache[1]
 
 
-def coupling_bounds(Kt: TaskCoupling, lf: np.ndarray) -> tuple[float, float]:
+def coupling_bounds(Kt: TaskCoupling, lf: np.ndarray | None) -> tuple[float, float]:
     """``(λ_max, λ_min)`` bounds of ``K_t ⊕ K_f`` from ``K_t``'s own bounds and the
-    computed ascending eigenvalues ``lf`` of ``K_f`` (``[0]`` without one); the lower bound
+    computed ascending eigenvalues ``lf`` of ``K_f`` (None without one); the lower bound
     takes each part's round-off cutoff (:func:`~mtlcvx._linalg.psd_cutoff`) off."""
+    if lf is None:
+        return max(Kt.bounds()[0], 0.0), Kt.lower_bound()
     return (max(Kt.bounds()[0], 0.0) + max(float(lf[-1]), 0.0),
             Kt.lower_bound() + float(lambda_min(lf)))
 
