@@ -233,6 +233,7 @@ class _GramRoute:
         self._lipschitz_seen: list[tuple[np.ndarray, float, int]] = []  # (rows, L, |rows|)
         # support S -> (factor of G_SS or None, rows off S, G[S̄, S] or None) for _polish
         self._factors: dict[bytes, tuple[Any, np.ndarray, np.ndarray | None]] = {}
+        self._every = np.arange(self.B.shape[0])  # S when it holds every row
 
     @staticmethod
     def applies(prob: Problem, pen: Penalty) -> bool:
@@ -355,21 +356,27 @@ class _GramRoute:
         the gap of a dense point would cost ``d/|S̄|`` times more). None when ``S`` is
         empty or ``G_SS`` is singular.
         """
-        norms = np.sqrt(np.einsum("jt,jt->j", X, X))
+        norms = row_norms(X)
         on = norms > 0
-        zero = np.flatnonzero(~on & act)  # rows that may enter
-        Vz = V[zero]
-        vz_norms = np.sqrt(np.einsum("jt,jt->j", Vz, Vz))
-        inside = vz_norms > alpha
         rows = X  # the rows whose directions u_j are taken, and their norms
-        if inside.any():
-            enter = zero[inside]
-            rows, on = X.copy(), on.copy()
-            rows[enter], norms[enter], on[enter] = Vz[inside], vz_norms[inside], True
-        S = np.flatnonzero(on)
-        if S.size == 0:
-            return None
-        U_S = rows[S] / norms[S, None]
+        every = bool(on.all())  # S holds every row: nothing enters, nothing is gathered
+        if not every:
+            zero = np.flatnonzero(act > on)  # active zero rows: they may enter
+            Vz = V[zero]
+            vz_norms = row_norms(Vz)
+            inside = vz_norms > alpha
+            if inside.any():
+                enter = zero[inside]
+                rows, on = X.copy(), on.copy()
+                rows[enter], norms[enter], on[enter] = Vz[inside], vz_norms[inside], True
+                every = bool(on.all())
+        if every:
+            S, U_S, B_S = self._every, rows / norms[:, None], self.B
+        else:
+            S = np.flatnonzero(on)
+            if S.size == 0:
+                return None
+            U_S, B_S = rows[S] / norms[S, None], self.B[S]
         key = S.tobytes()
         if key not in self._factors:
             sub = self._sub(S, S)
@@ -392,12 +399,16 @@ class _GramRoute:
         factor, rest, off = self._factors[key]
         if factor is None:
             return None
-        rhs = self.B[S] - (alpha / self.c) * U_S
-        out = np.zeros_like(X)
+        U_S *= -alpha / self.c
+        rhs = np.add(B_S, U_S, out=U_S)  # b_t,S − (α/c_t) u_t
         if factor.ndim == 2:
-            out[S] = scipy.linalg.lapack.dpotrs(factor, rhs, lower=False)[0]
+            solved = scipy.linalg.lapack.dpotrs(factor, rhs, lower=False)[0]
         else:
-            out[S] = self._mul(factor, rhs)
+            solved = self._mul(factor, rhs)
+        if every:
+            return solved, None if off is None else rhs  # no rows off S
+        out = np.zeros(X.shape)
+        out[S] = solved
         if off is None:
             return out, None
         GW = np.empty_like(X)

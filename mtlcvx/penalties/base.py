@@ -15,6 +15,7 @@ Lipschitz bound and the strong-convexity modulus are built from those answers al
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -94,7 +95,7 @@ def check_strength(value: Any, name: str = "alpha") -> float:
         else:
             raise PenaltyError(f"{name} must be a real number ≥ 0, got {value!r}")
     value = float(value)
-    if not np.isfinite(value) or value < 0:
+    if not math.isfinite(value) or value < 0:
         raise PenaltyError(f"{name} must be a finite number ≥ 0, got {value}; use {name}=0 "
                            "to switch the term off")
     if value > MAX_STRENGTH:
