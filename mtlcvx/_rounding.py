@@ -745,17 +745,18 @@ class Rounding:
                 return None
         if not lows or not D.min() > 0:
             return None
-        S = np.hstack([np.sqrt(a) * R for a, R in lows])
+        parts = [np.sqrt(a) * R for a, R in lows]
+        S = parts[0] if len(parts) == 1 else np.hstack(parts)
         p, k = S.shape[1], len(self.quadratic)
         SD = S / D[:, None]
         U = np.linalg.solve(np.eye(p) + S.T @ SD, (V @ SD).T).T
-        V2, M = V.copy(), np.abs(V)
+        V2, M = V, np.abs(V)
         first, start = 0.0, 0
         for a, R in lows:
             Ui = U[:, start:start + R.shape[1]] / np.sqrt(a)
             start += R.shape[1]
             first += 0.5 * a * float(np.sum(Ui * Ui))
-            V2 -= a * (Ui @ R.T)
+            V2 = V2 - a * (Ui @ R.T)
             M += a * (np.abs(Ui) @ np.abs(R).T) * (1.0 + gamma(R.shape[1] + 1))
         # gradual underflow: a product below 2⁻¹⁰²² is off by up to η/2 absolute (sums of
         # such stay exact), then multiplied by α_i: per entry of V₂, and in the two sums

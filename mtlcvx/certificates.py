@@ -70,7 +70,8 @@ from .exceptions import ArgumentError, DataError
 from .losses import LossDual
 from .oracles import (
     coupling,
-    coupling_bounds,
+    coupling_bottom,
+    coupling_top,
     deferred_strong_convexity,
     gram_extremes,
     merge_terms,
@@ -794,7 +795,11 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
         Uf, lf = None, None
         if pieces.Kf is not None:
             lf, Uf = np.linalg.eigh(pieces.Kf)
-        top, bottom = coupling_bounds(pieces.Kt, lf)
+        bottom = coupling_bottom(pieces.Kt, lf)
+
+        def top() -> float:  # (an eigenvalue problem for a factor-given K: when read)
+            return coupling_top(pieces.Kt, lf)
+
         en = norm_up(bound.v_error(pieces.q_task))
 
         def conjugate_dual(conj_h: float, qv: float,
@@ -812,7 +817,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
             # error dominate the loss's own floor (else it costs more than it gains)
             floor = primal_floor(quadratic=False)
             w_norm = float(np.linalg.norm(W))
-            worth = bound.quadratic_value_error() + g_solve * top * w_norm * w_norm > 4 * floor
+            worth = bound.quadratic_value_error() + g_solve * top() * w_norm * w_norm > 4 * floor
         if worth:
             # the conjugate at X = W (r = V − ∇h(W) = −∇F(W)): the computed h(W) enters
             # F and D as one float, its magnitude bound with weight |1 − s²| only
@@ -829,7 +834,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
             q_low = max(w_norm - conj.r / bottom, 0.0)
             extra = s * s * (conj.rr + conj.err) + 2.0 * max(s * s - 1.0, 0.0) * value_error
             if at_gap <= floor + value_error or (
-                    not bound.factor_given and extra <= s * s * g_solve * top * q_low * q_low):
+                    not bound.factor_given and extra <= s * s * g_solve * top() * q_low * q_low):
                 return done(None, "quadratic conjugate at W (rung 4)", **at_point)
         # every quadratic term a task-side factor or diagonal: split V along the factors,
         # no solve (whose a-posteriori bound holds fl(X̂RRᵀ)'s rounding, not first order
@@ -847,7 +852,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
         elif solved is not None:  # the solve's backward error (first order): no λ_min
             # bound, or h(X)'s own bound is no smaller (the magnitude bound of a non-factor K)
             conj_h, qv = 0.5 * column_dot(pieces.V_loss, solved), norm_up(solved)
-            solve_error = g_solve * top * qv * qv
+            solve_error = g_solve * top() * qv * qv
         if split is not None or solved is not None:
             _, dual, error = conjugate_dual(conj_h, qv, solve_error)
             solved = dict(dual=dual, dual_error=error)

@@ -96,8 +96,10 @@ class TaskCoupling:
         self.dense: np.ndarray | None = None
         self.factors: list[np.ndarray] = []  # dense (T, p) blocks, K ∋ R Rᵀ
         self._dense_eig: tuple[np.ndarray, np.ndarray] | None = None
-        #: (λ_max bound, λ_min bound, the magnitude the λ_min bound was computed at)
+        #: (λ_max bound without the low-rank part, λ_min bound, the magnitude the λ_min
+        #: bound was computed at)
         self._bounds: tuple[float, float, float] | None = None
+        self._low_rank_top: float | None = None
         self._band: tuple[int, np.ndarray | None] | None = None
 
     # ------------------------------------------------------------------ building
@@ -270,7 +272,18 @@ class TaskCoupling:
         and 0 at the bottom for the low-rank part.
         """
         top, low, _ = self._spectrum()
-        return top, low
+        return top + self._factor_top(), low
+
+    def _factor_top(self) -> float:
+        """``‖U‖₂²`` of the low-rank part (0 without one), once: only the top bound reads it
+        (an eigenvalue problem the bottom and the Woodbury solves never need)."""
+        if self._low_rank_top is None:
+            self._low_rank_top = 0.0
+            if self.factors:
+                U = self.low_rank()
+                G = U.T @ U if U.shape[1] <= U.shape[0] else U @ U.T
+                self._low_rank_top = float(np.linalg.eigvalsh(G)[-1])
+        return self._low_rank_top
 
     def _spectrum(self) -> tuple[float, float, float]:
         if self._bounds is None:
@@ -287,6 +300,8 @@ class TaskCoupling:
         return max(low - psd_cutoff(scale, self.n_tasks), 0.0)
 
     def _compute_bounds(self) -> tuple[float, float, float]:
+        """``(λ_max bound without the low-rank part, λ_min bound, the magnitude the latter
+        was computed at)``."""
         if self.dense is not None:  # one eigendecomposition of the whole K_t
             top, low = (float(x) for x in self._dense_eigh()[0][[-1, 0]])
             return top, low, max(abs(top), abs(low))
@@ -304,12 +319,8 @@ class TaskCoupling:
             top, low = float((centre + radius).max()), float((centre - radius).min())
         else:
             top, low = float(self.diag.max()), float(self.diag.min())
-        scale = max(abs(top), abs(low))  # the factors below raise top only
-        if self.factors:
-            U = self.low_rank()
-            G = U.T @ U if U.shape[1] <= U.shape[0] else U @ U.T
-            top += float(np.linalg.eigvalsh(G)[-1])
-        return top, low, scale
+        # (the factors raise top only: _factor_top)
+        return top, low, max(abs(top), abs(low))
 
     def solve_shifted(self, B: np.ndarray,
                       shifts: np.ndarray | None = None) -> np.ndarray | None:
@@ -322,18 +333,18 @@ class TaskCoupling:
         ``LDLᵀ``; low-rank plus diagonal: Woodbury; dense: one eigendecomposition.
         """
         T = self.n_tasks
-        top, low = self.bounds()
+        kind = self.kind
+        if kind == "low-rank":  # (safe whenever the diagonal is: no bounds needed)
+            return self._solve_woodbury(B, shifts)
+        top = self.bounds()[0]
         floor = psd_cutoff(abs(top) if shifts is None
                            else abs(top) + np.abs(shifts).max(initial=0.0), T)
-        kind = self.kind
         if kind == "diagonal":
             denom = self.diag[None, :] if shifts is None else (self.diag[None, :]
                                                                + shifts[:, None])
             return B / denom if denom.min() > floor else None
         if kind == "sparse":
             return self._solve_sparse(B, shifts, floor)
-        if kind == "low-rank":
-            return self._solve_woodbury(B, shifts)
         if kind == "dense" or T <= DENSE_LIMIT:
             lam, U = self._dense_eigh()
             denom = lam[None, :] if shifts is None else lam[None, :] + shifts[:, None]

@@ -235,12 +235,23 @@ def _spectrum_values(problem: Problem, state: tuple | None = None) -> dict:
 
 def coupling_bounds(Kt: TaskCoupling, lf: np.ndarray | None) -> tuple[float, float]:
     """``(λ_max, λ_min)`` bounds of ``K_t ⊕ K_f`` from ``K_t``'s own bounds and the
-    computed ascending eigenvalues ``lf`` of ``K_f`` (None without one); the lower bound
-    takes each part's round-off cutoff (:func:`~mtlcvx._linalg.psd_cutoff`) off."""
-    if lf is None:
-        return max(Kt.bounds()[0], 0.0), Kt.lower_bound()
-    return (max(Kt.bounds()[0], 0.0) + max(float(lf[-1]), 0.0),
-            Kt.lower_bound() + float(lambda_min(lf)))
+    computed ascending eigenvalues ``lf`` of ``K_f`` (None without one): the
+    :func:`coupling_top` and :func:`coupling_bottom`."""
+    return coupling_top(Kt, lf), coupling_bottom(Kt, lf)
+
+
+def coupling_top(Kt: TaskCoupling, lf: np.ndarray | None) -> float:
+    """The upper bound of :func:`coupling_bounds` alone."""
+    top = max(Kt.bounds()[0], 0.0)
+    return top if lf is None else top + max(float(lf[-1]), 0.0)
+
+
+def coupling_bottom(Kt: TaskCoupling, lf: np.ndarray | None) -> float:
+    """The lower bound of :func:`coupling_bounds` alone: each part's round-off cutoff
+    (:func:`~mtlcvx._linalg.psd_cutoff`) taken off (no eigenvalue problem for a low-rank
+    part, which only raises the top)."""
+    low = Kt.lower_bound()
+    return low if lf is None else low + float(lambda_min(lf))
 
 
 def _block_eigenvalues(values: dict, H: np.ndarray, c: np.ndarray, shared: bool) -> None:
