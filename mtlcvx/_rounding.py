@@ -117,6 +117,20 @@ task (``γ_{d+T+2}Σ|V∘X̂|``) and ``‖r‖`` takes the gradient's error norm
 other conjugates, to first order, by ``s‖W‖‖e‖`` (their gradient at the optimum is
 ``W``). Combining ``a·s − B·s² − conj`` adds ``γ_{T+8}(s|a| + Bs² + |conj|)``.
 
+**Gradual underflow.** The ``γ`` bounds assume none. A product or quotient that lands
+below ``2⁻¹⁰²²`` is off by up to ``η/2 = 2⁻¹⁰⁷⁵`` absolute (sums and differences are
+exact there), and what multiplies it afterwards scales that error. Each bound counts
+every such ``η/2`` twice: the products inside a residual (``d`` per entry, and the
+centring's division) add ``√n_t(d + 2)η`` to ``‖δ_t‖``; the squares of the loss ``n_tη/2``
+before ``c_t/2``; ``θ̂_tᵀŷ_t`` and ``V̂`` ``n_t`` products per entry; ``‖θ̂_t‖²/(2c_t)``
+``n_tη/(2c_t)`` (a division by the weight after the products); and the *final* scalings
+by a strength or a weight (``fl(α/2·y)`` of a term's value, ``fl(α·y)`` of a gradient
+entry, ``c_t·S_t`` of the loss, the products of ``D(s)``), whose ``η/2`` nothing scales:
+``η`` each, so that a certificate of a positive gap is positive even where every value
+underflows. A quantity divided by a strength after its products (``‖r‖²/(2λ_min)``,
+``Ω°(V)²/(2α)``, ``‖∇F‖²/(2μ)``) is bounded as ``(fl(x²) + η)/(2λ)`` and rounded up by
+``η``.
+
 Every bound is evaluated in float64 and multiplied by ``1 + 2⁻¹⁰``, far above the
 relative error of its own evaluation. Rung 5 (gradient mapping) gaps get ``2E_F`` (for
 ``F(W)`` and ``F(W⁺)``).
@@ -139,7 +153,7 @@ if TYPE_CHECKING:
     from .problem import Problem
 
 __all__ = ["GramRounding", "GramShift", "QuadraticBlocks", "QuadraticConjugate", "Rounding",
-           "gamma", "gram_shift", "least_squares", "norm_up"]
+           "gamma", "gram_shift", "half_square_over", "least_squares", "norm_up"]
 
 _EPS = np.finfo(float).eps
 #: The smallest subnormal float64: a product that underflows is off by at most half of it.
@@ -180,6 +194,20 @@ def norm_up(x: np.ndarray, axis: int | None = None) -> float | np.ndarray:
     return float(out) if axis is None else out
 
 
+def half_square_over(x: float, lam: float) -> float:
+    """An upper bound on ``x²/(2λ)`` for ``x ≥ 0``, ``λ > 0`` (an upper bound on a norm over
+    a strength or a curvature): ``fl(x²)`` may fall ``η/2`` below ``x²`` when it
+    underflows, an error the division by a small ``λ`` then scales up, and the quotient
+    another ``η/2``; both counted twice. ``x = 0`` (a bound: exactly 0) gives 0."""
+    return _SAFETY * (x * x + _ETA) / (2.0 * lam) + _ETA if x else 0.0
+
+
+def _halving_error(alpha: float) -> float:
+    """``|fl(α/2) − α/2|``: 0 unless ``α/2`` is subnormal with a bit lost (``η/2``); a term's
+    value ``0.5·α·x`` then carries that error times ``|x|``."""
+    return 0.0 if 2.0 * (0.5 * alpha) == alpha else 0.5 * _ETA
+
+
 def _per_task(s: np.ndarray | float, like: np.ndarray) -> np.ndarray | float:
     """``s`` broadcast against per-task values ``like`` (..., T): one scale per point
     (one fewer axis than ``like``) gains the task axis; per-task scales stay."""
@@ -204,6 +232,7 @@ class _DesignNorms:
     n_max: int  # max_t n_t
     g_data: np.ndarray  # (T,): γ_{n_t+3}, the sums over each task's rows
     g_max: float  # γ_{n_max+3}
+    y_live: np.ndarray  # (T,) bool: y_t ≠ 0 (‖y_t‖ may underflow to 0)
 
 
 #: Entries of the scratch buffer for ``|X|`` of equal-size tasks: cache-sized and reused
@@ -269,6 +298,10 @@ def _design_norms(data: MultiTaskData) -> _DesignNorms:
                       else known[0])  # (k, d)
     frob = np.sqrt(np.einsum("kd,kd->k", col, col))
     spec = np.minimum(frob, one_inf)
+    if data.is_shared:
+        y_live = np.any(data.shared_targets() != 0, axis=0)
+    else:  # sums of |y|: no addition underflows, so 0 only for y_t = 0
+        y_live = data.task_sums(np.abs(data.stacked()[1])) > 0
     if known is not None:
         y = np.sqrt(known[1])
     elif data.is_shared:
@@ -289,7 +322,7 @@ def _design_norms(data: MultiTaskData) -> _DesignNorms:
     n = data.n_samples.astype(float)
     # (n_max·d: the longest sum in any of the norms above)
     norms = _DesignNorms(col, spec * (1.0 + gamma(n_max * d)), np.asarray(frob, float), y, n,
-                         n_max, gamma(n + 3), gamma(n_max + 3))
+                         n_max, gamma(n + 3), gamma(n_max + 3), y_live)
     data.__dict__["_rounding_norms"] = norms
     return norms
 
@@ -387,7 +420,9 @@ def gram_shift(data: MultiTaskData, ls: _LeastSquares) -> GramShift:
     X, Y = data.X[0], data.shared_targets()
     E = Y - X @ ls.W
     norms = _design_norms(data)
-    delta = gamma(X.shape[1] + 1) * (norms.col[:, 0] @ np.abs(ls.W) + norms.y)
+    # (and each entry's d products, η/2 each where they underflow, counted twice)
+    delta = gamma(X.shape[1] + 1) * (norms.col[:, 0] @ np.abs(ls.W) + norms.y) \
+        + np.sqrt(X.shape[0]) * (X.shape[1] + 1) * _ETA
     shift = GramShift(ls.W, X.T @ E, np.einsum("nt,nt->t", E, E), np.einsum("nt,nt->t", Y, E),
                       _SAFETY * delta)
     data.__dict__["_rounding_gram_shift"] = shift
@@ -444,13 +479,22 @@ class Rounding:
         if self.centred:
             mu = 2.0 * mu if intercept is None else mu + np.sqrt(norms.n) * np.abs(intercept)
         self.mu = mu * (1.0 + gamma(d + 3))  # ≥ ‖m_t‖
-        self.quadratic, self.others = [], False
+        # η per task whose products can be non-zero (w_t, y_t or b_t non-zero), 0 for the
+        # others: their products are exact zeros, with no underflow to count
+        live = norms.y_live | np.any(W != 0, axis=-2)
+        if intercept is not None:
+            live = live | (intercept != 0)
+        self.eta_task = np.where(live, _ETA, 0.0)
+        eta_all = np.where(live.any(axis=-1), _ETA, 0.0)  # one point's, or a batch's (P,)
+        self.eta_all = float(eta_all) if eta_all.ndim == 0 else eta_all
+        self.quadratic, self.n_others = [], 0
         for p in problem.penalties:  # (each term's strengths read once)
             if p.active:
                 if p.structure == "quadratic":
                     self.quadratic.append(p)
                 else:
-                    self.others = True
+                    self.n_others += 1
+        self.others = self.n_others > 0
         #: each quadratic term's (R, ridge) when given by its factor, else None
         self.lows = [p.low_rank() for p in self.quadratic]
         #: a quadratic term given by its factor: its value's bound is first order
@@ -533,6 +577,8 @@ class Rounding:
         ‖|R|‖_∞)(N(1 + p) + 2Σ|W|)``, ``N`` the non-zeros of ``W`` (every product has a
         factor from ``W``), ``‖·‖_∞`` the largest row sum (negligible unless
         ``W`` or the values are within a few hundred orders of ``2⁻¹⁰²²``, scaled by ``α``).
+        The final products by the strength, ``fl(α/2·x)`` of a value and ``fl(α·y)`` of a
+        gradient entry, add ``η`` each (``η/2`` counted twice, scaled by nothing).
         """
         d, T = absW.shape[-2:]
         if self._amplified is None:  # (α(n + p + 2)(1 + ‖|K|‖_∞)(1 + ‖|R|‖_∞), p) per term
@@ -554,11 +600,21 @@ class Rounding:
             nz, w1 = int(np.count_nonzero(absW)), float(absW.sum())
         if not nz:
             return 0.0, 0.0
-        terms = [(a, cols) for low, (a, cols) in zip(self.lows, self._amplified, strict=True)
-                 if factors or low is None]
-        value = sum(a * (nz * (1 + cols) + 2.0 * w1) for a, cols in terms)
-        entry = sum(a for a, _ in terms)
-        return 2.0 * _ETA * value, 2.0 * _ETA * entry
+        terms = [(p, low, a, cols) for p, low, (a, cols) in zip(
+            self.quadratic, self.lows, self._amplified, strict=True) if factors or low is None]
+        value = sum(a * (nz * (1 + cols) + 2.0 * w1) for _, _, a, cols in terms)
+        entry = sum(a for _, _, a, _ in terms)
+        # the final fl(α/2·x) of a value and fl(α·y) of a gradient entry: η/2 each that
+        # nothing scales (a factor-given term's value counts its own, _value_bounds_at);
+        # with α/2 itself inexact (subnormal) its error times x ≤ Σ|W||K|∘|W| too
+        final = 0.0
+        for p, low, _, _ in terms:
+            if low is None:
+                final += _ETA
+                if _halving_error(p.alpha):
+                    final += 2.0 * _halving_error(p.alpha) * p.abs_quadratic(absW) * (
+                        1.0 + gamma(d * T + d + T))
+        return 2.0 * _ETA * value + final, 2.0 * _ETA * entry + _ETA * len(terms)
 
     def _value_bounds_at(self, W: np.ndarray, absW: np.ndarray,
                          products: list[np.ndarray | None],
@@ -595,17 +651,21 @@ class Rounding:
             # underflow in the squares (dp of fl(WR), dT of W), in the products by ridge, α
             # and ½: η/2 each, counted twice
             err += _ETA * (0.5 * a * (M.size + ridge * d * T + 1) + 1.0)
+            err += 2.0 * _halving_error(a) * (p2 + sq + ridge * w2) * (1.0 + gamma(8))
             # ‖WR‖² ≤ Σ(P + E)² ≤ p2 + sq and ‖W‖² ≤ w2, each exact sum within γ of its float
             upper += 0.5 * a * (p2 + sq + ridge * w2) * (1.0 + gamma(M.size + d * T + 4))
         return err, upper
 
     def quadratic_gradient_error(self, W: np.ndarray | None = None) -> np.ndarray:
-        """Entrywise bound on the error of the computed ``Σ α(WK + DW)`` (d, T) at ``W``
-        (default: the certified point)."""
+        """Entrywise bound on the error of ``Σ α(WK + DW)`` (d, T) at ``W`` (default: the
+        certified point) as the problem's merged coupling computes it
+        (:meth:`coupling_error`, spread evenly over the entries: a bound in Frobenius norm,
+        as its callers read it)."""
         d, T = self.W.shape
+        absW = self.abs_w if W is None else np.abs(W)
+        merged = self.coupling_error() * float(np.linalg.norm(absW)) / np.sqrt(d * T)
         return gamma(d + T + 3) * sum((a * P for a, P in self._abs_products(W)),
-                                      np.zeros((d, T))) + self._underflow(
-            self.abs_w if W is None else np.abs(W))[1]
+                                      np.zeros((d, T))) + self._underflow(absW)[1] + merged
 
     def quadratic_blocks(self, products: list[np.ndarray | None] | None = None
                          ) -> QuadraticBlocks:
@@ -653,10 +713,11 @@ class Rounding:
                 continue
             R, ridge = low
             absR, p = (abs(R) if issparse(R) else np.abs(R)), R.shape[1]
-            v = 0.5 * a * (float(np.sum(P * P)) + ridge * float(np.sum(W * W)))
+            x = float(np.sum(P * P)) + ridge * float(np.sum(W * W))
+            v = 0.5 * a * x
             value += v
             value_err += gamma(d * (p + T) + k + 5) * v + _ETA * (
-                a * (d * p + ridge * d * T + 1) + 2.0)
+                a * (d * p + ridge * d * T + 1) + 2.0) + 2.0 * _halving_error(a) * x
             grad += a * (np.asarray(P @ R.T) + ridge * W)
             grad_err += gamma(p + k + 3) * a * (np.asarray(np.abs(P) @ absR.T) + ridge * absW) \
                 + _ETA * (a * (p + 1) + 1.0)
@@ -682,6 +743,7 @@ class Rounding:
         are ``∇h(X)`` and ``h(X)`` as the caller computed them (by default the terms' own
         ``gradient`` and ``value``).
         """
+        merged = grad is not None  # the coupling's entries α·K, as computed
         grad = sum(p.gradient(X) for p in self.quadratic) if grad is None else grad
         hx = sum(p.value(X) for p in self.quadratic) if value is None else value
         d, T = X.shape
@@ -691,13 +753,34 @@ class Rounding:
         # ‖fl(V − ∇h) − (V − 𝒬X)‖ ≤ ε‖r̂‖ + γ_{d+T+3}‖Σα|X||K|‖, and ‖|X||K|‖ ≤ ‖X‖‖|K|‖₂
         r_norm = norm_up(V - grad) * (1.0 + gamma(2)) \
             + gamma(d + T + 3) * self._abs_norm() * x_norm \
-            + np.sqrt(d * T) * self._underflow(self.abs_w if X is self.W else np.abs(X))[1]
-        rr = _SAFETY * r_norm * r_norm / (2.0 * bottom)  # ≥ ½⟨r, 𝒬⁻¹r⟩
+            + np.sqrt(d * T) * self._underflow(self.abs_w if X is self.W else np.abs(X))[1] \
+            + (self.coupling_error() * x_norm if merged else 0.0)
+        rr = half_square_over(r_norm, bottom)  # ≥ ½⟨r, 𝒬⁻¹r⟩
+        # (and the d·T products of ⟨V, X⟩: η/2 each if they underflow)
         err = gamma(d + T + 2) * float(np.sum(np.abs(VX, out=VX))) + gamma(4) * (
-            abs(vx) + abs(hx) + rr)
+            abs(vx) + abs(hx) + rr) + np.count_nonzero((V != 0) & (X != 0)) * _ETA
         value_err = self.quadratic_value_error(None if X is self.W else X)
         return QuadraticConjugate(vx - hx + rr, _SAFETY * err, x_norm + r_norm / bottom,
                                   _SAFETY * value_err, r_norm, rr)
+
+    def coupling_error(self) -> float:
+        """``c`` such that a product with the problem's merged coupling
+        (:func:`mtlcvx.oracles.coupling`: every term's ``α·K`` entries, a dense factor's
+        ``√α·R``, a sparse one's ``α·RRᵀ``, as computed) is within ``c‖X‖_F`` (Frobenius) of
+        the terms' own ``Σα XK`` beyond the ``γ`` bounds: each entry off by up to ``η/2``
+        more per term (``p·η/2`` through ``RRᵀ``'s sums), ``‖E‖₂ ≤ ‖E‖_F``; through a factor
+        ``F = √α·R`` (T × p) ``‖X‖(2‖E_F‖‖F‖ + ‖E_F‖²)``. Counted twice."""
+        d, T = self.W.shape[-2:]
+        c = 0.0
+        for p, low in zip(self.quadratic, self.lows, strict=True):
+            if low is None or issparse(low[0]):
+                cols = 0 if low is None else low[0].shape[1]
+                c += (d + T) * (1.0 + p.alpha * cols) * _ETA
+                continue
+            size = np.sqrt(low[0].size)
+            F = np.sqrt(p.alpha) * float(np.linalg.norm(low[0])) * (1.0 + gamma(low[0].size))
+            c += (T * _ETA if low[1] else 0.0) + size * _ETA * (2.0 * F + size * _ETA)
+        return c
 
     def factor_conjugate(self, V: np.ndarray, bottom: float) -> tuple[float, float, float] | None:
         r"""``h*(V) ≤ c + err`` and ``‖𝒬⁻¹V‖ ≤ q``, as ``(c, q, err)``, when every quadratic
@@ -810,15 +893,27 @@ class Rounding:
             b = (self.problem.optimal_intercept(self.W) if self.centred and
                  self.intercept is None else self.intercept)
             r = data.stacked_residuals(self.W, b)
-            return 0.5 * self.c * data.task_sums(r * r) * (1.0 + self.g_data)
+            # (n_t squares, η/2 each where they underflow)
+            return 0.5 * self.c * (data.task_sums(r * r) * (1.0 + self.g_data)
+                                   + self.norms.n * self.eta_task)
         slack = 3.0 * gamma(self.norms.n + self.W.shape[-2] + 3) * self.mu if self.centred else 0.0
-        return (np.sqrt(q_task * (1.0 + self.g_data)) + np.sqrt(0.5 * self.c) * slack) ** 2
+        # θ̂ = fl(−c·ρ̂) is within ε|θ̂| + η/2 of −cρ̂ entrywise, so √(c/2)‖ρ̂‖ ≤ (‖θ̂‖ +
+        # √n_t·η/2)/√(2c) (1 + ε), ‖θ̂‖ from q (theta_norms)
+        safe = np.where(self.c > 0, self.c, 1.0)
+        root = (self.theta_norms(q_task) + np.sqrt(self.norms.n) * self.eta_task) \
+            / np.sqrt(2.0 * safe)
+        return np.where(self.c > 0, (root * (1.0 + gamma(2)) + np.sqrt(0.5 * self.c) * slack) ** 2,
+                        0.0)
 
     def loss_error(self, losses: np.ndarray) -> np.ndarray:
         """Per task, a bound on the error of the computed residuals' part of the loss."""
-        g1 = gamma(self.W.shape[-2] + 3)
-        c, mu = self.c, self.mu
-        return g1 * np.sqrt(2.0 * c * losses) * mu + 0.5 * g1 * g1 * c * mu * mu
+        d = self.W.shape[-2]
+        c = self.c
+        # ‖δ_t‖: γ_{d+3}μ_t, and gradual underflow in each entry's d products and the
+        # centring's division; then the n_t squares and the product by c_t (η/2 each)
+        delta = gamma(d + 3) * self.mu + np.sqrt(self.norms.n) * (d + 2) * self.eta_task
+        return (np.sqrt(2.0 * c * losses) * delta + 0.5 * c * delta * delta
+                + (0.5 * c * self.norms.n + 1.0) * self.eta_task)
 
     def primal(self, objective: float, losses: np.ndarray) -> float:
         """``E_F`` less the quadratic terms' value error (:meth:`primal_value_error`): with
@@ -832,6 +927,9 @@ class Rounding:
         if self.others:
             err += gamma(d * T + d + T + 8) * (abs(objective) + loss_total
                                                + self.quadratic_upper())
+        # the loss's final ½ and each other term's final product by its strength (and a
+        # halving): η/2 each, which nothing scales, counted twice
+        err += self.eta_all * (1.0 + 2.0 * self.n_others)
         return _SAFETY * (err + gamma(4) * abs(objective))
 
     def primal_value_error(self) -> float:
@@ -844,19 +942,22 @@ class Rounding:
         """``‖θ̂_t‖ = (2c_t q_t)^{1/2}`` (T,), rounded up (kept for the last ``q_task``
         object: the scale's shrink, the dual's error and ``V``'s ask for the same)."""
         if self._theta is None or self._theta[0] is not q_task:
-            # (plus n_t·η: squares of θ that underflow are each off by up to η/2)
-            self._theta = q_task, np.sqrt(2.0 * self.c * q_task + self.norms.n * _ETA) * (
+            # (plus n_t·η: squares of θ that underflow are each off by up to η/2; and 2c_t·η,
+            # the division by 2c_t's)
+            self._theta = q_task, np.sqrt(
+                2.0 * self.c * q_task + (self.norms.n + 2.0 * self.c) * self.eta_task) * (
                 1.0 + self.g_data)
         return self._theta[1]
 
     def v_error(self, q_task: np.ndarray) -> np.ndarray:
         """Entrywise bound (d, T) on ``|V̂ − XᵀPθ̂|``."""
         tn = self.theta_norms(q_task)
-        e = self.norms.col * (self.g_data * tn)[..., None, :]  # one (d, T) product
-        if self.centred:
+        # one (d, T) product; n_t products per entry, η/2 each where they underflow
+        e = self.norms.col * (self.g_data * tn + self.norms.n * self.eta_task)[..., None, :]
+        if self.centred:  # 1ᵀθ̂_t also gains n_t(c_t + 1)η/2 from the means' divisions
             means = _design_means(self.problem.data)
-            e = e + means * (np.sqrt(self.norms.n) * self.g_data
-                             * (self.c * self.mu + tn))[..., None, :]
+            e = e + means * (np.sqrt(self.norms.n) * self.g_data * (self.c * self.mu + tn)
+                             + self.norms.n * (self.c + 1.0) * self.eta_task)[..., None, :]
         return e
 
     def augmented_v_error(self, q_task: np.ndarray, V: np.ndarray,
@@ -932,15 +1033,22 @@ class Rounding:
         slope = abs(lin - 2.0 * quad) + gamma(4) * (abs(lin) + 2.0 * quad)
         err += over_tasks(delta * (slope + 2.0 * quad * delta))
         err += gamma(T + 8) * (over_tasks(abs(lin)) + over_tasks(quad) + abs(conj))
+        err += (2 * T + 8) * self.eta_all  # the products by s, s², B: η/2 each if they underflow
         return _SAFETY * (err + conj_error)
 
     def loss_dual_error(self, s_t: np.ndarray | float, q_task: np.ndarray) -> float:
         """A bound on the error of ``Σ_t s_t a_t − s_t² q_t`` as computed, at scales ``s_t``
         (one for all tasks, or (T,))."""
-        y_err = (3.0 if self.centred else 1.0) * self.g_data * self.theta_norms(q_task) \
-            * self.norms.y
+        tn = self.theta_norms(q_task)
+        y_err = (3.0 if self.centred else 1.0) * self.g_data * tn * self.norms.y
+        # gradual underflow: a_t's n_t products (and the centred ŷ's divisions, times |θ̂|),
+        # q_t's n_t squares before the division by 2c_t, and that division
+        n = self.norms.n
+        y_err = y_err + (n + (np.sqrt(n) * tn if self.centred else 0.0)) * self.eta_task
+        q_err = self.g_data * q_task + np.where(
+            self.c > 0, n / (2.0 * np.where(self.c > 0, self.c, 1.0)) + 1.0, 0.0) * self.eta_task
         s_t = _per_task(s_t, q_task)
-        return _total(s_t * y_err + s_t * s_t * self.g_data * q_task)
+        return _total(s_t * y_err + s_t * s_t * q_err)
 
     def frobenius_v_error(self, quad_total: float) -> float:
         """``‖e‖_F`` for a dual point known only through ``Σ‖θ_t‖²/(2c_t)`` (rung 4's
@@ -1010,22 +1118,34 @@ class GramRounding(Rounding):
         self.g_gram = gamma(n + d + 2)
         self.m = magnitudes * (1.0 + self.g_gram)  # m_t from the computed diag(G), ‖y_t‖²
         col = self.norms.col[:, 0]
-        dV = self.g_gram * self.c * self.m  # |ΔV_jt| ≤ dV_t ‖x_j‖
+        col_norm = float(np.linalg.norm(col))
+        # gradual underflow, beyond γ (η/2 per product counted twice): G's and B's entries
+        # n products each, then d per entry of GΔ and of Δᵀb, the products by c_t (and ½):
+        # with ω_t = Σ_j|Δ_jt| + 1, the loss within c_tη(nω² + 2dω)/2 + η more, and each
+        # entry of V̂ (and a_t) within u_t = c_tη(nω + d) + η more
+        omega = np.einsum("...dt->...t", np.abs(W if shift is None else W - shift.R)) + 1.0
+        eta = self.eta_task
+        self.u_loss = eta * (0.5 * self.c * (n * omega * omega + 2.0 * d * omega) + 1.0)
+        self.u_v = u = eta * (self.c * (n * omega + d) + 1.0)
+        dV = self.g_gram * self.c * self.m  # |ΔV_jt| ≤ dV_t ‖x_j‖ + u_t
+        dV_norm = dV * col_norm + np.sqrt(d) * u  # ≥ ‖ΔV_t‖
         # Σ_j ‖x_j‖|w^ls_jt| for the exact w^ls: the computed one plus ‖x‖_F times its error
-        self.at_ls = dV * (col @ np.abs(ls.W) + float(np.linalg.norm(col)) * ls.err)
-        self.at_w = dV * (col @ np.abs(W)) + (
-            dV * dV * float(col @ col) / ls.sigma2 / (2.0 * np.where(self.c > 0, self.c, 1.0)))
+        ls_abs = np.abs(ls.W)
+        self.at_ls = dV * (col @ ls_abs + col_norm * ls.err) \
+            + u * (np.sum(ls_abs, axis=0) + np.sqrt(d) * ls.err)
+        self.at_w = dV * (col @ self.abs_w) + u * np.einsum("...dt->...t", self.abs_w) + (
+            dV_norm * dV_norm / ls.sigma2 / (2.0 * np.where(self.c > 0, self.c, 1.0)))
         self.eta = np.zeros_like(self.m)  # ≥ ‖η_t‖: Ê's and Δ̂'s rounding (shift only)
         if shift is not None:
             self.eta = shift.delta + 1.01 * _EPS * self.m
-            self.at_w += dV * (1.01 * _EPS * self.m + float(np.linalg.norm(col)) * shift.delta
-                               / np.sqrt(ls.sigma2))
+            self.at_w += dV * 1.01 * _EPS * self.m + u * 1.01 * _EPS * (omega - 1.0) \
+                + dV_norm * shift.delta / np.sqrt(ls.sigma2)
 
     def task_losses(self, q_task: np.ndarray | None) -> np.ndarray:
         return self.losses + self.loss_error(self.losses)
 
     def loss_error(self, losses: np.ndarray) -> np.ndarray:
-        gram = 0.5 * self.g_gram * self.c * self.m * self.m
+        gram = 0.5 * self.g_gram * self.c * self.m * self.m + self.u_loss
         # a shift's residual is off by η: c‖ρ‖‖η‖ + c‖η‖²/2, ‖ρ‖² ≤ 2(loss + gram)/c
         gram += (np.sqrt(2.0 * self.c * (losses + gram)) * self.eta
                  + 0.5 * self.c * self.eta * self.eta)
@@ -1039,6 +1159,7 @@ class GramRounding(Rounding):
 
     def loss_dual_error(self, s_t: np.ndarray | float, q_task: np.ndarray) -> float:
         s_t = _per_task(s_t, q_task)
-        err = self.g_gram * self.c * self.m * (s_t * self.norms.y + 0.5 * s_t * s_t * self.m)
+        err = self.g_gram * self.c * self.m * (s_t * self.norms.y + 0.5 * s_t * s_t * self.m) \
+            + s_t * self.u_v + s_t * s_t * self.u_loss
         point = s_t * np.abs(1.0 - s_t) * self.at_ls + s_t * s_t * self.at_w  # θ' for θ̂
         return _total(err + point)

@@ -55,11 +55,13 @@ from ._io import record
 from ._linalg import column_dot, issparse
 from ._quadratic_dual import quadratic_dual
 from ._rounding import (
+    _ETA,
     GramRounding,
     QuadraticBlocks,
     Rounding,
     gamma,
     gram_shift,
+    half_square_over,
     least_squares,
     norm_up,
 )
@@ -806,7 +808,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
                            solve_error: float) -> tuple[float, float, float]:
             """``(s, D(s), E_D)`` for ``h*(V) ≤ conj_h + solve_error``, ``‖𝒬⁻¹V‖ ≤ qv``."""
             s, dual = _best_scale(pieces.a, pieces.b + conj_h)
-            conj_error = s * s * (qv * en + (en * en / (2.0 * bottom) if bottom > 0 else 0.0)
+            conj_error = s * s * (qv * en + (half_square_over(en, bottom) if bottom > 0 else 0.0)
                                   + solve_error)
             return s, dual, bound.dual(s, pieces.a_task, pieces.q_task, pieces.b,
                                        conj=s * s * conj_h, conj_error=conj_error)
@@ -871,7 +873,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
             V = pieces.V_loss - pieces.grad_h  # −∇F(W)
             g = norm_up(V) + norm_up(bound.augmented_v_error(pieces.q_task, V,
                                                              bound.quadratic_gradient_error()))
-            return done(g * g / (2.0 * mu()), "gradient norm + strong convexity (rung 5)")
+            return done(half_square_over(g, mu()), "gradient norm + strong convexity (rung 5)")
         # singular 𝒬: the loss's curvature corrects the dual point into range(𝒬)
         corrected = (quadratic_dual(problem, W, pieces.Kt.to_dense(), pieces.Kf)
                      if not large else f"the quadratic terms are singular and too large (T = "
@@ -987,7 +989,9 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
             dn, de = phi.dual_norm(V), phi.dual_norm(e)
             s, dual = _best_scale(pieces.a, b + dn * dn / (2.0 * phi.alpha))
             scale = s * s / (2.0 * phi.alpha)
-            conj_error = scale * (de * (2.0 * dn + de) + 2.0 * g_solve * dn * dn)
+            # (and Ω°(V)²'s underflow over 2α, the division's: η/2 each, counted twice)
+            conj_error = scale * (de * (2.0 * dn + de) + 2.0 * g_solve * dn * dn) \
+                + ((scale + s * s) * _ETA if dn else 0.0)
             return done(None, "squared-norm conjugate (rung 2)" + aug, dual=dual,
                         dual_error=dual_error(s, scale * dn * dn, conj_error))
         s, dual = _conjugate_dual(phi, pieces.a, b, V)
@@ -1188,9 +1192,10 @@ def _rung5(problem: Problem, grad_mapping: float | None, W_plus: np.ndarray | No
                                   "exact prox of the non-smooth part)")
     if mu > 0 and not any(p.active for p in problem.nonsmooth_penalties()):
         # a smooth problem: G_τ = ∇F whatever τ is, so no Lipschitz bound is needed
-        return done(grad_mapping ** 2 / (2.0 * mu), "gradient norm + strong convexity (rung 5)")
+        return done(half_square_over(grad_mapping, mu),
+                    "gradient norm + strong convexity (rung 5)")
     if mu > 0 and proven:
-        gap = profiled - problem.objective(W_plus) + 2.0 * grad_mapping ** 2 / mu
+        gap = profiled - problem.objective(W_plus) + 4.0 * half_square_over(grad_mapping, mu)
         return done(gap, "gradient mapping + strong convexity (rung 5)", evaluations=2)
     why = ("not strongly convex" if mu <= 0 else
            "no proven Lipschitz constant for the smooth part")
