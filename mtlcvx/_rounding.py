@@ -232,7 +232,8 @@ class _DesignNorms:
     n_max: int  # max_t n_t
     g_data: np.ndarray  # (T,): γ_{n_t+3}, the sums over each task's rows
     g_max: float  # γ_{n_max+3}
-    y_live: np.ndarray  # (T,) bool: y_t ≠ 0 (‖y_t‖ may underflow to 0)
+    y_live: np.ndarray | None  # (T,) bool: y_t ≠ 0 (‖y_t‖ may underflow to 0); None: all
+    sqrt_n: np.ndarray  # (T,): √n_t
 
 
 #: Entries of the scratch buffer for ``|X|`` of equal-size tasks: cache-sized and reused
@@ -302,6 +303,7 @@ def _design_norms(data: MultiTaskData) -> _DesignNorms:
         y_live = np.any(data.shared_targets() != 0, axis=0)
     else:  # sums of |y|: no addition underflows, so 0 only for y_t = 0
         y_live = data.task_sums(np.abs(data.stacked()[1])) > 0
+    y_live = None if y_live.all() else y_live
     if known is not None:
         y = np.sqrt(known[1])
     elif data.is_shared:
@@ -322,7 +324,7 @@ def _design_norms(data: MultiTaskData) -> _DesignNorms:
     n = data.n_samples.astype(float)
     # (n_max·d: the longest sum in any of the norms above)
     norms = _DesignNorms(col, spec * (1.0 + gamma(n_max * d)), np.asarray(frob, float), y, n,
-                         n_max, gamma(n + 3), gamma(n_max + 3), y_live)
+                         n_max, gamma(n + 3), gamma(n_max + 3), y_live, np.sqrt(n))
     data.__dict__["_rounding_norms"] = norms
     return norms
 
@@ -481,12 +483,19 @@ class Rounding:
         self.mu = mu * (1.0 + gamma(d + 3))  # ≥ ‖m_t‖
         # η per task whose products can be non-zero (w_t, y_t or b_t non-zero), 0 for the
         # others: their products are exact zeros, with no underflow to count
-        live = norms.y_live | np.any(W != 0, axis=-2)
-        if intercept is not None:
-            live = live | (intercept != 0)
-        self.eta_task = np.where(live, _ETA, 0.0)
-        eta_all = np.where(live.any(axis=-1), _ETA, 0.0)  # one point's, or a batch's (P,)
-        self.eta_all = float(eta_all) if eta_all.ndim == 0 else eta_all
+        if norms.y_live is None:  # (the usual case: every y_t ≠ 0)
+            self.eta_task = self.eta_all = _ETA
+        else:
+            live = norms.y_live | np.any(W != 0, axis=-2)
+            if intercept is not None:
+                live = live | (intercept != 0)
+            self.eta_task = np.where(live, _ETA, 0.0)
+            eta_all = np.where(live.any(axis=-1), _ETA, 0.0)  # one point's, or a batch's (P,)
+            self.eta_all = float(eta_all) if eta_all.ndim == 0 else eta_all
+        c = self.c
+        #: 1/(2c_t), 0 where c_t = 0 (its θ_t is 0)
+        self.half_inv_c = 0.5 / c if c.min(initial=1.0) > 0 else np.where(
+            c > 0, 0.5 / np.where(c > 0, c, 1.0), 0.0)
         self.quadratic, self.n_others = [], 0
         for p in problem.penalties:  # (each term's strengths read once)
             if p.active:
@@ -896,14 +905,14 @@ class Rounding:
             # (n_t squares, η/2 each where they underflow)
             return 0.5 * self.c * (data.task_sums(r * r) * (1.0 + self.g_data)
                                    + self.norms.n * self.eta_task)
-        slack = 3.0 * gamma(self.norms.n + self.W.shape[-2] + 3) * self.mu if self.centred else 0.0
         # θ̂ = fl(−c·ρ̂) is within ε|θ̂| + η/2 of −cρ̂ entrywise, so √(c/2)‖ρ̂‖ ≤ (‖θ̂‖ +
         # √n_t·η/2)/√(2c) (1 + ε), ‖θ̂‖ from q (theta_norms)
-        safe = np.where(self.c > 0, self.c, 1.0)
-        root = (self.theta_norms(q_task) + np.sqrt(self.norms.n) * self.eta_task) \
-            / np.sqrt(2.0 * safe)
-        return np.where(self.c > 0, (root * (1.0 + gamma(2)) + np.sqrt(0.5 * self.c) * slack) ** 2,
-                        0.0)
+        root = (self.theta_norms(q_task) + self.norms.sqrt_n * self.eta_task) \
+            * np.sqrt(self.half_inv_c) * (1.0 + gamma(2))
+        if self.centred:
+            root = root + np.sqrt(0.5 * self.c) * (
+                3.0 * gamma(self.norms.n + self.W.shape[-2] + 3) * self.mu)
+        return root * root
 
     def loss_error(self, losses: np.ndarray) -> np.ndarray:
         """Per task, a bound on the error of the computed residuals' part of the loss."""
@@ -911,7 +920,7 @@ class Rounding:
         c = self.c
         # ‖δ_t‖: γ_{d+3}μ_t, and gradual underflow in each entry's d products and the
         # centring's division; then the n_t squares and the product by c_t (η/2 each)
-        delta = gamma(d + 3) * self.mu + np.sqrt(self.norms.n) * (d + 2) * self.eta_task
+        delta = gamma(d + 3) * self.mu + self.norms.sqrt_n * ((d + 2) * self.eta_task)
         return (np.sqrt(2.0 * c * losses) * delta + 0.5 * c * delta * delta
                 + (0.5 * c * self.norms.n + 1.0) * self.eta_task)
 
@@ -1044,9 +1053,8 @@ class Rounding:
         # gradual underflow: a_t's n_t products (and the centred ŷ's divisions, times |θ̂|),
         # q_t's n_t squares before the division by 2c_t, and that division
         n = self.norms.n
-        y_err = y_err + (n + (np.sqrt(n) * tn if self.centred else 0.0)) * self.eta_task
-        q_err = self.g_data * q_task + np.where(
-            self.c > 0, n / (2.0 * np.where(self.c > 0, self.c, 1.0)) + 1.0, 0.0) * self.eta_task
+        y_err = y_err + (n + self.norms.sqrt_n * tn if self.centred else n) * self.eta_task
+        q_err = self.g_data * q_task + (n * self.half_inv_c + 1.0) * self.eta_task
         s_t = _per_task(s_t, q_task)
         return _total(s_t * y_err + s_t * s_t * q_err)
 
