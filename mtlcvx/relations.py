@@ -334,9 +334,14 @@ def _sparse_square(K: Any, name: str) -> scipy.sparse.csr_matrix:
         # mask that drops explicit zeros; nothing to convert and no duplicates to sum
         rows = _rows(K)
         keep = K.data != 0
-        if not keep.all():
+        if keep.all():  # copies of its arrays as they are (32-bit indices where they fit)
+            index = _index_dtype(max(K.shape[0], K.nnz))
+            K = scipy.sparse.csr_matrix((K.data.copy(), K.indices.astype(index),
+                                         K.indptr.astype(index)), shape=K.shape)
+            K.has_canonical_format = True
+        else:
             rows = rows[keep]
-        K = _csr_sorted(rows, K.indices[keep], K.data[keep], K.shape[0])
+            K = _csr_sorted(rows, K.indices[keep], K.data[keep], K.shape[0])
     else:
         try:
             K = scipy.sparse.csr_matrix(K, dtype=np.float64, copy=True)
