@@ -38,7 +38,7 @@ from .backends.registry import certified_status
 from .certificates import Certificate, certify, certify_path
 from .data import MultiTaskData, as_float_array
 from .exceptions import ArgumentError, ConvergenceWarning, DataError, MTLError
-from .oracles import lipschitz
+from .oracles import gram_extremes, lipschitz
 from .penalties._prox import row_norms
 from .penalties.base import Penalty
 from .problem import Problem
@@ -230,10 +230,31 @@ class _GramRoute:
         # cold solves also read); the swept term is the only active one, so it is the loss's
         known = lipschitz(prob)
         self.L_full = self._lipschitz(self.G) if known is None else known
+        self.G_single = self._single_precision(prob)
         self._lipschitz_seen: list[tuple[np.ndarray, float, int]] = []  # (rows, L, |rows|)
         # support S -> (factor of G_SS or None, rows off S, G[S̄, S] or None) for _polish
         self._factors: dict[bytes, tuple[Any, np.ndarray, np.ndarray | None]] = {}
         self._every = np.arange(self.B.shape[0])  # S when it holds every row
+
+    def _single_precision(self, prob: Problem) -> np.ndarray | None:
+        """``G`` in single precision for FISTA's products, or None.
+
+        For a large shared design (``d²T`` at least :data:`_SINGLE_PRODUCT`, where the
+        time is in the products, not in the calls) whose ``G`` is well conditioned,
+        ``κ√d·u ≤`` :data:`_SINGLE_ROUNDING` with ``κ = λ_max/λ_min`` and ``u = 2⁻²⁴``:
+        FISTA's fixed point then moves by about ``κ√d·u`` relative, and the polish on the
+        support (in double precision) makes the gap second order in that. Only the
+        iterations run in single precision: every gap, polish and certificate is
+        computed in double precision from the original statistics.
+        """
+        extremes = gram_extremes(prob)
+        if extremes is None or self.G.size * prob.n_tasks < _SINGLE_PRODUCT:
+            return None
+        low, high = extremes
+        if not (low > 0 and high * math.sqrt(self.G.shape[0]) * 2.0 ** -24
+                <= _SINGLE_ROUNDING * low):
+            return None
+        return self.G.astype(np.float32)
 
     @staticmethod
     def applies(prob: Problem, pen: Penalty) -> bool:
@@ -453,6 +474,14 @@ class _GramRoute:
         k = 0
         view = (act.copy(), self.G, self.B)  # (act, G[:, act], B[act]) for _gap
         Ga = self.G  # G[act, act]
+        Glow = self.G_single  # G[act, act] in single precision, or None (see __init__)
+
+        def product(M: np.ndarray) -> np.ndarray:
+            """``G[act, act] M`` for FISTA, in single precision where that applies."""
+            if Glow is None:
+                return self._mul(Ga, M)
+            return self._mul(Glow, M.astype(np.float32)).astype(np.float64)
+
         hint = V  # V = −∇f of the iterate (predicted, or left by FISTA's iterations)
         grad_P = None  # ∇f on the active rows at the restart point P, read off its gap
 
@@ -489,6 +518,10 @@ class _GramRoute:
                     if certified(checked) or k >= max_iter:
                         break
                 _, gap, _, V, s, vn = checked  # the dual point of the gap is s·V
+                if Glow is not None and k >= _SINGLE_PATIENCE * max(first + _FIRST_LESS, 10):
+                    # far more iterations than the last point: perhaps single precision's
+                    # floor, so double precision from now on
+                    Glow = self.G_single = None
                 # Gap Safe sphere: ‖θ* − θ‖_c ≤ √(2 gap), ‖θ‖²_c = Σ_t ‖θ_t‖²/c_t
                 # (see docs/paths.md)
                 r = math.sqrt(2.0 * max(gap, 0.0))
@@ -505,6 +538,8 @@ class _GramRoute:
                     view = (act.copy(), None if self.shared else self._sub(slice(None), act),
                             self.B[act])
                     Ga = self._sub(act, act)
+                    if Glow is not None:
+                        Glow = Ga.astype(np.float32)
                     X[drop] = 0.0
                     Y[drop] = 0.0
                     if act.any() and act.sum() < 0.5 * sized:  # a smaller L: longer steps
@@ -526,7 +561,7 @@ class _GramRoute:
             for _ in range(block):
                 k += 1
                 if grad_P is None:
-                    Z = self._mul(Ga, Ya)
+                    Z = product(Ya)
                     Z *= cL
                     Z -= BcL
                 else:
@@ -547,8 +582,11 @@ class _GramRoute:
                 X, Y = Xa, Ya
             else:
                 X[act], Y[act] = Xa, Ya
-            if self.rows:  # V of the iterate, for the rows that enter
+            if self.rows and Glow is None:  # V of the iterate, for the rows that enter
                 hint = (self.B - self._product(X, view)) * c
+            elif self.rows:  # on the active rows (the polish reads no other)
+                hint = np.zeros_like(X)
+                hint[act] = (view[2] - product(Xa)) * c
         screened = 1.0 - (np.count_nonzero(act) if self.rows else np.count_nonzero(keep)) / (
             act.size if self.rows else keep.size)
         return X, checked[3], k, screened, GX
@@ -729,6 +767,20 @@ class _WarmStart:
             self.known) else None
         return np.where(W_last != 0, W, 0.0), V
 
+
+#: FISTA's products in single precision (``_GramRoute._single_precision``) from this many
+#: multiply-adds ``d²T`` (the 2000 × 500 × 50 benchmark has 12.5 M; the 500 × 100 × 20
+#: one 0.2 M, where the time is in the calls), for designs with ``κ√d·2⁻²⁴`` at most
+#: ``_SINGLE_ROUNDING``. AR(1) designs 2000 × 500 × 50, 50-point paths, CPU in double /
+#: single precision: κ = 54: 748 / 516 ms (809 / 868 iterations), κ = 102: 1397 / 879 ms,
+#: κ = 244: 2350 / 1421 ms (2938 / 2948); at κ = 1010 single precision stalls (8186 /
+#: 26721 iterations), hence the bound (κ ≤ 225 at d = 500).
+_SINGLE_PRODUCT = 1 << 21
+_SINGLE_ROUNDING = 3e-4
+#: A point that has run this many times the previous point's iterations (at least 10)
+#: in single precision goes on in double precision, and so does the rest of the path: a
+#: safety net should single precision's floor be above the target.
+_SINGLE_PATIENCE = 10
 
 #: The first run of FISTA iterations of a point is the previous point's count less this
 #: (A/B on the three benchmark paths, CPU time, against checks after 3, 6, 9, …

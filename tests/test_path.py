@@ -53,6 +53,48 @@ def test_l21_path_matches_sklearn_multitask_lasso(rng):
         np.testing.assert_allclose(path.intercept[i], sk.intercept_, atol=1e-3)
 
 
+def test_single_precision_iterations_reach_sklearns_objectives(rng, monkeypatch):
+    """FISTA's products in single precision (large, well-conditioned shared designs; the
+    size threshold lowered here): every point still certified, objectives sklearn's."""
+    import mtlcvx.path as mp
+
+    monkeypatch.setattr(mp, "_SINGLE_PRODUCT", 0)
+    X, Y = _shared(rng, n=200, d=30, T=5)
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21()])
+    assert mp._GramRoute(prob, prob.penalties[0]).G_single is not None
+    path = mc.regularization_path(prob, n_alphas=10)
+    for i, a in enumerate(path.alphas):
+        assert path.status[i] == "optimal"
+        sk = MultiTaskLasso(alpha=a, fit_intercept=False, tol=1e-14, max_iter=100_000).fit(X, Y)
+        prob.penalties[0].alpha = a
+        f_sk = prob.objective(sk.coef_.T)
+        assert abs(path.objective[i] - f_sk) <= 2e-8 * f_sk
+
+
+def test_single_precision_only_for_well_conditioned_designs(rng, monkeypatch):
+    """The gate reads κ(XᵀX) (compared here with NumPy's condition number), and a design
+    let through against it (bound raised) falls back to double precision: every point
+    certified all the same."""
+    import mtlcvx.path as mp
+
+    monkeypatch.setattr(mp, "_SINGLE_PRODUCT", 0)
+    X, Y = _shared(rng, n=200, d=30, T=5)
+    X[:, 1] = X[:, 0] + 1e-3 * X[:, 1]  # nearly collinear: κ about 1e7
+    kappa = np.linalg.cond(X.T @ X)
+    assert kappa * np.sqrt(30) * 2.0 ** -24 > mp._SINGLE_ROUNDING
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21()])
+    assert mp._GramRoute(prob, prob.penalties[0]).G_single is None
+    monkeypatch.setattr(mp, "_SINGLE_ROUNDING", 1e9)
+    assert mp._GramRoute(prob, prob.penalties[0]).G_single is not None
+    path = mc.regularization_path(prob, n_alphas=10)
+    assert all(s == "optimal" for s in path.status)
+    for i, a in enumerate(path.alphas):
+        sk = MultiTaskLasso(alpha=a, fit_intercept=False, tol=1e-14, max_iter=100_000).fit(X, Y)
+        prob.penalties[0].alpha = a
+        f_sk = prob.objective(sk.coef_.T)
+        assert abs(path.objective[i] - f_sk) <= 2e-8 * f_sk
+
+
 def test_l1_path_is_one_lasso_per_task(rng):
     X, Y = _shared(rng, T=3)
     prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L1()])
