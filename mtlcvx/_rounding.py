@@ -299,11 +299,6 @@ def _design_norms(data: MultiTaskData) -> _DesignNorms:
                       else known[0])  # (k, d)
     frob = np.sqrt(np.einsum("kd,kd->k", col, col))
     spec = np.minimum(frob, one_inf)
-    if data.is_shared:
-        y_live = np.any(data.shared_targets() != 0, axis=0)
-    else:  # sums of |y|: no addition underflows, so 0 only for y_t = 0
-        y_live = data.task_sums(np.abs(data.stacked()[1])) > 0
-    y_live = None if y_live.all() else y_live
     if known is not None:
         y = np.sqrt(known[1])
     elif data.is_shared:
@@ -314,6 +309,13 @@ def _design_norms(data: MultiTaskData) -> _DesignNorms:
     else:
         yv = data.stacked()[1]
         y = np.sqrt(data.task_sums(yv * yv))
+    y_live = None  # (‖y_t‖ > 0 for every task: every y_t ≠ 0, the usual case)
+    if not y.min() > 0:  # a sum of squares may underflow to 0: the exact test
+        if data.is_shared:
+            y_live = np.any(data.shared_targets() != 0, axis=0)
+        else:  # sums of |y|: no addition underflows, so 0 only for y_t = 0
+            y_live = data.task_sums(np.abs(data.stacked()[1])) > 0
+        y_live = None if y_live.all() else y_live
     if data.is_shared:
         T = data.n_tasks
         col = np.broadcast_to(col.T, (d, T))
