@@ -124,13 +124,17 @@ def test_direct_semidefinite_system_gives_an_optimum(rng):
     assert sol.objective == pytest.approx(ref.objective, rel=1e-7, abs=1e-9)
 
 
-def test_direct_keeps_a_ridge_beside_a_strong_dense_k(rng):
-    """``TaskRelation(outer(z), 1e12) + Ridge(1)`` (λ_max ≈ 3e13): Cholesky's residual is
-    far above 1e-9 of the data (it is backward stable, ~ε‖M‖‖w‖), and the minimum-norm
-    fallback counted the ridge's eigenvalues, within ``64·n·ε·λ_max`` of 0, as null: its
-    objective was 1.6× the optimum's (4.9× on bench_quadratic_gaps' T = 50 row at
-    ``α = 1e10``). Cholesky's solution is now within 1e-7 of the exact optimum (in
-    rationals), as close as the conditioning allows."""
+@pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(float).eps,
+                    reason="long double is float64 here: no extended-precision refinement")
+@pytest.mark.parametrize("alpha", [1e12, 1e13, 1e14])
+def test_direct_keeps_a_ridge_beside_a_strong_dense_k(rng, alpha):
+    """``TaskRelation(outer(z), α) + Ridge(1)`` (λ_max ≈ 3α): at 1e12 Cholesky's residual
+    is far above 1e-9 of the data (backward stable, ~ε‖M‖‖w‖), at 1e13 and 1e14 it breaks
+    down, and the minimum-norm fallback counts the ridge's eigenvalues, within
+    ``64·n·ε·λ_max`` of 0, as null: 1.3-1.8× the optimum (4.9× on bench_quadratic_gaps'
+    T = 50 row at ``α = 1e10``); a float64 ``LDLᵀ`` alone was 3e-6 (1e13) and 2e-4 (1e14)
+    above it. The ``LDLᵀ`` solution refined with extended-precision residuals is within
+    1e-7 of the exact optimum in rationals, and its status is the certificate's word."""
     from fractions import Fraction
 
     from reference import exact_objective, exact_quadratic_solution
@@ -140,17 +144,18 @@ def test_direct_keeps_a_ridge_beside_a_strong_dense_k(rng):
     ys = [rng.standard_normal(5) for _ in range(T)]
     z = rng.standard_normal((T, 1)) * np.pi
     prob = mc.Problem(mc.MultiTaskData(Xs, ys), mc.SquaredLoss("sum"),
-                      [mc.TaskRelation(mc.relations.outer(z), 1e12), mc.Ridge(1.0)])
-    K = [[Fraction(1e12) * Fraction(v) + (1 if s == t else 0) for t, v in enumerate(row)]
+                      [mc.TaskRelation(mc.relations.outer(z), alpha), mc.Ridge(1.0)])
+    K = [[Fraction(alpha) * Fraction(v) + (1 if s == t else 0) for t, v in enumerate(row)]
          for s, row in enumerate(prob.penalties[0].K.tolist())]
     F_star, _ = exact_quadratic_solution(Xs, ys, np.ones(T), K)
-    with warnings.catch_warnings():  # certified only to 0.34: the float64 floor of WK
+    with warnings.catch_warnings():  # certified only to 0.2-3.5: the float64 floor of WK
         warnings.simplefilter("ignore", mc.ConvergenceWarning)
         sol = prob.solve(backend="direct")
-    assert sol.info["method"] == "cholesky (ill-conditioned)"
+    assert sol.info["method"] == "ldlt (refined)"
     true = exact_objective(Xs, ys, np.ones(T), sol.W, None, K) - F_star
     assert 0 <= true <= Fraction(1e-7) * F_star, float(true / F_star)
     assert Fraction(sol.certificate.gap) >= true
+    assert sol.status != "optimal" or sol.certificate.relative_gap <= 1e-8
 
 
 @pytest.mark.parametrize("alpha", [0.3, 0.0])

@@ -22,8 +22,11 @@ the structure of ``K_t``):
   a chain gives bandwidth d);
 * **Woodbury** when ``K_t = U Uᵀ + diagonal`` is given by a factor: T block solves and
   one ``(p·d)×(p·d)`` capacitance system;
-* **dense Cholesky** of the assembled system while ``d·T ≤ dense_limit`` (pseudo-inverse
-  through ``eigh`` when it is only semidefinite);
+* **dense Cholesky** of the assembled system while ``d·T ≤ dense_limit``; where it breaks
+  down or its residual is large, the lowest objective of Cholesky's solution, a
+  symmetric-indefinite ``LDLᵀ`` solve refined with residuals in extended precision (a
+  ridge beside a strong ``αK``: definite but too ill-conditioned for float64 alone) and
+  the pseudo-inverse through ``eigh`` (a semidefinite system);
 * **matrix-free preconditioned CG** otherwise, multiplying by ``K_t`` in its structure,
   preconditioned by the block-Jacobi blocks ``c_t H_t + K_f + (K_t)_tt I``.
 """
@@ -31,13 +34,14 @@ the structure of ``K_t``):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy
 
 from .. import oracles
-from .._linalg import batches, block_pinv, pinv_solve_psd, psd_cutoff
+from .._linalg import batches, block_pinv, issparse, pinv_solve_psd, psd_cutoff
 from ..certificates import certify
 from ..coupling import DENSE_LIMIT, TaskCoupling
 from ..exceptions import MTLError, SolverFailed
@@ -65,6 +69,34 @@ def _blocks(grams, c, Kf) -> tuple[np.ndarray, np.ndarray]:
     if Kf is not None:
         Hs += Kf
     return Hs, grams.B * c
+
+
+def _extended_operator(problem: Problem,
+                       Hs: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The system operator ``W ↦ [H_t w_t]_t + Σ α W K`` in ``np.longdouble``, the task-side
+    terms' ``α`` and ``K`` (or ``R``, ``ridge`` of a factor-given ``K``) kept apart as the
+    terms hold them: the coupling's ``α·K`` is rounded, ``ε·α|K|`` entrywise, which at
+    ``α‖K‖ ≈ 1e13`` alone moves a solution's objective by about 1e-6 of the optimum's.
+    (Extended precision where the platform's long double has it, 64-bit mantissas on
+    x86; elsewhere float64, and the refinement it serves gains nothing.)"""
+    d, T = problem.n_features, problem.n_tasks
+    terms = [(np.longdouble(p.alpha), p.low_rank(), p.matrix(d, T))
+             for p in problem.penalties
+             if p.active and p.structure == "quadratic" and p.side == "task"]
+    H = Hs.astype(np.longdouble)
+
+    def apply(W: np.ndarray) -> np.ndarray:
+        Wl = W.astype(np.longdouble)
+        out = np.matmul(H, Wl.T[:, :, None])[:, :, 0].T
+        for a, low, K in terms:
+            if low is not None:
+                R = (low[0].toarray() if issparse(low[0]) else low[0]).astype(np.longdouble)
+                out += a * ((Wl @ R) @ R.T + np.longdouble(low[1]) * Wl)
+            else:
+                out += a * ((K @ Wl.T).T if issparse(K) else Wl @ K.astype(np.longdouble))
+        return out
+
+    return apply
 
 
 def _apply(Hs: np.ndarray, Kt: TaskCoupling, W: np.ndarray) -> np.ndarray:
@@ -143,7 +175,7 @@ class DirectBackend(Backend):
             Hs, B = _blocks(stats, c, Kf)
             W, method = self._structured(Hs, B, Kt)
             if W is None and problem.n_features * problem.n_tasks <= self.dense_limit:
-                W, method = self._dense(Hs, B, Kt)
+                W, method = self._dense(Hs, B, Kt, _extended_operator(problem, Hs))
             if W is None:
                 W, iters = self._pcg(Hs, B, Kt, tol, max_iter)
                 method = "pcg"
@@ -284,7 +316,11 @@ class DirectBackend(Backend):
         return x.T.copy()
 
     @staticmethod
-    def _dense(Hs, B, Kt: TaskCoupling) -> tuple[np.ndarray, str]:
+    def _dense(Hs, B, Kt: TaskCoupling,
+               extended: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, str]:
+        """The assembled system by Cholesky; where that breaks down or leaves a residual
+        above 1e-9 of the right side, the candidate of lowest objective, compared with
+        residuals in extended precision (``extended``: :func:`_extended_operator`)."""
         T, d, _ = Hs.shape
         rhs = B.T.ravel()
         Kd = Kt.to_dense()
@@ -298,40 +334,66 @@ class DirectBackend(Backend):
                 M4[t, :, t, :] += Hs[t]
             return M
 
-        def residual(w: np.ndarray) -> np.ndarray:
-            return _apply(Hs, Kt, w.reshape(T, d).T).T.ravel() - rhs
+        rhs_l = rhs.astype(np.longdouble)
+
+        def residual(x: np.ndarray) -> np.ndarray:  # Mx − b in extended precision
+            return extended(x.reshape(T, d).T).T.ravel() - rhs_l
 
         M = assemble()
-        w = None
+        w = r = None
         try:
             # M is symmetric: its transpose is a Fortran-ordered view LAPACK factors in place.
             factor = scipy.linalg.cho_factor(M.T, lower=True, overwrite_a=True,
                                              check_finite=False)
             w = scipy.linalg.cho_solve(factor, rhs, check_finite=False)
-            # A PSD-singular M can still factor with tiny pivots; check the residual.
-            resid = residual(w)
-            if not np.all(np.isfinite(w)) or (
-                np.linalg.norm(resid) > 1e-9 * max(np.linalg.norm(rhs), 1e-300)
-            ):
-                raise np.linalg.LinAlgError
-            return w.reshape(T, d).T.copy(), "cholesky"
+            # A PSD-singular M can still factor with tiny pivots; check the residual (once:
+            # the comparison below reads it too)
+            if np.all(np.isfinite(w)):
+                r = residual(w)
+                if np.linalg.norm(r.astype(float)) <= 1e-9 * max(np.linalg.norm(rhs), 1e-300):
+                    return w.reshape(T, d).T.copy(), "cholesky"
         except np.linalg.LinAlgError:
-            M = assemble()
-            pinv = pinv_solve_psd(M, rhs)
-        # The minimum-norm solution drops the eigenvalues within round-off of λ_max, which
-        # can be genuine (a ridge beside αK with α‖K‖ ≈ 1e13): Cholesky's solution of a
-        # definite but ill-conditioned M is kept when its objective ½wᵀMw − bᵀw =
-        # ½(wᵀr − bᵀw), r = Mw − b, is lower by more than its rounding, γ_n(|w|ᵀ|M||w| +
-        # 2|b|ᵀ|w|) (a singular M's tiny pivots give a w that this does not single out)
-        if w is not None and np.all(np.isfinite(w)):
-            def objective(w: np.ndarray) -> float:
-                return 0.5 * float(w @ residual(w) - rhs @ w)
+            pass
+        M = assemble()
+        eps = float(np.finfo(np.longdouble).eps)
 
-            noise = 4.0 * M.shape[0] * np.finfo(float).eps * float(
-                np.abs(w) @ (np.abs(M) @ np.abs(w)) + 2.0 * np.abs(rhs) @ np.abs(w))
-            if objective(w) + noise < objective(pinv):
-                return w.reshape(T, d).T.copy(), "cholesky (ill-conditioned)"
-        return pinv.reshape(T, d).T.copy(), "eigh (semidefinite system)"
+        def lower(x: np.ndarray, r: np.ndarray, y: np.ndarray, s: np.ndarray) -> bool:
+            """Whether ``x`` (residual ``r``) has a lower objective ``½xᵀMx − bᵀx`` than
+            ``y`` (residual ``s``) by more than the rounding of their difference ``(x −
+            y)ᵀ(r + s)/2``: ``γ_n|x − y|ᵀ(|M|(|x| + |y|) + 2|b|)`` (a difference, not two
+            objectives: its rounding scales with ``|x − y|``, far below ``ε|x|ᵀ|M||x|``
+            where ``M`` is ill-conditioned)."""
+            step = x - y
+            noise = 4.0 * M.shape[0] * eps * float(np.abs(step) @ (
+                np.abs(M) @ (np.abs(x) + np.abs(y)) + 2.0 * np.abs(rhs)))
+            return bool(np.all(np.isfinite(x))) and float(step @ (r + s)) / 2.0 + noise < 0.0
+
+        # the minimum-norm solution first: a semidefinite M's (its null space left out);
+        # another replaces it only where its objective is lower beyond rounding (the
+        # minimum-norm solve drops eigenvalues within round-off of λ_max that can be
+        # genuine, a ridge beside αK with α‖K‖ ≈ 1e10; a singular M's tiny pivots give a
+        # solution that this does not single out)
+        x = pinv_solve_psd(M, rhs)
+        best = (x, residual(x), "eigh (semidefinite system)")
+        # Bunch–Kaufman LDLᵀ: no breakdown on a definite M too ill-conditioned for Cholesky
+        # (α‖K‖ ≈ 1e13 beside a ridge); its float64 solution is off by about κε, which
+        # refinement with the extended residual shrinks by about κε a step
+        lu, ipiv, info = scipy.linalg.lapack.dsytrf(M, lower=1)
+        if info == 0:
+            x = scipy.linalg.lapack.dsytrs(lu, ipiv, rhs, lower=1)[0]
+            r, size = residual(x), np.inf
+            for _ in range(10):
+                step = scipy.linalg.lapack.dsytrs(lu, ipiv, r.astype(float), lower=1)[0]
+                last, size = size, float(np.linalg.norm(step))
+                if not size < 0.5 * last:  # converged to the residual's own rounding
+                    break
+                x = x - step
+                r = residual(x)
+            if lower(x, r, *best[:2]):
+                best = (x, r, "ldlt (refined)")
+        if r is not None and lower(w, r, *best[:2]):
+            best = (w, None, "cholesky (ill-conditioned)")
+        return best[0].reshape(T, d).T.copy(), best[2]
 
     @staticmethod
     def _pcg(Hs, B, Kt: TaskCoupling, tol, max_iter) -> tuple[np.ndarray, int]:
