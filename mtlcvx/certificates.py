@@ -570,7 +570,8 @@ def certify_path(problem: Problem, penalty: Penalty, alphas: np.ndarray, Ws: np.
     mu = deferred_strong_convexity(problem)
     ls = _gram_ready(problem)
     points = np.flatnonzero(alphas > 0)
-    step = max(1, _BATCH_ENTRIES // Ws[0].size)
+    size = Ws[0].size
+    step = max(1, _BATCH_ENTRIES // size, min(_BATCH_POINTS, _BATCH_LIMIT // size))
     for start in range(0, points.size, step):
         _certify_chunk(problem, penalty, alphas, Ws, values, points[start:start + step], out,
                        mu, ls, tol, products)
@@ -578,11 +579,16 @@ def certify_path(problem: Problem, penalty: Penalty, alphas: np.ndarray, Ws: np.
 
 
 #: Entries (P·d·T) of one chunk of :func:`certify_path`'s arrays: 128 KB, glibc's default
-#: threshold for fresh memory maps. Larger temporaries can cost a page fault per 4 KB each
+#: threshold for fresh memory maps, or :data:`_BATCH_POINTS` points when that is more (up to
+#: :data:`_BATCH_LIMIT` entries). Larger temporaries can cost a page fault per 4 KB each
 #: time they are allocated (measured: ``|W − R|`` over 50 points of 100 × 20 took 670 µs
-#: in one piece, 50 µs in chunks of 8), so a batch goes through in chunks this size (one
-#: point at a time once a point is that large: the arithmetic then dominates anyway).
+#: in one piece, 50 µs in chunks of 8). With points of 200 KB (500 × 50) a batch of 8 pays
+#: less per point in calls than it loses to faults: the 2000 × 500 × 50 benchmark path's
+#: 50 certificates take 54 ms one point at a time, 46 / 44 / 43 / 43 ms in chunks of 2 / 4
+#: / 8 / 16 points and 61 ms in one chunk.
 _BATCH_ENTRIES = 1 << 14
+_BATCH_POINTS = 8
+_BATCH_LIMIT = 1 << 22
 
 
 def _certify_chunk(problem: Problem, penalty: Penalty, alphas: np.ndarray, Ws: np.ndarray,

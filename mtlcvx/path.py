@@ -25,7 +25,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy
@@ -193,6 +193,20 @@ def _top_eigenvalue(M: np.ndarray) -> float:
     return float(top) * (1.0 + 1e-8)
 
 
+class _Factor(NamedTuple):
+    """What :meth:`_GramRoute._polish` keeps per support ``S``: ``factor`` (the upper
+    Cholesky factor of ``G_SS`` of a shared design, ``G_t,SS⁻¹`` stacked per task, or
+    None when ``G_SS`` is singular) with its rows in the order ``order`` (``S`` itself, or
+    a permutation of it after an extension), ``B`` in that order, the rows ``rest`` off
+    ``S`` and ``G[rest, order]`` (None below half the rows)."""
+
+    factor: np.ndarray | None
+    order: np.ndarray
+    B: np.ndarray
+    rest: np.ndarray
+    off: np.ndarray | None
+
+
 class _GramRoute:
     r"""Warm-started FISTA on Gram matrices with Gap Safe screening.
 
@@ -232,8 +246,8 @@ class _GramRoute:
         self.L_full = self._lipschitz(self.G) if known is None else known
         self.G_single = self._single_precision(prob)
         self._lipschitz_seen: list[tuple[np.ndarray, float, int]] = []  # (rows, L, |rows|)
-        # support S -> (factor of G_SS or None, rows off S, G[S̄, S] or None) for _polish
-        self._factors: dict[bytes, tuple[Any, np.ndarray, np.ndarray | None]] = {}
+        # support S -> its _Factor, for _polish (the supports of the last few checks)
+        self._factors: dict[bytes, _Factor] = {}
         self._every = np.arange(self.B.shape[0])  # S when it holds every row
 
     def _single_precision(self, prob: Problem) -> np.ndarray | None:
@@ -391,51 +405,89 @@ class _GramRoute:
                 rows, on = X.copy(), on.copy()
                 rows[enter], norms[enter], on[enter] = Vz[inside], vz_norms[inside], True
                 every = bool(on.all())
-        if every:
-            S, U_S, B_S = self._every, rows / norms[:, None], self.B
-        else:
-            S = np.flatnonzero(on)
-            if S.size == 0:
-                return None
-            U_S, B_S = rows[S] / norms[S, None], self.B[S]
+        S = self._every if every else np.flatnonzero(on)
+        if S.size == 0:
+            return None
         key = S.tobytes()
-        if key not in self._factors:
-            sub = self._sub(S, S)
-            if sub.ndim == 2:  # upper Cholesky factor, None unless positive definite
-                upper, info = scipy.linalg.lapack.dpotrf(sub, lower=False, clean=False)
-                factor = upper if info == 0 else None
-            else:  # G_t⁻¹ = L_t⁻ᵀ L_t⁻¹ (T, s, s), Cholesky as the definiteness test
-                try:
-                    Linv = np.linalg.inv(np.linalg.cholesky(sub))
-                    factor = np.matmul(Linv.transpose(0, 2, 1), Linv)
-                except np.linalg.LinAlgError:
-                    factor = None
-            off_S = np.ones(X.shape[0], dtype=bool)
-            off_S[S] = False
-            rest = np.flatnonzero(off_S)
-            off = self._sub(rest, S) if 2 * S.size >= X.shape[0] else None  # G[S̄, S]
+        entry = self._factors.get(key)
+        if entry is None:
+            entry = self._factor(S, on)
             if len(self._factors) >= 8:  # the supports of the last few checks
                 del self._factors[next(iter(self._factors))]
-            self._factors[key] = factor, rest, off
-        factor, rest, off = self._factors[key]
+            self._factors[key] = entry
+        factor, order, B_S, rest, off = entry
         if factor is None:
             return None
+        natural = every and order is S  # every row, in their own order: nothing to gather
+        U_S = rows / norms[:, None] if natural else rows[order] / norms[order, None]
         U_S *= -alpha / self.c
         rhs = np.add(B_S, U_S, out=U_S)  # b_t,S − (α/c_t) u_t
         if factor.ndim == 2:
             solved = scipy.linalg.lapack.dpotrs(factor, rhs, lower=False)[0]
         else:
             solved = self._mul(factor, rhs)
-        if every:
-            return solved, None if off is None else rhs  # no rows off S
+        if natural:
+            return solved, rhs  # no rows off S
         out = np.zeros(X.shape)
-        out[S] = solved
+        out[order] = solved
         if off is None:
             return out, None
         GW = np.empty_like(X)
-        GW[S] = rhs
-        GW[rest] = self._mul(off, out[S])
+        GW[order] = rhs
+        if rest.size:
+            GW[rest] = self._mul(off, solved)
         return out, GW
+
+    def _factor(self, S: np.ndarray, on: np.ndarray) -> _Factor:
+        r"""The :class:`_Factor` of the support ``S`` (sorted; ``on`` its mask).
+
+        On a shared design, a support that holds one seen before (of at least half its
+        size) extends that factor by a block rather than factoring ``G_SS`` anew: with
+        ``P`` the old rows, ``E`` the new ones and ``G_PP = UᵀU``,
+
+        .. math:: G_{[P,E],[P,E]} = \begin{bmatrix} U & Z \\ 0 & U_E \end{bmatrix}^\top
+                  \begin{bmatrix} U & Z \\ 0 & U_E \end{bmatrix},\quad
+                  Z = U^{-\top} G_{PE},\quad U_E^\top U_E = G_{EE} − Z^\top Z,
+
+        a triangular solve and a Cholesky factor of the ``|E| × |E|`` Schur complement; the
+        rows are then in the order ``[P, E]``. Along a path the support mostly grows
+        (2000 × 500 × 50 benchmark: 212 → 420 → 487 → 498 → 500 rows), and a fresh factor
+        of ``G_SS`` at 500 rows costs 6–8 ms here, mostly first touches of its fresh
+        memory, against 0.3 ms to extend one by 2–11 rows.
+        """
+        order, factor = S, None
+        if self.G.ndim == 3:  # G_t⁻¹ = L_t⁻ᵀ L_t⁻¹ (T, s, s), Cholesky as the definiteness test
+            try:
+                Linv = np.linalg.inv(np.linalg.cholesky(self._sub(S, S)))
+                factor = np.matmul(Linv.transpose(0, 2, 1), Linv)
+            except np.linalg.LinAlgError:
+                pass
+        else:  # upper Cholesky factor, None unless positive definite
+            base = max((e for e in self._factors.values() if e.factor is not None
+                        and 2 * e.order.size >= S.size and on[e.order].all()),
+                       key=lambda e: e.order.size, default=None)
+            if base is None:
+                upper, info = scipy.linalg.lapack.dpotrf(self._sub(S, S), lower=False,
+                                                         clean=False)
+                factor = upper if info == 0 else None
+            else:
+                seen = np.zeros_like(on)
+                seen[base.order] = True
+                new = np.flatnonzero(on & ~seen)
+                Z = scipy.linalg.lapack.dtrtrs(base.factor, self.G[np.ix_(base.order, new)],
+                                               lower=False, trans=1)[0]
+                schur = self.G[np.ix_(new, new)] - Z.T @ Z
+                corner, info = scipy.linalg.lapack.dpotrf(schur, lower=False, clean=False)
+                if info == 0:  # dpotrs reads the upper triangle only
+                    p = base.order.size
+                    factor = np.empty((S.size, S.size), order="F")
+                    factor[:p, :p] = base.factor
+                    factor[:p, p:] = Z
+                    factor[p:, p:] = corner
+                    order = np.concatenate([base.order, new])
+        rest = np.flatnonzero(~on)
+        off = self._sub(rest, order) if 2 * S.size >= on.size else None  # G[S̄, S]
+        return _Factor(factor, order, self.B[order], rest, off)
 
     def solve(self, W: np.ndarray, alpha: float, tol: float, V: np.ndarray | None = None,
               max_iter: int = 100_000,

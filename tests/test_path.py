@@ -229,6 +229,31 @@ def test_polished_point_meets_stationarity_and_has_a_second_order_gap(rng, share
                                    atol=1e-9 * np.abs(Xc.T @ Xc).sum())
 
 
+def test_polish_extends_the_factor_of_a_support_it_grows_from(rng):
+    """A support holding an earlier one (at least half its size) extends that Cholesky
+    factor by a block (its rows then in another order): the polished points still solve
+    c X̃ᵀ(X̃ w_t − ỹ_t) + α u_t = 0 on S, and G W̃ is X̃ᵀX̃ W̃, both on the raw data."""
+    X, Y = _shared(rng, n=80, d=12, T=3)
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21()], fit_intercept=True)
+    alpha = 0.1 * mc.alpha_max(prob)
+    route = mc.path._GramRoute(prob, prob.penalties[0])
+    Xc, Yc = X - X.mean(0), Y - Y.mean(0)
+    act = np.ones(12, dtype=bool)
+    for first in (6, 3, 0):  # rows 6-11 factored, then extended by rows 3-5 and by 0-2
+        S = np.arange(first, 12)
+        W = rng.normal(size=(12, 3))
+        W[:first] = 0.0
+        P, GP = route._polish(W, np.zeros_like(W), act, alpha)
+        order = route._factors[S.tobytes()].order
+        assert np.array_equal(np.sort(order), S)
+        assert (first == 6) == np.array_equal(order, S)  # an extension's rows: old, new
+        U = W[S] / np.linalg.norm(W[S], axis=1, keepdims=True)
+        grad = Xc.T @ (Xc @ P - Yc) / len(X)
+        np.testing.assert_allclose(grad[S] + alpha * U, 0.0, atol=1e-12)
+        assert not P[:first].any()
+        np.testing.assert_allclose(GP, Xc.T @ (Xc @ P), rtol=1e-9, atol=1e-9 * np.abs(Xc).sum())
+
+
 def test_warm_start_prediction_is_exact_for_a_parabola_in_alpha(rng):
     C = rng.normal(size=(3, 5, 3))
     C[:, 1] = 0.0  # a row that is zero at the last point stays zero
@@ -324,6 +349,7 @@ def test_certify_path_equals_certify_point_by_point(rng, design, monkeypatch):
         assert shifted.any() and not shifted.all()  # both expansions
     # chunks of 7 points (the last one shorter), as a large problem's batch goes through
     monkeypatch.setattr(mc.certificates, "_BATCH_ENTRIES", 7 * Ws[0].size)
+    monkeypatch.setattr(mc.certificates, "_BATCH_POINTS", 7)
     batch, single = _batch_and_single(prob, alphas, Ws)
     assert sum(b is not None for b in batch) >= len(alphas) - 2
     for b, c in zip(batch, single, strict=True):
