@@ -7,7 +7,9 @@ so ``import mtlcvx`` and the routes that need NumPy alone never load ``scipy.lin
 
 from __future__ import annotations
 
+import math
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +17,30 @@ import numpy as np
 import scipy
 
 __all__ = ["psd_cutoff", "lambda_min", "min_block_eigenvalue", "block_pinv", "pinv_solve_psd",
-           "spectral_norm_bound", "issparse", "batches"]
+           "spectral_norm_bound", "issparse", "batches", "scratch", "SCRATCH_ENTRIES"]
+
+
+#: Entries of the kept scratch buffer (:func:`scratch`): 256 KB, cache-sized.
+SCRATCH_ENTRIES = 1 << 15
+#: per thread: that buffer, kept between calls with its pages touched once (256 KB is
+#: above the allocator's mmap threshold: a new one per call is fresh pages, and a page
+#: fault costs about 1.5 µs here; the first certificate at T = 100, n = 20, d = 10 took
+#: 138 µs for the design's |X| sums, 86 µs with the kept buffer)
+_scratch = threading.local()
+
+
+def scratch(shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialised array of ``shape`` in this thread's kept scratch buffer when it
+    fits in :data:`SCRATCH_ENTRIES`, else a fresh one: for a temporary whose contents are
+    used up before the next call (the next call returns the same memory)."""
+    size = math.prod(shape)
+    if size > SCRATCH_ENTRIES:
+        return np.empty(shape)
+    buf = getattr(_scratch, "buffer", None)
+    if buf is None:
+        buf = _scratch.buffer = np.empty(SCRATCH_ENTRIES)
+        buf.fill(0.0)  # every page touched now, not on a later call's first use
+    return buf[:size].reshape(shape)
 
 
 def issparse(x: Any) -> bool:

@@ -138,15 +138,13 @@ relative error of its own evaluation. Rung 5 (gradient mapping) gaps get ``2E_F`
 
 from __future__ import annotations
 
-import math
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import scipy
 
-from ._linalg import issparse
+from ._linalg import SCRATCH_ENTRIES, issparse, scratch
 
 if TYPE_CHECKING:
     from .data import MultiTaskData
@@ -236,38 +234,15 @@ class _DesignNorms:
     sqrt_n: np.ndarray  # (T,): √n_t
 
 
-#: Entries of the scratch buffer for ``|X|`` of equal-size tasks: cache-sized and reused
-#: (a fresh buffer the size of the data costs a page fault per 4 KB).
-_CHUNK = 1 << 15
-#: per thread: that buffer, kept between calls with its pages touched once (256 KB is
-#: above the allocator's mmap threshold: a new one per call is fresh pages, and a page
-#: fault costs about 1.5 µs here; the first call at T = 100, n = 20, d = 10 took 138 µs
-#: for these sums, 86 µs with the kept buffer)
-_scratch = threading.local()
-
-
-def _chunk_buffer(shape: tuple[int, ...]) -> np.ndarray:
-    """An uninitialised array of ``shape`` in this thread's kept scratch buffer when it
-    fits in ``_CHUNK`` entries, else a fresh one."""
-    size = math.prod(shape)
-    if size > _CHUNK:
-        return np.empty(shape)
-    buf = getattr(_scratch, "buffer", None)
-    if buf is None or buf.size < size:
-        buf = _scratch.buffer = np.empty(_CHUNK)
-        buf.fill(0.0)  # every page touched now, not on a later call's first use
-    return buf[:size].reshape(shape)
-
-
 def _abs_sums(X3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(‖X_t‖₁, ‖X_t‖_∞)`` (largest column and row sums of ``|X_t|``) of ``X3`` (k, n, d),
     a few tasks at a time; the sums as products with ones (BLAS: 2-3x faster than a
     reduction over an inner axis of d or n entries; sums of non-negative terms are
     within ``γ`` of the exact ones in any order)."""
     k, n, d = X3.shape
-    step = max(1, _CHUNK // (n * d))
+    step = max(1, SCRATCH_ENTRIES // (n * d))
     col, row = np.empty(k), np.empty(k)
-    buf = _chunk_buffer((min(step, k), n, d))
+    buf = scratch((min(step, k), n, d))
     ones_n, ones_d = np.ones(n), np.ones(d)
     for t0 in range(0, k, step):
         m = min(step, k - t0)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import scipy
 
-from ._linalg import issparse, psd_cutoff
+from ._linalg import issparse, psd_cutoff, scratch
 from .relations import _sparse_ldl
 
 __all__ = ["TaskCoupling", "band_of_entries", "band_product", "band_quadratic", "lower_band"]
@@ -57,13 +57,13 @@ def band_of_entries(row: np.ndarray, col: np.ndarray, val: np.ndarray,
 
 def band_product(W: np.ndarray, ab: np.ndarray) -> np.ndarray:
     """``W K`` (k, T) for the symmetric ``K`` of lower band storage ``ab`` (b + 1, T):
-    shifted products into one result and one scratch array (a fresh multi-megabyte
-    temporary per product costs its page faults; a sparse kernel's zeroed result too)."""
+    shifted products into one result and the kept scratch array (a fresh temporary per
+    product costs its page faults; a sparse kernel's zeroed result too)."""
     out = np.multiply(W, ab[0])
     if ab.shape[0] > 1:
-        scratch = np.empty((W.shape[0], W.shape[1] - 1))
+        buf = scratch((W.shape[0], W.shape[1] - 1))
         for k in range(1, ab.shape[0]):
-            tmp = scratch[:, : W.shape[1] - k]
+            tmp = buf[:, : W.shape[1] - k]
             out[:, k:] += np.multiply(W[:, :-k], ab[k, :-k], out=tmp)
             out[:, :-k] += np.multiply(W[:, k:], ab[k, :-k], out=tmp)
     return out

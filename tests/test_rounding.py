@@ -404,7 +404,7 @@ def test_design_norms_batched_over_tasks_match_each_task(layout, chunk, grams, m
     from mtlcvx import _rounding
     from mtlcvx._rounding import _design_means, _design_norms
 
-    monkeypatch.setattr(_rounding, "_CHUNK", chunk)
+    monkeypatch.setattr(_rounding, "SCRATCH_ENTRIES", chunk)
 
     rng = np.random.default_rng(11)
     d, T = 4, 5
