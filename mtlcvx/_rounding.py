@@ -294,7 +294,7 @@ def _design_norms(data: MultiTaskData) -> _DesignNorms:
     if data.is_shared:
         T = data.n_tasks
         col = np.broadcast_to(col.T, (d, T))
-        spec, frob = np.broadcast_to(spec, T), np.broadcast_to(frob, T)
+        spec, frob = np.repeat(spec, T), np.repeat(frob, T)  # (T floats: no view needed)
     else:
         col = col.T
     n_max = int(data.n_samples.max())

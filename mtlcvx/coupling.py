@@ -414,10 +414,13 @@ def _stacked_band_solve(ab: np.ndarray, B: np.ndarray, shifts: np.ndarray) -> np
     SciPy costs ~10 µs, the whole of a shared design's d solves at T = 100).
     """
     k, T = B.shape
-    band = np.tile(ab, k)
-    for j in range(1, ab.shape[0]):
-        band[j].reshape(k, T)[:, T - j:] = 0.0  # outside K: the blocks stay uncoupled
-    band[0] += np.repeat(shifts, T)
+    b = ab.shape[0]
+    band = np.empty((b, k * T))
+    blocks = band.reshape(b, k, T)
+    blocks[...] = ab[:, None, :]  # k copies side by side
+    for j in range(1, b):
+        blocks[j, :, T - j:] = 0.0  # outside K: the blocks stay uncoupled
+    blocks[0] += shifts[:, None]
     rhs = B.ravel()  # block i is row i of B
     if ab.shape[0] == 2:  # tridiagonal: LAPACK's dedicated solver
         _, _, x, info = scipy.linalg.lapack.dptsv(band[0], band[1, :-1], rhs,
