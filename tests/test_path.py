@@ -229,10 +229,13 @@ def test_polished_point_meets_stationarity_and_has_a_second_order_gap(rng, share
                                    atol=1e-9 * np.abs(Xc.T @ Xc).sum())
 
 
-def test_polish_extends_the_factor_of_a_support_it_grows_from(rng):
+@pytest.mark.parametrize("inverse", [False, True])
+def test_polish_extends_the_factor_of_a_support_it_grows_from(rng, monkeypatch, inverse):
     """A support holding an earlier one (at least half its size) extends that Cholesky
-    factor by a block (its rows then in another order): the polished points still solve
+    factor by a block (its rows then in another order); the support of every row may keep
+    G⁻¹ instead (large d; here forced or not): the polished points still solve
     c X̃ᵀ(X̃ w_t − ỹ_t) + α u_t = 0 on S, and G W̃ is X̃ᵀX̃ W̃, both on the raw data."""
+    monkeypatch.setattr(mc.path, "_INVERSE_ROWS", 0 if inverse else 10**9)
     X, Y = _shared(rng, n=80, d=12, T=3)
     prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21()], fit_intercept=True)
     alpha = 0.1 * mc.alpha_max(prob)
@@ -244,9 +247,11 @@ def test_polish_extends_the_factor_of_a_support_it_grows_from(rng):
         W = rng.normal(size=(12, 3))
         W[:first] = 0.0
         P, GP = route._polish(W, np.zeros_like(W), act, alpha)
-        order = route._factors[S.tobytes()].order
-        assert np.array_equal(np.sort(order), S)
-        assert (first == 6) == np.array_equal(order, S)  # an extension's rows: old, new
+        entry = route._factors[S.tobytes()]
+        assert np.array_equal(np.sort(entry.order), S)
+        assert entry.inverse == (inverse and first == 0)
+        # an extension's rows come in the order old, new
+        assert (first == 6 or entry.inverse) == np.array_equal(entry.order, S)
         U = W[S] / np.linalg.norm(W[S], axis=1, keepdims=True)
         grad = Xc.T @ (Xc @ P - Yc) / len(X)
         np.testing.assert_allclose(grad[S] + alpha * U, 0.0, atol=1e-12)
