@@ -800,7 +800,7 @@ class MultiTaskData:
         and one subtraction.
         """
         cache = self.__dict__.get("_shared_residual")
-        if cache is None or cache[0].shape != W.shape or not np.array_equal(cache[0], W):
+        if cache is None or cache[0].shape != W.shape or not (cache[0] == W).all():
             R = self.X[0] @ W
             R -= self.shared_targets()
             R.flags.writeable = False
