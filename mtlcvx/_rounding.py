@@ -1035,18 +1035,35 @@ class Rounding:
         s_t = _per_task(s_t, q_task)
         return _total(s_t * y_err + s_t * s_t * q_err)
 
+    def _corrected_theta(self, quad_total: float) -> tuple[float, float]:
+        """``(‖θ‖, u)`` for rung 4's corrected point known only through ``q = Σ‖θ_t‖²/(2c_t)``
+        as computed: ``u = η·Σ_t(n_t/(2c_t) + 1)`` bounds what underflow takes from ``q``
+        (each square, then the division by ``2c_t``: η/2 each, counted twice), and ``‖θ‖ ≤
+        (2·max c_t·(q + u))^{1/2}``, rounded up."""
+        u = self.eta_all * float(np.sum(self.norms.n * self.half_inv_c + 1.0))
+        theta = np.sqrt(2.0 * float(self.c.max(initial=0.0)) * (quad_total + u))
+        return theta * (1.0 + self.g_max), u
+
     def frobenius_v_error(self, quad_total: float) -> float:
         """``‖e‖_F`` for a dual point known only through ``Σ‖θ_t‖²/(2c_t)`` (rung 4's
-        corrected point, with the design centred explicitly)."""
-        theta = np.sqrt(2.0 * float(self.c.max(initial=0.0)) * quad_total)
-        return 3.0 * self.g_max * float(self.norms.frobenius.max()) * theta * (1.0 + self.g_max)
+        corrected point, with the design centred explicitly): relative, and per entry the
+        underflow of its ``n_t`` products and of the centred design's divisions (``|θ|``
+        times ``η/2`` each)."""
+        theta, _ = self._corrected_theta(quad_total)
+        d, T = self.W.shape[-2:]
+        under = np.sqrt(d * T) * (self.n_max + np.sqrt(self.n_max) * theta) * self.eta_all
+        return 3.0 * self.g_max * float(self.norms.frobenius.max()) * theta + under
 
     def dual_corrected(self, s: float, linear: float, quad_total: float, B: float,
                        conj_error: float) -> float:
-        """``E_D`` for rung 4's curvature-corrected point (totals only)."""
-        theta = np.sqrt(2.0 * float(self.c.max(initial=0.0)) * quad_total) * (1.0 + self.g_max)
+        """``E_D`` for rung 4's curvature-corrected point (totals only), underflow included:
+        ``θᵀy``'s ``N`` products and the centred ``y``'s divisions, ``s``-fold, and ``q``'s
+        (:meth:`_corrected_theta`), ``s²``-fold."""
+        theta, u = self._corrected_theta(quad_total)
+        n = float(np.sum(self.norms.n))
         err = 3.0 * self.g_max * (s * theta * float(np.linalg.norm(self.norms.y))
                                    + s * s * quad_total)
+        err += s * (n + np.sqrt(n) * theta) * self.eta_all + s * s * u
         err += gamma(self.W.shape[1] + 8) * (s * abs(linear) + B * s * s)
         return _SAFETY * (err + conj_error)
 

@@ -901,25 +901,31 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
                           "curvature-corrected dual; a small Ridge term gives a gap")
         if isinstance(corrected, str):
             return done(None, "none (rung 4)", corrected)
-        linear, quad, conj_h, sensitivity, null_residue, qv = corrected
-        # Rounding leaves null components ν in V (‖ν‖ ≤ null_residue + en): over a ball
-        # around a minimiser W*, h*(sV) costs up to s⟨ν, W*⟩ more, E‖W*‖ with E = 2max(s,
-        # 1)‖ν‖. ‖W‖ stands for ‖W*‖ only near the optimum: at W = 0 of an interpolating
-        # problem (F* = 0) the corrected θ was rounding noise, s ~ 1e15 scaled it to a dual
-        # value of 5e-4 > F*, and fista kept it as its best dual (certified 3e-16 at a true
-        # gap of 2e-4). With F μ-strongly convex, ‖W* − W‖ ≤ (2g/μ)^{1/2} for the true gap
-        # g ≤ G + E‖W‖ + E(2g/μ)^{1/2} (G the rest of the gap), so √g ≤ u = (a + (a² +
-        # 4(G + E‖W‖))^{1/2})/2, a = E(2/μ)^{1/2}; without μ the scale is kept ≤ 2 (near the
-        # optimum s → 1), so the term stays at the rounding level (first order, as before)
-        s, dual = _best_scale(linear, quad + conj_h, np.inf if mu() > 0 else 2.0)
+        linear, quad, conj_h, sensitivity, null_residue, qv, mu_null = corrected
+        # Rounding leaves null components ν in V (‖ν‖ ≤ null_residue + en): at the
+        # minimiser W* nearest W, h*(sV) costs up to s⟨ν, W*⟩ more, at most E(‖W‖ + ‖Δ_ν‖)
+        # with E = 2max(s, 1)‖ν‖, Δ_ν the part of W − W* that ν sees: ‖Δ_ν‖ ≤ (2g/m)^{1/2}
+        # for the true gap g, with m the strong-convexity modulus μ or, for any F, the
+        # modulus μ_ν of what the null components see (see mtlcvx._quadratic_dual). So g ≤
+        # G + E‖W‖ + E(2g/m)^{1/2} (G the rest of the gap), √g ≤ u = (a + (a² + 4(G +
+        # E‖W‖))^{1/2})/2, a = E(2/m)^{1/2}. ‖W‖ alone (no m) held only near the optimum:
+        # at W = 0 of an interpolating problem (F* = 0) the corrected θ is rounding noise,
+        # scaled up into a dual value above F* (5e-4 at s ~ 1e15, 2e-15 at s ≤ 2)
+        m = max(mu(), mu_null)
+        if not m > 0:
+            return done(None, "none (rung 4)",
+                        "the quadratic terms are singular and no positive curvature of the "
+                        "loss on their null space is proven (the rounding of the dual point "
+                        "there is unbounded); a small Ridge term gives a gap")
+        s, dual = _best_scale(linear, quad + conj_h)
         en = bound.frobenius_v_error(quad)
         conj_error = s * s * (qv * en + g_solve * sensitivity)
         E = 2.0 * max(s, 1.0) * (null_residue + en)
         null_term = E * norm_up(W)
-        if E > 0 and mu() > 0:
+        if E > 0 and np.isfinite(m):
             rest = profiled - dual + bound.dual_corrected(
                 s, linear, quad, quad + conj_h, conj_error + null_term) + primal_floor()
-            a = E * np.sqrt(2.0 / mu())
+            a = E * np.sqrt(2.0 / m)
             null_term += a * (a + np.sqrt(a * a + 4.0 * max(rest, 0.0))) / 2.0
         return done(None, "curvature-corrected quadratic conjugate (rung 4)", dual=dual,
                     dual_error=bound.dual_corrected(s, linear, quad, quad + conj_h,
