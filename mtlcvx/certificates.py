@@ -443,7 +443,8 @@ def _distance(gap: float, mu: Callable[[], float]) -> Callable[[], float | None]
     """``distance_bound`` ``√(2·gap/μ)`` (None unless ``μ > 0``), ``μ`` read when it is."""
     def distance() -> float | None:
         m = mu()
-        return float(np.sqrt(2.0 * gap / m)) if m > 0 else None
+        # (rounded up: the quotient may underflow, η/2, and round, γ)
+        return float(np.sqrt(2.0 * gap / m * (1.0 + gamma(4)) + _ETA)) if m > 0 else None
 
     return distance
 
@@ -979,10 +980,15 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
             best = np.array([_best_scale(at, bt, st) for at, bt, st in
                              zip(pieces.a_task, pieces.b_task, s_max, strict=True)])
             s = best[:, 0]
+            # b_task's quadratic part is ½Σ(WK)∘W from the merged coupling, whose entries'
+            # underflow the blocks' bound (the terms' own values) does not hold
+            merged = blocks._replace(value_error=blocks.value_error + 0.5 * (
+                bound.coupling_error() * w_norm * w_norm))
             return done(None, "dual-norm scaling per task (rung 1)" + aug,
                         dual=float(best[:, 1].sum()),
                         dual_error=ball_error(s, pieces.b_task, lambda E: s * np.array(
-                            [pen.dual_norm(E[:, [t]]) for t in range(T)]) / pen.alpha))
+                            [pen.dual_norm(E[:, [t]]) for t in range(T)]) / pen.alpha,
+                            blk=merged))
         def scale(V: np.ndarray, b: float) -> float:
             return norm_part.scale(V, W, enough=_best_scale(pieces.a, b)[0])
 
