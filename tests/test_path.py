@@ -350,7 +350,8 @@ def test_certify_path_equals_certify_point_by_point(rng, design, monkeypatch):
     Ws = np.concatenate([path.W, path.W * (1 + 1e-3 * rng.normal(size=path.W.shape))])
     alphas = np.concatenate([path.alphas, path.alphas])
     if design == "shared":
-        shifted = _use_shift(prob, Ws, 1e-8)
+        values = [mc.L21(alpha=a).value(W) for a, W in zip(alphas, Ws, strict=True)]
+        shifted = _use_shift(prob, Ws, 1e-8, np.array(values))
         assert shifted.any() and not shifted.all()  # both expansions
     # chunks of 7 points (the last one shorter), as a large problem's batch goes through
     monkeypatch.setattr(mc.certificates, "_BATCH_ENTRIES", 7 * Ws[0].size)
