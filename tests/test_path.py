@@ -62,6 +62,8 @@ def test_single_precision_iterations_reach_sklearns_objectives(rng, monkeypatch)
     X, Y = _shared(rng, n=200, d=30, T=5)
     prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21()])
     assert mp._GramRoute(prob, prob.penalties[0]).G_single is not None
+    lasso = mc.Problem(prob.data, penalties=[mc.L1()])  # no polish: double precision
+    assert mp._GramRoute(lasso, lasso.penalties[0]).G_single is None
     path = mc.regularization_path(prob, n_alphas=10)
     for i, a in enumerate(path.alphas):
         assert path.status[i] == "optimal"
