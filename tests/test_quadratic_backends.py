@@ -127,23 +127,32 @@ def test_direct_semidefinite_system_gives_an_optimum(rng):
 @pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(float).eps,
                     reason="long double is float64 here: no extended-precision refinement")
 @pytest.mark.parametrize("alpha", [1e12, 1e13, 1e14])
-def test_direct_keeps_a_ridge_beside_a_strong_dense_k(rng, alpha):
+@pytest.mark.parametrize("shared", [False, True])
+def test_direct_keeps_a_ridge_beside_a_strong_dense_k(rng, alpha, shared):
     """``TaskRelation(outer(z), α) + Ridge(1)`` (λ_max ≈ 3α): at 1e12 Cholesky's residual
     is far above 1e-9 of the data (backward stable, ~ε‖M‖‖w‖), at 1e13 and 1e14 it breaks
     down, and the minimum-norm fallback counts the ridge's eigenvalues, within
     ``64·n·ε·λ_max`` of 0, as null: 1.3-1.8× the optimum (4.9× on bench_quadratic_gaps'
     T = 50 row at ``α = 1e10``); a float64 ``LDLᵀ`` alone was 3e-6 (1e13) and 2e-4 (1e14)
     above it. The ``LDLᵀ`` solution refined with extended-precision residuals is within
-    1e-7 of the exact optimum in rationals, and its status is the certificate's word."""
+    1e-7 of the exact optimum in rationals, and its status is the certificate's word. On a
+    shared design the Sylvester route's minimum-norm fallback dropped the same
+    eigenvalues (1.2-1.4× the optimum at every α here); its rows that dropped any are
+    now solved likewise."""
     from fractions import Fraction
 
     from reference import exact_objective, exact_quadratic_solution
 
     T, d = 8, 3
-    Xs = [rng.standard_normal((5, d)) for _ in range(T)]
-    ys = [rng.standard_normal(5) for _ in range(T)]
+    if shared:
+        X, Y = rng.standard_normal((6, d)), rng.standard_normal((6, T))
+        Xs, ys, data = [X] * T, list(Y.T), mc.MultiTaskData.shared(X, Y)
+    else:
+        Xs = [rng.standard_normal((5, d)) for _ in range(T)]
+        ys = [rng.standard_normal(5) for _ in range(T)]
+        data = mc.MultiTaskData(Xs, ys)
     z = rng.standard_normal((T, 1)) * np.pi
-    prob = mc.Problem(mc.MultiTaskData(Xs, ys), mc.SquaredLoss("sum"),
+    prob = mc.Problem(data, mc.SquaredLoss("sum"),
                       [mc.TaskRelation(mc.relations.outer(z), alpha), mc.Ridge(1.0)])
     K = [[Fraction(alpha) * Fraction(v) + (1 if s == t else 0) for t, v in enumerate(row)]
          for s, row in enumerate(prob.penalties[0].K.tolist())]
@@ -151,7 +160,7 @@ def test_direct_keeps_a_ridge_beside_a_strong_dense_k(rng, alpha):
     with warnings.catch_warnings():  # certified only to 0.2-3.5: the float64 floor of WK
         warnings.simplefilter("ignore", mc.ConvergenceWarning)
         sol = prob.solve(backend="direct")
-    assert sol.info["method"] == "ldlt (refined)"
+    assert sol.info["method"] == ("sylvester" if shared else "ldlt (refined)")
     true = exact_objective(Xs, ys, np.ones(T), sol.W, None, K) - F_star
     assert 0 <= true <= Fraction(1e-7) * F_star, float(true / F_star)
     assert Fraction(sol.certificate.gap) >= true

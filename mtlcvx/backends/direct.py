@@ -71,32 +71,130 @@ def _blocks(grams, c, Kf) -> tuple[np.ndarray, np.ndarray]:
     return Hs, grams.B * c
 
 
-def _extended_operator(problem: Problem,
-                       Hs: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """The system operator ``W ↦ [H_t w_t]_t + Σ α W K`` in ``np.longdouble``, the task-side
-    terms' ``α`` and ``K`` (or ``R``, ``ridge`` of a factor-given ``K``) kept apart as the
-    terms hold them: the coupling's ``α·K`` is rounded, ``ε·α|K|`` entrywise, which at
-    ``α‖K‖ ≈ 1e13`` alone moves a solution's objective by about 1e-6 of the optimum's.
-    (Extended precision where the platform's long double has it, 64-bit mantissas on
-    x86; elsewhere float64, and the refinement it serves gains nothing.)"""
+def _extended_coupling(problem: Problem) -> Callable[[np.ndarray], np.ndarray]:
+    """``W ↦ Σ α W K`` ((k, T) in and out) over the task-side quadratic terms, in
+    ``np.longdouble``, each term's ``α`` and ``K`` (or ``R``, ``ridge`` of a factor-given
+    ``K``) kept apart as the term holds them: the coupling's ``α·K`` is rounded, ``ε·α|K|``
+    entrywise, which at ``α‖K‖ ≈ 1e13`` alone moves a solution's objective by about 1e-6
+    of the optimum's. (Extended precision where the platform's long double has it,
+    64-bit mantissas on x86; elsewhere float64, and the refinement it serves gains
+    nothing.)"""
     d, T = problem.n_features, problem.n_tasks
-    terms = [(np.longdouble(p.alpha), p.low_rank(), p.matrix(d, T))
-             for p in problem.penalties
-             if p.active and p.structure == "quadratic" and p.side == "task"]
-    H = Hs.astype(np.longdouble)
+    pens = [p for p in problem.penalties
+            if p.active and p.structure == "quadratic" and p.side == "task"]
+    terms: list = []  # (α, R, ridge) of a factor, (α, K, None) of a matrix: on first use
 
     def apply(W: np.ndarray) -> np.ndarray:
+        if not terms and pens:  # (converted once: most solves never ask)
+            for p in pens:
+                low = p.low_rank()
+                M = p.matrix(d, T) if low is None else low[0]
+                M = M if issparse(M) and low is None else (
+                    M.toarray() if issparse(M) else M).astype(np.longdouble)
+                terms.append((np.longdouble(p.alpha), M,
+                              None if low is None else np.longdouble(low[1])))
         Wl = W.astype(np.longdouble)
-        out = np.matmul(H, Wl.T[:, :, None])[:, :, 0].T
-        for a, low, K in terms:
-            if low is not None:
-                R = (low[0].toarray() if issparse(low[0]) else low[0]).astype(np.longdouble)
-                out += a * ((Wl @ R) @ R.T + np.longdouble(low[1]) * Wl)
+        out = np.zeros_like(Wl)
+        for a, M, ridge in terms:
+            if ridge is not None:  # a factor R: W R Rᵀ + ridge·W
+                out += a * ((Wl @ M) @ M.T + ridge * Wl)
             else:
-                out += a * ((K @ Wl.T).T if issparse(K) else Wl @ K.astype(np.longdouble))
+                out += a * ((M @ Wl.T).T if issparse(M) else Wl @ M)
         return out
 
     return apply
+
+
+def _lower(x: np.ndarray, r: np.ndarray, y: np.ndarray, s: np.ndarray, M: np.ndarray,
+           b: np.ndarray) -> bool:
+    """Whether ``x`` (residual ``r = Mx − b``) has a lower objective ``½xᵀMx − bᵀx`` than
+    ``y`` (residual ``s``) by more than the rounding of their difference ``(x − y)ᵀ(r +
+    s)/2``, ``γ_n|x − y|ᵀ(|M|(|x| + |y|) + 2|b|)`` with the residuals' precision (a
+    difference, not two objectives: its rounding scales with ``|x − y|``, far below
+    ``ε|x|ᵀ|M||x|`` where ``M`` is ill-conditioned)."""
+    step = x - y
+    eps = float(np.finfo(r.dtype).eps)
+    noise = 4.0 * M.shape[0] * eps * float(np.abs(step) @ (
+        np.abs(M) @ (np.abs(x) + np.abs(y)) + 2.0 * np.abs(b)))
+    return bool(np.all(np.isfinite(x))) and float(step @ (r + s)) / 2.0 + noise < 0.0
+
+
+def _refined_rows(Q: np.ndarray, U: np.ndarray, denom: np.ndarray, shifts: np.ndarray,
+                  B: np.ndarray, first: np.ndarray,
+                  extended: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Rows ``x_i`` of ``x_i(Q + shifts_i·I) = b_i`` (``Q = U diag(λ) Uᵀ`` computed, ``denom
+    = λ + shifts_i`` per row): the solve through every positive one (none dropped as
+    round-off), refined with residuals in extended precision (``extended``:
+    ``X ↦ XQ`` there) with the same eigenbasis as preconditioner (``O(T²)`` a step), in
+    place of ``first`` (the minimum-norm rows) where its objective is lower beyond
+    rounding (as :func:`_lower`; a genuine null direction's tiny ``λ`` gives a row this
+    does not single out). Each step shrinks the error by about ``κε`` until it stops
+    halving."""
+    inv = np.where(denom > 0, 1.0 / np.where(denom > 0, denom, 1.0), 0.0)
+    Bl, sh = B.astype(np.longdouble), shifts.astype(np.longdouble)[:, None]
+
+    def residual(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return extended(X) + sh[rows] * X.astype(np.longdouble) - Bl[rows]
+
+    A = np.abs(Q)
+    eps = float(np.finfo(np.longdouble).eps)
+
+    def lower(X: np.ndarray, R: np.ndarray, F: np.ndarray, R0: np.ndarray) -> np.ndarray:
+        """Per row, :func:`_lower`: lower objective beyond the difference's rounding."""
+        size = np.abs(X) + np.abs(F)
+        noise = 4.0 * Q.shape[0] * eps * np.sum(np.abs(X - F) * (
+            size @ A + np.abs(shifts)[:, None] * size + 2.0 * np.abs(B)), axis=1)
+        gain = np.sum((X - F) * (R + R0), axis=1).astype(float) / 2.0
+        return np.isfinite(X).all(axis=1) & (gain + noise < 0.0)
+
+    every = np.arange(B.shape[0])
+    X = ((B @ U) * inv) @ U.T
+    R, R0 = residual(X, every), residual(first, every)
+    # rows where even the unrefined solve beats the minimum-norm one (a genuine null
+    # direction's tiny λ gives a row that does not: it is left, unrefined, at no more cost)
+    active = lower(X, R, first, R0)
+    last = np.full(B.shape[0], np.inf)
+    for _ in range(10):
+        idx = np.flatnonzero(active)
+        if not idx.size:
+            break
+        step = ((R[idx].astype(float) @ U) * inv[idx]) @ U.T
+        size = np.linalg.norm(step, axis=1)
+        go = size < 0.5 * last[idx]  # still halving: not yet at the residual's rounding
+        last[idx] = size
+        active[idx[~go]] = False
+        idx = idx[go]
+        X[idx] -= step[go]
+        R[idx] = residual(X[idx], idx)
+    return np.where(lower(X, R, first, R0)[:, None], X, first)
+
+
+def _refined(M: np.ndarray, b: np.ndarray, residual: Callable[[np.ndarray], np.ndarray],
+             first: tuple[np.ndarray, np.ndarray, str]) -> tuple[np.ndarray, np.ndarray, str]:
+    """``first`` (a solution, its residual and its name), or a Bunch–Kaufman ``LDLᵀ``
+    solution of the symmetric ``M x = b`` refined with ``residual`` (``Mx − b`` in extended
+    precision) where its objective is lower beyond rounding (:func:`_lower`).
+
+    ``LDLᵀ`` does not break down on a definite ``M`` too ill-conditioned for Cholesky (a
+    ridge beside ``αK`` with ``α‖K‖ ≈ 1e13``); its float64 solution is off by about
+    ``κε``, which each refinement step shrinks by about ``κε`` (until the step stops
+    halving: the residual's own rounding). A singular ``M``'s tiny pivots give a solution
+    the comparison does not single out."""
+    lu, ipiv, info = scipy.linalg.lapack.dsytrf(M, lower=1)
+    if info != 0:
+        return first
+    x = scipy.linalg.lapack.dsytrs(lu, ipiv, b, lower=1)[0]
+    if not np.all(np.isfinite(x)):
+        return first
+    r, size = residual(x), np.inf
+    for _ in range(10):
+        step = scipy.linalg.lapack.dsytrs(lu, ipiv, r.astype(float), lower=1)[0]
+        last, size = size, float(np.linalg.norm(step))
+        if not size < 0.5 * last:
+            break
+        x = x - step
+        r = residual(x)
+    return (x, r, "ldlt (refined)") if _lower(x, r, *first[:2], M, b) else first
 
 
 def _apply(Hs: np.ndarray, Kt: TaskCoupling, W: np.ndarray) -> np.ndarray:
@@ -168,14 +266,15 @@ class DirectBackend(Backend):
         iters = 1
         if data.is_shared and (uniform or Kf is None) and np.all(c > 0):
             stats = data.gram(problem.fit_intercept)
-            W = self._sylvester(stats.G, stats.B, c, Kt, Kf, uniform)
+            W = self._sylvester(stats.G, stats.B, c, Kt, Kf, uniform,
+                                _extended_coupling(problem))
             method = "sylvester"
         if W is None:
             stats = data.task_grams(problem.fit_intercept)
             Hs, B = _blocks(stats, c, Kf)
             W, method = self._structured(Hs, B, Kt)
             if W is None and problem.n_features * problem.n_tasks <= self.dense_limit:
-                W, method = self._dense(Hs, B, Kt, _extended_operator(problem, Hs))
+                W, method = self._dense(Hs, B, Kt, _extended_coupling(problem))
             if W is None:
                 W, iters = self._pcg(Hs, B, Kt, tol, max_iter)
                 method = "pcg"
@@ -196,13 +295,19 @@ class DirectBackend(Backend):
 
     # ------------------------------------------------------------------ routes
     @staticmethod
-    def _sylvester(H, B, c, Kt: TaskCoupling, Kf, uniform) -> np.ndarray | None:
+    def _sylvester(H, B, c, Kt: TaskCoupling, Kf, uniform,
+                   extended: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | None:
         """``c H W + K_f W + W K_t = c B`` in the eigenbasis of ``H = XᵀX``.
 
         A scaled identity ``K_t`` with equal weights: one Cholesky of ``cH + kI``.
         Equal weights ``c``: row i of ``Ŵ = VᵀW`` solves ``ŵ_i (K_t + c s_i I) = c b̂_i``
         with ``K_t`` as it is (its factorisations and band cached); otherwise with
-        ``Q = diag(c)^{-½} K_t diag(c)^{-½}`` for ``Ŵ diag(c)^{½}``.
+        ``Q = diag(c)^{-½} K_t diag(c)^{-½}`` for ``Ŵ diag(c)^{½}``. Where a shifted ``Q``
+        is not safely definite, the minimum-norm solution in both eigenbases; with equal
+        weights the rows whose solve dropped eigenvalues as round-off (which may be
+        genuine: a ridge beside ``αK`` at ``α‖K‖ ≈ 1e12``) are solved again keeping them,
+        refined in extended precision (``extended``: :func:`_extended_coupling`), where
+        that lowers their objective (:func:`_refined_rows`).
         """
         if uniform and Kf is not None:
             H = H + Kf / c[0]
@@ -228,11 +333,16 @@ class DirectBackend(Backend):
         if What is None:  # semidefinite: minimum-norm solution in both eigenbases
             if Kt.n_tasks > DENSE_LIMIT:
                 return None
-            lam, U = scipy.linalg.eigh(Q.to_dense())
+            Qd = Q.to_dense()
+            lam, U = scipy.linalg.eigh(Qd)
             denom = shifts[:, None] + lam[None, :]
             cutoff = psd_cutoff(np.abs(denom).max(), max(denom.shape))
             safe = np.where(denom > cutoff, denom, 1.0)
             What = np.where(denom > cutoff, (Bhat @ U) / safe, 0.0) @ U.T
+            rows = np.flatnonzero((denom <= cutoff).any(axis=1))
+            if sc is None and rows.size:
+                What[rows] = _refined_rows(Qd, U, denom[rows], shifts[rows], Bhat[rows],
+                                           What[rows], extended)
         return V @ What if sc is None else (V @ What) / sc
 
     def _structured(self, Hs, B, Kt: TaskCoupling) -> tuple[np.ndarray | None, str | None]:
@@ -320,7 +430,7 @@ class DirectBackend(Backend):
                extended: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, str]:
         """The assembled system by Cholesky; where that breaks down or leaves a residual
         above 1e-9 of the right side, the candidate of lowest objective, compared with
-        residuals in extended precision (``extended``: :func:`_extended_operator`)."""
+        residuals in extended precision (``extended``: :func:`_extended_coupling`)."""
         T, d, _ = Hs.shape
         rhs = B.T.ravel()
         Kd = Kt.to_dense()
@@ -335,9 +445,12 @@ class DirectBackend(Backend):
             return M
 
         rhs_l = rhs.astype(np.longdouble)
+        H = Hs.astype(np.longdouble)
 
         def residual(x: np.ndarray) -> np.ndarray:  # Mx − b in extended precision
-            return extended(x.reshape(T, d).T).T.ravel() - rhs_l
+            X = x.reshape(T, d)
+            Xl = X.astype(np.longdouble)
+            return (np.matmul(H, Xl[:, :, None])[:, :, 0] + extended(X.T).T).ravel() - rhs_l
 
         M = assemble()
         w = r = None
@@ -355,44 +468,14 @@ class DirectBackend(Backend):
         except np.linalg.LinAlgError:
             pass
         M = assemble()
-        eps = float(np.finfo(np.longdouble).eps)
-
-        def lower(x: np.ndarray, r: np.ndarray, y: np.ndarray, s: np.ndarray) -> bool:
-            """Whether ``x`` (residual ``r``) has a lower objective ``½xᵀMx − bᵀx`` than
-            ``y`` (residual ``s``) by more than the rounding of their difference ``(x −
-            y)ᵀ(r + s)/2``: ``γ_n|x − y|ᵀ(|M|(|x| + |y|) + 2|b|)`` (a difference, not two
-            objectives: its rounding scales with ``|x − y|``, far below ``ε|x|ᵀ|M||x|``
-            where ``M`` is ill-conditioned)."""
-            step = x - y
-            noise = 4.0 * M.shape[0] * eps * float(np.abs(step) @ (
-                np.abs(M) @ (np.abs(x) + np.abs(y)) + 2.0 * np.abs(rhs)))
-            return bool(np.all(np.isfinite(x))) and float(step @ (r + s)) / 2.0 + noise < 0.0
-
         # the minimum-norm solution first: a semidefinite M's (its null space left out);
         # another replaces it only where its objective is lower beyond rounding (the
         # minimum-norm solve drops eigenvalues within round-off of λ_max that can be
-        # genuine, a ridge beside αK with α‖K‖ ≈ 1e10; a singular M's tiny pivots give a
-        # solution that this does not single out)
+        # genuine, a ridge beside αK with α‖K‖ ≈ 1e10)
         x = pinv_solve_psd(M, rhs)
-        best = (x, residual(x), "eigh (semidefinite system)")
-        # Bunch–Kaufman LDLᵀ: no breakdown on a definite M too ill-conditioned for Cholesky
-        # (α‖K‖ ≈ 1e13 beside a ridge); its float64 solution is off by about κε, which
-        # refinement with the extended residual shrinks by about κε a step
-        lu, ipiv, info = scipy.linalg.lapack.dsytrf(M, lower=1)
-        if info == 0:
-            x = scipy.linalg.lapack.dsytrs(lu, ipiv, rhs, lower=1)[0]
-            r, size = residual(x), np.inf
-            for _ in range(10):
-                step = scipy.linalg.lapack.dsytrs(lu, ipiv, r.astype(float), lower=1)[0]
-                last, size = size, float(np.linalg.norm(step))
-                if not size < 0.5 * last:  # converged to the residual's own rounding
-                    break
-                x = x - step
-                r = residual(x)
-            if lower(x, r, *best[:2]):
-                best = (x, r, "ldlt (refined)")
-        if r is not None and lower(w, r, *best[:2]):
-            best = (w, None, "cholesky (ill-conditioned)")
+        best = _refined(M, rhs, residual, (x, residual(x), "eigh (semidefinite system)"))
+        if r is not None and _lower(w, r, *best[:2], M, rhs):
+            best = (w, r, "cholesky (ill-conditioned)")
         return best[0].reshape(T, d).T.copy(), best[2]
 
     @staticmethod
