@@ -126,9 +126,11 @@ def test_direct_semidefinite_system_gives_an_optimum(rng):
 
 @pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(float).eps,
                     reason="long double is float64 here: no extended-precision refinement")
-@pytest.mark.parametrize("alpha", [1e12, 1e13, 1e14])
-@pytest.mark.parametrize("shared", [False, True])
-def test_direct_keeps_a_ridge_beside_a_strong_dense_k(rng, alpha, shared):
+@pytest.mark.parametrize(("alpha", "shared", "weighted"), [
+    (1e12, False, False), (1e13, False, False), (1e14, False, False),
+    (1e12, True, False), (1e13, True, False), (1e14, True, False),
+    (1e12, True, True), (1e13, True, True)])
+def test_direct_keeps_a_ridge_beside_a_strong_dense_k(rng, alpha, shared, weighted):
     """``TaskRelation(outer(z), α) + Ridge(1)`` (λ_max ≈ 3α): at 1e12 Cholesky's residual
     is far above 1e-9 of the data (backward stable, ~ε‖M‖‖w‖), at 1e13 and 1e14 it breaks
     down, and the minimum-norm fallback counts the ridge's eigenvalues, within
@@ -137,8 +139,8 @@ def test_direct_keeps_a_ridge_beside_a_strong_dense_k(rng, alpha, shared):
     above it. The ``LDLᵀ`` solution refined with extended-precision residuals is within
     1e-7 of the exact optimum in rationals, and its status is the certificate's word. On a
     shared design the Sylvester route's minimum-norm fallback dropped the same
-    eigenvalues (1.2-1.4× the optimum at every α here); its rows that dropped any are
-    now solved likewise."""
+    eigenvalues (1.2-1.4× the optimum at every α here; 1.3-1.6× with unequal task
+    weights, which scale ``K``); its rows that dropped any are now solved likewise."""
     from fractions import Fraction
 
     from reference import exact_objective, exact_quadratic_solution
@@ -152,16 +154,18 @@ def test_direct_keeps_a_ridge_beside_a_strong_dense_k(rng, alpha, shared):
         ys = [rng.standard_normal(5) for _ in range(T)]
         data = mc.MultiTaskData(Xs, ys)
     z = rng.standard_normal((T, 1)) * np.pi
-    prob = mc.Problem(data, mc.SquaredLoss("sum"),
+    c = np.linspace(0.5, 2.0, T) if weighted else np.ones(T)
+    prob = mc.Problem(data, mc.SquaredLoss("sum", task_weights=c if weighted else None),
                       [mc.TaskRelation(mc.relations.outer(z), alpha), mc.Ridge(1.0)])
     K = [[Fraction(alpha) * Fraction(v) + (1 if s == t else 0) for t, v in enumerate(row)]
          for s, row in enumerate(prob.penalties[0].K.tolist())]
-    F_star, _ = exact_quadratic_solution(Xs, ys, np.ones(T), K)
+    c = [Fraction(v) for v in c.tolist()]
+    F_star, _ = exact_quadratic_solution(Xs, ys, c, K)
     with warnings.catch_warnings():  # certified only to 0.2-3.5: the float64 floor of WK
         warnings.simplefilter("ignore", mc.ConvergenceWarning)
         sol = prob.solve(backend="direct")
     assert sol.info["method"] == ("sylvester" if shared else "ldlt (refined)")
-    true = exact_objective(Xs, ys, np.ones(T), sol.W, None, K) - F_star
+    true = exact_objective(Xs, ys, c, sol.W, None, K) - F_star
     assert 0 <= true <= Fraction(1e-7) * F_star, float(true / F_star)
     assert Fraction(sol.certificate.gap) >= true
     assert sol.status != "optimal" or sol.certificate.relative_gap <= 1e-8

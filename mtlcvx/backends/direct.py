@@ -303,11 +303,11 @@ class DirectBackend(Backend):
         Equal weights ``c``: row i of ``Ŵ = VᵀW`` solves ``ŵ_i (K_t + c s_i I) = c b̂_i``
         with ``K_t`` as it is (its factorisations and band cached); otherwise with
         ``Q = diag(c)^{-½} K_t diag(c)^{-½}`` for ``Ŵ diag(c)^{½}``. Where a shifted ``Q``
-        is not safely definite, the minimum-norm solution in both eigenbases; with equal
-        weights the rows whose solve dropped eigenvalues as round-off (which may be
-        genuine: a ridge beside ``αK`` at ``α‖K‖ ≈ 1e12``) are solved again keeping them,
-        refined in extended precision (``extended``: :func:`_extended_coupling`), where
-        that lowers their objective (:func:`_refined_rows`).
+        is not safely definite, the minimum-norm solution in both eigenbases; the rows whose
+        solve dropped eigenvalues as round-off (which may be genuine: a ridge beside ``αK``
+        at ``α‖K‖ ≈ 1e12``) are solved again keeping them, refined in extended precision
+        (``extended``: :func:`_extended_coupling`, with ``K_t``'s scaling by the weights
+        applied there too), where that lowers their objective (:func:`_refined_rows`).
         """
         if uniform and Kf is not None:
             H = H + Kf / c[0]
@@ -340,9 +340,15 @@ class DirectBackend(Backend):
             safe = np.where(denom > cutoff, denom, 1.0)
             What = np.where(denom > cutoff, (Bhat @ U) / safe, 0.0) @ U.T
             rows = np.flatnonzero((denom <= cutoff).any(axis=1))
-            if sc is None and rows.size:
+            if rows.size:
+                def product(X: np.ndarray) -> np.ndarray:  # X Q with Q = diag(1/sc) K_t diag(1/sc)
+                    if sc is None:
+                        return extended(X)
+                    v = sc.astype(np.longdouble)
+                    return extended(X.astype(np.longdouble) / v) / v
+
                 What[rows] = _refined_rows(Qd, U, denom[rows], shifts[rows], Bhat[rows],
-                                           What[rows], extended)
+                                           What[rows], product)
         return V @ What if sc is None else (V @ What) / sc
 
     def _structured(self, Hs, B, Kt: TaskCoupling) -> tuple[np.ndarray | None, str | None]:
