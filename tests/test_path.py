@@ -53,23 +53,26 @@ def test_l21_path_matches_sklearn_multitask_lasso(rng):
         np.testing.assert_allclose(path.intercept[i], sk.intercept_, atol=1e-3)
 
 
-def test_single_precision_iterations_reach_sklearns_objectives(rng, monkeypatch):
+@pytest.mark.parametrize("center", [False, True])
+def test_single_precision_iterations_reach_sklearns_objectives(rng, monkeypatch, center):
     """FISTA's products in single precision (large, well-conditioned shared designs; the
     size threshold lowered here): every point still certified, objectives sklearn's."""
     import mtlcvx.path as mp
 
     monkeypatch.setattr(mp, "_SINGLE_PRODUCT", 0)
     X, Y = _shared(rng, n=200, d=30, T=5)
-    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21()])
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21()],
+                      fit_intercept=center)
     assert mp._GramRoute(prob, prob.penalties[0]).G_single is not None
     lasso = mc.Problem(prob.data, penalties=[mc.L1()])  # no polish: double precision
     assert mp._GramRoute(lasso, lasso.penalties[0]).G_single is None
     path = mc.regularization_path(prob, n_alphas=10)
     for i, a in enumerate(path.alphas):
         assert path.status[i] == "optimal"
-        sk = MultiTaskLasso(alpha=a, fit_intercept=False, tol=1e-14, max_iter=100_000).fit(X, Y)
+        sk = MultiTaskLasso(alpha=a, fit_intercept=center, tol=1e-14, max_iter=100_000)
+        sk.fit(X, Y)
         prob.penalties[0].alpha = a
-        f_sk = prob.objective(sk.coef_.T)
+        f_sk = prob.objective(sk.coef_.T, sk.intercept_ if center else None)
         assert abs(path.objective[i] - f_sk) <= 2e-8 * f_sk
 
 
