@@ -461,11 +461,16 @@ class _GramRoute:
         of ``G_SS`` at 500 rows costs 6–8 ms here, mostly first touches of its fresh
         memory, against 0.3 ms to extend one by 2–11 rows.
 
-        The support of every row (from :data:`_INVERSE_ROWS` rows) keeps ``G⁻¹`` itself
-        (upper triangle, from one Cholesky factor of ``G``): once the support is full it
-        usually stays so to the end of the path, and a symmetric product with ``G⁻¹``
-        costs less than the two triangular solves (at 500 rows and 50 columns 0.59 ms
-        against 0.91 ms; ``G⁻¹`` costs 5 ms once).
+        The support of every row keeps ``G⁻¹`` itself (upper triangle, from one Cholesky
+        factor of ``G``): once the support is full it usually stays so to the end of the
+        path, and a symmetric product with ``G⁻¹`` costs less than the two triangular
+        solves at every size (one BLAS thread, 20 columns: 1.4 / 4.8 / 14 µs against 2.4 /
+        12 / 31 µs at 10 / 50 / 100 rows; 0.59 against 0.91 ms at 500 rows and 50
+        columns), so ``G⁻¹`` (0.07 ms at 100 rows, 5 ms at 500) is repaid within a few
+        polishes. Its solution is less accurate than the factor's where ``G`` is
+        ill-conditioned (the residual ``G w̃ − rhs``, which the gap of a dense polished
+        point takes to be 0, grows with ``κ(G)·ε`` instead of ``ε``), but a polished
+        point is only a candidate: the certificate recomputes ``G W̃`` from the data.
         """
         order, factor = S, None
         if self.G.ndim == 3:  # G_t⁻¹ = L_t⁻ᵀ L_t⁻¹ (T, s, s), Cholesky as the definiteness test
@@ -474,7 +479,7 @@ class _GramRoute:
                 factor = np.matmul(Linv.transpose(0, 2, 1), Linv)
             except np.linalg.LinAlgError:
                 pass
-        elif S.size == on.size and S.size >= _INVERSE_ROWS:  # every row: G⁻¹ (see below)
+        elif S.size == on.size:  # every row: G⁻¹ (see below)
             upper, info = scipy.linalg.lapack.dpotrf(self.G, lower=False, clean=False)
             if info == 0:
                 factor, info = scipy.linalg.lapack.dpotri(upper, lower=False, overwrite_c=True)
@@ -510,13 +515,19 @@ class _GramRoute:
 
     def solve(self, W: np.ndarray, alpha: float, tol: float, V: np.ndarray | None = None,
               max_iter: int = 100_000,
-              first: int = 0) -> tuple[np.ndarray, np.ndarray | None, int, float,
-                                       np.ndarray | None]:
+              first: int = 0, single: bool = False
+              ) -> tuple[np.ndarray, np.ndarray | None, int, float, np.ndarray | None, bool]:
         """FISTA from ``W`` until the inner gap is ≤ ``tol·|F|/2`` (or its rounding floor);
-        returns ``(W, V, iterations, fraction of groups screened, G W)`` with ``V = −∇f(W)``
-        as computed for the last gap (None when screening emptied every row) and ``G W``
-        the product :meth:`_product` took for that gap (None when it came from the polish,
-        whose ``G W̃`` is not a computed product, or when every row was screened).
+        returns ``(W, V, iterations, fraction of groups screened, G W, single)`` with
+        ``V = −∇f(W)`` as computed for the last gap (None when screening emptied every row),
+        ``G W`` the product :meth:`_product` took for that gap (None when it came from the
+        polish, whose ``G W̃`` is not a computed product, or when every row was screened),
+        and ``single`` whether the iterations still run in single precision at the end.
+
+        ``single``: FISTA's products in single precision (``G_single``, when there is
+        one). After :data:`_SINGLE_PATIENCE` times the previous point's iterations the
+        solve goes on in double precision and returns ``single`` False: the caller keeps
+        the rest of the path in double precision.
 
         ``V``, when given, stands in for ``−∇f(W)`` at the first check (a prediction from
         earlier points: :class:`_WarmStart`), saving a product; it only steers the polish
@@ -545,7 +556,8 @@ class _GramRoute:
         k = 0
         view = (act.copy(), self.G, self.B)  # (act, G[:, act], B[act]) for _gap
         Ga = self.G  # G[act, act]
-        Glow = self.G_single  # G[act, act] in single precision, or None (see __init__)
+        # G[act, act] in single precision, or None (see __init__)
+        Glow = self.G_single if single else None
 
         def product(M: np.ndarray) -> np.ndarray:
             """``G[act, act] M`` for FISTA, in single precision where that applies."""
@@ -592,7 +604,7 @@ class _GramRoute:
                 if Glow is not None and k >= _SINGLE_PATIENCE * max(first + _FIRST_LESS, 10):
                     # far more iterations than the last point: perhaps single precision's
                     # floor, so double precision from now on
-                    Glow = self.G_single = None
+                    Glow = None
                 # Gap Safe sphere: ‖θ* − θ‖_c ≤ √(2 gap), ‖θ‖²_c = Σ_t ‖θ_t‖²/c_t
                 # (see docs/paths.md)
                 r = math.sqrt(2.0 * max(gap, 0.0))
@@ -619,7 +631,7 @@ class _GramRoute:
                     X *= keep
                     Y *= keep
                 if not act.any():  # every group is zero at the optimum: W = 0
-                    return X, None, k, 1.0, None
+                    return X, None, k, 1.0, None, Glow is not None
             check = True
             every = bool(act.all())  # nothing screened: the rows need no gathering
             Xa, Ya = (X, Y) if every else (X[act], Y[act])
@@ -660,7 +672,7 @@ class _GramRoute:
                 hint[act] = (view[2] - product(Xa)) * c
         screened = 1.0 - (np.count_nonzero(act) if self.rows else np.count_nonzero(keep)) / (
             act.size if self.rows else keep.size)
-        return X, checked[3], k, screened, GX
+        return X, checked[3], k, screened, GX, Glow is not None
 
 
 # ----------------------------------------------------------------------------- path
@@ -748,6 +760,8 @@ def regularization_path(
         floor, its = 0.0, 0
         products: list[np.ndarray | None] = [None] * n  # G W of the last check
         shared = gram is not None and gram.shared and not prob.fit_intercept
+        # FISTA's products in single precision until a point falls back to double
+        single = gram is not None and gram.G_single is not None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             for i in order:
@@ -755,8 +769,8 @@ def regularization_path(
                 pen.alpha = float(grid[i])
                 if gram is not None:  # certified after the loop, all points at once
                     W0, V0 = predict(pen.alpha) if predict.alphas else (W, V)
-                    W, V, its, screened[i], GW = gram.solve(W0, pen.alpha, tol, V0,
-                                                            first=its - _FIRST_LESS)
+                    W, V, its, screened[i], GW, single = gram.solve(
+                        W0, pen.alpha, tol, V0, first=its - _FIRST_LESS, single=single)
                     iterations[i] = its
                     predict.add(pen.alpha, W, V)
                     if shared:
@@ -838,10 +852,6 @@ class _WarmStart:
             self.known) else None
         return np.where(W_last != 0, W, 0.0), V
 
-
-#: The polish keeps ``G⁻¹`` for the support of every row from this many rows (below, the
-#: calls cost more than the arithmetic; see ``_GramRoute._factor``).
-_INVERSE_ROWS = 200
 
 #: FISTA's products in single precision (``_GramRoute._single_precision``) from this many
 #: multiply-adds ``d²T`` (the 2000 × 500 × 50 benchmark has 12.5 M; the 500 × 100 × 20

@@ -91,8 +91,21 @@ def test_single_precision_only_for_well_conditioned_designs(rng, monkeypatch):
     assert mp._GramRoute(prob, prob.penalties[0]).G_single is None
     monkeypatch.setattr(mp, "_SINGLE_ROUNDING", 1e9)
     assert mp._GramRoute(prob, prob.penalties[0]).G_single is not None
+    flags = []  # (single asked, single at the end) per point, in solve order
+    solve = mp._GramRoute.solve
+
+    def spy(self, *args, **kwargs):
+        out = solve(self, *args, **kwargs)
+        flags.append((kwargs["single"], out[-1]))
+        return out
+
+    monkeypatch.setattr(mp._GramRoute, "solve", spy)
     path = mc.regularization_path(prob, n_alphas=10)
     assert all(s == "optimal" for s in path.status)
+    # the first point with many iterations falls back, and the rest of the path follows
+    fell = next(i for i, (asked, kept) in enumerate(flags) if asked and not kept)
+    assert all(asked for asked, _ in flags[:fell + 1])
+    assert not any(asked for asked, _ in flags[fell + 1:])
     for i, a in enumerate(path.alphas):
         sk = MultiTaskLasso(alpha=a, fit_intercept=False, tol=1e-14, max_iter=100_000).fit(X, Y)
         prob.penalties[0].alpha = a
@@ -234,13 +247,11 @@ def test_polished_point_meets_stationarity_and_has_a_second_order_gap(rng, share
                                    atol=1e-9 * np.abs(Xc.T @ Xc).sum())
 
 
-@pytest.mark.parametrize("inverse", [False, True])
-def test_polish_extends_the_factor_of_a_support_it_grows_from(rng, monkeypatch, inverse):
+def test_polish_extends_the_factor_of_a_support_it_grows_from(rng):
     """A support holding an earlier one (at least half its size) extends that Cholesky
-    factor by a block (its rows then in another order); the support of every row may keep
-    G⁻¹ instead (large d; here forced or not): the polished points still solve
-    c X̃ᵀ(X̃ w_t − ỹ_t) + α u_t = 0 on S, and G W̃ is X̃ᵀX̃ W̃, both on the raw data."""
-    monkeypatch.setattr(mc.path, "_INVERSE_ROWS", 0 if inverse else 10**9)
+    factor by a block (its rows then in another order); the support of every row keeps
+    G⁻¹ instead: the polished points still solve c X̃ᵀ(X̃ w_t − ỹ_t) + α u_t = 0 on S,
+    and G W̃ is X̃ᵀX̃ W̃, both on the raw data."""
     X, Y = _shared(rng, n=80, d=12, T=3)
     prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21()], fit_intercept=True)
     alpha = 0.1 * mc.alpha_max(prob)
@@ -254,7 +265,7 @@ def test_polish_extends_the_factor_of_a_support_it_grows_from(rng, monkeypatch, 
         P, GP = route._polish(W, np.zeros_like(W), act, alpha)
         entry = route._factors[S.tobytes()]
         assert np.array_equal(np.sort(entry.order), S)
-        assert entry.inverse == (inverse and first == 0)
+        assert entry.inverse == (first == 0)
         # an extension's rows come in the order old, new
         assert (first == 6 or entry.inverse) == np.array_equal(entry.order, S)
         U = W[S] / np.linalg.norm(W[S], axis=1, keepdims=True)
