@@ -138,7 +138,9 @@ relative error of its own evaluation. Rung 5 (gradient mapping) gaps get ``2E_F`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -223,7 +225,7 @@ class _DesignNorms:
     """Norms of each task's design, cached on the (read-only) data."""
 
     col: np.ndarray  # (d, T): ‖x_tj‖₂
-    abs_spectral: np.ndarray  # (T,): an upper bound on ‖|X_t|‖₂
+    abs_bound: Callable[[], np.ndarray]  # computes abs_spectral (a pass over |X|)
     frobenius: np.ndarray  # (T,): ‖X_t‖_F
     y: np.ndarray  # (T,): ‖y_t‖₂
     n: np.ndarray  # (T,) float: n_t
@@ -232,6 +234,12 @@ class _DesignNorms:
     g_max: float  # γ_{n_max+3}
     y_live: np.ndarray | None  # (T,) bool: y_t ≠ 0 (‖y_t‖ may underflow to 0); None: all
     sqrt_n: np.ndarray  # (T,): √n_t
+
+    @cached_property
+    def abs_spectral(self) -> np.ndarray:
+        """(T,): an upper bound on ``‖|X_t|‖₂``, computed when first read (a pass over
+        ``|X|`` that only the residual's magnitude bound μ asks for)."""
+        return self.abs_bound()
 
 
 def _abs_sums(X3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -264,16 +272,18 @@ def _design_norms(data: MultiTaskData) -> _DesignNorms:
     known = data._gram_diagonals()
     if X3 is not None:  # a shared design (once) or tasks of one size: batched, no copy
         col = np.sqrt(np.einsum("knd,knd->kd", X3, X3) if known is None else known[0])
-        one_inf = np.sqrt(np.prod(_abs_sums(X3), axis=0))
+
+        def one_inf() -> np.ndarray:
+            return np.sqrt(np.prod(_abs_sums(X3), axis=0))
     else:  # every task's rows at once: per-task sums over the stacked rows
         X, starts, rows = data.stacked()[0], data.task_starts(), data.task_sums
-        scratch = np.abs(X)  # one (N, d) buffer: |X|, then X∘X
-        one_inf = np.sqrt(rows(scratch).max(axis=1)
-                          * np.maximum.reduceat(np.einsum("nd->n", scratch), starts))
-        col = np.sqrt(rows(np.multiply(X, X, out=scratch)) if known is None
-                      else known[0])  # (k, d)
+        col = np.sqrt(rows(X * X) if known is None else known[0])  # (k, d)
+
+        def one_inf() -> np.ndarray:
+            A = np.abs(X)
+            return np.sqrt(rows(A).max(axis=1) * np.maximum.reduceat(np.einsum("nd->n", A),
+                                                                      starts))
     frob = np.sqrt(np.einsum("kd,kd->k", col, col))
-    spec = np.minimum(frob, one_inf)
     if known is not None:
         y = np.sqrt(known[1])
     elif data.is_shared:
@@ -291,16 +301,22 @@ def _design_norms(data: MultiTaskData) -> _DesignNorms:
         else:  # sums of |y|: no addition underflows, so 0 only for y_t = 0
             y_live = data.task_sums(np.abs(data.stacked()[1])) > 0
         y_live = None if y_live.all() else y_live
+    n_max = int(data.n_samples.max())
+    T = data.n_tasks
+    per_task = frob  # (1 or T,)
+
+    def abs_bound() -> np.ndarray:
+        # (n_max·d: the longest sum in any of the norms above)
+        spec = np.minimum(per_task, one_inf()) * (1.0 + gamma(n_max * d))
+        return np.repeat(spec, T) if data.is_shared else spec
+
     if data.is_shared:
-        T = data.n_tasks
         col = np.broadcast_to(col.T, (d, T))
-        spec, frob = np.repeat(spec, T), np.repeat(frob, T)  # (T floats: no view needed)
+        frob = np.repeat(frob, T)  # (T floats: no view needed)
     else:
         col = col.T
-    n_max = int(data.n_samples.max())
     n = data.n_samples.astype(float)
-    # (n_max·d: the longest sum in any of the norms above)
-    norms = _DesignNorms(col, spec * (1.0 + gamma(n_max * d)), np.asarray(frob, float), y, n,
+    norms = _DesignNorms(col, abs_bound, np.asarray(frob, float), y, n,
                          n_max, gamma(n + 3), gamma(n_max + 3), y_live, np.sqrt(n))
     data.__dict__["_rounding_norms"] = norms
     return norms
@@ -450,14 +466,8 @@ class Rounding:
         self.norms = norms = _design_norms(problem.data)
         self.c = problem.loss_weights()
         self.centred = problem.fit_intercept
-        d = W.shape[-2]
         self.n_max, self.g_data, self.g_max = norms.n_max, norms.g_data, norms.g_max
-        self.abs_w = absW = np.abs(W)
-        mu = np.minimum(norms.abs_spectral * np.sqrt(np.einsum("...dt,...dt->...t", W, W)),
-                        np.einsum("dt,...dt->...t", norms.col, absW)) + norms.y
-        if self.centred:
-            mu = 2.0 * mu if intercept is None else mu + np.sqrt(norms.n) * np.abs(intercept)
-        self.mu = mu * (1.0 + gamma(d + 3))  # ≥ ‖m_t‖
+        self.abs_w = np.abs(W)
         # η per task whose products can be non-zero (w_t, y_t or b_t non-zero), 0 for the
         # others: their products are exact zeros, with no underflow to count
         if norms.y_live is None:  # (the usual case: every y_t ≠ 0)
@@ -495,6 +505,17 @@ class Rounding:
         self._w_sizes: tuple[int, float] | None = None
         self._rows: list[float] | None = None
         self._theta: tuple[np.ndarray, np.ndarray] | None = None
+
+    @cached_property
+    def mu(self) -> np.ndarray:
+        """``μ_t ≥ ‖m_t‖`` (T,) or (P, T), ``m = |X_t||w_t| + |y_t| (+ |b_t|)``: the size of
+        the products each computed residual sums (see the module docstring)."""
+        norms, W, intercept = self.norms, self.W, self.intercept
+        mu = np.minimum(norms.abs_spectral * np.sqrt(np.einsum("...dt,...dt->...t", W, W)),
+                        np.einsum("dt,...dt->...t", norms.col, self.abs_w)) + norms.y
+        if self.centred:
+            mu = 2.0 * mu if intercept is None else mu + np.sqrt(norms.n) * np.abs(intercept)
+        return mu * (1.0 + gamma(W.shape[-2] + 3))
 
     # ------------------------------------------------------------------ quadratic terms
     def _abs_products(self, W: np.ndarray | None = None) -> list[tuple[float, np.ndarray]]:

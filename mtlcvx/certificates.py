@@ -55,7 +55,9 @@ from ._io import record
 from ._linalg import column_dot, issparse
 from ._quadratic_dual import quadratic_dual
 from ._rounding import (
+    _EPS,
     _ETA,
+    _SAFETY,
     GramRounding,
     QuadraticBlocks,
     Rounding,
@@ -69,7 +71,7 @@ from ._threads import blas_limited
 from .coupling import TaskCoupling
 from .data import as_float_array
 from .exceptions import ArgumentError, DataError
-from .losses import LossDual
+from .losses import LossDual, SquaredLoss
 from .oracles import (
     coupling,
     coupling_bottom,
@@ -473,6 +475,101 @@ def _relative(gap: float, objective: float) -> float:
     return gap / abs(objective) if objective != 0.0 else np.inf
 
 
+def _strongly_convex(problem: Problem, W: np.ndarray, tol: float) -> Certificate | None:
+    r"""The certificate of a quadratic problem at a near-exact point from its gradient, in
+    one pass over the data; None unless it applies and meets ``tol``.
+
+    With the quadratic terms positive definite, ``λ ≤ λ_min(K_t ⊕ K_f)`` with ``λ > 0``
+    (:func:`~mtlcvx.oracles.coupling_bottom`), ``F`` is ``λ``-strongly convex (the loss is
+    convex), so ``F(W) − F* ≤ ‖∇F(W)‖²/(2λ)``. No dual point and no solve: at an exact
+    solve's point ``‖∇F(W)‖`` is at the rounding level, and what is left is the bound
+    ``E_F`` on the objective's own rounding, added to the gap as on every rung. Away from
+    the optimum ``‖∇F‖²/(2λ)`` can be far above the dual gap, so it is taken only when
+    it meets ``tol``; and not where rung 4 bounds the rounding more tightly: a term given
+    by its factor (first order in ``WR`` there), or terms whose magnitude bound
+    ``½‖W‖E_h`` is over four times the loss's (rung 4's conjugate at ``W`` cancels it).
+
+    Uncentred squared loss (``c_t ≥ 0``; the three data layouts of
+    :meth:`~mtlcvx.losses.SquaredLoss.dual`): with ``r_t = X_tw_t − y_t`` exact,
+    ``∇F(W) = ∇h(W) − V``, ``V_t = −c_tX_tᵀr_t``. As computed: ``r̂_t``, ``θ̂_t =
+    fl(−c_t r̂_t)``, ``q̂_t = fl(fl(‖θ̂_t‖²)/(2c_t))``, ``V̂_t = fl(X_tᵀθ̂_t)``, ``Ĥ`` the
+    merged coupling's ``∇h(W)`` and ``ĝ = fl(Ĥ − V̂)``. With ``ε`` the machine epsilon,
+    ``η = 2⁻¹⁰⁷⁴`` (a product that underflows is off by up to ``η/2``; sums are exact
+    there), ``f_t ≥ ‖X_t‖_F ≥ ‖|X_t|‖₂`` and Higham's bounds for sums of products:
+
+    * ``‖r̂_t − r_t‖ ≤ e_t = γ_{d+1}M_t + √n_t(d + 1)η``, ``M_t = Σ_j‖x_tj‖|w_jt| + ‖y_t‖
+      ≥ ‖|X_t||w_t| + |y_t|‖``;
+    * ``‖θ̂_t‖ ≤ τ_t``, ``τ_t² = 2c_t(q̂_t + η)(1 + γ_2)(1 + γ_{n_t}) + n_tη`` (undoing
+      the division and the sum of squares), and ``‖θ̂_t + c_tr̂_t‖ ≤ b_t = γ_2(τ_t + √n_tη)
+      + √n_tη`` (one product per entry; ``c_t‖r̂_t‖ ≤ (‖θ̂_t‖ + √n_tη/2)/(1 − ε)``);
+    * ``‖V̂_t − V_t‖ ≤ γ_{n_t}f_tτ_t + √d·n_tη + f_t(b_t + c_te_t)`` (the product, then
+      ``‖X_tᵀ(θ̂_t + c_tr_t)‖``);
+    * ``‖Ĥ − ∇h(W)‖_F ≤ E_h`` (:meth:`~mtlcvx._rounding.Rounding.quadratic_gradient_error`)
+      and ``‖ĝ − (Ĥ − V̂)‖ ≤ ε‖ĝ‖``.
+
+    The objective is read off the same arrays: ``F̂ = fl(Σ_t q̂_t + ½⟨W, Ĥ⟩)`` (``h(W) =
+    ½⟨W, ∇h(W)⟩`` for quadratic terms), within ``E_F = Σ_t (Δ_t(2τ_t + Δ_t) + γ_{n_t}τ_t²
+    + n_tη)/(2c_t) + 2εq̂_t + η`` (``Δ_t = b_t + c_te_t ≥ |‖θ̂_t‖ − c_t‖r_t‖|``, the
+    loss ``(c_t/2)‖r_t‖² = ‖c_tr_t‖²/(2c_t)``) ``+ γ_TΣq̂ + ½(‖W‖E_h + γ_{d+T}‖W‖‖Ĥ‖ +
+    dTη) + η + 2ε|F̂|``.
+    """
+    if (problem.fit_intercept or not problem.is_quadratic
+            or not isinstance(problem.loss, SquaredLoss)):
+        return None
+    coupled = coupling(problem)
+    Kt, Kf = coupled
+    lam = coupling_bottom(Kt, None if Kf is None else np.linalg.eigvalsh(Kf))
+    if not lam > 0:
+        return None
+    bound = Rounding(problem, W, None)
+    if bound.factor_given:  # (rung 4 bounds such a term first order in WR: tighter)
+        return None
+    pieces = _Pieces(problem, W, None, coupled)
+    q, H = pieces.q_task, pieces.grad_h
+    G = H - pieces.V_loss  # ∇F(W) as computed
+    norms, c = bound.norms, bound.c
+    d, T = W.shape
+    n, root_n = norms.n, norms.sqrt_n
+    # f_t ≥ ‖X_t‖_F and ‖y_t‖ from their computed sums of squares (squares that underflow
+    # are each off by up to η/2)
+    f = norms.frobenius * (1.0 + gamma(norms.n_max * d + d + 2)) + np.sqrt(n * d * _ETA)
+    y = norms.y * (1.0 + gamma(norms.n_max + 2)) + np.sqrt(n * _ETA)
+    absW = bound.abs_w
+    M = (np.einsum("dt,dt->t", norms.col, absW) * (1.0 + gamma(norms.n_max + d + 4)) + y
+         + np.sqrt(n * _ETA) * np.einsum("dt->t", absW))
+    e = gamma(d + 1) * M + root_n * ((d + 1) * _ETA)
+    tau = np.sqrt(2.0 * c * (q + _ETA) * (1.0 + gamma(2)) * (1.0 + norms.g_data)
+                  + n * _ETA) * (1.0 + gamma(1))
+    b = gamma(2) * (tau + root_n * _ETA) + root_n * _ETA
+    e_v = norms.g_data * f * tau + np.sqrt(d) * n * _ETA + f * (b + c * e)
+    e_h = norm_up(bound.quadratic_gradient_error())
+    g = norm_up(G)
+    grad = (g * (1.0 + _EPS) + e_h + norm_up(e_v)) * (1.0 + gamma(4))
+    h_value = 0.5 * column_dot(W, H)
+    loss = float(q.sum())
+    objective = loss + h_value
+    if not (math.isfinite(objective) and math.isfinite(grad)):
+        return None
+    delta = b + c * e
+    own = (delta * (2.0 * tau + delta) + norms.g_data * tau * tau + n * _ETA) / (
+        2.0 * np.where(c > 0, c, 1.0))
+    w_norm = norm_up(W)
+    loss_error = float(np.where(c > 0, own + 2.0 * _EPS * q + _ETA, 0.0).sum()) \
+        + gamma(T) * loss
+    value_error = 0.5 * (w_norm * e_h + gamma(d + T) * w_norm * norm_up(H) + d * T * _ETA)
+    if value_error > 4.0 * loss_error:  # the terms' magnitude bound dominates: rung 4's
+        return None  # conjugate at W, where the computed h(W) cancels, does better
+    error = _SAFETY * (loss_error + value_error + _ETA + 2.0 * _EPS * abs(objective))
+    bare = half_square_over(float(np.linalg.norm(G)), lam)
+    gap = half_square_over(grad, lam) + error
+    if not (math.isfinite(gap) and _relative(gap, objective) <= tol):
+        return None
+    return Certificate(objective, gap, _relative(gap, objective), float(np.linalg.norm(G)),
+                       _distance(gap, deferred_strong_convexity(problem, coupled)),
+                       "gradient norm + strong convexity of the quadratic terms (rung 5)",
+                       rounding=gap - bare)
+
+
 # ---------------------------------------------------------------------- certify
 @blas_limited
 def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None,
@@ -504,7 +601,11 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
         The relative gap the caller needs. On a shared design the loss's part is taken
         from ``XᵀX`` and ``XᵀY`` unless that route's rounding bound is over a quarter of
         the gap (then the residuals give a tighter one); with ``tol`` a gap from ``XᵀX``
-        that meets it is kept all the same (a regularization path's points).
+        that meets it is kept all the same (a regularization path's points). A quadratic
+        problem whose quadratic terms are positive definite first tries ``‖∇F(W)‖²/(2λ)``
+        (``λ`` a proven lower bound on their smallest eigenvalue) plus the objective's
+        rounding, kept when it meets ``tol``: cheaper than the dual at an exact solve's
+        point, where the gradient is at the rounding level (see docs/certificates.md).
     gram : bool, default True
         Try that route first; False goes to the residuals at once, as an exact solve's
         point needs (its gap is at the rounding level, where the route's bound is always
@@ -523,6 +624,10 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
         raise ArgumentError(f"dual_lower must be a real number (a certified lower bound on "
                             f"F*, such as an earlier certificate's dual_objective) or None, "
                             f"got {dual_lower!r}")
+    if tol is not None and intercept is None and not parts and dual_lower is None:
+        fast = _strongly_convex(problem, W, tol)
+        if fast is not None:
+            return fast
     route = _gram_route(problem, W, tol) if gram and intercept is None and not parts else None
     if route is not None:
         try:

@@ -278,3 +278,60 @@ def test_laplacian_alone_without_strong_convexity_is_never_above_f_star(layout, 
         W_star + step * noise for step in (1e-12, 1e-8, 1e-4, 1e-1, 1e3)]
     methods = _assert_valid(prob, points, exact)
     assert "curvature-corrected quadratic conjugate (rung 4)" in methods, methods
+
+
+# ------------------------------------------------- the gradient bound taken with a tolerance
+STRONG = "gradient norm + strong convexity of the quadratic terms (rung 5)"
+
+
+@pytest.mark.parametrize("kind", ["cancel", "mixed", "sparse", "two", "feature", "factor"])
+@pytest.mark.parametrize("scale", [(1.0, 1.0), (1e-50 * np.pi, 1e40 * np.e),
+                                   (1e50 / 3.0, 1e-30), (1e58 / 3.0, 1e-98),
+                                   (2.0 ** -300, 2.0 ** -700)])
+@pytest.mark.parametrize("weights", [False, True])
+@pytest.mark.parametrize("shared", [False, True])
+def test_gradient_bound_with_a_tolerance_is_never_below_the_exact_gap(rng, kind, scale,
+                                                                      weights, shared):
+    """With ``tol``, a quadratic problem with positive definite terms is certified by
+    ``‖∇F(W)‖²/(2λ)`` plus the objective's rounding when that meets ``tol``: never below
+    the exact ``F(W) − F*`` (rationals), at the direct solve's point, the rounded exact
+    optimum, and points far from it (where it exceeds any ``tol`` and the ladder answers)."""
+    prob = _problem(rng, kind, scale, False, weights, shared=shared)
+    exact = _Exact(prob)
+    methods = set()
+    for W in _points(rng, prob, exact):
+        true = exact.objective(W) - exact.F_star
+        for tol in (1e-8, 1e6):
+            cert = mc.certify(prob, W, tol=tol)
+            methods.add(cert.method)
+            assert cert.gap is not None and np.isfinite(cert.gap), cert
+            assert Fraction(cert.gap) >= true, (cert, float(true))
+            if cert.method == STRONG:  # the objective it reports: within its rounding bound
+                assert cert.rounding <= cert.gap
+                assert abs(Fraction(cert.objective) - exact.objective(W)) <= Fraction(
+                    cert.rounding), cert
+    # (elsewhere rung 4 answers: a dense K stored sparse has Gershgorin's λ_min bound 0, a
+    # factor-given K and mixed-sign terms that cancel have tighter rung-4 bounds)
+    if scale == (1.0, 1.0) and kind == "mixed":
+        assert STRONG in methods, methods
+
+
+def test_direct_solve_takes_the_gradient_bound_and_certify_without_tol_the_dual():
+    rng = np.random.default_rng(3)
+    T, d = 30, 4
+    data = mc.MultiTaskData([rng.standard_normal((8, d)) for _ in range(T)],
+                            [rng.standard_normal(8) for _ in range(T)])
+    prob = mc.Problem(data, mc.SquaredLoss("sum"),
+                      [mc.GraphLaplacian(mc.relations.chain(T, sparse=True), 1.0),
+                       mc.Ridge(0.1)])
+    sol = prob.solve(backend="direct", tol=1e-8)
+    assert sol.status == "optimal" and sol.certificate.method == STRONG
+    # against the dual route on the same point (an independent bound): both hold the exact
+    # gap, which is at the rounding level here, and both are at that level
+    ladder = mc.certify(prob, sol.W)
+    assert ladder.method.startswith("quadratic conjugate")
+    assert sol.certificate.relative_gap < 1e-12 and ladder.relative_gap < 1e-12
+    assert sol.objective == pytest.approx(prob.objective(sol.W), rel=1e-14)
+    # far from the optimum the gradient bound misses a tight tol: the ladder answers
+    far = mc.certify(prob, sol.W + 0.1, tol=1e-8)
+    assert far.method.startswith("quadratic conjugate")

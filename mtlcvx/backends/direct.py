@@ -280,7 +280,7 @@ class DirectBackend(Backend):
                 method = "pcg"
         solve_time = time.perf_counter() - start
         intercept = problem.optimal_intercept(W) if problem.fit_intercept else None
-        certificate = certify(problem, W, gram=False)
+        certificate = certify(problem, W, gram=False, tol=tol)
         # the solver's own value: at a solution of (cH + 𝒬)W = cB the objective is
         # ½Σ_t c_t(‖y_t‖² − w_tᵀX_tᵀy_t), O(dT) from the statistics it solved with
         solver_objective = 0.5 * float(c @ (stats.yy - np.einsum("dt,dt->t", W, stats.B)))
