@@ -52,9 +52,9 @@ def check_adjacency(A: Any, name: str = "A") -> np.ndarray | scipy.sparse.csr_ma
     """
     if issparse(A):
         A = _sparse_square(A, name)
-        if A.nnz and A.data.min() < 0:
-            raise PenaltyError(f"{name} must be non-negative (edge weights); got min "
-                               f"{A.data.min():.3g}")
+        low = A.data.min(initial=0.0)
+        if low < 0:
+            raise PenaltyError(f"{name} must be non-negative (edge weights); got min {low:.3g}")
         return A
     A = as_float_array(A, name, 2)
     if A.shape[0] != A.shape[1]:
@@ -100,14 +100,15 @@ def chain(T: int, sparse: bool = False) -> np.ndarray | scipy.sparse.csr_matrix:
     """
     if isinstance(T, (bool, np.bool_)) or not isinstance(T, numbers.Integral) or T < 1:
         raise PenaltyError(f"T must be a positive integer (the number of tasks), got {T!r}")
-    if sparse:  # row t holds t − 1 and t + 1: entry k (1-based, k < 2T − 1) sits in row
-        # ⌊k/2⌋, column ⌊k/2⌋ − 1 for even k, ⌊k/2⌋ + 1 for odd k; rows start at 0, 1, 3, 5, …
+    if sparse:  # row t holds t − 1 and t + 1: the columns read 1, 0 2, 1 3, …, T − 2, so
+        # entry 2m holds column m + 1 and entry 2m + 1 column m; rows start at 0, 1, 3, 5, …
         index = _index_dtype(2 * T)
-        k = np.arange(1, 2 * T - 1, dtype=index)
+        indices = np.empty(2 * T - 2, dtype=index)
+        indices[1::2] = np.arange(T - 1, dtype=index)
+        np.add(indices[1::2], 1, out=indices[::2])
         indptr = np.arange(-1, 2 * T, 2, dtype=index)
         indptr[0], indptr[-1] = 0, 2 * (T - 1)
-        A = scipy.sparse.csr_matrix((np.ones(k.size), (k >> 1) + ((k & 1) << 1) - 1, indptr),
-                                    shape=(T, T))
+        A = scipy.sparse.csr_matrix((np.ones(indices.size), indices, indptr), shape=(T, T))
         A.has_canonical_format = True
         return A
     A = np.zeros((T, T))
@@ -291,7 +292,7 @@ _DENSE_CHECK_LIMIT = 500
 
 def _rows(M: scipy.sparse.csr_matrix) -> np.ndarray:
     """The row index of every stored entry of a CSR matrix, in storage order."""
-    return np.repeat(np.arange(M.shape[0]), M.indptr[1:] - M.indptr[:-1])
+    return np.arange(M.shape[0]).repeat(M.indptr[1:] - M.indptr[:-1])
 
 
 _INT32_MAX = int(np.iinfo(np.int32).max)
@@ -320,9 +321,9 @@ def _exactly_symmetric(K: scipy.sparse.csr_matrix, rows: np.ndarray) -> bool:
     """``K == Kᵀ`` entry by entry, for a CSR ``K`` in canonical format with ``rows`` its
     entries' rows (:func:`_rows`): ``Kᵀ``'s entries put in row-major order must be ``K``'s
     own (no transpose is formed)."""
-    order = np.lexsort((rows, K.indices))
-    return bool(np.array_equal(K.indices[order], rows) and np.array_equal(rows[order], K.indices)
-                and np.array_equal(K.data[order], K.data))
+    order = np.lexsort((rows, K.indices))  # (the arrays have one length: nnz)
+    return bool((K.indices[order] == rows).all() and (rows[order] == K.indices).all()
+                and (K.data[order] == K.data).all())
 
 
 def _sparse_square(K: Any, name: str) -> scipy.sparse.csr_matrix:
@@ -335,10 +336,17 @@ def _sparse_square(K: Any, name: str) -> scipy.sparse.csr_matrix:
         rows = _rows(K)
         keep = K.data != 0
         if keep.all():  # copies of its arrays as they are (32-bit indices where they fit)
-            index = _index_dtype(max(K.shape[0], K.nnz))
-            K = scipy.sparse.csr_matrix((K.data.copy(), K.indices.astype(index),
-                                         K.indptr.astype(index)), shape=K.shape)
-            K.has_canonical_format = True
+            index = _index_dtype(max(K.shape[0], K.indptr[-1]))
+            arrays = K.data.copy(), K.indices.astype(index), K.indptr.astype(index)
+            if type(K) is scipy.sparse.csr_matrix:  # a graph helper's: a shallow copy holds
+                # them (SciPy's constructor, half of this check on a first call, would
+                # only check again the format K has)
+                K, attributes = object.__new__(scipy.sparse.csr_matrix), K.__dict__
+                K.__dict__.update(attributes)
+                K.data, K.indices, K.indptr = arrays
+            else:
+                K = scipy.sparse.csr_matrix(arrays, shape=K.shape)
+                K.has_canonical_format = True
         else:
             rows = rows[keep]
             K = _csr_sorted(rows, K.indices[keep], K.data[keep], K.shape[0])
@@ -350,7 +358,7 @@ def _sparse_square(K: Any, name: str) -> scipy.sparse.csr_matrix:
         K.sum_duplicates()
         K.eliminate_zeros()
         rows = _rows(K)
-    if not np.all(np.isfinite(K.data)):
+    if not np.isfinite(K.data).all():
         raise PenaltyError(f"{name} contains NaN or infinite values; drop or impute them first")
     if _exactly_symmetric(K, rows):  # as a graph helper builds it: no arithmetic needed
         return K

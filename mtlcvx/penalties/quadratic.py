@@ -462,7 +462,7 @@ class GraphLaplacian(QuadraticPenalty):
         A = self._checked_A
         if not issparse(A):
             return None
-        row = np.repeat(np.arange(n_tasks), np.diff(A.indptr))
+        row = relations._rows(A)
         off = A.indices != row  # self-loops are ignored
         row, col, w = row[off], A.indices[off], A.data[off]
         return band_of_entries(row, col, -w, np.bincount(row, weights=w, minlength=n_tasks))[1]
