@@ -80,6 +80,10 @@ def test_sparse_symmetry_check_exact_and_within_round_off():
     pen = mc.GraphLaplacian(user)
     user.data[:] = 7.0  # the penalty holds its own copy
     np.testing.assert_array_equal(pen.matrix(1, 3).toarray(), np.diag(A.sum(axis=1)) - A)
+    user = sp.csr_array(A)  # a canonical CSR array (not a csr_matrix) too
+    pen = mc.GraphLaplacian(user)
+    user.data[:], user.indices[:] = 7.0, 0
+    np.testing.assert_array_equal(pen.matrix(1, 3).toarray(), np.diag(A.sum(axis=1)) - A)
 
 
 def test_narrow_band_terms_match_dense_formulas(rng):
