@@ -674,6 +674,16 @@ class Rounding:
         return gamma(d + T + 3) * sum((a * P for a, P in self._abs_products(W)),
                                       np.zeros((d, T))) + self._underflow(absW)[1] + merged
 
+    def quadratic_gradient_norm_error(self, w_norm: float) -> float:
+        """A bound in Frobenius norm on the error of ``Σ α(WK + DW)`` at the certified point
+        as the merged coupling computes it, without a product with ``|K|``: ``γ_{d+T+3}``
+        times ``‖|W||K|‖_F ≤ ‖W‖_F‖|K|‖₂`` (:meth:`_abs_norm`), plus :meth:`_underflow`'s
+        per entry and :meth:`coupling_error` (cheaper than :meth:`quadratic_gradient_error`
+        and above it); ``w_norm ≥ ‖W‖_F``."""
+        d, T = self.W.shape
+        return (gamma(d + T + 3) * w_norm * self._abs_norm() + np.sqrt(d * T)
+                * self._underflow(self.abs_w)[1] + self.coupling_error() * w_norm) * _SAFETY
+
     def quadratic_blocks(self, products: list[np.ndarray | None] | None = None
                          ) -> QuadraticBlocks:
         r"""The quadratic terms as blocks of rung 3's dual point at the certified point;

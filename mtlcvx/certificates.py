@@ -504,7 +504,8 @@ def _strongly_convex(problem: Problem, W: np.ndarray, tol: float) -> Certificate
       + √n_tη`` (one product per entry; ``c_t‖r̂_t‖ ≤ (‖θ̂_t‖ + √n_tη/2)/(1 − ε)``);
     * ``‖V̂_t − V_t‖ ≤ γ_{n_t}f_tτ_t + √d·n_tη + f_t(b_t + c_te_t)`` (the product, then
       ``‖X_tᵀ(θ̂_t + c_tr_t)‖``);
-    * ``‖Ĥ − ∇h(W)‖_F ≤ E_h`` (:meth:`~mtlcvx._rounding.Rounding.quadratic_gradient_error`)
+    * ``‖Ĥ − ∇h(W)‖_F ≤ E_h``
+      (:meth:`~mtlcvx._rounding.Rounding.quadratic_gradient_norm_error`)
       and ``‖ĝ − (Ĥ − V̂)‖ ≤ ε‖ĝ‖``.
 
     The objective is read off the same arrays: ``F̂ = fl(Σ_t q̂_t + ½⟨W, Ĥ⟩)`` (``h(W) =
@@ -542,7 +543,8 @@ def _strongly_convex(problem: Problem, W: np.ndarray, tol: float) -> Certificate
                   + n * _ETA) * (1.0 + gamma(1))
     b = gamma(2) * (tau + root_n * _ETA) + root_n * _ETA
     e_v = norms.g_data * f * tau + np.sqrt(d) * n * _ETA + f * (b + c * e)
-    e_h = norm_up(bound.quadratic_gradient_error())
+    w_norm = norm_up(W)
+    e_h = bound.quadratic_gradient_norm_error(w_norm)
     g = norm_up(G)
     grad = (g * (1.0 + _EPS) + e_h + norm_up(e_v)) * (1.0 + gamma(4))
     h_value = 0.5 * column_dot(W, H)
@@ -553,7 +555,6 @@ def _strongly_convex(problem: Problem, W: np.ndarray, tol: float) -> Certificate
     delta = b + c * e
     own = (delta * (2.0 * tau + delta) + norms.g_data * tau * tau + n * _ETA) / (
         2.0 * np.where(c > 0, c, 1.0))
-    w_norm = norm_up(W)
     loss_error = float(np.where(c > 0, own + 2.0 * _EPS * q + _ETA, 0.0).sum()) \
         + gamma(T) * loss
     value_error = 0.5 * (w_norm * e_h + gamma(d + T) * w_norm * norm_up(H) + d * T * _ETA)
