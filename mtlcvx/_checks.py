@@ -6,6 +6,7 @@ Each raises :class:`~mtlcvx.exceptions.ArgumentError` (an ``MTLError`` and a
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -25,7 +26,7 @@ def check_tol(tol: Any, name: str = "tol") -> float:
         raise ArgumentError(f"{name} must be a positive real number such as 1e-8 (the "
                             f"target certified relative gap), got {tol!r}")
     value = float(tol)
-    if not (np.isfinite(value) and value > 0):
+    if not (math.isfinite(value) and value > 0):
         raise ArgumentError(f"{name} must be a finite positive number such as 1e-8 (the "
                             f"target certified relative gap), got {tol!r}")
     return value

@@ -172,12 +172,11 @@ class TaskCoupling:
     @property
     def kind(self) -> str:
         """"diagonal", "sparse", "low-rank" (+ diagonal), "dense" or "mixed"."""
-        parts = [name for name, on in (("sparse", bool(self._sparse_parts)),
-                                       ("dense", self.dense is not None),
-                                       ("low-rank", bool(self.factors))) if on]
-        if not parts:
-            return "diagonal"
-        return parts[0] if len(parts) == 1 else "mixed"
+        sparse, dense = bool(self._sparse_parts), self.dense is not None
+        low_rank = bool(self.factors)
+        if sparse + dense + low_rank > 1:
+            return "mixed"
+        return "sparse" if sparse else "dense" if dense else "low-rank" if low_rank else "diagonal"
 
     def low_rank(self) -> np.ndarray:
         """All factors side by side (T, p): their part of ``K_t`` is ``U Uᵀ`` (the factor

@@ -35,55 +35,49 @@ def coupling(problem: Problem) -> tuple[TaskCoupling, np.ndarray | None]:
     factor-given ``K`` stay so (:class:`~mtlcvx.coupling.TaskCoupling`). Cached on the
     problem until a strength or a matrix changes.
     """
-    key, held = _quadratic_key(problem)
+    d, T = problem.n_features, problem.n_tasks
+    terms = _quadratic_terms(problem, d, T)
+    # a penalty's matrix (or its band, or factor) is an object replaced, never edited, when
+    # one of its parameters changes, so its identity tracks its value while it is alive:
+    # the cache holds the terms, so the ids in its key cannot be reused
+    key = (d, T, *[(id(p), id(M), p.side, p.alpha, ridge) for p, M, ridge, _ in terms])
     cache = problem.__dict__.get("_coupling_cache")
     if cache is None or cache[0] != key:
-        # the objects are kept with the cache so the ids in its key cannot be reused
-        cache = (key, *_build_coupling(problem), held)
+        cache = (key, *_build_coupling(terms, d, T), terms)
         problem.__dict__["_coupling_cache"] = cache
     return cache[1], cache[2]
 
 
-def _quadratic_key(problem: Problem) -> tuple[tuple, list]:
-    """Identity of the quadratic terms' current values, and the objects it names.
-
-    A penalty's matrix (or its band, or factor) is an object replaced, never edited, when one
-    of its parameters changes, so its identity tracks its value as long as the object
-    is alive: a cache keyed on it must hold the returned objects.
-    """
-    d, T = problem.n_features, problem.n_tasks
-    key: list[tuple] = [(d, T)]
-    held: list = []
+def _quadratic_terms(problem: Problem, d: int, T: int) -> list[tuple]:
+    """``(p, M, ridge, how)`` of every quadratic term: ``M`` its factor ``R`` (``how`` =
+    "factor", ``K = R Rᵀ + ridge·I``), its lower band ("band") or its matrix ("matrix")."""
+    terms = []
     for p in problem.penalties:
         if p.structure != "quadratic":
             continue
         low_rank = p.low_rank()
-        M = low_rank[0] if low_rank is not None else p.band(d, T)
-        if M is None:
-            M = p.matrix(d, T)
-        key.append((id(p), id(M), p.side, p.alpha, None if low_rank is None else low_rank[1]))
-        held += [p, M]
-    return tuple(key), held
+        if low_rank is not None:
+            terms.append((p, *low_rank, "factor"))
+            continue
+        band = p.band(d, T)
+        terms.append((p, band, None, "band") if band is not None
+                     else (p, p.matrix(d, T), None, "matrix"))
+    return terms
 
 
-def _build_coupling(problem: Problem) -> tuple[TaskCoupling, np.ndarray | None]:
-    d, T = problem.n_features, problem.n_tasks
+def _build_coupling(terms: list[tuple], d: int,
+                    T: int) -> tuple[TaskCoupling, np.ndarray | None]:
     Kt = TaskCoupling(T)
     Kf = None
-    for p in problem.penalties:
-        if p.structure != "quadratic":
-            continue
+    for p, M, ridge, how in terms:
         if p.side == "task":
-            low_rank = p.low_rank()
-            band = None if low_rank is not None else p.band(d, T)
-            if low_rank is not None:
-                Kt.add_factor(*low_rank, p.alpha)
-            elif band is not None:  # the sparse matrix built only if a route asks for it
-                Kt.add_band(band, p.alpha, lambda p=p: p.matrix(d, T))
+            if how == "factor":
+                Kt.add_factor(M, ridge, p.alpha)
+            elif how == "band":  # the sparse matrix built only if a route asks for it
+                Kt.add_band(M, p.alpha, lambda p=p: p.matrix(d, T))
             else:
-                Kt.add_matrix(p.matrix(d, T), p.alpha)
+                Kt.add_matrix(M, p.alpha)
         else:
-            M = p.matrix(d, T)
             M = p.alpha * (M.toarray() if issparse(M) else M)
             Kf = M if Kf is None else Kf + M
     return Kt, Kf

@@ -100,8 +100,9 @@ class Problem:
         self.penalties = tuple(penalties)
         self.fit_intercept = bool(fit_intercept)
         self.constraints = constraints
+        d, T = data.n_features, data.n_tasks
         for pen in self.penalties:
-            pen.verify(self.n_features, self.n_tasks)
+            pen.verify(d, T)
         self.loss.weights(data)  # validates task_weights against the data now
         self._compiled: dict[str, Any] | None = None
         self.n_builds = 0
@@ -131,8 +132,9 @@ class Problem:
     # ------------------------------------------------------------------ structure
     def check_shapes(self) -> None:
         """Check every penalty's matrices against the data (they may be set after creation)."""
+        d, T = self.data.n_features, self.data.n_tasks
         for pen in self.penalties:
-            pen.check_shape(self.n_features, self.n_tasks)
+            pen.check_shape(d, T)
 
     @property
     def n_features(self) -> int:

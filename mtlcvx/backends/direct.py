@@ -63,7 +63,7 @@ def _blocks(grams, c, Kf) -> tuple[np.ndarray, np.ndarray]:
     """Diagonal blocks ``c_t X_tᵀX_t + K_f`` (T, d, d) and right side ``c_t X_tᵀy_t`` (d, T)
     (the cached, read-only ``X_tᵀX_t`` themselves when every ``c_t = 1`` and there is no
     ``K_f``: a copy would be the route's largest temporary)."""
-    if Kf is None and np.all(c == 1.0):
+    if Kf is None and (c == 1.0).all():
         return grams.H, grams.B * c
     Hs = grams.H * c[:, None, None]
     if Kf is not None:
@@ -261,10 +261,11 @@ class DirectBackend(Backend):
         data = problem.data
         c = problem.loss_weights()
         Kt, Kf = oracles.coupling(problem)
-        uniform = bool(np.all(c == c[0]))
+        kind = Kt.kind
+        uniform = bool((c == c[0]).all())
         W = method = None
         iters = 1
-        if data.is_shared and (uniform or Kf is None) and np.all(c > 0):
+        if data.is_shared and (uniform or Kf is None) and (c > 0).all():
             stats = data.gram(problem.fit_intercept)
             W = self._sylvester(stats.G, stats.B, c, Kt, Kf, uniform,
                                 _extended_coupling(problem))
@@ -272,7 +273,7 @@ class DirectBackend(Backend):
         if W is None:
             stats = data.task_grams(problem.fit_intercept)
             Hs, B = _blocks(stats, c, Kf)
-            W, method = self._structured(Hs, B, Kt)
+            W, method = self._structured(Hs, B, Kt, kind)
             if W is None and problem.n_features * problem.n_tasks <= self.dense_limit:
                 W, method = self._dense(Hs, B, Kt, _extended_coupling(problem))
             if W is None:
@@ -290,7 +291,7 @@ class DirectBackend(Backend):
             status=certified_status(certificate, tol),
             backend=self.name, compile_time=0.0, solve_time=solve_time,
             iterations=iters, certificate=certificate,
-            info={"method": method, "coupling": Kt.kind},
+            info={"method": method, "coupling": kind},
         )
 
     # ------------------------------------------------------------------ routes
@@ -312,7 +313,7 @@ class DirectBackend(Backend):
         if uniform and Kf is not None:
             H = H + Kf / c[0]
         k = Kt.diag[0]
-        if uniform and Kt.kind == "diagonal" and np.all(Kt.diag == k) and k > psd_cutoff(
+        if uniform and Kt.kind == "diagonal" and (Kt.diag == k).all() and k > psd_cutoff(
                 c[0] * np.trace(H) + k, H.shape[0]):
             # K_t = k·I (Ridge): every task solves (cH + kI) w_t = c b_t, one Cholesky
             # (10x cheaper than the eigenbasis) while k keeps cH + kI safely definite
@@ -351,8 +352,8 @@ class DirectBackend(Backend):
                                            What[rows], product)
         return V @ What if sc is None else (V @ What) / sc
 
-    def _structured(self, Hs, B, Kt: TaskCoupling) -> tuple[np.ndarray | None, str | None]:
-        kind = Kt.kind
+    def _structured(self, Hs, B, Kt: TaskCoupling,
+                    kind: str) -> tuple[np.ndarray | None, str | None]:
         if kind == "diagonal":
             blocks = Hs + Kt.diag[:, None, None] * np.eye(Hs.shape[1])
             W = _block_solve(blocks, B, Kt.diag)
@@ -384,7 +385,7 @@ class DirectBackend(Backend):
             band = Kt.band()
             if band is not None:  # coupling entry K[t + k, t] sits at offset k·d
                 for k in range(band.shape[0]):
-                    ab[k * d] += np.repeat(band[k], d)
+                    ab[k * d] += band[k].repeat(d)
             else:
                 K = (Kt.sparse + scipy.sparse.diags(Kt.diag)).tocoo()  # wider than band() keeps
                 ab[0] += np.repeat(K.diagonal(), d)
