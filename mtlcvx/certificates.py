@@ -497,12 +497,11 @@ def _strongly_convex(problem: Problem, W: np.ndarray, tol: float) -> Certificate
     ``η = 2⁻¹⁰⁷⁴`` (a product that underflows is off by up to ``η/2``; sums are exact
     there), ``f_t ≥ ‖X_t‖_F ≥ ‖|X_t|‖₂`` and Higham's bounds for sums of products:
 
-    * ``‖r̂_t − r_t‖ ≤ e_t = γ_{d+1}M_t + √n_t(d + 1)η``, ``M_t = Σ_j‖x_tj‖|w_jt| + ‖y_t‖
-      ≥ ‖|X_t||w_t| + |y_t|‖``;
-    * ``‖θ̂_t‖ ≤ τ_t``, ``τ_t² = 2c_t(q̂_t + η)(1 + γ_2)(1 + γ_{n_t}) + n_tη`` (undoing
-      the division and the sum of squares), and ``‖θ̂_t + c_tr̂_t‖ ≤ b_t = γ_2(τ_t + √n_tη)
-      + √n_tη`` (one product per entry; ``c_t‖r̂_t‖ ≤ (‖θ̂_t‖ + √n_tη/2)/(1 − ε)``);
-    * ``‖V̂_t − V_t‖ ≤ γ_{n_t}f_tτ_t + √d·n_tη + f_t(b_t + c_te_t)`` (the product, then
+    * ``‖θ̂_t‖ ≤ τ_t`` (:meth:`~mtlcvx._rounding.Rounding.theta_norms`) and ``‖θ̂_t +
+      c_tr_t‖ ≤ Δ_t`` (:meth:`~mtlcvx._rounding.Rounding.residual_distance`: the
+      residual's ``γ_{d+3}M_t``, ``M_t = Σ_j‖x_tj‖|w_jt| + ‖y_t‖ ≥ ‖|X_t||w_t| + |y_t|‖``,
+      and one product per entry), ``f_t ≥ ‖X_t‖_F ≥ ‖|X_t|‖₂``;
+    * ``‖V̂_t − V_t‖ ≤ f_t(γ_{n_t+3}τ_t + Δ_t) + √d·n_tη`` (the product, then
       ``‖X_tᵀ(θ̂_t + c_tr_t)‖``);
     * ``‖Ĥ − ∇h(W)‖_F ≤ E_h``
       (:meth:`~mtlcvx._rounding.Rounding.quadratic_gradient_norm_error`)
@@ -510,9 +509,8 @@ def _strongly_convex(problem: Problem, W: np.ndarray, tol: float) -> Certificate
 
     The objective is read off the same arrays: ``F̂ = fl(Σ_t q̂_t + ½⟨W, Ĥ⟩)`` (``h(W) =
     ½⟨W, ∇h(W)⟩`` for quadratic terms), within ``E_F = Σ_t (Δ_t(2τ_t + Δ_t) + γ_{n_t}τ_t²
-    + n_tη)/(2c_t) + 2εq̂_t + η`` (``Δ_t = b_t + c_te_t ≥ |‖θ̂_t‖ − c_t‖r_t‖|``, the
-    loss ``(c_t/2)‖r_t‖² = ‖c_tr_t‖²/(2c_t)``) ``+ γ_TΣq̂ + ½(‖W‖E_h + γ_{d+T}‖W‖‖Ĥ‖ +
-    dTη) + η + 2ε|F̂|``.
+    + n_tη)/(2c_t) + 2εq̂_t + η`` (``Δ_t ≥ |‖θ̂_t‖ − c_t‖r_t‖|``, the loss ``(c_t/2)‖r_t‖²
+    = ‖c_tr_t‖²/(2c_t)``) ``+ γ_TΣq̂ + ½(‖W‖E_h + γ_{d+T}‖W‖‖Ĥ‖ + dTη) + η + 2ε|F̂|``.
     """
     if (problem.fit_intercept or not problem.is_quadratic
             or not isinstance(problem.loss, SquaredLoss)):
@@ -530,19 +528,14 @@ def _strongly_convex(problem: Problem, W: np.ndarray, tol: float) -> Certificate
     G = H - pieces.V_loss  # ∇F(W) as computed
     norms, c = bound.norms, bound.c
     d, T = W.shape
-    n, root_n = norms.n, norms.sqrt_n
-    # f_t ≥ ‖X_t‖_F and ‖y_t‖ from their computed sums of squares (squares that underflow
-    # are each off by up to η/2)
-    f = norms.frobenius * (1.0 + gamma(norms.n_max * d + d + 2)) + np.sqrt(n * d * _ETA)
-    y = norms.y * (1.0 + gamma(norms.n_max + 2)) + np.sqrt(n * _ETA)
-    absW = bound.abs_w
-    M = (np.einsum("dt,dt->t", norms.col, absW) * (1.0 + gamma(norms.n_max + d + 4)) + y
-         + np.sqrt(n * _ETA) * np.einsum("dt->t", absW))
-    e = gamma(d + 1) * M + root_n * ((d + 1) * _ETA)
-    tau = np.sqrt(2.0 * c * (q + _ETA) * (1.0 + gamma(2)) * (1.0 + norms.g_data)
-                  + n * _ETA) * (1.0 + gamma(1))
-    b = gamma(2) * (tau + root_n * _ETA) + root_n * _ETA
-    e_v = norms.g_data * f * tau + np.sqrt(d) * n * _ETA + f * (b + c * e)
+    # ‖|X_t||w_t| + |y_t|‖ ≤ Σ_j‖x_tj‖|w_jt| + ‖y_t‖, from the computed norms (each
+    # square that underflows is off by up to η/2)
+    M = (np.einsum("dt,dt->t", norms.col, bound.abs_w) + norms.y) * (
+        1.0 + gamma(norms.n_max + d + 4)) + np.sqrt(norms.n * _ETA) * (
+        np.einsum("dt->t", bound.abs_w) + 1.0)
+    apart, f = bound.residual_distance(q, M)  # Δ_t ≥ ‖θ̂_t + c_tr_t‖, f_t ≥ ‖X_t‖_F
+    tau = bound.theta_norms(q)  # ≥ ‖θ̂_t‖
+    e_v = f * (norms.g_data * tau + apart) + np.sqrt(d) * norms.n * bound.eta_task
     w_norm = norm_up(W)
     e_h = bound.quadratic_gradient_norm_error(w_norm)
     g = norm_up(G)
@@ -552,8 +545,7 @@ def _strongly_convex(problem: Problem, W: np.ndarray, tol: float) -> Certificate
     objective = loss + h_value
     if not (math.isfinite(objective) and math.isfinite(grad)):
         return None
-    delta = b + c * e
-    own = (delta * (2.0 * tau + delta) + norms.g_data * tau * tau + n * _ETA) / (
+    own = (apart * (2.0 * tau + apart) + norms.g_data * tau * tau + norms.n * _ETA) / (
         2.0 * np.where(c > 0, c, 1.0))
     loss_error = float(np.where(c > 0, own + 2.0 * _EPS * q + _ETA, 0.0).sum()) \
         + gamma(T) * loss
@@ -1013,10 +1005,12 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
         if large and mu() > 0:
             # singular 𝒬 too large for the corrected dual below, F μ-strongly convex (the
             # loss pins every task down): F(W) − F* ≤ ‖∇F(W)‖²/(2μ), with the computed
-            # gradient's rounding bound added to its norm
+            # gradient's rounding bound added to its norm (V̂'s, and θ̂'s distance from the
+            # exact scaled residual through the design)
             V = pieces.V_loss - pieces.grad_h  # −∇F(W)
-            g = norm_up(V) + norm_up(bound.augmented_v_error(pieces.q_task, V,
-                                                             bound.quadratic_gradient_error()))
+            apart, f = bound.residual_distance(pieces.q_task)
+            g = norm_up(V) + norm_up(bound.augmented_v_error(
+                pieces.q_task, V, bound.quadratic_gradient_error())) + norm_up(f * apart)
             return done(half_square_over(g, mu()), "gradient norm + strong convexity (rung 5)")
         # singular 𝒬: the loss's curvature corrects the dual point into range(𝒬)
         corrected = (quadratic_dual(problem, W, pieces.Kt.to_dense(), pieces.Kf)
