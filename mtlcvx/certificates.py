@@ -61,11 +61,14 @@ from ._rounding import (
     GramRounding,
     QuadraticBlocks,
     Rounding,
+    WeightSums,
+    _design_norms,
     gamma,
     gram_shift,
     half_square_over,
     least_squares,
     norm_up,
+    weight_sums,
 )
 from ._threads import blas_limited
 from .coupling import TaskCoupling
@@ -371,20 +374,24 @@ def _gram_ready(problem: Problem):
 
 
 def _use_shift(problem: Problem, W: np.ndarray, tol: float | None,
-               values: np.ndarray | float | None = None) -> np.ndarray | bool:
+               values: np.ndarray | float | None = None, sums: WeightSums | None = None
+               ) -> tuple[np.ndarray | bool, WeightSums | None]:
     """Whether the Gram route expands around the least-squares solution at ``W`` (d, T)
-    (a bool) or at each of a batch (P, d, T) of points (P,): see :func:`_gram_route`.
-    ``values``: the terms' values at ``W`` (P,), computed here for one point if needed."""
+    (a bool) or at each of a batch (P, d, T) of points (P,): see :func:`_gram_route`; and
+    :func:`weight_sums` of ``W`` around that solution when they were needed for the choice
+    (else None). ``values``: the terms' values at ``W`` (P,), computed here for one point
+    if needed; ``sums``: :func:`weight_sums` of ``W`` (around 0), computed here if None."""
     data = problem.data
     gram = data.gram(False)
-    col, y = np.sqrt(np.maximum(gram.G.diagonal(), 0.0)), np.sqrt(gram.yy)
-    m0 = col @ np.abs(W) + y
+    col, y = _design_norms(data).col, np.sqrt(gram.yy)
+    m0 = (weight_sums(W, col) if sums is None else sums).col + y
     far = np.any(m0 > 2.0 * y, axis=-1)
     if not np.any(far):
-        return far
+        return far, None
     shift = gram_shift(data, least_squares(data, False))
     c = problem.loss_weights()
-    m1 = col @ np.abs(W - shift.R) + np.sqrt(shift.ee)
+    expanded = weight_sums(W, col, shift.R)
+    m1 = expanded.col + np.sqrt(shift.ee)
     coarse = gamma(data.X[0].shape[0] + data.n_features + 2) * (m0 * m0) @ c
     needed = _SHIFT_SHARE * (1e-8 if tol is None else tol) * float(c @ shift.ee)
     far &= (coarse > needed) & (4.0 * np.einsum("...t,...t->...", m1, m1)
@@ -393,7 +400,7 @@ def _use_shift(problem: Problem, W: np.ndarray, tol: float | None,
         if values is None:
             values = sum(p.value(W) for p in problem.penalties)
         far &= coarse > needed + _SHIFT_SHARE * (1e-8 if tol is None else tol) * 2.0 * values
-    return far
+    return far, expanded
 
 
 #: The Gram route expands around the least-squares solution where the bound around 0 on
@@ -423,12 +430,15 @@ def _gram_route(problem: Problem, W: np.ndarray,
     ls = _gram_ready(problem)
     if ls is None:
         return None
-    shift = gram_shift(problem.data, ls) if _use_shift(problem, W, tol) else None
+    sums = weight_sums(W, _design_norms(problem.data).col)  # for the choice and the bounds
+    far, expanded = _use_shift(problem, W, tol, sums=sums)
+    shift = gram_shift(problem.data, ls) if far else None
     got = problem.loss.gram_dual(problem.data, W, False, shift)
     if got is None or not got[1].quadratic.sum() > 0:
         return None
     value, dual, m = got
-    return _GramRoute(value, dual, GramRounding(problem, W, dual.quadratic, m, ls, shift))
+    return _GramRoute(value, dual, GramRounding(problem, W, dual.quadratic, m, ls, shift,
+                                                sums=sums, expanded=expanded))
 
 
 def _best_scale(a: float, b: float, s_max: float = np.inf) -> tuple[float, float]:
@@ -703,9 +713,13 @@ def certify_path(problem: Problem, penalty: Penalty, alphas: np.ndarray, Ws: np.
     points = np.flatnonzero(alphas > 0)
     size = Ws[0].size
     step = max(1, _BATCH_ENTRIES // size, min(_BATCH_POINTS, _BATCH_LIMIT // size))
+    if ls is not None and points.size:
+        _certify_gram(problem, penalty, alphas, Ws, values, points, out, mu, ls, tol,
+                      products, step)
+        points = np.array([i for i in points if out[i] is None], dtype=int)
     for start in range(0, points.size, step):
-        _certify_chunk(problem, penalty, alphas, Ws, values, points[start:start + step], out,
-                       mu, ls, tol, products)
+        _certify_residuals(problem, penalty, alphas, Ws, values, points[start:start + step],
+                           out, mu, tol)
     return out
 
 
@@ -722,34 +736,57 @@ _BATCH_POINTS = 8
 _BATCH_LIMIT = 1 << 22
 
 
-def _certify_chunk(problem: Problem, penalty: Penalty, alphas: np.ndarray, Ws: np.ndarray,
-                   values: np.ndarray, todo: np.ndarray, out: list[Certificate | None],
-                   mu: Callable[[], float], ls, tol: float | None,
-                   products: list[np.ndarray | None] | None) -> None:
-    """:func:`certify_path` for the points ``todo`` (``values``: the terms' values)."""
-    if ls is not None:
-        data = problem.data
-        shifted = _use_shift(problem, Ws[todo], tol, values[todo])
-        for group, shift in ((todo[~shifted], None), (todo[shifted], gram_shift(data, ls))):
+def _certify_gram(problem: Problem, penalty: Penalty, alphas: np.ndarray, Ws: np.ndarray,
+                  values: np.ndarray, todo: np.ndarray, out: list[Certificate | None],
+                  mu: Callable[[], float], ls, tol: float | None,
+                  products: list[np.ndarray | None] | None, step: int) -> None:
+    """:func:`certify_path` on the Gram route for the points ``todo`` (``values``: the
+    terms' values): the loss's pieces ``step`` points at a time (their products ``G Δ_i``,
+    ``V`` and its dual norm: arrays of ``step`` points), the sums of ``|W|`` through
+    :func:`weight_sums`, and the rounding bounds once for all points (a few hundred
+    operations on (P, T) arrays, not a few hundred per chunk)."""
+    data = problem.data
+    W = Ws if todo.size == Ws.shape[0] else Ws[todo]  # (P, d, T), a view for every point
+    sums = weight_sums(W, _design_norms(data).col)
+    shifted, expanded = _use_shift(problem, W, tol, values[todo], sums)
+    shifted = np.broadcast_to(shifted, todo.shape)
+    shift = gram_shift(data, ls) if shifted.any() else None
+    P, T = W.shape[0], W.shape[-1]
+    value, dn = np.empty(P), np.empty(P)
+    linear, quadratic, m = np.empty((P, T)), np.empty((P, T)), np.empty((P, T))
+    for start in range(0, P, step):
+        chunk = np.arange(start, min(start + step, P))
+        for group, around in ((chunk[~shifted[chunk]], None), (chunk[shifted[chunk]], shift)):
             if not group.size:
                 continue
             product = None  # G Δ_i: one product for the shifted (dense) points; the others
-            if shift is None:  # skip their zero rows, or come from the solver
-                known = [None] * group.size if products is None else [products[i] for i in group]
-                product = np.stack([data.gram_product(Ws[i], False, keep=False) if g is None
-                                    else g for i, g in zip(group, known, strict=True)])
-            value, dual, m = problem.loss.gram_dual(data, Ws[group], False, shift, product)
-            live = dual.quadratic.sum(axis=-1) > 0  # else the residuals (as certify)
-            group, pick = group[live], np.flatnonzero(live)
-            if not group.size:
-                continue
-            dual = LossDual(*(x[pick] for x in dual))
-            bound = GramRounding(problem, Ws[group], dual.quadratic, m[pick], ls, shift)
-            _norm_batch(out, group, penalty, alphas, values[group] + value[pick], dual, bound,
-                        mu, tol, gram=True)
-        todo = np.array([i for i in todo if out[i] is None], dtype=int)
+            if around is None:  # skip their zero rows, or come from the solver
+                known = [None] * group.size if products is None else [
+                    products[todo[j]] for j in group]
+                product = np.stack([data.gram_product(W[j], False, keep=False) if g is None
+                                    else g for j, g in zip(group, known, strict=True)])
+            value[group], dual, m[group] = problem.loss.gram_dual(
+                data, W[group], False, around, product)
+            linear[group], quadratic[group] = dual.linear, dual.quadratic
+            dn[group] = [penalty.dual_norm(v) for v in dual.V]
+    live = quadratic.sum(axis=-1) > 0  # else the residuals (as certify)
+    if not live.all():  # (rare: an exact fit) the others only
+        todo, W, shifted, value, dn, linear, quadratic, m = (
+            x[live] for x in (todo, W, shifted, value, dn, linear, quadratic, m))
+        sums = WeightSums(*(x[live] for x in sums))
+        expanded = None if expanded is None else WeightSums(*(x[live] for x in expanded))
         if not todo.size:
             return
+    bound = GramRounding(problem, W, quadratic, m, ls, shift, shifted, sums, expanded)
+    _norm_batch(out, todo, penalty, alphas, values[todo] + value, linear, quadratic, dn,
+                bound, mu, tol, gram=True)
+
+
+def _certify_residuals(problem: Problem, penalty: Penalty, alphas: np.ndarray,
+                       Ws: np.ndarray, values: np.ndarray, todo: np.ndarray,
+                       out: list[Certificate | None], mu: Callable[[], float],
+                       tol: float | None) -> None:
+    """:func:`certify_path` from the residuals for the points ``todo`` (a chunk)."""
     data, loss_fn = problem.data, problem.loss
     if not data.is_shared and data.equal_blocks() is not None and not problem.fit_intercept:
         dual = loss_fn.dual(data, Ws[todo], False)  # one batched product for all points
@@ -760,25 +797,24 @@ def _certify_chunk(problem: Problem, penalty: Penalty, alphas: np.ndarray, Ws: n
         loss = np.array([loss_fn.value(data, Ws[i], problem._intercept_for(Ws[i], None))
                          for i in todo])
     bound = Rounding(problem, Ws[todo], None)
-    _norm_batch(out, todo, penalty, alphas, loss + values[todo], dual, bound, mu, tol,
-                gram=False)
+    _norm_batch(out, todo, penalty, alphas, loss + values[todo], dual.linear, dual.quadratic,
+                np.array([penalty.dual_norm(v) for v in dual.V]), bound, mu, tol, gram=False)
 
 
 def _norm_batch(out: list[Certificate | None], index: np.ndarray, penalty: Penalty,
-                alphas: np.ndarray, objective: np.ndarray, dual: LossDual, bound: Rounding,
+                alphas: np.ndarray, objective: np.ndarray, a_task: np.ndarray,
+                q_task: np.ndarray, dn: np.ndarray, bound: Rounding,
                 mu: Callable[[], float], tol: float | None, gram: bool) -> None:
     """Rung 1 with one scale per point for the points ``index`` (see :func:`certify_path`):
-    the loss's pieces ``dual`` and rounding ``bound`` come with a leading axis over them.
-    Fills ``out`` where the certificate is the one :func:`certify` would return."""
-    a_task, q_task, V = dual
-    d, T = V.shape[-2:]
+    the loss's pieces ``a_task``, ``q_task`` (P, T), the dual norms ``dn`` (P,) of their
+    ``V`` and the rounding ``bound`` come with a leading axis over them. Fills ``out``
+    where the certificate is the one :func:`certify` would return."""
+    d, T = bound.W.shape[-2:]
     alpha = alphas[index]
     a, b = a_task.sum(axis=-1), q_task.sum(axis=-1)
-    dn = np.array([penalty.dual_norm(v) for v in V])
     s_max = np.where(dn == 0, np.inf, alpha / np.where(dn == 0, 1.0, dn))
     s, lower = np.array([_best_scale(*args) for args in zip(a, b, s_max, strict=True)]).T
     g_solve = gamma(d + T + 8)
-    e = bound.v_error(q_task)  # no quadratic terms: V is the loss's
 
     def total(E: np.ndarray | None) -> np.ndarray:
         """``E_D`` of ``ball_error`` in :func:`certify` (rung 1), per point (``E`` None:
@@ -786,7 +822,9 @@ def _norm_batch(out: list[Certificate | None], index: np.ndarray, penalty: Penal
         shrink = 0.0 if E is None else s * np.array([penalty.dual_norm(x) for x in E]) / alpha
         return bound.dual(s, a_task, q_task, b, delta=shrink + g_solve)
 
-    moving = e.any(axis=(1, 2))  # all False on the Gram route: V̂ is Xᵀθ' exactly
+    # no quadratic terms: V is the loss's (on the Gram route V̂ is Xᵀθ' exactly: e = 0)
+    e = None if gram else bound.v_error(q_task)
+    moving = np.zeros(index.size, dtype=bool) if e is None else e.any(axis=(1, 2))
     if moving.any():
         error = total(e)
         moving &= error > 2.0 * total(None)

@@ -367,7 +367,7 @@ def test_certify_path_equals_certify_point_by_point(rng, design, monkeypatch):
     alphas = np.concatenate([path.alphas, path.alphas])
     if design == "shared":
         values = [mc.L21(alpha=a).value(W) for a, W in zip(alphas, Ws, strict=True)]
-        shifted = _use_shift(prob, Ws, 1e-8, np.array(values))
+        shifted, _ = _use_shift(prob, Ws, 1e-8, np.array(values))
         assert shifted.any() and not shifted.all()  # both expansions
     # chunks of 7 points (the last one shorter), as a large problem's batch goes through
     monkeypatch.setattr(mc.certificates, "_BATCH_ENTRIES", 7 * Ws[0].size)
@@ -414,6 +414,28 @@ def test_certify_path_bounds_the_true_gap(rng):
     for cert, f in zip(certs, f_star, strict=True):
         # F* ≤ Clarabel's value (+ its own small error): the bound holds above it
         assert cert is not None and cert.objective - f <= cert.gap + 1e-9 * f
+
+
+def test_weight_sums_of_a_batch_in_slices(rng, monkeypatch):
+    """The sums over rows the batched bounds read, a few points at a time through the kept
+    scratch buffer (slices of 2 here, the last one shorter), against NumPy's sums point
+    by point; around 0 and around a reference R."""
+    from mtlcvx._rounding import weight_sums
+
+    P, d, T = 7, 9, 4
+    W = rng.normal(size=(P, d, T))
+    W[:, :3] = 0.0  # zero rows, as on a path
+    col, R = rng.uniform(1.0, 2.0, size=(d, T)), rng.normal(size=(d, T))
+    monkeypatch.setattr(mc._rounding, "SCRATCH_ENTRIES", 2 * d * T)
+    for ref in (None, R):
+        sums = weight_sums(W, col, ref)
+        for p in range(P):
+            D = np.abs(W[p] if ref is None else W[p] - ref)
+            np.testing.assert_allclose(sums.col[p], (col * D).sum(axis=0), rtol=1e-14)
+            np.testing.assert_allclose(sums.abs[p], D.sum(axis=0), rtol=1e-14)
+            np.testing.assert_allclose(sums.sq[p], (W[p] ** 2).sum(axis=0), rtol=1e-14)
+            one = weight_sums(W[p], col, ref)  # a single point: no slices
+            np.testing.assert_allclose(np.array(one), np.array(sums)[:, p], rtol=1e-14)
 
 
 def test_certify_path_leaves_other_rungs_to_certify(rng):
