@@ -80,13 +80,13 @@ def _extended_coupling(problem: Problem) -> Callable[[np.ndarray], np.ndarray]:
     64-bit mantissas on x86; elsewhere float64, and the refinement it serves gains
     nothing.)"""
     d, T = problem.n_features, problem.n_tasks
-    pens = [p for p in problem.penalties
-            if p.active and p.structure == "quadratic" and p.side == "task"]
     terms: list = []  # (α, R, ridge) of a factor, (α, K, None) of a matrix: on first use
 
     def apply(W: np.ndarray) -> np.ndarray:
-        if not terms and pens:  # (converted once: most solves never ask)
-            for p in pens:
+        if not terms:  # (converted once: most solves never ask)
+            for p in problem.penalties:
+                if not (p.active and p.structure == "quadratic" and p.side == "task"):
+                    continue
                 low = p.low_rank()
                 M = p.matrix(d, T) if low is None else low[0]
                 M = M if issparse(M) and low is None else (
