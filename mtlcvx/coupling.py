@@ -258,7 +258,8 @@ class TaskCoupling:
             K += R @ R.T
         return K
 
-    def _dense_eigh(self) -> tuple[np.ndarray, np.ndarray]:
+    def eigh(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(λ, U)``, ``K_t = U diag(λ) Uᵀ`` of the dense ``K_t`` (ascending ``λ``), once."""
         if self._dense_eig is None:
             self._dense_eig = scipy.linalg.eigh(self.to_dense())
         return self._dense_eig
@@ -302,7 +303,7 @@ class TaskCoupling:
         """``(λ_max bound without the low-rank part, λ_min bound, the magnitude the latter
         was computed at)``."""
         if self.dense is not None:  # one eigendecomposition of the whole K_t
-            top, low = (float(x) for x in self._dense_eigh()[0][[-1, 0]])
+            top, low = (float(x) for x in self.eigh()[0][[-1, 0]])
             return top, low, max(abs(top), abs(low))
         ab = self._banded()[1]
         if ab is not None:  # Gershgorin from the band: row t holds ab[k, t] and ab[k, t − k]
@@ -345,7 +346,7 @@ class TaskCoupling:
         if kind == "sparse":
             return self._solve_sparse(B, shifts, floor)
         if kind == "dense" or T <= DENSE_LIMIT:
-            lam, U = self._dense_eigh()
+            lam, U = self.eigh()
             denom = lam[None, :] if shifts is None else lam[None, :] + shifts[:, None]
             if denom.min() <= floor:
                 return None

@@ -119,54 +119,93 @@ def _lower(x: np.ndarray, r: np.ndarray, y: np.ndarray, s: np.ndarray, M: np.nda
     return bool(np.all(np.isfinite(x))) and float(step @ (r + s)) / 2.0 + noise < 0.0
 
 
-def _refined_rows(Q: np.ndarray, U: np.ndarray, denom: np.ndarray, shifts: np.ndarray,
-                  B: np.ndarray, first: np.ndarray,
-                  extended: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Rows ``x_i`` of ``x_i(Q + shifts_i·I) = b_i`` (``Q = U diag(λ) Uᵀ`` computed, ``denom
-    = λ + shifts_i`` per row): the solve through every positive one (none dropped as
-    round-off), refined with residuals in extended precision (``extended``:
-    ``X ↦ XQ`` there) with the same eigenbasis as preconditioner (``O(T²)`` a step), in
-    place of ``first`` (the minimum-norm rows) where its objective is lower beyond
-    rounding (as :func:`_lower`; a genuine null direction's tiny ``λ`` gives a row this
-    does not single out). Each step shrinks the error by about ``κε`` until it stops
-    halving."""
-    inv = np.where(denom > 0, 1.0 / np.where(denom > 0, denom, 1.0), 0.0)
-    Bl, sh = B.astype(np.longdouble), shifts.astype(np.longdouble)[:, None]
+#: Most conjugate-gradient steps of the extended-precision refinement (each one product by
+#: the system in long double; a step below float64's resolution of the solution ends it).
+_REFINE_STEPS = 100
 
-    def residual(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return extended(X) + sh[rows] * X.astype(np.longdouble) - Bl[rows]
 
-    A = np.abs(Q)
-    eps = float(np.finfo(np.longdouble).eps)
+def _lower_rows(X: np.ndarray, R: np.ndarray, Y: np.ndarray, S: np.ndarray,
+                magnitude: Callable[[np.ndarray, np.ndarray], np.ndarray], rows: np.ndarray,
+                B: np.ndarray) -> np.ndarray:
+    """Per row, whether ``x`` (residual ``r = Ax − b``) has a lower objective ``½xᵀAx −
+    bᵀx`` than ``y`` (residual ``s``) by more than the rounding of their difference ``(x −
+    y)ᵀ(r + s)/2``, ``γ_n|x − y|ᵀ(|A|(|x| + |y|) + 2|b|)`` with the residuals' precision
+    (``magnitude(V, rows)``: ``|A_i|v_i`` for those rows of the systems; a difference, not
+    two objectives: its rounding scales with ``|x − y|``, far below ``ε|x|ᵀ|A||x|`` where
+    ``A`` is ill-conditioned)."""
+    step = X - Y
+    eps = float(np.finfo(R.dtype).eps)
+    noise = 4.0 * X.shape[1] * eps * np.sum(np.abs(step) * (
+        magnitude(np.abs(X) + np.abs(Y), rows) + 2.0 * np.abs(B)), axis=1)
+    gain = np.sum(step * (R + S), axis=1).astype(float) / 2.0
+    return np.isfinite(X).all(axis=1) & (gain + noise < 0.0)
 
-    def lower(X: np.ndarray, R: np.ndarray, F: np.ndarray, R0: np.ndarray) -> np.ndarray:
-        """Per row, :func:`_lower`: lower objective beyond the difference's rounding."""
-        size = np.abs(X) + np.abs(F)
-        noise = 4.0 * Q.shape[0] * eps * np.sum(np.abs(X - F) * (
-            size @ A + np.abs(shifts)[:, None] * size + 2.0 * np.abs(B)), axis=1)
-        gain = np.sum((X - F) * (R + R0), axis=1).astype(float) / 2.0
-        return np.isfinite(X).all(axis=1) & (gain + noise < 0.0)
 
+def _refine(apply: Callable[[np.ndarray, np.ndarray], np.ndarray],
+            precondition: Callable[[np.ndarray, np.ndarray], np.ndarray],
+            magnitude: Callable[[np.ndarray, np.ndarray], np.ndarray], B: np.ndarray,
+            first: np.ndarray, compare: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows ``x_i`` of the positive (semi)definite systems ``A_i x_i = b_i`` (B (k, n)) by
+    conjugate gradients from ``first`` with residuals in extended precision, each kept in
+    place of ``first``'s row where its objective ``½xᵀA_ix − b_iᵀx`` is lower beyond
+    rounding (:func:`_lower_rows`). Returns ``(X, R, refined)``: the rows, their residuals
+    ``A_ix_i − b_i`` (``np.longdouble``) and which rows were replaced.
+
+    ``apply(V, rows)``: ``A_i v_i`` for those rows, in ``np.longdouble`` (each term's ``α``
+    and ``K`` kept apart: forming the system in float64 is itself a perturbation of about
+    ``ε‖A‖``); ``precondition(R, rows)``: an approximate ``A_i⁻¹ r_i`` in float64 (a
+    factorization or an eigenbasis of the float64 system, keeping what ``first`` dropped as
+    round-off); ``magnitude(V, rows)``: ``|A_i|v_i``, for the rounding of the comparison;
+    ``compare`` (k,): rows that go on past the first step only where it lowered the
+    objective beyond rounding (a genuine null direction's tiny pivot or eigenvalue gives a
+    step this does not single out: such rows cost one step).
+
+    A float64 factorization is exact for a system about ``ε‖A‖`` away, so where
+    ``λ_min(A)`` is not far above that (a ridge beside ``αK`` at ``α‖K‖ ≈ 1e15``) the
+    classical refinement ``x ← x − P⁻¹r`` barely contracts, or diverges. Conjugate
+    gradients with the same ``P`` converge whatever its error, each step an exact line
+    search of the objective (a descent even where ``P`` is indefinite; none along a
+    direction of no curvature); they stop where a step is below float64's resolution of
+    ``x``."""
     every = np.arange(B.shape[0])
-    X = ((B @ U) * inv) @ U.T
-    R, R0 = residual(X, every), residual(first, every)
-    # rows where even the unrefined solve beats the minimum-norm one (a genuine null
-    # direction's tiny λ gives a row that does not: it is left, unrefined, at no more cost)
-    active = lower(X, R, first, R0)
-    last = np.full(B.shape[0], np.inf)
-    for _ in range(10):
+    Bl = B.astype(np.longdouble)
+    X = first.astype(np.longdouble)
+    R0 = apply(X, every) - Bl
+    R = -R0  # b − Ax: the direction of descent
+    Z = precondition(R.astype(float), every)
+    P = Z.astype(np.longdouble)
+    rz = np.sum(R * Z, axis=1)
+    active = np.isfinite(rz) & (rz != 0)
+    tiny = np.finfo(float).eps ** 2
+    for k in range(_REFINE_STEPS):
         idx = np.flatnonzero(active)
         if not idx.size:
             break
-        step = ((R[idx].astype(float) @ U) * inv[idx]) @ U.T
-        size = np.linalg.norm(step, axis=1)
-        go = size < 0.5 * last[idx]  # still halving: not yet at the residual's rounding
-        last[idx] = size
-        active[idx[~go]] = False
-        idx = idx[go]
-        X[idx] -= step[go]
-        R[idx] = residual(X[idx], idx)
-    return np.where(lower(X, R, first, R0)[:, None], X, first)
+        Pi = P[idx]
+        AP = apply(Pi, idx)
+        curvature = np.sum(Pi * AP, axis=1)
+        ok = curvature > 0
+        a = np.where(ok, np.sum(R[idx] * Pi, axis=1) / np.where(ok, curvature, 1), 0)
+        step = a[:, None] * Pi
+        X[idx] += step
+        R[idx] -= a[:, None] * AP
+        stop = ~ok | (np.sum(step * step, axis=1) <= tiny * np.sum(X[idx] * X[idx], axis=1))
+        if k == 0:  # rows to compare whose step gained nothing beyond rounding: left
+            left = compare[idx] & ~_lower_rows(X[idx], -R[idx], first[idx], R0[idx],
+                                               magnitude, idx, B[idx])
+            X[idx[left]] = first[idx[left]]
+            stop |= left
+        Z = precondition(R[idx].astype(float), idx)
+        rz_new = np.sum(R[idx] * Z, axis=1)
+        P[idx] = Z + (rz_new / rz[idx])[:, None] * Pi
+        rz[idx] = rz_new
+        active[idx[stop | (rz_new == 0) | ~np.isfinite(rz_new)]] = False
+    X = X.astype(float)
+    moved = np.flatnonzero(np.any(X != first, axis=1))
+    R = R0.copy()
+    R[moved] = apply(X[moved].astype(np.longdouble), moved) - Bl[moved]
+    better = _lower_rows(X, R, first, R0, magnitude, every, B)
+    return np.where(better[:, None], X, first), np.where(better[:, None], R, R0), better
 
 
 def _refined(M: np.ndarray, b: np.ndarray, residual: Callable[[np.ndarray], np.ndarray],
@@ -304,11 +343,13 @@ class DirectBackend(Backend):
         Equal weights ``c``: row i of ``Ŵ = VᵀW`` solves ``ŵ_i (K_t + c s_i I) = c b̂_i``
         with ``K_t`` as it is (its factorisations and band cached); otherwise with
         ``Q = diag(c)^{-½} K_t diag(c)^{-½}`` for ``Ŵ diag(c)^{½}``. Where a shifted ``Q``
-        is not safely definite, the minimum-norm solution in both eigenbases; the rows whose
-        solve dropped eigenvalues as round-off (which may be genuine: a ridge beside ``αK``
-        at ``α‖K‖ ≈ 1e12``) are solved again keeping them, refined in extended precision
-        (``extended``: :func:`_extended_coupling`, with ``K_t``'s scaling by the weights
-        applied there too), where that lowers their objective (:func:`_refined_rows`).
+        is not safely definite, or a dense one's condition is above ``1/√ε`` (its float64
+        eigenbasis solve is off by up to ``κε``), the minimum-norm solution in both
+        eigenbases; the rows whose solve dropped eigenvalues as round-off (which may be
+        genuine: a ridge beside ``αK`` at ``α‖K‖ ≈ 1e12``), and those at such a condition,
+        are refined by conjugate gradients in extended precision (``extended``:
+        :func:`_extended_coupling`, with ``K_t``'s scaling by the weights applied there
+        too) where that lowers their objective (:func:`_refine`).
         """
         if uniform and Kf is not None:
             H = H + Kf / c[0]
@@ -330,26 +371,44 @@ class DirectBackend(Backend):
         else:
             sc = np.sqrt(c)
             Q, shifts, Bhat = Kt.scaled(1.0 / sc), s, V.T @ (B * sc)
-        What = Q.solve_shifted(Bhat, shifts)
-        if What is None:  # semidefinite: minimum-norm solution in both eigenbases
+        eps = np.finfo(float).eps
+        ill = False
+        if Q.kind == "dense":  # its eigenbasis solve is off by up to κε: refined where κ > 1/√ε
+            top, low = Q.bounds()
+            ill = bool(np.any(low + shifts <= np.sqrt(eps) * (top + shifts)))
+        What = None if ill else Q.solve_shifted(Bhat, shifts)
+        if What is None:  # the minimum-norm solution in both eigenbases, refined
             if Kt.n_tasks > DENSE_LIMIT:
                 return None
-            Qd = Q.to_dense()
-            lam, U = scipy.linalg.eigh(Qd)
+            lam, U = Q.eigh()
             denom = shifts[:, None] + lam[None, :]
             cutoff = psd_cutoff(np.abs(denom).max(), max(denom.shape))
             safe = np.where(denom > cutoff, denom, 1.0)
             What = np.where(denom > cutoff, (Bhat @ U) / safe, 0.0) @ U.T
-            rows = np.flatnonzero((denom <= cutoff).any(axis=1))
+            # the rows that dropped eigenvalues as round-off (which may be genuine: a ridge
+            # beside αK at α‖K‖ ≈ 1e12) and those solved at a condition above 1/√ε
+            rows = np.flatnonzero(denom.min(axis=1) <= np.sqrt(eps) * np.abs(denom).max(axis=1))
             if rows.size:
-                def product(X: np.ndarray) -> np.ndarray:  # X Q with Q = diag(1/sc) K_t diag(1/sc)
-                    if sc is None:
-                        return extended(X)
-                    v = sc.astype(np.longdouble)
-                    return extended(X.astype(np.longdouble) / v) / v
+                # preconditioned by the eigenbasis keeping every eigenvalue (those at
+                # round-off floored at ε·max); a shift within round-off of 0 (a null
+                # direction of XᵀX) is 0 here: no curvature along it to follow
+                inv = 1.0 / np.maximum(denom[rows], eps * np.abs(denom).max())
+                sh = np.where(np.abs(shifts) > psd_cutoff(np.abs(shifts).max(), len(shifts)),
+                              shifts, 0.0)[rows].astype(np.longdouble)[:, None]
+                v = None if sc is None else sc.astype(np.longdouble)
 
-                What[rows] = _refined_rows(Qd, U, denom[rows], shifts[rows], Bhat[rows],
-                                           What[rows], product)
+                def apply(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+                    # X (Q + s_i I), Q = diag(1/sc) K_t diag(1/sc) applied as extended's terms
+                    XQ = extended(X) if v is None else extended(X / v) / v
+                    return XQ + sh[idx] * X
+
+                def precondition(R: np.ndarray, idx: np.ndarray) -> np.ndarray:
+                    return ((R @ U) * inv[idx]) @ U.T
+
+                absQ = np.abs(Q.to_dense())
+                What[rows] = _refine(
+                    apply, precondition, lambda S, idx: S @ absQ + np.abs(sh[idx]) * S,
+                    Bhat[rows], What[rows], (denom[rows] <= cutoff).any(axis=1))[0]
         return V @ What if sc is None else (V @ What) / sc
 
     def _structured(self, Hs, B, Kt: TaskCoupling,
