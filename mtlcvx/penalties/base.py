@@ -235,8 +235,13 @@ class Penalty:
     @property
     def active(self) -> bool:
         """False when every strength (each parameter named ``alpha…``) is 0."""
-        strengths = [getattr(self, n) for n in self._params if n.startswith("alpha")]
-        return not strengths or any(a > 0 for a in strengths)
+        strengths = False
+        for name in self._params:  # (a loop: asked per term by every solve and certificate)
+            if name.startswith("alpha"):
+                if getattr(self, name) > 0:
+                    return True
+                strengths = True
+        return not strengths
 
     @property
     def label(self) -> str:

@@ -55,19 +55,21 @@ class QuadraticPenalty(Penalty):
         return None
 
     def _per_size(self, slot: str, n_features: int, n_tasks: int,
-                  compute: Callable[[], Any]) -> Any:
-        """``compute()`` cached in ``slot`` per problem size until a matrix parameter changes."""
-        size = self._size(n_features, n_tasks)
+                  compute: Callable[[int, int], Any]) -> Any:
+        """``compute(n_features, n_tasks)`` cached in ``slot`` per problem size until a matrix
+        parameter changes (a hit makes no call: bands and matrices are asked for many
+        times per solve)."""
+        size = n_tasks if self.side == "task" else n_features
         cache = self.__dict__.get(slot)
         if cache is None or cache[0] != size:
-            cache = (size, compute())
+            cache = (size, compute(n_features, n_tasks))
             self.__dict__[slot] = cache
         return cache[1]
 
     def factor(self, n_features: int, n_tasks: int) -> np.ndarray | scipy.sparse.csc_matrix:
         """Sparsest ``R`` with ``R Rᵀ = matrix`` (cached until the matrix changes)."""
         return self._per_size("_factor_cache", n_features, n_tasks,
-                              lambda: relations.psd_factor(self.matrix(n_features, n_tasks)))
+                              lambda d, T: relations.psd_factor(self.matrix(d, T)))
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)  # validates first: a refused value keeps the cache
@@ -82,13 +84,12 @@ class QuadraticPenalty(Penalty):
         construction, as a graph Laplacian of a sparse adjacency). Computed once per
         problem size until a matrix parameter changes.
         """
-        return self._per_size("_matrix_cache", n_features, n_tasks,
-                              lambda: self._compute_matrix(n_features, n_tasks))
+        return self._per_size("_matrix_cache", n_features, n_tasks, self._compute_matrix)
 
     def _eigen(self, n_features: int, n_tasks: int) -> tuple[np.ndarray, np.ndarray]:
         """Eigendecomposition ``(λ ascending, U)`` of :meth:`matrix`, cached likewise."""
-        def compute() -> tuple[np.ndarray, np.ndarray]:
-            M = self.matrix(n_features, n_tasks)
+        def compute(d: int, T: int) -> tuple[np.ndarray, np.ndarray]:
+            M = self.matrix(d, T)
             return np.linalg.eigh(M.toarray() if issparse(M) else M)
 
         return self._per_size("_eigen_cache", n_features, n_tasks, compute)
@@ -151,8 +152,7 @@ class QuadraticPenalty(Penalty):
         (row k holds ``K[t + k, t]`` in column t; a chain's Laplacian, the identity), else
         None; cached like :meth:`matrix`. Values, gradients and solves use it in place of
         the sparse matrix."""
-        return self._per_size("_band_cache", n_features, n_tasks,
-                              lambda: self._compute_band(n_features, n_tasks))
+        return self._per_size("_band_cache", n_features, n_tasks, self._compute_band)
 
     def _compute_band(self, n_features: int, n_tasks: int) -> np.ndarray | None:
         K = self.matrix(n_features, n_tasks)
@@ -372,7 +372,7 @@ class FactoredTaskRelation(TaskRelation):
 
     def factor(self, n_features: int, n_tasks: int) -> np.ndarray | scipy.sparse.csc_matrix:
         """``R``, or the sparse ``[R, √ridge·I]`` when ``ridge > 0``."""
-        def compute() -> np.ndarray | scipy.sparse.csc_matrix:
+        def compute(d: int, T: int) -> np.ndarray | scipy.sparse.csc_matrix:
             R = self._checked_R
             if self.ridge == 0:
                 return R
