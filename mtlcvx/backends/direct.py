@@ -105,28 +105,14 @@ def _extended_coupling(problem: Problem) -> Callable[[np.ndarray], np.ndarray]:
     return apply
 
 
-def _lower(x: np.ndarray, r: np.ndarray, y: np.ndarray, s: np.ndarray, M: np.ndarray,
-           b: np.ndarray) -> bool:
-    """Whether ``x`` (residual ``r = Mx − b``) has a lower objective ``½xᵀMx − bᵀx`` than
-    ``y`` (residual ``s``) by more than the rounding of their difference ``(x − y)ᵀ(r +
-    s)/2``, ``γ_n|x − y|ᵀ(|M|(|x| + |y|) + 2|b|)`` with the residuals' precision (a
-    difference, not two objectives: its rounding scales with ``|x − y|``, far below
-    ``ε|x|ᵀ|M||x|`` where ``M`` is ill-conditioned)."""
-    step = x - y
-    eps = float(np.finfo(r.dtype).eps)
-    noise = 4.0 * M.shape[0] * eps * float(np.abs(step) @ (
-        np.abs(M) @ (np.abs(x) + np.abs(y)) + 2.0 * np.abs(b)))
-    return bool(np.all(np.isfinite(x))) and float(step @ (r + s)) / 2.0 + noise < 0.0
-
-
 #: Most conjugate-gradient steps of the extended-precision refinement (each one product by
 #: the system in long double; a step below float64's resolution of the solution ends it).
 _REFINE_STEPS = 100
 
 
-def _lower_rows(X: np.ndarray, R: np.ndarray, Y: np.ndarray, S: np.ndarray,
-                magnitude: Callable[[np.ndarray, np.ndarray], np.ndarray], rows: np.ndarray,
-                B: np.ndarray) -> np.ndarray:
+def _lower(X: np.ndarray, R: np.ndarray, Y: np.ndarray, S: np.ndarray,
+           magnitude: Callable[[np.ndarray, np.ndarray], np.ndarray], rows: np.ndarray,
+           B: np.ndarray) -> np.ndarray:
     """Per row, whether ``x`` (residual ``r = Ax − b``) has a lower objective ``½xᵀAx −
     bᵀx`` than ``y`` (residual ``s``) by more than the rounding of their difference ``(x −
     y)ᵀ(r + s)/2``, ``γ_n|x − y|ᵀ(|A|(|x| + |y|) + 2|b|)`` with the residuals' precision
@@ -148,7 +134,7 @@ def _refine(apply: Callable[[np.ndarray, np.ndarray], np.ndarray],
     """Rows ``x_i`` of the positive (semi)definite systems ``A_i x_i = b_i`` (B (k, n)) by
     conjugate gradients from ``first`` with residuals in extended precision, each kept in
     place of ``first``'s row where its objective ``½xᵀA_ix − b_iᵀx`` is lower beyond
-    rounding (:func:`_lower_rows`). Returns ``(X, R, refined)``: the rows, their residuals
+    rounding (:func:`_lower`). Returns ``(X, R, refined)``: the rows, their residuals
     ``A_ix_i − b_i`` (``np.longdouble``) and which rows were replaced.
 
     ``apply(V, rows)``: ``A_i v_i`` for those rows, in ``np.longdouble`` (each term's ``α``
@@ -191,8 +177,8 @@ def _refine(apply: Callable[[np.ndarray, np.ndarray], np.ndarray],
         R[idx] -= a[:, None] * AP
         stop = ~ok | (np.sum(step * step, axis=1) <= tiny * np.sum(X[idx] * X[idx], axis=1))
         if k == 0:  # rows to compare whose step gained nothing beyond rounding: left
-            left = compare[idx] & ~_lower_rows(X[idx], -R[idx], first[idx], R0[idx],
-                                               magnitude, idx, B[idx])
+            left = compare[idx] & ~_lower(X[idx], -R[idx], first[idx], R0[idx],
+                                          magnitude, idx, B[idx])
             X[idx[left]] = first[idx[left]]
             stop |= left
         Z = precondition(R[idx].astype(float), idx)
@@ -203,37 +189,10 @@ def _refine(apply: Callable[[np.ndarray, np.ndarray], np.ndarray],
     X = X.astype(float)
     moved = np.flatnonzero(np.any(X != first, axis=1))
     R = R0.copy()
-    R[moved] = apply(X[moved].astype(np.longdouble), moved) - Bl[moved]
-    better = _lower_rows(X, R, first, R0, magnitude, every, B)
+    if moved.size:
+        R[moved] = apply(X[moved].astype(np.longdouble), moved) - Bl[moved]
+    better = _lower(X, R, first, R0, magnitude, every, B)
     return np.where(better[:, None], X, first), np.where(better[:, None], R, R0), better
-
-
-def _refined(M: np.ndarray, b: np.ndarray, residual: Callable[[np.ndarray], np.ndarray],
-             first: tuple[np.ndarray, np.ndarray, str]) -> tuple[np.ndarray, np.ndarray, str]:
-    """``first`` (a solution, its residual and its name), or a Bunch–Kaufman ``LDLᵀ``
-    solution of the symmetric ``M x = b`` refined with ``residual`` (``Mx − b`` in extended
-    precision) where its objective is lower beyond rounding (:func:`_lower`).
-
-    ``LDLᵀ`` does not break down on a definite ``M`` too ill-conditioned for Cholesky (a
-    ridge beside ``αK`` with ``α‖K‖ ≈ 1e13``); its float64 solution is off by about
-    ``κε``, which each refinement step shrinks by about ``κε`` (until the step stops
-    halving: the residual's own rounding). A singular ``M``'s tiny pivots give a solution
-    the comparison does not single out."""
-    lu, ipiv, info = scipy.linalg.lapack.dsytrf(M, lower=1)
-    if info != 0:
-        return first
-    x = scipy.linalg.lapack.dsytrs(lu, ipiv, b, lower=1)[0]
-    if not np.all(np.isfinite(x)):
-        return first
-    r, size = residual(x), np.inf
-    for _ in range(10):
-        step = scipy.linalg.lapack.dsytrs(lu, ipiv, r.astype(float), lower=1)[0]
-        last, size = size, float(np.linalg.norm(step))
-        if not size < 0.5 * last:
-            break
-        x = x - step
-        r = residual(x)
-    return (x, r, "ldlt (refined)") if _lower(x, r, *first[:2], M, b) else first
 
 
 def _apply(Hs: np.ndarray, Kt: TaskCoupling, W: np.ndarray) -> np.ndarray:
@@ -510,13 +469,12 @@ class DirectBackend(Backend):
                 M4[t, :, t, :] += Hs[t]
             return M
 
-        rhs_l = rhs.astype(np.longdouble)
         H = Hs.astype(np.longdouble)
+        one = np.zeros(1, dtype=int)
 
-        def residual(x: np.ndarray) -> np.ndarray:  # Mx − b in extended precision
-            X = x.reshape(T, d)
-            Xl = X.astype(np.longdouble)
-            return (np.matmul(H, Xl[:, :, None])[:, :, 0] + extended(X.T).T).ravel() - rhs_l
+        def apply(V: np.ndarray, rows: np.ndarray) -> np.ndarray:  # M v in extended precision
+            return np.stack([(np.matmul(H, v.reshape(T, d)[:, :, None])[:, :, 0]
+                              + extended(v.reshape(T, d).T).T).ravel() for v in V])
 
         M = assemble()
         w = r = None
@@ -524,25 +482,38 @@ class DirectBackend(Backend):
             # M is symmetric: its transpose is a Fortran-ordered view LAPACK factors in place.
             factor = scipy.linalg.cho_factor(M.T, lower=True, overwrite_a=True,
                                              check_finite=False)
-            w = scipy.linalg.cho_solve(factor, rhs, check_finite=False)
+            w = scipy.linalg.cho_solve(factor, rhs, check_finite=False)[None]
             # A PSD-singular M can still factor with tiny pivots; check the residual (once:
             # the comparison below reads it too)
             if np.all(np.isfinite(w)):
-                r = residual(w)
+                r = apply(w.astype(np.longdouble), one) - rhs
                 if np.linalg.norm(r.astype(float)) <= 1e-9 * max(np.linalg.norm(rhs), 1e-300):
                     return w.reshape(T, d).T.copy(), "cholesky"
         except np.linalg.LinAlgError:
             pass
         M = assemble()
+
+        def magnitude(V: np.ndarray, rows: np.ndarray) -> np.ndarray:  # |M| v (M symmetric)
+            return V @ np.abs(M)
+
         # the minimum-norm solution first: a semidefinite M's (its null space left out);
-        # another replaces it only where its objective is lower beyond rounding (the
-        # minimum-norm solve drops eigenvalues within round-off of λ_max that can be
-        # genuine, a ridge beside αK with α‖K‖ ≈ 1e10)
-        x = pinv_solve_psd(M, rhs)
-        best = _refined(M, rhs, residual, (x, residual(x), "eigh (semidefinite system)"))
-        if r is not None and _lower(w, r, *best[:2], M, rhs):
-            best = (w, r, "cholesky (ill-conditioned)")
-        return best[0].reshape(T, d).T.copy(), best[2]
+        # the refinement from it, preconditioned by a Bunch–Kaufman LDLᵀ (which does not
+        # break down on a definite M too ill-conditioned for Cholesky), replaces it only
+        # where its objective is lower beyond rounding (the minimum-norm solve drops
+        # eigenvalues within round-off of λ_max that can be genuine, a ridge beside αK with
+        # α‖K‖ ≈ 1e10; a singular M's tiny pivots give a first step that gains nothing)
+        x, b = pinv_solve_psd(M, rhs)[None], rhs[None]
+        lu, ipiv, info = scipy.linalg.lapack.dsytrf(M, lower=1)
+        if info == 0:
+            X, R, refined = _refine(
+                apply, lambda V, rows: scipy.linalg.lapack.dsytrs(lu, ipiv, V.T, lower=1)[0].T,
+                magnitude, b, x, np.ones(1, dtype=bool))
+            name = "ldlt (refined)" if refined[0] else "eigh (semidefinite system)"
+        else:
+            X, R, name = x, apply(x.astype(np.longdouble), one) - b, "eigh (semidefinite system)"
+        if r is not None and _lower(w, r, X, R, magnitude, one, b)[0]:
+            X, name = w, "cholesky (ill-conditioned)"
+        return X.reshape(T, d).T.copy(), name
 
     @staticmethod
     def _pcg(Hs, B, Kt: TaskCoupling, tol, max_iter) -> tuple[np.ndarray, int]:
