@@ -84,6 +84,7 @@ from .oracles import (
     merge_terms,
     prox_chain,
 )
+from .penalties.base import MAX_STRENGTH, check_strength
 
 if TYPE_CHECKING:
     from .penalties.base import Penalty
@@ -383,7 +384,7 @@ def _use_shift(problem: Problem, W: np.ndarray, tol: float | None,
     if needed; ``sums``: :func:`weight_sums` of ``W`` (around 0), computed here if None."""
     data = problem.data
     gram = data.gram(False)
-    col, y = _design_norms(data).col, np.sqrt(gram.yy)
+    col, y = _design_norms(data).col[:, 0], np.sqrt(gram.yy)
     m0 = (weight_sums(W, col) if sums is None else sums).col + y
     far = np.any(m0 > 2.0 * y, axis=-1)
     if not np.any(far):
@@ -430,7 +431,7 @@ def _gram_route(problem: Problem, W: np.ndarray,
     ls = _gram_ready(problem)
     if ls is None:
         return None
-    sums = weight_sums(W, _design_norms(problem.data).col)  # for the choice and the bounds
+    sums = weight_sums(W, _design_norms(problem.data).col[:, 0])  # the choice and bounds
     far, expanded = _use_shift(problem, W, tol, sums=sums)
     shift = gram_shift(problem.data, ls) if far else None
     got = problem.loss.gram_dual(problem.data, W, False, shift)
@@ -700,12 +701,13 @@ def certify_path(problem: Problem, penalty: Penalty, alphas: np.ndarray, Ws: np.
         return out
     if tol is not None:
         tol = check_tol(tol)
+    bad = ~((alphas >= 0) & (alphas <= MAX_STRENGTH))  # (NaN too)
+    if bad.any():
+        check_strength(float(alphas[bad][0]))  # raises the strength's PenaltyError
     saved = penalty.alpha
-    values = np.zeros(P)
-    try:
-        for i in range(P):  # the terms' values, summed as certify sums them
-            penalty.alpha = float(alphas[i])
-            values[i] = sum(p.value(Ws[i]) for p in problem.penalties)
+    try:  # the terms' values: the norm's α·Ω(W) (the others are off), Ω once per point
+        penalty.alpha = 1.0
+        values = alphas * np.array([penalty.value(W) for W in Ws])
     finally:
         penalty.alpha = saved
     mu = deferred_strong_convexity(problem)
@@ -747,7 +749,7 @@ def _certify_gram(problem: Problem, penalty: Penalty, alphas: np.ndarray, Ws: np
     operations on (P, T) arrays, not a few hundred per chunk)."""
     data = problem.data
     W = Ws if todo.size == Ws.shape[0] else Ws[todo]  # (P, d, T), a view for every point
-    sums = weight_sums(W, _design_norms(data).col)
+    sums = weight_sums(W, _design_norms(data).col[:, 0])
     shifted, expanded = _use_shift(problem, W, tol, values[todo], sums)
     shifted = np.broadcast_to(shifted, todo.shape)
     shift = gram_shift(data, ls) if shifted.any() else None

@@ -816,11 +816,11 @@ class _WarmStart:
     ``V`` is affine in ``W`` and the weights sum to one, so the same combination of the
     ``V_i`` is ``−∇f`` of the combined ``W`` (up to the zeros kept; None when a ``V_i``
     is unknown). The last point itself when a strength repeats. The points are kept in
-    one array (slots reused in turn), so a combination is one product with the weights."""
+    one array (slots reused in turn, ``W_i`` and ``V_i`` side by side), so a combination
+    is one product with the weights."""
 
     def __init__(self, d: int, T: int):
-        self.W = np.zeros((_PREDICT_POINTS, d, T))
-        self.V = np.zeros((_PREDICT_POINTS, d, T))
+        self.WV = np.zeros((_PREDICT_POINTS, 2, d, T))  # [W_i, V_i] per slot
         self.alphas: list[float] = []  # per slot in use
         self.known: list[bool] = []  # V_i given, per slot in use
         self.last = -1  # the slot of the last point
@@ -833,24 +833,28 @@ class _WarmStart:
             self.known.append(V is not None)
         else:
             self.alphas[slot], self.known[slot] = alpha, V is not None
-        self.W[slot] = W
+        self.WV[slot, 0] = W
         if V is not None:
-            self.V[slot] = V
+            self.WV[slot, 1] = V
         self.last = slot
 
     def __call__(self, alpha: float) -> tuple[np.ndarray, np.ndarray | None]:
         """``(W, V)`` at ``alpha`` (arrays owned by the caller except for a repeated
         strength, which returns the last point's, to be read only)."""
         x, m = self.alphas, len(self.alphas)
-        W_last = self.W[self.last]
-        if len(set(x) | {alpha}) <= m:
-            return W_last, self.V[self.last] if self.known[self.last] else None
-        weights = np.array([math.prod((alpha - xj) / (x[i] - xj) for j, xj in enumerate(x)
-                                      if j != i) for i in range(m)])  # Lagrange basis at alpha
-        W = (weights @ self.W[:m].reshape(m, -1)).reshape(W_last.shape)
-        V = (weights @ self.V[:m].reshape(m, -1)).reshape(W_last.shape) if all(
-            self.known) else None
-        return np.where(W_last != 0, W, 0.0), V
+        W_last, V_last = self.WV[self.last]
+        if alpha in x or len(set(x)) < m:
+            return W_last, V_last if self.known[self.last] else None
+        weights = []  # the Lagrange basis at alpha
+        for i, xi in enumerate(x):
+            w = 1.0
+            for j, xj in enumerate(x):
+                if j != i:
+                    w *= (alpha - xj) / (xi - xj)
+            weights.append(w)
+        W, V = (np.array(weights) @ self.WV[:m].reshape(m, -1)).reshape(self.WV.shape[1:])
+        W[W_last == 0] = 0.0
+        return W, V if all(self.known) else None
 
 
 #: FISTA's products in single precision (``_GramRoute._single_precision``) from this many

@@ -425,13 +425,14 @@ def test_weight_sums_of_a_batch_in_slices(rng, monkeypatch):
     P, d, T = 7, 9, 4
     W = rng.normal(size=(P, d, T))
     W[:, :3] = 0.0  # zero rows, as on a path
-    col, R = rng.uniform(1.0, 2.0, size=(d, T)), rng.normal(size=(d, T))
+    col, R = rng.uniform(1.0, 2.0, size=d), rng.normal(size=(d, T))
     monkeypatch.setattr(mc._rounding, "SCRATCH_ENTRIES", 2 * d * T)
     for ref in (None, R):
         sums = weight_sums(W, col, ref)
         for p in range(P):
             D = np.abs(W[p] if ref is None else W[p] - ref)
-            np.testing.assert_allclose(sums.col[p], (col * D).sum(axis=0), rtol=1e-14)
+            np.testing.assert_allclose(sums.col[p], (col[:, None] * D).sum(axis=0),
+                                       rtol=1e-14)
             np.testing.assert_allclose(sums.abs[p], D.sum(axis=0), rtol=1e-14)
             np.testing.assert_allclose(sums.sq[p], (W[p] ** 2).sum(axis=0), rtol=1e-14)
             one = weight_sums(W[p], col, ref)  # a single point: no slices
