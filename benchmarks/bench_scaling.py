@@ -43,6 +43,14 @@ run alternately ``--repeats`` times; the table reports medians and the median of
 per-pair time ratios. The growth exponent is the least-squares slope of log(time) against
 log(T). Each hand result is re-certified with ``mc.certify`` after its RSS is read.
 
+Results go to ``benchmarks/results/bench_scaling.json`` (``bench_scaling_quick.json`` with
+``--quick``; ``--out`` elsewhere), merged into what the file already holds: a row replaces
+the row of the same case and T, the others stay, and each row records when it was
+measured (``measured_at``, UTC) and under what (``threads``, ``load_average``; and
+``repeats``, the paired runs), so a ``--cases`` run updates its rows without dropping the rest. The
+growth exponents are refitted from the merged rows; the build times are replaced only by
+a run that times them.
+
 Targets: quadratic rows ≤ 2× the hand time and ≤ 1.5× its peak RSS, growth ≤ 1.15 for
 the sparse and factor rows; ``l21`` ≤ 1.5× scikit-learn; ``trace`` ≤ 1.5× hand FISTA.
 """
@@ -445,6 +453,34 @@ def summarise(case: str, T: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _stamp(row: dict[str, Any], **settings: Any) -> dict[str, Any]:
+    """``row`` with the time it was measured (UTC, to the second) and the run's settings."""
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {**row, "measured_at": when, **settings}
+
+
+def merge_results(old: dict[str, Any], rows: list[dict[str, Any]],
+                  builds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The results file's content after this run: ``old`` (the file's earlier content, {}
+    if none) with ``rows`` in place of its rows of the same ``(case, T)`` and, when this run
+    timed them, ``builds`` in place of its build times. Rows of an earlier file without
+    their own settings take that file's. Rows in ``CASES`` order, then by T; growth
+    exponents refitted from the merged rows."""
+    settings = {"threads": old.get("OPENBLAS_NUM_THREADS"),
+                "load_average": old.get("load_average")}
+    new = {(r["case"], r["T"]) for r in rows}
+    kept = [{**settings, **r} for r in old.get("rows", []) if (r["case"], r["T"]) not in new]
+    merged = sorted(kept + rows, key=lambda r: (
+        CASES.index(r["case"]) if r["case"] in CASES else len(CASES), r["T"]))
+    growths = {}
+    for case in SCALING:
+        case_rows = [r for r in merged if r["case"] == case]
+        if len(case_rows) > 1:
+            growths[case] = (growth(case_rows, "time"), growth(case_rows, "baseline_time"))
+    return {"rows": merged, "growth": growths, "build": builds or old.get("build", []),
+            "python": platform.python_version(), "cpu_count": os.cpu_count()}
+
+
 def growth(rows: list[dict[str, Any]], key: str) -> float | None:
     pts = [(r["T"], r[key]) for r in rows if r["T"] > 0]
     if len(pts) < 2:
@@ -499,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
                 for impl in ("mtlcvx", "baseline"):
                     r = run_one(case, impl, T, args.quick, args.threads)
                     runs.append(r)
-            row = summarise(case, T, runs)
+            row = _stamp(summarise(case, T, runs), threads=args.threads,
+                         load_average=os.getloadavg())
             case_rows.append(row)
             print(f"{case} T={T}: {row['time']:.4f} s vs {row['baseline_time']:.4f} s "
                   f"({row['time_ratio']:.2f}×)", flush=True)
@@ -507,20 +544,17 @@ def main(argv: list[str] | None = None) -> int:
             growths[case] = (growth(case_rows, "time"), growth(case_rows, "baseline_time"))
         rows += case_rows
     print_tables(rows, growths, args.threads)
-    builds = [] if args.no_build else build_times(1000 if args.quick else 5000)
+    builds = [] if args.no_build else [_stamp(b) for b in build_times(
+        1000 if args.quick else 5000)]
     if builds:
         print("\n| building from a sparse matrix | T | seconds (median of 5) |\n|---|---|---|")
         for b in builds:
             print(f"| {b['penalty']} | {b['T']} | {b['seconds']:.4f} |")
     out = Path(args.out) if args.out else HERE / "results" / (
         "bench_scaling_quick.json" if args.quick else "bench_scaling.json")
-    out.write_text(json.dumps({
-        "rows": rows, "growth": growths, "build": builds,
-        "OPENBLAS_NUM_THREADS": args.threads,
-        "repeats": repeats, "quick": args.quick, "python": platform.python_version(),
-        "load_average": os.getloadavg(), "cpu_count": os.cpu_count(),
-    }, indent=1))
-    print(f"\nwrote {out}")
+    old = json.loads(out.read_text()) if out.exists() else {}
+    out.write_text(json.dumps(merge_results(old, rows, builds), indent=1))
+    print(f"\nmerged into {out}")
     return 0
 
 
