@@ -54,6 +54,8 @@ def issparse(x: Any) -> bool:
 
 #: ``p(n)/n`` in the eigensolver's backward error ``p(n)·ε·‖A‖₂`` (see :func:`psd_cutoff`).
 _EIGEN_ERROR = 64.0
+#: float64's machine epsilon ``2⁻⁵²`` (``np.finfo`` is a Python-level lookup per call)
+_EPS = float(np.finfo(float).eps)
 
 
 def column_dot(A: np.ndarray, B: np.ndarray) -> float:
@@ -82,7 +84,7 @@ def psd_cutoff(top: Any, n: int) -> Any:
     bounds cover it, a strong-convexity modulus from a computed Gram does not (a
     first-order part, docs/certificates.md).
     """
-    return _EIGEN_ERROR * n * np.finfo(float).eps * np.abs(top)
+    return _EIGEN_ERROR * n * _EPS * np.abs(top)
 
 
 def lambda_min(lam: np.ndarray) -> np.ndarray:

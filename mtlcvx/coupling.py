@@ -44,14 +44,16 @@ def lower_band(parts: list[tuple[float, Any]],
 def band_of_entries(row: np.ndarray, col: np.ndarray, val: np.ndarray,
                     diag: np.ndarray) -> tuple[int, np.ndarray | None]:
     """:func:`lower_band` of ``diag(diag)`` plus the symmetric matrix of entries
-    ``(row, col, val)`` (both triangles given; repeated entries add up)."""
-    b = int(np.abs(row - col).max(initial=0))
+    ``(row, col, val)`` (both triangles given, so the largest ``row − col`` is the
+    bandwidth; repeated entries add up)."""
+    lag = row - col
+    b = int(lag.max(initial=0))
     if b > _MAX_BANDWIDTH:
         return b, None
     ab = np.zeros((b + 1, diag.shape[0]))
     ab[0] = diag
-    low = row >= col
-    np.add.at(ab, (row[low] - col[low], col[low]), val[low])
+    low = lag >= 0
+    np.add.at(ab, (lag[low], col[low]), val[low])
     return b, ab
 
 
