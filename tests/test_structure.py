@@ -86,6 +86,36 @@ def test_sparse_symmetry_check_exact_and_within_round_off():
     np.testing.assert_array_equal(pen.matrix(1, 3).toarray(), np.diag(A.sum(axis=1)) - A)
 
 
+def test_direct_follows_every_change_of_a_quadratic_term(rng):
+    # one Problem solved again by "direct" after each change of a term's adjacency, factor,
+    # ridge or strength (the coupling is cached on the problem): each solution against the
+    # dense Kronecker solve of the K the terms hold now, written here from their parameters
+    data, Xs, ys = _hetero(rng, T=8, d=3)
+    T = 8
+    ring = relations.chain(T)
+    ring[0, -1] = ring[-1, 0] = 1.0
+    lap, ridge = mc.GraphLaplacian(relations.chain(T, sparse=True), 0.5), mc.Ridge(0.2)
+    low = mc.TaskRelation.from_factor(rng.standard_normal((T, 2)), ridge=0.1, alpha=0.3)
+
+    def laplacian(A):
+        A = A.toarray() if sp.issparse(A) else A
+        return np.diag(A.sum(axis=1)) - A
+
+    for pens, K, changes in (
+            ([lap, ridge], lambda: lap.alpha * laplacian(lap.A) + ridge.alpha * np.eye(T),
+             [lambda: setattr(lap, "A", sp.csr_matrix(ring)),  # bandwidth 1 -> T - 1
+              lambda: setattr(lap, "alpha", 2.0), lambda: setattr(ridge, "alpha", 0.05),
+              lambda: setattr(lap, "A", relations.chain(T, sparse=True))]),
+            ([low], lambda: low.alpha * (low.R @ low.R.T + low.ridge * np.eye(T)),
+             [lambda: setattr(low, "ridge", 2.0), lambda: setattr(low, "R", 3.0 * low.R),
+              lambda: setattr(low, "alpha", 0.01)])):
+        prob = mc.Problem(data, mc.SquaredLoss("sum"), pens)
+        for change in [lambda: None, *changes]:
+            change()
+            W_ref = quadratic_optimum(Xs, ys, np.ones(T), K())[0]
+            np.testing.assert_allclose(prob.solve("direct").W, W_ref, rtol=1e-8, atol=1e-10)
+
+
 def test_narrow_band_terms_match_dense_formulas(rng):
     # a chain Laplacian (bandwidth 1) and a pentadiagonal K (bandwidth 2) go through the
     # shifted-product and lag-by-lag paths; the references are dense products
