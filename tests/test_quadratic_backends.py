@@ -141,8 +141,9 @@ def test_direct_keeps_a_ridge_beside_a_strong_dense_k(alpha, shared, weighted, s
     down, and the minimum-norm fallback counts the ridge's eigenvalues, within
     ``64·n·ε·λ_max`` of 0, as null: 1.3-1.8× the optimum (4.9× on bench_quadratic_gaps'
     T = 50 row at ``α = 1e10``); a float64 ``LDLᵀ`` alone was 3e-6 (1e13) and 2e-4 (1e14)
-    above it. The ``LDLᵀ`` solution refined with extended-precision residuals is within
-    1e-9 of the exact optimum in rationals, and its status is the certificate's word. On a
+    above it. Refined by conjugate gradients with residuals in extended precision (the
+    ``W·αK`` products error-free) it is within 1e-14 of the exact optimum in rationals
+    (``W`` within 1e-12 of the exact minimiser), and its status is the certificate's word. On a
     shared design the Sylvester route's minimum-norm fallback dropped the same
     eigenvalues (1.2-1.4× the optimum at every α here; 1.3-1.6× with unequal task
     weights, which scale ``K``); its rows that dropped any, and those whose float64 solve
@@ -169,15 +170,49 @@ def test_direct_keeps_a_ridge_beside_a_strong_dense_k(alpha, shared, weighted, s
     K = [[Fraction(alpha) * Fraction(v) + (1 if s == t else 0) for t, v in enumerate(row)]
          for s, row in enumerate(prob.penalties[0].K.tolist())]
     c = [Fraction(v) for v in c.tolist()]
-    F_star, _ = exact_quadratic_solution(Xs, ys, c, K)
+    F_star, W_star = exact_quadratic_solution(Xs, ys, c, K)
     with warnings.catch_warnings():  # certified only to 0.2-3.5: the float64 floor of WK
         warnings.simplefilter("ignore", mc.ConvergenceWarning)
         sol = prob.solve(backend="direct")
     assert sol.info["method"] == ("sylvester" if shared else "ldlt (refined)")
     true = exact_objective(Xs, ys, c, sol.W, None, K) - F_star
-    assert 0 <= true <= Fraction(1e-9) * F_star, float(true / F_star)
+    assert 0 <= true <= Fraction(1e-14) * F_star, float(true / F_star)
+    np.testing.assert_allclose(sol.W, W_star, rtol=0, atol=1e-12 * np.abs(W_star).max())
     assert Fraction(sol.certificate.gap) >= true
     assert sol.status != "optimal" or sol.certificate.relative_gap <= 1e-8
+
+
+@pytest.mark.parametrize("T", [8, 300])
+def test_accurate_product_against_rationals(T, rng):
+    """``X K`` where it cancels (``X ⊥ z``, ``K = zzᵀ`` at ``‖K‖ ≈ 3T`` plus a small diagonal,
+    X in long double) against the exact product of the same numbers in rationals: long
+    double's own product is off by ``ε_ld·|X||K|``, the error-free splitting by no more than
+    float64's rounding of the result (``ε|XK|``) and 2⁻¹⁰⁰ of ``|X||K|``."""
+    from fractions import Fraction
+
+    from mtlcvx.backends.direct import _accurate_product
+
+    z = rng.standard_normal(T) * np.pi
+    K = np.outer(z, z) + np.diag(rng.random(T) * 1e-9)
+    X = rng.standard_normal((2, T)).astype(np.longdouble)
+    zl = z.astype(np.longdouble)
+    X -= np.outer(X @ zl, zl) / (zl @ zl)
+
+    def exact(v):  # a long double as the sum of two floats, exactly
+        hi = float(v)
+        return Fraction(hi) + Fraction(float(v - np.longdouble(hi)))
+
+    Xf = [[exact(v) for v in row] for row in X]
+    Kf = [[Fraction(v) for v in row] for row in K.tolist()]
+    cols = [0, T // 2, T - 1]
+    ref = np.array([[sum(x * Kf[t][j] for t, x in enumerate(row)) for j in cols] for row in Xf])
+    scale = float(np.abs(X).max()) * np.abs(K).max() * T
+    got = _accurate_product(X, K)[:, cols]
+    err = np.array([[abs(Fraction(float(g)) + Fraction(float(g - np.longdouble(float(g))))
+                         - r) for g, r in zip(grow, rrow, strict=True)]
+                    for grow, rrow in zip(got, ref, strict=True)], dtype=float)
+    bound = np.finfo(float).eps * np.abs(ref.astype(float)) + 2.0 ** -100 * scale
+    assert np.all(err <= bound), (err / bound).max()
 
 
 @pytest.mark.parametrize("alpha", [0.3, 0.0])

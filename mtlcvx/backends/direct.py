@@ -71,14 +71,54 @@ def _blocks(grams, c, Kf) -> tuple[np.ndarray, np.ndarray]:
     return Hs, grams.B * c
 
 
+def _slices(A: np.ndarray, bits: int, axis: int, count: int) -> list[np.ndarray]:
+    """``count`` float64 slices of ``A`` (any float dtype), largest first: slice k holds the
+    integer multiples of ``2^(e − bits·(k + 1))`` that ``A`` less the earlier slices rounds
+    to, ``e`` the exponent of ``max|A|`` along ``axis`` (each slice exact; what they leave is
+    below ``2^(e − bits·count)``)."""
+    top = np.max(np.abs(A), axis=axis, keepdims=True)
+    e = np.frexp(np.where(top > 0, top, 1.0).astype(float))[1]
+    out = []
+    for k in range(count):
+        scale = e - bits * (k + 1)
+        S = np.ldexp(np.round(np.ldexp(A, -scale)), scale)
+        out.append(S.astype(float))
+        A = A - S
+    return out
+
+
+def _accurate_product(X: np.ndarray, K: np.ndarray, levels: int = 6) -> np.ndarray:
+    """``X K`` (X (k, T), any float dtype; K (T, m) float64) in ``np.longdouble``, accurate to
+    about ``ε|XK| + 2^(−b·levels)|X||K|`` with ``b = ⌊(51 − ⌈log₂T⌉)/2⌋`` (18 at T = 3000):
+    far below long double's own ``ε_ld|X||K|`` where ``XK`` cancels (``W·αK`` at the
+    optimum: ``Wz ≈ 0`` beside ``α‖zzᵀ‖ ≈ 1e15``).
+
+    Ozaki's error-free splitting: ``X`` by rows and ``K`` by columns into slices of ``b``
+    bits, so every slice product sums exactly in float64 BLAS; the products down to
+    ``levels`` are added with Knuth's TwoSum (their rounding kept in a second float64)."""
+    bits = (51 - int(np.ceil(np.log2(max(K.shape[0], 2))))) // 2
+    xs, ks = _slices(X, bits, 1, levels), _slices(K, bits, 0, levels)
+    hi = np.zeros((X.shape[0], K.shape[1]))
+    lo = np.zeros_like(hi)
+    for level in range(levels):
+        for i in range(level + 1):
+            P = xs[i] @ ks[level - i]
+            total = hi + P
+            part = total - hi
+            lo += (hi - (total - part)) + (P - part)
+            hi = total
+    return hi.astype(np.longdouble) + lo
+
+
 def _extended_coupling(problem: Problem) -> Callable[[np.ndarray], np.ndarray]:
     """``W ↦ Σ α W K`` ((k, T) in and out) over the task-side quadratic terms, in
     ``np.longdouble``, each term's ``α`` and ``K`` (or ``R``, ``ridge`` of a factor-given
     ``K``) kept apart as the term holds them: the coupling's ``α·K`` is rounded, ``ε·α|K|``
     entrywise, which at ``α‖K‖ ≈ 1e13`` alone moves a solution's objective by about 1e-6
-    of the optimum's. (Extended precision where the platform's long double has it,
-    64-bit mantissas on x86; elsewhere float64, and the refinement it serves gains
-    nothing.)"""
+    of the optimum's. A dense ``K``'s product is :func:`_accurate_product` (long double's
+    own rounding, ``ε_ld·α|W||K|``, is 1e-3 of ``|W|`` at ``α‖K‖ ≈ 1e16``). (Extended
+    precision where the platform's long double has it, 64-bit mantissas on x86; elsewhere
+    float64, and the refinement it serves gains less.)"""
     d, T = problem.n_features, problem.n_tasks
     terms: list = []  # (α, R, ridge) of a factor, (α, K, None) of a matrix: on first use
 
@@ -87,19 +127,20 @@ def _extended_coupling(problem: Problem) -> Callable[[np.ndarray], np.ndarray]:
             for p in problem.penalties:
                 if not (p.active and p.structure == "quadratic" and p.side == "task"):
                     continue
-                low = p.low_rank()
-                M = p.matrix(d, T) if low is None else low[0]
-                M = M if issparse(M) and low is None else (
-                    M.toarray() if issparse(M) else M).astype(np.longdouble)
-                terms.append((np.longdouble(p.alpha), M,
-                              None if low is None else np.longdouble(low[1])))
+                a, low = np.longdouble(p.alpha), p.low_rank()
+                if low is not None:  # a factor R, in long double
+                    R = low[0].toarray() if issparse(low[0]) else low[0]
+                    terms.append((a, R.astype(np.longdouble), np.longdouble(low[1])))
+                else:  # sparse: a long-double product; dense: the accurate one
+                    M = p.matrix(d, T)
+                    terms.append((a, M if issparse(M) else np.asarray(M, dtype=float), None))
         Wl = W.astype(np.longdouble)
         out = np.zeros_like(Wl)
         for a, M, ridge in terms:
             if ridge is not None:  # a factor R: W R Rᵀ + ridge·W
                 out += a * ((Wl @ M) @ M.T + ridge * Wl)
             else:
-                out += a * ((M @ Wl.T).T if issparse(M) else Wl @ M)
+                out += a * ((M @ Wl.T).T if issparse(M) else _accurate_product(Wl, M))
         return out
 
     return apply
