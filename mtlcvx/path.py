@@ -459,7 +459,8 @@ class _GramRoute:
         rows are then in the order ``[P, E]``. Along a path the support mostly grows
         (2000 × 500 × 50 benchmark: 212 → 420 → 487 → 498 → 500 rows), and a fresh factor
         of ``G_SS`` at 500 rows costs 6–8 ms here, mostly first touches of its fresh
-        memory, against 0.3 ms to extend one by 2–11 rows.
+        memory, against 0.3 ms to extend one by 2–11 rows. Below :data:`_EXTEND_ROWS` rows a
+        fresh factor is the cheaper one.
 
         The support of every row keeps ``G⁻¹`` itself (upper triangle, from one Cholesky
         factor of ``G``): once the support is full it usually stays so to the end of the
@@ -486,10 +487,10 @@ class _GramRoute:
             return _Factor(factor if info == 0 else None, S, self.B, S[:0], self.G[:0],
                            inverse=True)
         else:  # upper Cholesky factor, None unless positive definite
-            base = max((e for e in self._factors.values() if e.factor is not None
-                        and not e.inverse and 2 * e.order.size >= S.size
-                        and on[e.order].all()),
-                       key=lambda e: e.order.size, default=None)
+            base = None if S.size < _EXTEND_ROWS else max(
+                (e for e in self._factors.values() if e.factor is not None
+                 and not e.inverse and 2 * e.order.size >= S.size and on[e.order].all()),
+                key=lambda e: e.order.size, default=None)
             if base is None:
                 upper, info = scipy.linalg.lapack.dpotrf(self._sub(S, S), lower=False,
                                                          clean=False)
@@ -856,6 +857,14 @@ class _WarmStart:
         W[W_last == 0] = 0.0
         return W, V if all(self.known) else None
 
+
+#: The polish extends an earlier factor for supports of at least this many rows (where
+#: ``G_SS`` is over 128 KB, the allocator's threshold for fresh memory maps whose pages
+#: fault on first touch); below, a fresh factor costs less than the extension's calls
+#: (one BLAS thread, 100-row design: a fresh factor of 10 / 64 / 94 rows 3 / 18 / 35 µs,
+#: the extension 55-90 µs; 500-row design: 200 / 400 rows 0.2 / 1 ms warm, 6-8 ms for
+#: 500 fresh rows on the path).
+_EXTEND_ROWS = 128
 
 #: FISTA's products in single precision (``_GramRoute._single_precision``) from this many
 #: multiply-adds ``d²T`` (the 2000 × 500 × 50 benchmark has 12.5 M; the 500 × 100 × 20

@@ -247,11 +247,12 @@ def test_polished_point_meets_stationarity_and_has_a_second_order_gap(rng, share
                                    atol=1e-9 * np.abs(Xc.T @ Xc).sum())
 
 
-def test_polish_extends_the_factor_of_a_support_it_grows_from(rng):
+def test_polish_extends_the_factor_of_a_support_it_grows_from(rng, monkeypatch):
     """A support holding an earlier one (at least half its size) extends that Cholesky
-    factor by a block (its rows then in another order); the support of every row keeps
-    G⁻¹ instead: the polished points still solve c X̃ᵀ(X̃ w_t − ỹ_t) + α u_t = 0 on S,
-    and G W̃ is X̃ᵀX̃ W̃, both on the raw data."""
+    factor by a block (its rows then in another order; large supports only, here every
+    size); the support of every row keeps G⁻¹ instead: the polished points still solve
+    c X̃ᵀ(X̃ w_t − ỹ_t) + α u_t = 0 on S, and G W̃ is X̃ᵀX̃ W̃, both on the raw data."""
+    monkeypatch.setattr(mc.path, "_EXTEND_ROWS", 0)
     X, Y = _shared(rng, n=80, d=12, T=3)
     prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[mc.L21()], fit_intercept=True)
     alpha = 0.1 * mc.alpha_max(prob)
