@@ -62,7 +62,9 @@ _MAX_BAND_ENTRIES = 50_000_000
 def _blocks(grams, c, Kf) -> tuple[np.ndarray, np.ndarray]:
     """Diagonal blocks ``c_t X_tᵀX_t + K_f`` (T, d, d) and right side ``c_t X_tᵀy_t`` (d, T)
     (the cached, read-only ``X_tᵀX_t`` themselves when every ``c_t = 1`` and there is no
-    ``K_f``: a copy would be the route's largest temporary)."""
+    ``K_f``: a copy would be the route's largest temporary). The right side is always a
+    new array: ``B.T.ravel()`` of the cached, F-ordered ``X_tᵀy_t`` is a view, which the
+    banded and dense routes hand to LAPACK to overwrite."""
     if Kf is None and (c == 1.0).all():
         return grams.H, grams.B * c
     Hs = grams.H * c[:, None, None]
@@ -479,12 +481,14 @@ class DirectBackend(Backend):
                 Pinv[part] = np.linalg.inv(Hs[part] + Kt.diag[part, None, None] * np.eye(d))
         except np.linalg.LinAlgError:
             return None
-        if not np.all(np.isfinite(Pinv)):
+        if not np.isfinite(Pinv).all():
             return None
         x = np.matmul(Pinv, B.T[:, :, None])[:, :, 0]  # (T, d)
         # capacitance I + (U ⊗ I)ᵀ P⁻¹ (U ⊗ I): entry ((a, i), (b, j)) = δ + Σ_t U_ta U_tb P⁻¹_t,ij
-        # (one BLAS product over t: einsum's path search alone costs more at T = 100)
-        cap = np.tensordot(U[:, :, None] * U[:, None, :], Pinv, axes=(0, 0)).transpose(
+        # (one BLAS product over t, (p², T) by (T, d²): einsum's path search alone, or
+        # tensordot's Python-level axis bookkeeping, costs more at T = 100)
+        UU = (U[:, :, None] * U[:, None, :]).reshape(T, p * p)
+        cap = (UU.T @ Pinv.reshape(T, d * d)).reshape(p, p, d, d).transpose(
             0, 2, 1, 3).reshape(p * d, p * d)
         cap.flat[:: p * d + 1] += 1.0  # the identity (a strided view: no index arrays)
         y = np.linalg.solve(cap, (U.T @ x).ravel()).reshape(p, d)
