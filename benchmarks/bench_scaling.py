@@ -46,10 +46,11 @@ log(T). Each hand result is re-certified with ``mc.certify`` after its RSS is re
 Results go to ``benchmarks/results/bench_scaling.json`` (``bench_scaling_quick.json`` with
 ``--quick``; ``--out`` elsewhere), merged into what the file already holds: a row replaces
 the row of the same case and T, the others stay, and each row records when it was
-measured (``measured_at``, UTC) and under what (``threads``, ``load_average``; and
-``repeats``, the paired runs), so a ``--cases`` run updates its rows without dropping the rest. The
-growth exponents are refitted from the merged rows; the build times are replaced only by
-a run that times them.
+measured (``measured_at``, UTC; ``run_seconds``, the wall time of its paired runs) and
+under what (``threads``, ``load_average``; and ``repeats``, the paired runs), so a
+``--cases`` run updates its rows without dropping the rest. The growth exponents are
+refitted from the merged rows; the build times are replaced only by a run that times
+them.
 
 Targets: quadratic rows ≤ 2× the hand time and ≤ 1.5× its peak RSS, growth ≤ 1.15 for
 the sparse and factor rows; ``l21`` ≤ 1.5× scikit-learn; ``trace`` ≤ 1.5× hand FISTA.
@@ -530,13 +531,14 @@ def main(argv: list[str] | None = None) -> int:
     for case in args.cases.split(","):
         case_rows = []
         for T in case_sizes(case, args.quick):
-            runs = []
+            runs, start = [], time.perf_counter()
             for _ in range(repeats):
                 for impl in ("mtlcvx", "baseline"):
                     r = run_one(case, impl, T, args.quick, args.threads)
                     runs.append(r)
             row = _stamp(summarise(case, T, runs), threads=args.threads,
-                         load_average=os.getloadavg())
+                         load_average=os.getloadavg(),
+                         run_seconds=time.perf_counter() - start)
             case_rows.append(row)
             print(f"{case} T={T}: {row['time']:.4f} s vs {row['baseline_time']:.4f} s "
                   f"({row['time_ratio']:.2f}×)", flush=True)
