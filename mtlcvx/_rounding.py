@@ -227,7 +227,7 @@ class WeightSums(NamedTuple):
 
     col: np.ndarray  # Σ_j ‖x_j‖ |Δ_jt|
     abs: np.ndarray  # Σ_j |Δ_jt|
-    sq: np.ndarray  # Σ_j W_jt² (of W itself)
+    sq: np.ndarray | None  # Σ_j W_jt² (around 0 only: None around R)
 
 
 def weight_sums(W: np.ndarray, col: np.ndarray, R: np.ndarray | None = None) -> WeightSums:
@@ -246,9 +246,9 @@ def weight_sums(W: np.ndarray, col: np.ndarray, R: np.ndarray | None = None) -> 
     ones = np.ones(W.shape[-2])
     if W.ndim == 2:
         A = np.abs(W if R is None else W - R)
-        return WeightSums(col @ A, ones @ A, np.einsum("dt,dt->t", W, W))
+        return WeightSums(col @ A, ones @ A, None if R is not None else np.einsum("dt,dt->t", W, W))
     P, d, T = W.shape
-    out = np.empty((3, P, T))
+    out = np.empty((2 if R is not None else 3, P, T))
     step = max(1, SCRATCH_ENTRIES // (d * T))
     for p0 in range(0, P, step):
         block = W[p0:p0 + step]
@@ -259,8 +259,9 @@ def weight_sums(W: np.ndarray, col: np.ndarray, R: np.ndarray | None = None) -> 
             np.abs(np.subtract(block, R, out=A), out=A)
         np.matmul(col, A, out=out[0, p0:p0 + step])
         np.matmul(ones, A, out=out[1, p0:p0 + step])
-        np.einsum("pdt,pdt->pt", block, block, out=out[2, p0:p0 + step])
-    return WeightSums(*out)
+        if R is None:
+            np.einsum("pdt,pdt->pt", block, block, out=out[2, p0:p0 + step])
+    return WeightSums(out[0], out[1], out[2] if R is None else None)
 
 
 @dataclass(frozen=True)

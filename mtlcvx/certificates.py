@@ -776,7 +776,8 @@ def _certify_gram(problem: Problem, penalty: Penalty, alphas: np.ndarray, Ws: np
         todo, W, shifted, value, dn, linear, quadratic, m = (
             x[live] for x in (todo, W, shifted, value, dn, linear, quadratic, m))
         sums = WeightSums(*(x[live] for x in sums))
-        expanded = None if expanded is None else WeightSums(*(x[live] for x in expanded))
+        expanded = None if expanded is None else WeightSums(
+            expanded.col[live], expanded.abs[live], None)
         if not todo.size:
             return
     bound = GramRounding(problem, W, quadratic, m, ls, shift, shifted, sums, expanded)

@@ -245,8 +245,9 @@ class SquaredLoss:
         linear = c * (ye - np.einsum("...dt,dt->...t", D, gram.B))
         magnitudes = np.sqrt(np.maximum(np.diag(gram.G), 0.0)) @ np.abs(D) + np.sqrt(ee)
         value = quadratic.sum(axis=-1)
-        return (float(value) if D.ndim == 2 else value, LossDual(linear, quadratic, (B - GD) * c),
-                magnitudes)
+        V = B - GD
+        V *= c  # (in place: a batch's V is a large array, and each new one faults its pages)
+        return float(value) if D.ndim == 2 else value, LossDual(linear, quadratic, V), magnitudes
 
     def dual(self, data: MultiTaskData, W: np.ndarray, center: bool) -> LossDual:
         """The loss's dual pieces at the scaled residual of ``W`` (see :class:`LossDual`).
