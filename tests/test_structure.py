@@ -86,16 +86,12 @@ def test_sparse_symmetry_check_exact_and_within_round_off():
     np.testing.assert_array_equal(pen.matrix(1, 3).toarray(), np.diag(A.sum(axis=1)) - A)
 
 
-def test_direct_follows_every_change_of_a_quadratic_term(rng):
-    # one Problem solved again by "direct" after each change of a term's adjacency, factor,
-    # ridge or strength (the coupling is cached on the problem): each solution against the
-    # dense Kronecker solve of the K the terms hold now, written here from their parameters
-    data, Xs, ys = _hetero(rng, T=8, d=3)
-    T = 8
+def _solve_after_each_change(data, Xs, ys, R):
+    T = data.n_tasks
     ring = relations.chain(T)
     ring[0, -1] = ring[-1, 0] = 1.0
     lap, ridge = mc.GraphLaplacian(relations.chain(T, sparse=True), 0.5), mc.Ridge(0.2)
-    low = mc.TaskRelation.from_factor(rng.standard_normal((T, 2)), ridge=0.1, alpha=0.3)
+    low = mc.TaskRelation.from_factor(R, ridge=0.1, alpha=0.3)
 
     def laplacian(A):
         A = A.toarray() if sp.issparse(A) else A
@@ -114,6 +110,19 @@ def test_direct_follows_every_change_of_a_quadratic_term(rng):
             change()
             W_ref = quadratic_optimum(Xs, ys, np.ones(T), K())[0]
             np.testing.assert_allclose(prob.solve("direct").W, W_ref, rtol=1e-8, atol=1e-10)
+
+
+def test_direct_follows_every_change_of_a_quadratic_term(rng):
+    # one Problem solved again by "direct" after each change of a term's adjacency, factor,
+    # ridge or strength (the coupling and the data's statistics are cached): each solution
+    # against the dense Kronecker solve of the K the terms hold now, written here from
+    # their parameters; per-task designs (banded, Woodbury, dense routes) and a shared one
+    # (Sylvester)
+    T, d = 8, 3
+    X, Y = rng.standard_normal((12, d)), rng.standard_normal((12, T))
+    R = rng.standard_normal((T, 2))
+    _solve_after_each_change(*_hetero(rng, T=T, d=d), R)
+    _solve_after_each_change(mc.MultiTaskData.shared(X, Y), [X] * T, list(Y.T), R)
 
 
 def test_narrow_band_terms_match_dense_formulas(rng):
