@@ -134,7 +134,10 @@ def test_direct_semidefinite_system_gives_an_optimum(rng):
     # weights) 2.7e-2 of the optimum; its ill-conditioned rows that dropped no eigenvalue
     # went unrefined: 1.4e-6 (1e12) and 1.8e-8 (1e11)
     (1e14, True, True, 12345), (1e14, True, True, 0), (1e14, True, False, 2),
-    (1e12, True, True, 6), (1e11, True, True, 12345)])
+    (1e12, True, True, 6), (1e11, True, True, 12345),
+    # the refined point's gain was below the comparison's worst-case rounding (|M||x|):
+    # W 8.8e-6 off, now that rounding is the residuals' own
+    (1e10, False, True, 7)])
 def test_direct_keeps_a_ridge_beside_a_strong_dense_k(alpha, shared, weighted, seed):
     """``TaskRelation(outer(z), α) + Ridge(1)`` (λ_max ≈ 3α): at 1e12 Cholesky's residual
     is far above 1e-9 of the data (backward stable, ~ε‖M‖‖w‖), at 1e13 and 1e14 it breaks
@@ -182,15 +185,50 @@ def test_direct_keeps_a_ridge_beside_a_strong_dense_k(alpha, shared, weighted, s
     assert sol.status != "optimal" or sol.certificate.relative_gap <= 1e-8
 
 
+@pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(float).eps,
+                    reason="long double is float64 here: no extended-precision refinement")
+@pytest.mark.parametrize("seed", [0, 1])
+def test_direct_strong_chain_on_a_shared_design(seed):
+    """``GraphLaplacian(chain, 1e12) + Ridge(1)`` with unequal weights on a shared design:
+    the structured solve (the chain's factor, condition ≈ 4e12) was 3e-12 of the optimum
+    above it and ``W`` 2e-5 off; its rows are now refined with that solve as
+    preconditioner. Against the exact optimum in rationals."""
+    from fractions import Fraction
+
+    from reference import exact_objective, exact_quadratic_solution
+
+    rng = np.random.default_rng(seed)
+    T, d = 8, 3
+    X, Y = rng.standard_normal((6, d)), rng.standard_normal((6, T))
+    c = np.linspace(0.5, 2.0, T)
+    A = mc.relations.chain(T)
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), mc.SquaredLoss("sum", task_weights=c),
+                      [mc.GraphLaplacian(A, 1e12), mc.Ridge(1.0)])
+    L = mc.relations.laplacian(A)
+    K = [[Fraction(1e12) * Fraction(float(L[s, t])) + (s == t) for t in range(T)]
+         for s in range(T)]
+    cf = [Fraction(v) for v in c.tolist()]
+    F_star, W_star = exact_quadratic_solution([X] * T, list(Y.T), cf, K)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mc.ConvergenceWarning)
+        sol = prob.solve(backend="direct")
+    assert sol.info["method"] == "sylvester"
+    true = exact_objective([X] * T, list(Y.T), cf, sol.W, None, K) - F_star
+    assert 0 <= true <= Fraction(1e-14) * F_star, float(true / F_star)
+    np.testing.assert_allclose(sol.W, W_star, rtol=0, atol=1e-12 * np.abs(W_star).max())
+    assert sol.status != "optimal" or sol.certificate.relative_gap <= 1e-8
+
+
 @pytest.mark.parametrize("T", [8, 300])
 def test_accurate_product_against_rationals(T, rng):
     """``X K`` where it cancels (``X ⊥ z``, ``K = zzᵀ`` at ``‖K‖ ≈ 3T`` plus a small diagonal,
     X in long double) against the exact product of the same numbers in rationals: long
     double's own product is off by ``ε_ld·|X||K|``, the error-free splitting by no more than
-    float64's rounding of the result (``ε|XK|``) and 2⁻¹⁰⁰ of ``|X||K|``."""
+    float64's rounding of the result (``ε|XK|``) and 2⁻¹⁰⁰ of ``|X||K|``, and by no more
+    than the error bound it returns."""
     from fractions import Fraction
 
-    from mtlcvx.backends.direct import _accurate_product
+    from mtlcvx.backends.direct import _accurate_product, _column_slices
 
     z = rng.standard_normal(T) * np.pi
     K = np.outer(z, z) + np.diag(rng.random(T) * 1e-9)
@@ -207,12 +245,13 @@ def test_accurate_product_against_rationals(T, rng):
     cols = [0, T // 2, T - 1]
     ref = np.array([[sum(x * Kf[t][j] for t, x in enumerate(row)) for j in cols] for row in Xf])
     scale = float(np.abs(X).max()) * np.abs(K).max() * T
-    got = _accurate_product(X, K)[:, cols]
+    got, bound_given = (v[:, cols] for v in _accurate_product(X, _column_slices(K)))
     err = np.array([[abs(Fraction(float(g)) + Fraction(float(g - np.longdouble(float(g))))
                          - r) for g, r in zip(grow, rrow, strict=True)]
                     for grow, rrow in zip(got, ref, strict=True)], dtype=float)
     bound = np.finfo(float).eps * np.abs(ref.astype(float)) + 2.0 ** -100 * scale
     assert np.all(err <= bound), (err / bound).max()
+    assert np.all(err <= bound_given) and np.all(bound_given <= 1e-25 * scale)
 
 
 @pytest.mark.parametrize("alpha", [0.3, 0.0])

@@ -15,7 +15,8 @@ the structure of ``K_t``):
   turns the system into d independent T×T systems ``ŵ_i (K_t + s_i I) = b̂_i``, solved
   by the structure of ``K_t``: a divide (diagonal), banded Cholesky (a chain or other
   narrow band), a sparse ``LDLᵀ`` (sparse), Woodbury (``Z Zᵀ`` + diagonal) or one
-  eigendecomposition (dense ``K_t``);
+  eigendecomposition (dense ``K_t``); rows solved at a condition above ``1/√ε`` are
+  refined (:func:`_refine`);
 * **per-task blocks** when ``K_t`` is diagonal: T independent d×d solves;
 * **banded Cholesky / sparse LDLᵀ** of the sparse SPD system
   ``blkdiag(c_t A_tᵀA_t + K_f) + K_t ⊗ I_d`` when ``K_t`` is sparse (task-major order:
@@ -23,10 +24,10 @@ the structure of ``K_t``):
 * **Woodbury** when ``K_t = U Uᵀ + diagonal`` is given by a factor: T block solves and
   one ``(p·d)×(p·d)`` capacitance system;
 * **dense Cholesky** of the assembled system while ``d·T ≤ dense_limit``; where it breaks
-  down or its residual is large, the lowest objective of Cholesky's solution, a
-  symmetric-indefinite ``LDLᵀ`` solve refined with residuals in extended precision (a
-  ridge beside a strong ``αK``: definite but too ill-conditioned for float64 alone) and
-  the pseudo-inverse through ``eigh`` (a semidefinite system);
+  down or its residual is large, the lowest objective of Cholesky's solution, the
+  pseudo-inverse through ``eigh`` (a semidefinite system) and that refined by conjugate
+  gradients in extended precision preconditioned by a symmetric-indefinite ``LDLᵀ`` (a
+  ridge beside a strong ``αK``: definite but too ill-conditioned for float64 alone);
 * **matrix-free preconditioned CG** otherwise, multiplying by ``K_t`` in its structure,
   preconditioned by the block-Jacobi blocks ``c_t H_t + K_f + (K_t)_tt I``.
 """
@@ -73,11 +74,16 @@ def _blocks(grams, c, Kf) -> tuple[np.ndarray, np.ndarray]:
     return Hs, grams.B * c
 
 
-def _slices(A: np.ndarray, bits: int, axis: int, count: int) -> list[np.ndarray]:
-    """``count`` float64 slices of ``A`` (any float dtype), largest first: slice k holds the
-    integer multiples of ``2^(e − bits·(k + 1))`` that ``A`` less the earlier slices rounds
-    to, ``e`` the exponent of ``max|A|`` along ``axis`` (each slice exact; what they leave is
-    below ``2^(e − bits·count)``)."""
+#: Unit roundoff of ``np.longdouble`` (float64's where long double is float64).
+_EPS_LD = float(np.finfo(np.longdouble).eps)
+
+
+def _slices(A: np.ndarray, bits: int, axis: int,
+            count: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """``count`` float64 slices of ``A`` (any float dtype), largest first, and ``e``: slice k
+    holds the integer multiples of ``2^(e − bits·(k + 1))`` that ``A`` less the earlier
+    slices rounds to, ``2^e > max|A|`` along ``axis`` (each slice exact, below ``2^(e −
+    bits·k)(1 + 2^−bits)``; what they leave is below ``2^(e − bits·count)``)."""
     top = np.max(np.abs(A), axis=axis, keepdims=True)
     e = np.frexp(np.where(top > 0, top, 1.0).astype(float))[1]
     out = []
@@ -86,21 +92,33 @@ def _slices(A: np.ndarray, bits: int, axis: int, count: int) -> list[np.ndarray]
         S = np.ldexp(np.round(np.ldexp(A, -scale)), scale)
         out.append(S.astype(float))
         A = A - S
-    return out
+    return out, e
 
 
-def _accurate_product(X: np.ndarray, K: np.ndarray, levels: int = 6) -> np.ndarray:
-    """``X K`` (X (k, T), any float dtype; K (T, m) float64) in ``np.longdouble``, accurate to
-    about ``ε|XK| + 2^(−b·levels)|X||K|`` with ``b = ⌊(51 − ⌈log₂T⌉)/2⌋`` (18 at T = 3000):
-    far below long double's own ``ε_ld|X||K|`` where ``XK`` cancels (``W·αK`` at the
-    optimum: ``Wz ≈ 0`` beside ``α‖zzᵀ‖ ≈ 1e15``).
+def _column_slices(K: np.ndarray, levels: int = 6) -> tuple[list[np.ndarray], np.ndarray, int]:
+    """``K`` (T, m) float64 split for :func:`_accurate_product`: its column slices, their
+    exponents and the slices' bits ``b = ⌊(51 − ⌈log₂T⌉)/2⌋`` (18 at T = 3000)."""
+    bits = (51 - int(np.ceil(np.log2(max(K.shape[0], 2))))) // 2
+    return (*_slices(K, bits, 0, levels), bits)
+
+
+def _accurate_product(X: np.ndarray,
+                      split: tuple[list[np.ndarray], np.ndarray, int]) -> tuple[np.ndarray,
+                                                                                np.ndarray]:
+    """``X K`` (X (k, T), any float dtype; ``split`` = :func:`_column_slices` of K (T, m)) in
+    ``np.longdouble``, and a bound on its error entrywise: ``ε_ld|XK| + T·2^(e_x + e_k)
+    (512ε² + (2L + 4)·2^(−bL))`` (``2^e`` above a row's of ``|X|`` and a column's of
+    ``|K|``, L the number of slices): far below long double's own ``ε_ld|X||K|`` where
+    ``XK`` cancels (``W·αK`` at the optimum: ``Wz ≈ 0`` beside ``α‖zzᵀ‖ ≈ 1e15``).
 
     Ozaki's error-free splitting: ``X`` by rows and ``K`` by columns into slices of ``b``
-    bits, so every slice product sums exactly in float64 BLAS; the products down to
-    ``levels`` are added with Knuth's TwoSum (their rounding kept in a second float64)."""
-    bits = (51 - int(np.ceil(np.log2(max(K.shape[0], 2))))) // 2
-    xs, ks = _slices(X, bits, 1, levels), _slices(K, bits, 0, levels)
-    hi = np.zeros((X.shape[0], K.shape[1]))
+    bits, so that every slice product, ``T`` terms on one grid below ``2^53`` units, sums
+    exactly in float64 BLAS; the products down to L levels are added with Knuth's TwoSum
+    (their rounding kept in a second float64)."""
+    ks, ek, bits = split
+    levels, T = len(ks), ks[0].shape[0]
+    xs, ex = _slices(X, bits, 1, levels)
+    hi = np.zeros((X.shape[0], ks[0].shape[1]))
     lo = np.zeros_like(hi)
     for level in range(levels):
         for i in range(level + 1):
@@ -109,41 +127,57 @@ def _accurate_product(X: np.ndarray, K: np.ndarray, levels: int = 6) -> np.ndarr
             part = total - hi
             lo += (hi - (total - part)) + (P - part)
             hi = total
-    return hi.astype(np.longdouble) + lo
+    out = hi.astype(np.longdouble) + lo
+    eps = np.finfo(float).eps
+    left = 512.0 * eps * eps + (2 * levels + 4) * 2.0 ** (-bits * levels)
+    return out, _EPS_LD * np.abs(out).astype(float) + T * left * np.ldexp(1.0, ex + ek)
 
 
-def _extended_coupling(problem: Problem) -> Callable[[np.ndarray], np.ndarray]:
-    """``W ↦ Σ α W K`` ((k, T) in and out) over the task-side quadratic terms, in
-    ``np.longdouble``, each term's ``α`` and ``K`` (or ``R``, ``ridge`` of a factor-given
-    ``K``) kept apart as the term holds them: the coupling's ``α·K`` is rounded, ``ε·α|K|``
-    entrywise, which at ``α‖K‖ ≈ 1e13`` alone moves a solution's objective by about 1e-6
-    of the optimum's. A dense ``K``'s product is :func:`_accurate_product` (long double's
-    own rounding, ``ε_ld·α|W||K|``, is 1e-3 of ``|W|`` at ``α‖K‖ ≈ 1e16``). (Extended
+def _extended_coupling(problem: Problem) -> Callable[[np.ndarray],
+                                                     tuple[np.ndarray, np.ndarray]]:
+    """``W ↦ (Σ α W K, a bound on its error)`` ((k, T) in and out) over the task-side
+    quadratic terms, in ``np.longdouble``, each term's ``α`` and ``K`` (or ``R``, ``ridge``
+    of a factor-given ``K``) kept apart as the term holds them: the coupling's ``α·K`` is
+    rounded, ``ε·α|K|`` entrywise, which at ``α‖K‖ ≈ 1e13`` alone moves a solution's
+    objective by about 1e-6 of the optimum's. A dense ``K``'s product ``WK`` and a factor's
+    ``WR`` are :func:`_accurate_product`'s (long double's own rounding, ``ε_ld·α|W||K|``,
+    is 1e-3 of ``|W|`` at ``α‖K‖ ≈ 1e16``); a sparse ``K``'s is long double's. (Extended
     precision where the platform's long double has it, 64-bit mantissas on x86; elsewhere
     float64, and the refinement it serves gains less.)"""
     d, T = problem.n_features, problem.n_tasks
     terms: list = []  # (α, R, ridge) of a factor, (α, K, None) of a matrix: on first use
 
-    def apply(W: np.ndarray) -> np.ndarray:
+    def apply(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not terms:  # (converted once: most solves never ask)
             for p in problem.penalties:
                 if not (p.active and p.structure == "quadratic" and p.side == "task"):
                     continue
-                a, low = np.longdouble(p.alpha), p.low_rank()
-                if low is not None:  # a factor R, in long double
-                    R = low[0].toarray() if issparse(low[0]) else low[0]
-                    terms.append((a, R.astype(np.longdouble), np.longdouble(low[1])))
-                else:  # sparse: a long-double product; dense: the accurate one
-                    M = p.matrix(d, T)
-                    terms.append((a, M if issparse(M) else np.asarray(M, dtype=float), None))
+                low = p.low_rank()
+                M = p.matrix(d, T) if low is None else low[0]
+                if low is not None or not issparse(M):  # dense K or a factor: split once
+                    M = np.asarray(M.toarray() if issparse(M) else M, dtype=float)
+                    M = (M, _column_slices(M))
+                terms.append((np.longdouble(p.alpha), M,
+                              None if low is None else np.longdouble(low[1])))
         Wl = W.astype(np.longdouble)
-        out = np.zeros_like(Wl)
+        size = np.abs(Wl).astype(float)
+        out, err = np.zeros_like(Wl), np.zeros(Wl.shape)
         for a, M, ridge in terms:
             if ridge is not None:  # a factor R: W R Rᵀ + ridge·W
-                out += a * ((Wl @ M) @ M.T + ridge * Wl)
+                R, split = M
+                WR, e = _accurate_product(Wl, split)
+                part = WR @ R.T + ridge * Wl
+                e = e @ np.abs(R.T) + 2 * R.shape[1] * _EPS_LD * (
+                    np.abs(WR).astype(float) @ np.abs(R.T) + float(ridge) * size)
+            elif issparse(M):
+                part = (M @ Wl.T).T
+                e = (np.diff(M.tocsr().indptr).max(initial=1) + 1) * _EPS_LD * (
+                    abs(M) @ size.T).T
             else:
-                out += a * ((M @ Wl.T).T if issparse(M) else _accurate_product(Wl, M))
-        return out
+                part, e = _accurate_product(Wl, M[1])
+            out += a * part
+            err += float(a) * e + 2 * _EPS_LD * np.abs(out).astype(float)
+        return out, err
 
     return apply
 
@@ -153,26 +187,23 @@ def _extended_coupling(problem: Problem) -> Callable[[np.ndarray], np.ndarray]:
 _REFINE_STEPS = 100
 
 
-def _lower(X: np.ndarray, R: np.ndarray, Y: np.ndarray, S: np.ndarray,
-           magnitude: Callable[[np.ndarray, np.ndarray], np.ndarray], rows: np.ndarray,
-           B: np.ndarray) -> np.ndarray:
-    """Per row, whether ``x`` (residual ``r = Ax − b``) has a lower objective ``½xᵀAx −
-    bᵀx`` than ``y`` (residual ``s``) by more than the rounding of their difference ``(x −
-    y)ᵀ(r + s)/2``, ``γ_n|x − y|ᵀ(|A|(|x| + |y|) + 2|b|)`` with the residuals' precision
-    (``magnitude(V, rows)``: ``|A_i|v_i`` for those rows of the systems; a difference, not
-    two objectives: its rounding scales with ``|x − y|``, far below ``ε|x|ᵀ|A||x|`` where
-    ``A`` is ill-conditioned)."""
+def _lower(X: np.ndarray, R: np.ndarray, EX: np.ndarray, Y: np.ndarray, S: np.ndarray,
+           EY: np.ndarray) -> np.ndarray:
+    """Per row, whether ``x`` (residual ``r = Ax − b``, computed within ``EX`` entrywise)
+    has a lower objective ``½xᵀAx − bᵀx`` than ``y`` (residual ``s``, within ``EY``) by
+    more than the rounding of their difference ``(x − y)ᵀ(r + s)/2``: ``|x − y|ᵀ(EX +
+    EY)/2`` and that product's own (a difference, not two objectives: its rounding scales
+    with ``|x − y|``, far below ``ε|x|ᵀ|A||x|`` where ``A`` is ill-conditioned)."""
     step = X - Y
-    eps = float(np.finfo(R.dtype).eps)
-    noise = 4.0 * X.shape[1] * eps * np.sum(np.abs(step) * (
-        magnitude(np.abs(X) + np.abs(Y), rows) + 2.0 * np.abs(B)), axis=1)
+    size = np.abs(step).astype(float)
+    noise = np.sum(size * ((EX + EY) / 2.0 + 2 * X.shape[1] * _EPS_LD * np.abs(R + S).astype(
+        float)), axis=1)
     gain = np.sum(step * (R + S), axis=1).astype(float) / 2.0
     return np.isfinite(X).all(axis=1) & (gain + noise < 0.0)
 
 
-def _refine(apply: Callable[[np.ndarray, np.ndarray], np.ndarray],
-            precondition: Callable[[np.ndarray, np.ndarray], np.ndarray],
-            magnitude: Callable[[np.ndarray, np.ndarray], np.ndarray], B: np.ndarray,
+def _refine(apply: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+            precondition: Callable[[np.ndarray, np.ndarray], np.ndarray], B: np.ndarray,
             first: np.ndarray, compare: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows ``x_i`` of the positive (semi)definite systems ``A_i x_i = b_i`` (B (k, n)) by
     conjugate gradients from ``first`` with residuals in extended precision, each kept in
@@ -180,14 +211,14 @@ def _refine(apply: Callable[[np.ndarray, np.ndarray], np.ndarray],
     rounding (:func:`_lower`). Returns ``(X, R, refined)``: the rows, their residuals
     ``A_ix_i − b_i`` (``np.longdouble``) and which rows were replaced.
 
-    ``apply(V, rows)``: ``A_i v_i`` for those rows, in ``np.longdouble`` (each term's ``α``
-    and ``K`` kept apart: forming the system in float64 is itself a perturbation of about
-    ``ε‖A‖``); ``precondition(R, rows)``: an approximate ``A_i⁻¹ r_i`` in float64 (a
-    factorization or an eigenbasis of the float64 system, keeping what ``first`` dropped as
-    round-off); ``magnitude(V, rows)``: ``|A_i|v_i``, for the rounding of the comparison;
-    ``compare`` (k,): rows that go on past the first step only where it lowered the
-    objective beyond rounding (a genuine null direction's tiny pivot or eigenvalue gives a
-    step this does not single out: such rows cost one step).
+    ``apply(V, rows)``: ``(A_i v_i, a bound on its error)`` for those rows, in
+    ``np.longdouble`` (each term's ``α`` and ``K`` kept apart: forming the system in
+    float64 is itself a perturbation of about ``ε‖A‖``); ``precondition(R, rows)``: an
+    approximate ``A_i⁻¹ r_i`` in float64 (a factorization or an eigenbasis of the float64
+    system, keeping what ``first`` dropped as round-off); ``compare`` (k,): rows that go on
+    past the first step only where it lowered the objective beyond rounding (a genuine
+    null direction's tiny pivot or eigenvalue gives a step this does not single out: such
+    rows cost one step).
 
     A float64 factorization is exact for a system about ``ε‖A‖`` away, so where
     ``λ_min(A)`` is not far above that (a ridge beside ``αK`` at ``α‖K‖ ≈ 1e15``) the
@@ -196,10 +227,16 @@ def _refine(apply: Callable[[np.ndarray, np.ndarray], np.ndarray],
     search of the objective (a descent even where ``P`` is indefinite; none along a
     direction of no curvature); they stop where a step is below float64's resolution of
     ``x``."""
-    every = np.arange(B.shape[0])
     Bl = B.astype(np.longdouble)
+
+    def residual(V: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        AV, E = apply(V, rows)
+        R = AV - Bl[rows]
+        return R, E + _EPS_LD * np.abs(R).astype(float)
+
+    every = np.arange(B.shape[0])
     X = first.astype(np.longdouble)
-    R0 = apply(X, every) - Bl
+    R0, E0 = residual(X, every)
     R = -R0  # b − Ax: the direction of descent
     Z = precondition(R.astype(float), every)
     P = Z.astype(np.longdouble)
@@ -211,19 +248,21 @@ def _refine(apply: Callable[[np.ndarray, np.ndarray], np.ndarray],
         if not idx.size:
             break
         Pi = P[idx]
-        AP = apply(Pi, idx)
+        AP, EP = apply(Pi, idx)
         curvature = np.sum(Pi * AP, axis=1)
         ok = curvature > 0
-        a = np.where(ok, np.sum(R[idx] * Pi, axis=1) / np.where(ok, curvature, 1), 0)
+        slope = np.sum(R[idx] * Pi, axis=1)
+        a = np.where(ok, slope / np.where(ok, curvature, 1), 0)
+        if k == 0:  # rows to compare whose step's gain a·slope/2 is within its rounding: left
+            size, n = np.abs(Pi).astype(float), 2 * B.shape[1] * _EPS_LD
+            noise = np.abs(a) * np.sum(size * (E0[idx] + n * np.abs(R[idx]).astype(float)), axis=1)
+            noise += a * a / 2 * np.sum(size * (EP + n * np.abs(AP).astype(float)), axis=1)
+            ok &= ~compare[idx] | (a * slope / 2 > noise)
+            a = np.where(ok, a, 0)
         step = a[:, None] * Pi
         X[idx] += step
         R[idx] -= a[:, None] * AP
         stop = ~ok | (np.sum(step * step, axis=1) <= tiny * np.sum(X[idx] * X[idx], axis=1))
-        if k == 0:  # rows to compare whose step gained nothing beyond rounding: left
-            left = compare[idx] & ~_lower(X[idx], -R[idx], first[idx], R0[idx],
-                                          magnitude, idx, B[idx])
-            X[idx[left]] = first[idx[left]]
-            stop |= left
         Z = precondition(R[idx].astype(float), idx)
         rz_new = np.sum(R[idx] * Z, axis=1)
         P[idx] = Z + (rz_new / rz[idx])[:, None] * Pi
@@ -231,10 +270,10 @@ def _refine(apply: Callable[[np.ndarray, np.ndarray], np.ndarray],
         active[idx[stop | (rz_new == 0) | ~np.isfinite(rz_new)]] = False
     X = X.astype(float)
     moved = np.flatnonzero(np.any(X != first, axis=1))
-    R = R0.copy()
+    R, E = R0.copy(), E0.copy()
     if moved.size:
-        R[moved] = apply(X[moved].astype(np.longdouble), moved) - Bl[moved]
-    better = _lower(X, R, first, R0, magnitude, every, B)
+        R[moved], E[moved] = residual(X[moved].astype(np.longdouble), moved)
+    better = _lower(X, R, E, first, R0, E0)
     return np.where(better[:, None], X, first), np.where(better[:, None], R, R0), better
 
 
@@ -374,12 +413,15 @@ class DirectBackend(Backend):
             sc = np.sqrt(c)
             Q, shifts, Bhat = Kt.scaled(1.0 / sc), s, V.T @ (B * sc)
         eps = np.finfo(float).eps
-        ill = False
-        if Q.kind == "dense":  # its eigenbasis solve is off by up to κε: refined where κ > 1/√ε
+        # rows solved at a condition above 1/√ε: a float64 solve may be off by up to κε
+        ill = np.zeros(len(shifts), dtype=bool)
+        if Q.kind != "diagonal" and Kt.n_tasks <= DENSE_LIMIT:
             top, low = Q.bounds()
-            ill = bool(np.any(low + shifts <= np.sqrt(eps) * (top + shifts)))
-        What = None if ill else Q.solve_shifted(Bhat, shifts)
-        if What is None:  # the minimum-norm solution in both eigenbases, refined
+            ill = low + shifts <= np.sqrt(eps) * (top + shifts)
+        # (a dense Q's solve is its eigenbasis: then straight to the one below)
+        What = None if Q.kind == "dense" and ill.any() else Q.solve_shifted(Bhat, shifts)
+        compare = np.zeros(len(shifts), dtype=bool)
+        if What is None:  # the minimum-norm solution in both eigenbases
             if Kt.n_tasks > DENSE_LIMIT:
                 return None
             lam, U = Q.eigh()
@@ -388,29 +430,35 @@ class DirectBackend(Backend):
             safe = np.where(denom > cutoff, denom, 1.0)
             What = np.where(denom > cutoff, (Bhat @ U) / safe, 0.0) @ U.T
             # the rows that dropped eigenvalues as round-off (which may be genuine: a ridge
-            # beside αK at α‖K‖ ≈ 1e12) and those solved at a condition above 1/√ε
-            rows = np.flatnonzero(denom.min(axis=1) <= np.sqrt(eps) * np.abs(denom).max(axis=1))
-            if rows.size:
-                # preconditioned by the eigenbasis keeping every eigenvalue (those at
-                # round-off floored at ε·max); a shift within round-off of 0 (a null
-                # direction of XᵀX) is 0 here: no curvature along it to follow
-                inv = 1.0 / np.maximum(denom[rows], eps * np.abs(denom).max())
-                sh = np.where(np.abs(shifts) > psd_cutoff(np.abs(shifts).max(), len(shifts)),
-                              shifts, 0.0)[rows].astype(np.longdouble)[:, None]
-                v = None if sc is None else sc.astype(np.longdouble)
+            # beside αK at α‖K‖ ≈ 1e12) go on where a first step through them gains
+            compare = (denom <= cutoff).any(axis=1)
+            ill = compare | (denom.min(axis=1) <= np.sqrt(eps) * np.abs(denom).max(axis=1))
+            # the eigenbasis keeping every eigenvalue (those at round-off floored at ε·max)
+            inv = 1.0 / np.maximum(denom, eps * np.abs(denom).max())
 
-                def apply(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
-                    # X (Q + s_i I), Q = diag(1/sc) K_t diag(1/sc) applied as extended's terms
-                    XQ = extended(X) if v is None else extended(X / v) / v
-                    return XQ + sh[idx] * X
+            def solve(R: np.ndarray, idx: np.ndarray) -> np.ndarray:
+                return ((R @ U) * inv[idx]) @ U.T
+        else:
+            def solve(R: np.ndarray, idx: np.ndarray) -> np.ndarray:
+                return Q.solve_shifted(R, shifts[idx])
+        rows = np.flatnonzero(ill)
+        if rows.size:
+            # refined in Ŵ's own rows y = x/g (g = √c, or 1 with equal weights): y (K_t +
+            # s_i diag(g²)) = b̂_i g, whose products by K_t alone are exact (those by the
+            # scaled Q would round y/g first); a shift within round-off of 0 (a null
+            # direction of XᵀX) is 0 here: no curvature along it to follow
+            g = np.ones(Kt.n_tasks) if sc is None else sc
+            sh = np.where(np.abs(shifts) > psd_cutoff(np.abs(shifts).max(), len(shifts)),
+                          shifts, 0.0)[rows][:, None] * (g * g)
+            shl = sh.astype(np.longdouble)
 
-                def precondition(R: np.ndarray, idx: np.ndarray) -> np.ndarray:
-                    return ((R @ U) * inv[idx]) @ U.T
+            def apply(Y: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                YK, E = extended(Y)
+                out = YK + shl[idx] * Y
+                return out, E + 2 * _EPS_LD * (np.abs(out) + np.abs(shl[idx] * Y)).astype(float)
 
-                absQ = np.abs(Q.to_dense())
-                What[rows] = _refine(
-                    apply, precondition, lambda S, idx: S @ absQ + np.abs(sh[idx]) * S,
-                    Bhat[rows], What[rows], (denom[rows] <= cutoff).any(axis=1))[0]
+            What[rows] = g * _refine(apply, lambda R, idx: solve(R / g, rows[idx]) / g,
+                                     Bhat[rows] * g, What[rows] / g, compare[rows])[0]
         return V @ What if sc is None else (V @ What) / sc
 
     def _structured(self, Hs, B, Kt: TaskCoupling,
@@ -514,12 +562,21 @@ class DirectBackend(Backend):
                 M4[t, :, t, :] += Hs[t]
             return M
 
-        H = Hs.astype(np.longdouble)
+        H, absH = Hs.astype(np.longdouble), np.abs(Hs)
         one = np.zeros(1, dtype=int)
 
-        def apply(V: np.ndarray, rows: np.ndarray) -> np.ndarray:  # M v in extended precision
-            return np.stack([(np.matmul(H, v.reshape(T, d)[:, :, None])[:, :, 0]
-                              + extended(v.reshape(T, d).T).T).ravel() for v in V])
+        def apply(V: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            # M v in extended precision, and a bound on its error
+            out, err = [], []
+            for v in V:
+                X = v.reshape(T, d)
+                XK, E = extended(X.T)
+                Mv = np.matmul(H, X[:, :, None])[:, :, 0] + XK.T
+                out.append(Mv.ravel())
+                err.append((E.T + 2 * (d + 1) * _EPS_LD * (np.matmul(
+                    absH, np.abs(X).astype(float)[:, :, None])[:, :, 0] + np.abs(Mv).astype(
+                        float))).ravel())
+            return np.stack(out), np.stack(err)
 
         M = assemble()
         w = r = None
@@ -531,15 +588,14 @@ class DirectBackend(Backend):
             # A PSD-singular M can still factor with tiny pivots; check the residual (once:
             # the comparison below reads it too)
             if np.all(np.isfinite(w)):
-                r = apply(w.astype(np.longdouble), one) - rhs
+                r, e = apply(w.astype(np.longdouble), one)
+                r -= rhs
+                e += _EPS_LD * np.abs(r).astype(float)
                 if np.linalg.norm(r.astype(float)) <= 1e-9 * max(np.linalg.norm(rhs), 1e-300):
                     return w.reshape(T, d).T.copy(), "cholesky"
         except np.linalg.LinAlgError:
             pass
         M = assemble()
-
-        def magnitude(V: np.ndarray, rows: np.ndarray) -> np.ndarray:  # |M| v (M symmetric)
-            return V @ np.abs(M)
 
         # the minimum-norm solution first: a semidefinite M's (its null space left out);
         # the refinement from it, preconditioned by a Bunch–Kaufman LDLᵀ (which does not
@@ -552,12 +608,15 @@ class DirectBackend(Backend):
         if info == 0:
             X, R, refined = _refine(
                 apply, lambda V, rows: scipy.linalg.lapack.dsytrs(lu, ipiv, V.T, lower=1)[0].T,
-                magnitude, b, x, np.ones(1, dtype=bool))
+                b, x, np.ones(1, dtype=bool))
             name = "ldlt (refined)" if refined[0] else "eigh (semidefinite system)"
         else:
-            X, R, name = x, apply(x.astype(np.longdouble), one) - b, "eigh (semidefinite system)"
-        if r is not None and _lower(w, r, X, R, magnitude, one, b)[0]:
-            X, name = w, "cholesky (ill-conditioned)"
+            X, name = x, "eigh (semidefinite system)"
+        if r is not None:
+            R, E = apply(X.astype(np.longdouble), one)
+            R -= rhs
+            if _lower(w, r, e, X, R, E + _EPS_LD * np.abs(R).astype(float))[0]:
+                X, name = w, "cholesky (ill-conditioned)"
         return X.reshape(T, d).T.copy(), name
 
     @staticmethod
