@@ -377,7 +377,8 @@ class DirectBackend(Backend):
     # ------------------------------------------------------------------ routes
     @staticmethod
     def _sylvester(H, B, c, Kt: TaskCoupling, Kf, uniform,
-                   extended: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | None:
+                   extended: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+                   ) -> np.ndarray | None:
         """``c H W + K_f W + W K_t = c B`` in the eigenbasis of ``H = XᵀX``.
 
         A scaled identity ``K_t`` with equal weights: one Cholesky of ``cH + kI``.
@@ -386,11 +387,12 @@ class DirectBackend(Backend):
         ``Q = diag(c)^{-½} K_t diag(c)^{-½}`` for ``Ŵ diag(c)^{½}``. Where a shifted ``Q``
         is not safely definite, or a dense one's condition is above ``1/√ε`` (its float64
         eigenbasis solve is off by up to ``κε``), the minimum-norm solution in both
-        eigenbases; the rows whose solve dropped eigenvalues as round-off (which may be
-        genuine: a ridge beside ``αK`` at ``α‖K‖ ≈ 1e12``), and those at such a condition,
-        are refined by conjugate gradients in extended precision (``extended``:
-        :func:`_extended_coupling`, with ``K_t``'s scaling by the weights applied there
-        too) where that lowers their objective (:func:`_refine`).
+        eigenbases. The rows whose solve dropped eigenvalues as round-off (which may be
+        genuine: a ridge beside ``αK`` at ``α‖K‖ ≈ 1e12``), and those solved (in either
+        way) at a condition above ``1/√ε``, are refined by conjugate gradients in extended
+        precision, in ``Ŵ``'s own rows with ``K_t`` unscaled (``extended``:
+        :func:`_extended_coupling`), preconditioned by the solve, where that lowers their
+        objective (:func:`_refine`).
         """
         if uniform and Kf is not None:
             H = H + Kf / c[0]
@@ -545,7 +547,8 @@ class DirectBackend(Backend):
 
     @staticmethod
     def _dense(Hs, B, Kt: TaskCoupling,
-               extended: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, str]:
+               extended: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+               ) -> tuple[np.ndarray, str]:
         """The assembled system by Cholesky; where that breaks down or leaves a residual
         above 1e-9 of the right side, the candidate of lowest objective, compared with
         residuals in extended precision (``extended``: :func:`_extended_coupling`)."""
