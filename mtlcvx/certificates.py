@@ -486,9 +486,19 @@ def _relative(gap: float, objective: float) -> float:
     return gap / abs(objective) if objective != 0.0 else np.inf
 
 
-def _strongly_convex(problem: Problem, W: np.ndarray, tol: float) -> Certificate | None:
+class _Reuse(NamedTuple):
+    """What a failed gradient-bound attempt computed that the ladder reads again (the
+    loss's dual pieces on the original data and the rounding bounds at ``W``)."""
+
+    pieces: _Pieces
+    bound: Rounding
+
+
+def _strongly_convex(problem: Problem, W: np.ndarray,
+                     tol: float) -> tuple[Certificate | None, _Reuse | None]:
     r"""The certificate of a quadratic problem at a near-exact point from its gradient, in
-    one pass over the data; None unless it applies and meets ``tol``.
+    one pass over the data, and what it computed for the ladder: the certificate is None
+    unless it applies and meets ``tol``.
 
     With the quadratic terms positive definite, ``λ ≤ λ_min(K_t ⊕ K_f)`` with ``λ > 0``
     (:func:`~mtlcvx.oracles.coupling_bottom`), ``F`` is ``λ``-strongly convex (the loss is
@@ -525,16 +535,17 @@ def _strongly_convex(problem: Problem, W: np.ndarray, tol: float) -> Certificate
     """
     if (problem.fit_intercept or not problem.is_quadratic
             or not isinstance(problem.loss, SquaredLoss)):
-        return None
+        return None, None
     coupled = coupling(problem)
     Kt, Kf = coupled
     lam = coupling_bottom(Kt, None if Kf is None else np.linalg.eigvalsh(Kf))
     if not lam > 0:
-        return None
+        return None, None
     bound = Rounding(problem, W, None)
     if bound.factor_given:  # (rung 4 bounds such a term first order in WR: tighter)
-        return None
+        return None, None
     pieces = _Pieces(problem, W, None, coupled)
+    reuse = _Reuse(pieces, bound)
     q, H = pieces.q_task, pieces.grad_h
     G = H - pieces.V_loss  # ∇F(W) as computed
     norms, c = bound.norms, bound.c
@@ -555,23 +566,23 @@ def _strongly_convex(problem: Problem, W: np.ndarray, tol: float) -> Certificate
     loss = float(q.sum())
     objective = loss + h_value
     if not (math.isfinite(objective) and math.isfinite(grad)):
-        return None
+        return None, reuse
     own = (apart * (2.0 * tau + apart) + norms.g_data * tau * tau + norms.n * _ETA) / (
         2.0 * np.where(c > 0, c, 1.0))
     loss_error = float(np.where(c > 0, own + 2.0 * _EPS * q + _ETA, 0.0).sum()) \
         + gamma(T) * loss
     value_error = 0.5 * (w_norm * e_h + gamma(d + T) * w_norm * norm_up(H) + d * T * _ETA)
     if value_error > 4.0 * loss_error:  # the terms' magnitude bound dominates: rung 4's
-        return None  # conjugate at W, where the computed h(W) cancels, does better
+        return None, reuse  # conjugate at W, where the computed h(W) cancels, does better
     error = _SAFETY * (loss_error + value_error + _ETA + 2.0 * _EPS * abs(objective))
     bare = half_square_over(float(np.linalg.norm(G)), lam)
     gap = half_square_over(grad, lam) + error
     if not (math.isfinite(gap) and _relative(gap, objective) <= tol):
-        return None
+        return None, reuse
     return Certificate(objective, gap, _relative(gap, objective), float(np.linalg.norm(G)),
                        _distance(gap, deferred_strong_convexity(problem, coupled)),
                        "gradient norm + strong convexity of the quadratic terms (rung 5)",
-                       rounding=gap - bare)
+                       rounding=gap - bare), None
 
 
 # ---------------------------------------------------------------------- certify
@@ -628,8 +639,9 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
         raise ArgumentError(f"dual_lower must be a real number (a certified lower bound on "
                             f"F*, such as an earlier certificate's dual_objective) or None, "
                             f"got {dual_lower!r}")
+    reuse = None
     if tol is not None and intercept is None and not parts and dual_lower is None:
-        fast = _strongly_convex(problem, W, tol)
+        fast, reuse = _strongly_convex(problem, W, tol)
         if fast is not None:
             return fast
     route = _gram_route(problem, W, tol) if gram and intercept is None and not parts else None
@@ -639,10 +651,11 @@ def certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None = None
                             tol)
         except _CoarseRoute as coarse:  # the residuals' gap, unless the Gram one is smaller
             residual = _certify(problem, W, intercept, parts, dual_lower, gradient_mapping,
-                                None)
+                                None, reuse=reuse)
             gram_cert = coarse.args[0]
             return gram_cert if residual.gap is None or gram_cert.gap < residual.gap else residual
-    return _certify(problem, W, intercept, parts, dual_lower, gradient_mapping, None)
+    return _certify(problem, W, intercept, parts, dual_lower, gradient_mapping, None,
+                    reuse=reuse)
 
 
 @blas_limited
@@ -858,10 +871,11 @@ def _norm_batch(out: list[Certificate | None], index: np.ndarray, penalty: Penal
 def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
              parts: dict[str, np.ndarray] | None, dual_lower: float | None,
              gradient_mapping: bool, route: _GramRoute | None,
-             tol: float | None = None) -> Certificate:
+             tol: float | None = None, reuse: _Reuse | None = None) -> Certificate:
     """:func:`certify` with the loss's part from ``route`` (raises :class:`_CoarseRoute`
     when its rounding bound exceeds ``_GRAM_SHARE`` of the gap and the relative gap is
-    above ``tol``) or, without one, from the residuals on the original data."""
+    above ``tol``) or, without one, from the residuals on the original data (``reuse``:
+    their dual pieces and rounding bounds when a gradient-bound attempt computed them)."""
     # F(W, parts) ≥ F(W): the gap is taken from F at the parts (a decomposition's value
     # at W alone may have no closed form); only a given intercept's excess is split off
     values = None  # the terms' values, summed into the very floats F(W) holds
@@ -882,15 +896,20 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
     coupled = coupling(problem)  # (its cache key costs a pass over the terms: once)
     mu = deferred_strong_convexity(problem, coupled)  # costly for per-task designs: when read
     # bounds on the certificate's own rounding error (see mtlcvx._rounding)
-    bound = route.bound if route is not None else Rounding(
-        problem, W, intercept if problem.fit_intercept else None)
+    if route is not None:
+        bound = route.bound
+    elif reuse is not None:  # (built uncentred, without an intercept: as this would be)
+        bound = reuse.bound
+    else:
+        bound = Rounding(problem, W, intercept if problem.fit_intercept else None)
     loss_dual = route and route.dual
     pieces: _Pieces | None = None  # the loss's dual pieces, once computed
     quadratic = problem.is_quadratic
     if quadratic:
         # g = 0: the gradient mapping is ∇F = ∇h − (−∇f) for every step, read off the
         # dual pieces on the original data (no Lipschitz bound, no second product)
-        pieces = _Pieces(problem, W, loss_dual, coupled)
+        pieces = reuse.pieces if reuse is not None and route is None else _Pieces(
+            problem, W, loss_dual, coupled)
         mapping = (pieces.gradient_norm(), None, True) if gradient_mapping else None
     else:
         mapping = _gradient_mapping(problem, W) if gradient_mapping else None
