@@ -138,6 +138,7 @@ relative error of its own evaluation. Rung 5 (gradient mapping) gaps get ``2E_F`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -190,9 +191,11 @@ def norm_up(x: np.ndarray, axis: int | None = None) -> float | np.ndarray:
     plus ``(nη)^{1/2}``, ``η = 2⁻¹⁰⁷⁴``, for squares that underflow (each off by up to
     ``η/2`` absolute: NumPy's norm does not rescale, so a vector of entries below
     ``1e-154`` has a computed norm far below its own)."""
-    n = x.size if axis is None else x.shape[axis]
-    out = np.linalg.norm(x, axis=axis) * (1.0 + gamma(n)) + np.sqrt(n * _ETA)
-    return float(out) if axis is None else out
+    if axis is None:  # NumPy's norm of a real array without its Python-level wrapper
+        v = x.ravel(order="K")
+        return math.sqrt(float(v.dot(v))) * (1.0 + gamma(x.size)) + math.sqrt(x.size * _ETA)
+    n = x.shape[axis]
+    return np.linalg.norm(x, axis=axis) * (1.0 + gamma(n)) + np.sqrt(n * _ETA)
 
 
 def half_square_over(x: float, lam: float) -> float:
