@@ -17,7 +17,8 @@ import numpy as np
 import scipy
 
 __all__ = ["psd_cutoff", "lambda_min", "min_block_eigenvalue", "block_pinv", "pinv_solve_psd",
-           "spectral_norm_bound", "issparse", "batches", "scratch", "SCRATCH_ENTRIES"]
+           "spectral_norm_bound", "issparse", "batches", "scratch", "SCRATCH_ENTRIES",
+           "abs_product"]
 
 
 #: Entries of the kept scratch buffer (:func:`scratch`): 256 KB, cache-sized.
@@ -41,6 +42,21 @@ def scratch(shape: tuple[int, ...]) -> np.ndarray:
         buf = _scratch.buffer = np.empty(SCRATCH_ENTRIES)
         buf.fill(0.0)  # every page touched now, not on a later call's first use
     return buf[:size].reshape(shape)
+
+
+def abs_product(v: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """``v @ |W|`` for ``v`` (d,) and ``W`` (d, T) or a batch (P, d, T), ``|W|`` taken a few
+    points at a time in the kept :func:`scratch` buffer (all of a large batch's ``|W|`` at
+    once is a fresh array whose pages fault on first touch every time)."""
+    if W.ndim == 2:
+        return v @ np.abs(W)
+    P, d, T = W.shape
+    out = np.empty((P, T))
+    step = max(1, SCRATCH_ENTRIES // (d * T))
+    for p0 in range(0, P, step):
+        block = W[p0:p0 + step]
+        np.matmul(v, np.abs(block, out=scratch(block.shape)), out=out[p0:p0 + step])
+    return out
 
 
 def issparse(x: Any) -> bool:

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._linalg import abs_product
 from .data import MultiTaskData, as_float_array, column_means, frozen_copy
 from .exceptions import DataError
 
@@ -202,7 +203,8 @@ class SquaredLoss:
         return oracle
 
     def gram_dual(self, data: MultiTaskData, W: np.ndarray, center: bool,
-                  shift: Any = None, product: np.ndarray | None = None
+                  shift: Any = None, product: np.ndarray | None = None,
+                  work: np.ndarray | None = None
                   ) -> tuple[float, LossDual, np.ndarray] | None:
         r"""Loss value and dual pieces of a shared design (n ≥ d) from ``G = X̃ᵀX̃``,
         ``B = X̃ᵀỸ`` and ``‖ỹ_t‖²``: ``d²T`` operations instead of ``2ndT``. None otherwise.
@@ -227,7 +229,9 @@ class SquaredLoss:
 
         ``W`` may be a batch (P, d, T) of points: then every piece comes per point (the
         value (P,), the others with a leading P axis), from one product ``G [W_1 … W_P]``.
-        ``product``: ``G W`` when already known (not with ``shift``).
+        ``product``: ``G W`` when already known (not with ``shift``). ``work``: an array of
+        ``W``'s shape the call may write over (it may be ``product``): ``V`` or ``Δ`` goes
+        there instead of into a fresh array (a batch's arrays fault their pages when fresh).
         """
         gram = data.gram(center)
         if gram is None or data.X[0].shape[0] < data.n_features:
@@ -236,16 +240,18 @@ class SquaredLoss:
         if shift is None:
             D, B, ee, ye = W, gram.B, gram.yy, gram.yy
         else:
-            D, B, ee, ye = W - shift.R, shift.B, shift.ee, shift.ye
+            D, B, ee, ye = np.subtract(W, shift.R, out=work), shift.B, shift.ee, shift.ye
         if product is not None:
             GD = product
         else:
             GD = data.gram_product(D, center) if D.ndim == 2 else gram.G @ D
         quadratic = 0.5 * c * _gram_residuals(B, ee, D, GD)
         linear = c * (ye - np.einsum("...dt,dt->...t", D, gram.B))
-        magnitudes = np.sqrt(np.maximum(np.diag(gram.G), 0.0)) @ np.abs(D) + np.sqrt(ee)
+        magnitudes = abs_product(np.sqrt(np.maximum(np.diag(gram.G), 0.0)), D) + np.sqrt(ee)
         value = quadratic.sum(axis=-1)
-        V = B - GD
+        # into GD when it is this call's own (a batch's product), else into work if free
+        V = np.subtract(B, GD, out=GD if product is None and D.ndim == 3
+                        else work if shift is None else None)
         V *= c  # (in place: a batch's V is a large array, and each new one faults its pages)
         return float(value) if D.ndim == 2 else value, LossDual(linear, quadratic, V), magnitudes
 

@@ -250,6 +250,19 @@ class _GramRoute:
         # support S -> its _Factor, for _polish (the supports of the last few checks)
         self._factors: dict[bytes, _Factor] = {}
         self._every = np.arange(self.B.shape[0])  # S when it holds every row
+        # FISTA's work arrays, kept for the whole path (see solve): the gradient step and
+        # prox, the momentum's difference, the extrapolated point (double precision), and
+        # single precision's product and its argument
+        size = self.B.size
+        self._work = np.empty((3, size))
+        self._work_single = None if self.G_single is None else np.empty((2, size), np.float32)
+        self._gathers: dict[np.dtype, np.ndarray] = {}  # dtype -> work array of _gather
+
+    def _views(self, work: np.ndarray, rows: int) -> list[np.ndarray]:
+        """The work arrays ``work`` (k, d·T) as (rows, T) matrices (their first rows·T
+        entries, C-contiguous: the active rows' products write into them)."""
+        T = self.B.shape[1]
+        return [w[:rows * T].reshape(rows, T) for w in work]
 
     def _single_precision(self, prob: Problem) -> np.ndarray | None:
         """``G`` in single precision for FISTA's products, or None.
@@ -309,6 +322,20 @@ class _GramRoute:
         if self.G.ndim == 2:
             return self.G[rows][:, cols]
         return self.G[:, rows][:, :, cols]
+
+    def _gather(self, act: np.ndarray, G: np.ndarray) -> np.ndarray:
+        """``G[act, act]`` of a shared design's ``G`` (d, d) (or its single-precision
+        copy), written into a work array kept for the path, ``2d²`` entries: the rows
+        ``G[act]`` in its first half, the result in its second. Valid until the next
+        gather of the same precision. A fresh ``G[act][:, act]`` at every screening
+        (18 per 2000 × 500 × 50 path, up to 2 MB each) faulted about 2,800 pages per path.
+        """
+        d, m = G.shape[0], int(np.count_nonzero(act))
+        work = self._gathers.get(G.dtype)
+        if work is None:
+            work = self._gathers[G.dtype] = np.empty(2 * d * d, G.dtype)
+        rows = np.compress(act, G, axis=0, out=work[:m * d].reshape(m, d))
+        return np.compress(act, rows, axis=1, out=work[d * d:d * d + m * m].reshape(m, m))
 
     @staticmethod
     def _mul(G: np.ndarray, W: np.ndarray) -> np.ndarray:
@@ -556,15 +583,21 @@ class _GramRoute:
         t = 1.0
         k = 0
         view = (act.copy(), self.G, self.B)  # (act, G[:, act], B[act]) for _gap
-        Ga = self.G  # G[act, act]
+        Ga = self.G  # G[act, act] (None while single precision runs on a gathered one)
         # G[act, act] in single precision, or None (see __init__)
         Glow = self.G_single if single else None
 
-        def product(M: np.ndarray) -> np.ndarray:
-            """``G[act, act] M`` for FISTA, in single precision where that applies."""
-            if Glow is None:
-                return self._mul(Ga, M)
-            return self._mul(Glow, M.astype(np.float32)).astype(np.float64)
+        def product(M: np.ndarray, out: np.ndarray) -> np.ndarray:
+            """``G[act, act] M`` for FISTA, in single precision where that applies; into
+            ``out`` on a shared design (the stacked per-task product is a new array)."""
+            if Glow is not None:
+                low, M_low = self._views(self._work_single, M.shape[0])
+                np.copyto(M_low, M, casting="same_kind")
+                np.copyto(out, np.matmul(Glow, M_low, out=low))
+                return out
+            if Ga.ndim == 2:
+                return np.matmul(Ga, M, out=out)
+            return self._mul(Ga, M)
 
         hint = V  # V = −∇f of the iterate (predicted, or left by FISTA's iterations)
         grad_P = None  # ∇f on the active rows at the restart point P, read off its gap
@@ -606,6 +639,8 @@ class _GramRoute:
                     # far more iterations than the last point: perhaps single precision's
                     # floor, so double precision from now on
                     Glow = None
+                    if Ga is None:
+                        Ga = self._gather(act, self.G)
                 # Gap Safe sphere: ‖θ* − θ‖_c ≤ √(2 gap), ‖θ‖²_c = Σ_t ‖θ_t‖²/c_t
                 # (see docs/paths.md)
                 r = math.sqrt(2.0 * max(gap, 0.0))
@@ -621,9 +656,10 @@ class _GramRoute:
                     act &= ~drop
                     view = (act.copy(), None if self.shared else self._sub(slice(None), act),
                             self.B[act])
-                    Ga = self._sub(act, act)
                     if Glow is not None:
-                        Glow = Ga.astype(np.float32)
+                        Ga, Glow = None, self._gather(act, self.G_single)
+                    else:
+                        Ga = self._gather(act, self.G) if self.shared else self._sub(act, act)
                     X[drop] = 0.0
                     Y[drop] = 0.0
                     if act.any() and act.sum() < 0.5 * sized:  # a smaller L: longer steps
@@ -635,7 +671,12 @@ class _GramRoute:
                     return X, None, k, 1.0, None, Glow is not None
             check = True
             every = bool(act.all())  # nothing screened: the rows need no gathering
-            Xa, Ya = (X, Y) if every else (X[act], Y[act])
+            m = d if every else int(np.count_nonzero(act))
+            # the iterations write into the path's work arrays and into Y (or, screened,
+            # the active rows' copy): 200 KB arrays fresh at every iteration (2000 × 500 ×
+            # 50) re-fault their pages whenever the allocator has trimmed its heap
+            Zw, Dw, Yw = self._views(self._work, m)
+            Xa, Ya = (X, Y) if every else (X[act], np.compress(act, Y, axis=0, out=Yw))
             ka = keep[act] if keep is not None else None
             cL = c / L  # ∇f/L = (G_t y_t − b_t)·c_t/L per task
             BcL = view[2] * cL
@@ -645,32 +686,36 @@ class _GramRoute:
             for _ in range(block):
                 k += 1
                 if grad_P is None:
-                    Z = product(Ya)
+                    Z = product(Ya, Zw)
                     Z *= cL
                     Z -= BcL
                 else:
-                    Z, grad_P = grad_P / L, None
+                    Z, grad_P = np.divide(grad_P, L, out=Zw), None
                 Xn = pen.prox(np.subtract(Ya, Z, out=Z), 1.0 / L)
+                if np.may_share_memory(Xn, Zw):  # a prox that returned its argument
+                    Xn = Xn.copy()
                 if ka is not None:
                     Xn *= ka
-                D = Xn - Xa
-                if np.vdot(Ya - Xn, D) > 0:  # adaptive restart
-                    t, Ya = 1.0, Xn  # never edited in place: Xn, Xa and Ya may be one array
+                D = np.subtract(Xn, Xa, out=Dw)
+                # Xa is not needed any more: its array takes Ya − Xn (Xa is never Ya)
+                if np.vdot(np.subtract(Ya, Xn, out=Xa), D) > 0:  # adaptive restart
+                    t = 1.0
+                    np.copyto(Ya, Xn)
                 else:
                     tn = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
                     D *= (t - 1.0) / tn
-                    Ya = np.add(Xn, D, out=D)
+                    np.add(Xn, D, out=Ya)
                     t = tn
                 Xa = Xn
             if every:
-                X, Y = Xa, Ya
+                X = Xa
             else:
                 X[act], Y[act] = Xa, Ya
             if self.rows and Glow is None:  # V of the iterate, for the rows that enter
                 hint = (self.B - self._product(X, view)) * c
             elif self.rows:  # on the active rows (the polish reads no other)
                 hint = np.zeros_like(X)
-                hint[act] = (view[2] - product(Xa)) * c
+                hint[act] = (view[2] - product(Xa, Zw)) * c
         screened = 1.0 - (np.count_nonzero(act) if self.rows else np.count_nonzero(keep)) / (
             act.size if self.rows else keep.size)
         return X, checked[3], k, screened, GX, Glow is not None

@@ -76,6 +76,38 @@ def test_single_precision_iterations_reach_sklearns_objectives(rng, monkeypatch,
         assert abs(path.objective[i] - f_sk) <= 2e-8 * f_sk
 
 
+def test_gram_route_with_a_prox_that_returns_its_argument(rng, monkeypatch):
+    """FISTA on the Gram route writes its steps into work arrays kept for the path; a
+    term whose prox shrinks its argument in place and returns it (allowed by the
+    protocol) must not have its result overwritten by the next step: objectives
+    sklearn's, with and without screening and single precision, and the iterations those
+    of L21's own prox (the same arithmetic; overwritten iterates need many more)."""
+    import mtlcvx.path as mp
+    from mtlcvx.penalties._prox import row_norms
+
+    class InPlaceL21(mc.L21):
+        def prox(self, V, step):
+            t = step * self.alpha
+            V *= np.maximum(1.0 - t / np.maximum(row_norms(V), t), 0.0)[:, None]
+            return V
+
+    monkeypatch.setattr(mp, "_SINGLE_PRODUCT", 0)
+    X, Y = _shared(rng, n=200, d=30, T=5)
+    prob = mc.Problem(mc.MultiTaskData.shared(X, Y), penalties=[InPlaceL21()])
+    assert mp._GramRoute(prob, prob.penalties[0]).G_single is not None
+    path = mc.regularization_path(prob, n_alphas=10)
+    assert path.backend == "fista-gram" and path.info["screened"].max() > 0
+    stock = mc.regularization_path(mc.Problem(prob.data, penalties=[mc.L21()]), n_alphas=10)
+    np.testing.assert_array_equal(path.info["iterations"], stock.info["iterations"])
+    for i, a in enumerate(path.alphas):
+        assert path.status[i] == "optimal"
+        sk = MultiTaskLasso(alpha=a, fit_intercept=False, tol=1e-14,
+                            max_iter=100_000).fit(X, Y)
+        prob.penalties[0].alpha = a
+        f_sk = prob.objective(sk.coef_.T)
+        assert abs(path.objective[i] - f_sk) <= 2e-8 * f_sk
+
+
 def test_single_precision_only_for_well_conditioned_designs(rng, monkeypatch):
     """The gate reads κ(XᵀX) (compared here with NumPy's condition number), and a design
     let through against it (bound raised) falls back to double precision: every point
@@ -415,6 +447,21 @@ def test_certify_path_bounds_the_true_gap(rng):
     for cert, f in zip(certs, f_star, strict=True):
         # F* ≤ Clarabel's value (+ its own small error): the bound holds above it
         assert cert is not None and cert.objective - f <= cert.gap + 1e-9 * f
+
+
+def test_abs_product_of_a_batch_in_slices(rng, monkeypatch):
+    """``v @ |W|`` of a batch a few points at a time through the kept scratch buffer
+    (slices of 2 here, the last one shorter) against NumPy's sums point by point."""
+    from mtlcvx._linalg import abs_product
+
+    P, d, T = 7, 9, 4
+    W, v = rng.normal(size=(P, d, T)), rng.uniform(1.0, 2.0, size=d)
+    monkeypatch.setattr(mc._linalg, "SCRATCH_ENTRIES", 2 * d * T)
+    got = abs_product(v, W)
+    for p in range(P):
+        expected = (v[:, None] * np.abs(W[p])).sum(axis=0)
+        np.testing.assert_allclose(got[p], expected, rtol=1e-14)
+        np.testing.assert_allclose(abs_product(v, W[p]), expected, rtol=1e-14)
 
 
 def test_weight_sums_of_a_batch_in_slices(rng, monkeypatch):
