@@ -254,15 +254,20 @@ class _GramRoute:
         # prox, the momentum's difference, the extrapolated point (double precision), and
         # single precision's product and its argument
         size = self.B.size
-        self._work = np.empty((3, size))
-        self._work_single = None if self.G_single is None else np.empty((2, size), np.float32)
+        self._work = [np.empty(size) for _ in range(3)]
+        if self.G_single is not None:
+            self._work += [np.empty(size, np.float32) for _ in range(2)]
+        self._viewed: dict[int, list[np.ndarray]] = {}  # rows -> _views(rows)
         self._gathers: dict[np.dtype, np.ndarray] = {}  # dtype -> work array of _gather
 
-    def _views(self, work: np.ndarray, rows: int) -> list[np.ndarray]:
-        """The work arrays ``work`` (k, d·T) as (rows, T) matrices (their first rows·T
-        entries, C-contiguous: the active rows' products write into them)."""
-        T = self.B.shape[1]
-        return [w[:rows * T].reshape(rows, T) for w in work]
+    def _views(self, rows: int) -> list[np.ndarray]:
+        """The work arrays as (rows, T) matrices (their first rows·T entries, C-contiguous:
+        the active rows' products write into them), made once per number of rows."""
+        views = self._viewed.get(rows)
+        if views is None:
+            T = self.B.shape[1]
+            views = self._viewed[rows] = [w[:rows * T].reshape(rows, T) for w in self._work]
+        return views
 
     def _single_precision(self, prob: Problem) -> np.ndarray | None:
         """``G`` in single precision for FISTA's products, or None.
@@ -328,8 +333,11 @@ class _GramRoute:
         copy), written into a work array kept for the path, ``2d²`` entries: the rows
         ``G[act]`` in its first half, the result in its second. Valid until the next
         gather of the same precision. A fresh ``G[act][:, act]`` at every screening
-        (18 per 2000 × 500 × 50 path, up to 2 MB each) faulted about 2,800 pages per path.
+        (18 per 2000 × 500 × 50 path, up to 2 MB each) faulted about 2,800 pages per path;
+        a ``G`` below :data:`_FRESH_BYTES` takes the fresh one.
         """
+        if G.nbytes < _FRESH_BYTES:  # from the allocator's free lists: no faults
+            return G[act][:, act]  # (and twice as fast as the two gathers below)
         d, m = G.shape[0], int(np.count_nonzero(act))
         work = self._gathers.get(G.dtype)
         if work is None:
@@ -591,7 +599,7 @@ class _GramRoute:
             """``G[act, act] M`` for FISTA, in single precision where that applies; into
             ``out`` on a shared design (the stacked per-task product is a new array)."""
             if Glow is not None:
-                low, M_low = self._views(self._work_single, M.shape[0])
+                low, M_low = self._views(M.shape[0])[3:]
                 np.copyto(M_low, M, casting="same_kind")
                 np.copyto(out, np.matmul(Glow, M_low, out=low))
                 return out
@@ -675,7 +683,7 @@ class _GramRoute:
             # the iterations write into the path's work arrays and into Y (or, screened,
             # the active rows' copy): 200 KB arrays fresh at every iteration (2000 × 500 ×
             # 50) re-fault their pages whenever the allocator has trimmed its heap
-            Zw, Dw, Yw = self._views(self._work, m)
+            Zw, Dw, Yw = self._views(m)[:3]
             Xa, Ya = (X, Y) if every else (X[act], np.compress(act, Y, axis=0, out=Yw))
             ka = keep[act] if keep is not None else None
             cL = c / L  # ∇f/L = (G_t y_t − b_t)·c_t/L per task
@@ -910,6 +918,10 @@ class _WarmStart:
 #: the extension 55-90 µs; 500-row design: 200 / 400 rows 0.2 / 1 ms warm, 6-8 ms for
 #: 500 fresh rows on the path).
 _EXTEND_ROWS = 128
+
+#: Arrays below this many bytes come from the allocator's free lists (glibc's default
+#: mmap threshold, 128 KB); larger ones may be fresh pages that fault on first touch.
+_FRESH_BYTES = 1 << 17
 
 #: FISTA's products in single precision (``_GramRoute._single_precision``) from this many
 #: multiply-adds ``d²T`` (the 2000 × 500 × 50 benchmark has 12.5 M; the 500 × 100 × 20
