@@ -769,7 +769,7 @@ def _certify_gram(problem: Problem, penalty: Penalty, alphas: np.ndarray, Ws: np
     P, T = W.shape[0], W.shape[-1]
     value, dn = np.empty(P), np.empty(P)
     linear, quadratic, m = np.empty((P, T)), np.empty((P, T)), np.empty((P, T))
-    # the chunks' products G W_i (then their V) or Δ_i: one array for the whole pass (a
+    # the chunks' Δ_i and products G Δ_i (then their V): one array for the whole pass (a
     # fresh (step, d, T) array per chunk faults its pages each time: 2000 × 500 × 50
     # path, 1.6 MB per chunk)
     work = None
@@ -779,18 +779,18 @@ def _certify_gram(problem: Problem, penalty: Penalty, alphas: np.ndarray, Ws: np
             if not group.size:
                 continue
             if work is None:
-                work = np.empty((step,) + W.shape[1:])
+                work = np.empty((2, step) + W.shape[1:])
             product = None  # G Δ_i: one product for the shifted (dense) points; the others
             if around is None:  # skip their zero rows, or come from the solver
                 known = [None] * group.size if products is None else [
                     products[todo[j]] for j in group]
                 product = np.stack([data.gram_product(W[j], False, keep=False) if g is None
                                     else g for j, g in zip(group, known, strict=True)],
-                                   out=work[:group.size])
+                                   out=work[1, :group.size])
             # a chunk with no shifted point is a view, no copy
             points = W[chunk[0]:chunk[-1] + 1] if group.size == chunk.size else W[group]
             value[group], dual, m[group] = problem.loss.gram_dual(
-                data, points, False, around, product, work[:group.size])
+                data, points, False, around, product, work[:, :group.size])
             linear[group], quadratic[group] = dual.linear, dual.quadratic
             dn[group] = [penalty.dual_norm(v) for v in dual.V]
     live = quadratic.sum(axis=-1) > 0  # else the residuals (as certify)

@@ -229,9 +229,10 @@ class SquaredLoss:
 
         ``W`` may be a batch (P, d, T) of points: then every piece comes per point (the
         value (P,), the others with a leading P axis), from one product ``G [W_1 … W_P]``.
-        ``product``: ``G W`` when already known (not with ``shift``). ``work``: an array of
-        ``W``'s shape the call may write over (it may be ``product``): ``V`` or ``Δ`` goes
-        there instead of into a fresh array (a batch's arrays fault their pages when fresh).
+        ``product``: ``G W`` when already known (not with ``shift``). ``work``: for a batch,
+        an array (2, P, d, T) the call may write over instead of fresh arrays (a batch's
+        fresh arrays fault their pages): ``Δ`` into ``work[0]``, ``G Δ`` into ``work[1]``,
+        then ``V`` over ``G Δ`` (over ``product`` too, when given with ``work``).
         """
         gram = data.gram(center)
         if gram is None or data.X[0].shape[0] < data.n_features:
@@ -240,18 +241,21 @@ class SquaredLoss:
         if shift is None:
             D, B, ee, ye = W, gram.B, gram.yy, gram.yy
         else:
-            D, B, ee, ye = np.subtract(W, shift.R, out=work), shift.B, shift.ee, shift.ye
+            D = np.subtract(W, shift.R, out=None if work is None else work[0])
+            B, ee, ye = shift.B, shift.ee, shift.ye
         if product is not None:
             GD = product
+        elif D.ndim == 2:
+            GD = data.gram_product(D, center)
         else:
-            GD = data.gram_product(D, center) if D.ndim == 2 else gram.G @ D
+            GD = np.matmul(gram.G, D, out=None if work is None else work[1])
         quadratic = 0.5 * c * _gram_residuals(B, ee, D, GD)
         linear = c * (ye - np.einsum("...dt,dt->...t", D, gram.B))
         magnitudes = abs_product(np.sqrt(np.maximum(np.diag(gram.G), 0.0)), D) + np.sqrt(ee)
         value = quadratic.sum(axis=-1)
-        # into GD when it is this call's own (a batch's product), else into work if free
-        V = np.subtract(B, GD, out=GD if product is None and D.ndim == 3
-                        else work if shift is None else None)
+        # over G Δ when it is this call's own or the caller's to overwrite (a batch's)
+        own = D.ndim == 3 and (product is None or work is not None)
+        V = np.subtract(B, GD, out=GD if own else None)
         V *= c  # (in place: a batch's V is a large array, and each new one faults its pages)
         return float(value) if D.ndim == 2 else value, LossDual(linear, quadratic, V), magnitudes
 
