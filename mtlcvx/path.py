@@ -250,24 +250,7 @@ class _GramRoute:
         # support S -> its _Factor, for _polish (the supports of the last few checks)
         self._factors: dict[bytes, _Factor] = {}
         self._every = np.arange(self.B.shape[0])  # S when it holds every row
-        # FISTA's work arrays, kept for the whole path (see solve): the gradient step and
-        # prox, the momentum's difference, the extrapolated point (double precision), and
-        # single precision's product and its argument
-        size = self.B.size
-        self._work = [np.empty(size) for _ in range(3)]
-        if self.G_single is not None:
-            self._work += [np.empty(size, np.float32) for _ in range(2)]
-        self._viewed: dict[int, list[np.ndarray]] = {}  # rows -> _views(rows)
         self._gathers: dict[np.dtype, np.ndarray] = {}  # dtype -> work array of _gather
-
-    def _views(self, rows: int) -> list[np.ndarray]:
-        """The work arrays as (rows, T) matrices (their first rows·T entries, C-contiguous:
-        the active rows' products write into them), made once per number of rows."""
-        views = self._viewed.get(rows)
-        if views is None:
-            T = self.B.shape[1]
-            views = self._viewed[rows] = [w[:rows * T].reshape(rows, T) for w in self._work]
-        return views
 
     def _single_precision(self, prob: Problem) -> np.ndarray | None:
         """``G`` in single precision for FISTA's products, or None.
@@ -595,16 +578,10 @@ class _GramRoute:
         # G[act, act] in single precision, or None (see __init__)
         Glow = self.G_single if single else None
 
-        def product(M: np.ndarray, out: np.ndarray) -> np.ndarray:
-            """``G[act, act] M`` for FISTA, in single precision where that applies; into
-            ``out`` on a shared design (the stacked per-task product is a new array)."""
+        def product(M: np.ndarray) -> np.ndarray:
+            """``G[act, act] M`` for FISTA, in single precision where that applies."""
             if Glow is not None:
-                low, M_low = self._views(M.shape[0])[3:]
-                np.copyto(M_low, M, casting="same_kind")
-                np.copyto(out, np.matmul(Glow, M_low, out=low))
-                return out
-            if Ga.ndim == 2:
-                return np.matmul(Ga, M, out=out)
+                return self._mul(Glow, M.astype(np.float32)).astype(np.float64)
             return self._mul(Ga, M)
 
         hint = V  # V = −∇f of the iterate (predicted, or left by FISTA's iterations)
@@ -679,12 +656,7 @@ class _GramRoute:
                     return X, None, k, 1.0, None, Glow is not None
             check = True
             every = bool(act.all())  # nothing screened: the rows need no gathering
-            m = d if every else int(np.count_nonzero(act))
-            # the iterations write into the path's work arrays and into Y (or, screened,
-            # the active rows' copy): 200 KB arrays fresh at every iteration (2000 × 500 ×
-            # 50) re-fault their pages whenever the allocator has trimmed its heap
-            Zw, Dw, Yw = self._views(m)[:3]
-            Xa, Ya = (X, Y) if every else (X[act], np.compress(act, Y, axis=0, out=Yw))
+            Xa, Ya = (X, Y) if every else (X[act], Y[act])
             ka = keep[act] if keep is not None else None
             cL = c / L  # ∇f/L = (G_t y_t − b_t)·c_t/L per task
             BcL = view[2] * cL
@@ -694,36 +666,32 @@ class _GramRoute:
             for _ in range(block):
                 k += 1
                 if grad_P is None:
-                    Z = product(Ya, Zw)
+                    Z = product(Ya)
                     Z *= cL
                     Z -= BcL
                 else:
-                    Z, grad_P = np.divide(grad_P, L, out=Zw), None
+                    Z, grad_P = grad_P / L, None
                 Xn = pen.prox(np.subtract(Ya, Z, out=Z), 1.0 / L)
-                if np.may_share_memory(Xn, Zw):  # a prox that returned its argument
-                    Xn = Xn.copy()
                 if ka is not None:
                     Xn *= ka
-                D = np.subtract(Xn, Xa, out=Dw)
-                # Xa is not needed any more: its array takes Ya − Xn (Xa is never Ya)
-                if np.vdot(np.subtract(Ya, Xn, out=Xa), D) > 0:  # adaptive restart
-                    t = 1.0
-                    np.copyto(Ya, Xn)
+                D = Xn - Xa
+                if np.vdot(Ya - Xn, D) > 0:  # adaptive restart
+                    t, Ya = 1.0, Xn  # never edited in place: Xn, Xa and Ya may be one array
                 else:
                     tn = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
                     D *= (t - 1.0) / tn
-                    np.add(Xn, D, out=Ya)
+                    Ya = np.add(Xn, D, out=D)
                     t = tn
                 Xa = Xn
             if every:
-                X = Xa
+                X, Y = Xa, Ya
             else:
                 X[act], Y[act] = Xa, Ya
             if self.rows and Glow is None:  # V of the iterate, for the rows that enter
                 hint = (self.B - self._product(X, view)) * c
             elif self.rows:  # on the active rows (the polish reads no other)
                 hint = np.zeros_like(X)
-                hint[act] = (view[2] - product(Xa, Zw)) * c
+                hint[act] = (view[2] - product(Xa)) * c
         screened = 1.0 - (np.count_nonzero(act) if self.rows else np.count_nonzero(keep)) / (
             act.size if self.rows else keep.size)
         return X, checked[3], k, screened, GX, Glow is not None

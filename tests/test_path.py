@@ -77,9 +77,8 @@ def test_single_precision_iterations_reach_sklearns_objectives(rng, monkeypatch,
 
 
 def test_gram_route_with_a_prox_that_returns_its_argument(rng, monkeypatch):
-    """FISTA on the Gram route writes its steps into work arrays kept for the path; a
-    term whose prox shrinks its argument in place and returns it (allowed by the
-    protocol) must not have its result overwritten by the next step: objectives
+    """A term whose prox shrinks its argument in place and returns it (allowed by the
+    protocol) must not have its result overwritten by FISTA's next step: objectives
     sklearn's, with and without screening and single precision, and the iterations those
     of L21's own prox (the same arithmetic; overwritten iterates need many more)."""
     import mtlcvx.path as mp
