@@ -202,6 +202,15 @@ def _lower(X: np.ndarray, R: np.ndarray, EX: np.ndarray, Y: np.ndarray, S: np.nd
     return np.isfinite(X).all(axis=1) & (gain + noise < 0.0)
 
 
+def _residual(apply: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+              V: np.ndarray, rows: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(A_i v_i − b_i, a bound on its error)`` for those rows (``apply`` as in
+    :func:`_refine`, ``B`` their right sides): ``apply``'s bound plus the subtraction's."""
+    AV, E = apply(V, rows)
+    R = AV - B
+    return R, E + _EPS_LD * np.abs(R).astype(float)
+
+
 def _refine(apply: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
             precondition: Callable[[np.ndarray, np.ndarray], np.ndarray], B: np.ndarray,
             first: np.ndarray, compare: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -230,9 +239,7 @@ def _refine(apply: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarr
     Bl = B.astype(np.longdouble)
 
     def residual(V: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        AV, E = apply(V, rows)
-        R = AV - Bl[rows]
-        return R, E + _EPS_LD * np.abs(R).astype(float)
+        return _residual(apply, V, rows, Bl[rows])
 
     every = np.arange(B.shape[0])
     X = first.astype(np.longdouble)
@@ -591,9 +598,7 @@ class DirectBackend(Backend):
             # A PSD-singular M can still factor with tiny pivots; check the residual (once:
             # the comparison below reads it too)
             if np.all(np.isfinite(w)):
-                r, e = apply(w.astype(np.longdouble), one)
-                r -= rhs
-                e += _EPS_LD * np.abs(r).astype(float)
+                r, e = _residual(apply, w.astype(np.longdouble), one, rhs)
                 if np.linalg.norm(r.astype(float)) <= 1e-9 * max(np.linalg.norm(rhs), 1e-300):
                     return w.reshape(T, d).T.copy(), "cholesky"
         except np.linalg.LinAlgError:
@@ -616,9 +621,8 @@ class DirectBackend(Backend):
         else:
             X, name = x, "eigh (semidefinite system)"
         if r is not None:
-            R, E = apply(X.astype(np.longdouble), one)
-            R -= rhs
-            if _lower(w, r, e, X, R, E + _EPS_LD * np.abs(R).astype(float))[0]:
+            R, E = _residual(apply, X.astype(np.longdouble), one, rhs)
+            if _lower(w, r, e, X, R, E)[0]:
                 X, name = w, "cholesky (ill-conditioned)"
         return X.reshape(T, d).T.copy(), name
 
