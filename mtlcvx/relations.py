@@ -108,9 +108,7 @@ def chain(T: int, sparse: bool = False) -> np.ndarray | scipy.sparse.csr_matrix:
         np.add(indices[1::2], 1, out=indices[::2])
         indptr = np.arange(-1, 2 * T, 2, dtype=index)
         indptr[0], indptr[-1] = 0, 2 * (T - 1)
-        A = scipy.sparse.csr_matrix((np.ones(indices.size), indices, indptr), shape=(T, T))
-        A.has_canonical_format = True
-        return A
+        return _csr(np.ones(indices.size), indices, indptr, T)
     A = np.zeros((T, T))
     idx = np.arange(T - 1)
     A[idx, idx + 1] = A[idx + 1, idx] = 1.0
@@ -312,8 +310,43 @@ def _csr_sorted(row: np.ndarray, col: np.ndarray, val: np.ndarray,
     index = _index_dtype(max(n, len(col)))
     indptr = np.zeros(n + 1, dtype=index)
     np.cumsum(np.bincount(row, minlength=n), out=indptr[1:])
-    M = scipy.sparse.csr_matrix((val, col.astype(index, copy=False), indptr), shape=(n, n))
-    M.has_canonical_format = True
+    return _csr(val, col.astype(index, copy=False), indptr, n)
+
+
+#: What a SciPy CSR matrix made by its constructor and flagged canonical holds; the
+#: ``_``-prefixed names are SciPy's private attributes (read only by :func:`_csr`).
+_CSR_ATTRIBUTES = frozenset({"_shape", "maxprint", "data", "indices", "indptr",
+                             "_has_canonical_format", "_has_sorted_indices"})
+#: Those attributes of a 1 × 1 matrix SciPy's constructor made, or {} when SciPy holds
+#: others (then :func:`_csr` runs the constructor); set on first use.
+_csr_attributes: dict[str, Any] | None = None
+
+
+def _csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray,
+         n: int) -> scipy.sparse.csr_matrix:
+    """The CSR matrix (n, n) holding these arrays as they are, in canonical format (the
+    caller built them sorted by row, then column, without duplicates; float64 ``data``,
+    index arrays of one integer dtype that :func:`_index_dtype` picked).
+
+    The matrix is made as SciPy's constructor makes it, without running the constructor:
+    its checks (index dtype selection, ``check_format``, ``prune``), about 70 µs on a
+    first call, would confirm the format the caller built. This relies on SciPy's private
+    attributes: only while a matrix its constructor makes holds exactly
+    :data:`_CSR_ATTRIBUTES` (checked once per process), else the constructor runs.
+    """
+    global _csr_attributes
+    if _csr_attributes is None:
+        probe = scipy.sparse.csr_matrix((np.ones(1), np.zeros(1, np.int32),
+                                         np.arange(2, dtype=np.int32)), shape=(1, 1))
+        probe.has_canonical_format = True
+        _csr_attributes = vars(probe) if vars(probe).keys() == _CSR_ATTRIBUTES else {}
+    if not _csr_attributes:
+        M = scipy.sparse.csr_matrix((data, indices, indptr), shape=(n, n))
+        M.has_canonical_format = True
+        return M
+    M = object.__new__(scipy.sparse.csr_matrix)
+    vars(M).update(_csr_attributes, _shape=(int(n), int(n)), data=data, indices=indices,
+                   indptr=indptr)
     return M
 
 
@@ -337,16 +370,8 @@ def _sparse_square(K: Any, name: str) -> scipy.sparse.csr_matrix:
         keep = K.data != 0
         if keep.all():  # copies of its arrays as they are (32-bit indices where they fit)
             index = _index_dtype(max(K.shape[0], K.indptr[-1]))
-            arrays = K.data.copy(), K.indices.astype(index), K.indptr.astype(index)
-            if type(K) is scipy.sparse.csr_matrix:  # a graph helper's: a shallow copy holds
-                # them (SciPy's constructor, half of this check on a first call, would
-                # only check again the format K has)
-                K, attributes = object.__new__(scipy.sparse.csr_matrix), K.__dict__
-                K.__dict__.update(attributes)
-                K.data, K.indices, K.indptr = arrays
-            else:
-                K = scipy.sparse.csr_matrix(arrays, shape=K.shape)
-                K.has_canonical_format = True
+            K = _csr(K.data.copy(), K.indices.astype(index), K.indptr.astype(index),
+                     K.shape[0])
         else:
             rows = rows[keep]
             K = _csr_sorted(rows, K.indices[keep], K.data[keep], K.shape[0])

@@ -86,6 +86,50 @@ def test_sparse_symmetry_check_exact_and_within_round_off():
     np.testing.assert_array_equal(pen.matrix(1, 3).toarray(), np.diag(A.sum(axis=1)) - A)
 
 
+@pytest.mark.parametrize("constructor", [False, True])
+def test_package_built_csr_is_scipys_own_and_checked_when_altered(monkeypatch, constructor):
+    # the chain and the checked copies are made without SciPy's constructor while a matrix
+    # it makes holds the attributes the package sets (else by the constructor: both ways
+    # are checked); the reference is the matrix SciPy's constructor makes from the dense
+    # chain, attribute by attribute, and SciPy's full format check
+    if constructor:
+        monkeypatch.setattr(relations, "_csr_attributes", {})
+    T = 6
+    dense = relations.chain(T)
+    scipys = sp.csr_matrix(dense)
+    scipys.has_canonical_format = True
+    for built in (relations.chain(T, sparse=True), relations.check_adjacency(sp.csr_matrix(dense)),
+                  relations.check_adjacency(sp.csr_array(dense))):
+        assert type(built) is sp.csr_matrix and vars(built).keys() == vars(scipys).keys()
+        for name, value in vars(scipys).items():
+            np.testing.assert_array_equal(getattr(built, name), value)
+        built.check_format(full_check=True)
+        x = np.arange(T, dtype=float)
+        np.testing.assert_array_equal(built @ x, dense @ x)
+        np.testing.assert_array_equal((built.T + 2 * built).toarray(), 3 * dense)
+    L = relations.laplacian(relations.chain(T, sparse=True))
+    np.testing.assert_array_equal(L.toarray(), np.diag(dense.sum(axis=1)) - dense)
+    # a chain the user altered is checked like any other matrix
+    A = relations.chain(T, sparse=True)
+    A.data[0] = 2.0  # A[0, 1] = 2, A[1, 0] = 1
+    with pytest.raises(mc.PenaltyError, match="A is not symmetric"):
+        mc.GraphLaplacian(A)
+    A = relations.chain(T, sparse=True)
+    A.data[:] = -1.0
+    with pytest.raises(mc.PenaltyError, match="A must be non-negative"):
+        mc.GraphLaplacian(A)
+    A = relations.chain(T, sparse=True)
+    A.data[-1] = np.nan
+    with pytest.raises(mc.PenaltyError, match="A contains NaN"):
+        mc.GraphLaplacian(A)
+    A = relations.chain(T, sparse=True)
+    pen = mc.GraphLaplacian(A, 1.0)
+    A.data[:] = 5.0  # the penalty holds its own read-only copy
+    np.testing.assert_array_equal(pen.matrix(1, T).toarray(), np.diag(dense.sum(axis=1)) - dense)
+    with pytest.raises(ValueError, match="read-only"):
+        pen._checked_A.data[0] = 5.0
+
+
 def _solve_after_each_change(data, Xs, ys, R):
     T = data.n_tasks
     ring = relations.chain(T)
