@@ -513,22 +513,9 @@ class Rounding:
     def __init__(self, problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
                  sums: WeightSums | None = None):
         self.problem, self.W, self.intercept = problem, W, intercept
-        self.norms = norms = _design_norms(problem.data)
         self.c = problem.loss_weights()
         self.centred = problem.fit_intercept
-        self.n_max, self.g_data, self.g_max = norms.n_max, norms.g_data, norms.g_max
         self._sums = sums
-        # η per task whose products can be non-zero (w_t, y_t or b_t non-zero), 0 for the
-        # others: their products are exact zeros, with no underflow to count
-        if norms.y_live is None:  # (the usual case: every y_t ≠ 0)
-            self.eta_task = self.eta_all = _ETA
-        else:
-            live = norms.y_live | np.any(W != 0, axis=-2)
-            if intercept is not None:
-                live = live | (intercept != 0)
-            self.eta_task = np.where(live, _ETA, 0.0)
-            eta_all = np.where(live.any(axis=-1), _ETA, 0.0)  # one point's, or a batch's (P,)
-            self.eta_all = float(eta_all) if eta_all.ndim == 0 else eta_all
         c = self.c
         #: 1/(2c_t), 0 where c_t = 0 (its θ_t is 0)
         self.half_inv_c = 0.5 / c if c.min(initial=1.0) > 0 else np.where(
@@ -555,6 +542,46 @@ class Rounding:
         self._w_sizes: tuple[int, float] | None = None
         self._rows: list[float] | None = None
         self._theta: tuple[np.ndarray, np.ndarray] | None = None
+
+    @cached_property
+    def norms(self) -> _DesignNorms:
+        """The design's norms (:func:`_design_norms`): read only by the bounds on the loss
+        (the quadratic terms' bounds need no pass over the data)."""
+        return _design_norms(self.problem.data)
+
+    @property
+    def n_max(self) -> int:
+        return self.norms.n_max
+
+    @property
+    def g_data(self) -> np.ndarray:
+        return self.norms.g_data
+
+    @property
+    def g_max(self) -> float:
+        return self.norms.g_max
+
+    @cached_property
+    def eta_task(self) -> np.ndarray | float:
+        """η per task whose products can be non-zero (``w_t``, ``y_t`` or ``b_t`` non-zero),
+        0 for the others: their products are exact zeros, with no underflow to count."""
+        return self._etas[0]
+
+    @cached_property
+    def eta_all(self) -> np.ndarray | float:
+        """η where any task's products can be non-zero (one point's float, a batch's (P,))."""
+        return self._etas[1]
+
+    @cached_property
+    def _etas(self) -> tuple[np.ndarray | float, np.ndarray | float]:
+        y_live = self.norms.y_live
+        if y_live is None:  # (the usual case: every y_t ≠ 0)
+            return _ETA, _ETA
+        live = y_live | np.any(self.W != 0, axis=-2)
+        if self.intercept is not None:
+            live = live | (self.intercept != 0)
+        eta_all = np.where(live.any(axis=-1), _ETA, 0.0)  # one point's, or a batch's (P,)
+        return np.where(live, _ETA, 0.0), float(eta_all) if eta_all.ndim == 0 else eta_all
 
     @cached_property
     def abs_w(self) -> np.ndarray:
@@ -647,16 +674,6 @@ class Rounding:
         gradient entry, add ``η`` each (``η/2`` counted twice, scaled by nothing).
         """
         d, T = absW.shape[-2:]
-        if self._amplified is None:  # (α(n + p + 2)(1 + ‖|K|‖_∞)(1 + ‖|R|‖_∞), p) per term
-            self._amplified = []
-            for p, low, rows in zip(self.quadratic, self.lows, self._row_sums(), strict=True):
-                n = T if p.side == "task" else d
-                cols, rsum = 0, 0.0
-                if low is not None:
-                    R = abs(low[0]) if issparse(low[0]) else np.abs(low[0])
-                    cols, rsum = R.shape[1], float(np.max(np.asarray(R.sum(axis=1))))
-                self._amplified.append(
-                    (p.alpha * (n + cols + 2) * (1.0 + rows) * (1.0 + rsum), cols))
         # every product has a factor from W: zero entries give exact zeros
         if absW is self.abs_w:  # the certified point's, asked for up to three times
             if self._w_sizes is None:
@@ -667,9 +684,9 @@ class Rounding:
         if not nz:
             return 0.0, 0.0
         terms = [(p, low, a, cols) for p, low, (a, cols) in zip(
-            self.quadratic, self.lows, self._amplified, strict=True) if factors or low is None]
+            self.quadratic, self.lows, self._amplification(), strict=True)
+            if factors or low is None]
         value = sum(a * (nz * (1 + cols) + 2.0 * w1) for _, _, a, cols in terms)
-        entry = sum(a for _, _, a, _ in terms)
         # the final fl(α/2·x) of a value and fl(α·y) of a gradient entry: η/2 each that
         # nothing scales (a factor-given term's value counts its own, _value_bounds_at);
         # with α/2 itself inexact (subnormal) its error times x ≤ Σ|W||K|∘|W| too
@@ -680,7 +697,30 @@ class Rounding:
                 if _halving_error(p.alpha):
                     final += 2.0 * _halving_error(p.alpha) * p.abs_quadratic(absW) * (
                         1.0 + gamma(d * T + d + T))
-        return 2.0 * _ETA * value + final, 2.0 * _ETA * entry + _ETA * len(terms)
+        return 2.0 * _ETA * value + final, self._underflow_entry(factors)
+
+    def _amplification(self) -> list[tuple[float, int]]:
+        """``(α(n + p + 2)(1 + ‖|K|‖_∞)(1 + ‖|R|‖_∞), p)`` per quadratic term (see
+        :meth:`_underflow`), computed once."""
+        if self._amplified is None:
+            d, T = self.W.shape[-2:]
+            self._amplified = []
+            for p, low, rows in zip(self.quadratic, self.lows, self._row_sums(), strict=True):
+                n = T if p.side == "task" else d
+                cols, rsum = 0, 0.0
+                if low is not None:
+                    R = abs(low[0]) if issparse(low[0]) else np.abs(low[0])
+                    cols, rsum = R.shape[1], float(np.max(np.asarray(R.sum(axis=1))))
+                self._amplified.append(
+                    (p.alpha * (n + cols + 2) * (1.0 + rows) * (1.0 + rsum), cols))
+        return self._amplified
+
+    def _underflow_entry(self, factors: bool = True) -> float:
+        """:meth:`_underflow`'s bound per entry of the gradient alone: no pass over ``|W|``
+        (where ``W`` is 0 it is still an upper bound)."""
+        amplified = [a for (a, _), low in zip(self._amplification(), self.lows, strict=True)
+                     if factors or low is None]
+        return 2.0 * _ETA * sum(amplified) + _ETA * len(amplified)
 
     def _value_bounds_at(self, W: np.ndarray, absW: np.ndarray,
                          products: list[np.ndarray | None],
@@ -731,7 +771,7 @@ class Rounding:
         absW = self.abs_w if W is None else np.abs(W)
         merged = self.coupling_error() * float(np.linalg.norm(absW)) / np.sqrt(d * T)
         return gamma(d + T + 3) * sum((a * P for a, P in self._abs_products(W)),
-                                      np.zeros((d, T))) + self._underflow(absW)[1] + merged
+                                      np.zeros((d, T))) + self._underflow_entry() + merged
 
     def quadratic_gradient_norm_error(self, w_norm: float) -> float:
         """A bound in Frobenius norm on the error of ``Σ α(WK + DW)`` at the certified point
@@ -741,7 +781,7 @@ class Rounding:
         and above it); ``w_norm ≥ ‖W‖_F``."""
         d, T = self.W.shape
         return (gamma(d + T + 3) * w_norm * self._abs_norm() + np.sqrt(d * T)
-                * self._underflow(self.abs_w)[1] + self.coupling_error() * w_norm) * _SAFETY
+                * self._underflow_entry() + self.coupling_error() * w_norm) * _SAFETY
 
     def quadratic_blocks(self, products: list[np.ndarray | None] | None = None
                          ) -> QuadraticBlocks:
@@ -829,7 +869,7 @@ class Rounding:
         # ‖fl(V − ∇h) − (V − 𝒬X)‖ ≤ ε‖r̂‖ + γ_{d+T+3}‖Σα|X||K|‖, and ‖|X||K|‖ ≤ ‖X‖‖|K|‖₂
         r_norm = norm_up(V - grad) * (1.0 + gamma(2)) \
             + gamma(d + T + 3) * self._abs_norm() * x_norm \
-            + np.sqrt(d * T) * self._underflow(self.abs_w if X is self.W else np.abs(X))[1] \
+            + np.sqrt(d * T) * self._underflow_entry() \
             + (self.coupling_error() * x_norm if merged else 0.0)
         rr = half_square_over(r_norm, bottom)  # ≥ ½⟨r, 𝒬⁻¹r⟩
         # (and the d·T products of ⟨V, X⟩: η/2 each if they underflow)
@@ -948,13 +988,21 @@ class Rounding:
         return self._abs_k
 
     def _row_sums(self) -> list[float]:
-        """The largest row sum of each quadratic term's ``|K|`` as computed (``abs_product``
-        of ones), computed once."""
+        """The largest row sum of each quadratic term's ``|K|`` as computed, computed once:
+        ``abs_product`` of ones, or from a banded ``K``'s largest entry per lag (each row
+        holds at most one entry per lag on either side)."""
         if self._rows is None:
             d, T = self.W.shape[-2:]
-            self._rows = [float(np.max(p.abs_product(
-                np.ones((1, T)) if p.side == "task" else np.ones((d, 1)))))
-                for p in self.quadratic]
+            self._rows = []
+            for p, low in zip(self.quadratic, self.lows, strict=True):
+                band = None if low is not None else p.band(d, T)
+                if band is None:
+                    rows = np.max(p.abs_product(
+                        np.ones((1, T)) if p.side == "task" else np.ones((d, 1))))
+                else:  # row t holds |ab[0, t]| and, per lag k, |ab[k, t]| and |ab[k, t − k]|
+                    largest = np.abs(band).max(axis=1)
+                    rows = largest[0] + 2.0 * largest[1:].sum()
+                self._rows.append(float(rows))
         return self._rows
 
     # ------------------------------------------------------------------ primal
