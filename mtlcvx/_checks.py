@@ -22,7 +22,8 @@ MAX_ITERATIONS = 2**31 - 1
 
 def check_tol(tol: Any, name: str = "tol") -> float:
     """A finite positive real number (NumPy scalars accepted), returned as a float."""
-    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, numbers.Real):
+    if type(tol) is not float and (isinstance(tol, (bool, np.bool_))
+                                   or not isinstance(tol, numbers.Real)):
         raise ArgumentError(f"{name} must be a positive real number such as 1e-8 (the "
                             f"target certified relative gap), got {tol!r}")
     value = float(tol)

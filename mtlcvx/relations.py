@@ -353,28 +353,30 @@ def _csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray,
 def _exactly_symmetric(K: scipy.sparse.csr_matrix, rows: np.ndarray) -> bool:
     """``K == Kᵀ`` entry by entry, for a CSR ``K`` in canonical format with ``rows`` its
     entries' rows (:func:`_rows`): ``Kᵀ``'s entries put in row-major order must be ``K``'s
-    own (no transpose is formed)."""
-    order = np.lexsort((rows, K.indices))  # (the arrays have one length: nnz)
+    own (no transpose is formed; a stable sort by column keeps each column's rows in
+    order)."""
+    order = K.indices.argsort(kind="stable")
     return bool((K.indices[order] == rows).all() and (rows[order] == K.indices).all()
                 and (K.data[order] == K.data).all())
 
 
 def _sparse_square(K: Any, name: str) -> scipy.sparse.csr_matrix:
     """A float64 CSR copy of a square, finite, symmetric sparse matrix (symmetrised)."""
-    if K.ndim != 2 or K.shape[0] != K.shape[1]:
-        raise PenaltyError(f"{name} must be square, got shape {K.shape}")
+    shape = K.shape
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise PenaltyError(f"{name} must be square, got shape {shape}")
+    n = shape[0]
     if K.format == "csr" and K.dtype == np.float64 and K.has_canonical_format:
         # the usual input (a graph helper's matrix): its entries copied through the one
         # mask that drops explicit zeros; nothing to convert and no duplicates to sum
         rows = _rows(K)
-        keep = K.data != 0
-        if keep.all():  # copies of its arrays as they are (32-bit indices where they fit)
-            index = _index_dtype(max(K.shape[0], K.indptr[-1]))
-            K = _csr(K.data.copy(), K.indices.astype(index), K.indptr.astype(index),
-                     K.shape[0])
+        if K.data.all():  # copies of its arrays as they are (32-bit indices where they fit)
+            index = _index_dtype(max(n, K.indptr[-1]))
+            K = _csr(K.data.copy(), K.indices.astype(index), K.indptr.astype(index), n)
         else:
+            keep = K.data != 0
             rows = rows[keep]
-            K = _csr_sorted(rows, K.indices[keep], K.data[keep], K.shape[0])
+            K = _csr_sorted(rows, K.indices[keep], K.data[keep], n)
     else:
         try:
             K = scipy.sparse.csr_matrix(K, dtype=np.float64, copy=True)

@@ -244,12 +244,12 @@ def resolve_backend(problem: Problem, name: str | None) -> Backend:
     """
     if name is None:
         name = default_route(problem).backend
-    if not isinstance(name, str) or name.lower() not in BACKENDS:
+    backend = BACKENDS.get(name.lower()) if isinstance(name, str) else None
+    if backend is None:
         raise IncompatibleBackend(
             f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)} "
             f"(see mtlcvx.available_backends())"
         )
-    backend = BACKENDS[name.lower()]
     why = backend.incompatibility(problem)
     if why is not None:
         raise IncompatibleBackend(f"{why}. Backends that can solve this problem: "

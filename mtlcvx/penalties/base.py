@@ -89,12 +89,13 @@ MAX_STRENGTH = 1e150
 
 def check_strength(value: Any, name: str = "alpha") -> float:
     """Validate a penalty strength: a finite real number in ``[0, MAX_STRENGTH]``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        if isinstance(value, np.ndarray) and value.size == 1:
-            value = value.item()
-        else:
-            raise PenaltyError(f"{name} must be a real number ≥ 0, got {value!r}")
-    value = float(value)
+    if type(value) is not float:  # (a float needs no test of its type against numbers.Real)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            if isinstance(value, np.ndarray) and value.size == 1:
+                value = value.item()
+            else:
+                raise PenaltyError(f"{name} must be a real number ≥ 0, got {value!r}")
+        value = float(value)
     if not math.isfinite(value) or value < 0:
         raise PenaltyError(f"{name} must be a finite number ≥ 0, got {value}; use {name}=0 "
                            "to switch the term off")

@@ -73,7 +73,7 @@ class QuadraticPenalty(Penalty):
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)  # validates first: a refused value keeps the cache
-        if name in self._params and name != "alpha":
+        if name != "alpha" and name in self._params:
             for slot in ("_factor_cache", "_matrix_cache", "_eigen_cache", "_band_cache"):
                 self.__dict__.pop(slot, None)
 
@@ -118,13 +118,12 @@ class QuadraticPenalty(Penalty):
         frozen array deep-copies to itself, so scikit-learn's ``clone`` (which requires
         ``get_params()[name] is`` the object passed in) still works.
         """
-        if issparse(checked):
-            # sparse: the validation's own copy (never the user's object) with read-only
-            # buffers; the parameter stays the user's object (scipy's deepcopy makes
-            # writable twins, which clone refuses)
-            for buf in ("data", "indices", "indptr"):
-                if hasattr(checked, buf):
-                    getattr(checked, buf).setflags(write=False)
+        if not isinstance(checked, np.ndarray):
+            # sparse (CSR or CSC): the validation's own copy (never the user's object) with
+            # read-only buffers; the parameter stays the user's object (scipy's deepcopy
+            # makes writable twins, which clone refuses)
+            for buf in (checked.data, checked.indices, checked.indptr):
+                buf.setflags(write=False)
             self.__dict__["_checked_" + name] = checked
             return value
         same = (isinstance(value, FrozenArray) and value.shape == checked.shape
