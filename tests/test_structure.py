@@ -207,6 +207,11 @@ def test_laplacian_band_from_the_adjacency_matches_dense(rng):
     for k in range(band.shape[0]):
         dense_band[k, : T - k] = np.diagonal(L, -k)
     np.testing.assert_allclose(band, dense_band, rtol=1e-15, atol=0)
+    for k in range(band.shape[0]):  # one K everywhere: the band and the sparse Laplacian
+        # (built from the adjacency by another route) agree to the last bit
+        np.testing.assert_array_equal(band[k, : T - k], pen.matrix(d, T).diagonal(-k))
+    wide = np.eye(T, k=9) + np.eye(T, k=-9)  # bandwidth 9: no band, the sparse matrix
+    assert mc.GraphLaplacian(sp.csr_matrix(wide)).band(d, T) is None
     data = mc.MultiTaskData([rng.standard_normal((4, d)) for _ in range(T)],
                             [rng.standard_normal(4) for _ in range(T)])
     prob = mc.Problem(data, penalties=[pen, mc.Ridge(0.3)])

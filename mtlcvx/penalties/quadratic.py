@@ -19,7 +19,7 @@ import scipy
 from .. import relations
 from .._linalg import column_dot, issparse, lambda_min
 from .._optional import cp
-from ..coupling import band_of_entries, band_product, band_quadratic, lower_band
+from ..coupling import _MAX_BANDWIDTH, band_product, band_quadratic, lower_band
 from ..data import FrozenArray, as_float_array, frozen_copy
 from ..exceptions import PenaltyError
 from .base import Penalty, Term, check_strength
@@ -456,15 +456,27 @@ class GraphLaplacian(QuadraticPenalty):
         return relations._laplacian_of_checked(self._checked_A)
 
     def _compute_band(self, n_features: int, n_tasks: int) -> np.ndarray | None:
-        """Read off the adjacency's entries (degrees on the diagonal, ``−A`` off it): the
-        sparse Laplacian itself is built only if a route asks for it."""
+        """Read off the adjacency's entries right of the diagonal (the checked ``A`` is
+        exactly symmetric, in canonical CSR format): ``K[t + k, t] = −A[t, t + k]``, and on
+        the diagonal the degrees, summed in the order of ``A``'s rows as the sparse
+        Laplacian sums them (self-loops ignored). The sparse Laplacian itself is built only
+        if a route asks for it."""
         A = self._checked_A
-        if not issparse(A):
+        if isinstance(A, np.ndarray):
             return None
-        row = relations._rows(A)
-        off = A.indices != row  # self-loops are ignored
-        row, col, w = row[off], A.indices[off], A.data[off]
-        return band_of_entries(row, col, -w, np.bincount(row, weights=w, minlength=n_tasks))[1]
+        rows = relations._rows(A)
+        lag = A.indices - rows
+        b = int(lag.max(initial=0))
+        if b > _MAX_BANDWIDTH:
+            return None
+        ab = np.zeros((b + 1, n_tasks))
+        right = lag > 0
+        ab[lag[right], rows[right]] = -A.data[right]
+        for k in range(b, 0, -1):  # row t lists A[t, t − b], …, A[t, t − 1] first
+            ab[0, k:] -= ab[k, :-k]
+        for k in range(1, b + 1):  # then A[t, t + 1], …, A[t, t + b]
+            ab[0] -= ab[k]
+        return ab
 
 
 class MeanRegularized(QuadraticPenalty):
