@@ -72,7 +72,7 @@ from ._rounding import (
 )
 from ._threads import blas_limited
 from .coupling import TaskCoupling
-from .data import as_float_array
+from .data import SharedGram, TaskGrams, as_float_array
 from .exceptions import ArgumentError, DataError
 from .losses import LossDual, SquaredLoss
 from .oracles import (
@@ -322,10 +322,7 @@ class _Pieces:
         return self._h_gradient()
 
     def _h_gradient(self) -> np.ndarray:
-        WK = self.Kt.apply(self.W)  # a new array
-        if self.Kf is not None:
-            WK += self.Kf @ self.W
-        return WK
+        return _h_gradient(self.Kt, self.Kf, self.W)
 
     def gradient_norm(self) -> float:
         """``‖∇F(W)‖ = ‖∇h(W) − (−∇f(W))‖`` (g = 0), in one array that is not kept: the
@@ -342,6 +339,14 @@ class _Pieces:
         """Per-task quadratic coefficients, the quadratic terms' values included (rung 1
         per task: a diagonal ``K_t``, whose blocks are per task)."""
         return self.q_task + 0.5 * np.einsum("dt,dt->t", self.grad_h, self.W)
+
+
+def _h_gradient(Kt: TaskCoupling, Kf: np.ndarray | None, W: np.ndarray) -> np.ndarray:
+    """``∇h(W) = WK_t + K_fW`` through the merged coupling, a new array."""
+    WK = Kt.apply(W)
+    if Kf is not None:
+        WK += Kf @ W
+    return WK
 
 
 class _GramRoute(NamedTuple):
@@ -494,11 +499,99 @@ class _Reuse(NamedTuple):
     bound: Rounding
 
 
+class _LossPart(NamedTuple):
+    """The loss's part of the gradient certificate at ``W`` as one route computed it."""
+
+    V: np.ndarray  # V̂ (d, T): −∇f(W) as computed
+    value: float  # f(W) as computed (the per-task losses summed)
+    error: float  # ≥ |value − f(W)|
+    v_error: float  # ≥ ‖V̂ − (−∇f(W))‖_F
+
+
+def _residual_loss(pieces: _Pieces, bound: Rounding, W: np.ndarray) -> _LossPart:
+    """The loss's part from the residuals (:class:`_Pieces`; the bounds in
+    :func:`_strongly_convex`'s docstring)."""
+    q = pieces.q_task
+    norms, c = bound.norms, bound.c
+    d = W.shape[0]
+    # ‖|X_t||w_t| + |y_t|‖ ≤ Σ_j‖x_tj‖|w_jt| + ‖y_t‖, from the computed norms (each
+    # square that underflows is off by up to η/2)
+    M = (np.einsum("dt,dt->t", norms.col, bound.abs_w) + norms.y) * (
+        1.0 + gamma(norms.n_max + d + 4)) + np.sqrt(norms.n * _ETA) * (
+        np.einsum("dt->t", bound.abs_w) + 1.0)
+    apart, f = bound.residual_distance(q, M)  # Δ_t ≥ ‖θ̂_t + c_tr_t‖, f_t ≥ ‖X_t‖_F
+    tau = bound.theta_norms(q)  # ≥ ‖θ̂_t‖
+    e_v = f * (norms.g_data * tau + apart) + np.sqrt(d) * norms.n * bound.eta_task
+    loss = float(q.sum())
+    own = (apart * (2.0 * tau + apart) + norms.g_data * tau * tau + norms.n * _ETA) / (
+        2.0 * np.where(c > 0, c, 1.0))
+    error = float(np.where(c > 0, own + 2.0 * _EPS * q + _ETA, 0.0).sum()) \
+        + gamma(W.shape[1]) * loss
+    return _LossPart(pieces.V_loss, loss, error, norm_up(e_v))
+
+
+def _gram_loss(problem: Problem, W: np.ndarray, stats: SharedGram | TaskGrams) -> _LossPart:
+    r"""The loss's part with its gradient from the Gram statistics a solver computed
+    (``H_t = X_tᵀX_t``, ``b_t = X_tᵀy_t``, ``ψ_t = ‖y_t‖²``;
+    :meth:`~mtlcvx.data.MultiTaskData.computed_grams`): ``d²`` operations per task instead
+    of a second pass over ``X_t``, and no dual pieces; the loss itself from the residuals
+    (its rounding first order in them: ``w_tᵀH_tw_t − 2b_tᵀw_t + ψ_t`` would cancel).
+
+    As computed: ``û_t = fl(Ĥ_tw_t)``, ``V̂_t = fl(c_t·fl(b̂_t − û_t))`` and the loss
+    ``f̂ = fl(½·fl(Σ_t c_tŝ_t))``, ``ŝ_t`` the computed ``‖r̂_t‖²`` of ``r̂_t =
+    fl(fl(X_tw_t) − y_t)`` (:meth:`~mtlcvx.losses.SquaredLoss.residual_squares`). With
+    ``|Ĥ_t − H_t| ≤ γ_n|X_t|ᵀ|X_t|`` and ``|b̂_t − b_t| ≤ γ_n|X_t|ᵀ|y_t|`` (``n = n_t``
+    products each, η/2 more per product that underflows), ``σ_t ≥ ‖X_t‖_F ≥ ‖|X_t|‖₂``
+    and ``M_t ≥ σ_t‖w_t‖ + ‖y_t‖ ≥ ‖|X_t||w_t| + |y_t|‖``:
+
+    * ``‖V̂_t − c_t(b_t − H_tw_t)‖ ≤ c_tγ_{n+d+2}σ_tM_t`` (the products ``Ĥ_tw_t``, the
+      statistics' own rounding, the subtraction and the product by ``c_t``: ``|X_t|ᵀ``
+      times ``|X_t||w_t| + |y_t|``), plus ``η(1 + c_t(n + d)ω_t)`` per entry for
+      gradual underflow, ``ω_t = 1 + √d‖w_t‖ ≥ 1 + ‖w_t‖₁``;
+    * ``‖r̂_t − r_t‖ ≤ Δ_t = γ_{d+1}M_t + √n·dη/2``, so ``|‖r̂_t‖² − ‖r_t‖²| ≤ Δ_t(2ρ_t
+      + Δ_t)`` with ``ρ_t ≥ ‖r̂_t‖``, ``|ŝ_t − ‖r̂_t‖²| ≤ γ_nρ_t² + nη/2``, and ``f̂``
+      within ``Σ_t (c_t/2)(Δ_t(2ρ_t + Δ_t) + γ_{n+2}ρ_t² + nη) + γ_T f̂ + Tη`` of
+      ``Σ_t (c_t/2)‖r_t‖²`` (the sum of ``T`` products, then the halving).
+
+    ``σ_t² = (fl(tr Ĥ_t) + dnη)(1 + γ_{n+d+4})`` (``diag Ĥ_t`` holds ``‖x_tj‖²`` less
+    ``γ_n`` and ``nη/2``; the trace ``γ_d``), ``‖y_t‖`` and ``‖w_t‖`` likewise from
+    ``ψ̂_t`` and ``fl(‖w_t‖²)``, ``ρ_t`` from ``ŝ_t``; every η/2 is counted twice.
+    """
+    c = problem.loss_weights()
+    data = problem.data
+    d = W.shape[0]
+    if isinstance(stats, SharedGram):  # one design: G W, one trace
+        U = stats.G @ W
+        trace, n = float(np.trace(stats.G)), float(data.X[0].shape[0])
+        n_max = int(n)
+    else:
+        U = np.matmul(stats.H, W.T[:, :, None])[:, :, 0].T
+        trace, n = np.einsum("tii->t", stats.H), data.n_samples.astype(float)
+        n_max = int(data.n_samples.max())  # (γ of the longest sums: scalars, not arrays)
+    V = np.subtract(stats.B, U)
+    V *= c
+    g_n = 1.0 + gamma(n_max + 4)
+    sigma = np.sqrt((trace + d * n * _ETA) * (1.0 + gamma(n_max + d + 4)))  # ≥ ‖X_t‖_F
+    y_norm = np.sqrt((stats.yy + n * _ETA) * g_n)  # ≥ ‖y_t‖
+    w_norm = np.sqrt((np.einsum("dt,dt->t", W, W) + d * _ETA) * (1.0 + gamma(d + 4)))
+    M = (sigma * w_norm + y_norm) * (1.0 + gamma(3))
+    root_d = math.sqrt(d)
+    v_error = norm_up(c * (gamma(n_max + d + 4) * sigma * M + root_d * (n + d) * _ETA * (
+        1.0 + root_d * w_norm)) + root_d * _ETA)
+    squares = SquaredLoss.residual_squares(data, W)
+    loss = 0.5 * float(c @ squares)
+    apart = gamma(d + 3) * M + np.sqrt(n) * d * _ETA  # Δ_t
+    rho = np.sqrt((squares + n * _ETA) * g_n)  # ≥ ‖r̂_t‖
+    error = 0.5 * float(c @ (apart * (2.0 * rho + apart) + gamma(n_max + 2) * rho * rho
+                             + n * _ETA)) + W.shape[1] * _ETA + gamma(W.shape[1]) * loss
+    return _LossPart(V, loss, error, v_error)
+
+
 def _strongly_convex(problem: Problem, W: np.ndarray,
                      tol: float) -> tuple[Certificate | None, _Reuse | None]:
     r"""The certificate of a quadratic problem at a near-exact point from its gradient, in
-    one pass over the data, and what it computed for the ladder: the certificate is None
-    unless it applies and meets ``tol``.
+    one pass over the data (or none: from a solver's Gram statistics), and what it
+    computed for the ladder: the certificate is None unless it applies and meets ``tol``.
 
     With the quadratic terms positive definite, ``λ ≤ λ_min(K_t ⊕ K_f)`` with ``λ > 0``
     (:func:`~mtlcvx.oracles.coupling_bottom`), ``F`` is ``λ``-strongly convex (the loss is
@@ -510,13 +603,15 @@ def _strongly_convex(problem: Problem, W: np.ndarray,
     by its factor (first order in ``WR`` there), or terms whose magnitude bound
     ``½‖W‖E_h`` is over four times the loss's (rung 4's conjugate at ``W`` cancels it).
 
-    Uncentred squared loss (``c_t ≥ 0``; the three data layouts of
+    The loss's part: from the Gram statistics a solver computed, when there are some
+    (:func:`_gram_loss`) and their gap meets ``tol``; else from the residuals. Uncentred
+    squared loss (``c_t ≥ 0``; the three data layouts of
     :meth:`~mtlcvx.losses.SquaredLoss.dual`): with ``r_t = X_tw_t − y_t`` exact,
-    ``∇F(W) = ∇h(W) − V``, ``V_t = −c_tX_tᵀr_t``. As computed: ``r̂_t``, ``θ̂_t =
-    fl(−c_t r̂_t)``, ``q̂_t = fl(fl(‖θ̂_t‖²)/(2c_t))``, ``V̂_t = fl(X_tᵀθ̂_t)``, ``Ĥ`` the
-    merged coupling's ``∇h(W)`` and ``ĝ = fl(Ĥ − V̂)``. With ``ε`` the machine epsilon,
-    ``η = 2⁻¹⁰⁷⁴`` (a product that underflows is off by up to ``η/2``; sums are exact
-    there), ``f_t ≥ ‖X_t‖_F ≥ ‖|X_t|‖₂`` and Higham's bounds for sums of products:
+    ``∇F(W) = ∇h(W) − V``, ``V_t = −c_tX_tᵀr_t``. As computed from the residuals: ``r̂_t``,
+    ``θ̂_t = fl(−c_t r̂_t)``, ``q̂_t = fl(fl(‖θ̂_t‖²)/(2c_t))``, ``V̂_t = fl(X_tᵀθ̂_t)``. With
+    ``ε`` the machine epsilon, ``η = 2⁻¹⁰⁷⁴`` (a product that underflows is off by up to
+    ``η/2``; sums are exact there), ``f_t ≥ ‖X_t‖_F ≥ ‖|X_t|‖₂`` and Higham's bounds for
+    sums of products:
 
     * ``‖θ̂_t‖ ≤ τ_t`` (:meth:`~mtlcvx._rounding.Rounding.theta_norms`) and ``‖θ̂_t +
       c_tr_t‖ ≤ Δ_t`` (:meth:`~mtlcvx._rounding.Rounding.residual_distance`: the
@@ -524,14 +619,15 @@ def _strongly_convex(problem: Problem, W: np.ndarray,
       and one product per entry), ``f_t ≥ ‖X_t‖_F ≥ ‖|X_t|‖₂``;
     * ``‖V̂_t − V_t‖ ≤ f_t(γ_{n_t+3}τ_t + Δ_t) + √d·n_tη`` (the product, then
       ``‖X_tᵀ(θ̂_t + c_tr_t)‖``);
-    * ``‖Ĥ − ∇h(W)‖_F ≤ E_h``
-      (:meth:`~mtlcvx._rounding.Rounding.quadratic_gradient_norm_error`)
-      and ``‖ĝ − (Ĥ − V̂)‖ ≤ ε‖ĝ‖``.
+    * the loss ``Σ_t q̂_t`` within ``Σ_t (Δ_t(2τ_t + Δ_t) + γ_{n_t}τ_t² + n_tη)/(2c_t) +
+      2εq̂_t + η`` (``Δ_t ≥ |‖θ̂_t‖ − c_t‖r_t‖|``, the loss ``(c_t/2)‖r_t‖² =
+      ‖c_tr_t‖²/(2c_t)``) ``+ γ_TΣq̂``.
 
-    The objective is read off the same arrays: ``F̂ = fl(Σ_t q̂_t + ½⟨W, Ĥ⟩)`` (``h(W) =
-    ½⟨W, ∇h(W)⟩`` for quadratic terms), within ``E_F = Σ_t (Δ_t(2τ_t + Δ_t) + γ_{n_t}τ_t²
-    + n_tη)/(2c_t) + 2εq̂_t + η`` (``Δ_t ≥ |‖θ̂_t‖ − c_t‖r_t‖|``, the loss ``(c_t/2)‖r_t‖²
-    = ‖c_tr_t‖²/(2c_t)``) ``+ γ_TΣq̂ + ½(‖W‖E_h + γ_{d+T}‖W‖‖Ĥ‖ + dTη) + η + 2ε|F̂|``.
+    Either way, with ``Ĥ`` the merged coupling's ``∇h(W)``, ``‖Ĥ − ∇h(W)‖_F ≤ E_h``
+    (:meth:`~mtlcvx._rounding.Rounding.quadratic_gradient_norm_error`), ``ĝ = fl(Ĥ − V̂)``
+    within ``ε‖ĝ‖`` of ``Ĥ − V̂``, and the objective ``F̂ = fl(f̂ + ½⟨W, Ĥ⟩)`` (``h(W) =
+    ½⟨W, ∇h(W)⟩`` for quadratic terms) within the loss's bound ``+ ½(‖W‖E_h +
+    γ_{d+T}‖W‖‖Ĥ‖ + dTη) + η + 2ε|F̂|``.
     """
     if (problem.fit_intercept or not problem.is_quadratic
             or not isinstance(problem.loss, SquaredLoss)):
@@ -544,45 +640,48 @@ def _strongly_convex(problem: Problem, W: np.ndarray,
     bound = Rounding(problem, W, None)
     if bound.factor_given:  # (rung 4 bounds such a term first order in WR: tighter)
         return None, None
-    pieces = _Pieces(problem, W, None, coupled)
-    reuse = _Reuse(pieces, bound)
-    q, H = pieces.q_task, pieces.grad_h
-    G = H - pieces.V_loss  # ∇F(W) as computed
-    norms, c = bound.norms, bound.c
-    d, T = W.shape
-    # ‖|X_t||w_t| + |y_t|‖ ≤ Σ_j‖x_tj‖|w_jt| + ‖y_t‖, from the computed norms (each
-    # square that underflows is off by up to η/2)
-    M = (np.einsum("dt,dt->t", norms.col, bound.abs_w) + norms.y) * (
-        1.0 + gamma(norms.n_max + d + 4)) + np.sqrt(norms.n * _ETA) * (
-        np.einsum("dt->t", bound.abs_w) + 1.0)
-    apart, f = bound.residual_distance(q, M)  # Δ_t ≥ ‖θ̂_t + c_tr_t‖, f_t ≥ ‖X_t‖_F
-    tau = bound.theta_norms(q)  # ≥ ‖θ̂_t‖
-    e_v = f * (norms.g_data * tau + apart) + np.sqrt(d) * norms.n * bound.eta_task
+    H = _h_gradient(Kt, Kf, W)
     w_norm = norm_up(W)
     e_h = bound.quadratic_gradient_norm_error(w_norm)
-    g = float(np.linalg.norm(G))  # ‖ĝ‖ as computed (the gradient mapping reported)
-    grad = (norm_up(G) * (1.0 + _EPS) + e_h + norm_up(e_v)) * (1.0 + gamma(4))
     h_value = 0.5 * column_dot(W, H)
-    loss = float(q.sum())
-    objective = loss + h_value
+    value_error = 0.5 * (w_norm * e_h + gamma(sum(W.shape)) * w_norm * norm_up(H)
+                         + W.size * _ETA)
+    stats = problem.data.computed_grams()
+    if stats is not None:
+        fast = _gradient_certificate(problem, coupled, lam, _gram_loss(problem, W, stats),
+                                     H, h_value, e_h, value_error, tol)
+        if fast is not None:
+            return fast, None
+    pieces = _Pieces(problem, W, None, coupled)
+    pieces.__dict__["grad_h"] = H  # (the ladder's ∇h(W): the same array)
+    fast = _gradient_certificate(problem, coupled, lam, _residual_loss(pieces, bound, W),
+                                 H, h_value, e_h, value_error, tol)
+    return (fast, None) if fast is not None else (None, _Reuse(pieces, bound))
+
+
+def _gradient_certificate(problem: Problem, coupled: tuple[TaskCoupling, np.ndarray | None],
+                          lam: float, part: _LossPart, H: np.ndarray, h_value: float,
+                          e_h: float, value_error: float, tol: float) -> Certificate | None:
+    """:func:`_strongly_convex`'s certificate from the loss's part of one route, or None
+    where it does not apply or does not meet ``tol``."""
+    G = np.subtract(H, part.V).ravel()  # ∇F(W) as computed
+    g = math.sqrt(float(G.dot(G)))  # ‖ĝ‖ as computed (the gradient mapping reported)
+    grad = ((g * (1.0 + gamma(G.size)) + math.sqrt(G.size * _ETA)) * (1.0 + _EPS) + e_h
+            + part.v_error) * (1.0 + gamma(4))  # (norm_up of G from the same sum)
+    objective = part.value + h_value
     if not (math.isfinite(objective) and math.isfinite(grad)):
-        return None, reuse
-    own = (apart * (2.0 * tau + apart) + norms.g_data * tau * tau + norms.n * _ETA) / (
-        2.0 * np.where(c > 0, c, 1.0))
-    loss_error = float(np.where(c > 0, own + 2.0 * _EPS * q + _ETA, 0.0).sum()) \
-        + gamma(T) * loss
-    value_error = 0.5 * (w_norm * e_h + gamma(d + T) * w_norm * norm_up(H) + d * T * _ETA)
-    if value_error > 4.0 * loss_error:  # the terms' magnitude bound dominates: rung 4's
-        return None, reuse  # conjugate at W, where the computed h(W) cancels, does better
-    error = _SAFETY * (loss_error + value_error + _ETA + 2.0 * _EPS * abs(objective))
+        return None
+    if value_error > 4.0 * part.error:  # the terms' magnitude bound dominates: rung 4's
+        return None  # conjugate at W, where the computed h(W) cancels, does better
+    error = _SAFETY * (part.error + value_error + _ETA + 2.0 * _EPS * abs(objective))
     bare = half_square_over(g, lam)
     gap = half_square_over(grad, lam) + error
     if not (math.isfinite(gap) and _relative(gap, objective) <= tol):
-        return None, reuse
+        return None
     return Certificate(objective, gap, _relative(gap, objective), g,
                        _distance(gap, deferred_strong_convexity(problem, coupled)),
                        "gradient norm + strong convexity of the quadratic terms (rung 5)",
-                       rounding=gap - bare), None
+                       rounding=gap - bare)
 
 
 # ---------------------------------------------------------------------- certify
