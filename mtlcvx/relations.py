@@ -93,19 +93,22 @@ def _laplacian_of_checked(
     return np.diag(A.sum(axis=1)) - A
 
 
+#: Added to m: the columns of entries 2m and 2m + 1 of the chain's CSR (:func:`chain`).
+_NEXT_THEN_SAME = np.array([1, 0], dtype=np.int32)
+
+
 def chain(T: int, sparse: bool = False) -> np.ndarray | scipy.sparse.csr_matrix:
     """Adjacency (T, T) of the chain graph 0 – 1 – … – T−1 (MALSAR's ``R_chain``).
 
     ``sparse=True`` returns it as a ``scipy.sparse`` CSR matrix (2·(T − 1) non-zeros).
     """
-    if isinstance(T, (bool, np.bool_)) or not isinstance(T, numbers.Integral) or T < 1:
+    if type(T) is not int and (isinstance(T, (bool, np.bool_))
+                               or not isinstance(T, numbers.Integral)) or T < 1:
         raise PenaltyError(f"T must be a positive integer (the number of tasks), got {T!r}")
     if sparse:  # row t holds t − 1 and t + 1: the columns read 1, 0 2, 1 3, …, T − 2, so
-        # entry 2m holds column m + 1 and entry 2m + 1 column m; rows start at 0, 1, 3, 5, …
+        # entries 2m, 2m + 1 hold columns m + 1, m; rows start at 0, 1, 3, 5, …
         index = _index_dtype(2 * T)
-        indices = np.empty(2 * T - 2, dtype=index)
-        indices[1::2] = np.arange(T - 1, dtype=index)
-        np.add(indices[1::2], 1, out=indices[::2])
+        indices = (np.arange(T - 1, dtype=index)[:, None] + _NEXT_THEN_SAME).ravel()
         indptr = np.arange(-1, 2 * T, 2, dtype=index)
         indptr[0], indptr[-1] = 0, 2 * (T - 1)
         return _csr(np.ones(indices.size), indices, indptr, T)

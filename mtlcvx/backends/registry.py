@@ -45,8 +45,9 @@ class Backend:
     cones: frozenset[str] = frozenset()
 
     def is_installed(self) -> bool:
-        """True when every required module can be found."""
-        return all(importlib.util.find_spec(m) is not None for m in self.modules)
+        """True when every required module is imported or can be found."""
+        return all(sys.modules.get(m) is not None or importlib.util.find_spec(m) is not None
+                   for m in self.modules)
 
     def incompatibility(self, problem: Problem) -> str | None:
         """Why this backend cannot solve ``problem`` (None when it can)."""

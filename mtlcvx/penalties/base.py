@@ -154,9 +154,16 @@ class Penalty:
         self.alpha = alpha
 
     # -------------------------------------------------------------- parameters
+    #: Attributes holding what was computed from the parameters other than ``alpha``
+    #: (dropped when one of those is set).
+    _derived: ClassVar[tuple[str, ...]] = ()
+
     def __setattr__(self, name: str, value: Any) -> None:
         if name in self._params:
-            value = self._validate(name, value)
+            value = self._validate(name, value)  # first: a refused value keeps the rest
+            if name != "alpha":
+                for slot in self._derived:
+                    self.__dict__.pop(slot, None)
         super().__setattr__(name, value)
 
     def _validate(self, name: str, value: Any) -> Any:

@@ -42,6 +42,7 @@ class QuadraticPenalty(Penalty):
     structure: ClassVar[str] = "quadratic"
     #: "task": ``(α/2) tr(W K Wᵀ)``, K T×T; "feature": ``(α/2) tr(Wᵀ K W)``, K d×d.
     side: ClassVar[str] = "task"
+    _derived = ("_factor_cache", "_matrix_cache", "_eigen_cache", "_band_cache")
 
     def _size(self, n_features: int, n_tasks: int) -> int:
         return n_tasks if self.side == "task" else n_features
@@ -70,12 +71,6 @@ class QuadraticPenalty(Penalty):
         """Sparsest ``R`` with ``R Rᵀ = matrix`` (cached until the matrix changes)."""
         return self._per_size("_factor_cache", n_features, n_tasks,
                               lambda d, T: relations.psd_factor(self.matrix(d, T)))
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        super().__setattr__(name, value)  # validates first: a refused value keeps the cache
-        if name != "alpha" and name in self._params:
-            for slot in ("_factor_cache", "_matrix_cache", "_eigen_cache", "_band_cache"):
-                self.__dict__.pop(slot, None)
 
     def matrix(self, n_features: int, n_tasks: int) -> np.ndarray | scipy.sparse.csr_matrix:
         """The PSD matrix ``K`` (T×T, task side) or ``D`` (d×d, feature side), without α.
