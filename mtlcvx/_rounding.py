@@ -516,10 +516,6 @@ class Rounding:
         self.c = problem.loss_weights()
         self.centred = problem.fit_intercept
         self._sums = sums
-        c = self.c
-        #: 1/(2c_t), 0 where c_t = 0 (its θ_t is 0)
-        self.half_inv_c = 0.5 / c if c.min(initial=1.0) > 0 else np.where(
-            c > 0, 0.5 / np.where(c > 0, c, 1.0), 0.0)
         self.quadratic, self.n_others = [], 0
         for p in problem.penalties:  # (each term's strengths read once)
             if p.active:
@@ -542,6 +538,13 @@ class Rounding:
         self._w_sizes: tuple[int, float] | None = None
         self._rows: list[float] | None = None
         self._theta: tuple[np.ndarray, np.ndarray] | None = None
+
+    @cached_property
+    def half_inv_c(self) -> np.ndarray:
+        """``1/(2c_t)`` (T,), 0 where ``c_t = 0`` (its ``θ_t`` is 0)."""
+        c = self.c
+        return 0.5 / c if c.min(initial=1.0) > 0 else np.where(
+            c > 0, 0.5 / np.where(c > 0, c, 1.0), 0.0)
 
     @cached_property
     def norms(self) -> _DesignNorms:
