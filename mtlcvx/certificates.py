@@ -530,24 +530,27 @@ def _residual_loss(pieces: _Pieces, bound: Rounding, W: np.ndarray) -> _LossPart
     return _LossPart(pieces.V_loss, loss, error, norm_up(e_v))
 
 
-def _gram_loss(problem: Problem, W: np.ndarray, stats: SharedGram | TaskGrams) -> _LossPart:
+def _gram_loss(problem: Problem, W: np.ndarray, stats: SharedGram | TaskGrams,
+               w_frobenius: float) -> _LossPart:
     r"""The loss's part with its gradient from the Gram statistics a solver computed
     (``H_t = X_tᵀX_t``, ``b_t = X_tᵀy_t``, ``ψ_t = ‖y_t‖²``;
     :meth:`~mtlcvx.data.MultiTaskData.computed_grams`): ``d²`` operations per task instead
     of a second pass over ``X_t``, and no dual pieces; the loss itself from the residuals
     (its rounding first order in them: ``w_tᵀH_tw_t − 2b_tᵀw_t + ψ_t`` would cancel).
+    ``w_frobenius ≥ ‖W‖_F``.
 
     As computed: ``û_t = fl(Ĥ_tw_t)``, ``V̂_t = fl(c_t·fl(b̂_t − û_t))`` and the loss
     ``f̂ = fl(½·fl(Σ_t c_tŝ_t))``, ``ŝ_t`` the computed ``‖r̂_t‖²`` of ``r̂_t =
     fl(fl(X_tw_t) − y_t)`` (:meth:`~mtlcvx.losses.SquaredLoss.residual_squares`). With
-    ``|Ĥ_t − H_t| ≤ γ_n|X_t|ᵀ|X_t|`` and ``|b̂_t − b_t| ≤ γ_n|X_t|ᵀ|y_t|`` (``n = n_t``
+    ``|Ĥ_t − H_t| ≤ γ_n|X_t|ᵀ|X_t|`` and ``|b̂_t − b_t| ≤ γ_n|X_t|ᵀ|y_t|`` (``n ≥ n_t``
     products each, η/2 more per product that underflows), ``σ_t ≥ ‖X_t‖_F ≥ ‖|X_t|‖₂``
     and ``M_t ≥ σ_t‖w_t‖ + ‖y_t‖ ≥ ‖|X_t||w_t| + |y_t|‖``:
 
     * ``‖V̂_t − c_t(b_t − H_tw_t)‖ ≤ c_tγ_{n+d+2}σ_tM_t`` (the products ``Ĥ_tw_t``, the
       statistics' own rounding, the subtraction and the product by ``c_t``: ``|X_t|ᵀ``
-      times ``|X_t||w_t| + |y_t|``), plus ``η(1 + c_t(n + d)ω_t)`` per entry for
-      gradual underflow, ``ω_t = 1 + √d‖w_t‖ ≥ 1 + ‖w_t‖₁``;
+      times ``|X_t||w_t| + |y_t|``), plus ``η(1 + c_t(n + d)(1 + ‖w_t‖₁))`` per entry for
+      gradual underflow: over all entries at most ``√d·η(√T + c_max(n + d)(√T +
+      √d‖W‖_F))``;
     * ``‖r̂_t − r_t‖ ≤ Δ_t = γ_{d+1}M_t + √n·dη/2``, so ``|‖r̂_t‖² − ‖r_t‖²| ≤ Δ_t(2ρ_t
       + Δ_t)`` with ``ρ_t ≥ ‖r̂_t‖``, ``|ŝ_t − ‖r̂_t‖²| ≤ γ_nρ_t² + nη/2``, and ``f̂``
       within ``Σ_t (c_t/2)(Δ_t(2ρ_t + Δ_t) + γ_{n+2}ρ_t² + nη) + γ_T f̂ + Tη`` of
@@ -555,35 +558,33 @@ def _gram_loss(problem: Problem, W: np.ndarray, stats: SharedGram | TaskGrams) -
 
     ``σ_t² = (fl(tr Ĥ_t) + dnη)(1 + γ_{n+d+4})`` (``diag Ĥ_t`` holds ``‖x_tj‖²`` less
     ``γ_n`` and ``nη/2``; the trace ``γ_d``), ``‖y_t‖`` and ``‖w_t‖`` likewise from
-    ``ψ̂_t`` and ``fl(‖w_t‖²)``, ``ρ_t`` from ``ŝ_t``; every η/2 is counted twice.
+    ``ψ̂_t`` and ``fl(‖w_t‖²)``, ``ρ_t`` from ``ŝ_t``; every η/2 is counted twice, and
+    ``n`` is the largest task's (one scalar for every task's ``γ``).
     """
     c = problem.loss_weights()
     data = problem.data
-    d = W.shape[0]
+    d, T = W.shape
     if isinstance(stats, SharedGram):  # one design: G W, one trace
         U = stats.G @ W
-        trace, n = float(np.trace(stats.G)), float(data.X[0].shape[0])
-        n_max = int(n)
+        trace, n = float(np.trace(stats.G)), data.X[0].shape[0]
     else:
         U = np.matmul(stats.H, W.T[:, :, None])[:, :, 0].T
-        trace, n = np.einsum("tii->t", stats.H), data.n_samples.astype(float)
-        n_max = int(data.n_samples.max())  # (γ of the longest sums: scalars, not arrays)
+        trace, n = np.einsum("tii->t", stats.H), int(data.n_samples.max())
     V = np.subtract(stats.B, U)
     V *= c
-    g_n = 1.0 + gamma(n_max + 4)
-    sigma = np.sqrt((trace + d * n * _ETA) * (1.0 + gamma(n_max + d + 4)))  # ≥ ‖X_t‖_F
-    y_norm = np.sqrt((stats.yy + n * _ETA) * g_n)  # ≥ ‖y_t‖
+    g_n = 1.0 + gamma(n + 4)
+    sigma = np.sqrt((trace + d * n * _ETA) * (1.0 + gamma(n + d + 4)))  # ≥ ‖X_t‖_F
     w_norm = np.sqrt((np.einsum("dt,dt->t", W, W) + d * _ETA) * (1.0 + gamma(d + 4)))
-    M = (sigma * w_norm + y_norm) * (1.0 + gamma(3))
-    root_d = math.sqrt(d)
-    v_error = norm_up(c * (gamma(n_max + d + 4) * sigma * M + root_d * (n + d) * _ETA * (
-        1.0 + root_d * w_norm)) + root_d * _ETA)
+    M = (sigma * w_norm + np.sqrt((stats.yy + n * _ETA) * g_n)) * (1.0 + gamma(3))
+    root_d, root_t = math.sqrt(d), math.sqrt(T)
+    v_error = gamma(n + d + 4) * norm_up((c * sigma) * M) + root_d * _ETA * (
+        root_t + float(c.max()) * (n + d) * (root_t + root_d * w_frobenius))
     squares = SquaredLoss.residual_squares(data, W)
     loss = 0.5 * float(c @ squares)
-    apart = gamma(d + 3) * M + np.sqrt(n) * d * _ETA  # Δ_t
+    apart = gamma(d + 3) * M + math.sqrt(n) * d * _ETA  # Δ_t
     rho = np.sqrt((squares + n * _ETA) * g_n)  # ≥ ‖r̂_t‖
-    error = 0.5 * float(c @ (apart * (2.0 * rho + apart) + gamma(n_max + 2) * rho * rho
-                             + n * _ETA)) + W.shape[1] * _ETA + gamma(W.shape[1]) * loss
+    error = 0.5 * float(c @ ((2.0 * rho + apart) * apart + gamma(n + 2) * (rho * rho)
+                             + n * _ETA)) + T * _ETA + gamma(T) * loss
     return _LossPart(V, loss, error, v_error)
 
 
@@ -648,8 +649,9 @@ def _strongly_convex(problem: Problem, W: np.ndarray,
                          + W.size * _ETA)
     stats = problem.data.computed_grams()
     if stats is not None:
-        fast = _gradient_certificate(problem, coupled, lam, _gram_loss(problem, W, stats),
-                                     H, h_value, e_h, value_error, tol)
+        fast = _gradient_certificate(problem, coupled, lam,
+                                     _gram_loss(problem, W, stats, w_norm), H, h_value,
+                                     e_h, value_error, tol)
         if fast is not None:
             return fast, None
     pieces = _Pieces(problem, W, None, coupled)
