@@ -579,7 +579,7 @@ def _gram_loss(problem: Problem, W: np.ndarray, stats: SharedGram | TaskGrams,
     root_d, root_t = math.sqrt(d), math.sqrt(T)
     v_error = gamma(n + d + 4) * norm_up((c * sigma) * M) + root_d * _ETA * (
         root_t + float(c.max()) * (n + d) * (root_t + root_d * w_frobenius))
-    squares = SquaredLoss.residual_squares(data, W)
+    squares = SquaredLoss.residual_squares(data, W, keep=False)
     loss = 0.5 * float(c @ squares)
     apart = gamma(d + 3) * M + math.sqrt(n) * d * _ETA  # Δ_t
     rho = np.sqrt((squares + n * _ETA) * g_n)  # ≥ ‖r̂_t‖

@@ -36,11 +36,11 @@ class LossDual(NamedTuple):
     V: np.ndarray
 
 
-def _block_residuals(data: MultiTaskData, W: np.ndarray) -> np.ndarray:
+def _block_residuals(data: MultiTaskData, W: np.ndarray, keep: bool = True) -> np.ndarray:
     """``X_t w_t − y_t`` of tasks of equal size (T, n), or (P, T, n) for a batch ``W``
-    (P, d, T) (one batched product)."""
+    (P, d, T) (one batched product); one point's kept for this ``W`` unless not ``keep``."""
     X3, Y = data.equal_blocks()
-    if W.ndim == 2:  # the objective's product, kept for this W
+    if W.ndim == 2 and keep:  # the objective's product, kept for this W
         return data._residual_product(W).reshape(Y.shape)
     return np.matmul(X3, np.swapaxes(W, -1, -2)[..., None])[..., 0] - Y
 
@@ -143,15 +143,19 @@ class SquaredLoss:
 
     @staticmethod
     def residual_squares(data: MultiTaskData, W: np.ndarray,
-                         intercept: np.ndarray | None = None) -> np.ndarray:
+                         intercept: np.ndarray | None = None, keep: bool = True) -> np.ndarray:
         """``‖X_tw_t + b_t − y_t‖²`` per task (T,) on the original data: the residuals
         ``fl(fl(X_tw_t) − y_t)`` (one product per entry, then the subtraction), their
-        squares summed."""
+        squares summed. ``keep=False``: tasks of equal size without intercepts do not keep
+        the residuals for this ``W`` (a caller that will not evaluate ``W`` again)."""
         if data.is_shared:  # the (n, T) residual as it is: no stacked copy, no squares array
             R = data.shared_residuals(W)
             if intercept is not None:
                 R = R + intercept
             return np.einsum("nt,nt->t", R, R)
+        if not keep and intercept is None and data.equal_blocks() is not None:
+            R = _block_residuals(data, W, keep=False)
+            return np.einsum("tn,tn->t", R, R)
         r = (data._residual_product(W) if intercept is None
              else data.stacked_residuals(W, intercept))
         return data.task_sums(r * r)
