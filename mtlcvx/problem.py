@@ -157,8 +157,12 @@ class Problem:
     @property
     def is_quadratic(self) -> bool:
         """True when every penalty is quadratic and there are no constraints."""
-        return self.constraints is None and all(p.structure == "quadratic"
-                                                for p in self.penalties)
+        if self.constraints is not None:
+            return False
+        for p in self.penalties:  # (a loop: asked by every default route and solve)
+            if p.structure != "quadratic":
+                return False
+        return True
 
     def loss_weights(self) -> np.ndarray:
         """The loss factors ``c_t`` (T,)."""

@@ -157,6 +157,9 @@ class Route(NamedTuple):
     attempt: tuple[float, float] | None = None
 
 
+_DIRECT, _FISTA, _CLARABEL = Route("direct"), Route("fista"), Route("clarabel")
+
+
 def default_route(problem: Problem) -> Route:
     """The route ``backend=None`` takes, by estimated cost (see docs/backends.md).
 
@@ -183,20 +186,20 @@ def default_route(problem: Problem) -> Route:
     ``(1 + _ATTEMPT_SHARE)·C`` more after a settled support whose polish did not certify.
     """
     if problem.is_quadratic:
-        return Route("direct")
+        return _DIRECT
     if problem.constraints is not None:
-        return Route("clarabel")
+        return _CLARABEL
     if "psd" in problem.cones and problem.proximable:
-        return Route("fista")
+        return _FISTA
     if not problem.has_prox:
-        return Route("clarabel")
+        return _CLARABEL
     d, T = problem.n_features, problem.n_tasks
     fista = fista_iterations(problem) * 2.0 * T * d * d / _FLOPS_PER_SECOND
     conic = conic_seconds(problem)
     if fista < conic + (0.0 if "cvxpy" in sys.modules else _IMPORT_SECONDS):
-        return Route("fista")
+        return _FISTA
     if not RestrictedSolve.applies(problem):
-        return Route("clarabel")
+        return _CLARABEL
     return Route("clarabel", (_ATTEMPT_SHARE * conic, (1.0 + _ATTEMPT_SHARE) * conic))
 
 
