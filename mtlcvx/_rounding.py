@@ -1003,8 +1003,8 @@ class Rounding:
                     rows = np.max(p.abs_product(
                         np.ones((1, T)) if p.side == "task" else np.ones((d, 1))))
                 else:  # row t holds |ab[0, t]| and, per lag k, |ab[k, t]| and |ab[k, t − k]|
-                    largest = np.abs(band).max(axis=1)
-                    rows = largest[0] + 2.0 * largest[1:].sum()
+                    largest = np.abs(band).max(axis=1).tolist()
+                    rows = largest[0] + 2.0 * sum(largest[1:])
                 self._rows.append(float(rows))
         return self._rows
 
