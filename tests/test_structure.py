@@ -372,6 +372,37 @@ def test_direct_structured_routes_match_dense_kron(rng, monkeypatch, case, metho
     assert sol.objective == pytest.approx(F_ref, rel=1e-11)
 
 
+@pytest.mark.parametrize("scale, center, feature", [
+    ("sum", False, False), ("mean", False, False), ("sum", True, False), ("sum", False, True)])
+def test_banded_route_on_tasks_of_one_size_matches_dense_kron(rng, scale, center, feature):
+    # tasks of one size (batched task Gram matrices, kept on the data, then copied into the
+    # band): unit weights, a "mean" loss, centring and a feature-side term, bandwidths 1
+    # and 2 (a second neighbour), each problem solved twice (the second time from the kept
+    # statistics): every solve against the dense Kronecker solve, the Gram matrices
+    # against each task's own
+    T, n, d = 11, 6, 3
+    Xs = [rng.standard_normal((n, d)) for _ in range(T)]
+    ys = [rng.standard_normal(n) for _ in range(T)]
+    c = np.full(T, 1.0 / n if scale == "mean" else 1.0)
+    for width in (1, 2):
+        data = mc.MultiTaskData(Xs, ys)
+        A = sp.diags([np.ones(T - k) for k in range(1, width + 1)], list(range(1, width + 1)))
+        A = (A + A.T).tocsr()
+        pens = [mc.GraphLaplacian(A, 0.7), mc.Ridge(0.05)]
+        if feature:
+            pens.append(mc.FeatureRelation(np.eye(d) * 0.3 + 0.1, 0.5))
+        prob = mc.Problem(data, mc.SquaredLoss(scale), pens, fit_intercept=center)
+        Kt, Kf = _dense_couplings(pens, d, T)
+        W_ref = quadratic_optimum(Xs, ys, c, Kt, Kf, fit_intercept=center)[0]
+        Xc = [X - X.mean(axis=0) if center else X for X in Xs]
+        for _ in range(2):
+            sol = prob.solve("direct")
+            assert sol.info["method"] == "banded cholesky" and sol.status == "optimal"
+            np.testing.assert_allclose(sol.W, W_ref, rtol=1e-9, atol=1e-11)
+            np.testing.assert_allclose(data.task_grams(center).H, [X.T @ X for X in Xc],
+                                       rtol=1e-13, atol=1e-13)
+
+
 @pytest.mark.parametrize("case", ["diagonal", "chain", "graph", "factor", "factor+feature"])
 @pytest.mark.parametrize("weights", [False, True])
 def test_direct_shared_design_eigenbasis_matches_dense_kron(rng, case, weights):

@@ -42,7 +42,15 @@ import numpy as np
 import scipy
 
 from .. import oracles
-from .._linalg import batches, block_pinv, issparse, pinv_solve_psd, psd_cutoff
+from .._linalg import (
+    SCRATCH_ENTRIES,
+    batches,
+    block_pinv,
+    issparse,
+    pinv_solve_psd,
+    psd_cutoff,
+    scratch,
+)
 from ..certificates import certify
 from ..coupling import DENSE_LIMIT, TaskCoupling
 from ..exceptions import MTLError, SolverFailed
@@ -349,14 +357,15 @@ class DirectBackend(Backend):
         c = problem.loss_weights()
         Kt, Kf = oracles.coupling(problem)
         kind = Kt.kind
-        uniform = bool((c == c[0]).all())
         W = method = None
         iters = 1
-        if data.is_shared and (uniform or Kf is None) and (c > 0).all():
-            stats = data.gram(problem.fit_intercept)
-            W = self._sylvester(stats.G, stats.B, c, Kt, Kf, uniform,
-                                _extended_coupling(problem))
-            method = "sylvester"
+        if data.is_shared and (c > 0).all():
+            uniform = bool((c == c[0]).all())
+            if uniform or Kf is None:
+                stats = data.gram(problem.fit_intercept)
+                W = self._sylvester(stats.G, stats.B, c, Kt, Kf, uniform,
+                                    _extended_coupling(problem))
+                method = "sylvester"
         if W is None:
             stats = data.task_grams(problem.fit_intercept)
             Hs, B = _blocks(stats, c, Kf)
@@ -491,8 +500,14 @@ class DirectBackend(Backend):
         rhs = B.T.ravel()
         u = max(d - 1, Kt.bandwidth() * d)  # lower bandwidth in task-major order
         if (u + 1) * d * T <= _MAX_BAND_ENTRIES:
-            # Fortran order: LAPACK factors it in place (a C-ordered band is copied first)
-            ab = np.zeros((u + 1, d * T), order="F")
+            # Fortran order: LAPACK factors it in place (a C-ordered band is copied first);
+            # in the kept scratch buffer when it fits (its pages touched once: a fresh band
+            # is a page fault per 4 KB on first touch, 22 at T = 100, d = 10)
+            if (u + 1) * d * T <= SCRATCH_ENTRIES:
+                ab = scratch((d * T, u + 1)).T
+                ab.fill(0.0)
+            else:
+                ab = np.zeros((u + 1, d * T), order="F")
             # block entries: H_t[i, j] at offset i − j, column t·d + j; in memory ab is
             # (T, d, u + 1) with A[t, j, k] = ab[k, t·d + j], so column j of every block
             # from the diagonal down is one strided copy (d of them: a fancy-indexed
