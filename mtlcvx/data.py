@@ -305,6 +305,10 @@ class TaskGrams:
     B: np.ndarray
     yy: np.ndarray
 
+    def __post_init__(self) -> None:  # kept on the data and handed out: never edited
+        for array in (self.H, self.B, self.yy):
+            array.flags.writeable = False
+
 
 def _compress(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Thin-QR compress ``X`` (n, d) against the targets ``Y`` (n, k) when n > d."""

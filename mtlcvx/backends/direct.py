@@ -69,13 +69,12 @@ _MAX_BAND_ENTRIES = 50_000_000
 
 
 def _blocks(grams, c, Kf) -> tuple[np.ndarray, np.ndarray]:
-    """Diagonal blocks ``c_t X_tᵀX_t + K_f`` (T, d, d) and right side ``c_t X_tᵀy_t`` (d, T)
-    (the cached, read-only ``X_tᵀX_t`` themselves when every ``c_t = 1`` and there is no
-    ``K_f``: a copy would be the route's largest temporary). The right side is always a
-    new array: ``B.T.ravel()`` of the cached, F-ordered ``X_tᵀy_t`` is a view, which the
-    banded and dense routes hand to LAPACK to overwrite."""
+    """Diagonal blocks ``c_t X_tᵀX_t + K_f`` (T, d, d) and right side ``c_t X_tᵀy_t`` (d, T):
+    the cached, read-only ``X_tᵀX_t`` and ``X_tᵀy_t`` themselves when every ``c_t = 1``
+    and there is no ``K_f`` (a copy would be the route's largest temporary; a route that
+    hands the right side to LAPACK to overwrite copies it first)."""
     if Kf is None and (c == 1.0).all():
-        return grams.H, grams.B * c
+        return grams.H, grams.B
     Hs = grams.H * c[:, None, None]
     if Kf is not None:
         Hs += Kf
@@ -497,17 +496,20 @@ class DirectBackend(Backend):
     def _sparse_system(Hs, B, Kt: TaskCoupling) -> tuple[np.ndarray | None, str | None]:
         """``blkdiag(H_t) + K_t ⊗ I_d`` by banded Cholesky, else a sparse ``LDLᵀ``."""
         T, d, _ = Hs.shape
-        rhs = B.T.ravel()
+        n = d * T
         u = max(d - 1, Kt.bandwidth() * d)  # lower bandwidth in task-major order
-        if (u + 1) * d * T <= _MAX_BAND_ENTRIES:
-            # Fortran order: LAPACK factors it in place (a C-ordered band is copied first);
-            # in the kept scratch buffer when it fits (its pages touched once: a fresh band
-            # is a page fault per 4 KB on first touch, 22 at T = 100, d = 10)
-            if (u + 1) * d * T <= SCRATCH_ENTRIES:
-                ab = scratch((d * T, u + 1)).T
+        if (u + 1) * n <= _MAX_BAND_ENTRIES:
+            # the band, Fortran-ordered (LAPACK factors it in place: a C-ordered band is
+            # copied first), and a copy of the right side (LAPACK overwrites it), in the
+            # kept scratch buffer when they fit (its pages touched once: fresh arrays are a
+            # page fault per 4 KB on first touch, 24 at T = 100, d = 10)
+            if (u + 2) * n <= SCRATCH_ENTRIES:
+                buf = scratch(((u + 2) * n,))
+                ab, rhs = buf[: (u + 1) * n].reshape(n, u + 1).T, buf[(u + 1) * n:]
                 ab.fill(0.0)
+                rhs.reshape(T, d)[...] = B.T
             else:
-                ab = np.zeros((u + 1, d * T), order="F")
+                ab, rhs = np.zeros((u + 1, n), order="F"), B.T.flatten()
             # block entries: H_t[i, j] at offset i − j, column t·d + j; in memory ab is
             # (T, d, u + 1) with A[t, j, k] = ab[k, t·d + j], so column j of every block
             # from the diagonal down is one strided copy (d of them: a fancy-indexed
@@ -530,6 +532,7 @@ class DirectBackend(Backend):
             if info != 0:
                 return None, None
             return w.reshape(T, d).T.copy(), "banded cholesky"
+        rhs = B.T.ravel()
         K = Kt.sparse + scipy.sparse.diags(Kt.diag)
         M = (scipy.sparse.block_diag(list(Hs), format="csr")
              + scipy.sparse.kron(K, scipy.sparse.identity(d))).tocsc()
