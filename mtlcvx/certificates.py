@@ -72,7 +72,7 @@ from ._rounding import (
 )
 from ._threads import blas_limited
 from .coupling import TaskCoupling
-from .data import SharedGram, TaskGrams, as_float_array
+from .data import as_float_array
 from .exceptions import ArgumentError, DataError
 from .losses import LossDual, SquaredLoss
 from .oracles import (
@@ -493,9 +493,10 @@ def _relative(gap: float, objective: float) -> float:
 
 class _Reuse(NamedTuple):
     """What a failed gradient-bound attempt computed that the ladder reads again (the
-    loss's dual pieces on the original data and the rounding bounds at ``W``)."""
+    quadratic terms' ``∇h(W)`` through the merged coupling and the rounding bounds at
+    ``W``)."""
 
-    pieces: _Pieces
+    grad_h: np.ndarray
     bound: Rounding
 
 
@@ -508,91 +509,66 @@ class _LossPart(NamedTuple):
     v_error: float  # ≥ ‖V̂ − (−∇f(W))‖_F
 
 
-def _residual_loss(pieces: _Pieces, bound: Rounding, W: np.ndarray) -> _LossPart:
-    """The loss's part from the residuals (:class:`_Pieces`; the bounds in
-    :func:`_strongly_convex`'s docstring)."""
-    q = pieces.q_task
-    norms, c = bound.norms, bound.c
-    d = W.shape[0]
-    # ‖|X_t||w_t| + |y_t|‖ ≤ Σ_j‖x_tj‖|w_jt| + ‖y_t‖, from the computed norms (each
-    # square that underflows is off by up to η/2)
-    M = (np.einsum("dt,dt->t", norms.col, bound.abs_w) + norms.y) * (
-        1.0 + gamma(norms.n_max + d + 4)) + np.sqrt(norms.n * _ETA) * (
-        np.einsum("dt->t", bound.abs_w) + 1.0)
-    apart, f = bound.residual_distance(q, M)  # Δ_t ≥ ‖θ̂_t + c_tr_t‖, f_t ≥ ‖X_t‖_F
-    tau = bound.theta_norms(q)  # ≥ ‖θ̂_t‖
-    e_v = f * (norms.g_data * tau + apart) + np.sqrt(d) * norms.n * bound.eta_task
-    loss = float(q.sum())
-    own = (apart * (2.0 * tau + apart) + norms.g_data * tau * tau + norms.n * _ETA) / (
-        2.0 * np.where(c > 0, c, 1.0))
-    error = float(np.where(c > 0, own + 2.0 * _EPS * q + _ETA, 0.0).sum()) \
-        + gamma(W.shape[1]) * loss
-    return _LossPart(pieces.V_loss, loss, error, norm_up(e_v))
+def _residual_loss(problem: Problem, W: np.ndarray, w_frobenius: float) -> _LossPart:
+    r"""The loss's part of :func:`_strongly_convex`'s certificate from the residuals
+    (:meth:`~mtlcvx.losses.SquaredLoss.residual_gradient`), with the design's size ``σ_t ≥
+    ‖X_t‖_F`` read off the Gram statistics' diagonals a solver left on the data (else the
+    data's norms, one pass kept on the data). ``w_frobenius ≥ ‖W‖_F``.
 
+    As computed: ``r̂_t = fl(fl(X_tw_t) − y_t)``, ``ŝ_t = fl(‖r̂_t‖²)``, ``θ̂_t =
+    fl(−c_tr̂_t)``, ``V̂_t = fl(X_tᵀθ̂_t)`` and the loss ``f̂ = fl(½·fl(Σ_t c_tŝ_t))``; the
+    exact ``V_t = −c_tX_tᵀr_t``. With ``ε`` the machine epsilon, ``η = 2⁻¹⁰⁷⁴`` (a
+    product that underflows is off by up to ``η/2``; sums are exact there; every η/2
+    counted twice), ``n`` the largest task's rows (one ``γ`` for every task) and Higham's
+    bounds for sums of products:
 
-def _gram_loss(problem: Problem, W: np.ndarray, stats: SharedGram | TaskGrams,
-               w_frobenius: float) -> _LossPart:
-    r"""The loss's part with its gradient from the Gram statistics a solver computed
-    (``H_t = X_tᵀX_t``, ``b_t = X_tᵀy_t``, ``ψ_t = ‖y_t‖²``;
-    :meth:`~mtlcvx.data.MultiTaskData.computed_grams`): ``d²`` operations per task instead
-    of a second pass over ``X_t``, and no dual pieces; the loss itself from the residuals
-    (its rounding first order in them: ``w_tᵀH_tw_t − 2b_tᵀw_t + ψ_t`` would cancel).
-    ``w_frobenius ≥ ‖W‖_F``.
+    * ``M_t = σ_t‖w_t‖ + ‖y_t‖ ≥ ‖|X_t||w_t| + |y_t|‖`` (``‖|X_t|‖₂ ≤ ‖X_t‖_F``), the size
+      of the products each residual sums: ``‖r̂_t − r_t‖ ≤ Δ_t = γ_{d+3}M_t + √n(d + 2)η``;
+    * ``ρ_t ≥ ‖r̂_t‖`` from ``ŝ_t`` (less ``γ_n`` and ``nη/2``), ``‖θ̂_t‖ ≤ (1 + ε)c_tρ_t +
+      √nη/2`` and ``‖θ̂_t + c_tr_t‖ ≤ εc_tρ_t + √nη/2 + c_tΔ_t``, so ``‖V̂_t − V_t‖ ≤
+      σ_t(c_t(γ_{n+2}ρ_t + Δ_t) + √nη) + √d·nη`` (the product's ``γ_n|X_t|ᵀ|θ̂_t|``, then
+      ``‖X_tᵀ(θ̂_t + c_tr_t)‖``);
+    * ``|‖r̂_t‖² − ‖r_t‖²| ≤ Δ_t(2ρ_t + Δ_t)``, so ``f̂`` is within ``Σ_t (c_t/2)(Δ_t(2ρ_t +
+      Δ_t) + γ_{n+2}ρ_t² + nη) + γ_T f̂ + Tη`` of ``Σ_t (c_t/2)‖r_t‖²`` (the sum of ``T``
+      products, then the halving).
 
-    As computed: ``û_t = fl(Ĥ_tw_t)``, ``V̂_t = fl(c_t·fl(b̂_t − û_t))`` and the loss
-    ``f̂ = fl(½·fl(Σ_t c_tŝ_t))``, ``ŝ_t`` the computed ``‖r̂_t‖²`` of ``r̂_t =
-    fl(fl(X_tw_t) − y_t)`` (:meth:`~mtlcvx.losses.SquaredLoss.residual_squares`). With
-    ``|Ĥ_t − H_t| ≤ γ_n|X_t|ᵀ|X_t|`` and ``|b̂_t − b_t| ≤ γ_n|X_t|ᵀ|y_t|`` (``n ≥ n_t``
-    products each, η/2 more per product that underflows), ``σ_t ≥ ‖X_t‖_F ≥ ‖|X_t|‖₂``
-    and ``M_t ≥ σ_t‖w_t‖ + ‖y_t‖ ≥ ‖|X_t||w_t| + |y_t|‖``:
-
-    * ``‖V̂_t − c_t(b_t − H_tw_t)‖ ≤ c_tγ_{n+d+2}σ_tM_t`` (the products ``Ĥ_tw_t``, the
-      statistics' own rounding, the subtraction and the product by ``c_t``: ``|X_t|ᵀ``
-      times ``|X_t||w_t| + |y_t|``), plus ``η(1 + c_t(n + d)(1 + ‖w_t‖₁))`` per entry for
-      gradual underflow: over all entries at most ``√d·η(√T + c_max(n + d)(√T +
-      √d‖W‖_F))``;
-    * ``‖r̂_t − r_t‖ ≤ Δ_t = γ_{d+1}M_t + √n·dη/2``, so ``|‖r̂_t‖² − ‖r_t‖²| ≤ Δ_t(2ρ_t
-      + Δ_t)`` with ``ρ_t ≥ ‖r̂_t‖``, ``|ŝ_t − ‖r̂_t‖²| ≤ γ_nρ_t² + nη/2``, and ``f̂``
-      within ``Σ_t (c_t/2)(Δ_t(2ρ_t + Δ_t) + γ_{n+2}ρ_t² + nη) + γ_T f̂ + Tη`` of
-      ``Σ_t (c_t/2)‖r_t‖²`` (the sum of ``T`` products, then the halving).
-
-    ``σ_t² = (fl(tr Ĥ_t) + dnη)(1 + γ_{n+d+4})`` (``diag Ĥ_t`` holds ``‖x_tj‖²`` less
-    ``γ_n`` and ``nη/2``; the trace ``γ_d``), ``‖y_t‖`` and ``‖w_t‖`` likewise from
-    ``ψ̂_t`` and ``fl(‖w_t‖²)``, ``ρ_t`` from ``ŝ_t``; every η/2 is counted twice, and
-    ``n`` is the largest task's (one scalar for every task's ``γ``).
+    ``σ_t² = (Σ_j fl(‖x_tj‖²) + dnη)(1 + γ_{n+d+4})`` from the diagonals (each sum of
+    squares less ``γ_n`` and ``nη/2``, their sum ``γ_d``), ``‖y_t‖`` likewise from
+    ``fl(‖y_t‖²)`` and ``‖w_t‖`` from ``fl(‖w_t‖²)``. ``Σ_j‖x_tj‖|w_jt|`` would bound
+    ``M_t`` a little more tightly, at the price of ``|W|`` and a pass over it.
     """
-    c = problem.loss_weights()
     data = problem.data
+    c = problem.loss_weights()
     d, T = W.shape
-    if isinstance(stats, SharedGram):  # one design: G W, one trace
-        U = stats.G @ W
-        trace, n = float(np.trace(stats.G)), data.X[0].shape[0]
+    n = data.X[0].shape[0] if data.is_shared else int(data.n_samples.max())
+    known = data._gram_diagonals()
+    if known is not None:  # (a shared design's: one σ for every task)
+        sigma = np.sqrt((known[0].sum(axis=1) + d * n * _ETA) * (1.0 + gamma(n + d + 4)))
+        y_norm = np.sqrt((known[1] + n * _ETA) * (1.0 + gamma(n + 4)))
     else:
-        U = np.matmul(stats.H, W.T[:, :, None])[:, :, 0].T
-        trace, n = np.einsum("tii->t", stats.H), int(data.n_samples.max())
-    V = np.subtract(stats.B, U)
-    V *= c
-    g_n = 1.0 + gamma(n + 4)
-    sigma = np.sqrt((trace + d * n * _ETA) * (1.0 + gamma(n + d + 4)))  # ≥ ‖X_t‖_F
+        norms = _design_norms(data)
+        sigma = norms.frobenius * (1.0 + gamma(n * d + d + 2)) + math.sqrt(n * d * _ETA)
+        y_norm = norms.y * (1.0 + gamma(n + 4)) + math.sqrt(n * _ETA)
     w_norm = np.sqrt((np.einsum("dt,dt->t", W, W) + d * _ETA) * (1.0 + gamma(d + 4)))
-    M = (sigma * w_norm + np.sqrt((stats.yy + n * _ETA) * g_n)) * (1.0 + gamma(3))
-    root_d, root_t = math.sqrt(d), math.sqrt(T)
-    v_error = gamma(n + d + 4) * norm_up((c * sigma) * M) + root_d * _ETA * (
-        root_t + float(c.max()) * (n + d) * (root_t + root_d * w_frobenius))
-    squares = SquaredLoss.residual_squares(data, W, keep=False)
+    M = (sigma * w_norm + y_norm) * (1.0 + gamma(3))
+    squares, V = problem.loss.residual_gradient(data, W)
     loss = 0.5 * float(c @ squares)
-    apart = gamma(d + 3) * M + math.sqrt(n) * d * _ETA  # Δ_t
-    rho = np.sqrt((squares + n * _ETA) * g_n)  # ≥ ‖r̂_t‖
-    error = 0.5 * float(c @ ((2.0 * rho + apart) * apart + gamma(n + 2) * (rho * rho)
-                             + n * _ETA)) + T * _ETA + gamma(T) * loss
+    root_n = math.sqrt(n)
+    apart = gamma(d + 3) * M + root_n * (d + 2) * _ETA  # Δ_t
+    rho = np.sqrt((squares + n * _ETA) * (1.0 + gamma(n + 4)))  # ≥ ‖r̂_t‖
+    g_n = gamma(n + 2)
+    v_error = norm_up(sigma * (c * (g_n * rho + apart) + root_n * _ETA)) + math.sqrt(
+        d * T) * n * _ETA
+    error = 0.5 * float(c @ ((2.0 * rho + apart) * apart + g_n * (rho * rho) + n * _ETA)) \
+        + T * _ETA + gamma(T) * loss
     return _LossPart(V, loss, error, v_error)
 
 
 def _strongly_convex(problem: Problem, W: np.ndarray,
                      tol: float) -> tuple[Certificate | None, _Reuse | None]:
     r"""The certificate of a quadratic problem at a near-exact point from its gradient, in
-    one pass over the data (or none: from a solver's Gram statistics), and what it
-    computed for the ladder: the certificate is None unless it applies and meets ``tol``.
+    one pass over the data, and what it computed for the ladder: the certificate is None
+    unless it applies and meets ``tol``.
 
     With the quadratic terms positive definite, ``λ ≤ λ_min(K_t ⊕ K_f)`` with ``λ > 0``
     (:func:`~mtlcvx.oracles.coupling_bottom`), ``F`` is ``λ``-strongly convex (the loss is
@@ -604,27 +580,11 @@ def _strongly_convex(problem: Problem, W: np.ndarray,
     by its factor (first order in ``WR`` there), or terms whose magnitude bound
     ``½‖W‖E_h`` is over four times the loss's (rung 4's conjugate at ``W`` cancels it).
 
-    The loss's part: from the Gram statistics a solver computed, when there are some
-    (:func:`_gram_loss`) and their gap meets ``tol``; else from the residuals. Uncentred
-    squared loss (``c_t ≥ 0``; the three data layouts of
+    Uncentred squared loss (``c_t ≥ 0``; the three data layouts of
     :meth:`~mtlcvx.losses.SquaredLoss.dual`): with ``r_t = X_tw_t − y_t`` exact,
-    ``∇F(W) = ∇h(W) − V``, ``V_t = −c_tX_tᵀr_t``. As computed from the residuals: ``r̂_t``,
-    ``θ̂_t = fl(−c_t r̂_t)``, ``q̂_t = fl(fl(‖θ̂_t‖²)/(2c_t))``, ``V̂_t = fl(X_tᵀθ̂_t)``. With
-    ``ε`` the machine epsilon, ``η = 2⁻¹⁰⁷⁴`` (a product that underflows is off by up to
-    ``η/2``; sums are exact there), ``f_t ≥ ‖X_t‖_F ≥ ‖|X_t|‖₂`` and Higham's bounds for
-    sums of products:
-
-    * ``‖θ̂_t‖ ≤ τ_t`` (:meth:`~mtlcvx._rounding.Rounding.theta_norms`) and ``‖θ̂_t +
-      c_tr_t‖ ≤ Δ_t`` (:meth:`~mtlcvx._rounding.Rounding.residual_distance`: the
-      residual's ``γ_{d+3}M_t``, ``M_t = Σ_j‖x_tj‖|w_jt| + ‖y_t‖ ≥ ‖|X_t||w_t| + |y_t|‖``,
-      and one product per entry), ``f_t ≥ ‖X_t‖_F ≥ ‖|X_t|‖₂``;
-    * ``‖V̂_t − V_t‖ ≤ f_t(γ_{n_t+3}τ_t + Δ_t) + √d·n_tη`` (the product, then
-      ``‖X_tᵀ(θ̂_t + c_tr_t)‖``);
-    * the loss ``Σ_t q̂_t`` within ``Σ_t (Δ_t(2τ_t + Δ_t) + γ_{n_t}τ_t² + n_tη)/(2c_t) +
-      2εq̂_t + η`` (``Δ_t ≥ |‖θ̂_t‖ − c_t‖r_t‖|``, the loss ``(c_t/2)‖r_t‖² =
-      ‖c_tr_t‖²/(2c_t)``) ``+ γ_TΣq̂``.
-
-    Either way, with ``Ĥ`` the merged coupling's ``∇h(W)``, ``‖Ĥ − ∇h(W)‖_F ≤ E_h``
+    ``∇F(W) = ∇h(W) − V``, ``V_t = −c_tX_tᵀr_t``; the loss ``f̂`` and ``V̂`` as computed,
+    and their bounds, are :func:`_residual_loss`'s. With ``Ĥ`` the merged coupling's
+    ``∇h(W)``, ``‖Ĥ − ∇h(W)‖_F ≤ E_h``
     (:meth:`~mtlcvx._rounding.Rounding.quadratic_gradient_norm_error`), ``ĝ = fl(Ĥ − V̂)``
     within ``ε‖ĝ‖`` of ``Ĥ − V̂``, and the objective ``F̂ = fl(f̂ + ½⟨W, Ĥ⟩)`` (``h(W) =
     ½⟨W, ∇h(W)⟩`` for quadratic terms) within the loss's bound ``+ ½(‖W‖E_h +
@@ -647,18 +607,9 @@ def _strongly_convex(problem: Problem, W: np.ndarray,
     h_value = 0.5 * column_dot(W, H)
     value_error = 0.5 * (w_norm * e_h + gamma(sum(W.shape)) * w_norm * norm_up(H)
                          + W.size * _ETA)
-    stats = problem.data.computed_grams()
-    if stats is not None:
-        fast = _gradient_certificate(problem, coupled, lam,
-                                     _gram_loss(problem, W, stats, w_norm), H, h_value,
-                                     e_h, value_error, tol)
-        if fast is not None:
-            return fast, None
-    pieces = _Pieces(problem, W, None, coupled)
-    pieces.__dict__["grad_h"] = H  # (the ladder's ∇h(W): the same array)
-    fast = _gradient_certificate(problem, coupled, lam, _residual_loss(pieces, bound, W),
+    fast = _gradient_certificate(problem, coupled, lam, _residual_loss(problem, W, w_norm),
                                  H, h_value, e_h, value_error, tol)
-    return (fast, None) if fast is not None else (None, _Reuse(pieces, bound))
+    return (fast, None) if fast is not None else (None, _Reuse(H, bound))
 
 
 def _gradient_certificate(problem: Problem, coupled: tuple[TaskCoupling, np.ndarray | None],
@@ -985,7 +936,7 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
     """:func:`certify` with the loss's part from ``route`` (raises :class:`_CoarseRoute`
     when its rounding bound exceeds ``_GRAM_SHARE`` of the gap and the relative gap is
     above ``tol``) or, without one, from the residuals on the original data (``reuse``:
-    their dual pieces and rounding bounds when a gradient-bound attempt computed them)."""
+    ``∇h(W)`` and the rounding bounds when a gradient-bound attempt computed them)."""
     # F(W, parts) ≥ F(W): the gap is taken from F at the parts (a decomposition's value
     # at W alone may have no closed form); only a given intercept's excess is split off
     values = None  # the terms' values, summed into the very floats F(W) holds
@@ -1018,8 +969,9 @@ def _certify(problem: Problem, W: np.ndarray, intercept: np.ndarray | None,
     if quadratic:
         # g = 0: the gradient mapping is ∇F = ∇h − (−∇f) for every step, read off the
         # dual pieces on the original data (no Lipschitz bound, no second product)
-        pieces = reuse.pieces if reuse is not None and route is None else _Pieces(
-            problem, W, loss_dual, coupled)
+        pieces = _Pieces(problem, W, loss_dual, coupled)
+        if reuse is not None:
+            pieces.__dict__["grad_h"] = reuse.grad_h
         mapping = (pieces.gradient_norm(), None, True) if gradient_mapping else None
     else:
         mapping = _gradient_mapping(problem, W) if gradient_mapping else None

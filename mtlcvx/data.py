@@ -653,22 +653,13 @@ class MultiTaskData:
             self._compressed[key] = self._build_task_grams(center)
         return self._compressed[key]
 
-    def computed_grams(self) -> SharedGram | TaskGrams | None:
-        """The uncentred statistics of :meth:`gram` (a shared design) or :meth:`task_grams`
-        (also a shared design's, where a solver asked for them per task) when a solver has
-        computed them already, else None (never computes them).
-
-        Every entry is a plain sum of products of the data (``X_tᵀX_t``, ``X_tᵀy_t``,
-        ``‖y_t‖²``, in any order): certificates read them with that rounding bound.
-        """
-        stats = self._compressed.get(("gram", False)) if self.is_shared else None
-        return stats if stats is not None else self._compressed.get(("task_grams", False))
-
     def _gram_diagonals(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(‖x_tj‖², ‖y_t‖²)`` read off :meth:`computed_grams` (a shared design: (1, d);
-        per-task designs (T, d)), and (T,); None when none were computed."""
-        stats = self.computed_grams()
-        if stats is None or (self.is_shared and isinstance(stats, TaskGrams)):
+        """``(‖x_tj‖², ‖y_t‖²)`` read off the uncentred statistics of :meth:`gram` (a shared
+        design: (1, d)) or :meth:`task_grams` ((T, d)), and (T,), when they have been
+        computed already; None otherwise (never computes them). Each is a plain sum of
+        squares of the data (any order): certificates bound ``‖X_t‖_F`` from them."""
+        stats = self._compressed.get(("gram", False) if self.is_shared else ("task_grams", False))
+        if stats is None:
             return None
         if self.is_shared:
             return stats.G.diagonal()[None], stats.yy

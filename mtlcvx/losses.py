@@ -143,22 +143,34 @@ class SquaredLoss:
 
     @staticmethod
     def residual_squares(data: MultiTaskData, W: np.ndarray,
-                         intercept: np.ndarray | None = None, keep: bool = True) -> np.ndarray:
-        """``‖X_tw_t + b_t − y_t‖²`` per task (T,) on the original data: the residuals
-        ``fl(fl(X_tw_t) − y_t)`` (one product per entry, then the subtraction), their
-        squares summed. ``keep=False``: tasks of equal size without intercepts do not keep
-        the residuals for this ``W`` (a caller that will not evaluate ``W`` again)."""
+                         intercept: np.ndarray | None = None) -> np.ndarray:
+        """``‖X_tw_t + b_t − y_t‖²`` per task (T,) on the original data."""
         if data.is_shared:  # the (n, T) residual as it is: no stacked copy, no squares array
             R = data.shared_residuals(W)
             if intercept is not None:
                 R = R + intercept
             return np.einsum("nt,nt->t", R, R)
-        if not keep and intercept is None and data.equal_blocks() is not None:
-            R = _block_residuals(data, W, keep=False)
-            return np.einsum("tn,tn->t", R, R)
         r = (data._residual_product(W) if intercept is None
              else data.stacked_residuals(W, intercept))
         return data.task_sums(r * r)
+
+    def residual_gradient(self, data: MultiTaskData,
+                          W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(‖r̂_t‖², V̂)`` at ``W`` without intercepts, on the original data: the residuals
+        as computed, ``r̂_t = fl(fl(X_tw_t) − y_t)`` (one product per entry, then the
+        subtraction), their squares summed per task (T,), and ``V̂_t = fl(X_tᵀfl(−c_tr̂_t))``
+        (d, T), the loss's negative gradient as computed. No dual pieces; tasks of equal
+        size do not keep their residuals for this ``W`` (a certificate at a solver's
+        point: nothing evaluates it again)."""
+        c = self.weights(data)
+        if data.is_shared:
+            R = data.shared_residuals(W)
+            return np.einsum("nt,nt->t", R, R), data.X[0].T @ (R * -c)
+        if data.equal_blocks() is not None:
+            R = _block_residuals(data, W, keep=False)
+            return np.einsum("tn,tn->t", R, R), data.task_products((R * -c[:, None]).ravel())
+        r = data._residual_product(W)
+        return data.task_sums(r * r), data.task_products(r * -c[data.stacked()[2]])
 
     def offset(self, data: MultiTaskData, center: bool) -> float:
         """Constant ``Σ_t (c_t/2) offset_t`` the compressed data drop (see ``data.compressed``)."""
