@@ -287,27 +287,59 @@ class SharedGram:
     yy: np.ndarray
 
 
-@dataclass(frozen=True)
 class TaskGrams:
-    """Per-task normal equations, see :meth:`MultiTaskData.task_grams`.
+    """Per-task normal equations, see :meth:`MultiTaskData.task_grams` (read-only arrays:
+    kept on the data and handed out, never edited).
 
     Attributes
     ----------
     H : ndarray (T, d, d)
-        ``X_tᵀX_t``.
+        ``X_tᵀX_t``. Given the tasks' designs ``X`` (T, n, d) (tasks of one size) instead,
+        computed when first read and kept; :meth:`write_products` writes them into a
+        caller's array without keeping one (a kept (T, d, d) array is fresh memory: a
+        page fault per 4 KB on a first call).
     B : ndarray (d, T)
         ``X_tᵀy_t``.
     yy : ndarray (T,)
         ``‖y_t‖²``.
     """
 
-    H: np.ndarray
-    B: np.ndarray
-    yy: np.ndarray
+    def __init__(self, H: np.ndarray | None, B: np.ndarray, yy: np.ndarray,
+                 X: np.ndarray | None = None):
+        self._H, self._X, self._diagonals = H, X, None
+        self.B, self.yy = B, yy
+        for array in (H, B, yy):
+            if array is not None:
+                array.flags.writeable = False
 
-    def __post_init__(self) -> None:  # kept on the data and handed out: never edited
-        for array in (self.H, self.B, self.yy):
-            array.flags.writeable = False
+    @property
+    def H(self) -> np.ndarray:
+        if self._H is None:
+            self._H = self._products()
+            self._H.flags.writeable = False
+        return self._H
+
+    @blas_limited
+    def _products(self, out: np.ndarray | None = None) -> np.ndarray:
+        return np.matmul(self._X.transpose(0, 2, 1), self._X, out=out)
+
+    def write_products(self, out: np.ndarray) -> None:
+        """``X_tᵀX_t`` into ``out`` (T, d, d) (any strides): the kept ``H`` copied, else
+        the batched product written there directly (its diagonals kept)."""
+        if self._H is None:
+            self._products(out)
+            self._diagonals = out.diagonal(0, 1, 2).copy()
+        else:
+            out[...] = self._H
+
+    def diagonals(self) -> np.ndarray:
+        """``‖x_tj‖²`` (T, d): ``H``'s diagonals (or those :meth:`write_products` kept),
+        else summed from ``X``."""
+        if self._H is not None:
+            return np.diagonal(self._H, axis1=1, axis2=2)
+        if self._diagonals is None:
+            self._diagonals = np.einsum("tnd,tnd->td", self._X, self._X)
+        return self._diagonals
 
 
 def _compress(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -663,18 +695,20 @@ class MultiTaskData:
             return None
         if self.is_shared:
             return stats.G.diagonal()[None], stats.yy
-        return np.diagonal(stats.H, axis1=1, axis2=2), stats.yy
+        return stats.diagonals(), stats.yy
 
     @blas_limited
     def _build_task_grams(self, center: bool) -> TaskGrams:
         blocks = self.equal_blocks()
-        if blocks is not None:  # equal task sizes: one batched product
-            X, y = blocks
-            if center:
+        if blocks is not None:  # equal task sizes: batched products (plain views: a
+            # FrozenArray operand costs a Python-level __array_wrap__ per product)
+            X, y = blocks[0].view(np.ndarray), blocks[1].view(np.ndarray)
+            if center:  # (the centred copies are not kept: their X_tᵀX_t is made now)
                 X, y = X - X.mean(axis=1, keepdims=True), y - y.mean(axis=1, keepdims=True)
             Xt = X.transpose(0, 2, 1)
-            return TaskGrams(np.matmul(Xt, X), np.matmul(Xt, y[:, :, None])[:, :, 0].T,
-                             np.einsum("tn,tn->t", y, y))
+            return TaskGrams(np.matmul(Xt, X) if center else None,
+                             np.matmul(Xt, y[:, :, None])[:, :, 0].T,
+                             np.einsum("tn,tn->t", y, y), None if center else X)
         d = self.n_features
         T = self.n_tasks
         H, B, yy = np.empty((T, d, d)), np.empty((T, d)), np.empty(T)

@@ -375,11 +375,12 @@ def test_direct_structured_routes_match_dense_kron(rng, monkeypatch, case, metho
 @pytest.mark.parametrize("scale, center, feature", [
     ("sum", False, False), ("mean", False, False), ("sum", True, False), ("sum", False, True)])
 def test_banded_route_on_tasks_of_one_size_matches_dense_kron(rng, scale, center, feature):
-    # tasks of one size (batched task Gram matrices, kept on the data, then copied into the
-    # band): unit weights, a "mean" loss, centring and a feature-side term, bandwidths 1
-    # and 2 (a second neighbour), each problem solved twice (the second time from the kept
-    # statistics): every solve against the dense Kronecker solve, the Gram matrices
-    # against each task's own
+    # tasks of one size: with unit weights the banded route writes the batched X_tᵀX_t
+    # straight into its band (no task Gram matrices kept), and copies the kept ones once
+    # something has read them; a "mean" loss, centring and a feature-side term take the
+    # weighted blocks; bandwidths 1 and 2 (a second neighbour), each problem solved twice:
+    # every solve against the dense Kronecker solve, the Gram matrices and their diagonals
+    # (read first: what the route kept) against each task's own
     T, n, d = 11, 6, 3
     Xs = [rng.standard_normal((n, d)) for _ in range(T)]
     ys = [rng.standard_normal(n) for _ in range(T)]
@@ -399,8 +400,10 @@ def test_banded_route_on_tasks_of_one_size_matches_dense_kron(rng, scale, center
             sol = prob.solve("direct")
             assert sol.info["method"] == "banded cholesky" and sol.status == "optimal"
             np.testing.assert_allclose(sol.W, W_ref, rtol=1e-9, atol=1e-11)
-            np.testing.assert_allclose(data.task_grams(center).H, [X.T @ X for X in Xc],
-                                       rtol=1e-13, atol=1e-13)
+            grams = data.task_grams(center)
+            np.testing.assert_allclose(grams.diagonals(), [np.sum(X * X, axis=0) for X in Xc],
+                                       rtol=1e-13)
+            np.testing.assert_allclose(grams.H, [X.T @ X for X in Xc], rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize("case", ["diagonal", "chain", "graph", "factor", "factor+feature"])

@@ -367,8 +367,12 @@ class DirectBackend(Backend):
                 method = "sylvester"
         if W is None:
             stats = data.task_grams(problem.fit_intercept)
+            if kind == "sparse":  # the band straight from the statistics
+                W, method = self._sparse_system(stats, c, Kf, Kt)
+        if W is None:
             Hs, B = _blocks(stats, c, Kf)
-            W, method = self._structured(Hs, B, Kt, kind)
+            if kind != "sparse":
+                W, method = self._structured(Hs, B, Kt, kind)
             if W is None and problem.n_features * problem.n_tasks <= self.dense_limit:
                 W, method = self._dense(Hs, B, Kt, _extended_coupling(problem))
             if W is None:
@@ -486,18 +490,19 @@ class DirectBackend(Backend):
             if W is None:
                 W = np.matmul(block_pinv(blocks), B.T[:, :, None])[:, :, 0].T
             return W, "per-task blocks"
-        if kind == "sparse":
-            return self._sparse_system(Hs, B, Kt)
         if kind == "low-rank":
             return self._woodbury(Hs, B, Kt), "woodbury"
         return None, None
 
     @staticmethod
-    def _sparse_system(Hs, B, Kt: TaskCoupling) -> tuple[np.ndarray | None, str | None]:
-        """``blkdiag(H_t) + K_t ⊗ I_d`` by banded Cholesky, else a sparse ``LDLᵀ``."""
-        T, d, _ = Hs.shape
+    def _sparse_system(grams, c, Kf, Kt: TaskCoupling) -> tuple[np.ndarray | None, str | None]:
+        """``blkdiag(c_t X_tᵀX_t + K_f) + K_t ⊗ I_d`` by banded Cholesky, else a sparse
+        ``LDLᵀ`` (``grams``: the task statistics, :class:`~mtlcvx.data.TaskGrams`)."""
+        d, T = grams.B.shape
         n = d * T
-        u = max(d - 1, Kt.bandwidth() * d)  # lower bandwidth in task-major order
+        unit = Kf is None and (c == 1.0).all()
+        B = grams.B if unit else grams.B * c
+        u = max(d, Kt.bandwidth() * d)  # lower bandwidth in task-major order (≥ d: below)
         if (u + 1) * n <= _MAX_BAND_ENTRIES:
             # the band, Fortran-ordered (LAPACK factors it in place: a C-ordered band is
             # copied first), and a copy of the right side (LAPACK overwrites it), in the
@@ -510,13 +515,23 @@ class DirectBackend(Backend):
                 rhs.reshape(T, d)[...] = B.T
             else:
                 ab, rhs = np.zeros((u + 1, n), order="F"), B.T.flatten()
-            # block entries: H_t[i, j] at offset i − j, column t·d + j; in memory ab is
-            # (T, d, u + 1) with A[t, j, k] = ab[k, t·d + j], so column j of every block
-            # from the diagonal down is one strided copy (d of them: a fancy-indexed
-            # assignment of the d(d + 1)/2 entries costs 8x as much on a first call)
+            # In memory ab is (T, d, u + 1), A[t, j, k] = ab[k, t·d + j] the entry k below
+            # the diagonal in column t·d + j: for k < d − j the block's H_t[j + k, j] =
+            # H_t[j, j + k], at t·d(u + 1) + j·u + (j + k). So the view P[t, i, l] =
+            # memory t·d(u + 1) + i·u + l (one place each, as u ≥ d) takes whole blocks
+            # at once: the batched X_tᵀX_t written there when the task Gram matrices are
+            # not kept (no (T, d, d) array made). Their lower triangles (i > l) land in
+            # column i − 1's offsets u − i + 1 … u (the coupling block's upper part and
+            # diagonal), zeroed before the coupling goes in.
             A = ab.T.reshape(T, d, u + 1)
-            for j in range(d):
-                A[:, j, : d - j] = Hs[:, j:, j]
+            size = ab.itemsize
+            P = np.ndarray((T, d, d), buffer=ab.T, strides=(size * d * (u + 1), size * u, size))
+            if unit:
+                grams.write_products(P)
+            else:
+                P[...] = _blocks(grams, c, Kf)[0]
+            for j in range(d - 1):
+                A[:, j, u - j:] = 0.0
             band = Kt.band()
             if band is not None:  # coupling entry K[t + k, t] sits at offset k·d
                 for k in range(band.shape[0]):
@@ -534,7 +549,7 @@ class DirectBackend(Backend):
             return w.reshape(T, d).T.copy(), "banded cholesky"
         rhs = B.T.ravel()
         K = Kt.sparse + scipy.sparse.diags(Kt.diag)
-        M = (scipy.sparse.block_diag(list(Hs), format="csr")
+        M = (scipy.sparse.block_diag(list(_blocks(grams, c, Kf)[0]), format="csr")
              + scipy.sparse.kron(K, scipy.sparse.identity(d))).tocsc()
         ldl = _sparse_ldl(M)
         if ldl is None:
