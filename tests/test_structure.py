@@ -109,6 +109,11 @@ def test_package_built_csr_is_scipys_own_and_checked_when_altered(monkeypatch, c
         np.testing.assert_array_equal((built.T + 2 * built).toarray(), 3 * dense)
     L = relations.laplacian(relations.chain(T, sparse=True))
     np.testing.assert_array_equal(L.toarray(), np.diag(dense.sum(axis=1)) - dense)
+    if not constructor:  # a SciPy whose matrices hold other attributes: the constructor runs
+        monkeypatch.setattr(relations, "_csr_attributes", None)
+        monkeypatch.setattr(relations, "_CSR_ATTRIBUTES", frozenset({"_shape", "data"}))
+        np.testing.assert_array_equal(relations.chain(T, sparse=True).toarray(), dense)
+        assert relations._csr_attributes == {}
     # a chain the user altered is checked like any other matrix
     A = relations.chain(T, sparse=True)
     A.data[0] = 2.0  # A[0, 1] = 2, A[1, 0] = 1
