@@ -778,12 +778,14 @@ class Rounding:
 
     def quadratic_gradient_norm_error(self, w_norm: float) -> float:
         """A bound in Frobenius norm on the error of ``Σ α(WK + DW)`` at the certified point
-        as the merged coupling computes it, without a product with ``|K|``: ``γ_{d+T+3}``
-        times ``‖|W||K|‖_F ≤ ‖W‖_F‖|K|‖₂`` (:meth:`_abs_norm`), plus :meth:`_underflow`'s
-        per entry and :meth:`coupling_error` (cheaper than :meth:`quadratic_gradient_error`
-        and above it); ``w_norm ≥ ‖W‖_F``."""
+        as the merged coupling computes it, without a product with ``|K|``: ``γ_{d+T+p+3}``
+        (``p`` the widest factor's columns: ``WR``'s ``T`` products, then ``(WR)Rᵀ``'s
+        ``p``) times ``‖|W||K|‖_F ≤ ‖W‖_F‖|K|‖₂`` (:meth:`_abs_norm`), plus
+        :meth:`_underflow`'s per entry and :meth:`coupling_error` (cheaper than
+        :meth:`quadratic_gradient_error` and above it); ``w_norm ≥ ‖W‖_F``."""
         d, T = self.W.shape
-        return (gamma(d + T + 3) * w_norm * self._abs_norm() + np.sqrt(d * T)
+        p = max((low[0].shape[1] for low in self.lows if low is not None), default=0)
+        return (gamma(d + T + p + 3) * w_norm * self._abs_norm() + np.sqrt(d * T)
                 * self._underflow_entry() + self.coupling_error() * w_norm) * _SAFETY
 
     def quadratic_blocks(self, products: list[np.ndarray | None] | None = None

@@ -576,9 +576,9 @@ def _strongly_convex(problem: Problem, W: np.ndarray,
     solve's point ``‖∇F(W)‖`` is at the rounding level, and what is left is the bound
     ``E_F`` on the objective's own rounding, added to the gap as on every rung. Away from
     the optimum ``‖∇F‖²/(2λ)`` can be far above the dual gap, so it is taken only when
-    it meets ``tol``; and not where rung 4 bounds the rounding more tightly: a term given
-    by its factor (first order in ``WR`` there), or terms whose magnitude bound
-    ``½‖W‖E_h`` is over four times the loss's (rung 4's conjugate at ``W`` cancels it).
+    it meets ``tol``; and not where rung 4 bounds the rounding more tightly: terms whose
+    magnitude bound ``½‖W‖E_h`` is over four times the loss's (rung 4's conjugate at ``W``
+    cancels it).
 
     Uncentred squared loss (``c_t ≥ 0``; the three data layouts of
     :meth:`~mtlcvx.losses.SquaredLoss.dual`): with ``r_t = X_tw_t − y_t`` exact,
@@ -588,7 +588,12 @@ def _strongly_convex(problem: Problem, W: np.ndarray,
     (:meth:`~mtlcvx._rounding.Rounding.quadratic_gradient_norm_error`), ``ĝ = fl(Ĥ − V̂)``
     within ``ε‖ĝ‖`` of ``Ĥ − V̂``, and the objective ``F̂ = fl(f̂ + ½⟨W, Ĥ⟩)`` (``h(W) =
     ½⟨W, ∇h(W)⟩`` for quadratic terms) within the loss's bound ``+ ½(‖W‖E_h +
-    γ_{d+T}‖W‖‖Ĥ‖ + dTη) + η + 2ε|F̂|``.
+    γ_{d+T}‖W‖‖Ĥ‖ + dTη) + η + 2ε|F̂|``. With a term given by its factor ``K = RRᵀ +
+    ridge·I``, ``h(W)`` is instead the terms' own values summed (a factor's ``(α/2)(‖WR‖²
+    + ridge‖W‖²)``, a sum of squares), within
+    :meth:`~mtlcvx._rounding.Rounding.quadratic_value_error` (first order in ``WR``) and
+    ``γ_k`` of their sum; and the certificate is kept only where the gradient's part
+    ``(‖ĝ‖ + E)²/(2λ)`` is at most that rounding (see :func:`_gradient_certificate`).
     """
     if (problem.fit_intercept or not problem.is_quadratic
             or not isinstance(problem.loss, SquaredLoss)):
@@ -599,24 +604,32 @@ def _strongly_convex(problem: Problem, W: np.ndarray,
     if not lam > 0:
         return None, None
     bound = Rounding(problem, W, None)
-    if bound.factor_given:  # (rung 4 bounds such a term first order in WR: tighter)
-        return None, None
     H = _h_gradient(Kt, Kf, W)
     w_norm = norm_up(W)
     e_h = bound.quadratic_gradient_norm_error(w_norm)
-    h_value = 0.5 * column_dot(W, H)
-    value_error = 0.5 * (w_norm * e_h + gamma(sum(W.shape)) * w_norm * norm_up(H)
-                         + W.size * _ETA)
+    if bound.factor_given:  # h(W) from the terms' own values: a factor-given term's is a
+        # sum of squares of fl(WR), its rounding first order in WR, where ½⟨W, Ĥ⟩'s would
+        # carry ½‖W‖E_h, growing with α‖R‖² wherever WR cancels
+        values = [p.value(W) for p in bound.quadratic]
+        h_value = sum(values)
+        value_error = bound.quadratic_value_error() + gamma(len(values)) * sum(map(abs, values))
+    else:
+        h_value = 0.5 * column_dot(W, H)
+        value_error = 0.5 * (w_norm * e_h + gamma(sum(W.shape)) * w_norm * norm_up(H)
+                             + W.size * _ETA)
     fast = _gradient_certificate(problem, coupled, lam, _residual_loss(problem, W, w_norm),
-                                 H, h_value, e_h, value_error, tol)
+                                 H, h_value, e_h, value_error, tol, bound.factor_given)
     return (fast, None) if fast is not None else (None, _Reuse(H, bound))
 
 
 def _gradient_certificate(problem: Problem, coupled: tuple[TaskCoupling, np.ndarray | None],
                           lam: float, part: _LossPart, H: np.ndarray, h_value: float,
-                          e_h: float, value_error: float, tol: float) -> Certificate | None:
-    """:func:`_strongly_convex`'s certificate from the loss's part of one route, or None
-    where it does not apply or does not meet ``tol``."""
+                          e_h: float, value_error: float, tol: float,
+                          factor_given: bool) -> Certificate | None:
+    """:func:`_strongly_convex`'s certificate from the loss's part, or None where it does
+    not apply or does not meet ``tol``; with a term given by its factor also where the
+    gradient's part outweighs the objective's rounding (``E_h`` grows with ``α‖R‖²``
+    wherever ``WR`` cancels, where rung 4's conjugate is first order in ``WR``)."""
     G = np.subtract(H, part.V).ravel()  # ∇F(W) as computed
     g = math.sqrt(float(G.dot(G)))  # ‖ĝ‖ as computed (the gradient mapping reported)
     grad = ((g * (1.0 + gamma(G.size)) + math.sqrt(G.size * _ETA)) * (1.0 + _EPS) + e_h
@@ -628,8 +641,11 @@ def _gradient_certificate(problem: Problem, coupled: tuple[TaskCoupling, np.ndar
         return None  # conjugate at W, where the computed h(W) cancels, does better
     error = _SAFETY * (part.error + value_error + _ETA + 2.0 * _EPS * abs(objective))
     bare = half_square_over(g, lam)
-    gap = half_square_over(grad, lam) + error
+    gradient_part = half_square_over(grad, lam)
+    gap = gradient_part + error
     if not (math.isfinite(gap) and _relative(gap, objective) <= tol):
+        return None
+    if factor_given and gradient_part > error:
         return None
     return Certificate(objective, gap, _relative(gap, objective), g,
                        _distance(gap, deferred_strong_convexity(problem, coupled)),

@@ -317,8 +317,8 @@ def test_gradient_bound_with_a_tolerance_is_never_below_the_exact_gap(rng, kind,
                     assert cert.rounding <= cert.gap
                     assert abs(Fraction(cert.objective) - exact.objective(W)) <= Fraction(
                         cert.rounding), cert
-    # (elsewhere rung 4 answers: a dense K stored sparse has Gershgorin's λ_min bound 0, a
-    # factor-given K and mixed-sign terms that cancel have tighter rung-4 bounds)
+    # (elsewhere rung 4 answers: a dense K stored sparse has Gershgorin's λ_min bound 0, and
+    # mixed-sign terms that cancel have tighter rung-4 bounds)
     if scale == (1.0, 1.0) and kind == "mixed":
         assert STRONG in methods["gram"] and STRONG in methods["norms"], methods
 
@@ -331,7 +331,7 @@ def _fresh(prob):
     return mc.Problem(fresh, prob.loss, prob.penalties, fit_intercept=prob.fit_intercept)
 
 
-@pytest.mark.parametrize("kind", ["chain", "mixed", "feature"])
+@pytest.mark.parametrize("kind", ["chain", "lowrank", "mixed", "feature"])
 @pytest.mark.parametrize("scale", [(1.0, 1.0), (1e-50 * np.pi, 1e40 * np.e),
                                    (1e50 / 3.0, 1e-30), (2.0 ** -300, 2.0 ** -700)])
 def test_gradient_bound_from_equal_sized_tasks_grams(rng, kind, scale):
@@ -343,8 +343,11 @@ def test_gradient_bound_from_equal_sized_tasks_grams(rng, kind, scale):
     data = mc.MultiTaskData([rng.standard_normal((n, d)) * xs for _ in range(T)],
                             [(rng.standard_normal(n) + 2.0) * ys for _ in range(T)])
     alpha = xs * xs
-    terms = ([mc.GraphLaplacian(mc.relations.chain(T, sparse=True), np.pi * alpha),
-              mc.Ridge(0.1 * alpha)] if kind == "chain" else _coupling(rng, kind, d, T, alpha))
+    terms = {"chain": lambda: [mc.GraphLaplacian(mc.relations.chain(T, sparse=True),
+                                                 np.pi * alpha), mc.Ridge(0.1 * alpha)],
+             "lowrank": lambda: [mc.TaskRelation.from_factor(  # K = ZZᵀ + ridge·I, a factor
+                 rng.standard_normal((T, 2)) * np.e, ridge=0.1, alpha=alpha)],
+             }.get(kind, lambda: _coupling(rng, kind, d, T, alpha))()
     prob = mc.Problem(data, mc.SquaredLoss("mean", task_weights=[0.3, 2.0, 1.0, 0.7]), terms)
     exact = _Exact(prob)
     points = _points(rng, prob, exact)
@@ -358,8 +361,9 @@ def test_gradient_bound_from_equal_sized_tasks_grams(rng, kind, scale):
         if cert.method == STRONG:
             assert abs(Fraction(cert.objective) - exact.objective(W)) <= Fraction(
                 cert.rounding), cert
-    if kind == "chain" and xs > 1e-60:  # (the dense terms' magnitude bounds may send it to
-        # rung 4; at 2⁻³⁰⁰ the losses, below 2⁻¹⁰⁷⁴, are lost to underflow)
+    # (the dense terms' magnitude bounds may send it to rung 4; at 2⁻³⁰⁰ the losses, below
+    # 2⁻¹⁰⁷⁴, are lost to underflow)
+    if kind in ("chain", "lowrank") and xs > 1e-60:
         assert methods[:2] == [STRONG, STRONG], methods  # the rounded optimum, the solve's
 
 
