@@ -173,9 +173,11 @@ def gamma(n: int | np.ndarray) -> float | np.ndarray:
     """``γ_n = nε/(1 − nε)``, with a factor 2 of headroom for the chains counted loosely
     (elementwise for an array of lengths)."""
     try:
-        return _GAMMAS[n]
-    except (KeyError, TypeError):  # a new length, or an array (unhashable)
-        pass
+        value = _GAMMAS.get(n)  # (a new length: None, no exception raised and caught)
+    except TypeError:  # an array (unhashable)
+        value = None
+    if value is not None:
+        return value
     if isinstance(n, (int, float, np.integer, np.floating)):  # no array round trip
         m = 2.0 * max(float(n), 1.0)
         value = m * _EPS / max(1.0 - m * _EPS, 0.5)
