@@ -64,6 +64,8 @@ def worker(spec: dict[str, Any], out: str) -> None:
     from mtlcvx.backends import direct
     from mtlcvx.data import MultiTaskData
 
+    if Path(spec["tree"]).resolve() not in Path(mc.__file__).resolve().parents:
+        raise SystemExit(f"mtlcvx came from {mc.__file__}, not from the tree {spec['tree']}")
     clock = time.process_time_ns
     spent: dict[str, float] = {}
     inside = [0]  # parts running: a part called inside another counts in that one
@@ -144,6 +146,8 @@ def main() -> None:
         return
     if args.quick:
         args.runs = 3
+    if args.base and not (Path(args.base) / "mtlcvx" / "__init__.py").is_file():
+        parser.error(f"--base {args.base} holds no mtlcvx package (a source tree's root)")
     env = {**os.environ, "OPENBLAS_NUM_THREADS": args.threads}
     trees = {"base": args.base, "this": str(TREE)} if args.base else {"this": str(TREE)}
     report: dict[str, Any] = {"meta": {**machine(), "runs": args.runs, "T": args.T,
