@@ -21,8 +21,8 @@ part wrapped in a CPU-time clock (``time.process_time_ns``; the wrappers add abo
 * ``dispatch``: ``Problem.solve`` minus the backend's ``solve`` (argument checks, BLAS
   thread limit, backend resolution, status);
 * ``coupling``, ``grams`` (the task Gram matrices or the shared design's Gram),
-  ``route`` (the structured solve; the banded route's Gram products are written in its
-  band), ``certify``, ``direct rest``: the backend's solve;
+  ``route`` (the structured solve; the banded and Woodbury routes write their Gram
+  products in their own arrays), ``certify``, ``direct rest``: the backend's solve;
 * ``band``: ``GraphLaplacian``'s band, read inside ``coupling`` (and counted there);
 * ``default_backend``: asked by the timed call after the solve;
 * ``total``: the whole timed call.
@@ -105,7 +105,8 @@ def worker(spec: dict[str, Any], out: str) -> None:
     wrap(MultiTaskData, "task_grams", "grams")
     wrap(MultiTaskData, "gram", "grams")
     wrap(direct.DirectBackend, "_structured", "route")
-    wrap(direct.DirectBackend, "_sparse_system", "route")  # (the banded route, called alone)
+    wrap(direct.DirectBackend, "_sparse_system", "route")  # (these two called alone)
+    wrap(direct.DirectBackend, "_woodbury", "route")
     wrap(direct.DirectBackend, "_sylvester", "route")
     wrap(direct, "certify", "certify")
     wrap(mc.backends, "default_backend", "default_backend")

@@ -44,7 +44,6 @@ import scipy
 from .. import oracles
 from .._linalg import (
     SCRATCH_ENTRIES,
-    batches,
     block_pinv,
     issparse,
     pinv_solve_psd,
@@ -369,9 +368,11 @@ class DirectBackend(Backend):
             stats = data.task_grams(problem.fit_intercept)
             if kind == "sparse":  # the band straight from the statistics
                 W, method = self._sparse_system(stats, c, Kf, Kt)
+            elif kind == "low-rank":  # the shifted blocks straight from the statistics
+                W, method = self._woodbury(stats, c, Kf, Kt), "woodbury"
         if W is None:
             Hs, B = _blocks(stats, c, Kf)
-            if kind != "sparse":
+            if kind == "diagonal":
                 W, method = self._structured(Hs, B, Kt, kind)
             if W is None and problem.n_features * problem.n_tasks <= self.dense_limit:
                 W, method = self._dense(Hs, B, Kt, _extended_coupling(problem))
@@ -490,8 +491,6 @@ class DirectBackend(Backend):
             if W is None:
                 W = np.matmul(block_pinv(blocks), B.T[:, :, None])[:, :, 0].T
             return W, "per-task blocks"
-        if kind == "low-rank":
-            return self._woodbury(Hs, B, Kt), "woodbury"
         return None, None
 
     @staticmethod
@@ -557,22 +556,33 @@ class DirectBackend(Backend):
         return ldl[0].solve(rhs).reshape(T, d).T.copy(), "sparse ldl"
 
     @staticmethod
-    def _woodbury(Hs, B, Kt: TaskCoupling) -> np.ndarray | None:
-        """Woodbury: ``(P + (U ⊗ I_d)(U ⊗ I_d)ᵀ)⁻¹ b`` with ``P = blkdiag(H_t + k_t I)``.
+    def _woodbury(grams, c, Kf, Kt: TaskCoupling) -> np.ndarray | None:
+        """Woodbury: ``(P + (U ⊗ I_d)(U ⊗ I_d)ᵀ)⁻¹ b`` with ``P = blkdiag(c_t X_tᵀX_t + K_f
+        + k_t I)`` (``grams``: the task statistics, :class:`~mtlcvx.data.TaskGrams`).
 
         ``K_t = U Uᵀ + diag(k)``; None when a block is singular.
         """
-        T, d, _ = Hs.shape
+        d, T = grams.B.shape
+        unit = Kf is None and (c == 1.0).all()
         U = Kt.low_rank()
         p = U.shape[1]
-        Pinv = np.empty_like(Hs)
+        # the blocks P_t in the kept scratch buffer when they fit (used up by their
+        # inverses), with unit weights the batched products written there directly (no
+        # task Gram matrices kept), k_t added along their diagonals (one same-shape add:
+        # an in-place add of a broadcast operand allocates NumPy's 64 KB buffer)
+        P = scratch((T, d, d))
+        if unit:
+            grams.write_products(P)
+        else:
+            P[...] = _blocks(grams, c, Kf)[0]
+        P.reshape(T, d * d)[:, :: d + 1] += Kt.diag.repeat(d).reshape(T, d)
         try:
-            for part in batches(T, d):  # no shifted copy of all the blocks
-                Pinv[part] = np.linalg.inv(Hs[part] + Kt.diag[part, None, None] * np.eye(d))
+            Pinv = np.linalg.inv(P)
         except np.linalg.LinAlgError:
             return None
         if not np.isfinite(Pinv).all():
             return None
+        B = grams.B if unit else grams.B * c
         x = np.matmul(Pinv, B.T[:, :, None])[:, :, 0]  # (T, d)
         # capacitance I + (U ⊗ I)ᵀ P⁻¹ (U ⊗ I): entry ((a, i), (b, j)) = δ + Σ_t U_ta U_tb P⁻¹_t,ij
         # (one BLAS product over t, (p², T) by (T, d²): einsum's path search alone, or
