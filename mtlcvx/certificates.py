@@ -503,10 +503,10 @@ class _Reuse(NamedTuple):
 class _LossPart(NamedTuple):
     """The loss's part of the gradient certificate at ``W`` as one route computed it."""
 
-    V: np.ndarray  # V̂ (d, T): −∇f(W) as computed
+    gradient: np.ndarray  # ∇̂f(W) (d, T) as computed
     value: float  # f(W) as computed (the per-task losses summed)
     error: float  # ≥ |value − f(W)|
-    v_error: float  # ≥ ‖V̂ − (−∇f(W))‖_F
+    gradient_error: float  # ≥ ‖∇̂f(W) − ∇f(W)‖_F
 
 
 def _residual_loss(problem: Problem, W: np.ndarray, w_frobenius: float) -> _LossPart:
@@ -516,18 +516,18 @@ def _residual_loss(problem: Problem, W: np.ndarray, w_frobenius: float) -> _Loss
     data's norms, one pass kept on the data). ``w_frobenius ≥ ‖W‖_F``.
 
     As computed: ``r̂_t = fl(fl(X_tw_t) − y_t)``, ``ŝ_t = fl(‖r̂_t‖²)``, ``θ̂_t =
-    fl(−c_tr̂_t)``, ``V̂_t = fl(X_tᵀθ̂_t)`` and the loss ``f̂ = fl(½·fl(Σ_t c_tŝ_t))``; the
-    exact ``V_t = −c_tX_tᵀr_t``. With ``ε`` the machine epsilon, ``η = 2⁻¹⁰⁷⁴`` (a
-    product that underflows is off by up to ``η/2``; sums are exact there; every η/2
+    fl(c_tr̂_t)``, ``∇̂_t = fl(X_tᵀθ̂_t)`` and the loss ``f̂ = fl(½·fl(Σ_t c_tŝ_t))``; the
+    exact gradient ``∇_t = c_tX_tᵀr_t``. With ``ε`` the machine epsilon, ``η = 2⁻¹⁰⁷⁴``
+    (a product that underflows is off by up to ``η/2``; sums are exact there; every η/2
     counted twice), ``n`` the largest task's rows (one ``γ`` for every task) and Higham's
     bounds for sums of products:
 
     * ``M_t = σ_t‖w_t‖ + ‖y_t‖ ≥ ‖|X_t||w_t| + |y_t|‖`` (``‖|X_t|‖₂ ≤ ‖X_t‖_F``), the size
       of the products each residual sums: ``‖r̂_t − r_t‖ ≤ Δ_t = γ_{d+3}M_t + √n(d + 2)η``;
     * ``ρ_t ≥ ‖r̂_t‖`` from ``ŝ_t`` (less ``γ_n`` and ``nη/2``), ``‖θ̂_t‖ ≤ (1 + ε)c_tρ_t +
-      √nη/2`` and ``‖θ̂_t + c_tr_t‖ ≤ εc_tρ_t + √nη/2 + c_tΔ_t``, so ``‖V̂_t − V_t‖ ≤
+      √nη/2`` and ``‖θ̂_t − c_tr_t‖ ≤ εc_tρ_t + √nη/2 + c_tΔ_t``, so ``‖∇̂_t − ∇_t‖ ≤
       σ_t(c_t(γ_{n+2}ρ_t + Δ_t) + √nη) + √d·nη`` (the product's ``γ_n|X_t|ᵀ|θ̂_t|``, then
-      ``‖X_tᵀ(θ̂_t + c_tr_t)‖``);
+      ``‖X_tᵀ(θ̂_t − c_tr_t)‖``);
     * ``|‖r̂_t‖² − ‖r_t‖²| ≤ Δ_t(2ρ_t + Δ_t)``, so ``f̂`` is within ``Σ_t (c_t/2)(Δ_t(2ρ_t +
       Δ_t) + γ_{n+2}ρ_t² + nη) + γ_T f̂ + Tη`` of ``Σ_t (c_t/2)‖r_t‖²`` (the sum of ``T``
       products, then the halving).
@@ -535,33 +535,36 @@ def _residual_loss(problem: Problem, W: np.ndarray, w_frobenius: float) -> _Loss
     ``σ_t² = (Σ_j fl(‖x_tj‖²) + dnη)(1 + γ_{n+d+4})`` from the diagonals (each sum of
     squares less ``γ_n`` and ``nη/2``, their sum ``γ_d``), ``‖y_t‖`` likewise from
     ``fl(‖y_t‖²)`` and ``‖w_t‖`` from ``fl(‖w_t‖²)``. ``Σ_j‖x_tj‖|w_jt|`` would bound
-    ``M_t`` a little more tightly, at the price of ``|W|`` and a pass over it.
+    ``M_t`` a little more tightly, at the price of ``|W|`` and a pass over it. (Reductions
+    by the ufuncs themselves: their Python wrappers cost more than the sums on a first
+    call.)
     """
     data = problem.data
     c = problem.loss_weights()
     d, T = W.shape
-    n = data.X[0].shape[0] if data.is_shared else int(data.n_samples.max())
+    n = data.X[0].shape[0] if data.is_shared else int(np.maximum.reduce(data.n_samples))
     known = data._gram_diagonals()
     if known is not None:  # (a shared design's: one σ for every task)
-        sigma = np.sqrt((known[0].sum(axis=1) + d * n * _ETA) * (1.0 + gamma(n + d + 4)))
+        sigma = np.sqrt((np.add.reduce(known[0], axis=1) + d * n * _ETA)
+                        * (1.0 + gamma(n + d + 4)))
         y_norm = np.sqrt((known[1] + n * _ETA) * (1.0 + gamma(n + 4)))
     else:
         norms = _design_norms(data)
         sigma = norms.frobenius * (1.0 + gamma(n * d + d + 2)) + math.sqrt(n * d * _ETA)
         y_norm = norms.y * (1.0 + gamma(n + 4)) + math.sqrt(n * _ETA)
-    w_norm = np.sqrt((np.einsum("dt,dt->t", W, W) + d * _ETA) * (1.0 + gamma(d + 4)))
+    w_norm = np.sqrt((np.add.reduce(W * W, axis=0) + d * _ETA) * (1.0 + gamma(d + 4)))
     M = (sigma * w_norm + y_norm) * (1.0 + gamma(3))
-    squares, V = problem.loss.residual_gradient(data, W)
+    squares, gradient = problem.loss.residual_gradient(data, W)
     loss = 0.5 * float(c @ squares)
     root_n = math.sqrt(n)
     apart = gamma(d + 3) * M + root_n * (d + 2) * _ETA  # Δ_t
     rho = np.sqrt((squares + n * _ETA) * (1.0 + gamma(n + 4)))  # ≥ ‖r̂_t‖
     g_n = gamma(n + 2)
-    v_error = norm_up(sigma * (c * (g_n * rho + apart) + root_n * _ETA)) + math.sqrt(
+    gradient_error = norm_up(sigma * (c * (g_n * rho + apart) + root_n * _ETA)) + math.sqrt(
         d * T) * n * _ETA
     error = 0.5 * float(c @ ((2.0 * rho + apart) * apart + g_n * (rho * rho) + n * _ETA)) \
         + T * _ETA + gamma(T) * loss
-    return _LossPart(V, loss, error, v_error)
+    return _LossPart(gradient, loss, error, gradient_error)
 
 
 def _strongly_convex(problem: Problem, W: np.ndarray,
@@ -582,11 +585,11 @@ def _strongly_convex(problem: Problem, W: np.ndarray,
 
     Uncentred squared loss (``c_t ≥ 0``; the three data layouts of
     :meth:`~mtlcvx.losses.SquaredLoss.dual`): with ``r_t = X_tw_t − y_t`` exact,
-    ``∇F(W) = ∇h(W) − V``, ``V_t = −c_tX_tᵀr_t``; the loss ``f̂`` and ``V̂`` as computed,
-    and their bounds, are :func:`_residual_loss`'s. With ``Ĥ`` the merged coupling's
-    ``∇h(W)``, ``‖Ĥ − ∇h(W)‖_F ≤ E_h``
-    (:meth:`~mtlcvx._rounding.Rounding.quadratic_gradient_norm_error`), ``ĝ = fl(Ĥ − V̂)``
-    within ``ε‖ĝ‖`` of ``Ĥ − V̂``, and the objective ``F̂ = fl(f̂ + ½⟨W, Ĥ⟩)`` (``h(W) =
+    ``∇F(W) = ∇h(W) + ∇f(W)``, ``∇f(W)_t = c_tX_tᵀr_t``; the loss ``f̂`` and ``∇̂f`` as
+    computed, and their bounds, are :func:`_residual_loss`'s. With ``Ĥ`` the merged
+    coupling's ``∇h(W)``, ``‖Ĥ − ∇h(W)‖_F ≤ E_h``
+    (:meth:`~mtlcvx._rounding.Rounding.quadratic_gradient_norm_error`), ``ĝ = fl(Ĥ + ∇̂f)``
+    within ``ε‖ĝ‖`` of ``Ĥ + ∇̂f``, and the objective ``F̂ = fl(f̂ + ½⟨W, Ĥ⟩)`` (``h(W) =
     ½⟨W, ∇h(W)⟩`` for quadratic terms) within the loss's bound ``+ ½(‖W‖E_h +
     γ_{d+T}‖W‖‖Ĥ‖ + dTη) + η + 2ε|F̂|``. With a term given by its factor ``K = RRᵀ +
     ridge·I``, ``h(W)`` is instead the terms' own values summed (a factor's ``(α/2)(‖WR‖²
@@ -630,10 +633,10 @@ def _gradient_certificate(problem: Problem, coupled: tuple[TaskCoupling, np.ndar
     not apply or does not meet ``tol``; with a term given by its factor also where the
     gradient's part outweighs the objective's rounding (``E_h`` grows with ``α‖R‖²``
     wherever ``WR`` cancels, where rung 4's conjugate is first order in ``WR``)."""
-    G = np.subtract(H, part.V).ravel()  # ∇F(W) as computed
+    G = np.add(H, part.gradient).ravel()  # ∇F(W) as computed
     g = math.sqrt(float(G.dot(G)))  # ‖ĝ‖ as computed (the gradient mapping reported)
     grad = ((g * (1.0 + gamma(G.size)) + math.sqrt(G.size * _ETA)) * (1.0 + _EPS) + e_h
-            + part.v_error) * (1.0 + gamma(4))  # (norm_up of G from the same sum)
+            + part.gradient_error) * (1.0 + gamma(4))  # (norm_up of G from the same sum)
     objective = part.value + h_value
     if not (math.isfinite(objective) and math.isfinite(grad)):
         return None

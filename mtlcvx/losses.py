@@ -156,21 +156,23 @@ class SquaredLoss:
 
     def residual_gradient(self, data: MultiTaskData,
                           W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(‖r̂_t‖², V̂)`` at ``W`` without intercepts, on the original data: the residuals
+        """``(‖r̂_t‖², ∇̂)`` at ``W`` without intercepts, on the original data: the residuals
         as computed, ``r̂_t = fl(fl(X_tw_t) − y_t)`` (one product per entry, then the
-        subtraction), their squares summed per task (T,), and ``V̂_t = fl(X_tᵀfl(−c_tr̂_t))``
-        (d, T), the loss's negative gradient as computed. No dual pieces; tasks of equal
-        size do not keep their residuals for this ``W`` (a certificate at a solver's
-        point: nothing evaluates it again)."""
+        subtraction), their squares summed per task (T,), and the loss's gradient as
+        computed, ``∇̂_t = fl(X_tᵀfl(c_tr̂_t))`` (d, T; ``X_tᵀr̂_t`` itself with unit
+        weights). No dual pieces; tasks of equal size do not keep their residuals for this
+        ``W`` (a certificate at a solver's point: nothing evaluates it again)."""
+        unit = self.scale == "sum" and self.task_weights is None  # (c_t = 1: no products)
         c = self.weights(data)
         if data.is_shared:
             R = data.shared_residuals(W)
-            return np.einsum("nt,nt->t", R, R), data.X[0].T @ (R * -c)
+            return np.einsum("nt,nt->t", R, R), data.X[0].T @ (R if unit else R * c)
         if data.equal_blocks() is not None:
             R = _block_residuals(data, W, keep=False)
-            return np.einsum("tn,tn->t", R, R), data.task_products((R * -c[:, None]).ravel())
+            scaled = R if unit else R * c[:, None]
+            return np.einsum("tn,tn->t", R, R), data.task_products(scaled.ravel())
         r = data._residual_product(W)
-        return data.task_sums(r * r), data.task_products(r * -c[data.stacked()[2]])
+        return data.task_sums(r * r), data.task_products(r if unit else r * c[data.stacked()[2]])
 
     def offset(self, data: MultiTaskData, center: bool) -> float:
         """Constant ``Σ_t (c_t/2) offset_t`` the compressed data drop (see ``data.compressed``)."""

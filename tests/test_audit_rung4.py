@@ -334,7 +334,8 @@ def _fresh(prob):
 @pytest.mark.parametrize("kind", ["chain", "lowrank", "mixed", "feature"])
 @pytest.mark.parametrize("scale", [(1.0, 1.0), (1e-50 * np.pi, 1e40 * np.e),
                                    (1e50 / 3.0, 1e-30), (2.0 ** -300, 2.0 ** -700)])
-def test_gradient_bound_from_equal_sized_tasks_grams(rng, kind, scale):
+@pytest.mark.parametrize("weights", [False, True])
+def test_gradient_bound_from_equal_sized_tasks_grams(rng, kind, scale, weights):
     """Tasks of one size (the residuals and the gradient in batched products, the design's
     size from the Gram statistics' diagonals): the certificate never below the exact gap,
     its objective within its rounding bound."""
@@ -348,7 +349,9 @@ def test_gradient_bound_from_equal_sized_tasks_grams(rng, kind, scale):
              "lowrank": lambda: [mc.TaskRelation.from_factor(  # K = ZZᵀ + ridge·I, a factor
                  rng.standard_normal((T, 2)) * np.e, ridge=0.1, alpha=alpha)],
              }.get(kind, lambda: _coupling(rng, kind, d, T, alpha))()
-    prob = mc.Problem(data, mc.SquaredLoss("mean", task_weights=[0.3, 2.0, 1.0, 0.7]), terms)
+    loss = mc.SquaredLoss("mean", task_weights=[0.3, 2.0, 1.0, 0.7]) if weights else \
+        mc.SquaredLoss("sum")  # (unit weights: the residuals' products unscaled)
+    prob = mc.Problem(data, loss, terms)
     exact = _Exact(prob)
     points = _points(rng, prob, exact)
     assert prob.data._gram_diagonals() is not None
