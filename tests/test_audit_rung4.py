@@ -389,3 +389,51 @@ def test_direct_solve_takes_the_gradient_bound_and_certify_without_tol_the_dual(
     # far from the optimum the gradient bound misses a tight tol: the ladder answers
     far = mc.certify(prob, sol.W + 0.1, tol=1e-8)
     assert far.method.startswith("quadratic conjugate")
+
+
+def _layout_data(rng, layout, scale, d, T):
+    xs, ys = scale
+    if layout == "shared":
+        return mc.MultiTaskData.shared(rng.standard_normal((6, d)) * xs,
+                                       (rng.standard_normal((6, T)) + 2.0) * ys)
+    ns = (5,) * T if layout == "equal" else (5, 2, 4, 3)
+    return mc.MultiTaskData([rng.standard_normal((n, d)) * xs for n in ns],
+                            [(rng.standard_normal(n) + 2.0) * ys for n in ns])
+
+
+@pytest.mark.parametrize("layout", ["shared", "equal", "unequal"])
+@pytest.mark.parametrize("case", ["zero weight", "wide factor", "factor+feature"])
+@pytest.mark.parametrize("scale", [(1.0, 1.0), (1e-50 * np.pi, 1e40 * np.e),
+                                   (2.0 ** -300, 2.0 ** -700)])
+def test_gradient_bound_zero_weights_wide_factors_and_factor_beside_feature(rng, layout,
+                                                                           case, scale):
+    """The gradient certificate where the other audits do not reach, on every data layout:
+    a task of weight ``c_t = 0`` (its residual counts in neither the loss nor the gradient),
+    a factor wider than ``d + 3`` columns (``WR``'s ``T`` products then ``(WR)Rᵀ``'s ``p``)
+    and a factor-given term beside a feature-side term: never below the exact gap
+    (rationals), its objective within its rounding bound."""
+    T, d = 4, 3
+    data = _layout_data(rng, layout, scale, d, T)
+    alpha = scale[0] ** 2
+    z = rng.standard_normal((T, 9 if case == "wide factor" else 2)) * np.pi
+    terms = [mc.TaskRelation.from_factor(z, ridge=0.1, alpha=alpha)]
+    if case == "zero weight":
+        terms.append(mc.GraphLaplacian(mc.relations.chain(T, sparse=True), np.e * alpha))
+    elif case == "factor+feature":
+        terms.append(mc.FeatureRelation(np.full((d, d), -0.4) + 1.7 * np.eye(d), alpha))
+    loss = mc.SquaredLoss("mean", task_weights=[0.0, 2.0, 1.0, 0.7]) if case == "zero weight" \
+        else mc.SquaredLoss("sum")
+    prob = mc.Problem(data, loss, terms)
+    exact = _Exact(prob)
+    methods = []
+    for W in _points(rng, prob, exact):
+        true = exact.objective(W) - exact.F_star
+        for problem in (prob, _fresh(prob)):  # the Gram statistics' diagonals, the norms
+            cert = mc.certify(problem, W, tol=1e-8)
+            methods.append(cert.method)
+            assert Fraction(cert.gap) >= true, (cert, float(true))
+            if cert.method == STRONG:
+                assert abs(Fraction(cert.objective) - exact.objective(W)) <= Fraction(
+                    cert.rounding), cert
+    if scale[0] > 1e-60:  # (at 2⁻³⁰⁰ the losses, below 2⁻¹⁰⁷⁴, are lost to underflow)
+        assert STRONG in methods[:4], methods  # the rounded optimum, the solve's
