@@ -373,7 +373,7 @@ class DirectBackend(Backend):
         if W is None:
             Hs, B = _blocks(stats, c, Kf)
             if kind == "diagonal":
-                W, method = self._structured(Hs, B, Kt, kind)
+                W, method = self._per_task_blocks(Hs, B, Kt), "per-task blocks"
             if W is None and problem.n_features * problem.n_tasks <= self.dense_limit:
                 W, method = self._dense(Hs, B, Kt, _extended_coupling(problem))
             if W is None:
@@ -483,15 +483,15 @@ class DirectBackend(Backend):
                                      Bhat[rows] * g, What[rows] / g, compare[rows])[0]
         return V @ What if sc is None else (V @ What) / sc
 
-    def _structured(self, Hs, B, Kt: TaskCoupling,
-                    kind: str) -> tuple[np.ndarray | None, str | None]:
-        if kind == "diagonal":
-            blocks = Hs + Kt.diag[:, None, None] * np.eye(Hs.shape[1])
-            W = _block_solve(blocks, B, Kt.diag)
-            if W is None:
-                W = np.matmul(block_pinv(blocks), B.T[:, :, None])[:, :, 0].T
-            return W, "per-task blocks"
-        return None, None
+    @staticmethod
+    def _per_task_blocks(Hs, B, Kt: TaskCoupling) -> np.ndarray:
+        """``w_t = (H_t + k_t I)⁻¹ b_t`` for a diagonal ``K_t = diag(k)`` (a block that is
+        not positive definite by its pseudo-inverse)."""
+        blocks = Hs + Kt.diag[:, None, None] * np.eye(Hs.shape[1])
+        W = _block_solve(blocks, B, Kt.diag)
+        if W is None:
+            W = np.matmul(block_pinv(blocks), B.T[:, :, None])[:, :, 0].T
+        return W
 
     @staticmethod
     def _sparse_system(grams, c, Kf, Kt: TaskCoupling) -> tuple[np.ndarray | None, str | None]:
