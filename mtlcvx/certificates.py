@@ -509,11 +509,11 @@ class _LossPart(NamedTuple):
     gradient_error: float  # ≥ ‖∇̂f(W) − ∇f(W)‖_F
 
 
-def _residual_loss(problem: Problem, W: np.ndarray, w_frobenius: float) -> _LossPart:
+def _residual_loss(problem: Problem, W: np.ndarray) -> _LossPart:
     r"""The loss's part of :func:`_strongly_convex`'s certificate from the residuals
     (:meth:`~mtlcvx.losses.SquaredLoss.residual_gradient`), with the design's size ``σ_t ≥
     ‖X_t‖_F`` read off the Gram statistics' diagonals a solver left on the data (else the
-    data's norms, one pass kept on the data). ``w_frobenius ≥ ‖W‖_F``.
+    data's norms, one pass kept on the data).
 
     As computed: ``r̂_t = fl(fl(X_tw_t) − y_t)``, ``ŝ_t = fl(‖r̂_t‖²)``, ``θ̂_t =
     fl(c_tr̂_t)``, ``∇̂_t = fl(X_tᵀθ̂_t)`` and the loss ``f̂ = fl(½·fl(Σ_t c_tŝ_t))``; the
@@ -620,7 +620,7 @@ def _strongly_convex(problem: Problem, W: np.ndarray,
         h_value = 0.5 * column_dot(W, H)
         value_error = 0.5 * (w_norm * e_h + gamma(sum(W.shape)) * w_norm * norm_up(H)
                              + W.size * _ETA)
-    fast = _gradient_certificate(problem, coupled, lam, _residual_loss(problem, W, w_norm),
+    fast = _gradient_certificate(problem, coupled, lam, _residual_loss(problem, W),
                                  H, h_value, e_h, value_error, tol, bound.factor_given)
     return (fast, None) if fast is not None else (None, _Reuse(H, bound))
 

@@ -139,20 +139,16 @@ class SquaredLoss:
         if W.ndim == 3:
             R = _block_residuals(data, W)
             return 0.5 * np.einsum("...tn,...tn->...t", R, R) @ self.weights(data)
-        return 0.5 * float(self.weights(data) @ self.residual_squares(data, W, intercept))
-
-    @staticmethod
-    def residual_squares(data: MultiTaskData, W: np.ndarray,
-                         intercept: np.ndarray | None = None) -> np.ndarray:
-        """``‖X_tw_t + b_t − y_t‖²`` per task (T,) on the original data."""
         if data.is_shared:  # the (n, T) residual as it is: no stacked copy, no squares array
             R = data.shared_residuals(W)
             if intercept is not None:
                 R = R + intercept
-            return np.einsum("nt,nt->t", R, R)
-        r = (data._residual_product(W) if intercept is None
-             else data.stacked_residuals(W, intercept))
-        return data.task_sums(r * r)
+            per_task = np.einsum("nt,nt->t", R, R)
+        else:
+            r = (data._residual_product(W) if intercept is None
+                 else data.stacked_residuals(W, intercept))
+            per_task = data.task_sums(r * r)
+        return 0.5 * float(self.weights(data) @ per_task)
 
     def residual_gradient(self, data: MultiTaskData,
                           W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
