@@ -304,23 +304,30 @@ def test_gradient_bound_with_a_tolerance_is_never_below_the_exact_gap(rng, kind,
     points = _points(rng, prob, exact)  # (the direct solve computes the Gram statistics)
     methods = {"gram": set(), "norms": set()}
     for W in points:
-        true = exact.objective(W) - exact.F_star
+        value = exact.objective(W)
         for tol in (1e-8, 1e6):
             fresh = _fresh(prob)
             assert fresh.data._gram_diagonals() is None
             for route, problem in (("gram", prob), ("norms", fresh)):
-                cert = mc.certify(problem, W, tol=tol)
-                methods[route].add(cert.method)
-                assert cert.gap is not None and np.isfinite(cert.gap), cert
-                assert Fraction(cert.gap) >= true, (cert, float(true))
-                if cert.method == STRONG:  # the objective it reports: within its rounding
-                    assert cert.rounding <= cert.gap
-                    assert abs(Fraction(cert.objective) - exact.objective(W)) <= Fraction(
-                        cert.rounding), cert
+                methods[route].add(_checked_certificate(problem, W, tol, value, exact))
     # (elsewhere rung 4 answers: a dense K stored sparse has Gershgorin's λ_min bound 0, and
     # mixed-sign terms that cancel have tighter rung-4 bounds)
     if scale == (1.0, 1.0) and kind == "mixed":
         assert STRONG in methods["gram"] and STRONG in methods["norms"], methods
+
+
+def _checked_certificate(problem, W, tol, value, exact):
+    """``certify(problem, W, tol=tol)``'s method, its gap checked against the exact gap
+    ``value − F*`` (``value`` = F(W) in rationals) and, for the gradient bound, the
+    objective it reports against ``value``: within its rounding bound."""
+    cert = mc.certify(problem, W, tol=tol)
+    true = value - exact.F_star
+    assert cert.gap is not None and np.isfinite(cert.gap), cert
+    assert Fraction(cert.gap) >= true, (cert, float(true))
+    if cert.method == STRONG:
+        assert cert.rounding <= cert.gap
+        assert abs(Fraction(cert.objective) - value) <= Fraction(cert.rounding), cert
+    return cert.method
 
 
 def _fresh(prob):
@@ -355,15 +362,7 @@ def test_gradient_bound_from_equal_sized_tasks_grams(rng, kind, scale, weights):
     exact = _Exact(prob)
     points = _points(rng, prob, exact)
     assert prob.data._gram_diagonals() is not None
-    methods = []
-    for W in points:
-        true = exact.objective(W) - exact.F_star
-        cert = mc.certify(prob, W, tol=1e-8)
-        methods.append(cert.method)
-        assert Fraction(cert.gap) >= true, (cert, float(true))
-        if cert.method == STRONG:
-            assert abs(Fraction(cert.objective) - exact.objective(W)) <= Fraction(
-                cert.rounding), cert
+    methods = [_checked_certificate(prob, W, 1e-8, exact.objective(W), exact) for W in points]
     # (the dense terms' magnitude bounds may send it to rung 4; at 2⁻³⁰⁰ the losses, below
     # 2⁻¹⁰⁷⁴, are lost to underflow)
     if kind in ("chain", "lowrank") and xs > 1e-60:
@@ -427,13 +426,8 @@ def test_gradient_bound_zero_weights_wide_factors_and_factor_beside_feature(rng,
     exact = _Exact(prob)
     methods = []
     for W in _points(rng, prob, exact):
-        true = exact.objective(W) - exact.F_star
+        value = exact.objective(W)
         for problem in (prob, _fresh(prob)):  # the Gram statistics' diagonals, the norms
-            cert = mc.certify(problem, W, tol=1e-8)
-            methods.append(cert.method)
-            assert Fraction(cert.gap) >= true, (cert, float(true))
-            if cert.method == STRONG:
-                assert abs(Fraction(cert.objective) - exact.objective(W)) <= Fraction(
-                    cert.rounding), cert
+            methods.append(_checked_certificate(problem, W, 1e-8, value, exact))
     if scale[0] > 1e-60:  # (at 2⁻³⁰⁰ the losses, below 2⁻¹⁰⁷⁴, are lost to underflow)
         assert STRONG in methods[:4], methods  # the rounded optimum, the solve's
