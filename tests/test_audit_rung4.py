@@ -431,3 +431,62 @@ def test_gradient_bound_zero_weights_wide_factors_and_factor_beside_feature(rng,
             methods.append(_checked_certificate(problem, W, 1e-8, value, exact))
     if scale[0] > 1e-60:  # (at 2⁻³⁰⁰ the losses, below 2⁻¹⁰⁷⁴, are lost to underflow)
         assert STRONG in methods[:4], methods  # the rounded optimum, the solve's
+
+
+def _exact_gradients(exact, W):
+    """``f(W)``, ``∇f(W)`` and ``∇h(W) = WK_t + K_fW`` in rationals (d × T lists)."""
+    d, T = exact.d, exact.T
+    Wf = [[Fraction(v) for v in row] for row in W.tolist()]
+    loss, grad_f = Fraction(0), [[Fraction(0)] * T for _ in range(d)]
+    for t in range(T):
+        for row, y in zip(exact.Xs[t], exact.ys[t], strict=True):
+            r = sum(a * Wf[i][t] for i, a in enumerate(row)) - y
+            loss += exact.c[t] * r * r / 2
+            for i, a in enumerate(row):
+                grad_f[i][t] += exact.c[t] * a * r
+    grad_h = [[sum(Wf[i][s] * exact.Kt[s][t] for s in range(T))
+               + sum(exact.Kf[i][j] * Wf[j][t] for j in range(d)) for t in range(T)]
+              for i in range(d)]
+    return loss, grad_f, grad_h
+
+
+def _distance_squared(computed, exact):
+    return sum((Fraction(v) - e) ** 2 for row, erow in zip(computed.tolist(), exact, strict=True)
+               for v, e in zip(row, erow, strict=True))
+
+
+@pytest.mark.parametrize("layout", ["shared", "equal", "unequal"])
+@pytest.mark.parametrize("case", ["zero weight", "wide factor", "factor+feature"])
+@pytest.mark.parametrize("scale", [(1.0, 1.0), (1e50 / 3.0, 1e-30), (2.0 ** -300, 2.0 ** -700)])
+def test_gradient_bound_parts_hold_in_rationals(rng, layout, case, scale):
+    """Each part of the gradient certificate's bound against its exact value (the gap's
+    check elsewhere can hardly see the gradient's: it enters squared): the loss's value and
+    gradient from the residuals, ``|f̂ − f(W)| ≤ E_f`` and ``‖∇̂f − ∇f(W)‖_F ≤ E_∇f``, both
+    with the design's size from the Gram statistics' diagonals and from the data's norms;
+    and the merged coupling's ``‖Ĥ − ∇h(W)‖_F ≤ E_h``."""
+    from mtlcvx import oracles
+    from mtlcvx._rounding import Rounding, norm_up
+    from mtlcvx.certificates import _h_gradient, _residual_loss
+
+    T, d = 4, 3
+    data = _layout_data(rng, layout, scale, d, T)
+    alpha = scale[0] ** 2
+    z = rng.standard_normal((T, 9 if case == "wide factor" else 2)) * np.pi
+    terms = [mc.TaskRelation.from_factor(z, ridge=0.1, alpha=alpha)]
+    if case == "zero weight":
+        terms.append(mc.GraphLaplacian(mc.relations.chain(T, sparse=True), np.e * alpha))
+    elif case == "factor+feature":
+        terms.append(mc.FeatureRelation(np.full((d, d), -0.4) + 1.7 * np.eye(d), alpha))
+    loss = mc.SquaredLoss("mean", task_weights=[0.0, 2.0, 1.0, 0.7]) if case == "zero weight" \
+        else mc.SquaredLoss("sum")
+    prob = mc.Problem(data, loss, terms)
+    exact = _Exact(prob)
+    Kt, Kf = oracles.coupling(prob)
+    for W in _points(rng, prob, exact):  # (the direct solve leaves the Gram statistics)
+        value, grad_f, grad_h = _exact_gradients(exact, W)
+        for problem in (prob, _fresh(prob)):
+            part = _residual_loss(problem, W)
+            assert abs(Fraction(part.value) - value) <= Fraction(part.error)
+            assert _distance_squared(part.gradient, grad_f) <= Fraction(part.gradient_error) ** 2
+        e_h = Rounding(prob, W, None).quadratic_gradient_norm_error(norm_up(W))
+        assert _distance_squared(_h_gradient(Kt, Kf, W), grad_h) <= Fraction(e_h) ** 2
