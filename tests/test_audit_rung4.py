@@ -400,17 +400,10 @@ def _layout_data(rng, layout, scale, d, T):
                             [(rng.standard_normal(n) + 2.0) * ys for n in ns])
 
 
-@pytest.mark.parametrize("layout", ["shared", "equal", "unequal"])
-@pytest.mark.parametrize("case", ["zero weight", "wide factor", "factor+feature"])
-@pytest.mark.parametrize("scale", [(1.0, 1.0), (1e-50 * np.pi, 1e40 * np.e),
-                                   (2.0 ** -300, 2.0 ** -700)])
-def test_gradient_bound_zero_weights_wide_factors_and_factor_beside_feature(rng, layout,
-                                                                           case, scale):
-    """The gradient certificate where the other audits do not reach, on every data layout:
-    a task of weight ``c_t = 0`` (its residual counts in neither the loss nor the gradient),
-    a factor wider than ``d + 3`` columns (``WR``'s ``T`` products then ``(WR)Rᵀ``'s ``p``)
-    and a factor-given term beside a feature-side term: never below the exact gap
-    (rationals), its objective within its rounding bound."""
+def _edge_problem(rng, layout, case, scale):
+    """T = 4, d = 3 on ``layout`` (:func:`_layout_data`): a factor-given term with a task of
+    weight 0 and a chain ("zero weight"), a factor of 9 > d + 3 columns ("wide factor"), or
+    a factor beside a feature-side term ("factor+feature")."""
     T, d = 4, 3
     data = _layout_data(rng, layout, scale, d, T)
     alpha = scale[0] ** 2
@@ -422,7 +415,21 @@ def test_gradient_bound_zero_weights_wide_factors_and_factor_beside_feature(rng,
         terms.append(mc.FeatureRelation(np.full((d, d), -0.4) + 1.7 * np.eye(d), alpha))
     loss = mc.SquaredLoss("mean", task_weights=[0.0, 2.0, 1.0, 0.7]) if case == "zero weight" \
         else mc.SquaredLoss("sum")
-    prob = mc.Problem(data, loss, terms)
+    return mc.Problem(data, loss, terms)
+
+
+@pytest.mark.parametrize("layout", ["shared", "equal", "unequal"])
+@pytest.mark.parametrize("case", ["zero weight", "wide factor", "factor+feature"])
+@pytest.mark.parametrize("scale", [(1.0, 1.0), (1e-50 * np.pi, 1e40 * np.e),
+                                   (2.0 ** -300, 2.0 ** -700)])
+def test_gradient_bound_zero_weights_wide_factors_and_factor_beside_feature(rng, layout,
+                                                                           case, scale):
+    """The gradient certificate where the other audits do not reach, on every data layout:
+    a task of weight ``c_t = 0`` (its residual counts in neither the loss nor the gradient),
+    a factor wider than ``d + 3`` columns (``WR``'s ``T`` products then ``(WR)Rᵀ``'s ``p``)
+    and a factor-given term beside a feature-side term: never below the exact gap
+    (rationals), its objective within its rounding bound."""
+    prob = _edge_problem(rng, layout, case, scale)
     exact = _Exact(prob)
     methods = []
     for W in _points(rng, prob, exact):
@@ -468,18 +475,7 @@ def test_gradient_bound_parts_hold_in_rationals(rng, layout, case, scale):
     from mtlcvx._rounding import Rounding, norm_up
     from mtlcvx.certificates import _h_gradient, _residual_loss
 
-    T, d = 4, 3
-    data = _layout_data(rng, layout, scale, d, T)
-    alpha = scale[0] ** 2
-    z = rng.standard_normal((T, 9 if case == "wide factor" else 2)) * np.pi
-    terms = [mc.TaskRelation.from_factor(z, ridge=0.1, alpha=alpha)]
-    if case == "zero weight":
-        terms.append(mc.GraphLaplacian(mc.relations.chain(T, sparse=True), np.e * alpha))
-    elif case == "factor+feature":
-        terms.append(mc.FeatureRelation(np.full((d, d), -0.4) + 1.7 * np.eye(d), alpha))
-    loss = mc.SquaredLoss("mean", task_weights=[0.0, 2.0, 1.0, 0.7]) if case == "zero weight" \
-        else mc.SquaredLoss("sum")
-    prob = mc.Problem(data, loss, terms)
+    prob = _edge_problem(rng, layout, case, scale)
     exact = _Exact(prob)
     Kt, Kf = oracles.coupling(prob)
     for W in _points(rng, prob, exact):  # (the direct solve leaves the Gram statistics)
