@@ -34,9 +34,10 @@ the columns, so that no reduction adds more than ``max(d, T)`` terms whatever or
 takes; a narrow band's lag by lag, the same products in another order) keep the honest
 bound: the value is
 within ``γ_{2(d+T)+8} · (α/2)Σ|W||K|∘|W|`` and its gradient ``αWK`` within
-``γ_{d+T+3}·α|W||K|`` elementwise (an inexact, rank-deficient ``K`` at ``α = 1e10`` makes
-this large: the float value is only known to ``ε·α·|W||K||W|``, far above its true size
-near the optimum). A factor-given ``K = RRᵀ + ridge·I`` is computed as
+``γ_{d+T+p+3}·α|W||K|`` elementwise, ``p`` the widest factor's columns, 0 without one (an
+inexact, rank-deficient ``K`` at ``α = 1e10`` makes this large: the float value is only
+known to ``ε·α·|W||K||W|``, far above its true size near the optimum). A factor-given
+``K = RRᵀ + ridge·I`` is computed as
 ``(α/2)(‖WR‖² + ridge‖W‖²)``: with ``M = |W||R|`` and ``P`` a computed ``WR`` (both
 evaluations of ``WR`` within ``E = γ_T M`` of the exact one),
 
@@ -113,7 +114,7 @@ its gap is at most the solve's primal floor (``E_h`` whole) or its own extra ter
 (``s²(‖r‖²/(2λ_min) + ⟨V, W⟩``'s rounding) ``+ 2(s² − 1)⁺E_h``) are below the solve's
 backward-error bound; else the smaller gap of the two. ``⟨V, X̂⟩`` is summed task by
 task (``γ_{d+T+2}Σ|V∘X̂|``) and ``‖r‖`` takes the gradient's error normwise,
-``γ_{d+T+3}‖X̂‖Σα‖|K|‖₂`` (``‖|K|‖₂`` ≤ the largest row sum of ``|K|``);
+``γ_{d+T+p+3}‖X̂‖Σα‖|K|‖₂`` (``‖|K|‖₂`` ≤ the largest row sum of ``|K|``);
 other conjugates, to first order, by ``s‖W‖‖e‖`` (their gradient at the optimum is
 ``W``). Combining ``a·s − B·s² − conj`` adds ``γ_{T+8}(s|a| + Bs² + |conj|)``.
 
@@ -775,20 +776,27 @@ class Rounding:
         d, T = self.W.shape
         absW = self.abs_w if W is None else np.abs(W)
         merged = self.coupling_error() * float(np.linalg.norm(absW)) / np.sqrt(d * T)
-        return gamma(d + T + 3) * sum((a * P for a, P in self._abs_products(W)),
-                                      np.zeros((d, T))) + self._underflow_entry() + merged
+        return self._gradient_gamma() * sum((a * P for a, P in self._abs_products(W)),
+                                            np.zeros((d, T))) + self._underflow_entry() + merged
 
     def quadratic_gradient_norm_error(self, w_norm: float) -> float:
         """A bound in Frobenius norm on the error of ``Σ α(WK + DW)`` at the certified point
-        as the merged coupling computes it, without a product with ``|K|``: ``γ_{d+T+p+3}``
-        (``p`` the widest factor's columns: ``WR``'s ``T`` products, then ``(WR)Rᵀ``'s
-        ``p``) times ``‖|W||K|‖_F ≤ ‖W‖_F‖|K|‖₂`` (:meth:`_abs_norm`), plus
+        as the merged coupling computes it, without a product with ``|K|``:
+        :meth:`_gradient_gamma` times ``‖|W||K|‖_F ≤ ‖W‖_F‖|K|‖₂`` (:meth:`_abs_norm`), plus
         :meth:`_underflow`'s per entry and :meth:`coupling_error` (cheaper than
         :meth:`quadratic_gradient_error` and above it); ``w_norm ≥ ‖W‖_F``."""
         d, T = self.W.shape
-        p = max((low[0].shape[1] for low in self.lows if low is not None), default=0)
-        return (gamma(d + T + p + 3) * w_norm * self._abs_norm() + np.sqrt(d * T)
+        return (self._gradient_gamma() * w_norm * self._abs_norm() + np.sqrt(d * T)
                 * self._underflow_entry() + self.coupling_error() * w_norm) * _SAFETY
+
+    def _gradient_gamma(self) -> float:
+        """``γ_{d+T+p+3}``, ``p`` the widest factor's columns (0 without one): an entry of
+        ``Σ α(WK + DW)`` sums ``T`` and ``d`` products, through a factor ``WR``'s ``T``
+        then ``(WR)Rᵀ``'s ``p``, and a few additions merging the terms (the entrywise
+        ``γ_{d+T+3}|W||K|`` with ``|K| ≤ |R||R|ᵀ`` is short by ``pε`` where ``p > d + 3``)."""
+        d, T = self.W.shape[-2:]
+        p = max((low[0].shape[1] for low in self.lows if low is not None), default=0)
+        return gamma(d + T + p + 3)
 
     def quadratic_blocks(self, products: list[np.ndarray | None] | None = None
                          ) -> QuadraticBlocks:
@@ -873,9 +881,10 @@ class Rounding:
         VX = V * X
         vx = float(np.sum(np.einsum("dt->t", VX)))  # ≤ d + T roundings per product
         x_norm = norm_up(X)
-        # ‖fl(V − ∇h) − (V − 𝒬X)‖ ≤ ε‖r̂‖ + γ_{d+T+3}‖Σα|X||K|‖, and ‖|X||K|‖ ≤ ‖X‖‖|K|‖₂
+        # ‖fl(V − ∇h) − (V − 𝒬X)‖ ≤ ε‖r̂‖ + γ_{d+T+p+3}‖Σα|X||K|‖ (:meth:`_gradient_gamma`),
+        # and ‖|X||K|‖ ≤ ‖X‖‖|K|‖₂
         r_norm = norm_up(V - grad) * (1.0 + gamma(2)) \
-            + gamma(d + T + 3) * self._abs_norm() * x_norm \
+            + self._gradient_gamma() * self._abs_norm() * x_norm \
             + np.sqrt(d * T) * self._underflow_entry() \
             + (self.coupling_error() * x_norm if merged else 0.0)
         rr = half_square_over(r_norm, bottom)  # ≥ ½⟨r, 𝒬⁻¹r⟩

@@ -486,3 +486,56 @@ def test_gradient_bound_parts_hold_in_rationals(rng, layout, case, scale):
             assert _distance_squared(part.gradient, grad_f) <= Fraction(part.gradient_error) ** 2
         e_h = Rounding(prob, W, None).quadratic_gradient_norm_error(norm_up(W))
         assert _distance_squared(_h_gradient(Kt, Kf, W), grad_h) <= Fraction(e_h) ** 2
+
+
+@pytest.mark.parametrize("kind", ["cancel", "mixed", "sparse", "two", "feature", "factor"])
+@pytest.mark.parametrize("scale", [(1.0, 1.0), (1e-50 * np.pi, 1e40 * np.e),
+                                   (1e58 / 3.0, 1e-98), (2.0 ** -300, 2.0 ** -700)])
+def test_coupling_gradient_bounds_hold_in_rationals(rng, kind, scale):
+    """The merged coupling's ``∇h(W)`` within its bounds of the exact ``WK_t + K_fW`` on
+    the audit's terms (mixed signs that cancel, a dense ``K`` stored sparse and read as a
+    band, whose ``|K|`` row sums come from its largest entry per lag, a feature side, a
+    factor): in norm (:meth:`quadratic_gradient_norm_error`, the gradient certificate's
+    ``E_h``) and entry by entry (:meth:`quadratic_gradient_error`)."""
+    from mtlcvx import oracles
+    from mtlcvx._rounding import Rounding, norm_up
+    from mtlcvx.certificates import _h_gradient
+
+    prob = _problem(rng, kind, scale, False, False)
+    exact = _Exact(prob)
+    Kt, Kf = oracles.coupling(prob)
+    for W in _points(rng, prob, exact):
+        grad_h = _exact_gradients(exact, W)[2]
+        H = _h_gradient(Kt, Kf, W)
+        bound = Rounding(prob, W, None)
+        assert _distance_squared(H, grad_h) <= Fraction(
+            bound.quadratic_gradient_norm_error(norm_up(W))) ** 2
+        entry = bound.quadratic_gradient_error()
+        assert all(abs(Fraction(h) - e) <= Fraction(b) for hrow, erow, brow in zip(
+            H.tolist(), grad_h, entry.tolist(), strict=True)
+            for h, e, b in zip(hrow, erow, brow, strict=True))
+
+
+def test_coupling_gradient_bound_through_a_wide_factor():
+    """``(WR)Rᵀ`` sums ``T`` products, then ``p``: with ``R``'s rows ``[1, 2⁻²⁷, …, 2⁻²⁷]``
+    each ``2⁻⁵⁴`` added to 1 rounds away, so the computed ``∇h`` is off by about ``pε/4`` of
+    ``|W||R||R|ᵀ`` (above ``γ_{d+T+3}`` once ``p`` is large): the entrywise bound and the
+    norm bound against the exact ``WRRᵀ`` in rationals."""
+    from mtlcvx import oracles
+    from mtlcvx._rounding import Rounding, norm_up
+    from mtlcvx.certificates import _h_gradient
+
+    T, d, p = 2, 1, 2000
+    R = np.full((T, p), 2.0 ** -27)
+    R[:, 0] = 1.0
+    data = mc.MultiTaskData([np.ones((2, d))] * T, [np.ones(2)] * T)
+    prob = mc.Problem(data, mc.SquaredLoss("sum"), [mc.TaskRelation.from_factor(R, ridge=0.0)])
+    W = np.ones((d, T))
+    H = _h_gradient(*oracles.coupling(prob), W)
+    exact = Fraction(1) + (p - 1) * Fraction(2) ** -54  # every entry of RRᵀ, W = 1
+    bound = Rounding(prob, W, None)
+    entry = bound.quadratic_gradient_error()
+    assert all(abs(Fraction(h) - T * exact) <= Fraction(b)
+               for h, b in zip(H.ravel().tolist(), entry.ravel().tolist(), strict=True))
+    assert sum((Fraction(h) - T * exact) ** 2 for h in H.ravel().tolist()) <= Fraction(
+        bound.quadratic_gradient_norm_error(norm_up(W))) ** 2
