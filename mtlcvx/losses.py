@@ -152,12 +152,26 @@ class SquaredLoss:
 
     def residual_gradient(self, data: MultiTaskData,
                           W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(‖r̂_t‖², ∇̂)`` at ``W`` without intercepts, on the original data: the residuals
-        as computed, ``r̂_t = fl(fl(X_tw_t) − y_t)`` (one product per entry, then the
-        subtraction), their squares summed per task (T,), and the loss's gradient as
-        computed, ``∇̂_t = fl(X_tᵀfl(c_tr̂_t))`` (d, T; ``X_tᵀr̂_t`` itself with unit
-        weights). No dual pieces; tasks of equal size do not keep their residuals for this
-        ``W`` (a certificate at a solver's point: nothing evaluates it again)."""
+        """The residuals' squares and the loss's gradient at ``W``, as computed, on the
+        original data (no intercepts).
+
+        The residuals ``r̂_t = fl(fl(X_tw_t) − y_t)`` (one product per entry, then the
+        subtraction) once; no dual pieces. Tasks of equal size do not keep their residuals
+        for this ``W`` (a certificate at a solver's point: nothing evaluates it again).
+
+        Parameters
+        ----------
+        data : MultiTaskData
+        W : ndarray (d, T)
+
+        Returns
+        -------
+        squares : ndarray (T,)
+            ``fl(‖r̂_t‖²)``: the loss is ``Σ_t (c_t/2)·squares_t``.
+        gradient : ndarray (d, T)
+            ``∇̂_t = fl(X_tᵀfl(c_tr̂_t))`` (``X_tᵀr̂_t`` itself with unit weights), the
+            loss's gradient ``c_tX_tᵀ(X_tw_t − y_t)`` as computed.
+        """
         unit = self.scale == "sum" and self.task_weights is None  # (c_t = 1: no products)
         c = self.weights(data)
         if data.is_shared:

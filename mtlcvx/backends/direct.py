@@ -503,6 +503,8 @@ class DirectBackend(Backend):
         B = grams.B if unit else grams.B * c
         u = max(d, Kt.bandwidth() * d)  # lower bandwidth in task-major order (≥ d: below)
         if (u + 1) * n <= _MAX_BAND_ENTRIES:
+            band = Kt.band()  # (before the band takes the scratch buffer: nothing computed
+            # while it holds the buffer may use it)
             # the band, Fortran-ordered (LAPACK factors it in place: a C-ordered band is
             # copied first), and a copy of the right side (LAPACK overwrites it), in the
             # kept scratch buffer when they fit (its pages touched once: fresh arrays are a
@@ -531,7 +533,6 @@ class DirectBackend(Backend):
                 P[...] = _blocks(grams, c, Kf)[0]
             for j in range(d - 1):
                 A[:, j, u - j:] = 0.0
-            band = Kt.band()
             if band is not None:  # coupling entry K[t + k, t] sits at offset k·d
                 for k in range(band.shape[0]):
                     ab[k * d] += band[k].repeat(d)
