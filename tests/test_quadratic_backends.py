@@ -219,6 +219,58 @@ def test_direct_strong_chain_on_a_shared_design(seed):
     assert sol.status != "optimal" or sol.certificate.relative_gap <= 1e-8
 
 
+@pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(float).eps,
+                    reason="long double is float64 here: no extended-precision refinement")
+@pytest.mark.parametrize("alpha, sizes, weighted, route", [
+    (1e9, "equal", False, "banded cholesky"), (1e9, "unequal", True, "banded cholesky"),
+    (1e12, "equal", True, "banded cholesky"), (1e12, "unequal", False, "banded cholesky"),
+    (1e14, "equal", False, "banded cholesky"), (1e14, "unequal", True, "banded cholesky"),
+    (1e12, "unequal", True, "sparse ldl"), (1e14, "equal", False, "sparse ldl")])
+def test_direct_strong_sparse_chain_on_per_task_designs(alpha, sizes, weighted, route,
+                                                        monkeypatch):
+    """``GraphLaplacian(sparse chain, α) + Ridge(1e-3)`` on per-task designs (condition
+    ≈ 4α/1e-3): the banded Cholesky and sparse ``LDLᵀ`` solves were off by ``κε``, ``W``
+    1e-8 (α = 1e9), 1e-5 (1e12) and 1e-3 (1e14) of the exact minimiser away and the
+    objective up to 2e-11 and 1e-7 of the optimum above it. Refined by conjugate gradients
+    in extended precision preconditioned by their own factor, ``W`` is within 1e-14 of the
+    exact minimiser in rationals and the objective within 1e-18 of the optimum; the status
+    stays the certificate's word (its float64 floor of ``W·αL`` leaves it "inaccurate"
+    here from α ≈ 1e9)."""
+    from fractions import Fraction
+
+    import scipy.sparse
+    from reference import exact_objective, exact_quadratic_solution
+
+    from mtlcvx.backends import direct
+
+    if route == "sparse ldl":  # no band storage: the sparse LDLᵀ of the same system
+        monkeypatch.setattr(direct, "_MAX_BAND_ENTRIES", 0)
+    T, d = 8, 3
+    rng = np.random.default_rng(int(np.log10(alpha)))
+    n = [5] * T if sizes == "equal" else [2, 7, 3, 9, 1, 6, 4, 5]
+    Xs = [rng.standard_normal((k, d)) for k in n]
+    ys = [rng.standard_normal(k) for k in n]
+    c = np.linspace(0.5, 2.0, T) if weighted else np.ones(T)
+    A = scipy.sparse.csr_matrix(mc.relations.chain(T))
+    prob = mc.Problem(mc.MultiTaskData(Xs, ys),
+                      mc.SquaredLoss("sum", task_weights=c if weighted else None),
+                      [mc.GraphLaplacian(A, alpha), mc.Ridge(1e-3)])
+    L = np.diag(A.sum(axis=1).A.ravel()) - A.toarray()
+    K = [[Fraction(alpha) * Fraction(float(L[s, t])) + (Fraction(1e-3) if s == t else 0)
+          for t in range(T)] for s in range(T)]
+    cf = [Fraction(v) for v in c.tolist()]
+    F_star, W_star = exact_quadratic_solution(Xs, ys, cf, K)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mc.ConvergenceWarning)
+        sol = prob.solve(backend="direct")
+    assert sol.info["method"] == route + " (refined)"
+    true = exact_objective(Xs, ys, cf, sol.W, None, K) - F_star
+    assert 0 <= true <= Fraction(1e-18) * F_star, float(true / F_star)
+    np.testing.assert_allclose(sol.W, W_star, rtol=0, atol=1e-14 * np.abs(W_star).max())
+    assert Fraction(sol.certificate.gap) >= true
+    assert sol.status != "optimal" or sol.certificate.relative_gap <= 1e-8
+
+
 @pytest.mark.parametrize("T", [8, 300])
 def test_accurate_product_against_rationals(T, rng):
     """``X K`` where it cancels (``X ⊥ z``, ``K = zzᵀ`` at ``‖K‖ ≈ 3T`` plus a small diagonal,

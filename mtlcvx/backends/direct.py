@@ -290,6 +290,54 @@ def _refine(apply: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarr
     return np.where(better[:, None], X, first), np.where(better[:, None], R, R0), better
 
 
+def _system(Hs: np.ndarray, extended: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+            ) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``apply(V, rows)`` of :func:`_refine` for the per-task system ``blkdiag(Hs) + K_t ⊗
+    I_d`` on task-major vectors (rows of V (k, T·d)): ``M v`` in extended precision and a
+    bound on its error, the blocks ``Hs`` (T, d, d) in long double beside ``extended``'s
+    products by the task-side terms (:func:`_extended_coupling`)."""
+    T, d, _ = Hs.shape
+    H, absH = Hs.astype(np.longdouble), np.abs(Hs)
+
+    def apply(V: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out, err = [], []
+        for v in V:
+            X = v.reshape(T, d)
+            XK, E = extended(X.T)
+            Mv = np.matmul(H, X[:, :, None])[:, :, 0] + XK.T
+            out.append(Mv.ravel())
+            err.append((E.T + 2 * (d + 1) * _EPS_LD * (np.matmul(
+                absH, np.abs(X).astype(float)[:, :, None])[:, :, 0] + np.abs(Mv).astype(
+                    float))).ravel())
+        return np.stack(out), np.stack(err)
+
+    return apply
+
+
+def _ill_conditioned(diagonal: np.ndarray, Kt: TaskCoupling, T: int) -> bool:
+    """Whether the per-task system ``blkdiag(c_t H_t + K_f) + K_t ⊗ I_d`` (``diagonal``
+    its diagonal in task-major order) may be conditioned above ``1/√ε``: ``λ_max ≤ max_t
+    (its block's trace) + λ_max(K_t)`` (the blocks PSD, ``(K_t)_tt ≥ 0``), ``λ_min ≥
+    λ_min(K_t)`` (bounds of :meth:`TaskCoupling.bounds`), O(dT)."""
+    top, low = Kt.bounds()
+    top += float(diagonal.reshape(T, -1).sum(axis=1).max())
+    return low <= np.sqrt(np.finfo(float).eps) * top
+
+
+def _refined(grams, c, Kf, extended: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+             w: np.ndarray, name: str,
+             solve: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, str]:
+    """The float64 solution ``w`` (task-major, dT) of the per-task system refined by
+    :func:`_refine` (products in extended precision: :func:`_system`; ``solve(R)`` for rows
+    R (k, dT), the float64 factor's solve, as preconditioner), and the route's ``name``
+    (``" (refined)"`` where the refinement lowered the objective beyond rounding)."""
+    Hs, B = _blocks(grams, c, Kf)
+    T, d, _ = Hs.shape
+    x, _, better = _refine(_system(Hs, extended), lambda R, rows: solve(R), B.T.ravel()[None],
+                           w.reshape(1, -1), np.zeros(1, dtype=bool))
+    return x.reshape(T, d).T.copy(), name + (" (refined)" if better[0] else "")
+
+
 def _apply(Hs: np.ndarray, Kt: TaskCoupling, W: np.ndarray) -> np.ndarray:
     """The system operator ``W ↦ [H_t w_t]_t + W K_t`` (never forms ``kron(K_t, I_d)``)."""
     return np.matmul(Hs, W.T[:, :, None])[:, :, 0].T + Kt.apply(W)
@@ -367,7 +415,7 @@ class DirectBackend(Backend):
         if W is None:
             stats = data.task_grams(problem.fit_intercept)
             if kind == "sparse":  # the band straight from the statistics
-                W, method = self._sparse_system(stats, c, Kf, Kt)
+                W, method = self._sparse_system(stats, c, Kf, Kt, _extended_coupling(problem))
             elif kind == "low-rank":  # the shifted blocks straight from the statistics
                 W, method = self._woodbury(stats, c, Kf, Kt), "woodbury"
         if W is None:
@@ -494,9 +542,17 @@ class DirectBackend(Backend):
         return W
 
     @staticmethod
-    def _sparse_system(grams, c, Kf, Kt: TaskCoupling) -> tuple[np.ndarray | None, str | None]:
+    def _sparse_system(grams, c, Kf, Kt: TaskCoupling,
+                       extended: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+                       ) -> tuple[np.ndarray | None, str | None]:
         """``blkdiag(c_t X_tᵀX_t + K_f) + K_t ⊗ I_d`` by banded Cholesky, else a sparse
-        ``LDLᵀ`` (``grams``: the task statistics, :class:`~mtlcvx.data.TaskGrams`)."""
+        ``LDLᵀ`` (``grams``: the task statistics, :class:`~mtlcvx.data.TaskGrams`).
+
+        Where the system's condition bound ``(max_t tr(c_t X_tᵀX_t + K_f + (K_t)_tt I) +
+        λ_max(K_t)) / λ_min(K_t)`` (the bounds of :meth:`TaskCoupling.bounds`) is above
+        ``1/√ε`` (a ridge beside ``α·L`` at ``α‖L‖ ≳ 1e8``), the float64 solve, off by up
+        to ``κε``, is refined by conjugate gradients in extended precision preconditioned
+        by the same factor (:func:`_refine`, :func:`_refined`)."""
         d, T = grams.B.shape
         n = d * T
         unit = Kf is None and (c == 1.0).all()
@@ -543,9 +599,14 @@ class DirectBackend(Backend):
                 s, t, v = K.row[low], K.col[low], K.data[low]
                 ab[np.repeat((s - t) * d, d), (t[:, None] * d + np.arange(d)).ravel()] = \
                     np.repeat(v, d)
+            ill = _ill_conditioned(ab[0], Kt, T)
             _, w, info = scipy.linalg.lapack.dpbsv(ab, rhs, lower=1, overwrite_ab=1, overwrite_b=1)
             if info != 0:
                 return None, None
+            if ill:  # the factor out of the scratch buffer the refinement's products may use
+                factor = ab.copy(order="F")
+                return _refined(grams, c, Kf, extended, w, "banded cholesky", lambda R: (
+                    scipy.linalg.lapack.dpbtrs(factor, R.T, lower=1)[0].T))
             return w.reshape(T, d).T.copy(), "banded cholesky"
         rhs = B.T.ravel()
         K = Kt.sparse + scipy.sparse.diags(Kt.diag)
@@ -554,7 +615,11 @@ class DirectBackend(Backend):
         ldl = _sparse_ldl(M)
         if ldl is None:
             return None, None
-        return ldl[0].solve(rhs).reshape(T, d).T.copy(), "sparse ldl"
+        w = ldl[0].solve(rhs)
+        if _ill_conditioned(M.diagonal(), Kt, T):
+            return _refined(grams, c, Kf, extended, w, "sparse ldl",
+                            lambda R: ldl[0].solve(R.T).T)
+        return w.reshape(T, d).T.copy(), "sparse ldl"
 
     @staticmethod
     def _woodbury(grams, c, Kf, Kt: TaskCoupling) -> np.ndarray | None:
@@ -616,21 +681,8 @@ class DirectBackend(Backend):
                 M4[t, :, t, :] += Hs[t]
             return M
 
-        H, absH = Hs.astype(np.longdouble), np.abs(Hs)
+        apply = _system(Hs, extended)
         one = np.zeros(1, dtype=int)
-
-        def apply(V: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            # M v in extended precision, and a bound on its error
-            out, err = [], []
-            for v in V:
-                X = v.reshape(T, d)
-                XK, E = extended(X.T)
-                Mv = np.matmul(H, X[:, :, None])[:, :, 0] + XK.T
-                out.append(Mv.ravel())
-                err.append((E.T + 2 * (d + 1) * _EPS_LD * (np.matmul(
-                    absH, np.abs(X).astype(float)[:, :, None])[:, :, 0] + np.abs(Mv).astype(
-                        float))).ravel())
-            return np.stack(out), np.stack(err)
 
         M = assemble()
         w = r = None
