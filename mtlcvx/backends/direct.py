@@ -20,7 +20,8 @@ the structure of ``K_t``):
 * **per-task blocks** when ``K_t`` is diagonal: T independent d×d solves;
 * **banded Cholesky / sparse LDLᵀ** of the sparse SPD system
   ``blkdiag(c_t A_tᵀA_t + K_f) + K_t ⊗ I_d`` when ``K_t`` is sparse (task-major order:
-  a chain gives bandwidth d);
+  a chain gives bandwidth d), refined (:func:`_refined`) where its condition bound is
+  above ``1/√ε``;
 * **Woodbury** when ``K_t = U Uᵀ + diagonal`` is given by a factor: T block solves and
   one ``(p·d)×(p·d)`` capacitance system;
 * **dense Cholesky** of the assembled system while ``d·T ≤ dense_limit``; where it breaks
