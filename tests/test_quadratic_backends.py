@@ -332,3 +332,35 @@ def test_shared_ridge_one_cholesky_or_the_eigenbasis_when_too_weak(alpha, rng):
            else np.linalg.lstsq(X, Y, rcond=None)[0])
     np.testing.assert_allclose(sol.W, ref, rtol=1e-9, atol=1e-11)
     assert sol.status == "optimal"
+
+
+@pytest.mark.parametrize("alpha,refined", [(1.0, False), (1e12, True)])
+def test_ridge_free_chain_refined_only_where_the_system_is_ill_conditioned(alpha, refined):
+    """A graph Laplacian alone (its ``λ_min`` bound 0) on tasks that pin their weights down
+    (``X_tᵀX_t ≻ 0``): the system's ``λ_min ≥ min_t λ_min(X_tᵀX_t)``, so at α = 1 the banded
+    solve is not refined (it was on every solve when the coupling's bound alone decided),
+    and at α = 1e12 it is; either way ``W`` solves the normal equations (dense Kronecker
+    system formed here, in extended precision)."""
+    rng = np.random.default_rng(7)
+    T, d = 40, 4
+    Xs = [rng.standard_normal((9, d)) for _ in range(T)]
+    ys = [rng.standard_normal(9) for _ in range(T)]
+    prob = mc.Problem(mc.MultiTaskData(Xs, ys), mc.SquaredLoss("sum"),
+                      [mc.GraphLaplacian(mc.relations.chain(T, sparse=True), alpha)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mc.ConvergenceWarning)
+        sol = prob.solve(backend="direct")
+    assert sol.info["method"] == "banded cholesky" + (" (refined)" if refined else "")
+    L = 2.0 * np.eye(T) - np.eye(T, k=1) - np.eye(T, k=-1)
+    L[0, 0] = L[-1, -1] = 1.0
+    H = np.kron(alpha * L, np.eye(d)).astype(np.longdouble)
+    b = np.zeros(d * T, dtype=np.longdouble)
+    for t in range(T):
+        H[t * d:(t + 1) * d, t * d:(t + 1) * d] += Xs[t].T @ Xs[t]
+        b[t * d:(t + 1) * d] = Xs[t].T @ ys[t]
+    w = sol.W.T.ravel().astype(np.longdouble)
+    residual = np.abs(H @ w - b).max()
+    scale = np.abs(H).max() * np.abs(w).max()
+    assert residual <= 1e-12 * scale, float(residual / scale)
+    if not refined:
+        assert sol.status == "optimal"
