@@ -575,7 +575,10 @@ def _strongly_convex(problem: Problem, W: np.ndarray,
 
     With the quadratic terms positive definite, ``λ ≤ λ_min(K_t ⊕ K_f)`` with ``λ > 0``
     (:func:`~mtlcvx.oracles.coupling_bottom`), ``F`` is ``λ``-strongly convex (the loss is
-    convex), so ``F(W) − F* ≤ ‖∇F(W)‖²/(2λ)``. No dual point and no solve: at an exact
+    convex), so ``F(W) − F* ≤ ‖∇F(W)‖²/(2λ)``; where they are only semidefinite (a graph
+    Laplacian alone), with ``λ`` the problem's strong-convexity modulus instead,
+    ``min_t c_tλ_min(X_tᵀX_t)`` plus theirs (:func:`~mtlcvx.oracles.strong_convexity`:
+    positive where every task pins its weights down). No dual point and no solve: at an exact
     solve's point ``‖∇F(W)‖`` is at the rounding level, and what is left is the bound
     ``E_F`` on the objective's own rounding, added to the gap as on every rung. Away from
     the optimum ``‖∇F‖²/(2λ)`` can be far above the dual gap, so it is taken only when
@@ -603,9 +606,12 @@ def _strongly_convex(problem: Problem, W: np.ndarray,
         return None, None
     coupled = coupling(problem)
     Kt, Kf = coupled
-    lam = coupling_bottom(Kt, None if Kf is None else np.linalg.eigvalsh(Kf))
-    if not lam > 0:
-        return None, None
+    mu = deferred_strong_convexity(problem, coupled)
+    lam, method = coupling_bottom(Kt, None if Kf is None else np.linalg.eigvalsh(Kf)), _STRONG
+    if not lam > 0:  # (no ridge) the loss's own curvature, where the tasks pin their
+        lam, method = mu(), _STRONG_LOSS  # weights down: min_t c_tλ_min(X_tᵀX_t) + the terms'
+        if not lam > 0:
+            return None, None
     bound = Rounding(problem, W, None)
     H = _h_gradient(Kt, Kf, W)
     w_norm = norm_up(W)
@@ -620,19 +626,25 @@ def _strongly_convex(problem: Problem, W: np.ndarray,
         h_value = 0.5 * column_dot(W, H)
         value_error = 0.5 * (w_norm * e_h + gamma(sum(W.shape)) * w_norm * norm_up(H)
                              + W.size * _ETA)
-    fast = _gradient_certificate(problem, coupled, lam, _residual_loss(problem, W),
-                                 H, h_value, e_h, value_error, tol, bound.factor_given)
+    fast = _gradient_certificate(lam, _residual_loss(problem, W), H, h_value, e_h,
+                                 value_error, tol, bound.factor_given, mu, method)
     return (fast, None) if fast is not None else (None, _Reuse(H, bound))
 
 
-def _gradient_certificate(problem: Problem, coupled: tuple[TaskCoupling, np.ndarray | None],
-                          lam: float, part: _LossPart, H: np.ndarray, h_value: float,
-                          e_h: float, value_error: float, tol: float,
-                          factor_given: bool) -> Certificate | None:
+#: :func:`_strongly_convex`'s method: ``λ`` from the quadratic terms alone, or (no ridge)
+#: from the loss's curvature beside them.
+_STRONG = "gradient norm + strong convexity of the quadratic terms (rung 5)"
+_STRONG_LOSS = "gradient norm + strong convexity of the loss and the quadratic terms (rung 5)"
+
+
+def _gradient_certificate(lam: float, part: _LossPart, H: np.ndarray, h_value: float,
+                          e_h: float, value_error: float, tol: float, factor_given: bool,
+                          mu: Callable[[], float], method: str) -> Certificate | None:
     """:func:`_strongly_convex`'s certificate from the loss's part, or None where it does
     not apply or does not meet ``tol``; with a term given by its factor also where the
     gradient's part outweighs the objective's rounding (``E_h`` grows with ``α‖R‖²``
-    wherever ``WR`` cancels, where rung 4's conjugate is first order in ``WR``)."""
+    wherever ``WR`` cancels, where rung 4's conjugate is first order in ``WR``). ``mu``:
+    the problem's strong convexity when read (its ``distance_bound``)."""
     G = np.add(H, part.gradient).ravel()  # ∇F(W) as computed
     g = math.sqrt(float(G.dot(G)))  # ‖ĝ‖ as computed (the gradient mapping reported)
     grad = ((g * (1.0 + gamma(G.size)) + math.sqrt(G.size * _ETA)) * (1.0 + _EPS) + e_h
@@ -650,10 +662,8 @@ def _gradient_certificate(problem: Problem, coupled: tuple[TaskCoupling, np.ndar
         return None
     if factor_given and gradient_part > error:
         return None
-    return Certificate(objective, gap, _relative(gap, objective), g,
-                       _distance(gap, deferred_strong_convexity(problem, coupled)),
-                       "gradient norm + strong convexity of the quadratic terms (rung 5)",
-                       rounding=gap - bare)
+    return Certificate(objective, gap, _relative(gap, objective), g, _distance(gap, mu),
+                       method, rounding=gap - bare)
 
 
 # ---------------------------------------------------------------------- certify

@@ -282,6 +282,7 @@ def test_laplacian_alone_without_strong_convexity_is_never_above_f_star(layout, 
 
 # ------------------------------------------------- the gradient bound taken with a tolerance
 STRONG = "gradient norm + strong convexity of the quadratic terms (rung 5)"
+STRONG_LOSS = "gradient norm + strong convexity of the loss and the quadratic terms (rung 5)"
 
 
 @pytest.mark.parametrize("kind", ["cancel", "mixed", "sparse", "two", "feature", "factor"])
@@ -324,7 +325,7 @@ def _checked_certificate(problem, W, tol, value, exact):
     true = value - exact.F_star
     assert cert.gap is not None and np.isfinite(cert.gap), cert
     assert Fraction(cert.gap) >= true, (cert, float(true))
-    if cert.method == STRONG:
+    if cert.method in (STRONG, STRONG_LOSS):
         assert cert.rounding <= cert.gap
         assert abs(Fraction(cert.objective) - value) <= Fraction(cert.rounding), cert
     return cert.method
@@ -539,3 +540,31 @@ def test_coupling_gradient_bound_through_a_wide_factor():
                for h, b in zip(H.ravel().tolist(), entry.ravel().tolist(), strict=True))
     assert sum((Fraction(h) - T * exact) ** 2 for h in H.ravel().tolist()) <= Fraction(
         bound.quadratic_gradient_norm_error(norm_up(W))) ** 2
+
+
+@pytest.mark.parametrize("layout", ["shared", "equal", "unequal"])
+@pytest.mark.parametrize("scale", [(1.0, 1.0), (1e-50 * np.pi, 1e40 * np.e),
+                                   (1e50 / 3.0, 1e-30), (2.0 ** -300, 2.0 ** -700)])
+@pytest.mark.parametrize("weights", [False, True])
+def test_gradient_bound_from_the_loss_curvature_for_a_laplacian_alone(rng, layout, scale,
+                                                                      weights):
+    """A graph Laplacian alone (``λ_min`` 0: no ridge) on tasks that pin their weights down
+    (every ``n_t ≥ d = 2``): ``F`` is ``μ``-strongly convex with ``μ = min_t
+    c_tλ_min(X_tᵀX_t)``, and the gradient bound with that ``μ`` is never below the exact
+    gap, from the Gram statistics the direct solve left and on a fresh copy of the data; its
+    objective within its rounding bound; at unit scale it is the certificate taken."""
+    T, d = 4, 2
+    data = _layout_data(rng, layout, scale, d, T)
+    loss = mc.SquaredLoss("mean", task_weights=[0.3, 2.0, 1.0, 0.7]) if weights else \
+        mc.SquaredLoss("sum")
+    prob = mc.Problem(data, loss, [mc.GraphLaplacian(mc.relations.chain(T, sparse=True),
+                                                     np.e * scale[0] ** 2)])
+    exact = _Exact(prob)
+    points = _points(rng, prob, exact)
+    methods = set()
+    for W in points:
+        value = exact.objective(W)
+        for problem in (prob, _fresh(prob)):
+            methods.add(_checked_certificate(problem, W, 1e-8, value, exact))
+    if scale == (1.0, 1.0):
+        assert STRONG_LOSS in methods, methods

@@ -704,8 +704,10 @@ def test_singular_coupling_beyond_the_dense_limit_is_certified_by_strong_convexi
     prob = mc.Problem(mc.MultiTaskData(Xs, ys), mc.SquaredLoss("sum"), pens)
     W_ref, _, F_ref = quadratic_optimum(Xs, ys, np.ones(T), _dense_couplings(pens, d, T)[0])
     sol = prob.solve("direct")
-    assert sol.status == "optimal"
-    assert sol.certificate.method == "gradient norm + strong convexity (rung 5)"
+    assert sol.status == "optimal"  # (the direct solve's tol: the loss's curvature at once)
+    assert sol.certificate.method == ("gradient norm + strong convexity of the loss and the "
+                                      "quadratic terms (rung 5)")
+    assert mc.certify(prob, sol.W).method == "gradient norm + strong convexity (rung 5)"
     np.testing.assert_allclose(sol.W, W_ref, atol=1e-9)
     for scale in (1e-6, 1e-3, 1e-1):
         W = W_ref + scale * rng.standard_normal(W_ref.shape)
