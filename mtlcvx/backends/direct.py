@@ -47,7 +47,6 @@ from .._linalg import (
     SCRATCH_ENTRIES,
     block_pinv,
     issparse,
-    min_block_eigenvalue,
     pinv_solve_psd,
     psd_cutoff,
     scratch,
@@ -316,22 +315,23 @@ def _system(Hs: np.ndarray, extended: Callable[[np.ndarray], tuple[np.ndarray, n
     return apply
 
 
-def _ill_conditioned(diagonal: np.ndarray, Kt: TaskCoupling, T: int, grams,
-                     c: np.ndarray) -> bool:
+def _ill_conditioned(diagonal: np.ndarray, Kt: TaskCoupling, T: int,
+                     strong: Callable[[], float]) -> bool:
     """Whether the per-task system ``blkdiag(c_t H_t + K_f) + K_t ⊗ I_d`` (``diagonal``
     its diagonal in task-major order) may be conditioned above ``1/√ε``: ``λ_max ≤ max_t
     (its block's trace) + λ_max(K_t)`` (the blocks PSD, ``(K_t)_tt ≥ 0``), ``λ_min ≥
     λ_min(K_t)`` (bounds of :meth:`TaskCoupling.bounds`), O(dT). Where that bound alone
-    says nothing (no ridge: ``λ_min(K_t)`` bounded by 0), ``λ_min ≥ min_t c_tλ_min(H_t) +
-    λ_min(K_t)`` (Weyl; ``K_f`` PSD adds ≥ 0) from the blocks' own bottom
-    (:func:`~mtlcvx._linalg.min_block_eigenvalue`; ``grams``: the task statistics):
-    tasks that pin their weights down keep a ridge-free system well conditioned."""
+    says nothing (no ridge: ``λ_min(K_t)`` bounded by 0), ``λ_min ≥`` ``strong()``, the
+    problem's strong convexity (:func:`~mtlcvx.oracles.strong_convexity`: ``min_t
+    c_tλ_min(H_t)`` plus the terms' ``λ_min``, by Weyl; cached on the problem, so the
+    certificate reads it again for free): tasks that pin their weights down keep a
+    ridge-free system well conditioned."""
     top, low = Kt.bounds()
     top += float(diagonal.reshape(T, -1).sum(axis=1).max())
     threshold = np.sqrt(np.finfo(float).eps) * top
     if low > threshold:
         return False
-    return low + min_block_eigenvalue(grams.H, c) <= threshold
+    return strong() <= threshold
 
 
 def _refined(grams, c, Kf, extended: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
@@ -425,7 +425,8 @@ class DirectBackend(Backend):
         if W is None:
             stats = data.task_grams(problem.fit_intercept)
             if kind == "sparse":  # the band straight from the statistics
-                W, method = self._sparse_system(stats, c, Kf, Kt, _extended_coupling(problem))
+                W, method = self._sparse_system(stats, c, Kf, Kt, _extended_coupling(problem),
+                                                lambda: oracles.strong_convexity(problem))
             elif kind == "low-rank":  # the shifted blocks straight from the statistics
                 W, method = self._woodbury(stats, c, Kf, Kt), "woodbury"
         if W is None:
@@ -553,8 +554,8 @@ class DirectBackend(Backend):
 
     @staticmethod
     def _sparse_system(grams, c, Kf, Kt: TaskCoupling,
-                       extended: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-                       ) -> tuple[np.ndarray | None, str | None]:
+                       extended: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                       strong: Callable[[], float]) -> tuple[np.ndarray | None, str | None]:
         """``blkdiag(c_t X_tᵀX_t + K_f) + K_t ⊗ I_d`` by banded Cholesky, else a sparse
         ``LDLᵀ`` (``grams``: the task statistics, :class:`~mtlcvx.data.TaskGrams`).
 
@@ -609,7 +610,7 @@ class DirectBackend(Backend):
                 s, t, v = K.row[low], K.col[low], K.data[low]
                 ab[np.repeat((s - t) * d, d), (t[:, None] * d + np.arange(d)).ravel()] = \
                     np.repeat(v, d)
-            ill = _ill_conditioned(ab[0], Kt, T, grams, c)
+            ill = _ill_conditioned(ab[0], Kt, T, strong)
             _, w, info = scipy.linalg.lapack.dpbsv(ab, rhs, lower=1, overwrite_ab=1, overwrite_b=1)
             if info != 0:
                 return None, None
@@ -626,7 +627,7 @@ class DirectBackend(Backend):
         if ldl is None:
             return None, None
         w = ldl[0].solve(rhs)
-        if _ill_conditioned(M.diagonal(), Kt, T, grams, c):
+        if _ill_conditioned(M.diagonal(), Kt, T, strong):
             return _refined(grams, c, Kf, extended, w, "sparse ldl",
                             lambda R: ldl[0].solve(R.T).T)
         return w.reshape(T, d).T.copy(), "sparse ldl"
