@@ -148,7 +148,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import scipy
 
-from ._linalg import SCRATCH_ENTRIES, issparse, scratch
+from ._linalg import _EPS, SCRATCH_ENTRIES, issparse, scratch
 
 if TYPE_CHECKING:
     from .data import MultiTaskData
@@ -158,7 +158,6 @@ __all__ = ["GramRounding", "GramShift", "QuadraticBlocks", "QuadraticConjugate",
            "WeightSums", "gamma", "gram_shift", "half_square_over", "least_squares", "norm_up",
            "weight_sums"]
 
-_EPS = np.finfo(float).eps
 #: The smallest subnormal float64: a product that underflows is off by at most half of it.
 _ETA = 2.0 ** -1074
 #: Headroom for the rounding of the bound's own evaluation.
@@ -1100,8 +1099,7 @@ class Rounding:
                              + self.norms.n * (self.c + 1.0) * self.eta_task)[..., None, :]
         return e
 
-    def residual_distance(self, q_task: np.ndarray,
-                          magnitudes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def residual_distance(self, q_task: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per task (T,): ``(Δ_t, f_t)`` with ``Δ_t ≥ ‖θ̂_t + c_tPr_t‖``, how far the computed
         dual point is from the exact scaled (centred) residual at the certified point, and
         ``f_t ≥ ‖X̃_t‖_F``, so that ``‖X̃_tᵀ(θ̂_t + c_tPr_t)‖ ≤ f_tΔ_t``.
@@ -1109,13 +1107,11 @@ class Rounding:
         The dual bounds never need ``Δ`` (weak duality holds at any θ̂); a bound from the
         gradient does. ``θ̂_t = fl(−c_tρ̂_t)`` is within ``ε|θ̂_t| + η/2`` of ``−c_tρ̂_t``
         entrywise (``c_t‖ρ̂_t‖ ≤ (‖θ̂_t‖ + √n_tη/2)/(1 − ε)``), and ``‖ρ̂_t − Pr_t‖`` is
-        :meth:`loss_error`'s ``δ_t`` with ``magnitudes`` for ``μ_t`` (default :attr:`mu`;
-        any bound on ``‖|X_t||w_t| + |y_t|‖`` serves uncentred). ``f_t`` from the computed
-        sums of squares (squares that underflow are each off by up to ``η/2``)."""
+        :meth:`loss_error`'s ``δ_t`` with :attr:`mu`. ``f_t`` from the computed sums of
+        squares (squares that underflow are each off by up to ``η/2``)."""
         norms, d = self.norms, self.W.shape[-2]
-        mu = self.mu if magnitudes is None else magnitudes
         eta = self.eta_task
-        delta = gamma(d + 3) * mu + norms.sqrt_n * ((d + 2) * eta)
+        delta = gamma(d + 3) * self.mu + norms.sqrt_n * ((d + 2) * eta)
         tn = self.theta_norms(q_task)
         f = norms.frobenius * (1.0 + gamma(self.n_max * d + d + 2)) + np.sqrt(norms.n * d * _ETA)
         return gamma(2) * (tn + norms.sqrt_n * eta) + norms.sqrt_n * eta + self.c * delta, f
